@@ -1,0 +1,258 @@
+"""What every sandbox shares: a request journal, seeded faults, a server runner.
+
+Each sandbox is an aiohttp application built by its own module; `SandboxServer` runs one
+on a loopback port in a background thread (tests, the embedded runtime) and `serve`
+runs one in the foreground (`actions-sync sandbox NAME`). Every sandbox answers:
+
+    GET  /_sandbox/journal   the requests seen so far (method, path, status, code)
+    POST /_sandbox/faults    replace the fault plan: {"error_rate": 0.1, "latency_ms": 5, ...}
+    POST /_sandbox/reset     clear the journal
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from aiohttp import web
+
+__all__ = [
+    "CODE",
+    "DailyQuota",
+    "FaultPlan",
+    "Faults",
+    "Journal",
+    "JournalEntry",
+    "SandboxServer",
+    "add_control_routes",
+    "free_port",
+    "serve",
+]
+
+CODE = "sandbox_code"  # key on a response: the vendor error code it carries
+JOURNAL_KEY = web.AppKey("journal", "Journal")
+FAULTS_KEY = web.AppKey("faults", "Faults")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago on `host`."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    method: str
+    path: str
+    query: str
+    status: int
+    code: str | None  # vendor error code when the answer carried one
+    at: float
+
+
+class Journal:
+    """Thread-safe append-only record of the requests a sandbox answered."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: list[JournalEntry] = []
+
+    def record(self, entry: JournalEntry) -> None:
+        with self._lock:
+            self._entries.append(entry)
+
+    def entries(self) -> list[JournalEntry]:
+        with self._lock:
+            return list(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """Faults to inject, chosen by a seeded generator so that a run is reproducible.
+
+    `error_rate` is the share of data calls answered with the sandbox's transient error
+    (5xx or the vendor's retryable code); `latency_ms` delays every data call;
+    `timeout_rate` holds a call for `timeout_s` before answering it.
+    Vendor-specific faults (token expiry, lock errors ...) live in the sandbox's own config.
+    """
+
+    seed: int = 0
+    error_rate: float = 0.0
+    latency_ms: float = 0.0
+    timeout_rate: float = 0.0
+    timeout_s: float = 30.0
+
+
+class Faults:
+    """The live fault plan of one sandbox and the random stream that drives it."""
+
+    def __init__(self, plan: FaultPlan | None = None) -> None:
+        self._lock = threading.Lock()
+        self.plan = plan or FaultPlan()
+        self._rng = random.Random(self.plan.seed)
+
+    def replace(self, **changes: Any) -> FaultPlan:
+        with self._lock:
+            self.plan = replace(self.plan, **changes)
+            self._rng = random.Random(self.plan.seed)
+            return self.plan
+
+    def roll(self, rate: float) -> bool:
+        """True with probability `rate` (drawn from the plan's seeded stream)."""
+        if rate <= 0:
+            return False
+        with self._lock:
+            return self._rng.random() < rate
+
+    async def delay(self) -> None:
+        """Sleep for the configured latency and, sometimes, for a whole timeout."""
+        if self.plan.latency_ms > 0:
+            await asyncio.sleep(self.plan.latency_ms / 1000)
+        if self.roll(self.plan.timeout_rate):
+            await asyncio.sleep(self.plan.timeout_s)
+
+
+class DailyQuota:
+    """A per-day call budget; `reset()` plays the role of the vendor's daily reset."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.used >= self.limit:
+                return False
+            self.used += 1
+            return True
+
+    def reset(self) -> None:
+        with self._lock:
+            self.used = 0
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def add_control_routes(app: web.Application, journal: Journal, faults: Faults) -> None:
+    """Mount the journal and the fault controls, and record every other request."""
+    app[JOURNAL_KEY] = journal
+    app[FAULTS_KEY] = faults
+
+    async def get_journal(_: web.Request) -> web.Response:
+        return web.json_response([asdict(e) for e in journal.entries()])
+
+    async def set_faults(request: web.Request) -> web.Response:
+        body = await request.json()
+        try:
+            plan = faults.replace(**body)
+        except TypeError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(asdict(plan))
+
+    async def reset(_: web.Request) -> web.Response:
+        journal.clear()
+        return web.json_response({"ok": True})
+
+    @web.middleware
+    async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith("/_sandbox/"):
+            return await handler(request)
+        status, code = 500, None
+        try:
+            response = await handler(request)
+            # A sandbox marks a vendor error code on its answer: response[CODE] = "606".
+            status, code = response.status, response.get(CODE)
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            journal.record(
+                JournalEntry(request.method, request.path, request.query_string, status, code,
+                             time.time())
+            )
+
+    app.middlewares.append(record)
+    app.router.add_get("/_sandbox/journal", get_journal)
+    app.router.add_post("/_sandbox/faults", set_faults)
+    app.router.add_post("/_sandbox/reset", reset)
+
+
+@dataclass
+class SandboxServer:
+    """Runs an aiohttp app on a loopback port in a daemon thread with its own loop.
+
+    Use as a context manager; `url` is ready when `__enter__` returns.
+    """
+
+    app: web.Application
+    host: str = "127.0.0.1"
+    port: int = 0
+    _thread: threading.Thread | None = field(default=None, init=False, repr=False)
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False, repr=False)
+    _runner: web.AppRunner | None = field(default=None, init=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> SandboxServer:
+        if not self.port:
+            self.port = free_port(self.host)
+        ready = threading.Event()
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            try:
+                self._runner = web.AppRunner(self.app, access_log=None)
+                loop.run_until_complete(self._runner.setup())
+                site = web.TCPSite(self._runner, self.host, self.port)
+                loop.run_until_complete(site.start())
+            except BaseException as exc:  # reported to the starting thread
+                errors.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._runner.cleanup())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name=f"sandbox:{self.port}", daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        if errors:
+            raise RuntimeError(f"sandbox failed to start on {self.url}: {errors[0]}") from errors[0]
+        return self
+
+    def stop(self) -> None:
+        if self._loop and self._thread:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._thread = None
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(app: web.Application, host: str, port: int) -> None:
+    """Run a sandbox in the foreground until interrupted (the CLI's `sandbox` command)."""
+    web.run_app(app, host=host, port=port, print=None, access_log=None)
