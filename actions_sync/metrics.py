@@ -1,0 +1,65 @@
+"""Every Prometheus metric of actions-sync, declared once.
+
+Names end in their unit (`_total`, `_seconds`); labels are bounded sets (worker names,
+topics, error classes, endpoints — never ids). Each metric has a panel in
+`deploy/grafana/dashboards/actions-sync.json`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+__all__ = [
+    "BATCH_SECONDS",
+    "CONSUMER_LAG",
+    "DEAD_LETTERS",
+    "EVENTS_IN",
+    "SKIPPED",
+    "STORE_WRITES",
+    "serve_metrics",
+]
+
+log = logging.getLogger(__name__)
+
+# Batches of a few to a few thousand records: 5 ms .. 10 s.
+BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+EVENTS_IN = Counter(
+    "actions_sync_events_in_total", "Records consumed from a topic", ["worker", "topic"]
+)
+STORE_WRITES = Counter(
+    "actions_sync_store_writes_total",
+    "Rows written to the Actions store, by table and kind (upsert, remove)",
+    ["table", "kind"],
+)
+SKIPPED = Counter(
+    "actions_sync_skipped_total",
+    "Records that could not change the store (not_owned, superseded)",
+    ["worker", "reason"],
+)
+DEAD_LETTERS = Counter(
+    "actions_sync_dead_letters_total",
+    "Records sent to a dead-letter topic",
+    ["topic", "error_class"],
+)
+BATCH_SECONDS = Histogram(
+    "actions_sync_batch_seconds",
+    "Time to process one batch, from its first record in hand to durable effect",
+    ["worker"],
+    buckets=BATCH_BUCKETS,
+)
+CONSUMER_LAG = Gauge(
+    "actions_sync_consumer_lag",
+    "Records between a partition's high watermark and the worker's position",
+    ["worker", "topic", "partition"],
+)
+
+
+def serve_metrics(host: str, port: int) -> int:
+    """Start the /metrics HTTP server in a thread; return the port it bound."""
+    server, _ = start_http_server(port, addr=host)
+    bound = int(server.server_address[1])
+    log.info("metrics on http://%s:%d/metrics", host, bound)
+    return bound

@@ -1,0 +1,66 @@
+"""The one retry loop: exponential backoff with full jitter, through an injected clock.
+
+Full jitter (a uniform draw in [0, min(cap, base * factor**attempt)]) spreads retries of
+many workers apart after a shared failure, instead of synchronising them into bursts.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from actions_sync.clock import Clock, SystemClock
+from actions_sync.errors import Backpressure, Retriable
+
+__all__ = ["Backoff", "retrying"]
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    base_s: float = 0.2
+    cap_s: float = 30.0
+    factor: float = 2.0
+    rng: random.Random = field(default_factory=random.Random, compare=False)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry number `attempt` (0-based)."""
+        return self.rng.uniform(0, min(self.cap_s, self.base_s * self.factor**attempt))
+
+
+async def retrying(
+    call: Callable[[], Awaitable[T]],
+    *,
+    backoff: Backoff | None = None,
+    clock: Clock | None = None,
+    max_attempts: int | None = None,
+    retry_on: tuple[type[BaseException], ...] = (Retriable,),
+    on_retry: Callable[[BaseException, float], None] | None = None,
+) -> T:
+    """Await `call()` until it succeeds; retry the errors in `retry_on`.
+
+    `Backpressure.retry_after` is honoured as a floor on the wait. After `max_attempts`
+    (None = forever) the last error propagates.
+    """
+    backoff = backoff or Backoff()
+    clock = clock or SystemClock()
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except retry_on as exc:
+            attempt += 1
+            if max_attempts is not None and attempt >= max_attempts:
+                raise
+            wait = backoff.delay(attempt - 1)
+            if isinstance(exc, Backpressure):
+                wait = max(wait, exc.retry_after)
+            if on_retry:
+                on_retry(exc, wait)
+            log.warning("retry %d in %.2fs after %s: %s", attempt, wait, type(exc).__name__, exc)
+            await clock.sleep(wait)

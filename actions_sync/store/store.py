@@ -1,0 +1,170 @@
+"""The Store API: every read and write of the Actions store goes through here.
+
+SQLite (WAL) by default, PostgreSQL by URL. Writes are batched: one transaction and one
+`executemany` per batch, upserts with `ON CONFLICT ... DO UPDATE ... WHERE` the stored
+version is older, so replays and out-of-order changes are no-ops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, bindparam, create_engine, event, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
+
+from actions_sync.errors import ConfigError, Retriable
+from actions_sync.store.tables import PERSON_FIELDS, persons
+
+__all__ = ["PeopleWrite", "Store"]
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+PERSON_COLUMNS = ("marketo_id", *PERSON_FIELDS, "changed_at", "removed_at", "synced_at")
+
+
+@dataclass(frozen=True)
+class PeopleWrite:
+    """What one batch did: rows offered for upsert, and existing rows marked removed."""
+
+    upserted: int
+    removed: int
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+    # WAL lets the Actions app read while the sync writes; NORMAL is durable in WAL mode
+    # across application crashes (only an OS crash may lose the last transactions).
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _aware(value: Any) -> Any:
+    """SQLite hands datetimes back naive; the store only ever holds UTC."""
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+class Store:
+    """The Actions store at `url` (a SQLAlchemy URL)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = self._engine(url)
+        self._is_sqlite = self.engine.dialect.name == "sqlite"
+        self._upsert = self._person_upsert()
+        self._remove = self._person_removal()
+
+    @staticmethod
+    def _engine(url: str) -> Engine:
+        if url.startswith("sqlite:///") and ":memory:" not in url:
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            engine = create_engine(url, pool_pre_ping=True)
+        except Exception as exc:  # bad driver names, malformed URLs
+            raise ConfigError(f"DATABASE_URL={url!r}: {exc}") from exc
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration (safe to call on every start)."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        try:
+            with self.engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        except OperationalError as exc:
+            raise Retriable(f"store at {self.engine.url!r} unreachable: {exc.orig}") from exc
+
+    # -- people ---------------------------------------------------------------------------
+
+    def _person_upsert(self) -> Any:
+        insert = sqlite_insert if self._is_sqlite else pg_insert
+        stmt = insert(persons)
+        changed = {c: stmt.excluded[c] for c in PERSON_COLUMNS if c != "marketo_id"}
+        return stmt.on_conflict_do_update(
+            index_elements=[persons.c.marketo_id],
+            set_=changed,
+            where=persons.c.changed_at < stmt.excluded.changed_at,
+        )
+
+    @staticmethod
+    def _person_removal() -> Any:
+        # Bind names differ from column names: SQLAlchemy reserves those for SET values.
+        return (
+            update(persons)
+            .where(persons.c.marketo_id == bindparam("_id"))
+            .where(persons.c.changed_at < bindparam("_changed_at"))
+            .values(
+                {c: bindparam(c) for c in PERSON_FIELDS}
+                | {
+                    "changed_at": bindparam("_changed_at"),
+                    "removed_at": func.coalesce(persons.c.removed_at, bindparam("_removed_at")),
+                    "synced_at": bindparam("_synced_at"),
+                }
+            )
+        )
+
+    def apply_people(
+        self, upserts: Sequence[Mapping[str, Any]], removals: Sequence[Mapping[str, Any]]
+    ) -> PeopleWrite:
+        """Upsert present people and mark removed ones, in one transaction.
+
+        Rows carry the contract's field names plus `changed_at`. A row only wins over a
+        stored one with an older `changed_at`; a removal only touches people already
+        stored (someone never in Actions has nothing to leave).
+        """
+        now = datetime.now(UTC)
+        removed = 0
+        try:
+            with self.engine.begin() as conn:
+                if upserts:
+                    conn.execute(self._upsert, [
+                        {**row, "removed_at": None, "synced_at": now} for row in upserts
+                    ])
+                if removals:
+                    result = conn.execute(self._remove, [
+                        {**{f: row.get(f) for f in PERSON_FIELDS}, "_id": row["marketo_id"],
+                         "_changed_at": row["changed_at"], "_removed_at": row["changed_at"],
+                         "_synced_at": now}
+                        for row in removals
+                    ])
+                    removed = max(result.rowcount, 0)
+        except OperationalError as exc:
+            raise Retriable(f"store write failed: {exc.orig}") from exc
+        return PeopleWrite(upserted=len(upserts), removed=removed)
+
+    def person(self, marketo_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(persons).where(persons.c.marketo_id == marketo_id)).first()
+        return {k: _aware(v) for k, v in row._mapping.items()} if row else None
+
+    def iter_persons(self, batch: int = 10_000) -> Iterator[dict[str, Any]]:
+        """Every stored person (present and removed), in Marketo ID order."""
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=batch).execute(
+                select(persons).order_by(persons.c.marketo_id)
+            )
+            for row in result:
+                yield {k: _aware(v) for k, v in row._mapping.items()}
+
+    def count_persons(self, present_only: bool = True) -> int:
+        query = select(func.count()).select_from(persons)
+        if present_only:
+            query = query.where(persons.c.removed_at.is_(None))
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,35 @@
+"""The Actions store's tables (SQLAlchemy Core). The Actions app reads them: names are fixed.
+
+Schema changes go through an Alembic migration in `migrations/versions/`; a test asserts
+the migrations produce exactly these tables.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, DateTime, Index, MetaData, String, Table
+
+__all__ = ["PERSON_FIELDS", "metadata", "persons"]
+
+metadata = MetaData()
+
+# The 13 synced fields of SPEC S3 (marketo_id is the identity) and the two owner ids
+# that decide qualification (S2), under the producer contract's names.
+PERSON_FIELDS = (
+    "first_name", "last_name", "sfdc_contact_id", "sfdc_lead_id", "sfdc_account_id",
+    "sfdc_opportunity_id", "company", "title", "email", "phone", "linkedin_url", "source",
+    "sfdc_lead_owner_id", "sfdc_contact_owner_id",
+)
+
+persons = Table(
+    "persons",
+    metadata,
+    Column("marketo_id", BigInteger, primary_key=True, autoincrement=False),
+    *(Column(name, String(255)) for name in PERSON_FIELDS),
+    # The source version applied: an older change never overwrites a newer one.
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+    # Null while the person is in Actions; set when the owner is removed or the lead deleted.
+    Column("removed_at", DateTime(timezone=True)),
+    # When the sync wrote the row (for latency measurement and audit).
+    Column("synced_at", DateTime(timezone=True), nullable=False),
+    Index("ix_persons_email", "email"),
+)

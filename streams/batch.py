@@ -1,0 +1,56 @@
+"""Batches of raw Kafka records and the split into good records and dead letters.
+
+Shared by every agent: decode each record, apply the topic's contract check, and turn a
+`Skippable` failure into a dead letter, so one bad record never stops a stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from actions_sync.dead_letter import DeadLetter, dead_letter
+from actions_sync.errors import Skippable
+
+__all__ = ["Decoded", "RawRecord", "split"]
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+    def dead(self, error: BaseException, stage: str | None = None) -> DeadLetter:
+        return dead_letter(self.topic, self.partition, self.offset, self.key, self.value,
+                           error, stage)
+
+
+@dataclass
+class Decoded:
+    good: list[tuple[RawRecord, Record]] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
+def split(
+    records: Sequence[RawRecord],
+    decode: Callable[[bytes | None], Record],
+    check: Callable[[bytes | None, Record], None] | None = None,
+) -> Decoded:
+    """Decode and check each record; failures become dead letters with their reason."""
+    out = Decoded()
+    for raw in records:
+        try:
+            record = decode(raw.value)
+            if check is not None:
+                check(raw.key, record)
+        except Skippable as exc:
+            out.dead.append(raw.dead(exc))
+            continue
+        out.good.append((raw, record))
+    return out

@@ -1,0 +1,87 @@
+"""The people rules of SPEC S1-S5, as pure functions of decoded `PersonChange` records.
+
+- S2: a person is in Actions while a Salesforce Lead Owner or Contact Owner is set;
+  losing both owners, or the lead being deleted, removes (soft-deletes) the person.
+- S3: exactly the 13 fixed fields are copied (plus the two owner ids that decide S2).
+- S5: identity is the Marketo ID; people sharing an email stay separate.
+- An older change never overwrites a newer one (`changed_at` is the version).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from actions_sync.errors import RuleViolation
+from actions_sync.store.tables import PERSON_FIELDS
+
+__all__ = ["PeoplePlan", "check", "is_owned", "person_row", "plan", "qualifies"]
+
+OWNER_FIELDS = ("sfdc_lead_owner_id", "sfdc_contact_owner_id")
+
+
+def is_owned(change: Mapping[str, Any]) -> bool:
+    """S2: a lead or contact owner holds a user (any user)."""
+    return any(change.get(owner) for owner in OWNER_FIELDS)
+
+
+def qualifies(change: Mapping[str, Any]) -> bool:
+    """The person belongs in the Actions store after this change."""
+    return not change.get("deleted") and is_owned(change)
+
+
+def person_row(change: Mapping[str, Any]) -> dict[str, Any]:
+    """The store row of a change: identity, the synced fields, the version (S3)."""
+    row = {name: change.get(name) for name in PERSON_FIELDS}
+    row["marketo_id"] = change["marketo_id"]
+    row["changed_at"] = change["changed_at"]
+    return row
+
+
+MAX_FIELD_CHARS = 255  # the store's column width, and Salesforce's for these fields
+
+
+def check(key: bytes | None, change: Mapping[str, Any]) -> None:
+    """Reject a change that breaks the topic's contract (`RuleViolation` -> DLQ)."""
+    marketo_id = change["marketo_id"]
+    if marketo_id <= 0:
+        raise RuleViolation(f"marketo_id must be positive, got {marketo_id}")
+    for name in PERSON_FIELDS:
+        value = change.get(name)
+        if value is not None and len(value) > MAX_FIELD_CHARS:
+            raise RuleViolation(f"{name} is {len(value)} characters, at most {MAX_FIELD_CHARS}")
+    if key is not None and key != str(marketo_id).encode():
+        raise RuleViolation(
+            f"key {key!r} is not the Marketo ID {marketo_id}: changes to one person must share"
+            " a key to stay in order"
+        )
+
+
+@dataclass
+class PeoplePlan:
+    """What one batch asks of the store."""
+
+    upserts: list[dict[str, Any]] = field(default_factory=list)
+    removals: list[dict[str, Any]] = field(default_factory=list)
+    superseded: int = 0  # changes replaced by a newer one of the same person in the batch
+    not_owned: int = 0  # changes that leave or keep the person out of the store
+
+
+def plan(changes: Iterable[Mapping[str, Any]]) -> PeoplePlan:
+    """Collapse a batch to the newest change per person, then split by qualification."""
+    newest: dict[int, Mapping[str, Any]] = {}
+    total = 0
+    for change in changes:
+        total += 1
+        seen = newest.get(change["marketo_id"])
+        if seen is None or seen["changed_at"] < change["changed_at"]:
+            newest[change["marketo_id"]] = change
+    result = PeoplePlan(superseded=total - len(newest))
+    for change in newest.values():
+        if qualifies(change):
+            result.upserts.append(person_row(change))
+        else:
+            result.removals.append(person_row(change))
+            result.not_owned += 1
+    return result
