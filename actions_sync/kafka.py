@@ -7,6 +7,7 @@ classic consumer protocol is used (Tansu does not speak KIP-848).
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -79,8 +80,9 @@ class TopicSpec:
 
 def wait_for_broker(bootstrap: str, timeout_s: float = 30.0) -> None:
     """Block until the cluster answers a metadata request, or raise `Retriable`."""
-    admin = AdminClient(admin_config(bootstrap))
     deadline = time.monotonic() + timeout_s
+    _wait_for_port(bootstrap.split(",")[0], deadline)  # spares librdkafka's refusal noise
+    admin = AdminClient(admin_config(bootstrap))
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
@@ -90,6 +92,16 @@ def wait_for_broker(bootstrap: str, timeout_s: float = 30.0) -> None:
             last = exc
             time.sleep(0.2)
     raise Retriable(f"Kafka at {bootstrap} did not answer within {timeout_s:.0f}s: {last}")
+
+
+def _wait_for_port(hostport: str, deadline: float) -> None:
+    host, port = hostport.rsplit(":", 1)
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
 
 
 def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], timeout_s: float = 30.0) -> list[str]:

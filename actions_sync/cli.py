@@ -1,0 +1,290 @@
+"""`actions-sync`: every command of DESIGN.md, with `--help` everywhere.
+
+Errors end the process with one line on stderr saying what is wrong and how to fix it:
+exit 2 for bad arguments or configuration, 1 for a failed run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from actions_sync.errors import ActionsSyncError, ConfigError
+from actions_sync.settings import Settings, load_settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="Keep the Actions sales workspace, Marketo Engage and Salesforce in sync over Kafka.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+sync_app = typer.Typer(help="The people sync from Marketo (SPEC S6, S12).", no_args_is_help=True)
+settings_app = typer.Typer(help="Admin settings, stored and audited (SPEC S12).",
+                           no_args_is_help=True)
+dlq_app = typer.Typer(help="Dead-letter topics: list what failed and why, replay it.",
+                      no_args_is_help=True)
+app.add_typer(sync_app, name="sync")
+app.add_typer(settings_app, name="settings")
+app.add_typer(dlq_app, name="dlq")
+
+console = Console(stderr=True)
+PortOption = Annotated[int, typer.Option("--port", help="Port to listen on (0 = a free one).")]
+
+
+class SandboxName(str, Enum):
+    marketo = "marketo"
+    salesforce = "salesforce"
+    registry = "registry"
+
+
+# The workers `actions-sync worker NAME` can run, and what is still to be built.
+WORKERS = {"people": "streams.people:run"}
+PLANNED_WORKERS = {
+    "marketo-source": "people sync from Marketo (bulk extract + lead changes, SPEC S6)",
+    "activities": "sales activities out (activity router, SPEC S7/S8)",
+    "marketo-sink": "sales activities out (Marketo custom activities, SPEC S7)",
+    "salesforce-sink": "sales activities out (Salesforce Tasks, SPEC S8)",
+    "unsubscribes": "unsubscribe sync with Salesforce (SPEC S9)",
+    "reminders": "reminder-task sync with Salesforce (SPEC S11)",
+    "send-check": "the Marketo unsubscribe check (SPEC S10)",
+}
+
+
+def not_built(what: str, part: str) -> NoReturn:
+    raise ConfigError(f"{what} is not built yet: it belongs to {part}")
+
+
+def _settings() -> Settings:
+    from actions_sync.logging import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+@app.command()
+def demo(
+    people: Annotated[int, typer.Option(min=1, max=1_500_000,
+                                        help="People in the generated population.")] = 50_000,
+    workers: Annotated[int, typer.Option(min=1, max=8,
+                                         help="Copies of the people worker.")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed of the generated population.")] = 7,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the agents.")] = 600.0,
+) -> None:
+    """The main job: the embedded stack, every flow built so far, live progress, then a
+    reconciliation of the store against the rules. Exit 0 only when consistent."""
+    from actions_sync.runtime.demo import DemoOptions, run_demo
+
+    out = Console()
+    ok = run_demo(_settings(), DemoOptions(people, workers, seed, timeout), out)
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def up(
+    endpoints_file: Annotated[Path | None, typer.Option(
+        help="Write the stack's URLs here as JSON (kafka, schema_registry, marketo, "
+             "salesforce, admin, metrics).")] = None,
+    people_workers: Annotated[int, typer.Option(min=0, max=8)] = 1,
+) -> None:
+    """Run the whole embedded stack in the foreground until Ctrl-C."""
+    from actions_sync.runtime.stack import Stack
+    from actions_sync.store import Store
+
+    settings = _settings()
+    with Stack(settings) as stack:
+        Store(settings.database_url).migrate()
+        for _ in range(people_workers):
+            stack.add_worker("people")
+        endpoints = stack.endpoints()
+        if endpoints_file:
+            endpoints_file.write_text(json.dumps(endpoints, indent=2))
+        Console().print_json(data=endpoints)
+        try:
+            while all(w.proc.poll() is None for w in stack.workers):
+                time.sleep(0.5)
+            console.print("a worker exited; stopping (logs in %s)" % stack.logdir)
+            raise typer.Exit(1)
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command()
+def worker(name: Annotated[str, typer.Argument(
+        help="Which worker: " + ", ".join([*WORKERS, *PLANNED_WORKERS]))]) -> None:
+    """Run one agent or connector; more copies of the same NAME share the load."""
+    if name in PLANNED_WORKERS:
+        not_built(f"worker {name!r}", PLANNED_WORKERS[name])
+    if name not in WORKERS:
+        raise typer.BadParameter(f"unknown worker {name!r}; choose from "
+                                 + ", ".join([*WORKERS, *PLANNED_WORKERS]), param_hint="NAME")
+    import importlib
+
+    module, func = WORKERS[name].split(":")
+    getattr(importlib.import_module(module), func)(_settings())
+
+
+@app.command()
+def broker(port: PortOption = 0) -> None:
+    """Run the embedded Kafka-protocol broker (Tansu) with the project's topics created."""
+    from actions_sync.kafka import ensure_topics
+    from actions_sync.runtime.broker import EmbeddedBroker
+    from streams.topics import INPUT_TOPICS, specs
+
+    settings = _settings()
+    with EmbeddedBroker(port) as running:
+        ensure_topics(running.bootstrap, specs(INPUT_TOPICS, settings.partitions))
+        print(f"KAFKA_BOOTSTRAP_SERVERS={running.bootstrap}", flush=True)
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command()
+def sandbox(
+    name: Annotated[SandboxName, typer.Argument(help="Which API to stand in for.")],
+    port: PortOption = 0,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+) -> None:
+    """Run a local stand-in for Marketo, Salesforce or a schema registry."""
+    from sandboxes.base import free_port, serve
+
+    if name is SandboxName.registry:
+        from sandboxes.registry import create_app
+    else:
+        not_built(f"the {name.value} sandbox", "the people-sync / activities-out issues")
+    port = port or free_port(host)
+    print(f"{name.value} sandbox on http://{host}:{port}", flush=True)
+    serve(create_app(), host, port)
+
+
+@app.command()
+def produce(
+    topic: Annotated[str, typer.Argument(help="A producer-contract topic, e.g. "
+                                              "marketo.person.changes.")],
+    file: Annotated[str, typer.Argument(help="JSON lines file, or - for standard input.")],
+) -> None:
+    """Publish JSON lines as Avro records (Confluent wire format) on TOPIC."""
+    from actions_sync.produce import LineError, parse_lines
+    from actions_sync.publish import Publisher
+    from actions_sync.serialization import RegistryClient
+    from streams.topics import RECORD_OF
+
+    if topic not in RECORD_OF:
+        raise typer.BadParameter(f"{topic!r} is not a producer topic; choose from "
+                                 + ", ".join(RECORD_OF), param_hint="TOPIC")
+    if file != "-" and not Path(file).is_file():
+        raise typer.BadParameter(f"no such file: {file}", param_hint="FILE")
+    settings = _settings()
+    if not settings.kafka_bootstrap_servers or not settings.schema_registry_url:
+        raise ConfigError("set KAFKA_BOOTSTRAP_SERVERS and SCHEMA_REGISTRY_URL "
+                          "(`actions-sync up --endpoints-file F` prints them)")
+    lines = sys.stdin if file == "-" else Path(file).open()  # noqa: SIM115
+    registry = RegistryClient(settings.schema_registry_url)
+    publisher = Publisher(settings.kafka_bootstrap_servers, registry)
+    errors = 0
+
+    def good() -> object:
+        nonlocal errors
+        for item in parse_lines(RECORD_OF[topic], lines):
+            if isinstance(item, LineError):
+                errors += 1
+                console.print(f"{file}:{item}", markup=False, highlight=False)
+            else:
+                yield item
+
+    try:
+        sent = publisher.publish(topic, RECORD_OF[topic], good())  # type: ignore[arg-type]
+        publisher.flush()
+    finally:
+        registry.close()
+        lines.close()
+    console.print(f"published {sent} records to {topic}; {errors} bad lines", highlight=False)
+    raise typer.Exit(1 if errors else 0)
+
+
+@sync_app.command("start")
+def sync_start() -> None:
+    """Initiate the data sync: bulk-load every qualified person from Marketo."""
+    not_built("`sync start`", "people sync from Marketo (initial bulk sync, SPEC S6)")
+
+
+@settings_app.command("show")
+def settings_show() -> None:
+    """Show the admin settings."""
+    not_built("`settings show`", "admin settings (SPEC S12)")
+
+
+@settings_app.command("set")
+def settings_set(key: str, value: str) -> None:
+    """Change one admin setting (audited; applies without restarts)."""
+    not_built("`settings set`", "admin settings (SPEC S12)")
+
+
+@dlq_app.command("list")
+def dlq_list(
+    topic: Annotated[str, typer.Argument(help="The source topic (its .dlq is read).")],
+    limit: Annotated[int, typer.Option(min=1, help="At most this many records.")] = 100,
+) -> None:
+    """List dead-lettered records of TOPIC with the reason of each."""
+    from actions_sync.dead_letter_admin import read_dead_letters
+
+    settings = _settings()
+    for letter in read_dead_letters(_bootstrap(settings), topic, limit):
+        print(json.dumps(letter), flush=True)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    topic: Annotated[str, typer.Argument(help="The source topic to replay its .dlq into.")],
+) -> None:
+    """Publish TOPIC.dlq's records back to TOPIC (after fixing their cause). Each dead
+    letter is replayed once: progress is kept in the consumer group actions-sync-dlq-replay."""
+    from actions_sync.dead_letter_admin import replay_dead_letters
+
+    settings = _settings()
+    count = replay_dead_letters(_bootstrap(settings), topic)
+    console.print(f"replayed {count} records from {topic}.dlq to {topic}", highlight=False)
+
+
+def _bootstrap(settings: Settings) -> str:
+    if not settings.kafka_bootstrap_servers:
+        raise ConfigError("KAFKA_BOOTSTRAP_SERVERS is not set: point it at the cluster")
+    return settings.kafka_bootstrap_servers
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one line per error, exit 2 for bad usage or configuration."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        return 130
+    except typer.TyperException as exc:  # usage errors: one line, then the hint
+        ctx = getattr(exc, "ctx", None)
+        command = ctx.command_path if ctx else "actions-sync"
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        print(f"error: {message} (see `{command} --help`)", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ActionsSyncError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The embedded stack: broker, sandboxes and worker processes, for `up`, `demo` and tests.
+
+Everything runs as child processes tied to this one (they die with it), on free loopback
+ports. A Kafka or registry given in the settings is used instead of starting one.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from actions_sync.errors import Fatal
+from actions_sync.runtime.broker import EmbeddedBroker
+from actions_sync.runtime.process import spawn, stop
+from actions_sync.settings import Settings
+from sandboxes.base import free_port
+
+__all__ = ["CLI", "Stack", "Worker", "scrape_sum", "wait_http"]
+
+CLI = [sys.executable, "-m", "actions_sync.cli"]
+
+
+def wait_http(url: str, timeout_s: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Wait until `url` answers HTTP (any status), or the process died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise Fatal(f"{url}: process exited with {proc.returncode}")
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise Fatal(f"{url} did not answer within {timeout_s:.0f}s")
+
+
+@dataclass
+class Worker:
+    name: str
+    metrics_url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+
+@dataclass
+class Stack:
+    """Start with `start()`, read `endpoints`, add workers, `stop()` everything."""
+
+    settings: Settings
+    logdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="actions-sync-")))
+    broker: EmbeddedBroker | None = None
+    bootstrap: str = ""
+    registry_url: str = ""
+    workers: list[Worker] = field(default_factory=list)
+    _sandboxes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self) -> Stack:
+        self.bootstrap = self.settings.kafka_bootstrap_servers or ""
+        if not self.bootstrap:
+            self.broker = EmbeddedBroker(log=self.logdir / "broker.log").start()
+            self.bootstrap = self.broker.bootstrap
+        self.registry_url = self.settings.schema_registry_url or self.sandbox("registry")
+        return self
+
+    def sandbox(self, name: str, *args: str) -> str:
+        """Start `actions-sync sandbox NAME` on a free port; return its base URL."""
+        port = free_port()
+        proc = spawn([*CLI, "sandbox", name, "--port", str(port), *args],
+                     log=self.logdir / f"sandbox-{name}.log")
+        self._sandboxes.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/_sandbox/journal", proc=proc)
+        return url
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a worker process needs to find the stack."""
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "SCHEMA_REGISTRY_URL": self.registry_url,
+            "DATABASE_URL": self.settings.database_url,
+            "ACTIONS_SYNC_PARTITIONS": str(self.settings.partitions),
+        }
+
+    def add_worker(self, name: str, extra_env: dict[str, str] | None = None) -> Worker:
+        port = free_port()
+        index = sum(1 for w in self.workers if w.name == name)
+        log = self.logdir / f"worker-{name}-{index}.log"
+        proc = spawn([*CLI, "worker", name], log=log,
+                     env={**self.env, "ACTIONS_SYNC_METRICS_PORT": str(port), **(extra_env or {})})
+        worker = Worker(name, f"http://127.0.0.1:{port}/metrics", proc, log)
+        self.workers.append(worker)
+        return worker
+
+    def endpoints(self) -> dict[str, object]:
+        return {
+            "kafka": self.bootstrap,
+            "schema_registry": self.registry_url,
+            "marketo": None,
+            "salesforce": None,
+            "admin": None,
+            "metrics": [w.metrics_url for w in self.workers],
+            "database": self.settings.database_url,
+        }
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            stop(worker.proc)
+        for proc in self._sandboxes:
+            stop(proc)
+        if self.broker:
+            self.broker.stop()
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def scrape_sum(urls: list[str], metric: str) -> float:
+    """Sum of every sample of `metric` across the workers' /metrics (unreachable = 0)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for url in urls:
+        try:
+            text = httpx.get(url, timeout=2.0).text
+        except httpx.TransportError:
+            continue
+        for family in text_string_to_metric_families(text):
+            total += sum(s.value for s in family.samples if s.name == metric)
+    return total
