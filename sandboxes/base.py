@@ -35,9 +35,8 @@ __all__ = [
     "serve",
 ]
 
-CODE = "sandbox_code"  # key on a response: the vendor error code it carries
-JOURNAL_KEY = web.AppKey("journal", "Journal")
-FAULTS_KEY = web.AppKey("faults", "Faults")
+# Key on a response: the vendor error code it carries (recorded in the journal).
+CODE = web.ResponseKey("sandbox_code", str)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -144,6 +143,8 @@ class DailyQuota:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+JOURNAL_KEY = web.AppKey("journal", Journal)
+FAULTS_KEY = web.AppKey("faults", Faults)
 
 
 def add_control_routes(app: web.Application, journal: Journal, faults: Faults) -> None:
