@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -35,11 +35,16 @@ app.add_typer(sync_app, name="sync")
 app.add_typer(settings_app, name="settings")
 app.add_typer(dlq_app, name="dlq")
 
-console = Console(stderr=True)
+
+
+def say(message: str) -> None:
+    """A plain line on stderr (never wrapped: scripts and tests read it)."""
+    print(message, file=sys.stderr, flush=True)
+
 PortOption = Annotated[int, typer.Option("--port", help="Port to listen on (0 = a free one).")]
 
 
-class SandboxName(str, Enum):
+class SandboxName(StrEnum):
     marketo = "marketo"
     salesforce = "salesforce"
     registry = "registry"
@@ -111,7 +116,7 @@ def up(
         try:
             while all(w.proc.poll() is None for w in stack.workers):
                 time.sleep(0.5)
-            console.print("a worker exited; stopping (logs in %s)" % stack.logdir)
+            say(f"a worker exited; stopping (logs in {stack.logdir})")
             raise typer.Exit(1)
         except KeyboardInterrupt:
             pass
@@ -199,7 +204,7 @@ def produce(
         for item in parse_lines(RECORD_OF[topic], lines):
             if isinstance(item, LineError):
                 errors += 1
-                console.print(f"{file}:{item}", markup=False, highlight=False)
+                say(f"{file}:{item}")
             else:
                 yield item
 
@@ -209,7 +214,7 @@ def produce(
     finally:
         registry.close()
         lines.close()
-    console.print(f"published {sent} records to {topic}; {errors} bad lines", highlight=False)
+    say(f"published {sent} records to {topic}; {errors} bad lines")
     raise typer.Exit(1 if errors else 0)
 
 
@@ -254,7 +259,7 @@ def dlq_replay(
 
     settings = _settings()
     count = replay_dead_letters(_bootstrap(settings), topic)
-    console.print(f"replayed {count} records from {topic}.dlq to {topic}", highlight=False)
+    say(f"replayed {count} records from {topic}.dlq to {topic}")
 
 
 def _bootstrap(settings: Settings) -> str:
@@ -266,7 +271,8 @@ def _bootstrap(settings: Settings) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line per error, exit 2 for bad usage or configuration."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode, click returns a command's `typer.Exit` code as the result.
+        result = app(args=argv, standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.Abort:
@@ -283,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     except ActionsSyncError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

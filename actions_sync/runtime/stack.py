@@ -26,7 +26,9 @@ __all__ = ["CLI", "Stack", "Worker", "scrape_sum", "wait_http"]
 CLI = [sys.executable, "-m", "actions_sync.cli"]
 
 
-def wait_http(url: str, timeout_s: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_http(
+    url: str, timeout_s: float = 30.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     """Wait until `url` answers HTTP (any status), or the process died."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

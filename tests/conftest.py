@@ -1,0 +1,87 @@
+"""Shared fixtures: a real broker, the registry sandbox, real databases.
+
+- `kafka`: a fresh Tansu broker per test, or — when KAFKA_BOOTSTRAP_SERVERS is set (the
+  Apache Kafka tier of `make test`) — that cluster with the project's topics deleted first.
+- `registry`: the schema-registry sandbox over real HTTP.
+- `postgres`: one PostgreSQL server per session (initdb in a temp dir); in CI a missing
+  PostgreSQL fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from actions_sync.kafka import admin_config, dlq_topic
+from actions_sync.runtime.broker import EmbeddedBroker
+from sandboxes.base import SandboxServer
+from sandboxes.registry import create_app as registry_app
+from streams.topics import INPUT_TOPICS
+
+EXTERNAL_KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+IN_CI = bool(os.environ.get("CI"))
+
+
+def _delete_topics(bootstrap: str, names: list[str]) -> None:
+    admin = AdminClient(admin_config(bootstrap))
+    existing = set(admin.list_topics(timeout=10).topics)
+    doomed = [n for n in names if n in existing]
+    if not doomed:
+        return
+    for future in admin.delete_topics(doomed, operation_timeout=30).values():
+        with contextlib.suppress(KafkaException):
+            future.result(30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and set(doomed) & set(admin.list_topics(timeout=10).topics):
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def kafka() -> Iterator[str]:
+    """Bootstrap servers of a Kafka-protocol broker with none of the project's topics."""
+    if EXTERNAL_KAFKA:
+        names = [t for n in INPUT_TOPICS for t in (n, dlq_topic(n))]
+        _delete_topics(EXTERNAL_KAFKA, names)
+        yield EXTERNAL_KAFKA
+        return
+    with EmbeddedBroker() as broker:
+        yield broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def registry() -> Iterator[str]:
+    with SandboxServer(registry_app()) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[object]:
+    from tests.support.postgres import PostgresError, PostgresServer
+
+    try:
+        server = PostgresServer().__enter__()
+    except PostgresError as exc:
+        if IN_CI:
+            raise
+        pytest.skip(f"PostgreSQL unavailable here: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database: a SQLite file, or a new database on the test PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store.db"
+    server = request.getfixturevalue("postgres")
+    return server.create_database(f"t_{uuid.uuid4().hex[:12]}")  # type: ignore[attr-defined,no-any-return]

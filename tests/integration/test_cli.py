@@ -1,0 +1,122 @@
+"""The `actions-sync` command line, run as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from actions_sync.kafka import dlq_topic, ensure_topics
+from actions_sync.runtime.demo import topic_size
+from streams.topics import PERSON_CHANGES, specs
+
+ALL_COMMANDS = ("demo", "up", "worker", "broker", "sandbox", "produce", "sync", "settings", "dlq")
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith("ACTIONS_SYNC_") and k not in ("KAFKA_BOOTSTRAP_SERVERS",
+                                                                 "SCHEMA_REGISTRY_URL")}
+    return subprocess.run([sys.executable, "-m", "actions_sync.cli", *args], input=stdin,
+                          capture_output=True, text=True, env={**clean, **(env or {})},
+                          timeout=timeout)
+
+
+def test_help_lists_every_command():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert all(command in result.stdout for command in ALL_COMMANDS)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["worker", "nope"], "unknown worker 'nope'"),
+        (["worker", "activities"], "not built yet"),
+        (["demo", "--people", "0"], "--people"),
+        (["produce", "no.such.topic", "-"], "not a producer topic"),
+        (["sandbox", "nope"], "'nope' is not one of"),
+        (["sync", "start"], "not built yet"),
+        (["bogus"], "No such command"),
+    ],
+)
+def test_bad_arguments_print_one_line_and_exit_2(args, message):
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("ACTIONS_SYNC_PARTITIONS", "many"), ("DATABASE_URL", "mysql://x"),
+     ("ACTIONS_SYNC_LOG_LEVEL", "loud")],
+)
+def test_bad_settings_name_the_variable_and_exit_2(variable, value):
+    result = run_cli("worker", "people", env={variable: value})
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and variable in result.stderr
+
+
+def test_worker_without_a_broker_says_how_to_fix_it():
+    result = run_cli("worker", "people")
+    assert result.returncode == 2
+    assert "KAFKA_BOOTSTRAP_SERVERS" in result.stderr and "actions-sync up" in result.stderr
+
+
+def test_produce_publishes_good_lines_and_names_each_bad_one(kafka, registry, tmp_path):
+    lines = [
+        json.dumps({"event_id": "6b0e4c52-2f39-4c3c-9f0e-0d1c5c4f7a11", "marketo_id": 1,
+                    "changed_at": "2026-03-01T12:00:00Z", "sfdc_lead_owner_id": "005x"}),
+        "{not json",
+        json.dumps({"marketo_id": "one"}),
+        json.dumps({"event_id": "6b0e4c52-2f39-4c3c-9f0e-0d1c5c4f7a12", "marketo_id": 2,
+                    "changed_at": 1772366400000}),
+    ]
+    path = tmp_path / "people.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka, "SCHEMA_REGISTRY_URL": registry}
+    ensure_topics(kafka, specs((PERSON_CHANGES,), 8))
+    result = run_cli("produce", PERSON_CHANGES, str(path), env=env)
+    assert result.returncode == 1
+    assert f"{path}:line 2: not JSON" in result.stderr
+    assert f"{path}:line 3: does not match PersonChange" in result.stderr
+    assert "published 2 records" in result.stderr
+    assert topic_size(kafka, PERSON_CHANGES) == 2
+
+
+def test_dlq_list_shows_reasons_and_replay_republishes(kafka, registry):
+    from actions_sync.dead_letter import DeadLetterProducer, dead_letter
+    from actions_sync.errors import UndecodableRecord
+
+    ensure_topics(kafka, specs((PERSON_CHANGES,), 8))
+    letters = DeadLetterProducer(kafka)
+    letters.send([dead_letter(PERSON_CHANGES, 3, 17, b"k", b"v", UndecodableRecord("bad"))])
+    letters.close()
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka}
+    listed = [json.loads(line) for line in run_cli("dlq", "list", PERSON_CHANGES,
+                                                   env=env).stdout.splitlines()]
+    assert [(x["error.class"], x["source.offset"], x["key"]) for x in listed] == [
+        ("UndecodableRecord", "17", "k")]
+    assert "replayed 1 records" in run_cli("dlq", "replay", PERSON_CHANGES, env=env).stderr
+    assert "replayed 0 records" in run_cli("dlq", "replay", PERSON_CHANGES, env=env).stderr
+    assert topic_size(kafka, PERSON_CHANGES) == 1
+    assert topic_size(kafka, dlq_topic(PERSON_CHANGES)) == 1
+
+
+def test_top_level_packages_import_from_this_repo():
+    import connectors
+    import sandboxes
+    import schemas
+    import streams
+
+    root = Path(__file__).resolve().parents[2]
+    for package in (streams, schemas, connectors, sandboxes):
+        assert Path(package.__file__).resolve().is_relative_to(root)
+
+

@@ -1,0 +1,89 @@
+"""The Store API on SQLite and on PostgreSQL (a real server started by the tests)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import inspect
+
+from actions_sync.store import Store, metadata
+from streams.rules.people import person_row
+from tests.factories import person_change
+
+
+@pytest.fixture
+def store(database_url: str):
+    store = Store(database_url)
+    store.migrate()
+    yield store
+    store.close()
+
+
+def row(marketo_id: int, version: int, **fields):
+    return person_row(person_change(marketo_id, version, **fields))
+
+
+def test_migrations_build_exactly_the_declared_tables(store):
+    inspector = inspect(store.engine)
+    for table in metadata.sorted_tables:
+        columns = {c["name"] for c in inspector.get_columns(table.name)}
+        assert columns == set(table.columns.keys())
+
+
+def test_migrate_twice_is_harmless(store):
+    store.migrate()
+    assert store.count_persons() == 0
+
+
+def test_upsert_creates_then_updates_a_person(store):
+    store.apply_people([row(1, 1, title="CTO")], [])
+    store.apply_people([row(1, 2, title="CEO")], [])
+    assert store.person(1)["title"] == "CEO"
+    assert store.count_persons() == 1
+
+
+def test_older_change_never_overwrites_newer(store):
+    store.apply_people([row(1, 5, title="new")], [])
+    store.apply_people([row(1, 3, title="old")], [])
+    assert store.person(1)["title"] == "new"
+    assert store.person(1)["changed_at"] == person_change(1, 5)["changed_at"]
+
+
+def test_replayed_change_is_a_no_op(store):
+    store.apply_people([row(1, 5)], [])
+    first = store.person(1)
+    store.apply_people([row(1, 5, title="same version, ignored")], [])
+    assert store.person(1)["title"] == first["title"]
+
+
+def test_removal_soft_deletes_and_keeps_the_row(store):
+    store.apply_people([row(1, 1)], [])
+    written = store.apply_people([], [row(1, 2, sfdc_lead_owner_id=None)])
+    person = store.person(1)
+    assert written.removed == 1
+    assert person["removed_at"] == person_change(1, 2)["changed_at"]
+    assert store.count_persons() == 0 and store.count_persons(present_only=False) == 1
+
+
+def test_removal_of_someone_never_synced_writes_nothing(store):
+    written = store.apply_people([], [row(9, 1, sfdc_lead_owner_id=None)])
+    assert written.removed == 0
+    assert store.person(9) is None
+
+
+def test_stale_removal_does_not_remove_a_newer_person(store):
+    store.apply_people([row(1, 5)], [])
+    store.apply_people([], [row(1, 4, sfdc_lead_owner_id=None)])
+    assert store.person(1)["removed_at"] is None
+
+
+def test_owner_back_restores_the_person(store):
+    store.apply_people([row(1, 1)], [])
+    store.apply_people([], [row(1, 2, sfdc_lead_owner_id=None)])
+    store.apply_people([row(1, 3)], [])
+    assert store.person(1)["removed_at"] is None
+
+
+def test_batch_of_thousands_in_one_call(store):
+    store.apply_people([row(i, 1) for i in range(1, 5001)], [])
+    assert store.count_persons() == 5000
+    assert [p["marketo_id"] for p in store.iter_persons(batch=700)][:3] == [1, 2, 3]

@@ -1,0 +1,83 @@
+"""The people rules against SPEC S2, S3, S5 and the version rule."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from actions_sync.errors import RuleViolation
+from actions_sync.store import PERSON_FIELDS
+from streams.rules.people import check, person_row, plan, qualifies
+from tests.factories import person_change
+
+OWNED = "005000000000000001"
+
+
+@pytest.mark.parametrize(
+    ("lead_owner", "contact_owner", "deleted", "expected"),
+    [
+        (OWNED, None, False, True),  # lead owner holds a user
+        (None, OWNED, False, True),  # contact owner holds a user
+        (OWNED, OWNED, False, True),
+        (None, None, False, False),  # nobody owns it: marketing's, not sales'
+        ("", "", False, False),  # empty strings are no owner
+        (OWNED, None, True, False),  # deleted in Marketo
+    ],
+)
+def test_only_sales_owned_people_qualify(lead_owner, contact_owner, deleted, expected):
+    change = person_change(sfdc_lead_owner_id=lead_owner, sfdc_contact_owner_id=contact_owner,
+                           deleted=deleted)
+    assert qualifies(change) is expected
+
+
+def test_exactly_the_thirteen_fields_and_owners_are_copied():
+    change = person_change(event_id="not stored", extra="ignored")
+    row = person_row(change)
+    assert set(row) == {"marketo_id", "changed_at", *PERSON_FIELDS}
+    assert len({"marketo_id", *PERSON_FIELDS} - {"sfdc_lead_owner_id",
+                                                 "sfdc_contact_owner_id"}) == 13
+
+
+def test_newest_change_of_a_person_wins_within_a_batch():
+    result = plan([person_change(1, 5, title="new"), person_change(1, 1, title="old")])
+    assert [r["title"] for r in result.upserts] == ["new"]
+    assert result.superseded == 1
+
+
+def test_owner_removed_leaves_store():
+    result = plan([person_change(1, 1), person_change(1, 2, sfdc_lead_owner_id=None)])
+    assert result.upserts == []
+    assert [r["marketo_id"] for r in result.removals] == [1]
+
+
+def test_duplicates_by_email_stay_two_people():
+    result = plan([person_change(1, email="same@example.com"),
+                   person_change(2, email="same@example.com")])
+    assert sorted(r["marketo_id"] for r in result.upserts) == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("key", "change", "reason"),
+    [
+        (b"2", person_change(1), "is not the Marketo ID"),
+        (b"0", person_change(0), "must be positive"),
+        (b"1", person_change(1, title="x" * 256), "title is 256 characters"),
+    ],
+)
+def test_rule_violations_name_the_problem(key, change, reason):
+    with pytest.raises(RuleViolation, match=reason):
+        check(key, change)
+
+
+@given(st.lists(st.tuples(st.integers(1, 5), st.integers(0, 50), st.booleans()), max_size=40))
+def test_plan_keeps_one_newest_change_per_person(events):
+    changes = [person_change(mid, v, sfdc_lead_owner_id=OWNED if owned else None)
+               for mid, v, owned in events]
+    result = plan(changes)
+    rows = result.upserts + result.removals
+    assert len(rows) == len({mid for mid, _, _ in events})
+    for row in rows:
+        newest = max(v for mid, v, _ in events if mid == row["marketo_id"])
+        assert row["changed_at"] == person_change(1, newest)["changed_at"]
+    assert result.superseded + len(rows) == len(events)
