@@ -1,0 +1,119 @@
+"""Settings of one Salesforce sandbox: the org it plays, its limits and the faults to inject.
+
+Every default is the value in `API_NOTES.md` (Salesforce REST API); tests shrink the limits
+to stay fast. `SalesforceConfig.from_options` builds one from flat, CLI-friendly options, so
+a sandbox is configurable without writing code. Most fields can also be changed on a
+running sandbox through `POST /_sandbox/salesforce/config`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
+
+from sandboxes.base import FaultPlan
+
+__all__ = ["SalesforceConfig"]
+
+_FAULT_OPTIONS = {"error_rate", "latency_ms", "timeout_rate", "timeout_s"}
+
+
+@dataclass(frozen=True)
+class SalesforceConfig:
+    """A Salesforce org as the sandbox plays it.
+
+    Auth: OAuth client credentials `client_id` / `client_secret`; `instance_url` overrides
+    the URL handed out by the token endpoint (default: the base URL the client called).
+    Records written with an OAuth token carry `integration_user_id` in `LastModifiedById`;
+    edits made through the control routes carry `human_user_id` (or the user they name).
+
+    Limits: `daily_budget` API calls per rolling 24 h (403 REQUEST_LIMIT_EXCEEDED beyond),
+    `collection_max` records per sObject Collections call, `composite_max` subrequests per
+    composite call of which `composite_max_heavy` collections or queries, `query_page_size`
+    records per query page (Salesforce: 2000; the `Sforce-Query-Options: batchSize=N`
+    header asks for less), `max_open_cursors` query cursors alive at once (the oldest is
+    dropped beyond), `cursor_ttl_s` idle seconds before a cursor expires, `deleted_horizon_days`
+    how far back `/sobjects/Task/deleted/` may look, `uri_max_bytes` (HTTP 414 above).
+
+    Org shape: `opt_out_field` is the admin-chosen custom opt-out checkbox on Lead and
+    Contact (SPEC S9; None for none); `task_external_id_field` the Task external id used for
+    idempotent upserts; `external_id_unique` makes it a unique field (duplicates are then
+    refused with DUPLICATE_VALUE instead of producing HTTP 300 on upsert);
+    `invalid_subject_marker` makes a Task whose Subject contains it fail with
+    FIELD_CUSTOM_VALIDATION_EXCEPTION, as a customer's validation rule would.
+
+    Population: `seed_people` people from `sandboxes.population.generate(.., seed)` at start.
+
+    Faults: `faults` answers `error_rate` of data calls with 500/503 SERVER_UNAVAILABLE and
+    adds latency and timeouts; `session_ttl_s` expires every session that many seconds
+    after it was issued (None: sessions never expire); `lock_error_rate` is the share of
+    written records (`lock_error_scope="record"`) or of write calls (`"request"`, every
+    record of the call fails) refused with UNABLE_TO_LOCK_ROW. Both draw from streams
+    seeded with `faults.seed` (`--fault-seed`), so a run repeats.
+    """
+
+    client_id: str = "actions-sync"
+    client_secret: str = "sandbox-secret"
+    api_version: str = "v62.0"
+    instance_url: str | None = None
+    org_id: str = "00D000000000001AAA"
+    # 18 characters, like every Salesforce id; echo prevention keys on it (API_NOTES.md).
+    integration_user_id: str = "0050000000000INTEG"
+    human_user_id: str = "0050000000000HUMAN"
+    daily_budget: int = 100_000
+    collection_max: int = 200
+    composite_max: int = 25
+    composite_max_heavy: int = 5
+    query_page_size: int = 2000
+    max_open_cursors: int = 10
+    cursor_ttl_s: float = 900.0
+    deleted_horizon_days: int = 30
+    uri_max_bytes: int = 16_384
+    opt_out_field: str | None = "ActionsSync_Opt_Out__c"
+    task_external_id_field: str = "ActionsSync_Id__c"
+    external_id_unique: bool = False
+    invalid_subject_marker: str | None = "[[invalid]]"
+    seed_people: int = 0
+    seed: int = 7
+    faults: FaultPlan = field(default_factory=FaultPlan)
+    session_ttl_s: float | None = None
+    lock_error_rate: float = 0.0
+    lock_error_scope: Literal["record", "request"] = "record"
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.lock_error_scope not in ("record", "request"):
+            problems.append(f"lock_error_scope must be record or request, not "
+                            f"{self.lock_error_scope!r}")
+        if not 0 <= self.lock_error_rate <= 1:
+            problems.append("lock_error_rate must be between 0 and 1")
+        for name in ("integration_user_id", "human_user_id"):
+            value = getattr(self, name)
+            if len(value) != 18 or not value.startswith("005") or not value.isalnum():
+                problems.append(f"{name} must be an 18-character user id (005...)")
+        if not self.api_version.startswith("v"):
+            problems.append(f"api_version must look like v62.0, not {self.api_version!r}")
+        for name in ("daily_budget", "collection_max", "composite_max", "query_page_size",
+                     "max_open_cursors"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be positive")
+        if problems:
+            raise ValueError("invalid Salesforce sandbox config: " + "; ".join(problems))
+
+    @classmethod
+    def from_options(cls, **options: Any) -> SalesforceConfig:
+        """Build from flat options; `error_rate, latency_ms, timeout_rate, timeout_s` and
+        `fault_seed` go to the fault plan, None values keep the default."""
+        given = {k: v for k, v in options.items() if v is not None}
+        plan = {k: given.pop(k) for k in list(given) if k in _FAULT_OPTIONS}
+        if "fault_seed" in given:
+            plan["seed"] = given.pop("fault_seed")
+        unknown = sorted(set(given) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown Salesforce sandbox option(s): {', '.join(unknown)}")
+        config = cls(**given)
+        return replace(config, faults=replace(config.faults, **plan)) if plan else config
+
+    def version_number(self) -> float:
+        """`v62.0` -> 62.0."""
+        return float(self.api_version.lstrip("v"))
