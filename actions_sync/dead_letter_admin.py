@@ -2,76 +2,63 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, Message, Producer
 
-from actions_sync.kafka import consumer_config, dlq_topic, producer_config
+from actions_sync.errors import Retriable
+from actions_sync.kafka import consumer_config, dlq_topic, producer_config, read_topic
 
-__all__ = ["read_dead_letters", "replay_dead_letters"]
+__all__ = ["describe", "read_dead_letters", "replay_dead_letters"]
 
 REPLAY_GROUP = "actions-sync-dlq-replay"
 
 
-def _drain(consumer: Consumer, topic: str) -> Iterator[Message]:
-    """Every message of `topic` from the consumer's position up to the current end."""
-    meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-    if meta is None or meta.error is not None:
-        return
-    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in meta.partitions}
-    consumer.subscribe([topic])
-    pending = {p for p, end in ends.items() if end > 0}
-    idle = 0
-    while pending and idle < 20:
-        msg = consumer.poll(0.5)
-        if msg is None:
-            idle += 1
-            pending = {p for p in pending
-                       if (pos := consumer.position([TopicPartition(topic, p)])[0].offset) < 0
-                       or pos < ends[p]}
-            continue
-        idle = 0
-        if msg.error():
-            continue
-        yield msg
-        if msg.offset() + 1 >= ends[msg.partition()]:
-            pending.discard(msg.partition())
-
-
-def _describe(msg: Message) -> dict[str, Any]:
+def describe(msg: Message) -> dict[str, Any]:
+    """A dead letter as a flat JSON-able dict: position, key, size and reason headers."""
     headers = {k: (v.decode(errors="replace") if v else "") for k, v in msg.headers() or []}
+    key = msg.key()
     return {"partition": msg.partition(), "offset": msg.offset(),
-            "key": msg.key().decode(errors="replace") if msg.key() else None,
+            "key": key.decode(errors="replace") if key else None,
             "value_bytes": len(msg.value() or b""), **headers}
 
 
 def read_dead_letters(bootstrap: str, topic: str, limit: int = 100) -> Iterator[dict[str, Any]]:
     """The first `limit` dead letters of `topic`, with their reason headers."""
-    consumer = Consumer(consumer_config(bootstrap, "actions-sync-dlq-reader"))
-    try:
-        for count, msg in enumerate(_drain(consumer, dlq_topic(topic))):
-            if count >= limit:
-                break
-            yield _describe(msg)
-    finally:
-        consumer.close()
+    for msg in read_topic(bootstrap, dlq_topic(topic))[:limit]:
+        yield describe(msg)
 
 
-def replay_dead_letters(bootstrap: str, topic: str) -> int:
-    """Publish not-yet-replayed dead letters back to `topic`; commit after each delivery."""
-    from confluent_kafka import Producer
+def replay_dead_letters(bootstrap: str, topic: str, idle_s: float = 3.0) -> int:
+    """Publish the not-yet-replayed dead letters of `topic` back to it.
 
+    Progress is the consumer group `actions-sync-dlq-replay`: its offsets are committed
+    only after the broker has acknowledged every replayed record.
+    """
     consumer = Consumer(consumer_config(bootstrap, REPLAY_GROUP))
     producer = Producer(producer_config(bootstrap))
-    count = 0
+    count, last = 0, float("inf")  # the idle clock starts once partitions are assigned
+
+    def assigned(*_: Any) -> None:
+        nonlocal last
+        last = time.monotonic()
+
+    consumer.subscribe([dlq_topic(topic)], on_assign=assigned)
+    deadline = time.monotonic() + 60  # a group join takes seconds, not minutes
     try:
-        for msg in _drain(consumer, dlq_topic(topic)):
+        while time.monotonic() - min(last, deadline) < idle_s:
+            msg = consumer.poll(0.2)
+            if msg is None or msg.error():
+                continue
+            last = time.monotonic()
             producer.produce(topic, msg.value(), msg.key(),
                              headers=[("replayed.from", f"{msg.topic()}@{msg.offset()}".encode())])
             count += 1
-        if producer.flush(30) == 0 and count:
+        if producer.flush(30) > 0:
+            raise Retriable("replayed records were not acknowledged; nothing was committed")
+        if count:
             consumer.commit(asynchronous=False)
     finally:
         consumer.close()

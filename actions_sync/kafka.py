@@ -24,6 +24,9 @@ __all__ = [
     "consumer_config",
     "dlq_topic",
     "ensure_topics",
+    "Ends",
+    "group_progress",
+    "read_topic",
     "producer_config",
     "wait_for_broker",
 ]
@@ -92,6 +95,59 @@ def wait_for_broker(bootstrap: str, timeout_s: float = 30.0) -> None:
             last = exc
             time.sleep(0.2)
     raise Retriable(f"Kafka at {bootstrap} did not answer within {timeout_s:.0f}s: {last}")
+
+
+Ends = dict[tuple[str, int], int]  # (topic, partition) -> next offset after what was written
+
+
+def group_progress(bootstrap: str, group: str, topic: str, ends: Ends) -> tuple[int, int]:
+    """(records of `topic` committed by `group`, records written), up to `ends`.
+
+    Committed offsets are the durable measure of progress: a redelivered record counts
+    once, and only after its effect was made durable. `ends` come from the producer's
+    delivery reports, not from the broker's high watermarks: Tansu answers ListOffsets
+    with the last batch's base offset + 1, which undercounts multi-record batches.
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    mine = {p: end for (t, p), end in ends.items() if t == topic}
+    if not mine:
+        return 0, 0
+    # A consumer that never subscribes does not join (or disturb) the group.
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                         "enable.auto.commit": False})
+    try:
+        committed = consumer.committed([TopicPartition(topic, p) for p in mine], timeout=10)
+        done = sum(min(max(tp.offset, 0), mine[tp.partition]) for tp in committed)
+        return done, sum(mine.values())
+    finally:
+        consumer.close()
+
+
+def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0) -> list[Any]:
+    """Every record of `topic` from the beginning, until none arrives for `idle_s`.
+
+    For inspection (tests, the demo's report, `dlq list`); it joins no group.
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "actions-sync-reader",
+                         "enable.auto.commit": False})
+    records: list[Any] = []
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return records
+        consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
+        last = time.monotonic()
+        while time.monotonic() - last < idle_s:
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                records.append(msg)
+                last = time.monotonic()
+        return records
+    finally:
+        consumer.close()
 
 
 def _wait_for_port(hostport: str, deadline: float) -> None:

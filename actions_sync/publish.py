@@ -8,7 +8,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from actions_sync.errors import Retriable
-from actions_sync.kafka import producer_config
+from actions_sync.kafka import Ends, producer_config
 from actions_sync.serialization import RegistryClient, Serializer
 
 __all__ = ["Publisher"]
@@ -22,10 +22,14 @@ class Publisher:
         self._registry = registry
         self._serializers: dict[tuple[str, str], Serializer] = {}
         self._failures: list[str] = []
+        self.ends: Ends = {}  # what the broker acknowledged, per partition
 
-    def _delivered(self, err: Any, _msg: Any) -> None:
+    def _delivered(self, err: Any, msg: Any) -> None:
         if err is not None:
             self._failures.append(str(err))
+            return
+        key = (msg.topic(), msg.partition())
+        self.ends[key] = max(self.ends.get(key, 0), msg.offset() + 1)
 
     def _send(self, topic: str, key: bytes | None, value: bytes | None,
               headers: list[tuple[str, bytes]] | None = None) -> None:

@@ -30,7 +30,9 @@ def _standard(name: str) -> AliasChoices:
 class Settings(BaseSettings):
     """Everything a worker, the CLI or the embedded runtime can be told."""
 
-    model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, frozen=True, extra="ignore", populate_by_name=True
+    )
 
     # Kafka. None means "no broker given": `demo` and `up` start the embedded one.
     kafka_bootstrap_servers: str | None = Field(

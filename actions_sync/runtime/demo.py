@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -27,16 +26,16 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from actions_sync.kafka import consumer_config, dlq_topic, ensure_topics
+from actions_sync.kafka import Ends, dlq_topic, ensure_topics, read_topic
 from actions_sync.publish import Publisher
 from actions_sync.runtime.people_scenario import Report, Scenario, reconcile
-from actions_sync.runtime.stack import Stack, scrape_sum
+from actions_sync.runtime.stack import Stack
 from actions_sync.serialization import RegistryClient, frame
 from actions_sync.settings import Settings
 from actions_sync.store import Store
 from streams.topics import PERSON_CHANGES, specs
 
-__all__ = ["DemoOptions", "bad_person_records", "run_demo", "topic_size"]
+__all__ = ["DemoOptions", "bad_person_records", "run_demo"]
 
 
 @dataclass(frozen=True)
@@ -57,19 +56,6 @@ def bad_person_records() -> list[tuple[bytes | None, bytes | None]]:
     ]
 
 
-def topic_size(bootstrap: str, topic: str) -> int:
-    """Records on `topic`: the sum of its partitions' high watermarks."""
-    consumer = Consumer(consumer_config(bootstrap, "actions-sync-inspect"))
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        return sum(
-            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in meta.partitions
-        )
-    finally:
-        consumer.close()
-
-
 def run_demo(settings: Settings, options: DemoOptions, console: Console) -> bool:
     database_url = settings.database_url
     if "DATABASE_URL" not in settings.model_fields_set:
@@ -84,20 +70,20 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console) -> bool
         Store(database_url).migrate()  # once, before the workers race to do it
         for _ in range(options.workers):
             stack.add_worker("people")
-        published = _publish(stack, scenario, console)
-        bad = len(bad_person_records())
-        _follow(stack, published + bad, bad, options.timeout_s, console)
+        ends = _publish(stack, scenario, console)
+        _follow(stack, ends, options.timeout_s, console)
         store = Store(database_url)
         try:
             report = reconcile(store, scenario.expected)
         finally:
             store.close()
-        dead = topic_size(stack.bootstrap, dlq_topic(PERSON_CHANGES))
+        dead = len(read_topic(stack.bootstrap, dlq_topic(PERSON_CHANGES)))
+    bad = len(bad_person_records())
     _print_report(console, scenario, report, dead, bad)
     return report.ok and dead == bad
 
 
-def _publish(stack: Stack, scenario: Scenario, console: Console) -> int:
+def _publish(stack: Stack, scenario: Scenario, console: Console) -> Ends:
     registry = RegistryClient(stack.registry_url)
     publisher = Publisher(stack.bootstrap, registry)
     with _progress(console) as progress:
@@ -111,25 +97,24 @@ def _publish(stack: Stack, scenario: Scenario, console: Console) -> int:
         publisher.flush()
         progress.update(task, total=count, completed=count)
     registry.close()
-    return count
+    return publisher.ends
 
 
-def _follow(stack: Stack, total: int, bad: int, timeout_s: float, console: Console) -> None:
-    """Live progress of the agents until every record is handled (or the timeout)."""
-    urls = [w.metrics_url for w in stack.workers]
+def _follow(stack: Stack, ends: Ends, timeout_s: float, console: Console) -> None:
+    """Live progress of the agents (committed offsets) until the topic is drained."""
     deadline = time.monotonic() + timeout_s
     with _progress(console) as progress:
-        task = progress.add_task("people agent: changes handled", total=total)
-        while time.monotonic() < deadline:
-            done = scrape_sum(urls, "actions_sync_events_in_total")
-            progress.update(task, completed=done)
+        task = progress.add_task("people agent: changes committed", total=None)
+        while True:
+            done, total = stack.progress("people", PERSON_CHANGES, ends)
+            progress.update(task, completed=done, total=total)
             if done >= total:
                 return
-            for worker in stack.workers:
-                if worker.proc.poll() is not None:
-                    raise RuntimeError(f"worker {worker.name} exited; see {worker.log}")
+            stack.check_workers()
+            if time.monotonic() > deadline:
+                console.print(f"[red]timed out after {timeout_s:.0f}s[/]")
+                return
             time.sleep(0.25)
-    console.print(f"[red]timed out after {timeout_s:.0f}s[/]")
 
 
 class RateColumn(ProgressColumn):

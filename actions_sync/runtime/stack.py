@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from actions_sync.errors import Fatal
+from actions_sync.kafka import Ends, group_progress
 from actions_sync.runtime.broker import EmbeddedBroker
 from actions_sync.runtime.process import spawn, stop
 from actions_sync.settings import Settings
@@ -24,6 +25,7 @@ from sandboxes.base import free_port
 __all__ = ["CLI", "Stack", "Worker", "scrape_sum", "wait_http"]
 
 CLI = [sys.executable, "-m", "actions_sync.cli"]
+HANDLED = "actions_sync_events_in_total"
 
 
 def wait_http(
@@ -88,6 +90,7 @@ class Stack:
             "SCHEMA_REGISTRY_URL": self.registry_url,
             "DATABASE_URL": self.settings.database_url,
             "ACTIONS_SYNC_PARTITIONS": str(self.settings.partitions),
+            "ACTIONS_SYNC_GROUP_PREFIX": self.settings.group_prefix,
         }
 
     def add_worker(self, name: str, extra_env: dict[str, str] | None = None) -> Worker:
@@ -99,6 +102,36 @@ class Stack:
         worker = Worker(name, f"http://127.0.0.1:{port}/metrics", proc, log)
         self.workers.append(worker)
         return worker
+
+    def handled(self) -> float:
+        """Records the workers have handled so far, redeliveries included (/metrics)."""
+        return scrape_sum([w.metrics_url for w in self.workers], HANDLED)
+
+    @staticmethod
+    def handled_by(worker: Worker) -> float:
+        return scrape_sum([worker.metrics_url], HANDLED)
+
+    def progress(self, worker: str, topic: str, ends: Ends) -> tuple[int, int]:
+        """(records committed by worker group `worker`, records written up to `ends`)."""
+        group = f"{self.settings.group_prefix}-{worker}"
+        return group_progress(self.bootstrap, group, topic, ends)
+
+    def check_workers(self) -> None:
+        """Raise if a worker process has exited."""
+        for worker in self.workers:
+            if worker.proc.poll() is not None:
+                raise Fatal(f"worker {worker.name} exited with {worker.proc.returncode};"
+                            f" see {worker.log}")
+
+    def wait_drained(self, worker: str, topic: str, ends: Ends, timeout_s: float) -> None:
+        """Block until worker group `worker` has committed every record up to `ends`."""
+        deadline = time.monotonic() + timeout_s
+        while (done := self.progress(worker, topic, ends))[0] < done[1]:
+            self.check_workers()
+            if time.monotonic() > deadline:
+                raise Fatal(f"{worker} committed {done[0]} of {done[1]} records of {topic}"
+                            f" in {timeout_s:.0f}s; logs in {self.logdir}")
+            time.sleep(0.25)
 
     def endpoints(self) -> dict[str, object]:
         return {

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from actions_sync.kafka import dlq_topic, ensure_topics
-from actions_sync.runtime.demo import topic_size
+from actions_sync.kafka import dlq_topic, ensure_topics, read_topic
 from streams.topics import PERSON_CHANGES, specs
 
 ALL_COMMANDS = ("demo", "up", "worker", "broker", "sandbox", "produce", "sync", "settings", "dlq")
@@ -87,7 +86,7 @@ def test_produce_publishes_good_lines_and_names_each_bad_one(kafka, registry, tm
     assert f"{path}:line 2: not JSON" in result.stderr
     assert f"{path}:line 3: does not match PersonChange" in result.stderr
     assert "published 2 records" in result.stderr
-    assert topic_size(kafka, PERSON_CHANGES) == 2
+    assert len(read_topic(kafka, PERSON_CHANGES)) == 2
 
 
 def test_dlq_list_shows_reasons_and_replay_republishes(kafka, registry):
@@ -105,8 +104,8 @@ def test_dlq_list_shows_reasons_and_replay_republishes(kafka, registry):
         ("UndecodableRecord", "17", "k")]
     assert "replayed 1 records" in run_cli("dlq", "replay", PERSON_CHANGES, env=env).stderr
     assert "replayed 0 records" in run_cli("dlq", "replay", PERSON_CHANGES, env=env).stderr
-    assert topic_size(kafka, PERSON_CHANGES) == 1
-    assert topic_size(kafka, dlq_topic(PERSON_CHANGES)) == 1
+    assert len(read_topic(kafka, PERSON_CHANGES)) == 1
+    assert len(read_topic(kafka, dlq_topic(PERSON_CHANGES))) == 1
 
 
 def test_top_level_packages_import_from_this_repo():
