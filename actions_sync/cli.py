@@ -160,17 +160,70 @@ def sandbox(
     name: Annotated[SandboxName, typer.Argument(help="Which API to stand in for.")],
     port: PortOption = 0,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    client_id: Annotated[str, typer.Option(help="OAuth client id it accepts.")] = "actions-sync",
+    client_secret: Annotated[str, typer.Option(
+        help="OAuth client secret it accepts.")] = "sandbox-secret",
+    seed_people: Annotated[int, typer.Option(
+        min=0, help="People to seed from the generated population (Marketo leads, "
+                    "Salesforce Leads/Contacts).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the generated population.")] = 7,
+    error_rate: Annotated[float, typer.Option(
+        min=0, max=1, help="Share of data calls answered with a transient error.")] = 0.0,
+    latency_ms: Annotated[float, typer.Option(min=0, help="Delay of every data call.")] = 0.0,
+    fault_seed: Annotated[int, typer.Option(help="Seed of the injected faults.")] = 0,
+    token_expiry_s: Annotated[float | None, typer.Option(
+        help="Marketo: tokens die after this many seconds (fault).")] = None,
+    session_ttl_s: Annotated[float | None, typer.Option(
+        help="Salesforce: sessions expire after this many seconds (fault).")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Any other config field, KEY=VALUE (JSON value), e.g. "
+                      "--set rate_calls=1000. Repeatable.")] = None,
 ) -> None:
-    """Run a local stand-in for Marketo, Salesforce or a schema registry."""
+    """Run a local stand-in for Marketo, Salesforce or a schema registry over HTTP."""
     from sandboxes.base import free_port, serve
 
+    options: dict[str, object] = {
+        "client_id": client_id, "client_secret": client_secret, "seed_people": seed_people,
+        "seed": seed, "error_rate": error_rate, "latency_ms": latency_ms,
+        "fault_seed": fault_seed,
+    }
+    for item in set_ or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
     if name is SandboxName.registry:
-        from sandboxes.registry import create_app
+        from sandboxes.base import config_from_options
+        from sandboxes.registry import RegistryConfig
+        from sandboxes.registry import create_app as registry_app
+
+        faults = {k: options[k] for k in ("error_rate", "latency_ms", "fault_seed")}
+        web_app = registry_app(config_from_options(RegistryConfig, **faults))
+    elif name is SandboxName.marketo:
+        from sandboxes.marketo import MarketoConfig
+        from sandboxes.marketo import create_app as marketo_app
+
+        web_app = marketo_app(_sandbox_config(MarketoConfig, token_expiry_s=token_expiry_s,
+                                              **options))
     else:
-        not_built(f"the {name.value} sandbox", "the people-sync / activities-out issues")
+        from sandboxes.salesforce import SalesforceConfig
+        from sandboxes.salesforce import create_app as salesforce_app
+
+        web_app = salesforce_app(_sandbox_config(SalesforceConfig, session_ttl_s=session_ttl_s,
+                                                 **options))
     port = port or free_port(host)
     print(f"{name.value} sandbox on http://{host}:{port}", flush=True)
-    serve(create_app(), host, port)
+    serve(web_app, host, port)
+
+
+def _sandbox_config(cls: type, **options: object) -> object:
+    try:
+        return cls.from_options(**options)  # type: ignore[attr-defined]
+    except (TypeError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--set") from exc
 
 
 @app.command()

@@ -17,8 +17,8 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -31,6 +31,7 @@ __all__ = [
     "JournalEntry",
     "SandboxServer",
     "add_control_routes",
+    "config_from_options",
     "free_port",
     "serve",
 ]
@@ -91,6 +92,29 @@ class FaultPlan:
     latency_ms: float = 0.0
     timeout_rate: float = 0.0
     timeout_s: float = 30.0
+
+
+FAULT_OPTIONS = frozenset({"error_rate", "latency_ms", "timeout_rate", "timeout_s"})
+C = TypeVar("C")
+
+
+def config_from_options(cls: type[C], **options: Any) -> C:
+    """Build a sandbox config dataclass from flat, CLI-friendly options.
+
+    `error_rate, latency_ms, timeout_rate, timeout_s` and `fault_seed` go to its fault
+    plan (field `faults`); None values keep the default; unknown names are an error.
+    """
+    given = {k: v for k, v in options.items() if v is not None}
+    plan = {k: given.pop(k) for k in list(given) if k in FAULT_OPTIONS}
+    if "fault_seed" in given:
+        plan["seed"] = given.pop("fault_seed")
+    unknown = sorted(set(given) - {f.name for f in fields(cls)})  # type: ignore[arg-type]
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} option(s): {', '.join(unknown)}")
+    config = cls(**given)
+    if plan:
+        config = replace(config, faults=replace(config.faults, **plan))  # type: ignore[attr-defined,type-var]
+    return config
 
 
 class Faults:

@@ -85,3 +85,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path}/store.db"
     server = request.getfixturevalue("postgres")
     return server.create_database(f"t_{uuid.uuid4().hex[:12]}")  # type: ignore[attr-defined,no-any-return]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests by the real parts they use, so a tier can select them (`-m broker`)."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if "kafka" in fixtures:
+            item.add_marker(pytest.mark.broker)
+        if "postgres" in fixtures or "postgresql" in item.name:
+            item.add_marker(pytest.mark.postgres)

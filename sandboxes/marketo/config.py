@@ -7,15 +7,12 @@ sandbox is configurable without writing code (`python -m sandboxes.marketo --hel
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from sandboxes.base import FaultPlan
+from sandboxes.base import FaultPlan, config_from_options
 
 __all__ = ["MarketoConfig"]
-
-_FAULT_OPTIONS = {"error_rate", "latency_ms", "timeout_rate", "timeout_s"}
-
 
 @dataclass(frozen=True)
 class MarketoConfig:
@@ -66,15 +63,5 @@ class MarketoConfig:
 
     @classmethod
     def from_options(cls, **options: Any) -> MarketoConfig:
-        """Build from flat options; `error_rate, latency_ms, timeout_rate, timeout_s` and
-        `fault_seed` go to the fault plan, None values keep the default."""
-        given = {k: v for k, v in options.items() if v is not None}
-        plan = {k: given.pop(k) for k in list(given) if k in _FAULT_OPTIONS}
-        if "fault_seed" in given:
-            plan["seed"] = given.pop("fault_seed")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(given) - known)
-        if unknown:
-            raise ValueError(f"unknown Marketo sandbox option(s): {', '.join(unknown)}")
-        config = cls(**given)
-        return replace(config, faults=replace(config.faults, **plan)) if plan else config
+        """Build from flat options (see `sandboxes.base.config_from_options`)."""
+        return config_from_options(cls, **options)

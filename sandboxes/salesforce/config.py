@@ -8,15 +8,12 @@ running sandbox through `POST /_sandbox/salesforce/config`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sandboxes.base import FaultPlan
+from sandboxes.base import FaultPlan, config_from_options
 
 __all__ = ["SalesforceConfig"]
-
-_FAULT_OPTIONS = {"error_rate", "latency_ms", "timeout_rate", "timeout_s"}
-
 
 @dataclass(frozen=True)
 class SalesforceConfig:
@@ -102,17 +99,8 @@ class SalesforceConfig:
 
     @classmethod
     def from_options(cls, **options: Any) -> SalesforceConfig:
-        """Build from flat options; `error_rate, latency_ms, timeout_rate, timeout_s` and
-        `fault_seed` go to the fault plan, None values keep the default."""
-        given = {k: v for k, v in options.items() if v is not None}
-        plan = {k: given.pop(k) for k in list(given) if k in _FAULT_OPTIONS}
-        if "fault_seed" in given:
-            plan["seed"] = given.pop("fault_seed")
-        unknown = sorted(set(given) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown Salesforce sandbox option(s): {', '.join(unknown)}")
-        config = cls(**given)
-        return replace(config, faults=replace(config.faults, **plan)) if plan else config
+        """Build from flat options (see `sandboxes.base.config_from_options`)."""
+        return config_from_options(cls, **options)
 
     def version_number(self) -> float:
         """`v62.0` -> 62.0."""

@@ -117,7 +117,10 @@ def test_people_reach_the_store_and_bad_records_the_dlq(kafka, registry, databas
     assert report.expected_present == report.stored_present > 300
 
     letters = dead_letter_headers(kafka)
-    assert len(letters) == len(bad_person_records()) + 2
+    # At least once: a rebalance may hand a partition over before its offsets were
+    # committed, so a record can be dead-lettered twice; each bad record is there.
+    positions = {(h["source.partition"], h["source.offset"]) for h in letters}
+    assert len(positions) == len(bad_person_records()) + 2 <= len(letters)
     assert {h["error.class"] for h in letters} == {"UndecodableRecord", "RuleViolation"}
     assert all(h["source.topic"] == PERSON_CHANGES and h["error.message"] for h in letters)
     assert {h["error.stage"] for h in letters} == {"decode", "rules"}

@@ -1,0 +1,31 @@
+# The two commands of the README:
+#   make demo   set up, then run the main job on the embedded defaults with live progress
+#   make test   set up, then run the whole test suite (Tansu tier, then Apache Kafka tier)
+.PHONY: demo test test-tansu test-apache lint bench setup
+
+PY := .venv/bin
+PYTEST := $(PY)/pytest -p no:cacheprovider
+
+setup:
+	@scripts/bootstrap
+
+demo: setup
+	$(PY)/actions-sync demo
+
+test:
+	@scripts/bootstrap --test
+	$(MAKE) --no-print-directory lint test-tansu test-apache
+
+lint:
+	$(PY)/ruff check .
+
+# Every test, broker-facing ones on the embedded Tansu broker.
+test-tansu:
+	$(PYTEST) -q
+
+# The broker-facing tests again, on a real single-node Apache Kafka (KRaft) from Maven jars.
+test-apache:
+	scripts/apache-kafka exec -- $(PYTEST) -q -m broker
+
+bench: setup
+	$(PY)/python bench/people_throughput.py
