@@ -11,7 +11,7 @@ import sys
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,6 +20,8 @@ from actions_sync.errors import ActionsSyncError, ConfigError
 from actions_sync.settings import Settings, load_settings
 
 __all__ = ["app", "main"]
+
+C = TypeVar("C")
 
 app = typer.Typer(
     help="Keep the Actions sales workspace, Marketo Engage and Salesforce in sync over Kafka.",
@@ -106,7 +108,8 @@ def up(
 
     settings = _settings()
     with Stack(settings) as stack:
-        Store(settings.database_url).migrate()
+        with Store(settings.database_url) as store:
+            store.migrate()
         for _ in range(people_workers):
             stack.add_worker("people")
         endpoints = stack.endpoints()
@@ -219,9 +222,9 @@ def sandbox(
     serve(web_app, host, port)
 
 
-def _sandbox_config(cls: type, **options: object) -> object:
+def _sandbox_config(cls: type[C], **options: object) -> C:
     try:
-        return cls.from_options(**options)  # type: ignore[attr-defined]
+        return cls.from_options(**options)  # type: ignore[attr-defined,no-any-return]
     except (TypeError, ValueError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--set") from exc
 

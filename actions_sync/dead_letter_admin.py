@@ -18,7 +18,8 @@ REPLAY_GROUP = "actions-sync-dlq-replay"
 
 def describe(msg: Message) -> dict[str, Any]:
     """A dead letter as a flat JSON-able dict: position, key, size and reason headers."""
-    headers = {k: (v.decode(errors="replace") if v else "") for k, v in msg.headers() or []}
+    raw: Any = msg.headers() or []  # consumed messages carry [(name, bytes | None)]
+    headers = {k: (v.decode(errors="replace") if v else "") for k, v in raw}
     key = msg.key()
     return {"partition": msg.partition(), "offset": msg.offset(),
             "key": key.decode(errors="replace") if key else None,

@@ -32,7 +32,7 @@ class Publisher:
         self.ends[key] = max(self.ends.get(key, 0), msg.offset() + 1)
 
     def _send(self, topic: str, key: bytes | None, value: bytes | None,
-              headers: list[tuple[str, bytes]] | None = None) -> None:
+              headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
         while True:
             try:
                 self._producer.produce(topic, value, key, headers=headers,
@@ -61,7 +61,7 @@ class Publisher:
         return count
 
     def publish_raw(self, topic: str, items: Iterable[tuple[bytes | None, bytes | None]],
-                    headers: list[tuple[str, bytes]] | None = None) -> int:
+                    headers: list[tuple[str, str | bytes | None]] | None = None) -> int:
         """Send bytes as they are (bad records for tests, DLQ replays)."""
         count = 0
         for key, value in items:

@@ -119,7 +119,8 @@ def main() -> None:
             alone = store_rate(changes, args.batch)
             print(f"store alone (rules + SQLite upserts, batch {args.batch}): "
                   f"{alone:>10,.0f} people/s")
-            Store(settings.database_url).migrate()
+            with Store(settings.database_url) as store:
+                store.migrate()
             agent, wall = agent_rate(stack, publisher.ends, args.workers, total)
             print(f"people agent ({args.workers} worker): {agent:>10,.0f} people/s"
                   f"  (wall {wall:.1f}s incl. start-up and group join)")

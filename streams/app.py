@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import faust
 
@@ -63,8 +63,9 @@ def batch_agent(
     """Register an agent on `topic` that hands batches of raw records to `handle`."""
     channel = app.topic(topic, key_serializer="raw", value_serializer="raw")
 
-    async def agent(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(size, within=within_s):
+    async def agent(stream: faust.StreamT[Any]) -> None:
+        # take_events exists on faust.Stream (the runtime type), not on StreamT.
+        async for events in cast(faust.Stream[Any], stream).take_events(size, within=within_s):
             started = time.perf_counter()
             records = [
                 RawRecord(e.message.topic, e.message.partition, e.message.offset,

@@ -67,7 +67,8 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console) -> bool
         console.print(f"[bold]stack[/] kafka={stack.bootstrap} registry={stack.registry_url}"
                       f" store={database_url} logs={stack.logdir}")
         ensure_topics(stack.bootstrap, specs((PERSON_CHANGES,), settings.partitions))
-        Store(database_url).migrate()  # once, before the workers race to do it
+        with Store(database_url) as store:
+            store.migrate()  # once, before the workers race to do it
         for _ in range(options.workers):
             stack.add_worker("people")
         ends = _publish(stack, scenario, console)

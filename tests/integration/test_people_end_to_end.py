@@ -90,13 +90,15 @@ def test_people_reach_the_store_and_bad_records_the_dlq(kafka, registry, databas
     generated = [(str(c["marketo_id"]), c) for c in scenario.changes()]
     ends: Ends = {}
     publish(kafka, registry, generated + first_wave(), ends, bad=True)
-    Store(database_url).migrate()
+    with Store(database_url) as store:
+        store.migrate()
 
     with Stack(settings) as stack:
         for _ in range(workers):
             stack.add_worker("people")
         stack.wait_drained("people", PERSON_CHANGES, ends, timeout_s=120)
-        assert Store(database_url).person(REMOVED)["removed_at"] is None
+        with Store(database_url) as store:
+            assert store.person(REMOVED)["removed_at"] is None
         publish(kafka, registry, second_wave(), ends)
         stack.wait_drained("people", PERSON_CHANGES, ends, timeout_s=60)
         per_worker = [stack.handled_by(w) for w in stack.workers]
