@@ -7,6 +7,7 @@ version is older, so replays and out-of-order changes are no-ops.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 
 from actions_sync.errors import ConfigError, Retriable
-from actions_sync.store.tables import PERSON_FIELDS, persons
+from actions_sync.store.tables import PERSON_FIELDS, checkpoints, persons
 
 __all__ = ["PeopleWrite", "Store"]
 
@@ -165,6 +166,39 @@ class Store:
             query = query.where(persons.c.removed_at.is_(None))
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def checkpoint(self, name: str) -> dict[str, Any] | None:
+        """The saved position of source `name`, or None before its first save."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(checkpoints.c.value).where(checkpoints.c.name == name)
+            ).scalar_one_or_none()
+        return json.loads(value) if value is not None else None
+
+    def checkpoint_age_s(self, name: str) -> float | None:
+        """Seconds since source `name` last saved its position."""
+        with self.engine.connect() as conn:
+            at = conn.execute(
+                select(checkpoints.c.updated_at).where(checkpoints.c.name == name)
+            ).scalar_one_or_none()
+        return (datetime.now(UTC) - _aware(at)).total_seconds() if at is not None else None
+
+    def save_checkpoint(self, name: str, value: Mapping[str, Any]) -> None:
+        """Durably record the position of source `name` (one row per source)."""
+        insert = sqlite_insert if self._is_sqlite else pg_insert
+        stmt = insert(checkpoints).values(name=name, value=json.dumps(value, default=str),
+                                          updated_at=datetime.now(UTC))
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[checkpoints.c.name],
+            set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+        )
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(stmt)
+        except OperationalError as exc:
+            raise Retriable(f"checkpoint write failed: {exc.orig}") from exc
 
     def close(self) -> None:
         self.engine.dispose()

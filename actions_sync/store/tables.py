@@ -6,9 +6,9 @@ the migrations produce exactly these tables.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, MetaData, String, Table
+from sqlalchemy import BigInteger, Column, DateTime, Index, MetaData, String, Table, Text
 
-__all__ = ["PERSON_FIELDS", "metadata", "persons"]
+__all__ = ["PERSON_FIELDS", "checkpoints", "metadata", "persons"]
 
 metadata = MetaData()
 
@@ -32,4 +32,14 @@ persons = Table(
     # When the sync wrote the row (for latency measurement and audit).
     Column("synced_at", DateTime(timezone=True), nullable=False),
     Index("ix_persons_email", "email"),
+)
+
+# Where a source connector is in its source (an export job and window, a paging token),
+# as JSON, so that a restarted connector resumes instead of starting over.
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )

@@ -87,3 +87,11 @@ def test_batch_of_thousands_in_one_call(store):
     store.apply_people([row(i, 1) for i in range(1, 5001)], [])
     assert store.count_persons() == 5000
     assert [p["marketo_id"] for p in store.iter_persons(batch=700)][:3] == [1, 2, 3]
+
+
+def test_checkpoint_is_saved_replaced_and_read_back(store):
+    assert store.checkpoint("marketo-source") is None
+    store.save_checkpoint("marketo-source", {"token": "A", "page": 1})
+    store.save_checkpoint("marketo-source", {"token": "B", "page": 2})
+    assert store.checkpoint("marketo-source") == {"token": "B", "page": 2}
+    assert 0 <= store.checkpoint_age_s("marketo-source") < 60
