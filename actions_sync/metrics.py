@@ -12,10 +12,15 @@ import logging
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 __all__ = [
+    "API_CALLS",
+    "API_SECONDS",
     "BATCH_SECONDS",
+    "CHECKPOINT_AGE_SECONDS",
     "CONSUMER_LAG",
     "DEAD_LETTERS",
     "EVENTS_IN",
+    "RATE_LIMIT_WAIT_SECONDS",
+    "RECORDS_PUBLISHED",
     "SKIPPED",
     "STORE_WRITES",
     "serve_metrics",
@@ -54,6 +59,37 @@ CONSUMER_LAG = Gauge(
     "actions_sync_consumer_lag",
     "Records between a partition's high watermark and the worker's position",
     ["worker", "topic", "partition"],
+)
+
+
+# Remote API calls: 10 ms .. 60 s (bulk files and slow sandboxes included).
+API_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+API_CALLS = Counter(
+    "actions_sync_api_calls_total",
+    "Calls to a remote API, by endpoint and result (ok, or the vendor's error code)",
+    ["api", "endpoint", "result"],
+)
+API_SECONDS = Histogram(
+    "actions_sync_api_call_seconds",
+    "Duration of one remote API call",
+    ["api", "endpoint"],
+    buckets=API_BUCKETS,
+)
+RATE_LIMIT_WAIT_SECONDS = Counter(
+    "actions_sync_rate_limit_wait_seconds_total",
+    "Time spent waiting for the client-side rate limiter before calling an API",
+    ["api"],
+)
+RECORDS_PUBLISHED = Counter(
+    "actions_sync_records_published_total",
+    "Records a source connector published to a topic",
+    ["worker", "topic"],
+)
+CHECKPOINT_AGE_SECONDS = Gauge(
+    "actions_sync_checkpoint_age_seconds",
+    "Seconds since a source connector last saved its position",
+    ["worker"],
 )
 
 

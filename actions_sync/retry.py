@@ -40,12 +40,14 @@ async def retrying(
     clock: Clock | None = None,
     max_attempts: int | None = None,
     retry_on: tuple[type[BaseException], ...] = (Retriable,),
+    give_up_on: tuple[type[BaseException], ...] = (),
     on_retry: Callable[[BaseException, float], None] | None = None,
 ) -> T:
     """Await `call()` until it succeeds; retry the errors in `retry_on`.
 
     `Backpressure.retry_after` is honoured as a floor on the wait. After `max_attempts`
-    (None = forever) the last error propagates.
+    (None = forever) the last error propagates; errors in `give_up_on` propagate at once
+    (e.g. a daily quota: the caller pauses its work instead of this loop sleeping).
     """
     backoff = backoff or Backoff()
     clock = clock or SystemClock()
@@ -53,6 +55,8 @@ async def retrying(
     while True:
         try:
             return await call()
+        except give_up_on:
+            raise
         except retry_on as exc:
             attempt += 1
             if max_attempts is not None and attempt >= max_attempts:

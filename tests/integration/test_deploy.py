@@ -1,0 +1,405 @@
+"""The deployment: docker-compose.yml, the Dockerfile, Prometheus and Grafana under deploy/.
+
+No Docker engine runs where the tests do, so the stack is checked without starting it:
+the compose file against the project (services, real settings, files it mounts), the
+Prometheus config, alert rules and their unit tests with `promtool` (Debian package
+`prometheus`; a missing promtool skips here and fails in CI), and the dashboard against
+every metric declared in `actions_sync/metrics.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client.metrics import MetricWrapperBase
+
+from actions_sync import metrics
+from actions_sync.cli import WORKERS
+from actions_sync.settings import PREFIX, Settings, env_name
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+PROMETHEUS = ROOT / "deploy" / "prometheus"
+GRAFANA = ROOT / "deploy" / "grafana"
+DASHBOARD = GRAFANA / "dashboards" / "actions-sync.json"
+IN_CI = bool(os.environ.get("CI"))
+
+STACK = {"kafka", "schema-registry", "postgres", "people", "prometheus", "grafana"}
+# Metrics every Prometheus has without our code: the scrape health of a target.
+BUILTIN_METRICS = {"up"}
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def interpolate(value: str) -> str:
+    """Compose's `${VAR:-default}` / `${VAR-default}` with VAR unset; `${VAR}` must not occur."""
+    def default(match: re.Match[str]) -> str:
+        assert match.group(2) is not None, f"{match.group(0)} has no default"
+        return match.group(3)
+
+    return re.sub(r"\$\{(\w+)(:?-([^}]*))?\}", default, value)
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {key: interpolate(str(value)) for key, value in env.items()}
+
+
+def ours(services: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The services that run this repository's image."""
+    return {name: s for name, s in services.items() if s.get("build") is not None}
+
+
+def setting_names() -> set[str]:
+    """Every environment variable `Settings` reads (standard names and prefixed twins)."""
+    return {env_name(f) for f in Settings.model_fields} | {
+        PREFIX + f.upper() for f in Settings.model_fields
+    }
+
+
+def bind_mounts(service: dict[str, Any]) -> list[tuple[Path, str]]:
+    """(host path, container path) of the service's bind mounts."""
+    mounts = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            if volume.get("type") == "bind":
+                mounts.append((ROOT / volume["source"], volume["target"]))
+            continue
+        source, target = volume.split(":")[:2]
+        if source.startswith((".", "/")):
+            mounts.append((ROOT / source, target))
+    return mounts
+
+
+def host_path(service: dict[str, Any], container_path: str) -> Path:
+    """Where a file the container reads comes from in the repository."""
+    for source, target in bind_mounts(service):
+        if container_path == target or container_path.startswith(target.rstrip("/") + "/"):
+            return source / Path(container_path).relative_to(target)
+    raise AssertionError(f"{container_path} is not mounted from the repository")
+
+
+def exported_names(name: str, kind: str) -> set[str]:
+    """The sample names Prometheus stores for one metric family."""
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "histogram": ("_bucket", "_count", "_sum", "_created"),
+        "summary": ("", "_count", "_sum", "_created"),
+        "gauge": ("",),
+    }[kind]
+    return {name + suffix for suffix in suffixes}
+
+
+def declared_metrics() -> dict[str, set[str]]:
+    """Family name -> exported sample names, for every metric object in actions_sync.metrics."""
+    families: dict[str, set[str]] = {}
+    for obj in vars(metrics).values():
+        if isinstance(obj, MetricWrapperBase):
+            for family in obj.describe():
+                families[family.name] = exported_names(family.name, family.type)
+    return families
+
+
+DECLARED = declared_metrics()
+ALL_EXPORTED = set().union(*DECLARED.values())
+
+_STRINGS = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|`[^`]*`')
+_MATCHERS = re.compile(r"\{[^{}]*\}")
+_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)")
+_RANGES = re.compile(r"\[[^\]]*\]")
+_VARIABLES = re.compile(r"\$\w+")
+_IDENT = re.compile(r"(?<![\w:.$])([A-Za-z_:][\w:]*)(?![\w:]|\s*\()")
+_KEYWORDS = {"and", "or", "unless", "offset", "bool", "by", "without", "on", "ignoring",
+             "group_left", "group_right", "inf", "nan", "Inf", "NaN"}
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects (functions, labels, keywords removed)."""
+    for pattern in (_STRINGS, _MATCHERS, _GROUPING, _RANGES, _VARIABLES):
+        expr = pattern.sub(" ", expr)
+    return {name for name in _IDENT.findall(expr) if name not in _KEYWORDS}
+
+
+def dashboard_targets() -> list[tuple[str, str]]:
+    """(panel title, expr) of every query of the dashboard."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [(panel["title"], target["expr"])
+            for panel in dashboard["panels"] for target in panel.get("targets", [])]
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [rule for group in load_yaml(PROMETHEUS / "alerts.yml")["groups"]
+            for rule in group["rules"]]
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, dict[str, Any]]:
+    return load_yaml(COMPOSE)["services"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found:
+        return found
+    message = "promtool not on PATH: install the Debian package `prometheus`"
+    if IN_CI:
+        pytest.fail(message + " (scripts/bootstrap --test)")
+    pytest.skip(message)
+
+
+# -- (a) docker-compose.yml against the project ----------------------------------------------
+
+
+def test_compose_runs_the_whole_stack(services):
+    assert set(services) >= STACK
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert services["schema-registry"]["image"].startswith("confluentinc/cp-schema-registry:")
+    assert services["postgres"]["image"] == "postgres:15"
+    assert services["prometheus"]["image"].startswith("prom/prometheus:")
+    assert services["grafana"]["image"].startswith("grafana/grafana:")
+
+
+def test_people_service_runs_copies_of_the_people_worker(services):
+    people = services["people"]
+    assert people["command"] == ["worker", "people"]
+    assert "people" in WORKERS
+    partitions = int(environment(people)["ACTIONS_SYNC_PARTITIONS"])
+    assert 2 <= people["deploy"]["replicas"] <= partitions  # a copy beyond that sits idle
+
+
+def test_kafka_is_one_kraft_node_with_the_design_partitions(services):
+    env = environment(services["kafka"])
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    assert int(env["KAFKA_NUM_PARTITIONS"]) == Settings.model_fields["partitions"].default == 8
+    assert int(env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"]) == 1
+
+
+def test_workers_dial_addresses_the_broker_and_registry_advertise(services):
+    kafka = environment(services["kafka"])
+    advertised = {url.split("://", 1)[1] for url in kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")}
+    for name, service in ours(services).items():
+        env = environment(service)
+        assert set(env["KAFKA_BOOTSTRAP_SERVERS"].split(",")) <= advertised, name
+        assert env["SCHEMA_REGISTRY_URL"].startswith("http://schema-registry:8081"), name
+        assert env["DATABASE_URL"].startswith("postgresql+psycopg://"), name
+        assert "@postgres:5432/" in env["DATABASE_URL"], name
+
+
+def test_every_worker_variable_is_a_real_setting(services):
+    known = setting_names()
+    for name, service in ours(services).items():
+        unknown = set(environment(service)) - known
+        assert not unknown, f"{name}: not read by actions_sync.settings: {sorted(unknown)}"
+
+
+def test_worker_environment_passes_settings_validation(services, monkeypatch):
+    for variable in list(os.environ):
+        if variable.startswith(PREFIX) or variable in setting_names():
+            monkeypatch.delenv(variable)
+    for variable, value in environment(services["people"]).items():
+        monkeypatch.setenv(variable, value)
+    settings = Settings()
+    assert (settings.metrics_host, settings.metrics_port) == ("0.0.0.0", 9400)
+    assert settings.kafka_bootstrap_servers == "kafka:9092"
+
+
+def test_every_healthy_dependency_has_a_healthcheck(services):
+    for name, service in services.items():
+        depends = service.get("depends_on") or {}
+        assert isinstance(depends, dict), f"{name}: depends_on needs conditions"
+        for target, spec in depends.items():
+            assert target in services, f"{name} depends on unknown {target}"
+            if spec["condition"] == "service_healthy":
+                assert services[target].get("healthcheck", {}).get("test"), target
+            if spec["condition"] == "service_completed_successfully":
+                assert services[target].get("restart") == "no", target
+
+
+def test_people_waits_for_broker_registry_and_migrated_store(services):
+    depends = services["people"]["depends_on"]
+    for target in ("kafka", "schema-registry", "postgres"):
+        assert depends[target]["condition"] == "service_healthy"
+    assert depends["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_migrate_command_migrates_a_store(services, tmp_path):
+    entrypoint = services["migrate"]["entrypoint"]
+    assert entrypoint[:2] == ["python", "-c"]
+    db = tmp_path / "store.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
+    result = subprocess.run([sys.executable, *entrypoint[1:]], cwd=tmp_path, text=True,
+                            capture_output=True, timeout=120,
+                            env={**env, "DATABASE_URL": f"sqlite:///{db}"})
+    assert result.returncode == 0, result.stderr
+    assert db.stat().st_size > 0
+
+
+def test_mounted_files_and_build_context_exist(services):
+    for name, service in services.items():
+        for source, _ in bind_mounts(service):
+            assert source.exists(), f"{name} mounts missing {source.relative_to(ROOT)}"
+        if "build" in service:
+            context = ROOT / (service["build"] if isinstance(service["build"], str)
+                              else service["build"].get("context", "."))
+            assert (context / "Dockerfile").is_file(), name
+
+
+def test_image_holds_every_package_of_the_distribution():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    find = pyproject["tool"]["setuptools"]["packages"]["find"]
+    packages = [pattern.rstrip("*") for pattern in find["include"]]
+    assert dockerfile.startswith("# syntax=") and "FROM python:3.11-slim" in dockerfile
+    assert "pip install ." in dockerfile
+    assert 'ENTRYPOINT ["actions-sync"]' in dockerfile
+    assert re.search(r"^USER (?!root|0\b)", dockerfile, re.M), "the image must not run as root"
+    for package in packages:
+        assert f"COPY {package}/ {package}/" in dockerfile, package
+        assert f"!{package}/" in ignore, package
+
+
+def test_prometheus_loads_the_repository_config_and_rules(services):
+    prometheus = services["prometheus"]
+    flag = next(a for a in prometheus["command"] if a.startswith("--config.file="))
+    config_path = host_path(prometheus, flag.split("=", 1)[1])
+    assert config_path == PROMETHEUS / "prometheus.yml"
+    config = load_yaml(config_path)
+    assert config["global"]["scrape_interval"] == "15s"
+    assert config["rule_files"] == ["alerts.yml"]
+    for rule_file in config["rule_files"]:
+        assert (config_path.parent / rule_file).is_file()
+
+
+def test_prometheus_scrapes_every_worker_copy_on_its_metrics_port(services):
+    config = load_yaml(PROMETHEUS / "prometheus.yml")
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "actions-sync")
+    (discovery,) = job["dns_sd_configs"]
+    port = int(environment(services["people"])["ACTIONS_SYNC_METRICS_PORT"])
+    assert discovery["port"] == port
+    assert set(discovery["names"]) == set(ours(services)) - {"migrate"}
+    assert f":{port}/metrics" in " ".join(services["people"]["healthcheck"]["test"])
+
+
+def test_grafana_provisions_the_datasource_and_dashboard_it_mounts(services):
+    grafana = services["grafana"]
+    (datasource,) = load_yaml(GRAFANA / "provisioning" / "datasources" / "prometheus.yml")[
+        "datasources"]
+    assert datasource["url"] == "http://prometheus:9090"
+    (provider,) = load_yaml(GRAFANA / "provisioning" / "dashboards" / "actions-sync.yml")[
+        "providers"]
+    assert host_path(grafana, provider["options"]["path"]) == DASHBOARD.parent
+    assert host_path(grafana, "/etc/grafana/provisioning/datasources") == (
+        GRAFANA / "provisioning" / "datasources")
+    used = {json.dumps(p["datasource"], sort_keys=True)
+            for p in json.loads(DASHBOARD.read_text())["panels"]}
+    assert used == {json.dumps({"type": "prometheus", "uid": datasource["uid"]}, sort_keys=True)}
+
+
+# -- (b) promtool ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [
+    ["check", "config", "prometheus.yml"],
+    ["check", "rules", "alerts.yml"],
+    ["test", "rules", "alerts_test.yml"],
+], ids=["check-config", "check-rules", "test-rules"])
+def test_promtool_accepts_the_prometheus_files(promtool, args):
+    result = subprocess.run([promtool, *args], cwd=PROMETHEUS, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dashboard_queries_are_valid_promql(promtool, tmp_path):
+    grafana_variables = {"$__rate_interval": "1m", "$__range": "1h", "$worker": ".*"}
+    rules = []
+    for n, (_, expr) in enumerate(dashboard_targets()):
+        for variable, value in grafana_variables.items():
+            expr = expr.replace(variable, value)
+        rules.append({"record": f"dashboard:query_{n}", "expr": expr})
+    path = tmp_path / "dashboard_rules.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- (c) dashboard and alerts against actions_sync/metrics.py ----------------------------------
+
+
+def test_metrics_module_declares_metrics():
+    assert DECLARED and all(name.startswith("actions_sync_") for name in DECLARED)
+
+
+@pytest.mark.parametrize("family", sorted(DECLARED))
+def test_dashboard_has_a_panel_for_each_metric(family):
+    panels = [title for title, expr in dashboard_targets()
+              if metric_names(expr) & DECLARED[family]]
+    assert panels, f"no dashboard panel queries {family}"
+
+
+def test_dashboard_queries_only_declared_metrics():
+    for title, expr in dashboard_targets():
+        unknown = metric_names(expr) - ALL_EXPORTED - BUILTIN_METRICS
+        assert not unknown, f"panel {title!r} queries unknown metrics {sorted(unknown)}"
+
+
+def test_dashboard_is_provisionable_grafana_json():
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] == "actions-sync" and dashboard["schemaVersion"] >= 36
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    cells: set[tuple[int, int]] = set()
+    for panel in dashboard["panels"]:
+        pos = panel["gridPos"]
+        assert pos["x"] + pos["w"] <= 24, panel["title"]
+        area = {(x, y) for x in range(pos["x"], pos["x"] + pos["w"])
+                for y in range(pos["y"], pos["y"] + pos["h"])}
+        assert not area & cells, f"panel {panel['title']!r} overlaps another"
+        cells |= area
+        refs = [t["refId"] for t in panel["targets"]]
+        assert len(refs) == len(set(refs)), panel["title"]
+
+
+def test_alerts_query_only_declared_metrics():
+    recorded = {rule["record"] for rule in alert_rules() if "record" in rule}
+    for rule in alert_rules():
+        unknown = metric_names(rule["expr"]) - ALL_EXPORTED - BUILTIN_METRICS - recorded
+        assert not unknown, f"{rule.get('alert')} queries unknown metrics {sorted(unknown)}"
+
+
+def test_alerts_wait_and_tell_the_operator_what_to_do():
+    alerts = [rule for rule in alert_rules() if "alert" in rule]
+    assert {a["alert"] for a in alerts} >= {
+        "ActionsSyncConsumerLagHigh", "ActionsSyncDeadLetters", "ActionsSyncWorkerDown",
+        "ActionsSyncBatchLatencyHigh", "ActionsSyncNoProgress"}
+    for alert in alerts:
+        assert re.fullmatch(r"\d+[smh]", alert["for"]), alert["alert"]
+        assert alert["labels"]["severity"] in {"warning", "critical"}, alert["alert"]
+        assert alert["annotations"]["summary"] and alert["annotations"]["description"]
+
+
+def test_every_alert_is_unit_tested():
+    tests = load_yaml(PROMETHEUS / "alerts_test.yml")["tests"]
+    cases = [case for test in tests for case in test.get("alert_rule_test", [])]
+    for alert in (rule["alert"] for rule in alert_rules() if "alert" in rule):
+        outcomes = {bool(case["exp_alerts"]) for case in cases if case["alertname"] == alert}
+        assert outcomes == {True, False}, f"{alert}: test it both firing and quiet"
