@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     marketo_url: str | None = Field(None, description="Marketo instance base URL")
     marketo_client_id: str = "actions-sync"
     marketo_client_secret: SecretStr = SecretStr("sandbox-secret")
+    marketo_calls_per_window: int = Field(
+        50, ge=1, le=100, description="Marketo calls per rolling 20 s (limit 100; best practice 50)"
+    )
+    marketo_max_in_flight: int = Field(
+        5, ge=1, le=10, description="Marketo calls in flight (limit 10; best practice 5)"
+    )
     salesforce_url: str | None = Field(None, description="Salesforce login base URL")
     salesforce_client_id: str = "actions-sync"
     salesforce_client_secret: SecretStr = SecretStr("sandbox-secret")

@@ -119,3 +119,11 @@ def test_top_level_packages_import_from_this_repo():
         assert Path(package.__file__).resolve().is_relative_to(root)
 
 
+
+
+def test_readme_documents_every_setting():
+    from actions_sync.settings import Settings, env_name
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [env_name(f) for f in Settings.model_fields if f"`{env_name(f)}`" not in readme]
+    assert missing == []

@@ -221,6 +221,14 @@ def test_worker_environment_passes_settings_validation(services, monkeypatch):
     assert settings.kafka_bootstrap_servers == "kafka:9092"
 
 
+def test_settings_named_anywhere_in_the_deployment_exist():
+    files = [COMPOSE, ROOT / "Dockerfile", *PROMETHEUS.glob("*.yml"), DASHBOARD]
+    for path in files:
+        named = set(re.findall(rf"\b{PREFIX}[A-Z0-9_]+", path.read_text()))
+        unknown = named - setting_names()
+        assert not unknown, f"{path.relative_to(ROOT)} names unknown settings {sorted(unknown)}"
+
+
 def test_every_healthy_dependency_has_a_healthcheck(services):
     for name, service in services.items():
         depends = service.get("depends_on") or {}

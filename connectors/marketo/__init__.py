@@ -1,0 +1,1 @@
+"""Marketo Engage REST API: classification, client, source and sink."""

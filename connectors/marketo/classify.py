@@ -1,0 +1,77 @@
+"""Marketo's answers -> what to do (API_NOTES.md, Marketo error table).
+
+Marketo answers HTTP 200 even for failures, with `success:false` and string codes, so
+the body is read. Only 413/414, 401 from identity and 404 from an unfinished bulk file
+are HTTP-level. One table row per code.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from connectors.resolution import Action, Resolution, ok
+
+__all__ = ["CODES", "classify", "seconds_until_quota_reset"]
+
+RATE_WINDOW_S = 20.0  # 606: wait for the rolling window to move on
+EXPORT_RETRY_S = 300.0  # 1029: too many export jobs / export quota; resume later
+MARKETO_DAY = ZoneInfo("America/Chicago")  # the daily quota resets at midnight US Central
+
+CODES: dict[str, Action] = {
+    "601": Action.REFRESH_AUTH,  # access token invalid
+    "602": Action.REFRESH_AUTH,  # access token expired
+    "603": Action.FATAL,  # access denied: the API user lacks a permission
+    "604": Action.RETRY,  # request timed out
+    "606": Action.RATE_LIMITED,  # more than 100 calls in 20 s
+    "607": Action.QUOTA_EXHAUSTED,  # daily quota reached
+    "608": Action.RETRY,  # API temporarily unavailable
+    "609": Action.REJECTED,  # invalid JSON
+    "610": Action.REJECTED,  # requested resource not found
+    "611": Action.RETRY,  # system error
+    "612": Action.REJECTED,  # invalid content type
+    "615": Action.RATE_LIMITED,  # more than 10 calls in flight
+    "713": Action.RETRY,  # transient
+    "1003": Action.REJECTED,  # invalid data (also "more than 1,000 leads match")
+    "1004": Action.REJECTED,  # lead not found
+    "1006": Action.FATAL,  # field not found: the field mapping is wrong for this instance
+    "1007": Action.REJECTED,  # multiple leads match the lookup
+    "1029": Action.QUOTA_EXHAUSTED,  # bulk export quota exceeded / too many jobs
+}
+
+
+def seconds_until_quota_reset(now: datetime) -> float:
+    """Seconds until the next midnight in US Central time (Marketo's daily reset)."""
+    local = now.astimezone(MARKETO_DAY)
+    midnight = (local + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (midnight - local).total_seconds()
+
+
+def classify(response: httpx.Response, now: datetime | None = None) -> Resolution:
+    status = response.status_code
+    if status in (413, 414):
+        return Resolution(Action.REJECTED, str(status), "request too large for Marketo")
+    if status == 401:
+        return Resolution(Action.FATAL, "401", "Marketo refused the client id/secret")
+    if status == 404 and "/bulk/" in response.request.url.path:
+        return Resolution(Action.RETRY, "404", "bulk file not ready yet")
+    if status >= 500 or status == 429:
+        return Resolution(Action.RETRY, str(status), response.text[:200])
+    if status >= 400:
+        return Resolution(Action.FATAL, str(status), response.text[:200])
+    if "/identity/" in response.request.url.path or "/file.json" in response.request.url.path:
+        return ok()  # not enveloped
+    body = response.json()
+    if body.get("success", False):
+        return ok()
+    error = (body.get("errors") or [{}])[0]
+    code, message = str(error.get("code", "?")), str(error.get("message", ""))
+    action = CODES.get(code, Action.FATAL)  # an unknown code is a contract we don't know
+    retry_after = {
+        "606": RATE_WINDOW_S,
+        "1029": EXPORT_RETRY_S,
+        "607": seconds_until_quota_reset(now or datetime.now(MARKETO_DAY)),
+    }.get(code)
+    return Resolution(action, code, message, retry_after)

@@ -1,0 +1,109 @@
+"""The Marketo client against the Marketo sandbox over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from connectors.errors import QuotaExhausted
+from connectors.marketo.client import MarketoClient, MarketoLimits
+from sandboxes.base import JOURNAL_KEY, FaultPlan, SandboxServer
+from sandboxes.marketo import STATE_KEY, MarketoConfig, create_app
+
+
+def serve(**config):
+    app = create_app(MarketoConfig(**config))
+    return app, SandboxServer(app)
+
+
+def with_client(server, limits=None):
+    return MarketoClient(server.url, "actions-sync", "sandbox-secret", limits)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_leads_are_read_by_id_through_a_form_lookup():
+    _, sandbox = serve(seed_people=400)
+    with sandbox as server:
+        async def go():
+            client = with_client(server)
+            try:
+                return await client.leads("id", list(range(1, 301)), ["id", "email"])
+            finally:
+                await client.aclose()
+        leads = run(go())
+    assert [lead["id"] for lead in leads] == list(range(1, 301))
+
+
+def test_the_client_paces_itself_below_the_rolling_window():
+    app, sandbox = serve(seed_people=10, rate_calls=10, rate_window_s=2.0)
+    with sandbox as server:
+        async def go():
+            client = with_client(server, MarketoLimits(calls_per_window=10, window_s=2.0,
+                                                       max_in_flight=5))
+            try:
+                await asyncio.gather(*(client.leads("id", [1], ["id"]) for _ in range(25)))
+            finally:
+                await client.aclose()
+        run(go())
+        codes = [e.code for e in app[JOURNAL_KEY].entries() if "/rest/" in e.path]
+    assert len(codes) == 25 and "606" not in codes and "615" not in codes
+
+
+def test_expired_tokens_are_refreshed_and_faults_retried():
+    faults = FaultPlan(seed=3, error_rate=0.2)
+    app, sandbox = serve(seed_people=50, token_expiry_s=0.5, faults=faults)
+    with sandbox as server:
+        async def go():
+            client = with_client(server)
+            try:
+                got = []
+                for i in range(1, 41):
+                    got += await client.leads("id", [i], ["id"])
+                    await asyncio.sleep(0.02)
+                return got, client.auth.refreshes
+            finally:
+                await client.aclose()
+        leads, refreshes = run(go())
+    assert [lead["id"] for lead in leads] == list(range(1, 41))
+    assert refreshes >= 2
+
+
+def test_daily_quota_stops_the_client_until_reset():
+    _, sandbox = serve(seed_people=5, daily_quota=3)
+    with sandbox as server:
+        async def go():
+            client = with_client(server)
+            try:
+                for _ in range(4):
+                    await client.leads("id", [1], ["id"])
+            finally:
+                await client.aclose()
+        with pytest.raises(QuotaExhausted) as caught:
+            run(go())
+    assert caught.value.retry_after > 0
+
+
+def test_bulk_export_streams_the_file_in_ranges():
+    app, sandbox = serve(seed_people=2000, export_processing_s=0.05)
+    with sandbox as server:
+        async def go():
+            client = with_client(server)
+            try:
+                export = await client.create_export(
+                    ["id", "email"], datetime(2026, 1, 1, tzinfo=UTC),
+                    datetime(2026, 1, 31, tzinfo=UTC))
+                await client.enqueue_export(export)
+                while (await client.export_status(export))["status"] != "Completed":
+                    await asyncio.sleep(0.05)
+                return b"".join([c async for c in client.export_file(export, chunk=4096)])
+            finally:
+                await client.aclose()
+        data = run(go())
+    rows = data.decode().splitlines()
+    assert rows[0] == "id,email" and len(rows) > 100
+    assert app[STATE_KEY] is not None
