@@ -84,7 +84,8 @@ class Store:
         try:
             with self.engine.begin() as connection:
                 config.attributes["connection"] = connection
-                command.upgrade(config, "head")
+                # "heads": features add their tables on branches of their own from 0002
+                command.upgrade(config, "heads")
         except OperationalError as exc:
             raise Retriable(f"store at {self.engine.url!r} unreachable: {exc.orig}") from exc
 
@@ -150,6 +151,15 @@ class Store:
         with self.engine.connect() as conn:
             row = conn.execute(select(persons).where(persons.c.marketo_id == marketo_id)).first()
         return {k: _aware(v) for k, v in row._mapping.items()} if row else None
+
+    def people_by_id(self, marketo_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """The stored rows (present or removed) of these people, in one query."""
+        if not marketo_ids:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(persons).where(persons.c.marketo_id.in_(set(marketo_ids))))
+            return {row.marketo_id: {k: _aware(v) for k, v in row._mapping.items()}
+                    for row in rows}
 
     def iter_persons(self, batch: int = 10_000) -> Iterator[dict[str, Any]]:
         """Every stored person (present and removed), in Marketo ID order."""
