@@ -11,7 +11,7 @@ import sys
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -52,21 +52,38 @@ class SandboxName(StrEnum):
     registry = "registry"
 
 
-# The workers `actions-sync worker NAME` can run, and what is still to be built.
-WORKERS = {"people": "streams.people:run"}
-PLANNED_WORKERS = {
-    "marketo-source": "people sync from Marketo (bulk extract + lead changes, SPEC S6)",
-    "activities": "sales activities out (activity router, SPEC S7/S8)",
-    "marketo-sink": "sales activities out (Marketo custom activities, SPEC S7)",
-    "salesforce-sink": "sales activities out (Salesforce Tasks, SPEC S8)",
-    "unsubscribes": "unsubscribe sync with Salesforce (SPEC S9)",
-    "reminders": "reminder-task sync with Salesforce (SPEC S11)",
-    "send-check": "the Marketo unsubscribe check (SPEC S10)",
+# `actions-sync worker NAME` -> the function that runs it, and the part of the product it
+# belongs to (named when that part is not built yet).
+WORKERS = {
+    "people": ("streams.people:run", "the people agent (SPEC S1-S5)"),
+    "marketo-source": ("connectors.marketo.source:run",
+                       "people sync from Marketo (lead changes, SPEC S6)"),
+    "activities": ("streams.activities:run", "sales activities out (activity router, S7/S8)"),
+    "marketo-sink": ("connectors.marketo.sink:run",
+                     "sales activities out (Marketo custom activities, SPEC S7)"),
+    "salesforce-sink": ("connectors.salesforce.sink:run",
+                        "sales activities out (Salesforce Tasks, SPEC S8)"),
+    "unsubscribes": ("streams.unsubscribes:run", "unsubscribe sync with Salesforce (SPEC S9)"),
+    "reminders": ("streams.reminders:run", "reminder-task sync with Salesforce (SPEC S11)"),
+    "send-check": ("streams.send_check:run", "the Marketo unsubscribe check (SPEC S10)"),
 }
 
 
 def not_built(what: str, part: str) -> NoReturn:
     raise ConfigError(f"{what} is not built yet: it belongs to {part}")
+
+
+def _entry(target: str, what: str, part: str) -> Any:
+    """The function at `module:name`, or a one-line 'not built yet' error."""
+    import importlib
+
+    module, func = target.split(":")
+    try:
+        return getattr(importlib.import_module(module), func)
+    except ModuleNotFoundError as exc:
+        if exc.name and module.startswith(exc.name):
+            not_built(what, part)
+        raise
 
 
 def _settings() -> Settings:
@@ -127,17 +144,13 @@ def up(
 
 @app.command()
 def worker(name: Annotated[str, typer.Argument(
-        help="Which worker: " + ", ".join([*WORKERS, *PLANNED_WORKERS]))]) -> None:
+        help="Which worker: " + ", ".join(WORKERS))]) -> None:
     """Run one agent or connector; more copies of the same NAME share the load."""
-    if name in PLANNED_WORKERS:
-        not_built(f"worker {name!r}", PLANNED_WORKERS[name])
     if name not in WORKERS:
         raise typer.BadParameter(f"unknown worker {name!r}; choose from "
-                                 + ", ".join([*WORKERS, *PLANNED_WORKERS]), param_hint="NAME")
-    import importlib
-
-    module, func = WORKERS[name].split(":")
-    getattr(importlib.import_module(module), func)(_settings())
+                                 + ", ".join(WORKERS), param_hint="NAME")
+    target, part = WORKERS[name]
+    _entry(target, f"worker {name!r}", part)(_settings())
 
 
 @app.command()
@@ -276,20 +289,27 @@ def produce(
 
 @sync_app.command("start")
 def sync_start() -> None:
-    """Initiate the data sync: bulk-load every qualified person from Marketo."""
-    not_built("`sync start`", "people sync from Marketo (initial bulk sync, SPEC S6)")
+    """Initiate the data sync: bulk-load every qualified person from Marketo (resumes
+    from its checkpoint after a crash), with progress."""
+    _entry("connectors.marketo.source:initial_sync", "`sync start`",
+           "people sync from Marketo (initial bulk sync, SPEC S6)")(_settings())
 
 
 @settings_app.command("show")
 def settings_show() -> None:
     """Show the admin settings."""
-    not_built("`settings show`", "admin settings (SPEC S12)")
+    _entry("actions_sync.admin:show", "`settings show`", "admin settings (SPEC S12)")(
+        _settings())
 
 
 @settings_app.command("set")
-def settings_set(key: str, value: str) -> None:
+def settings_set(
+    key: Annotated[str, typer.Argument(help="Setting name (see `settings show`).")],
+    value: Annotated[str, typer.Argument(help="New value.")],
+) -> None:
     """Change one admin setting (audited; applies without restarts)."""
-    not_built("`settings set`", "admin settings (SPEC S12)")
+    _entry("actions_sync.admin:set_value", "`settings set`", "admin settings (SPEC S12)")(
+        _settings(), key, value)
 
 
 @dlq_app.command("list")
