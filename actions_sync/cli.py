@@ -117,14 +117,19 @@ def up(
     endpoints_file: Annotated[Path | None, typer.Option(
         help="Write the stack's URLs here as JSON (kafka, schema_registry, marketo, "
              "salesforce, admin, metrics).")] = None,
-    people_workers: Annotated[int, typer.Option(min=0, max=8)] = 1,
+    people_workers: Annotated[int, typer.Option(
+        min=0, max=8, help="Copies of the people worker.")] = 1,
+    seed_people: Annotated[int, typer.Option(
+        min=0, help="People to seed into the Marketo and Salesforce sandboxes.")] = 0,
 ) -> None:
-    """Run the whole embedded stack in the foreground until Ctrl-C."""
+    """Run the whole embedded stack in the foreground until Ctrl-C: broker, schema
+    registry, Marketo and Salesforce sandboxes, and the workers."""
     from actions_sync.runtime.stack import Stack
     from actions_sync.store import Store
 
     settings = _settings()
     with Stack(settings) as stack:
+        stack.start_vendors(seed_people)
         with Store(settings.database_url) as store:
             store.migrate()
         for _ in range(people_workers):

@@ -61,6 +61,8 @@ class Stack:
     broker: EmbeddedBroker | None = None
     bootstrap: str = ""
     registry_url: str = ""
+    marketo_url: str | None = None
+    salesforce_url: str | None = None
     workers: list[Worker] = field(default_factory=list)
     _sandboxes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -70,6 +72,13 @@ class Stack:
             self.broker = EmbeddedBroker(log=self.logdir / "broker.log").start()
             self.bootstrap = self.broker.bootstrap
         self.registry_url = self.settings.schema_registry_url or self.sandbox("registry")
+        return self
+
+    def start_vendors(self, seed_people: int = 0) -> Stack:
+        """The Marketo and Salesforce sandboxes, unless the settings name real instances."""
+        seed = ("--seed-people", str(seed_people))
+        self.marketo_url = self.settings.marketo_url or self.sandbox("marketo", *seed)
+        self.salesforce_url = self.settings.salesforce_url or self.sandbox("salesforce", *seed)
         return self
 
     def sandbox(self, name: str, *args: str) -> str:
@@ -85,13 +94,18 @@ class Stack:
     @property
     def env(self) -> dict[str, str]:
         """What a worker process needs to find the stack."""
-        return {
+        env = {
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "SCHEMA_REGISTRY_URL": self.registry_url,
             "DATABASE_URL": self.settings.database_url,
             "ACTIONS_SYNC_PARTITIONS": str(self.settings.partitions),
             "ACTIONS_SYNC_GROUP_PREFIX": self.settings.group_prefix,
         }
+        if self.marketo_url:
+            env["ACTIONS_SYNC_MARKETO_URL"] = self.marketo_url
+        if self.salesforce_url:
+            env["ACTIONS_SYNC_SALESFORCE_URL"] = self.salesforce_url
+        return env
 
     def add_worker(self, name: str, extra_env: dict[str, str] | None = None) -> Worker:
         port = free_port()
@@ -137,8 +151,8 @@ class Stack:
         return {
             "kafka": self.bootstrap,
             "schema_registry": self.registry_url,
-            "marketo": None,
-            "salesforce": None,
+            "marketo": self.marketo_url,
+            "salesforce": self.salesforce_url,
             "admin": None,
             "metrics": [w.metrics_url for w in self.workers],
             "database": self.settings.database_url,

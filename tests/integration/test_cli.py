@@ -127,3 +127,28 @@ def test_readme_documents_every_setting():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     missing = [env_name(f) for f in Settings.model_fields if f"`{env_name(f)}`" not in readme]
     assert missing == []
+
+
+def test_up_runs_the_stack_and_writes_its_endpoints(tmp_path):
+    import signal
+    import time
+
+    import httpx
+
+    endpoints = tmp_path / "stack.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "actions_sync.cli", "up", "--endpoints-file", str(endpoints)],
+        env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/s.db"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not endpoints.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        urls = json.loads(endpoints.read_text())
+        assert set(urls) >= {"kafka", "schema_registry", "marketo", "salesforce", "admin",
+                             "metrics"}
+        for name in ("schema_registry", "marketo", "salesforce"):
+            assert httpx.get(urls[name] + "/_sandbox/journal").status_code == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
