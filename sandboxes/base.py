@@ -11,12 +11,13 @@ runs one in the foreground (`actions-sync sandbox NAME`). Every sandbox answers:
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import random
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, TypeVar
 
@@ -33,6 +34,8 @@ __all__ = [
     "add_control_routes",
     "config_from_options",
     "free_port",
+    "main_for",
+    "options_parser",
     "serve",
 ]
 
@@ -281,3 +284,53 @@ class SandboxServer:
 def serve(app: web.Application, host: str, port: int) -> None:
     """Run a sandbox in the foreground until interrupted (the CLI's `sandbox` command)."""
     web.run_app(app, host=host, port=port, print=None, access_log=None)
+
+
+def _flag(text: str) -> bool:
+    if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"not a boolean: {text}")
+    return text.lower() in ("true", "1", "yes")
+
+
+_FAULT_FLAGS: dict[str, Callable[[str], Any]] = {
+    "error_rate": float, "latency_ms": float, "timeout_rate": float, "timeout_s": float,
+    "fault_seed": int,
+}
+
+
+def options_parser(
+    config_cls: type, prog: str, description: str, port: int,
+    optional: Mapping[str, Callable[[str], Any]] | None = None,
+) -> argparse.ArgumentParser:
+    """An argparse parser with a flag per field of `config_cls` and of its fault plan.
+
+    `optional` gives the types of fields whose default (None) cannot tell them.
+    """
+    cli = argparse.ArgumentParser(prog=prog, description=description)
+    cli.add_argument("--host", default="127.0.0.1")
+    cli.add_argument("--port", type=int, default=port)
+    defaults = config_cls()
+    for f in fields(config_cls):
+        if f.name == "faults":
+            continue
+        default = getattr(defaults, f.name)
+        kind = (optional or {}).get(f.name) or (
+            _flag if isinstance(default, bool) else type(default))
+        cli.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=None,
+                         help=f"default: {default}")
+    plan = FaultPlan()
+    for name, kind in _FAULT_FLAGS.items():
+        default = getattr(plan, "seed" if name == "fault_seed" else name)
+        cli.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None,
+                         help=f"fault plan, default: {default}")
+    return cli
+
+
+def main_for(
+    parser: argparse.ArgumentParser, config_cls: type,
+    create_app: Callable[[Any], web.Application], argv: Sequence[str] | None = None,
+) -> None:
+    """`python -m sandboxes.NAME`: parse the flags and serve in the foreground."""
+    options: dict[str, Any] = vars(parser.parse_args(argv))
+    host, port = options.pop("host"), options.pop("port")
+    serve(create_app(config_from_options(config_cls, **options)), host, port)

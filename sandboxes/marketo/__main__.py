@@ -8,44 +8,21 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import fields
-from typing import Any
 
-from sandboxes.base import FaultPlan, serve
+from sandboxes.base import main_for, options_parser
 from sandboxes.marketo.app import create_app
 from sandboxes.marketo.config import MarketoConfig
 
 __all__ = ["main", "parser"]
 
-_FAULT_FLAGS = {"error_rate": float, "latency_ms": float, "timeout_rate": float,
-                "timeout_s": float, "fault_seed": int}
-
 
 def parser() -> argparse.ArgumentParser:
-    cli = argparse.ArgumentParser(prog="python -m sandboxes.marketo",
-                                  description="Run a Marketo Engage sandbox.")
-    cli.add_argument("--host", default="127.0.0.1")
-    cli.add_argument("--port", type=int, default=8081)
-    defaults = MarketoConfig()
-    for f in fields(MarketoConfig):
-        if f.name == "faults":
-            continue
-        default = getattr(defaults, f.name)
-        kind = float if f.name == "token_expiry_s" else type(default)
-        cli.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=None,
-                         help=f"default: {default}")
-    plan = FaultPlan()
-    for name, kind in _FAULT_FLAGS.items():
-        default = getattr(plan, "seed" if name == "fault_seed" else name)
-        cli.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None,
-                         help=f"fault plan, default: {default}")
-    return cli
+    return options_parser(MarketoConfig, "python -m sandboxes.marketo",
+                          "Run a Marketo Engage sandbox.", 8081, {"token_expiry_s": float})
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    options: dict[str, Any] = vars(parser().parse_args(argv))
-    host, port = options.pop("host"), options.pop("port")
-    serve(create_app(MarketoConfig.from_options(**options)), host, port)
+    main_for(parser(), MarketoConfig, create_app, argv)
 
 
 if __name__ == "__main__":
