@@ -152,3 +152,30 @@ def test_up_runs_the_stack_and_writes_its_endpoints(tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
+
+
+def test_broker_command_creates_the_topics_and_leaves_no_orphan():
+    import signal
+
+    from confluent_kafka.admin import AdminClient
+
+    from actions_sync.kafka import admin_config
+    from actions_sync.runtime.broker import tansu_binary
+    from streams.topics import INPUT_TOPICS
+
+    proc = subprocess.Popen([sys.executable, "-m", "actions_sync.cli", "broker"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline().strip()
+        bootstrap = line.removeprefix("KAFKA_BOOTSTRAP_SERVERS=")
+        topics = AdminClient(admin_config(bootstrap)).list_topics(timeout=10).topics
+        for name in INPUT_TOPICS:
+            assert len(topics[name].partitions) == 8
+            assert len(topics[dlq_topic(name)].partitions) == 8
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+        proc.stdout.close()
+    leftover = subprocess.run(["pgrep", "-f", f"{tansu_binary()}.*{bootstrap}"],
+                              capture_output=True, text=True)
+    assert proc.returncode == 0 and leftover.stdout == ""
