@@ -36,11 +36,11 @@ def test_help_lists_every_command():
     ("args", "message"),
     [
         (["worker", "nope"], "unknown worker 'nope'"),
-        (["worker", "activities"], "not built yet"),
+        (["worker", "activities"], "KAFKA_BOOTSTRAP_SERVERS and SCHEMA_REGISTRY_URL must be set"),
         (["demo", "--people", "0"], "--people"),
         (["produce", "no.such.topic", "-"], "not a producer topic"),
         (["sandbox", "nope"], "'nope' is not one of"),
-        (["sync", "start"], "not built yet"),
+        (["worker", "reminders"], "not built yet"),
         (["bogus"], "No such command"),
     ],
 )

@@ -1,0 +1,222 @@
+"""The activity router: `actions.sales.activities` -> outbound Marketo activities and
+Salesforce Tasks (SPEC S4, S7, S8), as the live admin settings allow.
+
+Each batch is decoded and checked, joined with its people from the store, routed by the
+pure rules of `streams.rules.activities`, and published; the handler returns (and faust
+commits the offsets) only after the broker acknowledged every outbound record, parked
+record and dead letter. A retried batch publishes again: both sinks are idempotent by
+activity id (Salesforce upserts by ActionsSync_Id__c, the Marketo sink keeps a ledger).
+
+An activity whose person is not in the store yet (the people sync may lag behind Actions)
+is parked in the store and retried every `ACTIONS_SYNC_ACTIVITIES_RETRY_S` by a
+background sweeper, until the person arrives or `ACTIONS_SYNC_ACTIVITIES_PARK_S` passed:
+then it is dead-lettered `person_unknown` with its original position.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from actions_sync.admin.live import LiveSettings
+from actions_sync.admin.model import AdminSettings
+from actions_sync.dead_letter import DeadLetter, DeadLetterProducer
+from actions_sync.errors import Skippable
+from actions_sync.kafka import ensure_topics
+from actions_sync.metrics import ACTIVITIES_PARKED, ACTIVITIES_ROUTED
+from actions_sync.publish import Publisher
+from actions_sync.serialization import RegistryClient, Serializer
+from actions_sync.settings import Settings
+from actions_sync.store import Store
+from actions_sync.store import parked as parking
+from streams.app import run_agent
+from streams.batch import RawRecord, split
+from streams.rules import activities as rules
+from streams.topics import (
+    OUTBOUND_MARKETO_ACTIVITIES,
+    OUTBOUND_SALESFORCE_TASKS,
+    RECORD_OF,
+    SALES_ACTIVITIES,
+    specs,
+)
+
+__all__ = ["WORKER", "ActivityRouter", "Sweeper", "run"]
+
+WORKER = "activities"
+log = logging.getLogger(__name__)
+
+Decode = Callable[[bytes | None], dict[str, Any]]
+
+
+@dataclass
+class Outbound:
+    """What one batch (or one sweep) sends."""
+
+    marketo: list[tuple[bytes | None, bytes | None]] = field(default_factory=list)
+    salesforce: list[tuple[bytes | None, bytes | None]] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    parked: list[parking.Parked] = field(default_factory=list)
+
+
+class ActivityRouter:
+    """The batch handler; also retries parked activities (`retry_parked`)."""
+
+    def __init__(
+        self, store: Store, decode: Decode, dead_letters: DeadLetterProducer,
+        publisher: Publisher, registry: RegistryClient, settings: Callable[[], AdminSettings],
+        park_s: float, retry_s: float, now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.decode = decode
+        self.dead_letters = dead_letters
+        self.publisher = publisher
+        self.encode_activity = Serializer(registry, OUTBOUND_MARKETO_ACTIVITIES,
+                                          RECORD_OF[OUTBOUND_MARKETO_ACTIVITIES])
+        self.encode_task = Serializer(registry, OUTBOUND_SALESFORCE_TASKS,
+                                      RECORD_OF[OUTBOUND_SALESFORCE_TASKS])
+        self.settings = settings
+        self.park_s = park_s
+        self.retry_s = retry_s
+        self.now = now
+        # The sweeper thread and the batch thread share the producers: one at a time.
+        self._lock = threading.Lock()
+
+    def __call__(self, records: Sequence[RawRecord]) -> None:
+        batch = split(records, self.decode, rules.check)
+        people = self.store.people_by_id([a["marketo_id"] for _, a in batch.good])
+        settings = self.settings()  # one snapshot per batch: every record sees the same
+        out = Outbound(dead=batch.dead)
+        for raw, activity in batch.good:
+            person = people.get(activity["marketo_id"])
+            if person is None:
+                out.parked.append(parking.Parked(
+                    rules.activity_id(activity), activity["marketo_id"], raw.topic, raw.partition,
+                    raw.offset, raw.key, raw.value, self.now()))
+            else:
+                self._route(raw, activity, person, settings, out)
+        with self._lock:
+            self._emit(out)
+
+    def _route(self, raw: RawRecord, activity: dict[str, Any], person: dict[str, Any],
+               settings: AdminSettings, out: Outbound) -> None:
+        try:
+            route = rules.route(activity, person, settings)
+            # Encoded here, one by one: a record the schema refuses is this record's
+            # problem (dead letter), not a reason to retry the whole batch forever.
+            marketo = self.encode_activity(route.marketo)
+            task = None if route.salesforce is None else self.encode_task(route.salesforce)
+        except Skippable as exc:
+            out.dead.append(raw.dead(exc))
+            return
+        except Exception as exc:  # a rule bug on one record must not stop the stream
+            log.exception("routing %s@%d failed", raw.topic, raw.offset)
+            out.dead.append(raw.dead(exc, stage="route"))
+            return
+        out.marketo.append((str(activity["marketo_id"]).encode(), marketo))
+        ACTIVITIES_ROUTED.labels("marketo", "sent").inc()
+        if task is not None:
+            out.salesforce.append((rules.activity_id(activity).encode(), task))
+            ACTIVITIES_ROUTED.labels("salesforce", "sent").inc()
+        elif route.not_logged:
+            ACTIVITIES_ROUTED.labels("salesforce", route.not_logged).inc()
+
+    def _emit(self, out: Outbound) -> None:
+        """Outbound records first, then parking and dead letters: all durable on return."""
+        self.publisher.publish_raw(OUTBOUND_MARKETO_ACTIVITIES, out.marketo)
+        self.publisher.publish_raw(OUTBOUND_SALESFORCE_TASKS, out.salesforce)
+        self.publisher.flush()
+        if out.parked:
+            parking.park(self.store.engine, out.parked, self.retry_s)
+            ACTIVITIES_PARKED.labels("parked").inc(len(out.parked))
+        if out.dead:
+            self.dead_letters.send(out.dead)
+
+    def retry_parked(self) -> int:
+        """Route parked activities whose person arrived; dead-letter the expired ones.
+        Returns how many left the parking."""
+        now = self.now()
+        claimed = parking.claim_due(self.store.engine, now, lease_s=self.retry_s)
+        if not claimed:
+            return 0
+        people = self.store.people_by_id([p.marketo_id for p in claimed])
+        settings = self.settings()
+        out, done = Outbound(), []
+        for item in claimed:
+            raw = RawRecord(item.source_topic, item.source_partition, item.source_offset,
+                            item.key, item.value)
+            person = people.get(item.marketo_id)
+            if person is not None:
+                try:
+                    self._route(raw, self.decode(raw.value), person, settings, out)
+                except Skippable as exc:  # it decoded when parked; a registry change since?
+                    out.dead.append(raw.dead(exc))
+                ACTIVITIES_PARKED.labels("routed").inc()
+            elif (now - item.parked_at).total_seconds() >= self.park_s:
+                out.dead.append(raw.dead(rules.PersonUnknown(
+                    f"person_unknown: Marketo ID {item.marketo_id} not in the Actions store"
+                    f" after {self.park_s:.0f}s")))
+                ACTIVITIES_PARKED.labels("expired").inc()
+            else:
+                continue
+            done.append(item.activity_id)
+        with self._lock:
+            self._emit(out)
+            parking.remove(self.store.engine, done)
+        return len(done)
+
+
+class Sweeper:
+    """Runs `router.retry_parked()` every `interval_s` in a daemon thread."""
+
+    def __init__(self, router: ActivityRouter, interval_s: float) -> None:
+        self.router = router
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="parked-sweeper", daemon=True)
+
+    def start(self) -> Sweeper:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                while self.router.retry_parked():  # drain a backlog without waiting
+                    pass
+            except Exception:  # store or broker away: the rows stay parked, try later
+                log.exception("retrying parked activities failed")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def run(settings: Settings) -> None:
+    """`actions-sync worker activities`."""
+    closers: list[Callable[[], None]] = []
+
+    def make_handler(store: Store, decode: Decode,
+                     dead_letters: DeadLetterProducer) -> ActivityRouter:
+        bootstrap, registry_url = settings.kafka_bootstrap_servers, settings.schema_registry_url
+        assert bootstrap and registry_url, "checked by run_agent"
+        ensure_topics(bootstrap, specs((OUTBOUND_MARKETO_ACTIVITIES, OUTBOUND_SALESFORCE_TASKS),
+                                       settings.partitions, settings.replication_factor))
+        registry = RegistryClient(registry_url)
+        live = LiveSettings(store.engine, bootstrap,
+                            replication=settings.replication_factor).start()
+        router = ActivityRouter(store, decode, dead_letters, Publisher(bootstrap, registry),
+                                registry, live.current, settings.activities_park_s,
+                                settings.activities_retry_s)
+        sweeper = Sweeper(router, settings.activities_retry_s).start()
+        closers.extend([sweeper.close, live.close, registry.close])
+        return router
+
+    try:
+        run_agent(settings, WORKER, SALES_ACTIVITIES, "SalesActivity", make_handler)
+    finally:
+        for close in closers:
+            close()
