@@ -12,11 +12,16 @@ import logging
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 __all__ = [
+    "ACTIVITIES_PARKED",
+    "ACTIVITIES_ROUTED",
     "API_CALLS",
     "API_SECONDS",
     "BATCH_SECONDS",
     "CHECKPOINT_AGE_SECONDS",
     "CONSUMER_LAG",
+    "DELIVERIES",
+    "LEDGER_RECONCILED",
+    "SINK_PAUSED_SECONDS",
     "DEAD_LETTERS",
     "EVENTS_IN",
     "RATE_LIMIT_WAIT_SECONDS",
@@ -90,6 +95,39 @@ CHECKPOINT_AGE_SECONDS = Gauge(
     "actions_sync_checkpoint_age_seconds",
     "Seconds since a source connector last saved its position",
     ["worker"],
+)
+
+# Sinks (connectors/runner.py): what became of each record handed to an API.
+DELIVERIES = Counter(
+    "actions_sync_deliveries_total",
+    "Records a sink resolved, by outcome (accepted, skipped = already delivered, "
+    "rejected = dead-lettered, retried)",
+    ["worker", "outcome"],
+)
+SINK_PAUSED_SECONDS = Counter(
+    "actions_sync_sink_paused_seconds_total",
+    "Time a sink stopped fetching because an API's daily quota was used up",
+    ["worker"],
+)
+LEDGER_RECONCILED = Counter(
+    "actions_sync_ledger_reconciled_total",
+    "Pending Marketo deliveries checked against Marketo after a crash or an unanswered call "
+    "(found = already written, missing = to send again)",
+    ["result"],
+)
+
+# Activity router (streams/activities.py, SPEC S7/S8).
+ACTIVITIES_ROUTED = Counter(
+    "actions_sync_activities_routed_total",
+    "Sales activities routed, by destination (marketo, salesforce) and outcome (sent; for "
+    "salesforce also setting_off, no_salesforce_id)",
+    ["destination", "outcome"],
+)
+ACTIVITIES_PARKED = Counter(
+    "actions_sync_activities_parked_total",
+    "Sales activities whose person was not in the store, by outcome (parked, routed = the "
+    "person arrived, expired = dead-lettered person_unknown)",
+    ["outcome"],
 )
 
 

@@ -8,6 +8,7 @@ line naming the variable (`ConfigError`).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -60,6 +61,23 @@ class Settings(BaseSettings):
         0.2, gt=0, le=60, description="longest wait to fill a batch (bounds latency)"
     )
 
+    # Activity router (SPEC S7/S8)
+    activities_park_s: float = Field(
+        3600.0, gt=0, le=30 * 86400, description="activity router: how long an activity waits"
+        " for its person to reach the store before it is dead-lettered person_unknown",
+    )
+    activities_retry_s: float = Field(
+        5.0, gt=0, le=3600, description="activity router: seconds between retries of parked"
+        " activities",
+    )
+
+    # Admin HTTP API (SPEC S12)
+    admin_token: SecretStr | None = Field(
+        None, description="bearer token of the admin HTTP API (unset: the API refuses to start)"
+    )
+    admin_host: str = Field("127.0.0.1", description="address the admin HTTP API binds")
+    admin_port: int = Field(8400, ge=0, le=65535, description="port of the admin HTTP API")
+
     # Observability
     metrics_host: str = Field("127.0.0.1", description="address the /metrics server binds")
     metrics_port: int = Field(
@@ -78,9 +96,63 @@ class Settings(BaseSettings):
     marketo_max_in_flight: int = Field(
         5, ge=1, le=10, description="Marketo calls in flight (limit 10; best practice 5)"
     )
+    # Marketo source (people sync, SPEC S6)
+    marketo_since: datetime = Field(
+        datetime(2006, 1, 1, tzinfo=UTC),
+        description="initial sync: extract leads created from this date (the instance's start)",
+    )
+    marketo_until: datetime | None = Field(
+        None, description="initial sync: extract leads created up to this date (default: now)"
+    )
+    marketo_poll_interval_s: float = Field(
+        15.0, gt=0, le=3600, description="lead changes: wait between polls once caught up"
+    )
+    marketo_export_chunk_bytes: int = Field(
+        8 * 1024 * 1024, ge=4096, le=256 * 1024 * 1024,
+        description="bulk export file: bytes per ranged download (and per checkpoint)",
+    )
+    marketo_quota_probe_s: float = Field(
+        300.0, gt=0, le=86400, description="daily quota used up (607): probe again this often"
+    )
     salesforce_url: str | None = Field(None, description="Salesforce login base URL")
     salesforce_client_id: str = "actions-sync"
     salesforce_client_secret: SecretStr = SecretStr("sandbox-secret")
+    # Sinks (connectors/runner.py, Marketo and Salesforce sinks, SPEC S7/S8)
+    sink_batch_within_s: float = Field(
+        0.5, gt=0, le=60, description="sinks: longest wait to fill a batch (bounds latency)"
+    )
+    sink_record_attempts: int = Field(
+        10, ge=1, le=1000, description="sinks: attempts of a record the API asks to retry "
+        "(e.g. UNABLE_TO_LOCK_ROW) before it is dead-lettered",
+    )
+    api_timeout_s: float = Field(30.0, gt=0, le=600, description="sinks: HTTP timeout per call")
+    marketo_sink_batch_size: int = Field(
+        1500, ge=1, le=30_000, description="Marketo sink: records per batch (300 per call)"
+    )
+    marketo_settle_s: float = Field(
+        60.0, ge=0, le=3600, description="Marketo sink: how long an unanswered write may "
+        "still land; pending ledger entries are reconciled only after it",
+    )
+    marketo_clock_skew_s: float = Field(
+        30.0, ge=0, le=3600, description="Marketo sink: reconciliation reads activities "
+        "from this long before the write (clock difference with Marketo)",
+    )
+    salesforce_sink_batch_size: int = Field(
+        1000, ge=1, le=20_000, description="Salesforce sink: records per batch (200 per call)"
+    )
+    salesforce_max_in_flight: int = Field(
+        5, ge=1, le=25, description="Salesforce calls in flight"
+    )
+    salesforce_api_version: str = Field("v62.0", pattern=r"^v\d+\.\d$",
+                                        description="Salesforce REST API version")
+    salesforce_budget_reserve: int = Field(
+        1000, ge=0, description="Salesforce sink: daily API calls left to other integrations; "
+        "the sink pauses when only this many remain",
+    )
+    salesforce_quota_pause_s: float = Field(
+        900.0, gt=0, le=86400, description="Salesforce daily budget spent: seconds between "
+        "probes until calls leave the rolling 24 h",
+    )
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

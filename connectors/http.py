@@ -10,8 +10,9 @@ clock are injected so tests can swap them.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any, TypeVar
 
 import httpx
 
@@ -27,6 +28,7 @@ from connectors.resolution import Action, Resolution
 __all__ = ["ApiClient"]
 
 Classify = Callable[[httpx.Response], Resolution]
+T = TypeVar("T")
 
 
 class ApiClient:
@@ -63,27 +65,48 @@ class ApiClient:
         return await retrying(attempt, backoff=self.backoff, clock=self.clock,
                               max_attempts=self.max_attempts, give_up_on=(QuotaExhausted,))
 
+    async def request_once(self, method: str, url: str, endpoint: str,
+                           **kwargs: Any) -> httpx.Response:
+        """One attempt, never retried here (a refused token is still refreshed and the call
+        replayed once: the API refused it before doing anything). For writes that are not
+        idempotent, e.g. Marketo custom activities: a failure may or may not have been
+        applied, and only the caller can find out before sending again."""
+        return await self._attempt(method, url, endpoint, kwargs)
+
     async def _attempt(self, method: str, url: str, endpoint: str,
                        kwargs: dict[str, Any]) -> httpx.Response:
         replayed = False
         while True:
-            token = await self.auth.get() if self.auth else None
+            token = await self._auth(self.auth.get) if self.auth else None
             response, resolution = await self._send(method, url, endpoint, token, kwargs)
             if resolution.action is Action.REFRESH_AUTH and self.auth and not replayed:
-                await self.auth.invalidate(token or "")
+                await self._auth(partial(self.auth.invalidate, token or ""))
                 replayed = True  # a second refusal in a row is an error, not a loop
                 continue
             return self._act(response, resolution)
 
+    async def _auth(self, call: Callable[[], Awaitable[T]]) -> T:
+        """A token call; the identity endpoint timing out or answering 5xx is transient."""
+        try:
+            return await call()
+        except httpx.TransportError as exc:
+            raise Retriable(f"{self.api} token: {exc!r}") from exc
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code >= 500:
+                raise Retriable(f"{self.api} token: HTTP {exc.response.status_code}") from exc
+            raise ApiFatal(f"{self.api} token: HTTP {exc.response.status_code}") from exc
+
     async def _send(self, method: str, url: str, endpoint: str, token: str | None,
                     kwargs: dict[str, Any]) -> tuple[httpx.Response, Resolution]:
-        headers = dict(kwargs.pop("headers", None) or {})
+        # Copy, never pop: a retry or an auth replay sends the same kwargs again, and a
+        # lost `Range` header turned a resumed bulk download into the whole file.
+        headers = dict(kwargs.get("headers") or {})
         if token:
             headers["Authorization"] = f"Bearer {token}"
         async with self.limiter:
             started = time.perf_counter()
             try:
-                response = await self.http.request(method, url, headers=headers, **kwargs)
+                response = await self.http.request(method, url, **{**kwargs, "headers": headers})
             except httpx.TransportError as exc:  # timeouts, resets, refused connections
                 API_CALLS.labels(self.api, endpoint, type(exc).__name__).inc()
                 raise Retriable(f"{self.api} {endpoint}: {exc!r}") from exc

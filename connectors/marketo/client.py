@@ -7,7 +7,7 @@ rolling 20 s) and 5 calls in flight; both can be raised toward the published lim
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -47,7 +47,7 @@ class MarketoClient:
     def __init__(
         self, base_url: str, client_id: str, client_secret: str,
         limits: MarketoLimits | None = None, clock: Clock | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | None = None, timeout_s: float = 30.0,
     ) -> None:
         limits = limits or MarketoLimits()
         self._identity = httpx.AsyncClient(base_url=base_url, transport=transport, timeout=30)
@@ -56,7 +56,8 @@ class MarketoClient:
         self.auth = TokenCache(self._fetch_token, clock)
         window = RollingWindow(limits.calls_per_window, limits.window_s, clock)
         self.api = ApiClient(API, base_url, classify, Limiter(API, limits.max_in_flight, window),
-                             auth=self.auth, clock=clock, transport=transport)
+                             auth=self.auth, clock=clock, transport=transport,
+                             timeout_s=timeout_s)
 
     async def _fetch_token(self) -> tuple[str, float]:
         response = await self._identity.get("/identity/oauth/token", params=self._credentials)
@@ -125,7 +126,7 @@ class MarketoClient:
         return dict(body["result"][0])
 
     async def export_file(self, export_id: str, start_byte: int = 0,
-                          chunk: int = 8 * 1024 * 1024) -> AsyncIterator[bytes]:
+                          chunk: int = 8 * 1024 * 1024) -> AsyncGenerator[bytes, None]:
         """The export's CSV from `start_byte`, in ranged chunks (resumable, never the
         whole file in memory)."""
         offset = start_byte
@@ -151,6 +152,56 @@ class MarketoClient:
         body = await self.call("POST", "/rest/v1/activities/external.json", "activities_add",
                                json={"input": list(records)})
         return list(body.get("result", []))
+
+    async def add_custom_activities_once(
+        self, records: Sequence[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Add ≤ 300 custom activities in ONE attempt: Marketo never de-duplicates them, so
+        a retried batch would be written twice. A failure (timeout, 5xx, 604/608/611/713)
+        may have been applied: the caller reconciles before sending again."""
+        if len(records) > BATCH_MAX:
+            raise ValueError(f"at most {BATCH_MAX} activities per call")
+        response = await self.api.request_once(
+            "POST", "/rest/v1/activities/external.json", "activities_add",
+            json={"input": list(records)})
+        return list(response.json().get("result") or [])
+
+    async def custom_activity_types(self) -> list[dict[str, Any]]:
+        """Every custom activity type, drafts included, with its attributes and status."""
+        body = await self.call("GET", "/rest/v1/activities/external/types.json",
+                               "activity_types")
+        return list(body.get("result") or [])
+
+    async def create_custom_activity_type(self, definition: dict[str, Any]) -> dict[str, Any]:
+        """Create a custom activity type (a draft): apiName, name, triggerName, filterName,
+        primaryAttribute."""
+        body = await self.call("POST", "/rest/v1/activities/external/type.json",
+                               "activity_type_create", json=definition)
+        return dict(body["result"][0])
+
+    async def add_custom_activity_attributes(
+        self, api_name: str, attributes: Sequence[dict[str, Any]]
+    ) -> dict[str, Any]:
+        body = await self.call(
+            "POST", f"/rest/v1/activities/external/type/{api_name}/attributes/create.json",
+            "activity_type_attributes", json={"attribute": list(attributes)})
+        return dict(body["result"][0])
+
+    async def approve_custom_activity_type(self, api_name: str) -> dict[str, Any]:
+        body = await self.call(
+            "POST", f"/rest/v1/activities/external/type/{api_name}/approve.json",
+            "activity_type_approve")
+        return dict(body["result"][0])
+
+    async def activities(self, token: str, type_ids: Sequence[int],
+                         lead_ids: Sequence[int] = ()) -> Page:
+        """One page of activities of ≤ 10 types (optionally of ≤ 30 leads) from `token`."""
+        params = {"nextPageToken": token, "activityTypeIds": ",".join(map(str, type_ids)),
+                  "batchSize": str(BATCH_MAX)}
+        if lead_ids:
+            params["leadIds"] = ",".join(map(str, lead_ids))
+        body = await self.call("GET", "/rest/v1/activities.json", "activities", params=params)
+        return _page(body, token)
 
     async def aclose(self) -> None:
         await self.api.aclose()

@@ -1,0 +1,358 @@
+"""The one Kafka-facing loop of every sink: consume a batch -> `Destination.deliver` -> commit.
+
+At-least-once in, exactly-once effect out (DESIGN.md). A batch's offsets are committed only
+after *every* record of it is resolved: accepted by the API (or already there), or on the
+dead-letter topic. In between:
+
+- undecodable bytes go to `<topic>.dlq` (stage `decode`) and the batch goes on;
+- records the destination asks to retry are delivered again after the shared backoff with
+  full jitter (`actions_sync.retry`, the one retry loop), at most `record_attempts` times
+  each, then dead-lettered with the last reason; whole-call failures (the API is down)
+  are retried without limit: they say nothing against the records;
+- a used-up daily quota (`QuotaExhausted`) stops fetching (`consumer.pause()`) until its
+  `retry_after` has passed, instead of spinning against the API;
+- while a batch takes longer than `keepalive_s` (limits, retries, pauses), the assigned
+  partitions are paused and the consumer is polled, so the group keeps us as a member
+  (librdkafka's max.poll.interval.ms); a record such a poll returns from a partition
+  just assigned is carried over to the next batch;
+- a partition revoked (or lost) mid-batch is abandoned: its records are not delivered
+  any further and its offsets are never committed by us; the new owner redelivers them,
+  which the destinations make harmless (upserts by external id, the Marketo ledger);
+- SIGTERM ends the loop after the current round; an unfinished batch is not committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+from actions_sync.clock import Clock, SystemClock
+from actions_sync.dead_letter import DeadLetter, DeadLetterProducer, dead_letter
+from actions_sync.errors import ActionsSyncError, Backpressure, Retriable, Skippable
+from actions_sync.metrics import (
+    BATCH_SECONDS,
+    CONSUMER_LAG,
+    DELIVERIES,
+    EVENTS_IN,
+    SINK_PAUSED_SECONDS,
+)
+from actions_sync.retry import Backoff, retrying
+from connectors.errors import QuotaExhausted
+from connectors.outcome import Kind, Outcome
+
+__all__ = ["Destination", "Item", "RetriesExhausted", "RunnerConfig", "SinkRunner", "StopClock"]
+
+log = logging.getLogger(__name__)
+TP = tuple[str, int]
+
+
+class Destination(Protocol):
+    """What a sink says: how to start, how to deliver a batch, how to close.
+
+    `deliver` answers one `Outcome` per record, in input order; it batches to the API's
+    maximum and classifies each record's result (see `connectors.outcome.fan_out`).
+    """
+
+    async def start(self) -> None: ...
+    async def deliver(self, records: Sequence[dict[str, Any]]) -> list[Outcome]: ...
+    async def aclose(self) -> None: ...
+
+
+class RetriesExhausted(Skippable):
+    """The API asked to retry this record `record_attempts` times: dead-letter it."""
+
+    stage = "deliver"
+
+
+class _Stopping(ActionsSyncError):
+    """SIGTERM during a batch: abandon it uncommitted."""
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    worker: str
+    topic: str
+    batch_size: int = 1000
+    batch_within_s: float = 0.5
+    record_attempts: int = 10
+    keepalive_s: float = 1.0
+    backoff: Backoff = field(default_factory=lambda: Backoff(base_s=0.5, cap_s=30.0))
+
+
+@dataclass(slots=True)
+class Item:
+    """One consumed record, decoded, with its delivery attempts."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    record: dict[str, Any]
+    attempts: int = 0
+
+    @property
+    def tp(self) -> TP:
+        return (self.topic, self.partition)
+
+    def dead(self, error: BaseException) -> DeadLetter:
+        return dead_letter(self.topic, self.partition, self.offset, self.key, self.value, error)
+
+
+@dataclass
+class _Batch:
+    ends: dict[TP, int]  # next offset to commit per partition
+    pending: list[Item]
+    dead: list[DeadLetter] = field(default_factory=list)
+    abandoned: set[TP] = field(default_factory=set)
+
+
+class StopClock(SystemClock):
+    """The system clock whose sleeps end early when `stop` is set (prompt SIGTERM)."""
+
+    def __init__(self, stop: asyncio.Event) -> None:
+        self.stop = stop
+
+    async def sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), timeout=max(seconds, 0.0))
+
+
+class SinkRunner:
+    """Runs one `Destination` on one topic in the consumer group of `consumer`."""
+
+    def __init__(self, consumer: Consumer, config: RunnerConfig,
+                 decode: Callable[[bytes | None], dict[str, Any]], destination: Destination,
+                 dead_letters: DeadLetterProducer, stop: asyncio.Event | None = None,
+                 clock: Clock | None = None) -> None:
+        self.consumer = consumer
+        self.config = config
+        self.decode = decode
+        self.destination = destination
+        self.dead_letters = dead_letters
+        self.stop = stop or asyncio.Event()
+        self.clock = clock or StopClock(self.stop)
+        self.owned: set[TP] = set()
+        self._batch: _Batch | None = None
+        self._carry: list[Message] = []
+        self._paused: set[TP] = set()
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Consume and deliver until `stop` is set."""
+        # The API may be down or over quota at start: wait for it like for any call.
+        await retrying(self.destination.start, backoff=self.config.backoff, clock=self.clock)
+        self.consumer.subscribe([self.config.topic], on_assign=self._on_assign,
+                                on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        while not self.stop.is_set():
+            messages = self._carry + self._consume()
+            self._carry = []
+            if messages:
+                await self._handle(messages)
+            else:
+                await asyncio.sleep(0)  # let signal handlers and other tasks run
+
+    def _consume(self) -> list[Message]:
+        messages = self.consumer.consume(self.config.batch_size, self.config.batch_within_s)
+        good = []
+        for message in messages:
+            if message.error():
+                log.warning("consume: %s", message.error())
+                continue
+            good.append(message)
+        return good
+
+    async def _handle(self, messages: list[Message]) -> None:
+        started = time.perf_counter()
+        EVENTS_IN.labels(self.config.worker, self.config.topic).inc(len(messages))
+        keepalive = asyncio.create_task(self._keepalive())
+        try:
+            batch = await self._decode(messages)
+            self._batch = batch
+            await self._deliver(batch)
+            self._finish(batch)
+        except _Stopping:
+            log.info("stopping: batch of %d records left uncommitted", len(messages))
+        finally:
+            self._batch = None
+            keepalive.cancel()
+            await asyncio.gather(keepalive, return_exceptions=True)
+            self._unhold()
+        BATCH_SECONDS.labels(self.config.worker).observe(time.perf_counter() - started)
+        self._record_lag(messages)
+
+    async def _decode(self, messages: list[Message]) -> _Batch:
+        ends: dict[TP, int] = {}
+        items: list[Item] = []
+        dead: list[DeadLetter] = []
+        for message in messages:
+            topic, partition, offset = _where(message)
+            tp = (topic, partition)
+            ends[tp] = max(ends.get(tp, 0), offset + 1)
+            key, value = message.key(), message.value()
+            try:
+                # The registry may be briefly unreachable (Retriable): retried, not dropped.
+                record = await retrying(partial(_call, self.decode, value),
+                                        backoff=self.config.backoff, clock=self.clock)
+            except Skippable as exc:
+                dead.append(dead_letter(topic, partition, offset, key, value, exc))
+                continue
+            items.append(Item(topic, partition, offset, key, value, record))
+        return _Batch(ends, items, dead)
+
+    async def _deliver(self, batch: _Batch) -> None:
+        while batch.pending:
+            try:
+                await retrying(lambda: self._round(batch), backoff=self.config.backoff,
+                               clock=self.clock, give_up_on=(QuotaExhausted, _Stopping))
+            except QuotaExhausted as exc:
+                await self._pause_for(exc)
+
+    async def _round(self, batch: _Batch) -> None:
+        """Deliver what is pending once; raise to have the rest retried."""
+        if self.stop.is_set():
+            raise _Stopping()
+        live = [i for i in batch.pending if i.tp not in batch.abandoned]
+        outcomes = await self.destination.deliver([i.record for i in live]) if live else []
+        if len(outcomes) != len(live):
+            raise AssertionError(f"{type(self.destination).__name__} answered "
+                                 f"{len(outcomes)} outcomes for {len(live)} records")
+        batch.pending = []
+        quota: QuotaExhausted | None = None
+        for item, outcome in zip(live, outcomes, strict=True):
+            DELIVERIES.labels(self.config.worker, outcome.kind.value).inc()
+            if outcome.kind is Kind.REJECTED:
+                batch.dead.append(item.dead(outcome.error or RuntimeError("rejected")))
+            elif outcome.kind is Kind.RETRY:
+                quota = self._retry(batch, item, outcome, quota)
+        if quota is not None:
+            raise quota
+        if batch.pending:
+            raise _retry_error(batch.pending, live, outcomes)
+
+    def _retry(self, batch: _Batch, item: Item, outcome: Outcome,
+               quota: QuotaExhausted | None) -> QuotaExhausted | None:
+        if outcome.quota:  # not the record's fault: does not count as an attempt
+            batch.pending.append(item)
+            assert isinstance(outcome.error, QuotaExhausted)
+            return outcome.error
+        if not outcome.counted:  # the whole call failed: retried without limit
+            batch.pending.append(item)
+            return quota
+        item.attempts += 1
+        if item.attempts >= self.config.record_attempts:
+            error = RetriesExhausted(f"{item.attempts} attempts: {outcome.error}")
+            batch.dead.append(item.dead(error))
+        else:
+            batch.pending.append(item)
+        return quota
+
+    async def _pause_for(self, exc: QuotaExhausted) -> None:
+        log.warning("%s: daily quota used up, not fetching for %.0fs: %s",
+                    self.config.worker, exc.retry_after, exc)
+        self._hold()
+        started = time.monotonic()
+        await self.clock.sleep(exc.retry_after)
+        SINK_PAUSED_SECONDS.labels(self.config.worker).inc(time.monotonic() - started)
+        if self.stop.is_set():
+            raise _Stopping()
+
+    def _finish(self, batch: _Batch) -> None:
+        """Dead letters first (durable), then the offsets of the partitions still ours."""
+        dead = [d for d in batch.dead if _tp_of(d) not in batch.abandoned]
+        if dead:
+            self.dead_letters.send(dead)
+        offsets = [TopicPartition(t, p, end) for (t, p), end in batch.ends.items()
+                   if (t, p) not in batch.abandoned and (t, p) in self.owned]
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:  # e.g. a rebalance under way: redelivered, harmless
+            log.warning("commit failed (records will be redelivered): %s", exc)
+
+    # -- group membership -------------------------------------------------------------------
+
+    def _on_assign(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+        self.owned |= {(tp.topic, tp.partition) for tp in partitions}
+        log.info("assigned %s", sorted(tp.partition for tp in partitions))
+
+    def _on_revoke(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        self.owned -= gone
+        self._paused -= gone
+        self._carry = [m for m in self._carry if _where(m)[:2] not in gone]
+        if self._batch is not None:
+            self._batch.abandoned |= gone
+        log.info("revoked %s", sorted(tp.partition for tp in partitions))
+
+    async def _keepalive(self) -> None:
+        """Stay in the group while a batch takes long: pause fetching, keep polling."""
+        while True:
+            await asyncio.sleep(self.config.keepalive_s)
+            self._hold()
+            message = self.consumer.poll(0)
+            if message is not None and not message.error():
+                self._carry.append(message)  # from a partition assigned meanwhile
+            self._hold()
+
+    def _hold(self) -> None:
+        fresh = self.owned - self._paused
+        if fresh:
+            self.consumer.pause([TopicPartition(t, p) for t, p in fresh])
+            self._paused |= fresh
+
+    def _unhold(self) -> None:
+        back = self._paused & self.owned
+        if back:
+            self.consumer.resume([TopicPartition(t, p) for t, p in back])
+        self._paused = set()
+
+    def _record_lag(self, messages: list[Message]) -> None:
+        last: dict[TP, int] = {}
+        for message in messages:
+            topic, partition, offset = _where(message)
+            last[(topic, partition)] = offset
+        for (topic, partition), offset in last.items():
+            try:
+                _, high = self.consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), cached=True)
+            except KafkaException:
+                continue
+            if high >= 0:
+                CONSUMER_LAG.labels(self.config.worker, topic, str(partition)).set(
+                    max(high - offset - 1, 0))
+
+
+async def _call(decode: Callable[[bytes | None], dict[str, Any]],
+                value: bytes | None) -> dict[str, Any]:
+    return decode(value)
+
+
+def _where(message: Message) -> tuple[str, int, int]:
+    """(topic, partition, offset) of a consumed message (never None once consumed)."""
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    assert topic is not None and partition is not None and offset is not None
+    return topic, partition, offset
+
+
+def _tp_of(letter: DeadLetter) -> TP:
+    return (letter.header("source.topic"), int(letter.header("source.partition")))
+
+
+def _retry_error(pending: list[Item], live: list[Item],
+                 outcomes: list[Outcome]) -> Retriable:
+    """The error the retry loop waits on: the largest `retry_after` asked for, if any."""
+    asked = [o for o in outcomes if o.kind is Kind.RETRY]
+    after = max((o.retry_after for o in asked), default=0.0)
+    message = f"{len(pending)} of {len(live)} records to retry: {asked[0].error if asked else ''}"
+    return Backpressure(message, after) if after else Retriable(message)

@@ -1,0 +1,1 @@
+"""Salesforce REST API: classification, client, and the Tasks sink."""

@@ -1,0 +1,109 @@
+"""The Salesforce REST calls actions-sync makes, over one authenticated `ApiClient`.
+
+OAuth client credentials give a token and the `instance_url` every data call goes to.
+Sessions have no stated lifetime: a 401 INVALID_SESSION_ID re-authenticates and replays
+the call once (`ApiClient`). Every answer's `Sforce-Limit-Info` feeds the `Budget`, which
+pauses the caller before the org's daily allocation runs out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import httpx
+
+from actions_sync.clock import Clock
+from actions_sync.errors import Fatal
+from connectors.auth import TokenCache
+from connectors.http import ApiClient
+from connectors.ratelimit import Limiter
+from connectors.salesforce.budget import Budget
+from connectors.salesforce.classify import classify
+
+__all__ = ["COLLECTION_MAX", "EXTERNAL_ID", "SalesforceClient", "soql_quote"]
+
+API = "salesforce"
+COLLECTION_MAX = 200  # records per sObject Collections call
+EXTERNAL_ID = "ActionsSync_Id__c"  # the Task external id: upserts by it are idempotent
+SESSION_LIFETIME_S = 7200.0  # not stated by Salesforce; a 401 refreshes it earlier
+
+
+def soql_quote(value: str) -> str:
+    """A SOQL string literal (backslash and quote escaped)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class SalesforceClient:
+    def __init__(
+        self, login_url: str, client_id: str, client_secret: str, *,
+        api_version: str = "v62.0", max_in_flight: int = 5, budget: Budget | None = None,
+        timeout_s: float = 30.0, clock: Clock | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.version = api_version
+        self.budget = budget or Budget(reserve=0, pause_s=900.0, clock=clock)
+        self.instance_url = ""
+        self._login = httpx.AsyncClient(base_url=login_url, transport=transport,
+                                        timeout=timeout_s)
+        self._credentials = {"grant_type": "client_credentials", "client_id": client_id,
+                             "client_secret": client_secret}
+        self.auth = TokenCache(self._fetch_token, clock)
+        self.api = ApiClient(API, login_url, partial(classify, quota_pause_s=self.budget.pause_s),
+                             Limiter(API, max_in_flight), auth=self.auth, clock=clock,
+                             timeout_s=timeout_s, transport=transport)
+
+    async def _fetch_token(self) -> tuple[str, float]:
+        response = await self._login.post("/services/oauth2/token", data=self._credentials)
+        if response.status_code in (400, 401):
+            raise Fatal(f"Salesforce refused the client id/secret ({response.text[:200]}): "
+                        "check ACTIONS_SYNC_SALESFORCE_CLIENT_ID and "
+                        "ACTIONS_SYNC_SALESFORCE_CLIENT_SECRET")
+        response.raise_for_status()
+        body = response.json()
+        self.instance_url = str(body["instance_url"]).rstrip("/")
+        return str(body["access_token"]), SESSION_LIFETIME_S
+
+    async def call(self, method: str, path: str, endpoint: str, **kwargs: Any) -> Any:
+        """The JSON answer of a data call to `/services/data/vXX.X/<path>`."""
+        self.budget.check()
+        await self.auth.get()  # knows instance_url from here on
+        url = f"{self.instance_url}/services/data/{self.version}/{path}"
+        response = await self.api.request(method, url, endpoint, **kwargs)
+        self.budget.observe(response.headers.get("Sforce-Limit-Info"))
+        return response.json() if response.content else None
+
+    async def upsert(self, sobject: str, field: str,
+                     records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Upsert ≤ 200 records by external id `field`: one result per record, in order."""
+        _check_size(records)
+        body = await self.call("PATCH", f"composite/sobjects/{sobject}/{field}", "upsert",
+                               json={"allOrNone": False, "records": list(records)})
+        return list(body)
+
+    async def delete(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Delete ≤ 200 records by id: one result per id, in order."""
+        _check_size(ids)
+        body = await self.call("DELETE", "composite/sobjects", "delete",
+                               params={"ids": ",".join(ids), "allOrNone": "false"})
+        return list(body)
+
+    async def query(self, soql: str) -> list[dict[str, Any]]:
+        """Every row of a SOQL query, following `nextRecordsUrl` until `done`."""
+        body = await self.call("GET", "query", "query", params={"q": soql})
+        rows = list(body["records"])
+        while not body.get("done", True):
+            path = str(body["nextRecordsUrl"]).split(f"/{self.version}/", 1)[1]
+            body = await self.call("GET", path, "query")
+            rows += body["records"]
+        return rows
+
+    async def aclose(self) -> None:
+        await self.api.aclose()
+        await self._login.aclose()
+
+
+def _check_size(items: Sequence[Any]) -> None:
+    if len(items) > COLLECTION_MAX:
+        raise ValueError(f"at most {COLLECTION_MAX} records per collection call")

@@ -1,0 +1,35 @@
+"""`SalesforceTaskOut` records -> Task payloads: pure functions.
+
+A batch may hold several changes of one Task (an edit, then a completion): Salesforce
+refuses two records with the same external id in one collection call (DUPLICATE_VALUE),
+and the newest change is the one that must win, so each batch is collapsed first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from connectors.salesforce.client import EXTERNAL_ID
+
+__all__ = ["newest", "task_record"]
+
+Record = dict[str, Any]
+
+
+def newest(records: Sequence[Record]) -> list[int]:
+    """Indexes of the newest record per external id (by `occurred_at`; on a tie the later
+    one in the batch, i.e. in the partition), in batch order."""
+    best: dict[str, int] = {}
+    for i, record in enumerate(records):
+        key = record["external_id"]
+        held = best.get(key)
+        if held is None or records[held]["occurred_at"] <= record["occurred_at"]:
+            best[key] = i
+    return sorted(best.values())
+
+
+def task_record(record: Record) -> Record:
+    """The sObject Collections upsert item of one record."""
+    fields = {k: v for k, v in record["fields"].items() if k != EXTERNAL_ID}
+    return {"attributes": {"type": "Task"}, **fields, EXTERNAL_ID: record["external_id"]}

@@ -1,0 +1,55 @@
+"""Reading what the Marketo and Salesforce sandboxes hold, over their public HTTP APIs."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import httpx
+
+CREDENTIALS = {"grant_type": "client_credentials", "client_id": "actions-sync",
+               "client_secret": "sandbox-secret"}
+
+
+def marketo_activities(url: str) -> list[dict[str, Any]]:
+    """Every custom activity in a Marketo sandbox, read back like any client would (its
+    injected faults switched off first; expired tokens renewed)."""
+    httpx.post(f"{url}/_sandbox/faults", json={"error_rate": 0.0, "timeout_rate": 0.0,
+                                                   "latency_ms": 0.0},
+               timeout=10)
+    with httpx.Client(base_url=url, timeout=30) as http:
+
+        def get(path: str, **params: str) -> dict[str, Any]:
+            for _ in range(20):
+                token = http.get("/identity/oauth/token", params=CREDENTIALS).json()
+                body: dict[str, Any] = http.get(path, params=params, headers={
+                    "Authorization": f"Bearer {token['access_token']}"}).json()
+                if body["success"]:
+                    return body
+                time.sleep(0.2)  # 602 (token killed early), 606/615: try again
+            raise AssertionError(f"{path}: {body}")
+
+        ids = ",".join(str(t["id"]) for t in get("/rest/v1/activities/external/types.json")[
+            "result"])
+        if not ids:
+            return []
+        page = get("/rest/v1/activities/pagingtoken.json", sinceDatetime="2000-01-01T00:00:00Z")
+        out: list[dict[str, Any]] = []
+        while True:
+            page = get("/rest/v1/activities.json", nextPageToken=page["nextPageToken"],
+                       activityTypeIds=ids)
+            out += page.get("result") or []
+            if not page["moreResult"]:
+                return out
+
+
+def ledger_ids(activities: list[dict[str, Any]]) -> Counter[str]:
+    """How many times each activity id (the ledger attribute) was written."""
+    return Counter(next(a["value"] for a in act["attributes"] if a["apiName"] == "actionsSyncId")
+                   for act in activities)
+
+
+def salesforce_tasks(url: str) -> list[dict[str, Any]]:
+    """Every live Task of a Salesforce sandbox (control route: no API budget used)."""
+    return list(httpx.get(f"{url}/_sandbox/salesforce/records/Task", timeout=30).json())
