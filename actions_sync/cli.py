@@ -66,7 +66,10 @@ WORKERS = {
     "unsubscribes": ("streams.unsubscribes:run", "unsubscribe sync with Salesforce (SPEC S9)"),
     "reminders": ("streams.reminders:run", "reminder-task sync with Salesforce (SPEC S11)"),
     "send-check": ("streams.send_check:run", "the Marketo unsubscribe check (SPEC S10)"),
+    "admin-api": ("actions_sync.admin.http:run", "the admin HTTP API (SPEC S12)"),
 }
+# What `up` runs by default: every built flow, one copy each.
+UP_WORKERS = ("people", "activities", "marketo-sink", "salesforce-sink", "admin-api")
 
 
 def not_built(what: str, part: str) -> NoReturn:
@@ -117,8 +120,9 @@ def up(
     endpoints_file: Annotated[Path | None, typer.Option(
         help="Write the stack's URLs here as JSON (kafka, schema_registry, marketo, "
              "salesforce, admin, metrics).")] = None,
-    people_workers: Annotated[int, typer.Option(
-        min=0, max=8, help="Copies of the people worker.")] = 1,
+    workers: Annotated[list[str] | None, typer.Option(
+        "--worker", help="Worker to run (repeatable; default: " + ", ".join(UP_WORKERS)
+                         + ").")] = None,
     seed_people: Annotated[int, typer.Option(
         min=0, help="People to seed into the Marketo and Salesforce sandboxes.")] = 0,
 ) -> None:
@@ -127,13 +131,17 @@ def up(
     from actions_sync.runtime.stack import Stack
     from actions_sync.store import Store
 
+    chosen = list(workers) if workers is not None else list(UP_WORKERS)
+    for name in chosen:
+        if name not in WORKERS:
+            raise typer.BadParameter(f"unknown worker {name!r}", param_hint="--worker")
     settings = _settings()
     with Stack(settings) as stack:
         stack.start_vendors(seed_people)
         with Store(settings.database_url) as store:
             store.migrate()
-        for _ in range(people_workers):
-            stack.add_worker("people")
+        for name in chosen:
+            stack.add_worker(name)
         endpoints = stack.endpoints()
         if endpoints_file:
             endpoints_file.write_text(json.dumps(endpoints, indent=2))

@@ -6,6 +6,7 @@ ports. A Kafka or registry given in the settings is used instead of starting one
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -63,6 +64,8 @@ class Stack:
     registry_url: str = ""
     marketo_url: str | None = None
     salesforce_url: str | None = None
+    admin_url: str | None = None
+    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     workers: list[Worker] = field(default_factory=list)
     _sandboxes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -105,9 +108,13 @@ class Stack:
             env["ACTIONS_SYNC_MARKETO_URL"] = self.marketo_url
         if self.salesforce_url:
             env["ACTIONS_SYNC_SALESFORCE_URL"] = self.salesforce_url
+        if self.settings.admin_token is None:  # the local stack's admin API gets a fresh one
+            env["ACTIONS_SYNC_ADMIN_TOKEN"] = self.admin_token
         return env
 
     def add_worker(self, name: str, extra_env: dict[str, str] | None = None) -> Worker:
+        if name == "admin-api":
+            return self._add_admin_api(extra_env)
         port = free_port()
         index = sum(1 for w in self.workers if w.name == name)
         log = self.logdir / f"worker-{name}-{index}.log"
@@ -117,9 +124,20 @@ class Stack:
         self.workers.append(worker)
         return worker
 
+    def _add_admin_api(self, extra_env: dict[str, str] | None) -> Worker:
+        port = free_port()
+        log = self.logdir / "admin-api.log"
+        proc = spawn([*CLI, "worker", "admin-api"], log=log,
+                     env={**self.env, "ACTIONS_SYNC_ADMIN_PORT": str(port), **(extra_env or {})})
+        self.admin_url = f"http://127.0.0.1:{port}"
+        wait_http(f"{self.admin_url}/health", proc=proc)
+        worker = Worker("admin-api", "", proc, log)  # no /metrics of its own
+        self.workers.append(worker)
+        return worker
+
     def handled(self) -> float:
         """Records the workers have handled so far, redeliveries included (/metrics)."""
-        return scrape_sum([w.metrics_url for w in self.workers], HANDLED)
+        return scrape_sum([w.metrics_url for w in self.workers if w.metrics_url], HANDLED)
 
     @staticmethod
     def handled_by(worker: Worker) -> float:
@@ -153,8 +171,10 @@ class Stack:
             "schema_registry": self.registry_url,
             "marketo": self.marketo_url,
             "salesforce": self.salesforce_url,
-            "admin": None,
-            "metrics": [w.metrics_url for w in self.workers],
+            "admin": self.admin_url,
+            "admin_token": (None if self.settings.admin_token is not None or not self.admin_url
+                            else self.admin_token),
+            "metrics": [w.metrics_url for w in self.workers if w.metrics_url],
             "database": self.settings.database_url,
         }
 

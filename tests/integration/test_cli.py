@@ -149,6 +149,10 @@ def test_up_runs_the_stack_and_writes_its_endpoints(tmp_path):
                              "metrics"}
         for name in ("schema_registry", "marketo", "salesforce"):
             assert httpx.get(urls[name] + "/_sandbox/journal").status_code == 200
+        token = {"Authorization": f"Bearer {urls['admin_token']}"}
+        assert httpx.get(urls["admin"] + "/settings").status_code == 401
+        assert httpx.get(urls["admin"] + "/settings", headers=token).status_code == 200
+        assert len(urls["metrics"]) == 4  # people, activities and the two sinks
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
