@@ -61,7 +61,7 @@ def classify(response: httpx.Response, now: datetime | None = None) -> Resolutio
         return Resolution(Action.RETRY, str(status), response.text[:200])
     if status >= 400:
         return Resolution(Action.FATAL, str(status), response.text[:200])
-    if "/identity/" in response.request.url.path or "/file.json" in response.request.url.path:
+    if "/identity/" in response.request.url.path or _is_file(response):
         return ok()  # not enveloped
     body = response.json()
     if body.get("success", False):
@@ -75,3 +75,10 @@ def classify(response: httpx.Response, now: datetime | None = None) -> Resolutio
         "607": seconds_until_quota_reset(now or datetime.now(MARKETO_DAY)),
     }.get(code)
     return Resolution(action, code, message, retry_after)
+
+
+def _is_file(response: httpx.Response) -> bool:
+    """A bulk file's bytes. Its failures (601/602 token, 606/615 limits, 604/608/611/713
+    transient) still come as a JSON envelope, and must not be read as CSV."""
+    return "/file.json" in response.request.url.path and not response.headers.get(
+        "content-type", "").startswith("application/json")

@@ -1,0 +1,160 @@
+"""Incremental sync latency: a change made in Marketo -> the Actions store, at a steady rate.
+
+In one run, on one machine:
+  1. a Marketo sandbox process seeded with N people, an embedded broker, the registry and
+     a people worker process (`ACTIONS_SYNC_PEOPLE_BATCH_WITHIN_S`, default 0.02 here);
+  2. the incremental source (`connectors.marketo.incremental.LeadChanges`, the code of
+     `actions-sync worker marketo-source`) in this process, polling every `--poll-s`;
+  3. a steady stream of field edits through the sandbox's control route (`--rate` changes/s,
+     each to a different sales-owned person, in batches every 25 ms) for `--seconds`.
+Latency of a change = the store row's `synced_at` - the moment its edit was sent. Prints
+p50/p95/p99/max and the rate reached.
+
+Marketo's published pace (100 calls / 20 s) carries at most ~1,000 changes/s through this
+path (each page of 300 activities costs leadchanges + deletedleads + leads = 3 calls), so
+the sandbox's limits and the client's pace are lifted here (`--pace`, calls per 20 s).
+
+    .venv/bin/python bench/incremental_latency.py [--rate 2000] [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+
+import httpx
+
+from actions_sync.kafka import ensure_topics, read_topic
+from actions_sync.publish import Publisher
+from actions_sync.runtime.stack import Stack
+from actions_sync.serialization import RegistryClient
+from actions_sync.settings import Settings
+from actions_sync.store import Store
+from connectors.marketo.client import MarketoClient, MarketoLimits
+from connectors.marketo.context import SourceContext
+from connectors.marketo.incremental import LeadChanges
+from sandboxes.population import generate
+from streams.topics import PERSON_CHANGES, specs
+
+BATCH_EVERY_S = 0.025
+
+
+def follow(stack: Stack, marketo: str, pace: int, poll_s: float, ready: threading.Event,
+           stop: threading.Event) -> None:
+    """Run the incremental source until `stop` (in its own thread and event loop)."""
+    async def main() -> None:
+        client = MarketoClient(marketo, "actions-sync", "sandbox-secret",
+                               MarketoLimits(calls_per_window=pace, max_in_flight=10))
+        registry = RegistryClient(stack.registry_url)
+        with Store(stack.settings.database_url) as store:
+            ctx = SourceContext(client, Publisher(stack.bootstrap, registry), store,
+                                "marketo-source")
+            task = asyncio.create_task(LeadChanges(ctx, poll_s).run())
+            while not ctx.store.checkpoint("marketo.lead_changes"):
+                await asyncio.sleep(0.01)
+            ready.set()
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+            ctx.stopping.set()
+            await task
+        await client.aclose()
+        registry.close()
+    asyncio.run(main())
+
+
+def edit(marketo: str, ids: list[int], rate: int, seconds: float) -> dict[int, float]:
+    """Edit each id once, `rate` a second; {id: when its edit was sent (epoch s)}."""
+    per_batch = max(1, round(rate * BATCH_EVERY_S))
+    sent: dict[int, float] = {}
+    with httpx.Client(base_url=f"{marketo}/_sandbox/marketo", timeout=30) as http:
+        start = time.monotonic()
+        for n, at in enumerate(range(0, min(len(ids), int(rate * seconds)), per_batch)):
+            time.sleep(max(0.0, start + n * BATCH_EVERY_S - time.monotonic()))
+            batch = ids[at:at + per_batch]
+            now = time.time()
+            http.post("/leads", json={"action": "updateOnly", "lookupField": "id",
+                                      "input": [{"id": i, "title": f"edit {n}"} for i in batch]})
+            sent.update(dict.fromkeys(batch, now))
+    print(f"sent {len(sent):,} edits in {time.monotonic() - start:.1f}s")
+    return sent
+
+
+def latencies(settings: Settings, sent: dict[int, float], timeout_s: float = 60) -> list[float]:
+    deadline = time.monotonic() + timeout_s
+    with Store(settings.database_url) as store:
+        while True:
+            rows = store.people_by_id(list(sent))
+            landed = [r for r in rows.values() if str(r["title"]).startswith("edit")]
+            if len(landed) == len(sent) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    missing = len(sent) - len(landed)
+    if missing:
+        print(f"{missing:,} edits had not reached the store after {timeout_s:.0f}s")
+    return sorted(r["synced_at"].timestamp() - sent[r["marketo_id"]] for r in landed)
+
+
+def publish_latencies(bootstrap: str, sent: dict[int, float]) -> list[float]:
+    """Change -> on the topic (the record's CreateTime, set when the source produced it)."""
+    stamps: dict[int, float] = {}
+    for msg in read_topic(bootstrap, PERSON_CHANGES, idle_s=1.0):
+        mid = int(msg.key())
+        if mid in sent:
+            stamps[mid] = max(stamps.get(mid, 0.0), msg.timestamp()[1] / 1000)
+    return sorted(stamps[mid] - sent[mid] for mid in stamps)
+
+
+def report(what: str, found: list[float]) -> None:
+    pct = statistics.quantiles(found, n=100)
+    print(f"{what}: p50 {pct[49] * 1000:.0f} ms  p95 {pct[94] * 1000:.0f} ms"
+          f"  p99 {pct[98] * 1000:.0f} ms  max {found[-1] * 1000:.0f} ms  ({len(found):,})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=int, default=2000, help="changes per second")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--poll-s", type=float, default=0.02)
+    parser.add_argument("--pace", type=int, default=100_000, help="client calls per 20 s")
+    parser.add_argument("--batch-within-s", default="0.02", help="the people agent's wait")
+    args = parser.parse_args()
+    people = int(args.rate * args.seconds / 0.55) + 1000  # ~60 % are sales-owned
+    owned = [p["marketo_id"] for p in generate(people, 7)
+             if p["sfdc_lead_owner_id"] or p["sfdc_contact_owner_id"]]
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(database_url=f"sqlite:///{tmp}/store.db",
+                            group_prefix=f"bench-{uuid.uuid4().hex[:6]}")
+        with Stack(settings) as stack:
+            ensure_topics(stack.bootstrap, specs((PERSON_CHANGES,), settings.partitions))
+            with Store(settings.database_url) as store:
+                store.migrate()
+            marketo = stack.sandbox("marketo", "--seed-people", str(people), "--set",
+                                    "rate_calls=1000000", "--set", "max_concurrent=100",
+                                    "--set", "daily_quota=100000000")
+            stack.add_worker("people", {"ACTIONS_SYNC_PEOPLE_BATCH_WITHIN_S":
+                                        args.batch_within_s})
+            ready, stop = threading.Event(), threading.Event()
+            source = threading.Thread(target=follow, args=(stack, marketo, args.pace,
+                                                           args.poll_s, ready, stop))
+            source.start()
+            ready.wait(60)
+            time.sleep(3)  # the people worker joins its group
+            sent = edit(marketo, owned, args.rate, args.seconds)
+            found = latencies(settings, sent)
+            stop.set()
+            source.join()
+            published = publish_latencies(stack.bootstrap, sent)
+    reached = len(sent) / args.seconds
+    print(f"rate {reached:,.0f} changes/s (asked {args.rate:,}); poll {args.poll_s}s, people "
+          f"agent batch wait {args.batch_within_s}s, pace {args.pace:,} calls/20 s")
+    report("change -> topic (source)", published)
+    report("change -> store (end to end)", found)
+
+
+if __name__ == "__main__":
+    main()

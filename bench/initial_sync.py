@@ -1,0 +1,110 @@
+"""Initial sync end to end: Marketo bulk extract -> marketo.person.changes -> people agent
+-> Actions store (SQLite), with real processes on one machine.
+
+In one run:
+  1. a Marketo sandbox process seeded with N people (not timed; ~60 % sales-owned);
+  2. `actions-sync sync start` and the people worker(s), launched together: the time from
+     launch until the store holds every person the source published (end to end), and
+     until the source process exited (bulk extract -> topic alone);
+  3. raw consume + decode of the same topic right after (confluent-kafka + fastavro, the
+     rate a consumer reaches on this machine now), to put the agent's rate in proportion.
+The source paces itself at Marketo's published limit (100 calls / 20 s, 10 in flight).
+
+    .venv/bin/python bench/initial_sync.py [--people 300000] [--workers 1]
+    .venv/bin/python bench/initial_sync.py --people 1500000      # the product's cap
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+
+import httpx
+from people_throughput import raw_rate  # bench/ is the script's directory
+
+from actions_sync.kafka import ensure_topics
+from actions_sync.runtime.process import spawn
+from actions_sync.runtime.stack import CLI, Stack
+from actions_sync.serialization import RegistryClient
+from actions_sync.settings import Settings
+from actions_sync.store import Store
+from streams.topics import PERSON_CHANGES, specs
+
+ORIGINAL = 1000 / 90  # the original product: ~1,000 people per 1-2 minutes
+TARGET_S = 60.0  # 1.5M people within a minute on 2 cores
+
+
+def seed(marketo: str, people: int) -> None:
+    started = time.perf_counter()
+    httpx.post(f"{marketo}/_sandbox/marketo/seed", json={"count": people}, timeout=600)
+    print(f"seeded {people:,} people in {time.perf_counter() - started:.1f}s")
+
+
+def published(settings: Settings) -> int:
+    with Store(settings.database_url) as store:
+        return int((store.checkpoint("marketo.initial_sync") or {}).get("published", 0))
+
+
+def stored(settings: Settings) -> int:
+    with Store(settings.database_url) as store:
+        return store.count_persons()
+
+
+def run(stack: Stack, marketo: str, workers: int) -> tuple[float, float, int]:
+    """(source seconds, end-to-end seconds, people published)."""
+    env = {**stack.env, "ACTIONS_SYNC_MARKETO_URL": marketo,
+           "ACTIONS_SYNC_MARKETO_SINCE": "2026-01-01T00:00:00Z",
+           "ACTIONS_SYNC_MARKETO_UNTIL": "2027-01-02T00:00:00Z",
+           "ACTIONS_SYNC_MARKETO_CALLS_PER_WINDOW": "100",
+           "ACTIONS_SYNC_MARKETO_MAX_IN_FLIGHT": "10"}
+    started = time.perf_counter()
+    sync = spawn([*CLI, "sync", "start"], log=stack.logdir / "sync-start.log", env=env)
+    for _ in range(workers):
+        stack.add_worker("people")
+    assert sync.wait() == 0, f"sync start failed: see {stack.logdir / 'sync-start.log'}"
+    source_s = time.perf_counter() - started
+    total = published(stack.settings)
+    while stored(stack.settings) < total:
+        stack.check_workers()
+        time.sleep(0.2)
+    return source_s, time.perf_counter() - started, total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--people", type=int, default=300_000)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(database_url=f"sqlite:///{tmp}/store.db",
+                            group_prefix=f"bench-{uuid.uuid4().hex[:6]}")
+        with Stack(settings) as stack:
+            ensure_topics(stack.bootstrap, specs((PERSON_CHANGES,), settings.partitions))
+            with Store(settings.database_url) as store:
+                store.migrate()
+            marketo = stack.sandbox("marketo")
+            seed(marketo, args.people)
+            print(f"started {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; logs in {stack.logdir}")
+            source_s, total_s, people = run(stack, marketo, args.workers)
+            registry = RegistryClient(stack.registry_url)
+            raw = raw_rate(stack.bootstrap, registry, people)
+            registry.close()
+    e2e, source = people / total_s, people / source_s
+    print(f"people published (sales-owned of {args.people:,}): {people:,}")
+    print(f"bulk extract -> topic (source alone): {source_s:6.1f}s  {source:>9,.0f} people/s"
+          f"  ({args.people / source_s:,.0f} rows/s)")
+    print(f"bulk extract -> store (end to end):   {total_s:6.1f}s  {e2e:>9,.0f} people/s")
+    print(f"raw consume+decode, same topic:               {raw:>9,.0f} records/s")
+    print(f"end to end / raw consume+decode (the agent's share): {e2e / raw:.1%}")
+    print(f"end to end / original product (1,000 people per 1-2 min): {e2e / ORIGINAL:,.0f}x"
+          f" ({e2e / (1000 / 60):,.0f}x-{e2e / (1000 / 120):,.0f}x)")
+    scale = 1_500_000 / args.people
+    print(f"a 1.5M-person instance at these rates: {total_s * scale:,.0f}s end to end, "
+          f"{source_s * scale:,.0f}s for the source alone (target {TARGET_S:.0f}s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""The Marketo source's pure pieces: extract windows, CSV rows from chunks, lead mapping."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from hypothesis import given
+from hypothesis import strategies as st
+
+from connectors.marketo.classify import classify
+from connectors.marketo.csvrows import CsvRows
+from connectors.marketo.incremental import changes_to_publish
+from connectors.marketo.payloads import (
+    API_FIELDS,
+    FIELDS,
+    deleted_change,
+    person_change,
+    row_reader,
+)
+from connectors.marketo.windows import windows
+from connectors.resolution import Action
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+LEAD = {"id": "7", "updatedAt": "2026-03-01T12:00:00Z", "firstName": "Ada", "email": "a@x.io",
+        "title": "", "sfdcLeadOwnerId": "005A", "sfdcContactOwnerId": None}
+
+
+def test_windows_cover_the_range_without_overlap_and_span_at_most_31_days():
+    plan = windows(T0, T0 + timedelta(days=365, hours=5))
+    assert plan[0][0] == T0 and plan[-1][1] == T0 + timedelta(days=365, hours=5)
+    assert all(end - start < timedelta(days=31) for start, end in plan)
+    assert all(b[0] - a[1] == timedelta(seconds=1) for a, b in zip(plan, plan[1:], strict=False))
+
+
+def test_a_lead_maps_to_a_full_person_change_versioned_by_updated_at():
+    change = person_change(LEAD)
+    assert change["marketo_id"] == 7 and change["changed_at"] == datetime(2026, 3, 1, 12,
+                                                                         tzinfo=UTC)
+    assert change["title"] is None and change["sfdc_lead_owner_id"] == "005A"
+    assert set(FIELDS) <= set(change) and set(FIELDS.values()) < set(API_FIELDS)
+    assert change["event_id"] == person_change(dict(LEAD))["event_id"]  # stable on re-publish
+
+
+def test_a_csv_row_maps_like_the_same_lead_and_unowned_rows_are_none():
+    header = list(API_FIELDS)
+    row = ["" if LEAD.get(name) is None else str(LEAD[name]) for name in header]
+    read = row_reader(list(reversed(header)))
+    assert read(list(reversed(row))) == person_change(LEAD)
+    assert read(list(reversed([*row[:-3], "", "", row[-1]]))) is None  # no owner
+
+
+def test_a_deleted_lead_is_versioned_by_its_activity_date():
+    change = deleted_change({"leadId": 7, "activityDate": "2026-03-02T00:00:00Z"})
+    assert change["deleted"] and change["changed_at"] == datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def test_an_unowned_lead_is_published_only_when_the_page_changed_an_owner():
+    unowned = {**LEAD, "sfdcLeadOwnerId": None}
+    lost = [{"leadId": 7, "fields": [{"name": "sfdcLeadOwnerId", "oldValue": "005A"}]}]
+    edited = [{"leadId": 7, "fields": [{"name": "title", "newValue": "CTO"}]}]
+    assert changes_to_publish(lost, [unowned])[1] == 0
+    assert changes_to_publish(edited, [unowned]) == ([], 1)
+    assert len(changes_to_publish(edited, [LEAD])[0]) == 1
+
+
+rows_strategy = st.lists(st.lists(st.text(alphabet='ab,"\n\ré ', max_size=6), min_size=2,
+                                  max_size=2), min_size=1, max_size=20)
+
+
+@given(rows_strategy, st.integers(min_value=1, max_value=17))
+def test_csv_rows_survive_any_chunking_and_resume_at_their_offset(rows, size):
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    data = out.getvalue().encode()
+    parser, got, offsets = CsvRows(), [], []
+    for at in range(0, len(data), size):
+        got += parser.feed(data[at:at + size])
+        offsets.append(parser.offset)
+    got += parser.finish()
+    assert got == rows
+    middle = offsets[len(offsets) // 2]  # a checkpointed offset: always a record boundary
+    resumed = CsvRows(middle)
+    head = list(csv.reader(io.StringIO(data[:middle].decode(), newline="")))
+    assert head + resumed.feed(data[middle:]) + resumed.finish() == rows
+
+
+def test_an_enveloped_error_on_a_bulk_file_is_not_read_as_csv():
+    request = httpx.Request("GET", "http://marketo/bulk/v1/leads/export/x/file.json")
+    refused = httpx.Response(200, json={"success": False, "errors": [{"code": "602"}]},
+                             request=request)
+    assert classify(refused).action is Action.REFRESH_AUTH
+    csv_bytes = httpx.Response(206, text="id\r\n1\r\n", request=request,
+                               headers={"content-type": "text/csv"})
+    assert classify(csv_bytes).action is Action.SUCCESS
