@@ -171,7 +171,7 @@ def broker(port: PortOption = 0) -> None:
     """Run the embedded Kafka-protocol broker (Tansu) with the project's topics created."""
     from actions_sync.kafka import ensure_topics
     from actions_sync.runtime.broker import EmbeddedBroker
-    from streams.topics import INPUT_TOPICS, specs
+    from actions_sync.topics import INPUT_TOPICS, specs
 
     settings = _settings()
     with EmbeddedBroker(port) as running:
@@ -265,7 +265,7 @@ def produce(
     from actions_sync.produce import LineError, parse_lines
     from actions_sync.publish import Publisher
     from actions_sync.serialization import RegistryClient
-    from streams.topics import RECORD_OF
+    from actions_sync.topics import RECORD_OF
 
     if topic not in RECORD_OF:
         raise typer.BadParameter(f"{topic!r} is not a producer topic; choose from "

@@ -35,11 +35,11 @@ from actions_sync.runtime.stack import Stack
 from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
+from actions_sync.topics import PERSON_CHANGES, specs
 from connectors.marketo.client import MarketoClient, MarketoLimits
 from connectors.marketo.context import SourceContext
 from connectors.marketo.incremental import LeadChanges
 from sandboxes.population import generate
-from streams.topics import PERSON_CHANGES, specs
 
 BATCH_EVERY_S = 0.025
 

@@ -31,7 +31,7 @@ from actions_sync.runtime.stack import CLI, Stack
 from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
-from streams.topics import PERSON_CHANGES, specs
+from actions_sync.topics import PERSON_CHANGES, specs
 
 ORIGINAL = 1000 / 90  # the original product: ~1,000 people per 1-2 minutes
 TARGET_S = 60.0  # 1.5M people within a minute on 2 cores

@@ -19,8 +19,8 @@ from actions_sync.kafka import consumer_config, ensure_topics
 from actions_sync.metrics import serve_metrics
 from actions_sync.serialization import Deserializer, RegistryClient
 from actions_sync.settings import Settings
+from actions_sync.topics import specs
 from connectors.runner import Destination, RunnerConfig, SinkRunner
-from streams.topics import specs
 
 __all__ = ["require", "require_broker", "run_sink"]
 

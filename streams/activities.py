@@ -33,16 +33,16 @@ from actions_sync.serialization import RegistryClient, Serializer
 from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.store import parked as parking
-from streams.app import run_agent
-from streams.batch import RawRecord, split
-from streams.rules import activities as rules
-from streams.topics import (
+from actions_sync.topics import (
     OUTBOUND_MARKETO_ACTIVITIES,
     OUTBOUND_SALESFORCE_TASKS,
     RECORD_OF,
     SALES_ACTIVITIES,
     specs,
 )
+from streams.app import run_agent
+from streams.batch import RawRecord, split
+from streams.rules import activities as rules
 
 __all__ = ["WORKER", "ActivityRouter", "Sweeper", "run"]
 

@@ -22,9 +22,9 @@ from confluent_kafka.admin import AdminClient
 
 from actions_sync.kafka import admin_config, dlq_topic
 from actions_sync.runtime.broker import EmbeddedBroker
+from actions_sync.topics import INPUT_TOPICS
 from sandboxes.base import SandboxServer
 from sandboxes.registry import create_app as registry_app
-from streams.topics import INPUT_TOPICS
 
 EXTERNAL_KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
 IN_CI = bool(os.environ.get("CI"))

@@ -21,12 +21,12 @@ from pydantic import ValidationError
 from actions_sync.admin.model import AdminSettings
 from actions_sync.errors import Retriable
 from actions_sync.kafka import TopicSpec, ensure_topics, producer_config
+from actions_sync.topics import SETTINGS
 
 __all__ = ["SETTINGS_KEY", "SETTINGS_TOPIC", "Versioned", "decode", "encode", "ensure_topic",
            "from_stored", "publish"]
 
-# The same name as streams.topics.SETTINGS (the kernel does not import streams).
-SETTINGS_TOPIC = "actions.settings"
+SETTINGS_TOPIC = SETTINGS
 SETTINGS_KEY = b"admin-settings"
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from actions_sync.runtime.stack import Stack
 from actions_sync.serialization import RegistryClient, frame
 from actions_sync.settings import Settings
 from actions_sync.store import Store
-from streams.topics import PERSON_CHANGES, specs
+from actions_sync.topics import PERSON_CHANGES, specs
 
 __all__ = ["DemoOptions", "bad_person_records", "run_demo"]
 

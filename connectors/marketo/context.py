@@ -20,9 +20,9 @@ from typing import Any
 from actions_sync.metrics import CHECKPOINT_AGE_SECONDS, RECORDS_PUBLISHED, SKIPPED
 from actions_sync.publish import Publisher
 from actions_sync.store import Store
+from actions_sync.topics import PERSON_CHANGES
 from connectors.errors import QuotaExhausted
 from connectors.marketo.client import MarketoClient
-from streams.topics import PERSON_CHANGES
 
 __all__ = ["INCREMENTAL", "INITIAL", "RECORD", "SourceContext"]
 

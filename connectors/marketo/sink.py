@@ -32,6 +32,7 @@ from actions_sync.errors import Backpressure, Retriable
 from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.store.ledger import ACCEPTED, Accepted, Entry, Ledger
+from actions_sync.topics import OUTBOUND_MARKETO_ACTIVITIES
 from connectors.errors import Rejected
 from connectors.marketo.client import BATCH_MAX, MarketoClient, MarketoLimits
 from connectors.marketo.outbound import activity_input, skip_reason
@@ -40,7 +41,6 @@ from connectors.marketo.registration import register_types
 from connectors.outcome import Kind, Outcome, accepted, fan_out, rejected, retry, skipped
 from connectors.runner import RunnerConfig
 from connectors.sink_worker import require, require_broker, run_sink
-from streams.topics import OUTBOUND_MARKETO_ACTIVITIES
 
 __all__ = ["WORKER", "ActivitySink", "Timing", "run"]
 

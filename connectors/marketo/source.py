@@ -25,11 +25,11 @@ from actions_sync.publish import Publisher
 from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings, env_name
 from actions_sync.store import Store
+from actions_sync.topics import PERSON_CHANGES, specs
 from connectors.marketo.client import MarketoClient, MarketoLimits
 from connectors.marketo.context import SourceContext
 from connectors.marketo.incremental import LeadChanges
 from connectors.marketo.initial import InitialSync
-from streams.topics import PERSON_CHANGES, specs
 
 __all__ = ["WORKER", "Endpoints", "initial_sync", "run", "validate"]
 

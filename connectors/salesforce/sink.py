@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from actions_sync.settings import Settings
+from actions_sync.topics import OUTBOUND_SALESFORCE_TASKS
 from connectors.outcome import Kind, Outcome, accepted, chunks, fan_out, skipped
 from connectors.runner import RunnerConfig
 from connectors.salesforce.budget import Budget
@@ -22,7 +23,6 @@ from connectors.salesforce.classify import record_outcome
 from connectors.salesforce.client import COLLECTION_MAX, EXTERNAL_ID, SalesforceClient, soql_quote
 from connectors.salesforce.payloads import newest, task_record
 from connectors.sink_worker import require, require_broker, run_sink
-from streams.topics import OUTBOUND_SALESFORCE_TASKS
 
 __all__ = ["WORKER", "TaskSink", "client_from", "run"]
 

@@ -14,6 +14,7 @@ from actions_sync.kafka import ensure_topics, read_topic
 from actions_sync.publish import Publisher
 from actions_sync.serialization import Deserializer, RegistryClient
 from actions_sync.store import Store
+from actions_sync.topics import PERSON_CHANGES, specs
 from connectors.marketo.client import MarketoClient, MarketoLimits
 from connectors.marketo.context import INCREMENTAL, INITIAL, SourceContext
 from connectors.marketo.incremental import LeadChanges
@@ -21,7 +22,6 @@ from connectors.marketo.initial import InitialSync
 from sandboxes.base import JOURNAL_KEY, FaultPlan, SandboxServer
 from sandboxes.marketo import STATE_KEY, MarketoConfig, create_app
 from sandboxes.population import generate
-from streams.topics import PERSON_CHANGES, specs
 
 SINCE, UNTIL = datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 2, tzinfo=UTC)
 # Marketo's limits (100 calls, 10 in flight) and the client's pace (50, 5) over a 2 s window

@@ -16,8 +16,8 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 import schemas
 from actions_sync.errors import Retriable, UndecodableRecord
 from actions_sync.serialization import Deserializer, RegistryClient, Serializer, frame
+from actions_sync.topics import PERSON_CHANGES
 from sandboxes.base import free_port
-from streams.topics import PERSON_CHANGES
 from tests.factories import person_change
 
 CTX = SerializationContext(PERSON_CHANGES, MessageField.VALUE)

@@ -21,13 +21,13 @@ from actions_sync.serialization import Deserializer, RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.store import parked as parking
-from streams.rules.people import person_row
-from streams.topics import (
+from actions_sync.topics import (
     OUTBOUND_MARKETO_ACTIVITIES,
     OUTBOUND_SALESFORCE_TASKS,
     SALES_ACTIVITIES,
     specs,
 )
+from streams.rules.people import person_row
 from tests.factories import T0, person_change, sales_activity
 
 pytestmark = pytest.mark.slow

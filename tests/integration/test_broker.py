@@ -11,7 +11,7 @@ from confluent_kafka.admin import AdminClient
 
 from actions_sync.kafka import admin_config, consumer_config, ensure_topics, producer_config
 from actions_sync.runtime.broker import EmbeddedBroker, tansu_binary
-from streams.topics import INPUT_TOPICS, specs
+from actions_sync.topics import INPUT_TOPICS, specs
 
 
 def tansu_processes() -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from actions_sync.kafka import dlq_topic, ensure_topics, read_topic
-from streams.topics import PERSON_CHANGES, specs
+from actions_sync.topics import PERSON_CHANGES, specs
 
 ALL_COMMANDS = ("demo", "up", "worker", "broker", "sandbox", "produce", "sync", "settings", "dlq")
 
@@ -165,7 +165,7 @@ def test_broker_command_creates_the_topics_and_leaves_no_orphan():
 
     from actions_sync.kafka import admin_config
     from actions_sync.runtime.broker import tansu_binary
-    from streams.topics import INPUT_TOPICS
+    from actions_sync.topics import INPUT_TOPICS
 
     proc = subprocess.Popen([sys.executable, "-m", "actions_sync.cli", "broker"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

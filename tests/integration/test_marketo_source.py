@@ -23,10 +23,10 @@ from actions_sync.runtime.process import spawn
 from actions_sync.runtime.stack import CLI, Stack, scrape_sum
 from actions_sync.settings import Settings
 from actions_sync.store import PERSON_FIELDS, Store
+from actions_sync.topics import PERSON_CHANGES
 from sandboxes.base import free_port
 from sandboxes.marketo.fields import FIELDS
 from sandboxes.population import generate
-from streams.topics import PERSON_CHANGES
 
 pytestmark = pytest.mark.slow
 SINCE, UNTIL = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC)  # 2 windows

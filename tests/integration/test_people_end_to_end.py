@@ -19,7 +19,7 @@ from actions_sync.runtime.people_scenario import Scenario, reconcile
 from actions_sync.runtime.stack import Stack
 from actions_sync.settings import Settings
 from actions_sync.store import Store
-from streams.topics import PERSON_CHANGES, specs
+from actions_sync.topics import PERSON_CHANGES, specs
 from tests.factories import person_change
 
 pytestmark = pytest.mark.slow

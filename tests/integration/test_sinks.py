@@ -22,8 +22,8 @@ from actions_sync.publish import Publisher
 from actions_sync.runtime.stack import Stack, Worker
 from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings
+from actions_sync.topics import OUTBOUND_MARKETO_ACTIVITIES, OUTBOUND_SALESFORCE_TASKS, specs
 from connectors.marketo.activity_types import ACTIVITY_TYPES
-from streams.topics import OUTBOUND_MARKETO_ACTIVITIES, OUTBOUND_SALESFORCE_TASKS, specs
 from tests.conftest import EXTERNAL_KAFKA, _delete_topics
 from tests.support.vendors import ledger_ids, marketo_activities, salesforce_tasks
 

@@ -7,7 +7,7 @@ import pytest
 from actions_sync.admin.model import DEFAULT_SUBJECT_TEMPLATE, KEYS, AdminSettings, parse_value
 from actions_sync.admin.snapshot import SETTINGS_TOPIC, Versioned, decode, encode, from_stored
 from actions_sync.errors import ConfigError
-from streams.topics import SETTINGS
+from actions_sync.topics import SETTINGS
 
 
 def test_defaults_cover_every_setting_of_s12():

@@ -1,6 +1,7 @@
 """Every topic of actions-sync, by name, with what it carries (DESIGN.md's contract).
 
-Plain constants: anything may import this module without importing faust.
+Plain constants in the kernel (STYLE.md puts them in `streams/topics.py`; they live here
+because the connectors, which must not import `streams`, publish and consume them too).
 """
 
 from __future__ import annotations
