@@ -6,17 +6,22 @@ In one run, on one broker and one topic:
      project's Deserializer) — the raw rate a consumer can reach on this machine now;
   3. the store alone: the same changes through the rules and `Store.apply_people` in
      batches (no Kafka) — the rate the database allows;
-  4. the people worker (a real `actions-sync worker people` process, 1 by default):
-     drain time from its first handled record to the last committed offset.
-Prints people/s for each and the ratios. Targets (issue 3, for later issues to reach):
-agent >= 25,000 people/s on 2 cores and >= 35 % of the raw rate.
+  4. the people worker (real `actions-sync worker people` processes, 1 by default, in a
+     fresh consumer group and a fresh store each round): drain time from its first
+     handled record to the last committed offset, and the CPU the worker processes
+     (with their helper processes) and the broker used meanwhile.
+Each measure is taken `--rounds` times, interleaved; the medians give the ratios.
+Targets (issue 3): agent >= 25,000 people/s on 2 cores and >= 35 % of the raw rate.
 
-    .venv/bin/python bench/people_throughput.py [--people 200000] [--workers 1]
+    .venv/bin/python bench/people_throughput.py [--people 200000] [--workers 1] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
+import subprocess
 import tempfile
 import time
 import uuid
@@ -24,15 +29,17 @@ from pathlib import Path
 
 from confluent_kafka import Consumer
 
-from actions_sync.kafka import consumer_config, ensure_topics
+from actions_sync.kafka import Ends, consumer_config, ensure_topics
 from actions_sync.publish import Publisher
 from actions_sync.runtime.people_scenario import Scenario
 from actions_sync.runtime.stack import Stack
 from actions_sync.serialization import Deserializer, RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
+from actions_sync.topics import PERSON_CHANGES, specs
 from streams.rules import people as rules
-from streams.topics import PERSON_CHANGES, specs
+
+TARGET = 25_000
 
 
 def raw_rate(bootstrap: str, registry: RegistryClient, total: int) -> float:
@@ -71,36 +78,62 @@ def store_rate(changes: list[dict], batch: int) -> float:
     return len(changes) / elapsed
 
 
-def agent_rate(stack: Stack, ends: dict, workers: int, total: int) -> tuple[float, float]:
-    """Run the people worker(s); (records/s from first handled to drained, wall seconds)."""
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes and their children (Linux /proc)."""
+    total = 0.0
+    for pid in pids:
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
+                                  text=True).stdout.split()
+        for one in (pid, *map(int, children)):
+            try:
+                fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def agent_rate(outer: Stack, ends: Ends, workers: int, total: int, batch: int, tmp: str
+               ) -> tuple[float, float, float, float]:
+    """One round: fresh group and store; (people/s, wall s, worker CPU %, broker CPU %)."""
+    settings = Settings(kafka_bootstrap_servers=outer.bootstrap,
+                        schema_registry_url=outer.registry_url,
+                        database_url=f"sqlite:///{tmp}/store-{uuid.uuid4().hex[:6]}.db",
+                        group_prefix=f"bench-{uuid.uuid4().hex[:6]}", people_batch_size=batch)
+    with Store(settings.database_url) as store:
+        store.migrate()
+    broker = [int(pid) for pid in subprocess.run(  # the embedded Tansu, found by its port
+        ["pgrep", "-f", f"listener-url tcp://{outer.bootstrap} "], capture_output=True,
+        text=True).stdout.split()]
     started = time.perf_counter()
-    for _ in range(workers):
-        stack.add_worker("people")
-    first = None
-    while True:
-        if first is None and stack.handled() > 0:
-            first = time.perf_counter()
-        done, end = stack.progress("people", PERSON_CHANGES, ends)
-        if done >= end:
-            break
-        stack.check_workers()
-        time.sleep(0.05)
-    finished = time.perf_counter()
-    assert first is not None
-    return total / (finished - first), finished - started
+    with Stack(settings, logdir=outer.logdir) as stack:
+        for _ in range(workers):
+            stack.add_worker("people", {"ACTIONS_SYNC_PEOPLE_BATCH_SIZE": str(batch)})
+        pids = [w.proc.pid for w in stack.workers]
+        while stack.handled() == 0:
+            stack.check_workers()
+            time.sleep(0.01)
+        first, cpu0, broker0 = time.perf_counter(), cpu_seconds(pids), cpu_seconds(broker)
+        while (done := stack.progress("people", PERSON_CHANGES, ends))[0] < done[1]:
+            stack.check_workers()
+            time.sleep(0.05)
+        finished = time.perf_counter()
+        cpu, broker_cpu = cpu_seconds(pids) - cpu0, cpu_seconds(broker) - broker0
+    span = finished - first
+    return total / span, finished - started, cpu / span, broker_cpu / span
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--people", type=int, default=200_000)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(database_url=f"sqlite:///{tmp}/store.db",
-                            group_prefix=f"bench-{uuid.uuid4().hex[:6]}",
-                            people_batch_size=args.batch)
+        settings = Settings(database_url=f"sqlite:///{tmp}/unused.db",
+                            group_prefix=f"bench-{uuid.uuid4().hex[:6]}")
         with Stack(settings) as stack:
             ensure_topics(stack.bootstrap, specs((PERSON_CHANGES,), settings.partitions))
             registry = RegistryClient(stack.registry_url)
@@ -112,22 +145,28 @@ def main() -> None:
                               ((str(c["marketo_id"]), c) for c in changes))
             publisher.flush()
             total = len(changes)
-            print(f"published {total:,} person changes on {settings.partitions} partitions")
-
-            raw = raw_rate(stack.bootstrap, registry, total)
-            print(f"raw consume+decode (confluent-kafka + fastavro): {raw:>10,.0f} records/s")
-            alone = store_rate(changes, args.batch)
-            print(f"store alone (rules + SQLite upserts, batch {args.batch}): "
-                  f"{alone:>10,.0f} people/s")
-            with Store(settings.database_url) as store:
-                store.migrate()
-            agent, wall = agent_rate(stack, publisher.ends, args.workers, total)
-            print(f"people agent ({args.workers} worker): {agent:>10,.0f} people/s"
-                  f"  (wall {wall:.1f}s incl. start-up and group join)")
+            print(f"published {total:,} person changes on {settings.partitions} partitions;"
+                  f" {args.workers} worker(s), batch {args.batch}, {args.rounds} round(s)")
+            raws, alones, agents = [], [], []
+            for n in range(1, args.rounds + 1):
+                raws.append(raw_rate(stack.bootstrap, registry, total))
+                alones.append(store_rate(changes, args.batch))
+                rate, wall, cpu, broker_cpu = agent_rate(stack, publisher.ends, args.workers,
+                                                         total, args.batch, tmp)
+                agents.append(rate)
+                print(f"round {n}: raw {raws[-1]:>8,.0f}/s   store alone {alones[-1]:>8,.0f}/s"
+                      f"   agent {rate:>8,.0f}/s (wall {wall:.1f}s incl. start-up and join;"
+                      f" worker processes {cpu:.0%} CPU, broker {broker_cpu:.0%};"
+                      f" load average {os.getloadavg()[0]:.2f})", flush=True)
+            raw, alone, agent = (statistics.median(x) for x in (raws, alones, agents))
+            print(f"median: raw consume+decode (confluent-kafka + fastavro) {raw:>8,.0f} records/s")
+            print(f"median: store alone (rules + SQLite upserts)           {alone:>8,.0f} people/s")
+            print(f"median: people agent ({args.workers} worker)                   "
+                  f"{agent:>8,.0f} people/s")
             print(f"ratio agent/raw: {agent / raw:.1%}   agent/store-alone: {agent / alone:.1%}"
-                  f"   agent/25k target: {agent / 25_000:.1%}")
+                  f"   agent/{TARGET // 1000}k target: {agent / TARGET:.1%}")
             registry.close()
-            print(f"logs: {Path(stack.logdir)}")
+            print(f"logs: {stack.logdir}")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,18 @@
 """The people agent: `marketo.person.changes` -> the Actions store (SPEC S1-S5).
 
-Each batch is decoded, checked, collapsed to the newest change per person and written in
-one transaction; bad records go to `marketo.person.changes.dlq`. Offsets are committed by
-faust only after the batch handler returned, i.e. after the store commit.
+Each batch is decoded, checked, collapsed to the newest change per person (`prepare`,
+pure CPU work) and written in one transaction (`write`); bad records go to
+`marketo.person.changes.dlq`. The two steps are separate so that the agent's pipeline
+prepares batch N+1, in a helper process, while batch N is written (`streams.pipeline`,
+`streams.offload`). Offsets are committed only after `write` returned, i.e. after the
+store commit and the dead letters are durable.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -18,42 +22,61 @@ from actions_sync.errors import RuleViolation
 from actions_sync.metrics import SKIPPED, STORE_WRITES
 from actions_sync.settings import Settings
 from actions_sync.store import Store
+from actions_sync.topics import PERSON_CHANGES
 from streams.app import run_agent
 from streams.batch import RawRecord, split
 from streams.rules import people as rules
-from streams.topics import PERSON_CHANGES
 
-__all__ = ["WORKER", "PeopleHandler", "run"]
+__all__ = ["WORKER", "PeopleBatch", "PeopleHandler", "prepare", "run"]
 
 WORKER = "people"
 log = logging.getLogger(__name__)
+
+Decode = Callable[[bytes | None], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class PeopleBatch:
+    """A prepared batch: the store plan and the dead letters (plain, picklable data)."""
+
+    plan: rules.PeoplePlan
+    dead: list[DeadLetter]
+
+
+def prepare(records: Sequence[RawRecord], decode: Decode) -> PeopleBatch:
+    """Decode, check and plan a batch: CPU work only (and the registry, once per schema
+    id), so it may run in a helper process (`streams.offload`)."""
+    decoded = split(records, decode, rules.check)
+    return PeopleBatch(rules.plan([change for _, change in decoded.good]), decoded.dead)
 
 
 class PeopleHandler:
     """Turns a batch of raw person-change records into store writes and dead letters."""
 
-    def __init__(
-        self, store: Store, decode: Callable[[bytes | None], dict[str, Any]],
-        dead_letters: DeadLetterProducer,
-    ) -> None:
+    def __init__(self, store: Store, decode: Decode, dead_letters: DeadLetterProducer) -> None:
         self.store = store
         self.decode = decode
         self.dead_letters = dead_letters
 
     def __call__(self, records: Sequence[RawRecord]) -> None:
-        batch = split(records, self.decode, rules.check)
-        dead = batch.dead
+        self.write(records, self.prepare(records))
+
+    def prepare(self, records: Sequence[RawRecord]) -> PeopleBatch:
+        return prepare(records, self.decode)
+
+    def write(self, records: Sequence[RawRecord], batch: PeopleBatch) -> None:
+        """Write the plan in one transaction, then the dead letters; raise to retry."""
+        dead = list(batch.dead)
         try:
-            self._write([change for _, change in batch.good])
+            self._apply(batch.plan)
         except DBAPIError as exc:
             if isinstance(exc, OperationalError):
                 raise  # the store is down or locked: retry the whole batch
-            dead += self._write_one_by_one(batch.good)
+            dead += self._write_one_by_one(split(records, self.decode, rules.check).good)
         if dead:
             self.dead_letters.send(dead)
 
-    def _write(self, changes: list[dict[str, Any]]) -> None:
-        plan = rules.plan(changes)
+    def _apply(self, plan: rules.PeoplePlan) -> None:
         written = self.store.apply_people(plan.upserts, plan.removals)
         STORE_WRITES.labels("persons", "upsert").inc(written.upserted)
         STORE_WRITES.labels("persons", "remove").inc(written.removed)
@@ -65,7 +88,7 @@ class PeopleHandler:
         dead = []
         for raw, change in good:
             try:
-                self._write([change])
+                self._apply(rules.plan([change]))
             except DBAPIError as exc:
                 if isinstance(exc, OperationalError):
                     raise
@@ -77,4 +100,5 @@ class PeopleHandler:
 
 def run(settings: Settings) -> None:
     """`actions-sync worker people`."""
-    run_agent(settings, WORKER, PERSON_CHANGES, "PersonChange", PeopleHandler)
+    run_agent(settings, WORKER, PERSON_CHANGES, "PersonChange", PeopleHandler,
+              offload=prepare)

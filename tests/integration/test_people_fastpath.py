@@ -1,0 +1,169 @@
+"""The people agent's batch fast path under crashes and rebalances, on a real broker.
+
+The invariant checked at the moment a worker is killed with SIGKILL: every record below
+a committed offset has its effect in the store (offsets are committed only after the
+store commit). Then the group drains the topic, and the store equals the oracle. A
+worker that committed offsets before writing, or that committed (or wrote) records of
+partitions already handed to another worker, fails one of the two.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from actions_sync.kafka import Ends, ensure_topics, producer_config
+from actions_sync.runtime.people_scenario import Scenario, reconcile
+from actions_sync.runtime.stack import Stack, Worker
+from actions_sync.serialization import RegistryClient, Serializer
+from actions_sync.settings import Settings
+from actions_sync.store import Store
+from actions_sync.topics import PERSON_CHANGES, specs
+from streams.rules.people import qualifies
+
+pytestmark = pytest.mark.slow
+
+Placed = list[tuple[dict[str, Any], int, int]]  # (change, partition, offset)
+
+
+def publish(kafka: str, registry_url: str, changes: list[dict[str, Any]]) -> tuple[Placed, Ends]:
+    """Publish, keyed by Marketo ID; return where each change landed."""
+    placed: Placed = []
+    ends: Ends = {}
+    producer = Producer(producer_config(kafka))
+    registry = RegistryClient(registry_url)
+    try:
+        serialize = Serializer(registry, PERSON_CHANGES, "PersonChange")
+        for change in changes:
+            def delivered(err: Any, msg: Any, change: dict[str, Any] = change) -> None:
+                assert err is None, err
+                placed.append((change, msg.partition(), msg.offset()))
+                ends[(msg.topic(), msg.partition())] = max(
+                    ends.get((msg.topic(), msg.partition()), 0), msg.offset() + 1)
+
+            producer.produce(PERSON_CHANGES, serialize(change), str(change["marketo_id"]).encode(),
+                             on_delivery=delivered)
+            producer.poll(0)
+        assert producer.flush(60) == 0
+    finally:
+        registry.close()
+    return placed, ends
+
+
+def committed(kafka: str, group: str, partitions: int) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": kafka, "group.id": group,
+                         "enable.auto.commit": False})
+    try:
+        tps = consumer.committed([TopicPartition(PERSON_CHANGES, p) for p in range(partitions)],
+                                 timeout=10)
+        return {tp.partition: max(tp.offset, 0) for tp in tps}
+    finally:
+        consumer.close()
+
+
+def undurable_commits(placed: Placed, offsets: dict[int, int], store: Store) -> list[str]:
+    """People whose newest committed change is not (or not yet) in the store."""
+    newest: dict[int, dict[str, Any]] = {}
+    for change, partition, offset in placed:
+        if offset < offsets.get(partition, 0):
+            seen = newest.get(change["marketo_id"])
+            if seen is None or seen["changed_at"] < change["changed_at"]:
+                newest[change["marketo_id"]] = change
+    rows = {row["marketo_id"]: row for row in store.iter_persons()}
+    problems = []
+    for mid, change in newest.items():
+        row = rows.get(mid)
+        present = row is not None and row["removed_at"] is None
+        if qualifies(change) and (row is None or row["changed_at"] < change["changed_at"]):
+            stored = row and row["changed_at"]
+            problems.append(f"{mid}: committed version {change['changed_at']}, stored {stored}")
+        elif not qualifies(change) and present and row["changed_at"] <= change["changed_at"]:
+            problems.append(f"{mid}: committed removal {change['changed_at']} not applied")
+    return problems
+
+
+def wait_handled(stack: Stack, share: float, total: int, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while stack.handled() < share * total:
+        stack.check_workers()
+        assert time.monotonic() < deadline, f"handled {stack.handled()} of {total}"
+        time.sleep(0.02)
+
+
+def start(stack: Stack, settings: Settings) -> Worker:
+    return stack.add_worker("people", {"ACTIONS_SYNC_PEOPLE_BATCH_SIZE":
+                                       str(settings.people_batch_size)})
+
+
+def kill(stack: Stack, worker: Worker) -> None:
+    """SIGKILL: no shutdown, no last commit; the group notices at the session timeout."""
+    worker.proc.kill()
+    worker.proc.wait(10)
+    stack.workers.remove(worker)
+
+
+def scenario_stack(kafka: str, registry: str, database_url: str, people: int, batch: int = 300
+                   ) -> tuple[Settings, Scenario, Placed, Ends]:
+    settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
+                        database_url=database_url, group_prefix=f"t-{uuid.uuid4().hex[:8]}",
+                        people_batch_size=batch)
+    ensure_topics(kafka, specs((PERSON_CHANGES,), settings.partitions))
+    scenario = Scenario(people=people, seed=23)
+    placed, ends = publish(kafka, registry, list(scenario.changes()))
+    with Store(database_url) as store:
+        store.migrate()
+    return settings, scenario, placed, ends
+
+
+def check_killed(kafka: str, settings: Settings, placed: Placed, database_url: str) -> None:
+    offsets = committed(kafka, f"{settings.group_prefix}-people", settings.partitions)
+    assert 0 < sum(offsets.values()) < len(placed), f"not killed mid-drain: {offsets}"
+    with Store(database_url) as store:
+        problems = undurable_commits(placed, offsets, store)
+    assert not problems, f"{len(problems)} committed but not durable, e.g. {problems[:3]}"
+
+
+def check_oracle(scenario: Scenario, database_url: str) -> None:
+    with Store(database_url) as store:
+        report = reconcile(store, scenario.expected)
+    assert report.ok, report.mismatches
+    assert report.expected_present == report.stored_present > 0
+
+
+def test_a_worker_killed_mid_drain_never_committed_what_was_not_stored(
+        kafka, registry, database_url):
+    settings, scenario, placed, ends = scenario_stack(kafka, registry, database_url, 25_000)
+    with Stack(settings) as stack:
+        first = start(stack, settings)
+        wait_handled(stack, 0.3, len(placed))
+        kill(stack, first)
+        check_killed(kafka, settings, placed, database_url)
+        start(stack, settings)
+        stack.wait_drained("people", PERSON_CHANGES, ends, timeout_s=120)
+    check_oracle(scenario, database_url)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_partitions_handed_over_mid_drain_are_neither_lost_nor_written_twice_out_of_order(
+        kafka, registry, database_url):
+    # Enough records, in small batches, for the drain to outlast the second worker's start.
+    settings, scenario, placed, ends = scenario_stack(kafka, registry, database_url, 60_000,
+                                                      batch=50)
+    with Stack(settings) as stack:
+        first = start(stack, settings)
+        wait_handled(stack, 0.05, len(placed))
+        second = start(stack, settings)  # rebalance: first's partitions are revoked
+        deadline = time.monotonic() + 60
+        while stack.handled_by(second) == 0:
+            stack.check_workers()
+            assert time.monotonic() < deadline, "the second worker never got partitions"
+            time.sleep(0.05)
+        kill(stack, first)  # the survivor takes first's partitions over
+        check_killed(kafka, settings, placed, database_url)
+        stack.wait_drained("people", PERSON_CHANGES, ends, timeout_s=120)
+        assert stack.handled_by(second) > 0
+    check_oracle(scenario, database_url)

@@ -1,0 +1,49 @@
+"""The helper-process stage: results come back, and a dead helper is replaced."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from actions_sync.errors import Retriable
+from streams.offload import ProcessStage
+
+_prefix = ""
+
+
+def set_prefix(prefix: str) -> None:
+    global _prefix
+    _prefix = prefix
+
+
+def work(arg: str) -> tuple[str, int]:
+    return _prefix + arg, os.getpid()
+
+
+def stage() -> ProcessStage:
+    return ProcessStage("test", set_prefix, ("set up once: ",), work)
+
+
+def test_work_runs_in_a_helper_process_set_up_once():
+    helper = stage()
+    try:
+        (first, pid), (second, same) = helper("a"), helper("b")
+    finally:
+        helper.close()
+    assert (first, second) == ("set up once: a", "set up once: b")
+    assert pid == same != os.getpid()
+
+
+def test_a_dead_helper_fails_the_call_retriably_and_is_replaced():
+    helper = stage()
+    try:
+        _, pid = helper("a")
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(Retriable, match="helper process died"):
+            helper("b")
+        result, new_pid = helper("c")
+    finally:
+        helper.close()
+    assert result == "set up once: c" and new_pid != pid

@@ -1,0 +1,189 @@
+"""The batch pipeline: in order, one write at a time, acknowledged only once durable."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from actions_sync.retry import Backoff
+from streams.batch import RawRecord
+from streams.pipeline import Batch, BatchPipeline
+
+FAST = Backoff(base_s=0.001, cap_s=0.001)
+
+
+def records(partition: int, first: int, count: int) -> list[RawRecord]:
+    return [RawRecord("t", partition, o, b"k", b"v") for o in range(first, first + count)]
+
+
+class Store:
+    """A write step that can be held, made to fail, and that notes what it saw."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.written: list[list[tuple[int, int]]] = []
+        self.release = threading.Event()
+        self.release.set()
+        self.started = threading.Event()
+        self.failures = failures
+        self.running = 0
+        self.most_at_once = 0
+        self._lock = threading.Lock()
+
+    def write(self, records: list[RawRecord], prepared: list[RawRecord]) -> None:
+        assert prepared is records or prepared == records
+        with self._lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            self.started.set()
+            assert self.release.wait(5)
+            if self.failures:
+                self.failures -= 1
+                raise ConnectionError("store down")
+            self.written.append([(r.partition, r.offset) for r in prepared])
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+def run(scenario: Callable[[BatchPipeline, Store, list[Batch]], Awaitable[None]],
+        size: int = 4, failures: int = 0,
+        prepare: Callable[[Any], Any] | None = None) -> tuple[Store, list[Batch]]:
+    store, acked = Store(failures), []
+
+    async def main() -> None:
+        pipeline = BatchPipeline("test", store.write, size, acked.append, prepare=prepare,
+                                 backoff=FAST)
+        task = asyncio.ensure_future(pipeline.run())
+        try:
+            await asyncio.wait_for(scenario(pipeline, store, acked), 10)
+        finally:
+            task.cancel()
+            pipeline.close()
+
+    asyncio.run(main())
+    return store, acked
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.001)
+
+
+def test_batches_are_written_whole_in_order_and_acknowledged_after_the_write():
+    async def scenario(pipeline: BatchPipeline, store: Store, acked: list[Batch]) -> None:
+        store.release.clear()
+        pipeline.add(("t", 0), records(0, 0, 3))
+        await asyncio.to_thread(store.started.wait, 5)
+        pipeline.add(("t", 1), records(1, 10, 2))
+        pipeline.add(("t", 0), records(0, 3, 3))
+        await asyncio.sleep(0.05)
+        assert acked == []  # the write has not returned: nothing is acknowledged
+        store.release.set()
+        await until(lambda: len(acked) == 3)
+
+    store, acked = run(scenario)
+    assert store.written == [[(0, 0), (0, 1), (0, 2)], [(1, 10), (1, 11), (0, 3), (0, 4)],
+                             [(0, 5)]]
+    assert [b.ends for b in acked] == [{("t", 0): 3}, {("t", 1): 12, ("t", 0): 5},
+                                       {("t", 0): 6}]
+
+
+def test_a_failing_write_is_retried_until_it_succeeds_and_acknowledged_once():
+    async def scenario(pipeline: BatchPipeline, store: Store, acked: list[Batch]) -> None:
+        pipeline.add(("t", 0), records(0, 0, 2))
+        await until(lambda: bool(acked))
+        await asyncio.sleep(0.02)
+
+    store, acked = run(scenario, failures=3)
+    assert store.written == [[(0, 0), (0, 1)]] and len(acked) == 1
+
+
+def test_writes_never_overlap_and_the_next_batch_is_prepared_meanwhile():
+    prepared: list[int] = []
+
+    def prepare(batch: list[RawRecord]) -> list[RawRecord]:
+        prepared.append(batch[0].offset)
+        return batch
+
+    async def scenario(pipeline: BatchPipeline, store: Store, acked: list[Batch]) -> None:
+        store.release.clear()
+        pipeline.add(("t", 0), records(0, 0, 4))
+        await asyncio.to_thread(store.started.wait, 5)
+        pipeline.add(("t", 0), records(0, 4, 4))
+        await until(lambda: prepared == [0, 4])  # prepared while batch 0 is written
+        store.release.set()
+        await until(lambda: len(acked) == 2)
+
+    store, _ = run(scenario, prepare=prepare)
+    assert store.most_at_once == 1
+
+
+def test_fetching_waits_while_a_full_batch_is_pending():
+    async def scenario(pipeline: BatchPipeline, store: Store, acked: list[Batch]) -> None:
+        store.release.clear()
+        pipeline.add(("t", 0), records(0, 0, 4))
+        await asyncio.to_thread(store.started.wait, 5)
+        pipeline.add(("t", 0), records(0, 4, 4))  # prepared, waits for the writer
+        await until(lambda: pipeline.pending == 0)
+        pipeline.add(("t", 0), records(0, 8, 4))
+        room = asyncio.ensure_future(pipeline.wait_for_room())
+        await asyncio.sleep(0.02)
+        assert not room.done()
+        store.release.set()
+        await asyncio.wait_for(room, 5)
+        await until(lambda: len(acked) == 3)
+
+    run(scenario)
+
+
+def test_settling_finishes_the_write_in_flight_and_drops_what_was_not_written():
+    async def scenario(pipeline: BatchPipeline, store: Store, acked: list[Batch]) -> None:
+        store.release.clear()
+        pipeline.add(("t", 0), records(0, 0, 4))
+        await asyncio.to_thread(store.started.wait, 5)
+        pipeline.add(("t", 0), records(0, 4, 4))  # prepared, not written
+        pipeline.add(("t", 0), records(0, 8, 2))  # pending
+        settled = asyncio.ensure_future(pipeline.settle())
+        await asyncio.sleep(0.02)
+        assert not settled.done()  # waits for the write in flight
+        store.release.set()
+        await asyncio.wait_for(settled, 5)
+        assert len(acked) == 1 and pipeline.pending == 0
+        await asyncio.sleep(0.05)
+
+    store, acked = run(scenario)
+    assert store.written == [[(0, o) for o in range(4)]]
+    assert [b.ends for b in acked] == [{("t", 0): 4}]
+
+
+def test_settling_abandons_a_failing_batch_unacknowledged():
+    async def scenario(pipeline: BatchPipeline, store: Store, acked: list[Batch]) -> None:
+        pipeline.add(("t", 0), records(0, 0, 2))
+        await asyncio.to_thread(store.started.wait, 5)
+        await asyncio.sleep(0.02)  # failing, retrying
+        await asyncio.wait_for(pipeline.settle(), 5)
+        pipeline.add(("t", 0), records(0, 0, 2))  # redelivered after the rebalance
+        await asyncio.sleep(0.05)
+
+    store, acked = run(scenario, failures=10**6)
+    assert acked == [] and store.written == []
+
+
+def test_dropping_partitions_keeps_the_others():
+    async def scenario(pipeline: BatchPipeline, store: Store, acked: list[Batch]) -> None:
+        store.release.clear()
+        pipeline.add(("t", 0), records(0, 0, 4))
+        await asyncio.to_thread(store.started.wait, 5)
+        pipeline.add(("t", 0), records(0, 4, 4))
+        await until(lambda: pipeline.pending == 0)
+        pipeline.add(("t", 1), records(1, 0, 2))
+        pipeline.add(("t", 2), records(2, 0, 1))
+        assert pipeline.drop([("t", 1)]) == 2 and pipeline.pending == 1
+        store.release.set()
+        await until(lambda: len(acked) == 3)
+
+    store, _ = run(scenario)
+    assert store.written[-1] == [(2, 0)]
