@@ -1,10 +1,11 @@
 """The people agent's batch fast path under crashes and rebalances, on a real broker.
 
-The invariant checked at the moment a worker is killed with SIGKILL: every record below
-a committed offset has its effect in the store (offsets are committed only after the
-store commit). Then the group drains the topic, and the store equals the oracle. A
-worker that committed offsets before writing, or that committed (or wrote) records of
-partitions already handed to another worker, fails one of the two.
+The invariant checked at the moment a worker is killed with SIGKILL (or stopped with
+SIGTERM): every record below a committed offset has its effect in the store (offsets
+are committed only after the store commit). Then the group drains the topic, and the
+store equals the oracle. A worker that committed offsets before writing, that skipped
+records around a rebalance, or that committed (or wrote) records of partitions already
+handed to another worker, fails one of the two.
 """
 
 from __future__ import annotations
@@ -141,6 +142,22 @@ def test_a_worker_killed_mid_drain_never_committed_what_was_not_stored(
         first = start(stack, settings)
         wait_handled(stack, 0.3, len(placed))
         kill(stack, first)
+        check_killed(kafka, settings, placed, database_url)
+        start(stack, settings)
+        stack.wait_drained("people", PERSON_CHANGES, ends, timeout_s=120)
+    check_oracle(scenario, database_url)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_worker_stopped_mid_drain_finishes_its_batch_commits_and_exits_cleanly(
+        kafka, registry, database_url):
+    settings, scenario, placed, ends = scenario_stack(kafka, registry, database_url, 25_000)
+    with Stack(settings) as stack:
+        first = start(stack, settings)
+        wait_handled(stack, 0.3, len(placed))
+        first.proc.terminate()  # SIGTERM: settle the batch in flight, commit, stop
+        assert first.proc.wait(30) == 0
+        stack.workers.remove(first)
         check_killed(kafka, settings, placed, database_url)
         start(stack, settings)
         stack.wait_drained("people", PERSON_CHANGES, ends, timeout_s=120)
