@@ -117,7 +117,15 @@ def group_progress(bootstrap: str, group: str, topic: str, ends: Ends) -> tuple[
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
                          "enable.auto.commit": False})
     try:
-        committed = consumer.committed([TopicPartition(topic, p) for p in mine], timeout=10)
+        for attempt in range(10):
+            try:
+                committed = consumer.committed([TopicPartition(topic, p) for p in mine],
+                                               timeout=10)
+                break
+            except KafkaException:  # NOT_COORDINATOR / loading on a fresh broker
+                if attempt == 9:
+                    raise
+                time.sleep(0.5)
         done = sum(min(max(tp.offset, 0), mine[tp.partition]) for tp in committed)
         return done, sum(mine.values())
     finally:

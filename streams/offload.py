@@ -34,9 +34,9 @@ log = logging.getLogger(__name__)
 
 
 def _start_helper(setup: Callable[..., None], args: tuple[Any, ...]) -> None:
-    from actions_sync.runtime.process import _die_with_parent  # same rule as the stack's
+    from actions_sync.runtime.process import die_with_parent  # same rule as the stack's
 
-    _die_with_parent()
+    die_with_parent()
     # Ctrl-C reaches the whole process group: the worker stops the helper itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     setup(*args)

@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["spawn", "stop"]
+__all__ = ["die_with_parent", "spawn", "stop"]
 
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+def die_with_parent() -> None:  # pragma: no cover - runs in the child
     # Linux: the kernel sends SIGTERM to the child when the parent dies, even by SIGKILL,
     # so a crashed `demo` or test run leaves no broker or worker behind.
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -34,7 +34,7 @@ def spawn(
         return subprocess.Popen(
             list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})},
-            preexec_fn=_die_with_parent if os.name == "posix" else None,
+            preexec_fn=die_with_parent if os.name == "posix" else None,
             **kwargs,
         )
     finally:

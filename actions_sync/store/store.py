@@ -7,8 +7,10 @@ version is older, so replays and out-of-order changes are no-ops.
 
 from __future__ import annotations
 
+import fcntl
 import json
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +29,7 @@ from actions_sync.store.tables import PERSON_FIELDS, checkpoints, persons
 __all__ = ["PeopleWrite", "Store"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 7_201_309  # pg_advisory_xact_lock key of actions-sync's migrations
 PERSON_COLUMNS = ("marketo_id", *PERSON_FIELDS, "changed_at", "removed_at", "synced_at")
 
 
@@ -82,12 +85,29 @@ class Store:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         try:
-            with self.engine.begin() as connection:
+            with self._migration_lock(), self.engine.begin() as connection:
+                if not self._is_sqlite:  # workers starting together: one migrates at a time
+                    connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
                 config.attributes["connection"] = connection
                 # "heads": features add their tables on branches of their own from 0002
                 command.upgrade(config, "heads")
         except OperationalError as exc:
             raise Retriable(f"store at {self.engine.url!r} unreachable: {exc.orig}") from exc
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """SQLite: an exclusive file lock beside the database, so that processes starting
+        together do not race to create the same tables ("table ... already exists")."""
+        path = self.engine.url.database
+        if not self._is_sqlite or not path or path == ":memory:":
+            yield
+            return
+        with open(f"{path}.migrate.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     # -- people ---------------------------------------------------------------------------
 
