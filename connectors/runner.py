@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from actions_sync.clock import Clock, SystemClock
 from actions_sync.dead_letter import DeadLetter, DeadLetterProducer, dead_letter
-from actions_sync.errors import ActionsSyncError, Backpressure, Retriable, Skippable
+from actions_sync.errors import ActionsSyncError, Backpressure, ConfigError, Retriable, Skippable
 from actions_sync.metrics import (
     BATCH_SECONDS,
     CONSUMER_LAG,
@@ -165,8 +165,15 @@ class SinkRunner:
         messages = self.consumer.consume(self.config.batch_size, self.config.batch_within_s)
         good = []
         for message in messages:
-            if message.error():
-                log.warning("consume: %s", message.error())
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError.INVALID_SESSION_TIMEOUT:
+                    # The broker's group.min/max.session.timeout.ms refuse ours (Apache
+                    # Kafka's minimum is 6000 by default): retrying cannot help.
+                    raise ConfigError(
+                        "ACTIONS_SYNC_SESSION_TIMEOUT_MS: the broker refuses this session"
+                        " timeout (outside its group.min/max.session.timeout.ms)")
+                log.warning("consume: %s", error)
                 continue
             good.append(message)
         return good
