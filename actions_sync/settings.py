@@ -55,11 +55,13 @@ class Settings(BaseSettings):
         6000, ge=1000, description="consumer session timeout; low values make group joins fast"
     )
 
-    # People agent
-    people_batch_size: int = Field(5000, ge=1, le=100_000, description="changes per store write")
-    people_batch_within_s: float = Field(
-        0.2, gt=0, le=60, description="longest wait to fill a batch (bounds latency)"
+    fetch_max_wait_ms: int = Field(
+        100, ge=1, le=10_000, description="longest a consumer's fetch waits for records; some"
+        " brokers (Tansu) hold every fetch this long, so it bounds end-to-end latency",
     )
+
+    # People agent (batches adapt: small when the topic is quiet, up to the size under load)
+    people_batch_size: int = Field(5000, ge=1, le=100_000, description="changes per store write")
 
     # Activity router (SPEC S7/S8)
     activities_park_s: float = Field(

@@ -2,7 +2,7 @@
 
 In one run, on one machine:
   1. a Marketo sandbox process seeded with N people, an embedded broker, the registry and
-     a people worker process (`ACTIONS_SYNC_PEOPLE_BATCH_WITHIN_S`, default 0.02 here);
+     a people worker process (`ACTIONS_SYNC_FETCH_MAX_WAIT_MS`, `--fetch-wait-ms`);
   2. the incremental source (`connectors.marketo.incremental.LeadChanges`, the code of
      `actions-sync worker marketo-source`) in this process, polling every `--poll-s`;
   3. a steady stream of field edits through the sandbox's control route (`--rate` changes/s,
@@ -84,6 +84,20 @@ def edit(marketo: str, ids: list[int], rate: int, seconds: float) -> dict[int, f
     return sent
 
 
+def warm_up(marketo: str, settings: Settings, marketo_id: int, timeout_s: float = 60) -> None:
+    """Edit one person and wait until the store has the edit: from then on the source,
+    the broker and the people worker (group joined, partitions assigned) are all running."""
+    with httpx.Client(base_url=f"{marketo}/_sandbox/marketo", timeout=30) as http:
+        http.post("/leads", json={"action": "updateOnly", "lookupField": "id",
+                                  "input": [{"id": marketo_id, "title": "warm-up"}]})
+    deadline = time.monotonic() + timeout_s
+    with Store(settings.database_url) as store:
+        while store.people_by_id([marketo_id]).get(marketo_id, {}).get("title") != "warm-up":
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the warm-up edit did not reach the store in {timeout_s}s")
+            time.sleep(0.1)
+
+
 def latencies(settings: Settings, sent: dict[int, float], timeout_s: float = 60) -> list[float]:
     deadline = time.monotonic() + timeout_s
     with Store(settings.database_url) as store:
@@ -121,7 +135,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--poll-s", type=float, default=0.02)
     parser.add_argument("--pace", type=int, default=100_000, help="client calls per 20 s")
-    parser.add_argument("--batch-within-s", default="0.02", help="the people agent's wait")
+    parser.add_argument("--fetch-wait-ms", type=int, default=Settings().fetch_max_wait_ms,
+                        help="the people agent's fetch wait (ACTIONS_SYNC_FETCH_MAX_WAIT_MS)")
     args = parser.parse_args()
     people = int(args.rate * args.seconds / 0.55) + 1000  # ~60 % are sales-owned
     owned = [p["marketo_id"] for p in generate(people, 7)
@@ -136,14 +151,14 @@ def main() -> None:
             marketo = stack.sandbox("marketo", "--seed-people", str(people), "--set",
                                     "rate_calls=1000000", "--set", "max_concurrent=100",
                                     "--set", "daily_quota=100000000")
-            stack.add_worker("people", {"ACTIONS_SYNC_PEOPLE_BATCH_WITHIN_S":
-                                        args.batch_within_s})
+            stack.add_worker("people", {"ACTIONS_SYNC_FETCH_MAX_WAIT_MS":
+                                        str(args.fetch_wait_ms)})
             ready, stop = threading.Event(), threading.Event()
             source = threading.Thread(target=follow, args=(stack, marketo, args.pace,
                                                            args.poll_s, ready, stop))
             source.start()
             ready.wait(60)
-            time.sleep(3)  # the people worker joins its group
+            warm_up(marketo, settings, owned.pop())  # steady state: the worker has joined
             sent = edit(marketo, owned, args.rate, args.seconds)
             found = latencies(settings, sent)
             stop.set()
@@ -151,7 +166,7 @@ def main() -> None:
             published = publish_latencies(stack.bootstrap, sent)
     reached = len(sent) / args.seconds
     print(f"rate {reached:,.0f} changes/s (asked {args.rate:,}); poll {args.poll_s}s, people "
-          f"agent batch wait {args.batch_within_s}s, pace {args.pace:,} calls/20 s")
+          f"agent fetch wait {args.fetch_wait_ms} ms, pace {args.pace:,} calls/20 s")
     report("change -> topic (source)", published)
     report("change -> store (end to end)", found)
 

@@ -59,7 +59,8 @@ async def _main(settings: Settings, config: RunnerConfig, record: str, bootstrap
     registry = RegistryClient(registry_url)
     dead_letters = DeadLetterProducer(bootstrap)
     consumer = Consumer(consumer_config(bootstrap, f"{settings.group_prefix}-{config.worker}",
-                                        settings.session_timeout_ms))
+                                        settings.session_timeout_ms,
+                                        **{"fetch.wait.max.ms": settings.fetch_max_wait_ms}))
     destination = make_destination()
     try:
         runner = SinkRunner(consumer, config, Deserializer(registry, record), destination,

@@ -76,7 +76,7 @@ def create_app(settings: Settings, name: str) -> faust.App:
         producer_acks=-1,
         store="memory://",
     )
-    fastpath.install(app)
+    fastpath.install(app, fetch_max_wait_ms=settings.fetch_max_wait_ms)
     return app
 
 

@@ -85,6 +85,8 @@ _REQUIRED: tuple[tuple[type, str, tuple[str, ...]], ...] = (
     (_BaseConsumer, "_to_message", ("self", "tp", "record")),
     (_BaseConsumer, "_add_gap", ("self", "tp", "offset_from", "offset_to")),
     (_aiokafka.Consumer, "highwater", ("self", "tp")),
+    (_aiokafka.Consumer, "_new_consumer_thread", ("self",)),
+    (_aiokafka.AIOKafkaConsumerThread, "_create_worker_consumer", ("self", "transport")),
 )
 # Instance attributes of faust's Consumer read here.
 _REQUIRED_STATE = ("_read_offset", "_buffered_partitions", "_stopped", "flow_active",
@@ -124,6 +126,23 @@ class BatchRoute:
     prepare: Callable[[Sequence[RawRecord]], Any] | None = None
 
 
+class _ConsumerThread(_aiokafka.AIOKafkaConsumerThread):
+    """faust's consumer thread, with the transport's fetch wait instead of faust's 1.5 s.
+
+    A fetch returns once data is there on Apache Kafka, but Tansu holds every fetch for
+    the whole wait: with faust's fixed 1,500 ms, a change waited up to 1.5 s (p99 of the
+    incremental path 3 s) before the agent saw it.
+    """
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        if not hasattr(consumer, "_fetch_max_wait_ms"):  # read by its start() (aiokafka 0.12)
+            raise ConfigError("aiokafka's consumer lacks _fetch_max_wait_ms"
+                              " (streams.fastpath sets it)")
+        consumer._fetch_max_wait_ms = cast(BatchTransport, transport).fetch_max_wait_ms
+        return consumer
+
+
 class BatchConsumer(_aiokafka.Consumer):
     """faust's aiokafka consumer, with whole fetched batches for the registered topics."""
 
@@ -138,6 +157,9 @@ class BatchConsumer(_aiokafka.Consumer):
         self._next_offset: dict[TP, int] = {}  # offset after the last record in hand
         self._committing: asyncio.Future[None] | None = None
         self._commit_again = False
+
+    def _new_consumer_thread(self) -> _aiokafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     @property
     def routes(self) -> Mapping[str, BatchRoute]:
@@ -324,16 +346,20 @@ class BatchTransport(_aiokafka.Transport):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.routes: dict[str, BatchRoute] = {}
+        self.fetch_max_wait_ms = 1500  # faust's own
 
 
-def install(app: faust.App) -> None:
+def install(app: faust.App, fetch_max_wait_ms: int | None = None) -> None:
     """Give `app` the batch transport; call before anything starts the app."""
     check_faust()
     url = app.conf.broker_consumer[0]
     if url.scheme not in ("kafka", "aiokafka"):
         raise ConfigError(f"streams.fastpath needs faust's aiokafka driver (kafka://),"
                           f" not {url.scheme}://")
-    app.transport = BatchTransport(app.conf.broker_consumer, app)
+    transport = BatchTransport(app.conf.broker_consumer, app)
+    if fetch_max_wait_ms is not None:
+        transport.fetch_max_wait_ms = fetch_max_wait_ms
+    app.transport = transport
 
 
 def subscribe(app: faust.App, route: BatchRoute) -> None:

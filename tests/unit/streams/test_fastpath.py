@@ -210,3 +210,20 @@ def test_a_revocation_settles_the_batch_in_flight_and_commits_it_before_faust_go
         assert consumer._committable == {} and consumer._next_offset == {}
 
     with_consumer(test, write)
+
+
+def test_the_aiokafka_consumer_fetches_with_the_configured_wait():
+    async def main() -> None:
+        app = faust.App("t-fetch-wait", broker="kafka://127.0.0.1:9", web_enabled=False,
+                        store="memory://")
+        fastpath.install(app, fetch_max_wait_ms=40)
+        consumer = app.consumer
+        thread = consumer._thread
+        try:
+            made = thread._create_worker_consumer(app.transport)
+            assert made._fetch_max_wait_ms == 40  # not faust's fixed 1500
+            await made.stop()
+        finally:
+            thread.thread_loop.close()
+
+    asyncio.run(main())
