@@ -95,3 +95,33 @@ def test_checkpoint_is_saved_replaced_and_read_back(store):
     store.save_checkpoint("marketo-source", {"token": "B", "page": 2})
     assert store.checkpoint("marketo-source") == {"token": "B", "page": 2}
     assert 0 <= store.checkpoint_age_s("marketo-source") < 60
+
+
+def test_batch_upserts_store_datetimes_as_sqlalchemy_does(store):
+    """The upsert bypasses SQLAlchemy's bind processing: a row it writes must read back,
+    and compare (the version check), exactly like one SQLAlchemy wrote; a version given in
+    another time zone is the same instant."""
+    from datetime import timedelta, timezone
+
+    from sqlalchemy import insert
+
+    from actions_sync.store import persons
+
+    at = person_change(1, 5)["changed_at"]
+    by_sqlalchemy = {**row(2, 5), "removed_at": None, "synced_at": at}
+    with store.engine.begin() as conn:
+        conn.execute(insert(persons), [by_sqlalchemy])
+    store.apply_people([row(1, 5)], [])
+    with store.engine.connect() as conn:
+        raw = dict(conn.exec_driver_sql(
+            "SELECT marketo_id, CAST(changed_at AS TEXT) FROM persons").all())
+    assert raw[1] == raw[2]  # same stored text (SQLite compares versions as text)
+    assert store.person(1)["changed_at"] == store.person(2)["changed_at"] == at
+    elsewhere = at.astimezone(timezone(timedelta(hours=-5)))
+    store.apply_people([{**row(1, 4, title="older"), "changed_at": elsewhere
+                         - timedelta(seconds=1)}], [])
+    assert store.person(1)["title"] != "older"
+    store.apply_people([{**row(1, 6, title="newer"), "changed_at": elsewhere
+                         + timedelta(seconds=1)}], [])
+    assert store.person(1)["title"] == "newer"
+    assert store.person(1)["changed_at"] == at + timedelta(seconds=1)
