@@ -19,7 +19,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, bindparam, create_engine, event, func, select, update
+from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
@@ -57,7 +57,11 @@ def _utc(value: datetime) -> datetime:
 
 
 def _sqlite_datetime(value: datetime) -> str:
-    return _utc(value).strftime("%Y-%m-%d %H:%M:%S.%f")
+    """SQLAlchemy's SQLite DATETIME text: "%04d-%02d-%02d %02d:%02d:%02d.%06d" (strftime's
+    %Y drops the zeros of years < 1000 on glibc, and is slower)."""
+    if value.tzinfo is not None and value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 def _aware(value: Any) -> Any:
@@ -75,7 +79,7 @@ class Store:
         self.engine = self._engine(url)
         self._is_sqlite = self.engine.dialect.name == "sqlite"
         self._upsert_sql = self._person_upsert_sql()
-        self._remove = self._person_removal()
+        self._remove_sql = self._person_removal_sql()
 
     @staticmethod
     def _engine(url: str) -> Engine:
@@ -145,22 +149,26 @@ class Store:
         return [(row["marketo_id"], *get_fields(row), when(row["changed_at"]), None, synced)
                 for row in upserts]
 
-    @staticmethod
-    def _person_removal() -> Any:
-        # Bind names differ from column names: SQLAlchemy reserves those for SET values.
-        return (
-            update(persons)
-            .where(persons.c.marketo_id == bindparam("_id"))
-            .where(persons.c.changed_at < bindparam("_changed_at"))
-            .values(
-                {c: bindparam(c) for c in PERSON_FIELDS}
-                | {
-                    "changed_at": bindparam("_changed_at"),
-                    "removed_at": func.coalesce(persons.c.removed_at, bindparam("_removed_at")),
-                    "synced_at": bindparam("_synced_at"),
-                }
-            )
-        )
+    def _removal_rows(self, removals: Sequence[Mapping[str, Any]],
+                      now: datetime) -> list[tuple[Any, ...]]:
+        """Positional parameters of `_remove_sql`, datetimes as in `_upsert_rows`."""
+        when = _sqlite_datetime if self._is_sqlite else _utc
+        synced = when(now)
+        get_fields = itemgetter(*PERSON_FIELDS)
+        rows = []
+        for row in removals:
+            version = when(row["changed_at"])
+            rows.append((*get_fields(row), version, version, synced, row["marketo_id"], version))
+        return rows
+
+    def _person_removal_sql(self) -> str:
+        """Mark stored people removed (driver SQL, as the upsert): the fields and version
+        of the change, `removed_at` kept from the first removal."""
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        fields = ", ".join(f"{c} = {mark}" for c in PERSON_FIELDS)
+        return (f"UPDATE persons SET {fields}, changed_at = {mark},"
+                f" removed_at = COALESCE(removed_at, {mark}), synced_at = {mark}"
+                f" WHERE marketo_id = {mark} AND changed_at < {mark}")
 
     def apply_people(
         self, upserts: Sequence[Mapping[str, Any]], removals: Sequence[Mapping[str, Any]]
@@ -178,13 +186,9 @@ class Store:
                 if upserts:
                     conn.exec_driver_sql(self._upsert_sql, self._upsert_rows(upserts, now))
                 if removals:
-                    result = conn.execute(self._remove, [
-                        {**{f: row.get(f) for f in PERSON_FIELDS}, "_id": row["marketo_id"],
-                         "_changed_at": row["changed_at"], "_removed_at": row["changed_at"],
-                         "_synced_at": now}
-                        for row in removals
-                    ])
-                    removed = max(result.rowcount, 0)
+                    result = conn.exec_driver_sql(self._remove_sql,
+                                                  self._removal_rows(removals, now))
+                    removed = max(result.rowcount, 0)  # summed over the rows (both drivers)
         except OperationalError as exc:
             raise Retriable(f"store write failed: {exc.orig}") from exc
         return PeopleWrite(upserted=len(upserts), removed=removed)

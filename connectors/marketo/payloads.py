@@ -102,7 +102,7 @@ def _event_id(marketo_id: int, changed_at: datetime, deleted: bool) -> str:
     A name-based UUID (RFC 9562 version 8) from blake2b: uuid5 (SHA-1 + `uuid.UUID`) cost
     a tenth of the initial sync's CPU.
     """
-    name = f"{marketo_id}:{changed_at.timestamp():.3f}:{deleted:d}".encode()
+    name = f"{marketo_id}:{changed_at.timestamp():.3f}:{1 if deleted else 0}".encode()
     h = hashlib.blake2b(name, digest_size=16).hexdigest()
     return f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 

@@ -125,3 +125,28 @@ def test_batch_upserts_store_datetimes_as_sqlalchemy_does(store):
                          + timedelta(seconds=1)}], [])
     assert store.person(1)["title"] == "newer"
     assert store.person(1)["changed_at"] == at + timedelta(seconds=1)
+
+
+def test_a_batch_of_removals_counts_each_person_removed(store):
+    store.apply_people([row(1, 1), row(2, 1), row(3, 5)], [])
+    written = store.apply_people([], [row(n, 2, sfdc_lead_owner_id=None) for n in (1, 2, 3, 4)])
+    assert written.removed == 2  # 3 is newer than the removal, 4 was never stored
+    assert store.person(1)["removed_at"] == store.person(1)["changed_at"] == \
+        person_change(1, 2)["changed_at"]
+    assert store.person(3)["removed_at"] is None and store.person(4) is None
+    assert store.count_persons() == 1
+
+
+def test_sqlite_datetime_text_is_sqlalchemys_for_every_year():
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from sqlalchemy.dialects.sqlite import DATETIME
+
+    from actions_sync.store.store import _sqlite_datetime
+
+    theirs = DATETIME().bind_processor(None)
+    for at in (datetime(5, 1, 2, 3, 4, 5, 6, tzinfo=UTC), datetime(2026, 3, 1, 12, tzinfo=UTC),
+               datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)):
+        assert _sqlite_datetime(at) == theirs(at)
+    east = datetime(2026, 3, 1, 12, tzinfo=timezone(timedelta(hours=2)))
+    assert _sqlite_datetime(east) == "2026-03-01 10:00:00.000000"

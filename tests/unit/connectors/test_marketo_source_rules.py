@@ -95,3 +95,13 @@ def test_an_enveloped_error_on_a_bulk_file_is_not_read_as_csv():
     csv_bytes = httpx.Response(206, text="id\r\n1\r\n", request=request,
                                headers={"content-type": "text/csv"})
     assert classify(csv_bytes).action is Action.SUCCESS
+
+
+def test_event_ids_are_pinned_across_versions():
+    """A change re-published by a newer release (a sync resumed after an upgrade) keeps
+    its id: the derivation must never change silently."""
+    from connectors.marketo.payloads import _event_id
+
+    at = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
+    assert _event_id(42, at, False) == "e1493efd-e798-86f6-8a7c-051514dacd50"
+    assert _event_id(42, at, True) == "0723a128-73b4-8979-ae41-f30062a64e9c"
