@@ -22,20 +22,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import threading
 import time
-import uuid
 
 import httpx
+from _common import bench_stack
 
-from actions_sync.kafka import ensure_topics, read_topic
+from actions_sync.kafka import read_topic
 from actions_sync.publish import Publisher
 from actions_sync.runtime.stack import Stack
 from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
-from actions_sync.topics import PERSON_CHANGES, specs
+from actions_sync.topics import PERSON_CHANGES
 from connectors.marketo.client import MarketoClient, MarketoLimits
 from connectors.marketo.context import SourceContext
 from connectors.marketo.incremental import LeadChanges
@@ -141,29 +140,23 @@ def main() -> None:
     people = int(args.rate * args.seconds / 0.55) + 1000  # ~60 % are sales-owned
     owned = [p["marketo_id"] for p in generate(people, 7)
              if p["sfdc_lead_owner_id"] or p["sfdc_contact_owner_id"]]
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(database_url=f"sqlite:///{tmp}/store.db",
-                            group_prefix=f"bench-{uuid.uuid4().hex[:6]}")
-        with Stack(settings) as stack:
-            ensure_topics(stack.bootstrap, specs((PERSON_CHANGES,), settings.partitions))
-            with Store(settings.database_url) as store:
-                store.migrate()
-            marketo = stack.sandbox("marketo", "--seed-people", str(people), "--set",
-                                    "rate_calls=1000000", "--set", "max_concurrent=100",
-                                    "--set", "daily_quota=100000000")
-            stack.add_worker("people", {"ACTIONS_SYNC_FETCH_MAX_WAIT_MS":
-                                        str(args.fetch_wait_ms)})
-            ready, stop = threading.Event(), threading.Event()
-            source = threading.Thread(target=follow, args=(stack, marketo, args.pace,
-                                                           args.poll_s, ready, stop))
-            source.start()
-            ready.wait(60)
-            warm_up(marketo, settings, owned.pop())  # steady state: the worker has joined
-            sent = edit(marketo, owned, args.rate, args.seconds)
-            found = latencies(settings, sent)
-            stop.set()
-            source.join()
-            published = publish_latencies(stack.bootstrap, sent)
+    with bench_stack((PERSON_CHANGES,)) as stack:
+        settings = stack.settings
+        marketo = stack.sandbox("marketo", "--seed-people", str(people), "--set",
+                                "rate_calls=1000000", "--set", "max_concurrent=100",
+                                "--set", "daily_quota=100000000")
+        stack.add_worker("people", {"ACTIONS_SYNC_FETCH_MAX_WAIT_MS": str(args.fetch_wait_ms)})
+        ready, stop = threading.Event(), threading.Event()
+        source = threading.Thread(target=follow, args=(stack, marketo, args.pace,
+                                                       args.poll_s, ready, stop))
+        source.start()
+        ready.wait(60)
+        warm_up(marketo, settings, owned.pop())  # steady state: the worker has joined
+        sent = edit(marketo, owned, args.rate, args.seconds)
+        found = latencies(settings, sent)
+        stop.set()
+        source.join()
+        published = publish_latencies(stack.bootstrap, sent)
     reached = len(sent) / args.seconds
     print(f"rate {reached:,.0f} changes/s (asked {args.rate:,}); poll {args.poll_s}s, people "
           f"agent fetch wait {args.fetch_wait_ms} ms, pace {args.pace:,} calls/20 s")

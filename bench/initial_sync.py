@@ -3,9 +3,11 @@
 
 In one run:
   1. a Marketo sandbox process seeded with N people (not timed; ~60 % sales-owned);
-  2. `actions-sync sync start` and the people worker(s), launched together: the time from
-     launch until the store holds every person the source published (end to end), and
-     until the source process exited (bulk extract -> topic alone);
+  2. the people worker(s) started and warmed up (a first change written: group joined),
+     as they run in production, before `actions-sync sync start` is launched; then the
+     time from that launch until the store holds every person the source published (end
+     to end), and until the source process exited (bulk extract -> topic alone), with the
+     CPU each process used meanwhile;
   3. raw consume + decode of the same topic right after (confluent-kafka + fastavro, the
      rate a consumer reaches on this machine now), to put the agent's rate in proportion.
 The source paces itself at Marketo's published limit (100 calls / 20 s, 10 in flight).
@@ -17,21 +19,19 @@ The source paces itself at Marketo's published limit (100 calls / 20 s, 10 in fl
 from __future__ import annotations
 
 import argparse
-import tempfile
+import subprocess
 import time
-import uuid
 from datetime import UTC, datetime
 
 import httpx
-from people_throughput import raw_rate  # bench/ is the script's directory
+from _common import bench_stack, cpu_seconds, raw_rate, warm_up_people
 
-from actions_sync.kafka import ensure_topics
 from actions_sync.runtime.process import spawn
 from actions_sync.runtime.stack import CLI, Stack
 from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
-from actions_sync.topics import PERSON_CHANGES, specs
+from actions_sync.topics import PERSON_CHANGES
 
 ORIGINAL = 1000 / 90  # the original product: ~1,000 people per 1-2 minutes
 TARGET_S = 60.0  # 1.5M people within a minute on 2 cores
@@ -53,24 +53,43 @@ def stored(settings: Settings) -> int:
         return store.count_persons()
 
 
+def pids_of(pattern: str) -> list[int]:
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
+
+
 def run(stack: Stack, marketo: str, workers: int) -> tuple[float, float, int]:
     """(source seconds, end-to-end seconds, people published)."""
+    for _ in range(workers):
+        stack.add_worker("people")
+    warm_up_people(stack)
+    meters = {"people worker(s) + helpers": [w.proc.pid for w in stack.workers],
+              "Marketo sandbox": pids_of(f"sandbox marketo.*{marketo.rsplit(':', 1)[1]}"),
+              "broker": pids_of(f"listener-url tcp://{stack.bootstrap} ")}
     env = {**stack.env, "ACTIONS_SYNC_MARKETO_URL": marketo,
            "ACTIONS_SYNC_MARKETO_SINCE": "2026-01-01T00:00:00Z",
            "ACTIONS_SYNC_MARKETO_UNTIL": "2027-01-02T00:00:00Z",
            "ACTIONS_SYNC_MARKETO_CALLS_PER_WINDOW": "100",
            "ACTIONS_SYNC_MARKETO_MAX_IN_FLIGHT": "10"}
     started = time.perf_counter()
+    before = {what: cpu_seconds(pids) for what, pids in meters.items()}
     sync = spawn([*CLI, "sync", "start"], log=stack.logdir / "sync-start.log", env=env)
-    for _ in range(workers):
-        stack.add_worker("people")
-    assert sync.wait() == 0, f"sync start failed: see {stack.logdir / 'sync-start.log'}"
+    source_cpu = 0.0
+    while sync.poll() is None:
+        source_cpu = cpu_seconds([sync.pid]) or source_cpu  # gone once it exited
+        time.sleep(0.2)
+    assert sync.returncode == 0, f"sync start failed: see {stack.logdir / 'sync-start.log'}"
     source_s = time.perf_counter() - started
     total = published(stack.settings)
-    while stored(stack.settings) < total:
+    while stored(stack.settings) < total + 1:  # + the warm-up person
         stack.check_workers()
-        time.sleep(0.2)
-    return source_s, time.perf_counter() - started, total
+        time.sleep(0.1)
+    total_s = time.perf_counter() - started
+    print(f"CPU during the run ({total_s:.1f}s), in cores: source process ~"
+          f"{source_cpu / total_s:.2f} (sampled until it exited), " + ", ".join(
+              f"{what} {(cpu_seconds(pids) - before[what]) / total_s:.2f}"
+              for what, pids in meters.items()))
+    return source_s, total_s, total
 
 
 def main() -> None:
@@ -78,20 +97,14 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=300_000)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(database_url=f"sqlite:///{tmp}/store.db",
-                            group_prefix=f"bench-{uuid.uuid4().hex[:6]}")
-        with Stack(settings) as stack:
-            ensure_topics(stack.bootstrap, specs((PERSON_CHANGES,), settings.partitions))
-            with Store(settings.database_url) as store:
-                store.migrate()
-            marketo = stack.sandbox("marketo")
-            seed(marketo, args.people)
-            print(f"started {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; logs in {stack.logdir}")
-            source_s, total_s, people = run(stack, marketo, args.workers)
-            registry = RegistryClient(stack.registry_url)
-            raw = raw_rate(stack.bootstrap, registry, people)
-            registry.close()
+    with bench_stack((PERSON_CHANGES,)) as stack:
+        marketo = stack.sandbox("marketo")
+        seed(marketo, args.people)
+        print(f"started {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; logs in {stack.logdir}")
+        source_s, total_s, people = run(stack, marketo, args.workers)
+        registry = RegistryClient(stack.registry_url)
+        raw = raw_rate(stack.bootstrap, registry, people)
+        registry.close()
     e2e, source = people / total_s, people / source_s
     print(f"people published (sales-owned of {args.people:,}): {people:,}")
     print(f"bulk extract -> topic (source alone): {source_s:6.1f}s  {source:>9,.0f} people/s"

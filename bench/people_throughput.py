@@ -25,43 +25,20 @@ import subprocess
 import tempfile
 import time
 import uuid
-from pathlib import Path
 
-from confluent_kafka import Consumer
+from _common import bench_stack, cpu_seconds, raw_rate
 
-from actions_sync.kafka import Ends, consumer_config, ensure_topics
+from actions_sync.kafka import Ends
 from actions_sync.publish import Publisher
 from actions_sync.runtime.people_scenario import Scenario
 from actions_sync.runtime.stack import Stack
-from actions_sync.serialization import Deserializer, RegistryClient
+from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
-from actions_sync.topics import PERSON_CHANGES, specs
+from actions_sync.topics import PERSON_CHANGES
 from streams.rules import people as rules
 
 TARGET = 25_000
-
-
-def raw_rate(bootstrap: str, registry: RegistryClient, total: int) -> float:
-    """Consume and decode every record with confluent-kafka + fastavro; records/s."""
-    decode = Deserializer(registry, "PersonChange")
-    consumer = Consumer(consumer_config(bootstrap, f"bench-raw-{uuid.uuid4().hex[:6]}",
-                                        **{"fetch.max.bytes": 52_428_800}))
-    consumer.subscribe([PERSON_CHANGES])
-    seen, started = 0, None
-    try:
-        while seen < total:
-            for msg in consumer.consume(10_000, timeout=1.0):
-                if msg.error():
-                    continue
-                if started is None:
-                    started = time.perf_counter()
-                decode(msg.value())
-                seen += 1
-    finally:
-        consumer.close()
-    assert started is not None
-    return seen / (time.perf_counter() - started)
 
 
 def store_rate(changes: list[dict], batch: int) -> float:
@@ -76,21 +53,6 @@ def store_rate(changes: list[dict], batch: int) -> float:
         elapsed = time.perf_counter() - started
         store.close()
     return len(changes) / elapsed
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of these processes and their children (Linux /proc)."""
-    total = 0.0
-    for pid in pids:
-        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
-                                  text=True).stdout.split()
-        for one in (pid, *map(int, children)):
-            try:
-                fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
 
 
 def agent_rate(outer: Stack, ends: Ends, workers: int, total: int, batch: int, tmp: str
@@ -131,42 +93,39 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(database_url=f"sqlite:///{tmp}/unused.db",
-                            group_prefix=f"bench-{uuid.uuid4().hex[:6]}")
-        with Stack(settings) as stack:
-            ensure_topics(stack.bootstrap, specs((PERSON_CHANGES,), settings.partitions))
-            registry = RegistryClient(stack.registry_url)
-            scenario = Scenario(people=args.people, edit_share=0, owner_removed_share=0,
-                                owner_added_share=0, deleted_share=0, stale_share=0)
-            changes = list(scenario.changes())
-            publisher = Publisher(stack.bootstrap, registry)
-            publisher.publish(PERSON_CHANGES, "PersonChange",
-                              ((str(c["marketo_id"]), c) for c in changes))
-            publisher.flush()
-            total = len(changes)
-            print(f"published {total:,} person changes on {settings.partitions} partitions;"
-                  f" {args.workers} worker(s), batch {args.batch}, {args.rounds} round(s)")
-            raws, alones, agents = [], [], []
-            for n in range(1, args.rounds + 1):
-                raws.append(raw_rate(stack.bootstrap, registry, total))
-                alones.append(store_rate(changes, args.batch))
-                rate, wall, cpu, broker_cpu = agent_rate(stack, publisher.ends, args.workers,
-                                                         total, args.batch, tmp)
-                agents.append(rate)
-                print(f"round {n}: raw {raws[-1]:>8,.0f}/s   store alone {alones[-1]:>8,.0f}/s"
-                      f"   agent {rate:>8,.0f}/s (wall {wall:.1f}s incl. start-up and join;"
-                      f" worker processes {cpu:.0%} CPU, broker {broker_cpu:.0%};"
-                      f" load average {os.getloadavg()[0]:.2f})", flush=True)
-            raw, alone, agent = (statistics.median(x) for x in (raws, alones, agents))
-            print(f"median: raw consume+decode (confluent-kafka + fastavro) {raw:>8,.0f} records/s")
-            print(f"median: store alone (rules + SQLite upserts)           {alone:>8,.0f} people/s")
-            print(f"median: people agent ({args.workers} worker)                   "
-                  f"{agent:>8,.0f} people/s")
-            print(f"ratio agent/raw: {agent / raw:.1%}   agent/store-alone: {agent / alone:.1%}"
-                  f"   agent/{TARGET // 1000}k target: {agent / TARGET:.1%}")
-            registry.close()
-            print(f"logs: {stack.logdir}")
+    with tempfile.TemporaryDirectory() as tmp, bench_stack((PERSON_CHANGES,)) as stack:
+        settings = stack.settings
+        registry = RegistryClient(stack.registry_url)
+        scenario = Scenario(people=args.people, edit_share=0, owner_removed_share=0,
+                            owner_added_share=0, deleted_share=0, stale_share=0)
+        changes = list(scenario.changes())
+        publisher = Publisher(stack.bootstrap, registry)
+        publisher.publish(PERSON_CHANGES, "PersonChange",
+                          ((str(c["marketo_id"]), c) for c in changes))
+        publisher.flush()
+        total = len(changes)
+        print(f"published {total:,} person changes on {settings.partitions} partitions;"
+              f" {args.workers} worker(s), batch {args.batch}, {args.rounds} round(s)")
+        raws, alones, agents = [], [], []
+        for n in range(1, args.rounds + 1):
+            raws.append(raw_rate(stack.bootstrap, registry, total))
+            alones.append(store_rate(changes, args.batch))
+            rate, wall, cpu, broker_cpu = agent_rate(stack, publisher.ends, args.workers,
+                                                     total, args.batch, tmp)
+            agents.append(rate)
+            print(f"round {n}: raw {raws[-1]:>8,.0f}/s   store alone {alones[-1]:>8,.0f}/s"
+                  f"   agent {rate:>8,.0f}/s (wall {wall:.1f}s incl. start-up and join;"
+                  f" worker processes {cpu:.0%} CPU, broker {broker_cpu:.0%};"
+                  f" load average {os.getloadavg()[0]:.2f})", flush=True)
+        raw, alone, agent = (statistics.median(x) for x in (raws, alones, agents))
+        print(f"median: raw consume+decode (confluent-kafka + fastavro) {raw:>8,.0f} records/s")
+        print(f"median: store alone (rules + SQLite upserts)           {alone:>8,.0f} people/s")
+        print(f"median: people agent ({args.workers} worker)                   "
+              f"{agent:>8,.0f} people/s")
+        print(f"ratio agent/raw: {agent / raw:.1%}   agent/store-alone: {agent / alone:.1%}"
+              f"   agent/{TARGET // 1000}k target: {agent / TARGET:.1%}")
+        registry.close()
+        print(f"logs: {stack.logdir}")
 
 
 if __name__ == "__main__":

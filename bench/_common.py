@@ -1,0 +1,102 @@
+"""What the benchmarks share: a stack on a fresh store, the raw consume rate, CPU time.
+
+Each benchmark is a script run from the repository root (`.venv/bin/python bench/X.py`);
+Python puts `bench/` on the path, so they import this module as `_common`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer
+
+from actions_sync.kafka import consumer_config, ensure_topics
+from actions_sync.publish import Publisher
+from actions_sync.runtime.stack import Stack
+from actions_sync.serialization import Deserializer, RegistryClient
+from actions_sync.settings import Settings
+from actions_sync.store import Store
+from actions_sync.topics import PERSON_CHANGES, specs
+
+WARM_UP_ID = 9_000_000_000  # a person id no generated population uses
+
+
+@contextmanager
+def bench_stack(topics: tuple[str, ...], **settings: Any) -> Iterator[Stack]:
+    """Broker, registry and a migrated SQLite store in a temp dir, `topics` created."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Settings(database_url=f"sqlite:///{tmp}/store.db",
+                          group_prefix=f"bench-{uuid.uuid4().hex[:6]}", **settings)
+        with Stack(config) as stack:
+            ensure_topics(stack.bootstrap, specs(topics, config.partitions))
+            with Store(config.database_url) as store:
+                store.migrate()
+            yield stack
+
+
+def warm_up_people(stack: Stack, timeout_s: float = 60) -> None:
+    """Publish one person change and wait until the store holds it: from then on the
+    people worker(s) have joined their group and write (the person stays in the store:
+    count it)."""
+    registry = RegistryClient(stack.registry_url)
+    publisher = Publisher(stack.bootstrap, registry)
+    change = {"event_id": str(uuid.uuid4()), "marketo_id": WARM_UP_ID,
+              "changed_at": datetime.now(UTC), "deleted": False,
+              "sfdc_lead_owner_id": "005000000000000001", "email": "warm-up@example.com"}
+    publisher.publish(PERSON_CHANGES, "PersonChange", [(str(WARM_UP_ID), change)])
+    publisher.flush()
+    registry.close()
+    deadline = time.monotonic() + timeout_s
+    with Store(stack.settings.database_url) as store:
+        while store.person(WARM_UP_ID) is None:
+            stack.check_workers()
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the warm-up change did not reach the store in {timeout_s}s")
+            time.sleep(0.05)
+
+
+def raw_rate(bootstrap: str, registry: RegistryClient, total: int) -> float:
+    """Consume and decode `total` person changes with confluent-kafka + fastavro (the
+    rate a plain consumer reaches on this machine now); records/s."""
+    decode = Deserializer(registry, "PersonChange")
+    consumer = Consumer(consumer_config(bootstrap, f"bench-raw-{uuid.uuid4().hex[:6]}",
+                                        **{"fetch.max.bytes": 52_428_800}))
+    consumer.subscribe([PERSON_CHANGES])
+    seen, started = 0, None
+    try:
+        while seen < total:
+            for msg in consumer.consume(10_000, timeout=1.0):
+                if msg.error():
+                    continue
+                if started is None:
+                    started = time.perf_counter()
+                decode(msg.value())
+                seen += 1
+    finally:
+        consumer.close()
+    assert started is not None
+    return seen / (time.perf_counter() - started)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes and their children (Linux /proc)."""
+    total = 0.0
+    for pid in pids:
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
+                                  text=True).stdout.split()
+        for one in (pid, *map(int, children)):
+            try:
+                fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
