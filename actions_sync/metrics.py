@@ -7,7 +7,9 @@ topics, error classes, endpoints — never ids). Each metric has a panel in
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
@@ -28,6 +30,7 @@ __all__ = [
     "RECORDS_PUBLISHED",
     "SKIPPED",
     "STORE_WRITES",
+    "forget_lag",
     "serve_metrics",
 ]
 
@@ -65,6 +68,14 @@ CONSUMER_LAG = Gauge(
     "Records between a partition's high watermark and the worker's position",
     ["worker", "topic", "partition"],
 )
+
+
+def forget_lag(worker: str, partitions: Iterable[tuple[str, int]]) -> None:
+    """Drop the lag of partitions this worker no longer owns: a revoked partition's last
+    value would otherwise be reported (and alerted on) forever, beside its new owner's."""
+    for topic, partition in partitions:
+        with contextlib.suppress(KeyError):
+            CONSUMER_LAG.remove(worker, topic, str(partition))
 
 
 # Remote API calls: 10 ms .. 60 s (bulk files and slow sandboxes included).

@@ -43,6 +43,7 @@ from actions_sync.metrics import (
     DELIVERIES,
     EVENTS_IN,
     SINK_PAUSED_SECONDS,
+    forget_lag,
 )
 from actions_sync.retry import Backoff, retrying
 from connectors.errors import QuotaExhausted
@@ -300,6 +301,7 @@ class SinkRunner:
         self._carry = [m for m in self._carry if _where(m)[:2] not in gone]
         if self._batch is not None:
             self._batch.abandoned |= gone
+        forget_lag(self.config.worker, gone)
         log.info("revoked %s", sorted(tp.partition for tp in partitions))
 
     async def _keepalive(self) -> None:
@@ -330,6 +332,8 @@ class SinkRunner:
             topic, partition, offset = _where(message)
             last[(topic, partition)] = offset
         for (topic, partition), offset in last.items():
+            if (topic, partition) not in self.owned:
+                continue  # revoked meanwhile: its new owner reports it
             try:
                 _, high = self.consumer.get_watermark_offsets(
                     TopicPartition(topic, partition), cached=True)

@@ -13,8 +13,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import TopicPartition
+from prometheus_client import REGISTRY
 
 from actions_sync.errors import Retriable, UndecodableRecord
+from actions_sync.metrics import CONSUMER_LAG
 from actions_sync.retry import Backoff
 from connectors.errors import QuotaExhausted, Rejected
 from connectors.outcome import Outcome, accepted, fan_out, rejected, retry
@@ -237,11 +239,15 @@ def test_a_partition_revoked_mid_batch_is_abandoned_and_never_committed():
 
     destination = Destination(script)
     consumer.on_poll = lambda c: c.revoke(1) if 1 in c.position else None
+    CONSUMER_LAG.labels("test-sink", TOPIC, "1").set(7)  # as reported before the rebalance
     run_until(runner_for(consumer, destination, DeadLetters(), keepalive_s=0.001,
                          backoff=Backoff(base_s=0.05, cap_s=0.05)),
               lambda: 0 in consumer.commits)
     assert consumer.commits == {0: 5}
     assert [r["n"] for r in destination.seen].count(1000) == 1  # not retried after revoke
+    lag = REGISTRY.get_sample_value("actions_sync_consumer_lag",
+                                    {"worker": "test-sink", "topic": TOPIC, "partition": "1"})
+    assert lag is None  # the new owner reports it; this worker's stale 7 is gone
 
 
 def test_stopping_mid_batch_leaves_it_uncommitted():
