@@ -132,7 +132,12 @@ class Store:
         tuples through `exec_driver_sql` cost a fraction (bench/RESULTS.md).
         """
         mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
-        updates = ", ".join(f"{c} = excluded.{c}" for c in PERSON_COLUMNS if c != "marketo_id")
+        # A row upserted as removed keeps the first removal's time (as `_remove_sql`).
+        updates = ", ".join(
+            f"{c} = excluded.{c}" if c != "removed_at" else
+            "removed_at = CASE WHEN excluded.removed_at IS NULL THEN NULL"
+            " ELSE COALESCE(persons.removed_at, excluded.removed_at) END"
+            for c in PERSON_COLUMNS if c != "marketo_id")
         return (f"INSERT INTO persons ({', '.join(PERSON_COLUMNS)})"
                 f" VALUES ({', '.join([mark] * len(PERSON_COLUMNS))})"
                 f" ON CONFLICT (marketo_id) DO UPDATE SET {updates}"
@@ -146,7 +151,9 @@ class Store:
         when = _sqlite_datetime if self._is_sqlite else _utc
         synced = when(now)
         get_fields = itemgetter(*PERSON_FIELDS)
-        return [(row["marketo_id"], *get_fields(row), when(row["changed_at"]), None, synced)
+        return [(row["marketo_id"], *get_fields(row), when(row["changed_at"]),
+                 when(removed) if (removed := row.get("removed_at")) is not None else None,
+                 synced)
                 for row in upserts]
 
     def _removal_rows(self, removals: Sequence[Mapping[str, Any]],
@@ -175,9 +182,10 @@ class Store:
     ) -> PeopleWrite:
         """Upsert present people and mark removed ones, in one transaction.
 
-        Rows carry the contract's field names plus `changed_at`. A row only wins over a
-        stored one with an older `changed_at`; a removal only touches people already
-        stored (someone never in Actions has nothing to leave).
+        Rows carry the contract's field names plus `changed_at` (and an upsert may carry
+        `removed_at`: a person stored as removed). A row only wins over a stored one with
+        an older `changed_at`; a removal only touches people already stored (someone
+        never in Actions has nothing to leave).
         """
         now = datetime.now(UTC)
         removed = 0

@@ -69,19 +69,35 @@ class PeoplePlan:
 
 
 def plan(changes: Iterable[Mapping[str, Any]]) -> PeoplePlan:
-    """Collapse a batch to the newest change per person, then split by qualification."""
+    """Collapse a batch to the newest change per person, then split by qualification.
+
+    The store ends as if the changes had been applied one by one. The one case where the
+    newest change alone is not enough: a person who qualified earlier in the batch and is
+    removed by its newest change. One by one, the first change would have stored them and
+    the removal marked them removed; so they are upserted *as removed* (`removed_at` set),
+    which also records the removal's version — a stale qualifying change arriving later
+    must not bring them back. A removal of someone who never qualified stays an update of
+    an existing row only: people never in Actions are never written.
+    """
     newest: dict[int, Mapping[str, Any]] = {}
+    qualified: set[int] = set()
     total = 0
     for change in changes:
         total += 1
-        seen = newest.get(change["marketo_id"])
+        marketo_id = change["marketo_id"]
+        seen = newest.get(marketo_id)
         if seen is None or seen["changed_at"] < change["changed_at"]:
-            newest[change["marketo_id"]] = change
+            newest[marketo_id] = change
+        if qualifies(change):
+            qualified.add(marketo_id)
     result = PeoplePlan(superseded=total - len(newest))
-    for change in newest.values():
+    for marketo_id, change in newest.items():
         if qualifies(change):
             result.upserts.append(person_row(change))
+            continue
+        result.not_owned += 1
+        if marketo_id in qualified:
+            result.upserts.append({**person_row(change), "removed_at": change["changed_at"]})
         else:
             result.removals.append(person_row(change))
-            result.not_owned += 1
     return result

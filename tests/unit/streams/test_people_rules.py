@@ -46,9 +46,19 @@ def test_newest_change_of_a_person_wins_within_a_batch():
 
 
 def test_owner_removed_leaves_store():
-    result = plan([person_change(1, 1), person_change(1, 2, sfdc_lead_owner_id=None)])
+    result = plan([person_change(1, 2, sfdc_lead_owner_id=None)])
     assert result.upserts == []
     assert [r["marketo_id"] for r in result.removals] == [1]
+
+
+def test_added_then_removed_in_one_batch_is_stored_as_removed():
+    """One by one, the first change stores the person and the second marks them removed:
+    the batch must leave the same row (with the removal's version), not nothing."""
+    removal = person_change(1, 2, sfdc_lead_owner_id=None, title="gone")
+    result = plan([person_change(1, 1), removal])
+    assert result.removals == []
+    assert result.upserts == [{**person_row(removal), "removed_at": removal["changed_at"]}]
+    assert result.not_owned == 1 and result.superseded == 1
 
 
 def test_duplicates_by_email_stay_two_people():
