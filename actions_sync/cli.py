@@ -104,14 +104,19 @@ def demo(
     workers: Annotated[int, typer.Option(min=1, max=8,
                                          help="Copies of the people worker.")] = 1,
     seed: Annotated[int, typer.Option(help="Seed of the generated population.")] = 7,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the agents.")] = 600.0,
+    timeout: Annotated[float, typer.Option(
+        help="Seconds to wait for the workers, per flow.")] = 600.0,
+    activities: Annotated[int, typer.Option(
+        min=0, max=1_000_000, help="Sales activities for the activity flow, about people "
+                                   "in the store (0: the people flow only).")] = 3000,
 ) -> None:
     """The main job: the embedded stack, every flow built so far, live progress, then a
-    reconciliation of the store against the rules. Exit 0 only when consistent."""
+    reconciliation of the store and of the Marketo and Salesforce sandboxes against the
+    rules. Exit 0 only when consistent."""
     from actions_sync.runtime.demo import DemoOptions, run_demo
 
     out = Console()
-    ok = run_demo(_settings(), DemoOptions(people, workers, seed, timeout), out)
+    ok = run_demo(_settings(), DemoOptions(people, workers, seed, timeout, activities), out)
     raise typer.Exit(0 if ok else 1)
 
 
