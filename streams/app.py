@@ -25,12 +25,11 @@ from actions_sync.dead_letter import DeadLetterProducer
 from actions_sync.errors import ConfigError
 from actions_sync.kafka import ensure_topics
 from actions_sync.metrics import BATCH_SECONDS, CONSUMER_LAG, EVENTS_IN, serve_metrics
-from actions_sync.serialization import RegistryClient
+from actions_sync.serialization import FastDeserializer, RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.topics import specs
 from streams import fastpath
-from streams.avro_reader import FastDeserializer
 from streams.batch import RawRecord
 from streams.offload import ProcessStage
 from streams.pipeline import Batch
