@@ -24,7 +24,13 @@ from faust.types import TP
 from actions_sync.dead_letter import DeadLetterProducer
 from actions_sync.errors import ConfigError
 from actions_sync.kafka import ensure_topics
-from actions_sync.metrics import BATCH_SECONDS, CONSUMER_LAG, EVENTS_IN, serve_metrics
+from actions_sync.metrics import (
+    BATCH_SECONDS,
+    CONSUMER_LAG,
+    EVENTS_IN,
+    forget_lag,
+    serve_metrics,
+)
 from actions_sync.serialization import FastDeserializer, RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
@@ -95,6 +101,13 @@ def batch_agent(app: faust.App, topic: str, worker: str, handle: Handler, size: 
             if highwater is not None:
                 CONSUMER_LAG.labels(worker, topic, str(cast(TP, tp).partition)).set(
                     max(highwater - end, 0))
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked_lag(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+        # Sent (with the revoked set) after the batches in flight settled
+        # (streams.fastpath), so no late batch re-sets a revoked partition's lag.
+        revoked: set[TP] = args[0]
+        forget_lag(worker, ((tp.topic, tp.partition) for tp in revoked if tp.topic == topic))
 
     if isinstance(handle, StagedHandler):
         route = fastpath.BatchRoute(topic, handle.write, size, written, handle.prepare)

@@ -14,6 +14,7 @@ import time
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -179,8 +180,21 @@ def test_partitions_handed_over_mid_drain_are_neither_lost_nor_written_twice_out
             stack.check_workers()
             assert time.monotonic() < deadline, "the second worker never got partitions"
             time.sleep(0.05)
+        # Each partition's lag is reported by its owner only: the first worker forgot
+        # the lag of the partitions the rebalance took from it.
+        assert lag_partitions(first) and lag_partitions(second)
+        assert not lag_partitions(first) & lag_partitions(second)
         kill(stack, first)  # the survivor takes first's partitions over
         check_killed(kafka, settings, placed, database_url)
         stack.wait_drained("people", PERSON_CHANGES, ends, timeout_s=120)
         assert stack.handled_by(second) > 0
     check_oracle(scenario, database_url)
+
+
+def lag_partitions(worker) -> set[str]:
+    """The partitions whose consumer lag `worker`'s /metrics reports."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(worker.metrics_url, timeout=5).text
+    return {sample.labels["partition"] for family in text_string_to_metric_families(text)
+            for sample in family.samples if sample.name == "actions_sync_consumer_lag"}
