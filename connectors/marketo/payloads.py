@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = [
@@ -102,12 +102,19 @@ def _event_id(marketo_id: int, changed_at: datetime, deleted: bool) -> str:
     A name-based UUID (RFC 9562 version 8) from blake2b: uuid5 (SHA-1 + `uuid.UUID`) cost
     a tenth of the initial sync's CPU.
     """
-    name = f"{marketo_id}:{changed_at.timestamp():.3f}:{1 if deleted else 0}".encode()
+    ms = (changed_at - _EPOCH) // _MS
+    if ms >= 0 and not changed_at.microsecond % 1000:  # the text `.3f` gives, 3x faster
+        stamp = f"{ms // 1000}.{ms % 1000:03d}"
+    else:
+        stamp = f"{changed_at.timestamp():.3f}"
+    name = f"{marketo_id}:{stamp}:{1 if deleted else 0}".encode()
     h = hashlib.blake2b(name, digest_size=16).hexdigest()
     return f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 _VARIANT = "89ab"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 def row_reader(header: Sequence[str]) -> Callable[[Sequence[str]], dict[str, Any] | None]:

@@ -87,6 +87,21 @@ def test_csv_rows_survive_any_chunking_and_resume_at_their_offset(rows, size):
     assert head + resumed.feed(data[middle:]) + resumed.finish() == rows
 
 
+@given(st.lists(st.lists(st.text(alphabet='ab,"\n\ré \x0b\x85\u2028', max_size=5),
+                         min_size=1, max_size=3), max_size=12),
+       st.lists(st.sampled_from(["\r\n", "\n", "\r"]), min_size=1, max_size=12))
+def test_csv_rows_are_what_the_csv_module_reads_for_any_line_ends(rows, ends):
+    """Quote-free chunks take a split fast path: same rows as `csv`, whatever the line
+    ends (CRLF, LF, a mix, a bare CR) and characters other splitters break lines on."""
+    out = io.StringIO()
+    for n, row in enumerate(rows):
+        csv.writer(out, lineterminator=ends[n % len(ends)]).writerow(row)
+    data = out.getvalue().encode()
+    expected = [r for r in csv.reader(io.StringIO(data.decode(), newline="")) if r]
+    parser = CsvRows()
+    assert parser.feed(data) + parser.finish() == expected
+
+
 def test_an_enveloped_error_on_a_bulk_file_is_not_read_as_csv():
     request = httpx.Request("GET", "http://marketo/bulk/v1/leads/export/x/file.json")
     refused = httpx.Response(200, json={"success": False, "errors": [{"code": "602"}]},
@@ -105,3 +120,18 @@ def test_event_ids_are_pinned_across_versions():
     at = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
     assert _event_id(42, at, False) == "e1493efd-e798-86f6-8a7c-051514dacd50"
     assert _event_id(42, at, True) == "0723a128-73b4-8979-ae41-f30062a64e9c"
+
+
+@given(st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1),
+                    timezones=st.just(UTC)), st.booleans(), st.booleans())
+def test_event_ids_derive_from_the_version_text_as_they_always_did(at, to_ms, deleted):
+    import hashlib
+
+    from connectors.marketo.payloads import _event_id
+
+    if to_ms:  # Marketo's versions: whole seconds or milliseconds
+        at = at.replace(microsecond=at.microsecond // 1000 * 1000)
+    name = f"42:{at.timestamp():.3f}:{deleted:d}".encode()
+    h = hashlib.blake2b(name, digest_size=16).hexdigest()
+    assert _event_id(42, at, deleted) == \
+        f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
