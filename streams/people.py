@@ -1,8 +1,8 @@
 """The people agent: `marketo.person.changes` -> the Actions store (SPEC S1-S5).
 
-Each batch is decoded, checked, collapsed to the newest change per person (`prepare`,
-pure CPU work) and written in one transaction (`write`); bad records go to
-`marketo.person.changes.dlq`. The two steps are separate so that the agent's pipeline
+Each batch is decoded, checked, collapsed to the newest change per person and turned
+into the store's parameters (`prepare`, pure CPU work), then written in one transaction
+(`write`); bad records go to `marketo.person.changes.dlq`. The two steps are separate so that the agent's pipeline
 prepares batch N+1, in a helper process, while batch N is written (`streams.pipeline`,
 `streams.offload`). Offsets are committed only after `write` returned, i.e. after the
 store commit and the dead letters are durable.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -21,7 +22,7 @@ from actions_sync.dead_letter import DeadLetter, DeadLetterProducer
 from actions_sync.errors import RuleViolation
 from actions_sync.metrics import SKIPPED, STORE_WRITES
 from actions_sync.settings import Settings
-from actions_sync.store import Store
+from actions_sync.store import PeopleParams, Store, is_sqlite_url, people_params
 from actions_sync.topics import PERSON_CHANGES
 from streams.app import run_agent
 from streams.batch import RawRecord, split
@@ -37,17 +38,25 @@ Decode = Callable[[bytes | None], dict[str, Any]]
 
 @dataclass(frozen=True)
 class PeopleBatch:
-    """A prepared batch: the store plan and the dead letters (plain, picklable data)."""
+    """A prepared batch: the store writes as parameters, what was skipped, the dead
+    letters (plain, picklable data)."""
 
-    plan: rules.PeoplePlan
+    params: PeopleParams
+    superseded: int
     dead: list[DeadLetter]
 
 
-def prepare(records: Sequence[RawRecord], decode: Decode) -> PeopleBatch:
-    """Decode, check and plan a batch: CPU work only (and the registry, once per schema
-    id), so it may run in a helper process (`streams.offload`)."""
+def prepare(records: Sequence[RawRecord], decode: Decode, sqlite: bool) -> PeopleBatch:
+    """Decode, check and plan a batch, down to the store's parameters: CPU work only (and
+    the registry, once per schema id), so it may run in a helper process
+    (`streams.offload`); the worker is left the write itself."""
     decoded = split(records, decode, rules.check)
-    return PeopleBatch(rules.plan([change for _, change in decoded.good]), decoded.dead)
+    return _batch(rules.plan([change for _, change in decoded.good]), sqlite, decoded.dead)
+
+
+def _batch(plan: rules.PeoplePlan, sqlite: bool, dead: list[DeadLetter]) -> PeopleBatch:
+    return PeopleBatch(people_params(plan.upserts, plan.removals, sqlite), plan.superseded,
+                       dead)
 
 
 class PeopleHandler:
@@ -62,13 +71,13 @@ class PeopleHandler:
         self.write(records, self.prepare(records))
 
     def prepare(self, records: Sequence[RawRecord]) -> PeopleBatch:
-        return prepare(records, self.decode)
+        return prepare(records, self.decode, self.store.is_sqlite)
 
     def write(self, records: Sequence[RawRecord], batch: PeopleBatch) -> None:
-        """Write the plan in one transaction, then the dead letters; raise to retry."""
+        """Write the batch in one transaction, then the dead letters; raise to retry."""
         dead = list(batch.dead)
         try:
-            self._apply(batch.plan)
+            self._apply(batch)
         except DBAPIError as exc:
             if isinstance(exc, OperationalError):
                 raise  # the store is down or locked: retry the whole batch
@@ -76,19 +85,19 @@ class PeopleHandler:
         if dead:
             self.dead_letters.send(dead)
 
-    def _apply(self, plan: rules.PeoplePlan) -> None:
-        written = self.store.apply_people(plan.upserts, plan.removals)
+    def _apply(self, batch: PeopleBatch) -> None:
+        written = self.store.write_people(batch.params)
         STORE_WRITES.labels("persons", "upsert").inc(written.upserted)
         STORE_WRITES.labels("persons", "remove").inc(written.removed)
-        SKIPPED.labels(WORKER, "superseded").inc(plan.superseded)
-        SKIPPED.labels(WORKER, "not_owned").inc(len(plan.removals) - written.removed)
+        SKIPPED.labels(WORKER, "superseded").inc(batch.superseded)
+        SKIPPED.labels(WORKER, "not_owned").inc(len(batch.params.removals) - written.removed)
 
     def _write_one_by_one(self, good: list[tuple[RawRecord, dict[str, Any]]]) -> list[DeadLetter]:
         """A batch the database rejected: find the records it rejects, keep the rest."""
         dead = []
         for raw, change in good:
             try:
-                self._apply(rules.plan([change]))
+                self._apply(_batch(rules.plan([change]), self.store.is_sqlite, []))
             except DBAPIError as exc:
                 if isinstance(exc, OperationalError):
                     raise
@@ -101,4 +110,4 @@ class PeopleHandler:
 def run(settings: Settings) -> None:
     """`actions-sync worker people`."""
     run_agent(settings, WORKER, PERSON_CHANGES, "PersonChange", PeopleHandler,
-              offload=prepare)
+              offload=partial(prepare, sqlite=is_sqlite_url(settings.database_url)))

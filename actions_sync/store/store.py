@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, create_engine, event, func, make_url, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
@@ -27,7 +27,7 @@ from sqlalchemy.exc import OperationalError
 from actions_sync.errors import ConfigError, Retriable
 from actions_sync.store.tables import PERSON_FIELDS, checkpoints, persons
 
-__all__ = ["PeopleWrite", "Store"]
+__all__ = ["PeopleParams", "PeopleWrite", "Store", "is_sqlite_url", "people_params"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 7_201_309  # pg_advisory_xact_lock key of actions-sync's migrations
@@ -64,6 +64,35 @@ def _sqlite_datetime(value: datetime) -> str:
     return value.isoformat(" ", "microseconds")[:26]
 
 
+class PeopleParams(NamedTuple):
+    """A batch of person writes as driver parameters, all but the write time (plain
+    tuples: cheap to pickle from a helper process and to bind)."""
+
+    upserts: list[tuple[Any, ...]]  # PERSON_COLUMNS but synced_at
+    removals: list[tuple[Any, ...]]  # `_person_removal_sql`'s parameters but synced_at
+
+
+def is_sqlite_url(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def people_params(upserts: Sequence[Mapping[str, Any]], removals: Sequence[Mapping[str, Any]],
+                  sqlite: bool) -> PeopleParams:
+    """`Store.apply_people`'s rows as parameters. On SQLite, datetimes are written as
+    SQLAlchemy's DateTime stores them (UTC, "YYYY-MM-DD HH:MM:SS.ffffff"), so that the
+    version comparison, which SQLite makes on the text, and every reader agree."""
+    when = _sqlite_datetime if sqlite else _utc
+    get_fields = itemgetter(*PERSON_FIELDS)
+    upsert_rows = [(row["marketo_id"], *get_fields(row), when(row["changed_at"]),
+                    when(removed) if (removed := row.get("removed_at")) is not None else None)
+                   for row in upserts]
+    removal_rows = []
+    for row in removals:
+        version = when(row["changed_at"])
+        removal_rows.append((*get_fields(row), version, version, row["marketo_id"], version))
+    return PeopleParams(upsert_rows, removal_rows)
+
+
 def _aware(value: Any) -> Any:
     """SQLite hands datetimes back naive; the store only ever holds UTC."""
     if isinstance(value, datetime) and value.tzinfo is None:
@@ -77,7 +106,7 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = self._engine(url)
-        self._is_sqlite = self.engine.dialect.name == "sqlite"
+        self.is_sqlite = self._is_sqlite = self.engine.dialect.name == "sqlite"
         self._upsert_sql = self._person_upsert_sql()
         self._remove_sql = self._person_removal_sql()
 
@@ -143,38 +172,13 @@ class Store:
                 f" ON CONFLICT (marketo_id) DO UPDATE SET {updates}"
                 " WHERE persons.changed_at < excluded.changed_at")
 
-    def _upsert_rows(self, upserts: Sequence[Mapping[str, Any]],
-                     now: datetime) -> list[tuple[Any, ...]]:
-        """Positional rows in PERSON_COLUMNS order; on SQLite, datetimes as SQLAlchemy's
-        DateTime stores them (UTC, "YYYY-MM-DD HH:MM:SS.ffffff"), so that the version
-        comparison, which SQLite makes on the text, and every reader agree."""
-        when = _sqlite_datetime if self._is_sqlite else _utc
-        synced = when(now)
-        get_fields = itemgetter(*PERSON_FIELDS)
-        return [(row["marketo_id"], *get_fields(row), when(row["changed_at"]),
-                 when(removed) if (removed := row.get("removed_at")) is not None else None,
-                 synced)
-                for row in upserts]
-
-    def _removal_rows(self, removals: Sequence[Mapping[str, Any]],
-                      now: datetime) -> list[tuple[Any, ...]]:
-        """Positional parameters of `_remove_sql`, datetimes as in `_upsert_rows`."""
-        when = _sqlite_datetime if self._is_sqlite else _utc
-        synced = when(now)
-        get_fields = itemgetter(*PERSON_FIELDS)
-        rows = []
-        for row in removals:
-            version = when(row["changed_at"])
-            rows.append((*get_fields(row), version, version, synced, row["marketo_id"], version))
-        return rows
-
     def _person_removal_sql(self) -> str:
         """Mark stored people removed (driver SQL, as the upsert): the fields and version
         of the change, `removed_at` kept from the first removal."""
         mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         fields = ", ".join(f"{c} = {mark}" for c in PERSON_FIELDS)
-        return (f"UPDATE persons SET {fields}, changed_at = {mark},"
-                f" removed_at = COALESCE(removed_at, {mark}), synced_at = {mark}"
+        return (f"UPDATE persons SET synced_at = {mark}, {fields}, changed_at = {mark},"
+                f" removed_at = COALESCE(removed_at, {mark})"
                 f" WHERE marketo_id = {mark} AND changed_at < {mark}")
 
     def apply_people(
@@ -187,19 +191,25 @@ class Store:
         an older `changed_at`; a removal only touches people already stored (someone
         never in Actions has nothing to leave).
         """
-        now = datetime.now(UTC)
+        return self.write_people(people_params(upserts, removals, self.is_sqlite))
+
+    def write_people(self, params: PeopleParams) -> PeopleWrite:
+        """`apply_people` of rows already made parameters (`people_params`, for example in
+        a helper process: the worker then only adds the write time)."""
+        synced = _sqlite_datetime(datetime.now(UTC)) if self.is_sqlite else datetime.now(UTC)
         removed = 0
         try:
             with self.engine.begin() as conn:
-                if upserts:
-                    conn.exec_driver_sql(self._upsert_sql, self._upsert_rows(upserts, now))
-                if removals:
+                if params.upserts:
+                    conn.exec_driver_sql(self._upsert_sql,
+                                         [(*row, synced) for row in params.upserts])
+                if params.removals:
                     result = conn.exec_driver_sql(self._remove_sql,
-                                                  self._removal_rows(removals, now))
+                                                  [(synced, *row) for row in params.removals])
                     removed = max(result.rowcount, 0)  # summed over the rows (both drivers)
         except OperationalError as exc:
             raise Retriable(f"store write failed: {exc.orig}") from exc
-        return PeopleWrite(upserted=len(upserts), removed=removed)
+        return PeopleWrite(upserted=len(params.upserts), removed=removed)
 
     def person(self, marketo_id: int) -> dict[str, Any] | None:
         with self.engine.connect() as conn:

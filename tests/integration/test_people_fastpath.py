@@ -10,6 +10,7 @@ handed to another worker, fails one of the two.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from typing import Any
@@ -108,22 +109,29 @@ def kill(stack: Stack, worker: Worker) -> None:
     stack.workers.remove(worker)
 
 
-def scenario_stack(kafka: str, registry: str, database_url: str, people: int, batch: int = 300
-                   ) -> tuple[Settings, Scenario, Placed, Ends]:
+def scenario_stack(kafka: str, registry: str, database_url: str, people: int, batch: int = 300,
+                   publish_share: float = 1.0) -> tuple[Settings, Scenario, Placed, Ends]:
+    """Settings, the scenario, and where its changes (the first `publish_share` of
+    them) landed."""
     settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
                         database_url=database_url, group_prefix=f"t-{uuid.uuid4().hex[:8]}",
                         people_batch_size=batch)
     ensure_topics(kafka, specs((PERSON_CHANGES,), settings.partitions))
     scenario = Scenario(people=people, seed=23)
-    placed, ends = publish(kafka, registry, list(scenario.changes()))
+    changes = list(scenario.changes())
+    placed, ends = publish(kafka, registry, changes[:round(len(changes) * publish_share)])
     with Store(database_url) as store:
         store.migrate()
     return settings, scenario, placed, ends
 
 
-def check_killed(kafka: str, settings: Settings, placed: Placed, database_url: str) -> None:
+def check_killed(kafka: str, settings: Settings, placed: Placed, database_url: str,
+                 drained_ok: bool = False) -> None:
+    """Every committed change is in the store (`drained_ok`: what was published so far
+    may all be committed, more is on its way)."""
     offsets = committed(kafka, f"{settings.group_prefix}-people", settings.partitions)
-    assert 0 < sum(offsets.values()) < len(placed), f"not killed mid-drain: {offsets}"
+    assert sum(offsets.values()) > 0, f"not killed mid-drain: {offsets}"
+    assert drained_ok or sum(offsets.values()) < len(placed), f"not killed mid-drain: {offsets}"
     with Store(database_url) as store:
         problems = undurable_commits(placed, offsets, store)
     assert not problems, f"{len(problems)} committed but not durable, e.g. {problems[:3]}"
@@ -168,27 +176,53 @@ def test_a_worker_stopped_mid_drain_finishes_its_batch_commits_and_exits_cleanly
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_partitions_handed_over_mid_drain_are_neither_lost_nor_written_twice_out_of_order(
         kafka, registry, database_url):
-    # Enough records, in small batches, for the drain to outlast the second worker's start.
+    # Changes keep arriving (~6k/s, small batches) until the second worker has taken
+    # partitions over: the hand-over happens mid-drain however fast the first worker is.
     settings, scenario, placed, ends = scenario_stack(kafka, registry, database_url, 60_000,
-                                                      batch=50)
+                                                      batch=50, publish_share=0.2)
+    feeder = Feeder(kafka, registry, scenario, len(placed), placed, ends)
     with Stack(settings) as stack:
         first = start(stack, settings)
         wait_handled(stack, 0.05, len(placed))
+        feeder.start()
         second = start(stack, settings)  # rebalance: first's partitions are revoked
         deadline = time.monotonic() + 60
         while stack.handled_by(second) == 0:
             stack.check_workers()
+            assert feeder.is_alive(), "every change was handled before the hand-over"
             assert time.monotonic() < deadline, "the second worker never got partitions"
             time.sleep(0.05)
         # Each partition's lag is reported by its owner only: the first worker forgot
         # the lag of the partitions the rebalance took from it.
         assert lag_partitions(first) and lag_partitions(second)
         assert not lag_partitions(first) & lag_partitions(second)
-        kill(stack, first)  # the survivor takes first's partitions over
-        check_killed(kafka, settings, placed, database_url)
+        assert feeder.is_alive(), "every change was published before the kill"
+        kill(stack, first)  # mid-drain (changes still arriving): the survivor takes over
+        check_killed(kafka, settings, list(placed), database_url, drained_ok=True)
+        feeder.join()
         stack.wait_drained("people", PERSON_CHANGES, ends, timeout_s=120)
         assert stack.handled_by(second) > 0
     check_oracle(scenario, database_url)
+
+
+class Feeder(threading.Thread):
+    """Publishes the scenario's changes after the first `done`, 3,000 every 0.5 s,
+    adding to `placed` and `ends`."""
+
+    def __init__(self, kafka: str, registry: str, scenario: Scenario, done: int,
+                 placed: Placed, ends: Ends) -> None:
+        super().__init__(daemon=True)
+        self.args = (kafka, registry)
+        self.rest = list(scenario.changes())[done:]
+        self.placed, self.ends = placed, ends
+
+    def run(self) -> None:
+        for at in range(0, len(self.rest), 3000):
+            more, ends = publish(*self.args, self.rest[at:at + 3000])
+            self.placed += more
+            for where, end in ends.items():
+                self.ends[where] = max(self.ends.get(where, 0), end)
+            time.sleep(0.5)
 
 
 def lag_partitions(worker) -> set[str]:
