@@ -200,4 +200,5 @@ def _helper_prepare(
     """Runs in the helper process, for each batch."""
     assert _helper_decode is not None, "set up by _helper_setup"
     topic, items = batch
-    return prepare([RawRecord(topic, *item) for item in items], _helper_decode)
+    make = RawRecord._make
+    return prepare([make((topic, *item)) for item in items], _helper_decode)

@@ -2,10 +2,10 @@
 
 Each batch is decoded, checked, collapsed to the newest change per person and turned
 into the store's parameters (`prepare`, pure CPU work), then written in one transaction
-(`write`); bad records go to `marketo.person.changes.dlq`. The two steps are separate so that the agent's pipeline
-prepares batch N+1, in a helper process, while batch N is written (`streams.pipeline`,
-`streams.offload`). Offsets are committed only after `write` returned, i.e. after the
-store commit and the dead letters are durable.
+(`write`); bad records go to `marketo.person.changes.dlq`. The two steps are separate
+so that the agent's pipeline prepares batch N+1, in a helper process, while batch N is
+written (`streams.pipeline`, `streams.offload`). Offsets are committed only after
+`write` returned, i.e. after the store commit and the dead letters are durable.
 """
 
 from __future__ import annotations

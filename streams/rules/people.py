@@ -23,7 +23,8 @@ OWNER_FIELDS = ("sfdc_lead_owner_id", "sfdc_contact_owner_id")
 
 def is_owned(change: Mapping[str, Any]) -> bool:
     """S2: a lead or contact owner holds a user (any user)."""
-    return any(change.get(owner) for owner in OWNER_FIELDS)
+    # The two OWNER_FIELDS spelled out: this runs for every change of every sync.
+    return bool(change.get("sfdc_lead_owner_id") or change.get("sfdc_contact_owner_id"))
 
 
 def qualifies(change: Mapping[str, Any]) -> bool:
