@@ -4,7 +4,7 @@ Wire format: byte 0 = magic 0x00, bytes 1-4 = schema id (big-endian), then the A
 body. Writer schemas are fetched by id once and parsed once; when the writer schema is
 the reader's own, records are read without schema resolution (the fast path).
 
-`Serializer` and `FastDeserializer` use the codecs compiled by `actions_sync.avro_codec`
+`Serializer` and `FastDeserializer` use the codecs compiled by `actions_sync.avro`
 for flat records (a PersonChange: 3.1 us to encode instead of fastavro's 10.3, 6.5 us to
 decode instead of 11.6; same bytes, same records) and fastavro for the rest.
 `Deserializer` is fastavro throughout.
@@ -22,7 +22,7 @@ import fastavro
 import httpx
 
 import schemas
-from actions_sync.avro_codec import Reader, compile_reader, compile_writer
+from actions_sync.avro import Reader, compile_reader, compile_writer
 from actions_sync.errors import Fatal, Retriable, UndecodableRecord
 
 __all__ = [

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import schemas
-from actions_sync.avro_codec import compile_reader, compile_writer
+from actions_sync.avro import compile_reader, compile_writer
 from actions_sync.errors import UndecodableRecord
 from actions_sync.serialization import Deserializer, FastDeserializer, Serializer, frame
 from tests.factories import person_change, sales_activity
