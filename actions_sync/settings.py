@@ -139,6 +139,10 @@ class Settings(BaseSettings):
         30.0, ge=0, le=3600, description="Marketo sink: reconciliation reads activities "
         "from this long before the write (clock difference with Marketo)",
     )
+    marketo_ledger_retention_days: float = Field(
+        30.0, gt=0, le=3650, description="Marketo sink: days an accepted ledger entry is "
+        "kept; a record redelivered later (a replay from older offsets) is sent again",
+    )
     salesforce_sink_batch_size: int = Field(
         1000, ge=1, le=20_000, description="Salesforce sink: records per batch (200 per call)"
     )

@@ -143,6 +143,15 @@ class Ledger:
             conn.execute(delete(t).where(and_(
                 t.c.state == PENDING, tuple_(t.c.activity_id, t.c.claim).in_(pairs))))
 
+    def prune(self, accepted_before: datetime) -> int:
+        """Forget activities Marketo accepted before then (the table would grow by one
+        row per activity forever); return how many rows went."""
+        t = marketo_ledger
+        with self._begin() as conn:
+            result = conn.execute(delete(t).where(and_(t.c.state == ACCEPTED,
+                                                       t.c.sent_at < accepted_before)))
+        return max(int(result.rowcount), 0)
+
     def count(self, state: str | None = None) -> int:
         query = select(marketo_ledger.c.activity_id)
         if state:

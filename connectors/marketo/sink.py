@@ -19,9 +19,10 @@ are dead-lettered with their reason and released, so a replay after a fix sends 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from uuid import uuid4
 
@@ -45,6 +46,7 @@ from connectors.sink_worker import require, require_broker, run_sink
 __all__ = ["WORKER", "ActivitySink", "Timing", "run"]
 
 WORKER = "marketo-sink"
+log = logging.getLogger(__name__)
 Record = dict[str, Any]
 T = TypeVar("T")
 
@@ -53,6 +55,8 @@ T = TypeVar("T")
 class Timing:
     settle_s: float = 60.0  # an unanswered write may land this long after it was sent
     skew_s: float = 30.0  # our clock vs Marketo's, when reading activities back
+    retention_s: float = 30 * 86400.0  # accepted ledger entries are kept this long
+    prune_every_s: float = 3600.0
 
 
 class ActivitySink:
@@ -65,11 +69,13 @@ class ActivitySink:
         self.timing = timing or Timing()
         self.clock = clock or SystemClock()
         self.type_ids: dict[str, int] = {}
+        self._pruned_at: datetime | None = None
 
     async def start(self) -> None:
         self.type_ids = await register_types(self.client)
 
     async def deliver(self, records: Sequence[Record]) -> list[Outcome]:
+        await self._prune()
         out: list[Outcome | None] = [None] * len(records)
         first: dict[str, int] = {}
         for i, record in enumerate(records):
@@ -85,6 +91,18 @@ class ActivitySink:
             out[i] = outcome
         return [o if o is not None else out[first[r["activity_id"]]] or skipped()
                 for o, r in zip(out, records, strict=True)]
+
+    async def _prune(self) -> None:
+        """Now and then, forget what Marketo accepted longer ago than the retention."""
+        now = self.clock.now()
+        if self._pruned_at is not None and \
+                (now - self._pruned_at).total_seconds() < self.timing.prune_every_s:
+            return
+        self._pruned_at = now
+        gone = await _off_loop(self.ledger.prune, now - timedelta(seconds=self.timing.retention_s))
+        if gone:
+            log.info("ledger: %d accepted entries older than %.0f days pruned", gone,
+                     self.timing.retention_s / 86400)
 
     async def _settle(self, records: list[Record], out: list[Outcome | None],
                       first: dict[str, int]) -> list[int]:
@@ -188,7 +206,8 @@ def run(settings: Settings) -> None:
     store = Store(settings.database_url)
     try:
         store.migrate()
-        timing = Timing(settings.marketo_settle_s, settings.marketo_clock_skew_s)
+        timing = Timing(settings.marketo_settle_s, settings.marketo_clock_skew_s,
+                        settings.marketo_ledger_retention_days * 86400)
         config = RunnerConfig(WORKER, OUTBOUND_MARKETO_ACTIVITIES,
                               batch_size=settings.marketo_sink_batch_size,
                               batch_within_s=settings.sink_batch_within_s,

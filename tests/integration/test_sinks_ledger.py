@@ -3,7 +3,7 @@ rows stay accepted, and a release only drops the rows of the claim it names."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from actions_sync.store import Store
 from actions_sync.store.ledger import ACCEPTED, PENDING, Accepted, Ledger
@@ -33,3 +33,37 @@ def test_accepted_rows_record_marketos_id_and_survive_a_release(database_url):
         ledger.release([("a", "c1")])
         assert ledger.count(ACCEPTED) == 2 and ledger.count(PENDING) == 0
         assert ledger.entries(["a"])["a"].state == ACCEPTED
+
+
+def test_accepted_rows_older_than_the_retention_are_pruned_and_pending_ones_never(database_url):
+    with Store(database_url) as store:
+        store.migrate()
+        ledger = Ledger(store.engine)
+        ledger.accept([Accepted("old", 1, 100001, 42, None)], NOW - timedelta(days=31))
+        ledger.accept([Accepted("new", 1, 100001, 43, None)], NOW - timedelta(days=29))
+        ledger.claim([("unsure", 1, 100001)], "c1", NOW - timedelta(days=40))
+        assert ledger.prune(NOW - timedelta(days=30)) == 1
+        assert set(ledger.entries(["old", "new", "unsure"])) == {"new", "unsure"}
+
+
+def test_the_marketo_sink_prunes_its_ledger_hourly(database_url):
+    import asyncio
+
+    from connectors.marketo.sink import ActivitySink, Timing
+    from tests.fakes import FakeClock
+
+    clock = FakeClock()
+    with Store(database_url) as store:
+        store.migrate()
+        ledger = Ledger(store.engine)
+        sink = ActivitySink(None, ledger, Timing(retention_s=86400.0), clock)  # type: ignore[arg-type]
+        ledger.accept([Accepted("a", 1, 100001, 42, None)], clock.now() - timedelta(hours=23.5))
+        asyncio.run(sink.deliver([]))
+        assert ledger.count(ACCEPTED) == 1  # 23.5 h old, kept a day
+        clock.t += 1800
+        ledger.accept([Accepted("b", 1, 100001, 43, None)], clock.now() - timedelta(days=2))
+        asyncio.run(sink.deliver([]))
+        assert ledger.count(ACCEPTED) == 2  # within the hour since the last prune
+        clock.t += 1800
+        asyncio.run(sink.deliver([]))
+        assert ledger.count(ACCEPTED) == 0  # both older than a day by now
