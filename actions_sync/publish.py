@@ -20,21 +20,16 @@ class Publisher:
     """An idempotent producer that encodes records in the Confluent wire format."""
 
     def __init__(self, bootstrap: str, registry: RegistryClient, **config: Any) -> None:
-        # One delivery callback for the producer, not one per record (~0.7 us each).
-        self._producer = Producer(producer_config(bootstrap, on_delivery=self._delivered,
-                                                  **config))
         self._registry = registry
         self._serializers: dict[tuple[str, str], Serializer] = {}
         self._failures: list[str] = []
         self.ends: Ends = {}  # what the broker acknowledged, per partition
         self._sent = 0
-
-    def _delivered(self, err: Any, msg: Any) -> None:
-        if err is not None:
-            self._failures.append(str(err))
-            return
-        key = (msg.topic(), msg.partition())
-        self.ends[key] = max(self.ends.get(key, 0), msg.offset() + 1)
+        # One delivery callback for the producer, not one per record (~0.7 us each). It
+        # holds the two containers, not `self`: no cycle, so a Publisher dropped is freed
+        # at once with its producer (whose threads would otherwise outlive the broker).
+        self._producer = Producer(producer_config(
+            bootstrap, on_delivery=_delivery_callback(self.ends, self._failures), **config))
 
     def _send(self, topic: str, key: bytes | None, value: bytes | None,
               headers: list[tuple[str, str | bytes | None]] | None = None) -> None:
@@ -81,3 +76,14 @@ class Publisher:
             raise Retriable(f"records still unacknowledged after {timeout_s:.0f}s")
         if self._failures:
             raise Retriable(f"{len(self._failures)} records failed: {self._failures[0]}")
+
+
+def _delivery_callback(ends: Ends, failures: list[str]) -> Callable[[Any, Any], None]:
+    def delivered(err: Any, msg: Any) -> None:
+        if err is not None:
+            failures.append(str(err))
+            return
+        key = (msg.topic(), msg.partition())
+        ends[key] = max(ends.get(key, 0), msg.offset() + 1)
+
+    return delivered

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,19 +137,26 @@ def _publish(stack: Stack, scenario: Scenario, console: Console) -> Ends:
 
 def _follow(stack: Stack, ends: Ends, timeout_s: float, console: Console) -> None:
     """Live progress of the agents (committed offsets) until the topic is drained."""
-    deadline = time.monotonic() + timeout_s
     with _progress(console) as progress:
         task = progress.add_task("people agent: changes committed", total=None)
-        while True:
+        for _ in _ticks(stack, timeout_s, console):
             done, total = stack.progress("people", PERSON_CHANGES, ends)
             progress.update(task, completed=done, total=total)
             if done >= total:
                 return
-            stack.check_workers()
-            if time.monotonic() > deadline:
-                console.print(f"[red]timed out after {timeout_s:.0f}s[/]")
-                return
-            time.sleep(0.25)
+
+
+def _ticks(stack: Stack, timeout_s: float, console: Console) -> Iterator[None]:
+    """Yield every 0.25 s until `timeout_s` passed (said in red); a worker that died
+    raises."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        yield
+        stack.check_workers()
+        if time.monotonic() > deadline:
+            console.print(f"[red]timed out after {timeout_s:.0f}s[/]")
+            return
+        time.sleep(0.25)
 
 
 class RateColumn(ProgressColumn):
@@ -248,14 +256,13 @@ def _follow_activities(stack: Stack, ends: Ends, expected: dict[str, ExpectedAct
     """Live progress: the router's commits, then what the sandboxes hold, until both sinks
     have committed everything the router wrote."""
     assert stack.marketo_url and stack.salesforce_url
-    deadline = time.monotonic() + timeout_s
     outbound: Ends | None = None
     with _progress(console) as progress:
         router = progress.add_task("activity router: activities committed", total=None)
         marketo = progress.add_task("Marketo: custom activities held", total=len(expected))
         salesforce = progress.add_task("Salesforce: Tasks held", total=sum(
             e.task is not None for e in expected.values()))
-        while True:
+        for _ in _ticks(stack, timeout_s, console):
             done, total = stack.progress("activities", SALES_ACTIVITIES, ends)
             if outbound is None and done >= total:
                 outbound = written(stack.bootstrap, tuple(topic for _, topic in SINKS))
@@ -267,11 +274,6 @@ def _follow_activities(stack: Stack, ends: Ends, expected: dict[str, ExpectedAct
             progress.update(salesforce, completed=held[1])
             if finished:
                 return
-            stack.check_workers()
-            if time.monotonic() > deadline:
-                console.print(f"[red]timed out after {timeout_s:.0f}s[/]")
-                return
-            time.sleep(0.25)
 
 
 def _drained(stack: Stack, worker: str, topic: str, ends: Ends) -> bool:
