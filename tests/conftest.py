@@ -3,8 +3,8 @@
 - `kafka`: a fresh Tansu broker per test, or — when KAFKA_BOOTSTRAP_SERVERS is set (the
   Apache Kafka tier of `make test`) — that cluster with the project's topics deleted first.
 - `registry`: the schema-registry sandbox over real HTTP.
-- `postgres`: one PostgreSQL server per session (initdb in a temp dir); in CI a missing
-  PostgreSQL fails the run instead of skipping.
+- `postgres`: one PostgreSQL server per session, i.e. per worker under pytest-xdist
+  (initdb in a temp dir); in CI a missing PostgreSQL fails the run instead of skipping.
 """
 
 from __future__ import annotations
@@ -88,10 +88,23 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark tests by the real parts they use, so a tier can select them (`-m broker`)."""
+    """Mark tests by the real parts they use, so a tier can select them (`-m broker`).
+
+    Under pytest-xdist (`-n`), the long tests go first: the workers then start on them
+    and fill in with the short ones, instead of one worker ending the run alone on a
+    long test. The order is the same on every worker, as xdist requires."""
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
         if "kafka" in fixtures:
             item.add_marker(pytest.mark.broker)
         if "postgres" in fixtures or "postgresql" in item.name:
             item.add_marker(pytest.mark.postgres)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=_expected_length)
+
+
+def _expected_length(item: pytest.Item) -> int:
+    """0 for the end-to-end tests (worker processes), 1 for other broker tests, 2 else."""
+    if item.get_closest_marker("slow"):
+        return 0
+    return 1 if item.get_closest_marker("broker") else 2

@@ -155,7 +155,10 @@ def test_daily_quota_607_pauses_at_a_checkpoint_then_resumes(kafka, registry, tm
 
 
 def test_too_many_export_jobs_1029_defers_the_pipeline(kafka, registry, tmp_path):
-    app, sandbox = serve(seed_people=1000, export_max_queued=1, export_max_running=1)
+    # Jobs process for 0.5 s (Marketo-like, the sandbox's default), not 0.05: the source
+    # enqueues its next jobs well within that, also on a busy machine, so the queue is full.
+    app, sandbox = serve(seed_people=1000, export_max_queued=1, export_max_running=1,
+                         export_processing_s=0.5)
     with sandbox as server:
         done, _, _ = run_source(server, kafka, registry, f"sqlite:///{tmp_path}/s.db", load())
     assert done and "1029" in codes(app, "enqueue")

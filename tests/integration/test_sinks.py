@@ -160,6 +160,10 @@ def test_tasks_reach_salesforce_and_invalid_ones_the_dlq_with_their_reason(stack
         "INVALID_CROSS_REFERENCE_KEY"] * 2
 
 
+def _latency(sandbox: str, ms: float) -> None:
+    httpx.post(f"{sandbox}/_sandbox/faults", json={"latency_ms": ms}, timeout=10).raise_for_status()
+
+
 def _writes(sandbox: str, path: str) -> int:
     return sum(1 for e in httpx.get(f"{sandbox}/_sandbox/journal", timeout=10).json()
                if e["path"].endswith(path) and e["code"] is None)
@@ -248,7 +252,17 @@ def test_a_second_copy_joining_mid_stream_shares_the_work_without_duplicates(sta
     deadline = time.monotonic() + 30
     while _writes(marketo, "/activities/external.json") < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
+    # The first copy must not drain the topic before the second one has started and joined
+    # (seconds on a busy machine): slow Marketo down until the second copy has handled
+    # records, then back to 100 ms for the rest of the drain.
+    _latency(marketo, 1000)
     second = stack.add_worker("marketo-sink", env)  # partitions move while batches are out
+    deadline = time.monotonic() + 60
+    while stack.handled_by(second) == 0:
+        stack.check_workers()
+        assert time.monotonic() < deadline, "the second copy never got partitions"
+        time.sleep(0.05)
+    _latency(marketo, 100)
     stack.wait_drained("marketo-sink", OUTBOUND_MARKETO_ACTIVITIES, ends, timeout_s=90)
 
     assert ledger_ids(marketo_activities(marketo)) == {a["activity_id"]: 1 for a in activities}
