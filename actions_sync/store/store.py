@@ -106,7 +106,7 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = self._engine(url)
-        self.is_sqlite = self._is_sqlite = self.engine.dialect.name == "sqlite"
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._upsert_sql = self._person_upsert_sql()
         self._remove_sql = self._person_removal_sql()
 
@@ -128,7 +128,7 @@ class Store:
         config.set_main_option("script_location", str(MIGRATIONS))
         try:
             with self._migration_lock(), self.engine.begin() as connection:
-                if not self._is_sqlite:  # workers starting together: one migrates at a time
+                if not self.is_sqlite:  # workers starting together: one migrates at a time
                     connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
                 config.attributes["connection"] = connection
                 # "heads": features add their tables on branches of their own from 0002
@@ -141,7 +141,7 @@ class Store:
         """SQLite: an exclusive file lock beside the database, so that processes starting
         together do not race to create the same tables ("table ... already exists")."""
         path = self.engine.url.database
-        if not self._is_sqlite or not path or path == ":memory:":
+        if not self.is_sqlite or not path or path == ":memory:":
             yield
             return
         with open(f"{path}.migrate.lock", "w") as lock:
@@ -261,7 +261,7 @@ class Store:
 
     def save_checkpoint(self, name: str, value: Mapping[str, Any]) -> None:
         """Durably record the position of source `name` (one row per source)."""
-        insert = sqlite_insert if self._is_sqlite else pg_insert
+        insert = sqlite_insert if self.is_sqlite else pg_insert
         stmt = insert(checkpoints).values(name=name, value=json.dumps(value, default=str),
                                           updated_at=datetime.now(UTC))
         stmt = stmt.on_conflict_do_update(
