@@ -53,15 +53,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
 
 
 def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC) if value.tzinfo is not None else value
+    """An aware datetime in UTC (naive ones are UTC already: the store holds only UTC)."""
+    return value if value.tzinfo is None or value.tzinfo is UTC else value.astimezone(UTC)
 
 
 def _sqlite_datetime(value: datetime) -> str:
     """SQLAlchemy's SQLite DATETIME text: "%04d-%02d-%02d %02d:%02d:%02d.%06d" (strftime's
     %Y drops the zeros of years < 1000 on glibc, and is slower)."""
-    if value.tzinfo is not None and value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
-    return value.isoformat(" ", "microseconds")[:26]
+    return _utc(value).isoformat(" ", "microseconds")[:26]
 
 
 class PeopleParams(NamedTuple):
@@ -107,6 +106,7 @@ class Store:
         self.url = url
         self.engine = self._engine(url)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"  # driver's
         self._upsert_sql = self._person_upsert_sql()
         self._remove_sql = self._person_removal_sql()
 
@@ -160,7 +160,7 @@ class Store:
         bind processors) was ~55 % of the people worker's time under load; positional
         tuples through `exec_driver_sql` cost a fraction (bench/RESULTS.md).
         """
-        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        mark = self._mark
         # A row upserted as removed keeps the first removal's time (as `_remove_sql`).
         updates = ", ".join(
             f"{c} = excluded.{c}" if c != "removed_at" else
@@ -175,7 +175,7 @@ class Store:
     def _person_removal_sql(self) -> str:
         """Mark stored people removed (driver SQL, as the upsert): the fields and version
         of the change, `removed_at` kept from the first removal."""
-        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        mark = self._mark
         fields = ", ".join(f"{c} = {mark}" for c in PERSON_FIELDS)
         return (f"UPDATE persons SET synced_at = {mark}, {fields}, changed_at = {mark},"
                 f" removed_at = COALESCE(removed_at, {mark})"
