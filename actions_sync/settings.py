@@ -61,7 +61,9 @@ class Settings(BaseSettings):
     )
 
     # People agent (batches adapt: small when the topic is quiet, up to the size under load)
-    people_batch_size: int = Field(5000, ge=1, le=100_000, description="changes per store write")
+    people_batch_size: int = Field(
+        20_000, ge=1, le=100_000, description="changes per store write (under load)"
+    )
 
     # Activity router (SPEC S7/S8)
     activities_park_s: float = Field(

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from sqlalchemy import inspect
 
 from actions_sync.store import Store, metadata
+from actions_sync.store.store import SQLITE_CACHE_KIB, SQLITE_WAL_CHECKPOINT_PAGES
 from streams.rules.people import person_row
 from tests.factories import person_change
 
@@ -34,6 +35,16 @@ def test_migrations_build_exactly_the_declared_tables(store):
 def test_migrate_twice_is_harmless(store):
     store.migrate()
     assert store.count_persons() == 0
+
+
+def test_sqlite_connections_are_tuned_for_batches_of_scattered_people(store):
+    if not store.is_sqlite:
+        pytest.skip("SQLite pragmas")
+    with store.engine.connect() as conn:
+        pragma = lambda name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731
+        assert pragma("journal_mode") == "wal"
+        assert pragma("cache_size") == -SQLITE_CACHE_KIB
+        assert pragma("wal_autocheckpoint") == SQLITE_WAL_CHECKPOINT_PAGES
 
 
 def test_upsert_creates_then_updates_a_person(store):
