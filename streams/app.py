@@ -13,9 +13,11 @@ and offsets are committed only after the handler returned.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any, Protocol, cast, runtime_checkable
 
 import faust
@@ -80,6 +82,8 @@ def create_app(settings: Settings, name: str) -> faust.App:
         broker_max_poll_records=max(500, settings.people_batch_size),
         producer_acks=-1,
         store="memory://",
+        # Tables live in memory, but faust still makes a data directory: not in the cwd.
+        datadir=str(Path(tempfile.gettempdir()) / "actions-sync-faust" / "{conf.name}-data"),
     )
     fastpath.install(app, fetch_max_wait_ms=settings.fetch_max_wait_ms)
     return app
