@@ -22,12 +22,13 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sandboxes.marketo.fields import BY_NAME, iso
+from sandboxes.marketo.fields import BY_NAME, csv_column
 from sandboxes.marketo.leads import LeadTable
 
-__all__ = ["CHUNK_ROWS", "ChunkCache", "ExportFile"]
+__all__ = ["CHUNK_ROWS", "ChunkCache", "ExportFile", "csv_rows"]
 
 CHUNK_ROWS = 2000
+_BLOCK_ROWS = 500
 _file_keys = itertools.count(1)
 
 
@@ -115,27 +116,24 @@ class ExportFile:
         return data
 
     def _render(self, index: int) -> bytes:
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180: CRLF, minimal quoting
-        if index == 0:
-            writer.writerow(self._headers)
+        if index == 0:  # one row: as csv.writer writes it
+            out = io.StringIO()
+            csv.writer(out, lineterminator="\r\n").writerow(self._headers)
             return out.getvalue().encode()
         rows = self._rows[(index - 1) * CHUNK_ROWS:index * CHUNK_ROWS]
+        # by blocks: a block's values are still in the CPU cache when joined (~20% faster)
+        return "".join(self._text(rows[at:at + _BLOCK_ROWS])
+                       for at in range(0, len(rows), _BLOCK_ROWS)).encode()
+
+    def _text(self, rows: Sequence[int]) -> str:
         with self._lock:  # read column by column: far faster than row by row
-            columns = [self._leads.column(name, rows) for name in self._names]
+            columns = self._leads.columns(self._names, rows)
             for at, row in enumerate(rows) if self._overlay else ():
                 old = self._overlay.get(row)
                 if old is not None:
                     for column, value in zip(columns, old, strict=True):
                         column[at] = value
-        for position, field in enumerate(self._fields):  # csv writes None as "" itself
-            if field.data_type == "datetime":
-                columns[position] = [iso(v) for v in columns[position]]
-            elif field.data_type == "boolean":
-                columns[position] = [None if v is None else "true" if v else "false"
-                                     for v in columns[position]]
-        writer.writerows(zip(*columns, strict=True))
-        return out.getvalue().encode()
+        return csv_rows([csv_column(f, c) for f, c in zip(self._fields, columns, strict=True)])
 
     def measure(self) -> None:
         """Render every chunk once to learn the offsets, the size and the sha256."""
@@ -159,3 +157,36 @@ class ExportFile:
     def _covers(self, row: int) -> bool:
         at = bisect.bisect_left(self._rows, row)
         return at < len(self._rows) and self._rows[at] == row
+
+
+def csv_rows(columns: Sequence[Sequence[Any]]) -> str:
+    """The rows of `columns` as `csv.writer` writes them: RFC 4180, CRLF, minimal quoting."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")  # the reference, and the fallback
+    try:
+        lines = list(map(",".join, zip(*columns, strict=True)))
+    except TypeError:  # a cell that is not a str: csv.writer writes str() of it
+        writer.writerows(zip(*columns, strict=True))
+        return out.getvalue()
+    text = "\r\n".join([*lines, ""])  # every row ends with CRLF; no rows, no text
+    if _as_written(text, lines, len(columns)):
+        return text
+    # some cells need quotes (say, a comma in a company name): csv.writer writes their rows
+    for line, row in zip(lines, zip(*columns, strict=True), strict=True):
+        if _as_written(line + "\r\n", [line], len(columns)):
+            out.write(line + "\r\n")
+        else:
+            writer.writerow(row)
+    return out.getvalue()
+
+
+def _as_written(text: str, lines: Sequence[str], width: int) -> bool:
+    """Whether `text` (`lines`: rows of `width` cells joined by `,`, each ended by CRLF)
+    is what `csv.writer` writes for those cells.
+
+    It writes a cell as it is unless the cell holds `,` `"` CR or LF, or is the empty only
+    cell of a row. Joining, then counting those characters, takes a fifth of its time.
+    """
+    return ('"' not in text and text.count(",") == len(lines) * (width - 1)
+            and text.count("\r") == len(lines) == text.count("\n")
+            and (width > 1 or all(lines)))
