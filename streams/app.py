@@ -63,6 +63,12 @@ class StagedHandler(Protocol):
     def write(self, records: Sequence[RawRecord], prepared: Any) -> object: ...
 
 
+def _faust_dir() -> Path:
+    path = Path(tempfile.gettempdir()) / "actions-sync-faust"
+    path.mkdir(exist_ok=True)  # faust makes only the last level
+    return path
+
+
 def create_app(settings: Settings, name: str) -> faust.App:
     """A faust app for worker `name`; its consumer group is `<group_prefix>-<name>`."""
     assert settings.kafka_bootstrap_servers, "checked by the CLI"
@@ -83,7 +89,7 @@ def create_app(settings: Settings, name: str) -> faust.App:
         producer_acks=-1,
         store="memory://",
         # Tables live in memory, but faust still makes a data directory: not in the cwd.
-        datadir=str(Path(tempfile.gettempdir()) / "actions-sync-faust" / "{conf.name}-data"),
+        datadir=str(_faust_dir() / "{conf.name}-data"),
     )
     fastpath.install(app, fetch_max_wait_ms=settings.fetch_max_wait_ms)
     return app
