@@ -30,6 +30,6 @@ Contracts, checked with generated records by tests/unit/test_avro_codec.py:
 """
 
 from actions_sync.avro.reader import Reader, compile_reader
-from actions_sync.avro.writer import Writer, compile_writer
+from actions_sync.avro.writer import Writer, compile_writer, long_bytes
 
-__all__ = ["Reader", "Writer", "compile_reader", "compile_writer"]
+__all__ = ["Reader", "Writer", "compile_reader", "compile_writer", "long_bytes"]

@@ -11,7 +11,7 @@ from fastavro.write import LOGICAL_WRITERS
 
 from actions_sync.avro.reader import _EPOCH, _EPOCH_ORDINAL, _Unsupported
 
-__all__ = ["Writer", "compile_writer"]
+__all__ = ["Writer", "compile_writer", "long_bytes"]
 
 # The writer. The generated function appends a record's body to `out`, field by field:
 #     try:
@@ -84,6 +84,14 @@ def _varint(n: int, bits: int, field: str) -> bytearray:
     return out
 
 
+def long_bytes(value: int, field: str = "long") -> bytes:
+    """The Avro encoding of the long `value` (zig-zag, then a varint), as the writer
+    writes it: for encoders that assemble a record's body from parts."""
+    n = (value << 1) ^ (value >> 63)
+    return _LONG_SMALL[n] if n < 0x80 else bytes(_varint(n, 64, field))
+
+
+_LONG_SMALL = [bytes((n,)) for n in range(0x80)]
 _prepare_uuid = LOGICAL_WRITERS["string-uuid"]
 _prepare_millis = LOGICAL_WRITERS["long-timestamp-millis"]
 _prepare_date = LOGICAL_WRITERS["int-date"]

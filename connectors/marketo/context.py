@@ -13,12 +13,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from actions_sync.metrics import CHECKPOINT_AGE_SECONDS, RECORDS_PUBLISHED, SKIPPED
 from actions_sync.publish import Publisher
+from actions_sync.serialization import Serializer
 from actions_sync.store import Store
 from actions_sync.topics import PERSON_CHANGES
 from connectors.errors import QuotaExhausted
@@ -51,11 +52,21 @@ class SourceContext:
 
     def publish(self, changes: Sequence[dict[str, Any]]) -> int:
         """Send person changes keyed by Marketo ID (not yet acknowledged: see `commit`)."""
-        count = self.publisher.publish(
-            PERSON_CHANGES, RECORD, ((str(c["marketo_id"]), c) for c in changes))
-        RECORDS_PUBLISHED.labels(self.worker, PERSON_CHANGES).inc(count)
-        self.published += count
-        return count
+        return self._count(self.publisher.publish(
+            PERSON_CHANGES, RECORD, ((str(c["marketo_id"]), c) for c in changes)))
+
+    def serializer(self) -> Serializer:
+        """The topic's serializer, for person changes encoded ahead (`publish_encoded`)."""
+        return self.publisher.serializer(PERSON_CHANGES, RECORD)
+
+    def publish_encoded(self, records: Iterable[tuple[bytes, bytes]]) -> int:
+        """`publish` for (key, value) bytes framed by `serializer()`'s schema id."""
+        return self._count(self.publisher.publish_raw(PERSON_CHANGES, records))
+
+    def _count(self, published: int) -> int:
+        RECORDS_PUBLISHED.labels(self.worker, PERSON_CHANGES).inc(published)
+        self.published += published
+        return published
 
     def skip(self, count: int, reason: str = "not_owned") -> None:
         SKIPPED.labels(self.worker, reason).inc(count)

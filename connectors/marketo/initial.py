@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -30,8 +30,9 @@ from actions_sync.errors import Retriable
 from connectors.errors import QuotaExhausted, Rejected
 from connectors.marketo.context import INCREMENTAL, INITIAL, SourceContext
 from connectors.marketo.csvrows import CsvRows
-from connectors.marketo.payloads import API_FIELDS, parse_time, row_reader
+from connectors.marketo.payloads import API_FIELDS, parse_time
 from connectors.marketo.progress import LoadProgress
+from connectors.marketo.rowcodec import RowEncoder, row_encoder
 from connectors.marketo.windows import windows
 
 __all__ = ["AHEAD", "InitialSync", "Position"]
@@ -74,7 +75,7 @@ class InitialSync:
         self.chunk_bytes = chunk_bytes
         self.records: dict[int, int] = {}  # window -> rows, from Completed statuses
         self._header: list[str] | None = None
-        self._read_row: Callable[[Sequence[str]], dict[str, Any] | None] | None = None
+        self._encode: RowEncoder | None = None  # rows -> (key, value), for `_header`
 
     async def run(self) -> bool:
         """Load everything (True), or stop early on shutdown with a checkpoint (False)."""
@@ -205,18 +206,19 @@ class InitialSync:
               progress: LoadProgress) -> None:
         self._handle(pos, parser.feed(chunk), parser.offset, progress)
 
-    def _handle(self, pos: Position, rows: list[list[str]], offset: int,
+    def _handle(self, pos: Position, rows: Sequence[list[bytes]], offset: int,
                 progress: LoadProgress) -> None:
         """Publish the owned rows, then checkpoint past them."""
         if pos.header is None and rows:
-            pos.header = rows.pop(0)
-        if self._read_row is None or self._header != pos.header:
-            self._header, self._read_row = pos.header, row_reader(pos.header or API_FIELDS)
-        owned = [change for row in rows if (change := self._read_row(row)) is not None]
-        self.ctx.publish(owned)
-        self.ctx.skip(len(rows) - len(owned))
+            pos.header, rows = [cell.decode() for cell in rows[0]], rows[1:]
+        if self._encode is None or self._header != pos.header:
+            self._header = pos.header
+            self._encode = row_encoder(pos.header or API_FIELDS, self.ctx.serializer())
+        # Row by row from the split to the producer: no list of records in between.
+        owned = self.ctx.publish_encoded(filter(None, map(self._encode, rows)))
+        self.ctx.skip(len(rows) - owned)
         pos.offset, pos.rows, pos.published = offset, pos.rows + len(rows), \
-            pos.published + len(owned)
+            pos.published + owned
         self.ctx.commit(INITIAL, asdict(pos))
         progress.advance(len(rows), pos.published)
 

@@ -19,6 +19,7 @@ __all__ = [
     "OWNER_API_FIELDS",
     "deleted_change",
     "is_owned",
+    "name_uuid",
     "parse_time",
     "person_change",
     "row_reader",
@@ -107,12 +108,20 @@ def _event_id(marketo_id: int, changed_at: datetime, deleted: bool) -> str:
         stamp = f"{ms // 1000}.{ms % 1000:03d}"
     else:
         stamp = f"{changed_at.timestamp():.3f}"
-    name = f"{marketo_id}:{stamp}:{1 if deleted else 0}".encode()
-    h = hashlib.blake2b(name, digest_size=16).hexdigest()
-    return f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+    return name_uuid(f"{marketo_id}:{stamp}:{1 if deleted else 0}".encode())
 
 
-_VARIANT = "89ab"
+def name_uuid(name: bytes) -> str:
+    """The text of the name-based UUID of `name`: blake2b's first 16 bytes, with the
+    version (8) and the variant (10xx) bits set."""
+    digest = _BLAKE2B.copy()  # a copy of a fresh hash: ~20 % cheaper than a new one
+    digest.update(name)
+    h = digest.hexdigest()
+    return f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+_BLAKE2B = hashlib.blake2b(digest_size=16)
+_VARIANT = {f"{n:x}": "89ab"[n & 3] for n in range(16)}  # a hex digit, its top bits 10
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 

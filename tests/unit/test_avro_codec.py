@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import schemas
-from actions_sync.avro import compile_reader, compile_writer
+from actions_sync.avro import compile_reader, compile_writer, long_bytes
 from actions_sync.errors import UndecodableRecord
 from actions_sync.serialization import Deserializer, FastDeserializer, Serializer, frame
 from tests.factories import person_change, sales_activity
@@ -279,6 +279,19 @@ def test_an_invalid_value_raises_instead_of_writing(field, value, error):
 def test_a_value_matching_no_branch_of_an_optional_field_raises(field, value, error):
     with pytest.raises((TypeError, ValueError), match=error):
         compiled_body("SalesActivity", sales_activity(**{field: value}))
+
+
+@given(st.integers(-(2**63), 2**63 - 1))
+def test_a_long_on_its_own_is_written_as_fastavro_writes_it(value):
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, "long", value)
+    assert long_bytes(value) == out.getvalue()
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1])
+def test_a_long_out_of_range_raises(value):
+    with pytest.raises(ValueError, match="out of range"):
+        long_bytes(value, "marketo_id")
 
 
 def test_a_missing_field_takes_its_default_or_none_and_a_required_one_raises():
