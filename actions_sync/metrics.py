@@ -102,6 +102,11 @@ RECORDS_PUBLISHED = Counter(
     "Records a source connector published to a topic",
     ["worker", "topic"],
 )
+SOURCE_ENABLED = Gauge(
+    "actions_sync_source_enabled",
+    "1 while a source connector's admin setting turns it on (people_sync), 0 while it waits",
+    ["worker"],
+)
 CHECKPOINT_AGE_SECONDS = Gauge(
     "actions_sync_checkpoint_age_seconds",
     "Seconds since a source connector last saved its position",

@@ -23,10 +23,11 @@ from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.store import admin_settings as stored
 
-__all__ = ["change", "set_value", "show"]
+__all__ = ["change", "cli_user", "set_value", "show"]
 
 
-def _who() -> str:
+def cli_user() -> str:
+    """Who a change made from this machine's CLI is audited as."""
     try:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):  # no passwd entry (containers)
@@ -54,7 +55,7 @@ def set_value(settings: Settings, key: str, value: str) -> None:
     parsed = parse_value(key, value)
     with Store(settings.database_url) as store:
         store.migrate()
-        entry = change(settings, store, key, parsed, _who())
+        entry = change(settings, store, key, parsed, cli_user())
     print(f"{key}: {json.dumps(entry.old_value)} -> {json.dumps(entry.new_value)}")
 
 

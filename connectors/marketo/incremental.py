@@ -7,6 +7,9 @@ and the owners, publishes, flushes, then saves both tokens. A restart therefore
 re-publishes at most the last page; the people agent absorbs it idempotently. Once
 both streams report `moreResult:false`, it waits `poll_interval_s` before the next cycle.
 
+It runs only while the admin setting `people_sync` is on ("initiate data sync", SPEC
+S12); while it is off it waits, its tokens kept, and catches up from them once it is on.
+
 A lead whose current state has no owner is published only when the page shows an owner
 change (it may be in the store and must leave it, SPEC S2); otherwise it is skipped.
 A lead missing from `leads.json` was deleted meanwhile: its Delete Lead activity says so.
@@ -17,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from actions_sync.clock import utcnow
 from actions_sync.errors import Retriable
+from actions_sync.metrics import SOURCE_ENABLED
 from connectors.errors import QuotaExhausted
 from connectors.marketo.client import BATCH_MAX
 from connectors.marketo.context import INCREMENTAL, SourceContext
@@ -38,6 +42,7 @@ __all__ = ["CHANGE_FIELDS", "LeadChanges", "changes_to_publish"]
 
 CHANGE_FIELDS = tuple(FIELDS.values())  # leadchanges.json reports activities touching these
 RETRY_PAUSE_S = 5.0
+OFF_CHECK_S = 1.0  # while the people sync is off: how often the setting is looked at
 log = logging.getLogger(__name__)
 
 
@@ -53,14 +58,20 @@ def changes_to_publish(activities: Sequence[Mapping[str, Any]],
 
 
 class LeadChanges:
-    def __init__(self, ctx: SourceContext, poll_interval_s: float) -> None:
+    def __init__(self, ctx: SourceContext, poll_interval_s: float,
+                 enabled: Callable[[], bool] = lambda: True) -> None:
         self.ctx = ctx
         self.poll_interval_s = poll_interval_s
+        self.enabled = enabled  # the admin's "initiate data sync" (people_sync, SPEC S12)
+        self._was_enabled: bool | None = None
 
     async def run(self) -> None:
-        """Follow the changes until shutdown."""
+        """Follow the changes until shutdown, while the people sync is turned on."""
         tokens: dict[str, str] | None = None
         while not self.ctx.stopping.is_set():
+            if not self._check_enabled():
+                await self.ctx.wait(OFF_CHECK_S)  # the checkpoint waits where it is
+                continue
             try:
                 tokens = tokens or await self._tokens()
                 more = await self.cycle(tokens)
@@ -73,6 +84,19 @@ class LeadChanges:
                 continue
             if not more:
                 await self.ctx.wait(self.poll_interval_s)
+
+    def _check_enabled(self) -> bool:
+        enabled = self.enabled()
+        if enabled != self._was_enabled:
+            SOURCE_ENABLED.labels(self.ctx.worker).set(int(enabled))
+            if enabled:
+                log.info("people sync is on: following lead changes from the checkpoint")
+            else:
+                log.info("people sync is off (admin setting people_sync): waiting; "
+                         "`actions-sync sync start` or `actions-sync settings set "
+                         "people_sync on` turns it on")
+            self._was_enabled = enabled
+        return enabled
 
     async def cycle(self, tokens: dict[str, str]) -> bool:
         """One page of each stream, published and checkpointed; True if more is waiting."""

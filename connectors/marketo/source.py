@@ -1,7 +1,9 @@
 """The Marketo source connector's entry points: Marketo -> `marketo.person.changes`.
 
-    actions-sync sync start             -> initial_sync(settings): the bulk load (S6, S12)
-    actions-sync worker marketo-source  -> run(settings): lead changes, until SIGTERM
+    actions-sync sync start             -> initial_sync(settings): turns the people sync
+                                           on, then the bulk load (S6, S12)
+    actions-sync worker marketo-source  -> run(settings): lead changes, until SIGTERM,
+                                           while the people sync is on
 
 Both check their settings before the first call and share the wiring: a paced
 `MarketoClient`, a `Publisher` to the topic, the store for checkpoints. SIGTERM/SIGINT
@@ -18,6 +20,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from actions_sync.admin.commands import change, cli_user
+from actions_sync.admin.live import LiveSettings
+from actions_sync.admin.live import load as load_settings
 from actions_sync.errors import ConfigError
 from actions_sync.kafka import ensure_topics
 from actions_sync.metrics import serve_metrics
@@ -28,7 +33,7 @@ from actions_sync.store import Store
 from actions_sync.topics import PERSON_CHANGES, specs
 from connectors.marketo.client import MarketoClient, MarketoLimits
 from connectors.marketo.context import SourceContext
-from connectors.marketo.incremental import LeadChanges
+from connectors.marketo.incremental import OFF_CHECK_S, LeadChanges
 from connectors.marketo.initial import InitialSync
 
 __all__ = ["WORKER", "Endpoints", "initial_sync", "run", "validate"]
@@ -61,26 +66,58 @@ def validate(settings: Settings) -> Endpoints:
 
 
 def initial_sync(settings: Settings) -> None:
-    """`actions-sync sync start`: load every sales-owned person, then return."""
+    """`actions-sync sync start`: initiate the data sync (SPEC S12): turn the people sync
+    on, then load every sales-owned person and return. An admin turning it off stops the
+    load at its next checkpoint; `sync start` again resumes it."""
     endpoints = validate(settings)
 
     async def load(ctx: SourceContext) -> bool:
-        return await InitialSync(ctx, settings.marketo_since, settings.marketo_until,
-                                 settings.marketo_export_chunk_bytes).run()
+        _turn_on(settings, ctx.store)
+        with _live(settings, ctx.store, endpoints) as live:
+            watch = asyncio.create_task(_stop_when_turned_off(ctx, live))
+            try:
+                return await InitialSync(ctx, settings.marketo_since, settings.marketo_until,
+                                         settings.marketo_export_chunk_bytes).run()
+            finally:
+                watch.cancel()
 
     done = asyncio.run(_with_context(settings, endpoints, load))
     log.info("initial sync %s", "complete" if done else "stopped at its checkpoint")
 
 
 def run(settings: Settings) -> None:
-    """`actions-sync worker marketo-source`: follow lead changes until SIGTERM."""
+    """`actions-sync worker marketo-source`: follow lead changes until SIGTERM, while the
+    people sync is turned on (it waits, checkpoint kept, while an admin has it off)."""
     endpoints = validate(settings)
     serve_metrics(settings.metrics_host, settings.metrics_port)
 
     async def follow(ctx: SourceContext) -> None:
-        await LeadChanges(ctx, settings.marketo_poll_interval_s).run()
+        with _live(settings, ctx.store, endpoints) as live:
+            await LeadChanges(ctx, settings.marketo_poll_interval_s,
+                              enabled=lambda: live.current().people_sync).run()
 
     asyncio.run(_with_context(settings, endpoints, follow))
+
+
+def _turn_on(settings: Settings, store: Store) -> None:
+    """The admin setting people_sync on, audited, as `settings set people_sync on` does."""
+    if not load_settings(store.engine).settings.people_sync:
+        change(settings, store, "people_sync", True, f"{cli_user()} (sync start)")
+        log.info("people sync turned on (admin setting people_sync)")
+
+
+def _live(settings: Settings, store: Store, endpoints: Endpoints) -> LiveSettings:
+    """The admin settings, kept current (enter it to start following them)."""
+    return LiveSettings(store.engine, endpoints.kafka, replication=settings.replication_factor)
+
+
+async def _stop_when_turned_off(ctx: SourceContext, live: LiveSettings) -> None:
+    while not await ctx.wait(OFF_CHECK_S):
+        if not live.current().people_sync:
+            log.warning("people sync turned off by an admin: the initial sync stops at its "
+                        "next checkpoint; `actions-sync sync start` resumes it")
+            ctx.stopping.set()
+            return
 
 
 async def _with_context(settings: Settings, endpoints: Endpoints,

@@ -16,13 +16,16 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from actions_sync.admin.commands import set_value
 from actions_sync.kafka import Ends, read_topic
 from actions_sync.runtime.people_scenario import Expected, reconcile
 from actions_sync.runtime.process import spawn
 from actions_sync.runtime.stack import CLI, Stack, scrape_sum
 from actions_sync.settings import Settings
 from actions_sync.store import PERSON_FIELDS, Store
+from actions_sync.store import admin_settings as stored_settings
 from actions_sync.topics import PERSON_CHANGES
 from sandboxes.base import free_port
 from sandboxes.marketo.fields import FIELDS
@@ -195,6 +198,24 @@ def test_initial_sync_killed_mid_export_resumes_and_lands_exactly_the_owned_peop
     assert 0 <= republished(records) <= CHUNK // 100  # at most one chunk's rows, again
 
 
+def test_an_admin_turning_the_people_sync_off_stops_the_load_at_a_checkpoint(
+        kafka, registry, tmp_path):
+    stack, marketo = start(kafka, registry, tmp_path, "--seed-people", "30000",
+                           "--latency-ms", "150")  # ~6 s of ranged downloads
+    try:
+        first = source(stack, marketo, "sync", "start")
+        wait_for(lambda: (checkpoint(stack, "marketo.initial_sync") or {}).get("offset"),
+                 what="a mid-file checkpoint")
+        set_value(stack.settings, "people_sync", "off")
+        assert finished(first) == 0  # stopped, not failed
+        assert not checkpoint(stack, "marketo.initial_sync")["done"]
+        assert finished(source(stack, marketo, "sync", "start")) == 0  # on again: resumes
+        drain(stack)
+        check_store(stack, initial_oracle(30000))
+    finally:
+        stack.stop()
+
+
 def test_lead_changes_reach_the_store_in_order_across_a_kill_mid_paging(
         kafka, registry, tmp_path):
     stack, marketo = start(kafka, registry, tmp_path, "--seed-people", "3000", "--latency-ms", "60")
@@ -221,6 +242,49 @@ def test_lead_changes_reach_the_store_in_order_across_a_kill_mid_paging(
         stack.stop()
     check_store(stack, expected)
     assert republished(records) <= 300 + len(touched)  # a page again, and pages' overlaps
+
+
+def source_enabled(metrics_url: str) -> float | None:
+    """The source's `actions_sync_source_enabled` gauge, None while it is not served."""
+    try:
+        text = httpx.get(metrics_url, timeout=2.0).text
+    except httpx.TransportError:
+        return None
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "actions_sync_source_enabled":
+                return sample.value
+    return None
+
+
+def calls_to(marketo: str, endpoint: str) -> int:
+    return sum(endpoint in e["path"] for e in httpx.get(f"{marketo}/_sandbox/journal").json())
+
+
+def test_the_people_sync_runs_only_while_an_admin_has_it_on(kafka, registry, tmp_path):
+    """SPEC S12 "initiate data sync": `sync start` turns the people_sync setting on (audited);
+    with it off the lead-changes worker waits, checkpoint kept, and catches up once on."""
+    stack, marketo = start(kafka, registry, tmp_path, "--seed-people", "300")
+    owned = sorted(initial_oracle(300).present())
+    try:
+        assert finished(source(stack, marketo, "sync", "start")) == 0
+        with Store(stack.settings.database_url) as store:
+            entry = stored_settings.audit_log(store.engine, limit=1)[0]
+        assert (entry.key, entry.new_value) == ("people_sync", True)
+        assert entry.changed_by.endswith("(sync start)")
+        set_value(stack.settings, "people_sync", "off")
+        worker = source(stack, marketo, "worker", "marketo-source", **METRICS)
+        wait_for(lambda: source_enabled(METRICS_URL) == 0, what="the source waiting")
+        update(marketo, {"id": owned[0], "title": "edited while off"})
+        time.sleep(1.5)  # ~7 polls at the 0.2 s interval, were it polling
+        assert calls_to(marketo, "leadchanges") == 0
+        set_value(stack.settings, "people_sync", "on")
+        wait_for(lambda: title(stack, owned[0]) == "edited while off", what="the edit")
+        assert source_enabled(METRICS_URL) == 1
+        worker.send_signal(signal.SIGTERM)
+        assert finished(worker) == 0
+    finally:
+        stack.stop()
 
 
 def token(http: httpx.Client) -> str:
