@@ -102,6 +102,10 @@ RECORDS_PUBLISHED = Counter(
     "Records a source connector published to a topic",
     ["worker", "topic"],
 )
+ADMIN_SETTINGS_REVISION = Gauge(
+    "actions_sync_admin_settings_revision",
+    "The admin settings revision this worker applies (-1: defaults, nothing stored yet)",
+)
 SOURCE_ENABLED = Gauge(
     "actions_sync_source_enabled",
     "1 while a source connector's admin setting turns it on (people_sync), 0 while it waits",

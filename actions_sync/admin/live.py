@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 
 from actions_sync.admin.model import AdminSettings
 from actions_sync.admin.snapshot import SETTINGS_TOPIC, Versioned, decode, ensure_topic, from_stored
+from actions_sync.metrics import ADMIN_SETTINGS_REVISION
 from actions_sync.store import admin_settings as stored
 
 __all__ = ["LiveSettings", "load"]
@@ -60,16 +61,20 @@ class LiveSettings:
         """Take `snapshot` if it is not older than what we have."""
         if snapshot.revision < self._latest.revision:
             return False
+        self._apply(snapshot)
+        return True
+
+    def _apply(self, snapshot: Versioned) -> None:
         if snapshot.settings != self._latest.settings:
             log.info("admin settings revision %d applied", snapshot.revision)
         self._latest = snapshot  # one reference swap: readers see old or new, never a mix
-        return True
+        ADMIN_SETTINGS_REVISION.set(snapshot.revision)  # which workers have applied a change
 
     def start(self) -> LiveSettings:
         """Read the store once (so the first batch already has the real settings), then
         follow changes in a daemon thread."""
         if self._engine is not None:
-            self._latest = load(self._engine)
+            self._apply(load(self._engine))
         if self._bootstrap:
             ensure_topic(self._bootstrap, self._replication)
         self._thread = threading.Thread(target=self._run, name="live-settings", daemon=True)
@@ -122,9 +127,7 @@ class LiveSettings:
         except Exception as exc:  # the store may be down for a while; keep the last good
             log.warning("admin settings not refreshed from the store: %s", exc)
             return False
-        if snapshot.settings != self._latest.settings:
-            log.info("admin settings revision %d applied", snapshot.revision)
-        self._latest = snapshot  # the store is the truth, whatever its revision
+        self._apply(snapshot)  # the store is the truth, whatever its revision
         return True
 
     def close(self) -> None:

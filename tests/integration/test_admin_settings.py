@@ -10,6 +10,7 @@ import time
 
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
+from prometheus_client import REGISTRY
 
 from actions_sync.admin import LiveSettings, set_value
 from actions_sync.admin.live import load
@@ -122,3 +123,5 @@ def test_without_a_broker_live_settings_follow_the_store(sqlite_url):
             assert live.current().people_sync is False
             set_value(settings, "people_sync", "on")
             wait_until(lambda: live.current().people_sync, timeout_s=5)
+            assert REGISTRY.get_sample_value("actions_sync_admin_settings_revision") == \
+                live.revision >= 1  # operators see which workers applied the change
