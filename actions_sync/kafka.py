@@ -23,12 +23,14 @@ __all__ = [
     "admin_config",
     "consumer_config",
     "dlq_topic",
+    "ends_of",
     "ensure_topics",
     "Ends",
     "group_progress",
     "read_topic",
     "producer_config",
     "wait_for_broker",
+    "written",
 ]
 
 DLQ_SUFFIX = ".dlq"
@@ -156,6 +158,24 @@ def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0) -> list[Any]:
         return records
     finally:
         consumer.close()
+
+
+def ends_of(records: Iterable[Any]) -> Ends:
+    """Where each partition ends after `records` (messages, e.g. from `read_topic`)."""
+    ends: Ends = {}
+    for msg in records:
+        key = (msg.topic(), msg.partition())
+        ends[key] = max(ends.get(key, 0), msg.offset() + 1)
+    return ends
+
+
+def written(bootstrap: str, topics: Iterable[str]) -> Ends:
+    """Where each partition of `topics` ends, read from the records themselves (Tansu's
+    high watermarks undercount multi-record batches): what a consumer must reach."""
+    ends: Ends = {}
+    for topic in topics:
+        ends.update(ends_of(read_topic(bootstrap, topic, idle_s=1.0)))
+    return ends
 
 
 def _wait_for_port(hostport: str, deadline: float) -> None:

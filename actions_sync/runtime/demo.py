@@ -35,7 +35,7 @@ from rich.table import Table
 from rich.text import Text
 
 from actions_sync.admin.live import load
-from actions_sync.kafka import Ends, dlq_topic, ensure_topics, read_topic
+from actions_sync.kafka import Ends, dlq_topic, ensure_topics, read_topic, written
 from actions_sync.publish import Publisher
 from actions_sync.runtime.activities_scenario import (
     ActivityReport,
@@ -238,17 +238,6 @@ def _publish_activities(stack: Stack, activities: list[dict[str, object]],
         publisher.flush()
     registry.close()
     return publisher.ends
-
-
-def written(bootstrap: str, topics: tuple[str, ...]) -> Ends:
-    """Where each partition of `topics` ends, read from the records themselves (Tansu's
-    high watermarks undercount multi-record batches)."""
-    ends: Ends = {}
-    for topic in topics:
-        for msg in read_topic(bootstrap, topic, idle_s=1.0):
-            key = (topic, msg.partition())
-            ends[key] = max(ends.get(key, 0), msg.offset() + 1)
-    return ends
 
 
 def _follow_activities(stack: Stack, ends: Ends, expected: dict[str, ExpectedActivity],

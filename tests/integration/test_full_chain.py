@@ -28,9 +28,8 @@ import pytest
 
 from actions_sync.admin import set_value
 from actions_sync.admin.live import load
-from actions_sync.kafka import Ends, dlq_topic, ensure_topics, read_topic
+from actions_sync.kafka import Ends, dlq_topic, ensure_topics, read_topic, written
 from actions_sync.publish import Publisher
-from actions_sync.runtime.demo import written
 from actions_sync.runtime.stack import Stack
 from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings

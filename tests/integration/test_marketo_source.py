@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from actions_sync.admin.commands import set_value
-from actions_sync.kafka import Ends, read_topic
+from actions_sync.kafka import ends_of, read_topic
 from actions_sync.runtime.people_scenario import Expected, reconcile
 from actions_sync.runtime.process import spawn
 from actions_sync.runtime.stack import CLI, Stack, scrape_sum
@@ -82,11 +82,7 @@ def checkpoint(stack, name):
 def drain(stack) -> list:
     """Every record the source published; waits until the people worker committed them."""
     records = read_topic(stack.bootstrap, PERSON_CHANGES, idle_s=1.0)
-    ends: Ends = {}
-    for msg in records:
-        ends[(PERSON_CHANGES, msg.partition())] = max(ends.get((PERSON_CHANGES, msg.partition()),
-                                                               0), msg.offset() + 1)
-    stack.wait_drained("people", PERSON_CHANGES, ends, timeout_s=60)
+    stack.wait_drained("people", PERSON_CHANGES, ends_of(records), timeout_s=60)
     return records
 
 
