@@ -76,18 +76,60 @@ async def fan_out(items: Sequence[T], size: int,
 
     A call that fails as a whole gives each of its records the outcome of the error: a
     transient one (`Retriable`, including rate limits and quotas) -> retry, not counted
-    against the record's attempts (the API is down, the record may be fine), `Rejected`
-    -> rejected. Other errors (`Fatal`) propagate once every call has ended, so that no
-    call is left running unobserved.
+    against the record's attempts (the API is down, the record may be fine). A `Rejected`
+    call of several records is split in halves and each sent again (`_bisect`), so that
+    one bad record does not take the others to the dead-letter topic. Other errors
+    (`Fatal`) propagate once every call has ended, so that no call is left running
+    unobserved.
     """
     parts = chunks(items, size)
-    answers = await asyncio.gather(*(send(part) for part in parts), return_exceptions=True)
+    answers = await asyncio.gather(*(_answer(part, send) for part in parts),
+                                   return_exceptions=True)
     out: list[Outcome] = []
-    for part, answer in zip(parts, answers, strict=True):
+    for answer in answers:
+        if isinstance(answer, BaseException):
+            raise answer
+        out += answer
+    return out
+
+
+# Refusals of a request's size: halves are smaller, so they are always worth sending.
+_SIZE_CODES = frozenset({"413", "414"})
+
+
+async def _answer(part: Sequence[T],
+                  send: Callable[[Sequence[T]], Awaitable[list[Outcome]]]) -> list[Outcome]:
+    try:
+        return await send(part)
+    except Retriable as exc:
+        return [retry(exc, counted=False)] * len(part)
+    except Rejected as exc:
+        return await _bisect(part, send, exc)
+
+
+async def _bisect(part: Sequence[T], send: Callable[[Sequence[T]], Awaitable[list[Outcome]]],
+                  refusal: Rejected) -> list[Outcome]:
+    """`part` was refused as a whole: find the records that cause it, send the rest.
+
+    One bad record costs ~2 log2(n) more calls. When both halves are refused with the
+    same code the refusal is about something they share (a field every record has, a
+    configuration): all are rejected after those two calls, as the first refusal said —
+    no storm of calls against the rate limit. Too large a request is always split.
+    """
+    if len(part) == 1:
+        return [rejected(refusal)]
+    middle = len(part) // 2
+    halves = (part[:middle], part[middle:])
+    answers = await asyncio.gather(*(send(half) for half in halves), return_exceptions=True)
+    if refusal.code not in _SIZE_CODES and all(
+            isinstance(a, Rejected) and a.code == refusal.code for a in answers):
+        return [rejected(refusal)] * len(part)
+    out: list[Outcome] = []
+    for half, answer in zip(halves, answers, strict=True):
         if isinstance(answer, Rejected):
-            out += [rejected(answer)] * len(part)
+            out += await _bisect(half, send, answer)
         elif isinstance(answer, Retriable):
-            out += [retry(answer, counted=False)] * len(part)
+            out += [retry(answer, counted=False)] * len(half)
         elif isinstance(answer, BaseException):
             raise answer
         else:
