@@ -97,18 +97,30 @@ async def fan_out(items: Sequence[T], size: int,
 _SIZE_CODES = frozenset({"413", "414"})
 
 
-async def _answer(part: Sequence[T],
-                  send: Callable[[Sequence[T]], Awaitable[list[Outcome]]]) -> list[Outcome]:
+Send = Callable[[Sequence[T]], Awaitable[list[Outcome]]]
+
+
+async def _answer(part: Sequence[T], send: Send[T]) -> list[Outcome]:
     try:
-        return await send(part)
-    except Retriable as exc:
-        return [retry(exc, counted=False)] * len(part)
-    except Rejected as exc:
-        return await _bisect(part, send, exc)
+        answer: list[Outcome] | BaseException = await send(part)
+    except (Retriable, Rejected) as exc:
+        answer = exc
+    return await _settle(part, answer, send)
 
 
-async def _bisect(part: Sequence[T], send: Callable[[Sequence[T]], Awaitable[list[Outcome]]],
-                  refusal: Rejected) -> list[Outcome]:
+async def _settle(part: Sequence[T], answer: list[Outcome] | BaseException,
+                  send: Send[T]) -> list[Outcome]:
+    """What the answer to one call of `part` means for each of its records."""
+    if isinstance(answer, Rejected):
+        return await _bisect(part, send, answer)
+    if isinstance(answer, Retriable):
+        return [retry(answer, counted=False)] * len(part)
+    if isinstance(answer, BaseException):
+        raise answer
+    return answer
+
+
+async def _bisect(part: Sequence[T], send: Send[T], refusal: Rejected) -> list[Outcome]:
     """`part` was refused as a whole: find the records that cause it, send the rest.
 
     One bad record costs ~2 log2(n) more calls. When both halves are refused with the
@@ -126,12 +138,5 @@ async def _bisect(part: Sequence[T], send: Callable[[Sequence[T]], Awaitable[lis
         return [rejected(refusal)] * len(part)
     out: list[Outcome] = []
     for half, answer in zip(halves, answers, strict=True):
-        if isinstance(answer, Rejected):
-            out += await _bisect(half, send, answer)
-        elif isinstance(answer, Retriable):
-            out += [retry(answer, counted=False)] * len(half)
-        elif isinstance(answer, BaseException):
-            raise answer
-        else:
-            out += answer
+        out += await _settle(half, answer, send)
     return out
