@@ -1,6 +1,11 @@
 """The Actions store: tables, migrations and the Store API."""
 
-from actions_sync.store import admin_settings, ledger, parked  # noqa: F401  (their tables)
+from actions_sync.store import (  # noqa: F401  (their tables)
+    admin_settings,
+    ledger,
+    parked,
+    unsubscribes,
+)
 from actions_sync.store.store import (
     PeopleParams,
     PeopleWrite,

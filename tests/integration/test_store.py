@@ -224,3 +224,16 @@ def test_batches_leave_the_store_as_one_change_at_a_time_would(database_url, eve
 def _cut(items: list, cuts: list[int]) -> list[list]:
     edges = sorted({0, len(items), *(c for c in cuts if c < len(items))})
     return [items[a:b] for a, b in zip(edges, edges[1:], strict=False) if items[a:b]]
+
+
+def test_unsubscribed_answers_which_people_hold_an_unsubscribe(store):
+    from datetime import UTC, datetime
+
+    from actions_sync.store.unsubscribes import unsubscribed, unsubscribes
+
+    with store.engine.begin() as conn:
+        conn.execute(unsubscribes.insert(), [
+            {"marketo_id": 7, "email": "a@example.com", "source": "MANUAL",
+             "occurred_at": datetime(2026, 3, 1, tzinfo=UTC)}])
+    assert unsubscribed(store.engine, [7, 8, 7]) == {7}
+    assert unsubscribed(store.engine, []) == set()
