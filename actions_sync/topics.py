@@ -30,7 +30,7 @@ UNSUBSCRIBES = "actions.unsubscribes"  # key: Marketo ID, value: Unsubscribe
 REMINDER_TASKS = "actions.reminder.tasks"  # key: task id, value: ReminderTask
 SEND_CHECKS = "actions.send.checks"  # key: Marketo ID, value: SendCheck
 SEND_DECISIONS = "actions.send.decisions"  # key: Marketo ID, value: SendDecision
-SALESFORCE_OPTOUTS = "salesforce.optouts"
+SALESFORCE_OPTOUTS = "salesforce.optouts"  # key: Salesforce Id, value: SalesforceOptOut
 SALESFORCE_TASKS = "salesforce.tasks"
 OUTBOUND_MARKETO_ACTIVITIES = "outbound.marketo.activities"
 OUTBOUND_SALESFORCE_TASKS = "outbound.salesforce.tasks"
@@ -47,6 +47,8 @@ RECORD_OF = {
     SEND_DECISIONS: "SendDecision",
     OUTBOUND_MARKETO_ACTIVITIES: "MarketoActivityOut",
     OUTBOUND_SALESFORCE_TASKS: "SalesforceTaskOut",
+    SALESFORCE_OPTOUTS: "SalesforceOptOut",
+    OUTBOUND_SALESFORCE_OPTOUTS: "SalesforceOptOutWrite",
 }
 INPUT_TOPICS = (PERSON_CHANGES, SALES_ACTIVITIES, UNSUBSCRIBES, REMINDER_TASKS, SEND_CHECKS)
 

@@ -21,8 +21,8 @@ from actions_sync.errors import UndecodableRecord
 from actions_sync.serialization import Deserializer, FastDeserializer, Serializer, frame
 from tests.factories import person_change, sales_activity
 
-COMPILED = ("PersonChange", "ReminderTask", "SalesActivity", "SendCheck", "SendDecision",
-            "Unsubscribe")
+COMPILED = ("PersonChange", "ReminderTask", "SalesActivity", "SalesforceOptOut",
+            "SalesforceOptOutWrite", "SendCheck", "SendDecision", "Unsubscribe")
 EARLIEST, LATEST = datetime(1, 1, 2), datetime(9999, 12, 30)  # a day inside datetime's range
 EPOCH = datetime(1970, 1, 1)
 
