@@ -237,3 +237,21 @@ def test_unsubscribed_answers_which_people_hold_an_unsubscribe(store):
              "occurred_at": datetime(2026, 3, 1, tzinfo=UTC)}])
     assert unsubscribed(store.engine, [7, 8, 7]) == {7}
     assert unsubscribed(store.engine, []) == set()
+
+
+def test_opt_outs_the_sync_wrote_are_remembered_once_per_record_and_field(store):
+    from datetime import UTC, datetime
+
+    from actions_sync.store.unsubscribes import (
+        OptOutWrite,
+        record_optout_writes,
+        written_optouts,
+    )
+
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    write = OptOutWrite("00Q000000000001AAA", "HasOptedOutOfEmail", "Lead", 7, at)
+    record_optout_writes(store.engine, [write, write])
+    record_optout_writes(store.engine, [write])
+    ids = ["00Q000000000001AAA", "003000000000002AAA"]
+    assert written_optouts(store.engine, "HasOptedOutOfEmail", ids) == {"00Q000000000001AAA"}
+    assert written_optouts(store.engine, "Other__c", ids) == set()

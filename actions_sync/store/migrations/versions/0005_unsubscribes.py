@@ -1,4 +1,5 @@
-"""unsubscribes: people who unsubscribed, from either side (SPEC S9, read by S10)
+"""unsubscribes: people who unsubscribed, from either side (SPEC S9, read by S10);
+salesforce_optout_writes: the opt-outs the sync itself set in Salesforce (echo filter)
 
 Revision ID: 0005
 Revises: 0002
@@ -21,7 +22,16 @@ def upgrade() -> None:
         sa.Column("source", sa.String(32), nullable=False),
         sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
     )
+    op.create_table(
+        "salesforce_optout_writes",
+        sa.Column("sfdc_id", sa.String(18), primary_key=True),
+        sa.Column("field", sa.String(64), primary_key=True),
+        sa.Column("sobject", sa.String(16), nullable=False),
+        sa.Column("marketo_id", sa.BigInteger, nullable=False),
+        sa.Column("written_at", sa.DateTime(timezone=True), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("salesforce_optout_writes")
     op.drop_table("unsubscribes")
