@@ -67,9 +67,12 @@ WORKERS = {
     "reminders": ("streams.reminders:run", "reminder-task sync with Salesforce (SPEC S11)"),
     "send-check": ("streams.send_check:run", "the Marketo unsubscribe check (SPEC S10)"),
     "admin-api": ("actions_sync.admin.http:run", "the admin HTTP API (SPEC S12)"),
+    "salesforce-optout-sink": ("connectors.salesforce.optout_sink:run",
+                               "unsubscribe sync with Salesforce (opt-out writes, SPEC S9)"),
 }
 # What `up` runs by default: every built flow, one copy each.
-UP_WORKERS = ("people", "activities", "marketo-sink", "salesforce-sink", "admin-api")
+UP_WORKERS = ("people", "activities", "marketo-sink", "salesforce-sink", "admin-api",
+              "unsubscribes", "salesforce-optout-sink")
 
 
 def not_built(what: str, part: str) -> NoReturn:

@@ -279,24 +279,24 @@ def to_push(engine: Engine, after: int, limit: int) -> list[dict[str, Any]]:
 
 def people_by_salesforce_id(engine: Engine, sfdc_ids: Iterable[str]
                             ) -> dict[str, list[dict[str, Any]]]:
-    """15-character id -> the persons whose Lead or Contact id it is, stored in its
-    15- or 18-character form (`sfdc_ids` are 18-character, as Salesforce answers them);
-    duplicates in Marketo make several people share one record (SPEC S5)."""
+    """18-character id -> the persons whose Lead or Contact id it is: stored in that
+    18-character form, or in its 15-character form (the first 15, case-sensitive).
+    Duplicates in Marketo make several people share one record (SPEC S5)."""
     ids = set(sfdc_ids)
-    keys = {i[:15] for i in ids}
-    if not keys:
+    if not ids:
         return {}
-    forms = sorted(keys | ids)
+    by_form = {i: i for i in ids} | {i[:15]: i for i in ids}
     p = persons
-    query = select(p).where(or_(p.c.sfdc_lead_id.in_(forms), p.c.sfdc_contact_id.in_(forms)))
+    query = select(p).where(or_(p.c.sfdc_lead_id.in_(sorted(by_form)),
+                                p.c.sfdc_contact_id.in_(sorted(by_form))))
     out: dict[str, list[dict[str, Any]]] = {}
     try:
         with engine.connect() as conn:
             for row in conn.execute(query):
                 person = {k: _aware(v) for k, v in row._mapping.items()}
                 for column in ("sfdc_lead_id", "sfdc_contact_id"):
-                    key = (person[column] or "")[:15]
-                    if key in keys and person not in out.get(key, []):
+                    key = by_form.get(person[column] or "")
+                    if key is not None and person not in out.get(key, []):
                         out.setdefault(key, []).append(person)
     except OperationalError as exc:
         raise Retriable(f"reading persons failed: {exc.orig}") from exc

@@ -300,7 +300,11 @@ def test_people_are_found_by_a_salesforce_id_stored_in_15_or_18_characters(store
     found = people_by_salesforce_id(store.engine, ["00Q000000000001EAA", "003000000000002AAA",
                                                    "003000000000009AAA"])
     assert {k: sorted(p["marketo_id"] for p in v) for k, v in found.items()} == {
-        "00Q000000000001": [1, 3], "003000000000002": [2]}  # 15-character ids are case-sensitive
+        "00Q000000000001EAA": [1, 3], "003000000000002AAA": [2]}  # 15 characters: case-sensitive
+    # A stored 18-character id names one record, even where the first 15 are shared.
+    store.apply_people([row(5, 1, sfdc_lead_id="00Q000000000001ZZZ", sfdc_contact_id=None)], [])
+    found = people_by_salesforce_id(store.engine, ["00Q000000000001ZZZ"])
+    assert sorted(p["marketo_id"] for p in found["00Q000000000001ZZZ"]) == [1, 5]
 
 
 def test_held_opt_outs_are_kept_until_dropped(store):
