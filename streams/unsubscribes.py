@@ -20,12 +20,16 @@ store's `unsubscribes` and `outbound.salesforce.optouts`, as the live admin sett
   exactly that: nothing stored while the sync was off is lost, and what was pushed is not
   pushed again.
 
+The full reconciliation runs daily in this worker at the admin's `unsubscribe_reconcile_at`
+(`DailyReconcile`), and on demand with `actions-sync reconcile unsubscribes`.
+
 Offsets are committed after the store and the broker hold the effect; a redelivered
 batch stores nothing new and publishes again, which the sink absorbs (its write record).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -55,11 +59,12 @@ from actions_sync.topics import (
     specs,
 )
 from connectors.salesforce.ids import to18
+from streams import unsubscribe_reconcile as reconciliation
 from streams.app import Handler, run_agent
 from streams.batch import RawRecord, split
 from streams.rules import unsubscribes as rules
 
-__all__ = ["WORKER", "CatchUp", "UnsubscribeAgent", "run"]
+__all__ = ["WORKER", "CatchUp", "DailyReconcile", "UnsubscribeAgent", "run"]
 
 WORKER = "unsubscribes"
 CATCH_UP_PAGE = 500
@@ -239,6 +244,55 @@ class CatchUp:
         self._thread.join(timeout=30)
 
 
+class DailyReconcile:
+    """Runs the full reconciliation (`streams.unsubscribe_reconcile`) when the admin's
+    `unsubscribe_reconcile_at` comes, or at once when the last run did not finish (a
+    crash: it resumes from its checkpoint). Checked every `check_s` in a daemon thread.
+    Two worker copies may both start it; every step is idempotent (stored unsubscribes
+    stay, the sink skips what was written)."""
+
+    def __init__(self, settings: Settings, store: Store, admin: Callable[[], AdminSettings],
+                 check_s: float = 60.0,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.settings = settings
+        self.store = store
+        self.admin = admin
+        self.check_s = check_s
+        self.now = now
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="unsubscribes-reconcile",
+                                        daemon=True)
+
+    def start(self) -> DailyReconcile:
+        if not self.settings.salesforce_url:
+            log.warning("ACTIONS_SYNC_SALESFORCE_URL is not set: no scheduled unsubscribe "
+                        "reconciliation in this worker")
+            return self
+        self._thread.start()
+        return self
+
+    def due(self) -> bool:
+        saved = self.store.checkpoint(reconciliation.CHECKPOINT) or {}
+        if saved and saved.get("phase") != "done":
+            return True
+        finished = saved.get("finished_at")
+        return reconciliation.due(self.admin().unsubscribe_reconcile_at, self.now(),
+                                  datetime.fromisoformat(finished) if finished else None)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.check_s):
+            try:
+                if self.admin().unsubscribe_sync and self.due():
+                    asyncio.run(reconciliation.run_once(self.settings, self.store, log.info))
+            except Exception:  # Salesforce or the store away: the next check resumes it
+                log.exception("scheduled unsubscribe reconciliation failed")
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+
 def run(settings: Settings) -> None:
     """`actions-sync worker unsubscribes`."""
     closers: list[Callable[[], None]] = []
@@ -257,7 +311,8 @@ def run(settings: Settings) -> None:
         made = UnsubscribeAgent(store, Publisher(bootstrap, registry), registry, live.current,
                                 dead_letters)
         catch_up = CatchUp(made, settings.unsubscribes_retry_s).start()
-        closers.extend([catch_up.close, live.close, registry.close])
+        daily = DailyReconcile(settings, store, live.current).start()
+        closers.extend([daily.close, catch_up.close, live.close, registry.close])
         agents.append(made)
         return made
 

@@ -13,7 +13,8 @@ import pytest
 from actions_sync.kafka import dlq_topic, ensure_topics, read_topic
 from actions_sync.topics import PERSON_CHANGES, specs
 
-ALL_COMMANDS = ("demo", "up", "worker", "broker", "sandbox", "produce", "sync", "settings", "dlq")
+ALL_COMMANDS = ("demo", "up", "worker", "broker", "sandbox", "produce", "sync", "settings", "dlq",
+                "reconcile")
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None,
@@ -42,6 +43,7 @@ def test_help_lists_every_command():
         (["sandbox", "nope"], "'nope' is not one of"),
         (["worker", "reminders"], "not built yet"),
         (["bogus"], "No such command"),
+        (["reconcile", "unsubscribes"], "ACTIONS_SYNC_SALESFORCE_URL must be set"),
     ],
 )
 def test_bad_arguments_print_one_line_and_exit_2(args, message):

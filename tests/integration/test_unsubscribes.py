@@ -9,6 +9,9 @@ People are written to the store as the people agent would (`person_row`).
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,7 +30,14 @@ from actions_sync.runtime.stack import Stack
 from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
-from actions_sync.store.unsubscribes import held_optouts, unsubscribes, written_optouts
+from actions_sync.store.unsubscribes import (
+    OptOutWrite,
+    held_optouts,
+    record_optout_writes,
+    store_unsubscribes,
+    unsubscribes,
+    written_optouts,
+)
 from actions_sync.topics import (
     OUTBOUND_SALESFORCE_OPTOUTS,
     SALESFORCE_OPTOUTS,
@@ -248,3 +258,71 @@ def test_salesforce_opt_outs_reach_actions_as_salesforce_sync(stack):
     assert rows(stack)[1]["source"] == "SALESFORCE_SYNC"
     assert record(stack, "Lead", LEAD[1])[OPTED] is False
     assert not read_topic(stack.bootstrap, OUTBOUND_SALESFORCE_OPTOUTS, idle_s=0.5)
+
+
+def reconcile(stack: Stack, *args: str) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACTIONS_SYNC_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "actions_sync.cli", "reconcile", "unsubscribes", *args],
+        env={**env, "DATABASE_URL": stack.settings.database_url,
+             "ACTIONS_SYNC_SALESFORCE_URL": str(stack.salesforce_url)},
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_reconciliation_fixes_drift_both_ways_and_resumes(stack):
+    # Pages of 2 rows: the walk follows nextRecordsUrl.
+    stack.salesforce_url = stack.sandbox("salesforce", "--seed-people", "10",
+                                         "--set", "query_page_size=2")
+    people(stack, *(person(m) for m in (1, 2, 3, 4, 5, 6, 7)))
+    with Store(stack.settings.database_url) as store:
+        store_unsubscribes(store.engine, [
+            {"marketo_id": 2, "source": "CLICKED_LINK", "occurred_at": T0, "event_id": "e2",
+             "email": "person2@example.com", "pushed_at": T0},  # its write was lost
+            {"marketo_id": 5, "source": "BOUNCE", "occurred_at": T0, "event_id": "e5"},
+            {"marketo_id": 6, "source": "MANUAL", "occurred_at": T0, "event_id": "e6"},
+            {"marketo_id": 3, "source": "SALESFORCE_SYNC", "occurred_at": T0, "event_id": "e3"}])
+        # The sync once wrote Lead 6, and a person unchecked it since: a re-subscribe.
+        record_optout_writes(store.engine, [OptOutWrite(LEAD[6], OPTED, "Lead", 6, T0, T0)])
+    for sobject, sfdc_id in (("Lead", LEAD[1]), ("Contact", CONTACT[7]), ("Lead", LEAD[9]),
+                             ("Lead", LEAD[4]), ("Lead", LEAD[5])):
+        as_a_person(stack, sobject, sfdc_id, **{OPTED: True})
+    before = {m: r["source"] for m, r in rows(stack).items()}
+
+    lines = reconcile(stack, "--dry-run")
+    assert sorted(lines[:-1]) == sorted([
+        f"would store: person 1 <- Lead {LEAD[1]} {OPTED}",
+        f"would store: person 4 <- Lead {LEAD[4]} {OPTED}",
+        f"would store: person 7 <- Contact {CONTACT[7]} {OPTED}",
+        f"would push: person 2 -> Lead {LEAD[2]} {OPTED}",
+        f"would push: person 6 -> Contact {CONTACT[6]} {OPTED}"])  # 5: already true
+    assert "1 held" in lines[-1]
+    assert {m: r["source"] for m, r in rows(stack).items()} == before
+    assert record(stack, "Lead", LEAD[2])[OPTED] is False
+
+    # A run that stopped after person 2 resumes there: it pushes person 6 only.
+    with Store(stack.settings.database_url) as store:
+        store.save_checkpoint("reconcile-unsubscribes", {"phase": "actions", "after": 2})
+    lines = reconcile(stack)
+    assert lines == [f"pushed: person 6 -> Contact {CONTACT[6]} {OPTED}",
+                     "unsubscribe reconciliation resumed: 0 stored from Salesforce, 1 pushed"
+                     " to Salesforce, 0 held (no person), 0 refused"]
+    assert record(stack, "Contact", CONTACT[6])[OPTED] is True
+    assert record(stack, "Lead", LEAD[6])[OPTED] is False  # never over a re-subscribe
+
+    lines = reconcile(stack)  # a fresh run: the rest
+    assert sorted(lines[:-1]) == sorted([
+        f"stored: person 1 <- Lead {LEAD[1]} {OPTED}",
+        f"stored: person 4 <- Lead {LEAD[4]} {OPTED}",
+        f"stored: person 7 <- Contact {CONTACT[7]} {OPTED}",
+        f"pushed: person 2 -> Lead {LEAD[2]} {OPTED}"])
+    assert record(stack, "Lead", LEAD[2])[OPTED] is True
+    assert record(stack, "Lead", LEAD[3])[OPTED] is False  # SALESFORCE_SYNC: not pushed
+    stored = rows(stack)
+    assert {m: stored[m]["source"] for m in (1, 4, 7)} == {m: "SALESFORCE_SYNC" for m in (1, 4, 7)}
+    with Store(stack.settings.database_url) as store, store.engine.connect() as conn:
+        assert [r.sfdc_id for r in conn.execute(select(held_optouts))] == [LEAD[9]]
+
+    assert reconcile(stack) == ["unsubscribe reconciliation: 0 stored from Salesforce, 0 pushed"
+                                " to Salesforce, 1 held (no person), 0 refused"]
