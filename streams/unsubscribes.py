@@ -115,13 +115,16 @@ class UnsubscribeAgent:
         self._plan(unsubscribes, out)
         self._emit(out)
 
-    def _plan(self, unsubscribes: Sequence[Record], out: _Out) -> None:
+    def _plan(self, unsubscribes: Sequence[Record], out: _Out, fresh: bool = True) -> None:
+        """Opt-out writes of `unsubscribes` into `out`; `fresh`: just arrived (an unsynced
+        one is counted once, not at every catch-up)."""
         settings = self.settings()  # one snapshot per batch: every record sees the same
         people = self.store.people_by_id([u["marketo_id"] for u in unsubscribes])
         for u in unsubscribes:
             plan = rules.push(u, people.get(u["marketo_id"]), settings)
             if plan.unsynced is not None:
-                UNSUBSCRIBES_UNSYNCED.labels(plan.unsynced).inc()
+                if fresh:
+                    UNSUBSCRIBES_UNSYNCED.labels(plan.unsynced).inc()
                 out.pushed[u["marketo_id"]] = plan.unsynced
                 continue
             if not plan.targets:
@@ -190,13 +193,15 @@ class UnsubscribeAgent:
 
     def catch_up(self) -> int:
         """Push what can go now and apply held opt-outs that can be; how many moved."""
-        if not self.settings().unsubscribe_sync:
+        settings = self.settings()
+        if not settings.unsubscribe_sync:
             return 0
+        columns = [rules.ID_COLUMN[o] for o in settings.unsubscribe_objects]
         moved, after = 0, 0
-        while page := table.to_push(self.store.engine, after, CATCH_UP_PAGE):
+        while page := table.to_push(self.store.engine, columns, after, CATCH_UP_PAGE):
             out = _Out()
             with self._lock:
-                self._plan(page, out)
+                self._plan(page, out, fresh=False)
                 self._emit(out)
             moved += sum(1 for reason in out.pushed.values() if reason is None)
             after = page[-1]["marketo_id"]

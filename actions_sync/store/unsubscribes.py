@@ -260,15 +260,16 @@ def mark_pushed(engine: Engine, outcomes: Mapping[int, str | None], at: datetime
         raise Retriable(f"marking unsubscribes pushed failed: {exc.orig}") from exc
 
 
-def to_push(engine: Engine, after: int, limit: int) -> list[dict[str, Any]]:
-    """Unsubscribes captured in Actions and never pushed, whose person now has a
-    Salesforce id, in Marketo id order after `after`: the catch-up's work."""
+def to_push(engine: Engine, id_columns: Sequence[str], after: int,
+            limit: int) -> list[dict[str, Any]]:
+    """Unsubscribes captured in Actions and never pushed, whose person now has one of the
+    Salesforce ids `id_columns` (of `persons`), in Marketo id order after `after`: the
+    catch-up's work."""
     u, p = unsubscribes, persons
     query = (select(u.c.marketo_id, u.c.email, u.c.source, u.c.occurred_at, u.c.event_id)
              .join(p, p.c.marketo_id == u.c.marketo_id)
              .where(u.c.pushed_at.is_(None), u.c.source != "SALESFORCE_SYNC",
-                    u.c.marketo_id > after,
-                    or_(p.c.sfdc_lead_id.is_not(None), p.c.sfdc_contact_id.is_not(None)))
+                    u.c.marketo_id > after, or_(*(p.c[c].is_not(None) for c in id_columns)))
              .order_by(u.c.marketo_id).limit(limit))
     try:
         with engine.connect() as conn:
