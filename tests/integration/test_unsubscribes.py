@@ -327,3 +327,36 @@ def test_reconciliation_fixes_drift_both_ways_and_resumes(stack):
 
     assert reconcile(stack) == ["unsubscribe reconciliation: 0 stored from Salesforce, 0 pushed"
                                 " to Salesforce, 1 held (no person), 0 refused"]
+
+
+def test_kill_9_of_the_agent_mid_stream_loses_nothing(stack):
+    stack.salesforce_url = stack.sandbox("salesforce", "--seed-people", "300")
+    population = list(generate(300, 7))
+    people(stack, *(person_change(p["marketo_id"], 0, sfdc_lead_id=p["sfdc_lead_id"],
+                                  sfdc_contact_id=p["sfdc_contact_id"]) for p in population))
+    # Ten unsubscribes a person, in batches of 20: a kill lands in the middle.
+    items = [unsubscribe(n % 300 + 1, n + 1) for n in range(3000)]
+    ends = publish(stack, UNSUBSCRIBES, "Unsubscribe", [(str(u["marketo_id"]), u) for u in items])
+    env = {"ACTIONS_SYNC_UNSUBSCRIBES_RETRY_S": "0.5", "ACTIONS_SYNC_PEOPLE_BATCH_SIZE": "20"}
+    stack.add_worker("salesforce-optout-sink")
+    agent = stack.add_worker("unsubscribes", env)
+    eventually(lambda: stack.progress("unsubscribes", UNSUBSCRIBES, ends)[0] > 0,
+               "the agent's first batches", timeout_s=60)
+    done, total = stack.progress("unsubscribes", UNSUBSCRIBES, ends)
+    agent.proc.kill()
+    agent.proc.wait()
+    stack.workers.remove(agent)
+    assert done < total, "the agent finished before the kill"
+    stack.add_worker("unsubscribes", env)
+    stack.wait_drained("unsubscribes", UNSUBSCRIBES, ends, timeout_s=120)
+    drain_sink(stack)
+
+    assert all(r["pushed_at"] is not None for r in rows(stack).values())
+    assert set(rows(stack)) == {p["marketo_id"] for p in population}
+    leads = httpx.get(f"{stack.salesforce_url}/_sandbox/salesforce/records/Lead", timeout=30).json()
+    contacts = httpx.get(f"{stack.salesforce_url}/_sandbox/salesforce/records/Contact",
+                         timeout=30).json()
+    assert all(r[OPTED] is True for r in leads + contacts)
+    assert len(leads) == 300 and contacts
+    for topic in TOPICS:
+        assert not read_topic(stack.bootstrap, dlq_topic(topic), idle_s=0.5), topic
