@@ -36,6 +36,8 @@ dlq_app = typer.Typer(help="Dead-letter topics: list what failed and why, replay
 app.add_typer(sync_app, name="sync")
 app.add_typer(settings_app, name="settings")
 app.add_typer(dlq_app, name="dlq")
+reconcile_app = typer.Typer(help="Full reconciliations with the vendors.", no_args_is_help=True)
+app.add_typer(reconcile_app, name="reconcile")
 
 
 
@@ -67,9 +69,12 @@ WORKERS = {
     "reminders": ("streams.reminders:run", "reminder-task sync with Salesforce (SPEC S11)"),
     "send-check": ("streams.send_check:run", "the Marketo unsubscribe check (SPEC S10)"),
     "admin-api": ("actions_sync.admin.http:run", "the admin HTTP API (SPEC S12)"),
+    "salesforce-optout-sink": ("connectors.salesforce.optout_sink:run",
+                               "unsubscribe sync with Salesforce (opt-out writes, SPEC S9)"),
 }
 # What `up` runs by default: every built flow, one copy each.
-UP_WORKERS = ("people", "activities", "marketo-sink", "salesforce-sink", "admin-api")
+UP_WORKERS = ("people", "activities", "marketo-sink", "salesforce-sink", "admin-api",
+              "unsubscribes", "salesforce-optout-sink")
 
 
 def not_built(what: str, part: str) -> NoReturn:
@@ -354,6 +359,18 @@ def dlq_replay(
     settings = _settings()
     count = replay_dead_letters(_bootstrap(settings), topic)
     say(f"replayed {count} records from {topic}.dlq to {topic}")
+
+
+@reconcile_app.command("unsubscribes")
+def reconcile_unsubscribes(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would change; change "
+                                          "nothing.")] = False,
+) -> None:
+    """Walk Salesforce opt-outs and Actions unsubscribes and fix drift in the allowed
+    directions (never writing false); prints each change. Resumes after a crash (SPEC S9)."""
+    report = _entry("streams.unsubscribe_reconcile:reconcile", "`reconcile unsubscribes`",
+                    "unsubscribe sync with Salesforce (SPEC S9)")(_settings(), dry_run)
+    raise typer.Exit(1 if report.failed else 0)
 
 
 def _bootstrap(settings: Settings) -> str:

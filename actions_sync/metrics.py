@@ -30,6 +30,10 @@ __all__ = [
     "RECORDS_PUBLISHED",
     "SKIPPED",
     "STORE_WRITES",
+    "SALESFORCE_OPTOUTS_HELD",
+    "UNSUBSCRIBES_RECONCILED",
+    "UNSUBSCRIBES_SYNCED",
+    "UNSUBSCRIBES_UNSYNCED",
     "forget_lag",
     "serve_metrics",
 ]
@@ -148,6 +152,32 @@ ACTIVITIES_PARKED = Counter(
     "Sales activities whose person was not in the store, by outcome (parked, routed = the "
     "person arrived, expired = dead-lettered person_unknown)",
     ["outcome"],
+)
+
+# Unsubscribe sync with Salesforce (streams/unsubscribes.py, SPEC S9).
+UNSUBSCRIBES_SYNCED = Counter(
+    "actions_sync_unsubscribes_synced_total",
+    "Unsubscribes synced, by direction (to_salesforce: opt-out writes published for an "
+    "Actions unsubscribe; from_salesforce: a Salesforce opt-out stored as SALESFORCE_SYNC)",
+    ["direction"],
+)
+UNSUBSCRIBES_UNSYNCED = Counter(
+    "actions_sync_unsubscribes_unsynced_total",
+    "Actions unsubscribes stored but not pushed to Salesforce, by reason (sync_off, "
+    "person_unknown, no_salesforce_id); they go when the reason goes",
+    ["reason"],
+)
+SALESFORCE_OPTOUTS_HELD = Counter(
+    "actions_sync_salesforce_optouts_held_total",
+    "Salesforce opt-outs not applied on arrival, by reason (salesforce_record_unknown, "
+    "sync_off: kept and applied later; other_field, object_not_synced: ignored)",
+    ["reason"],
+)
+UNSUBSCRIBES_RECONCILED = Counter(
+    "actions_sync_unsubscribes_reconciled_total",
+    "Drift fixed by the unsubscribe reconciliation, by direction (to_salesforce, "
+    "from_salesforce)",
+    ["direction"],
 )
 
 

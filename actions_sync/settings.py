@@ -161,6 +161,11 @@ class Settings(BaseSettings):
         900.0, gt=0, le=86400, description="Salesforce daily budget spent: seconds between "
         "probes until calls leave the rolling 24 h",
     )
+    # Unsubscribe agent (streams/unsubscribes.py, SPEC S9)
+    unsubscribes_retry_s: float = Field(
+        5.0, gt=0, le=3600, description="unsubscribe agent: seconds between catch-ups (what "
+        "could not sync yet: sync off, person or Salesforce id missing)",
+    )
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

@@ -132,23 +132,28 @@ def run_worker(app: faust.App, loglevel: str = "info") -> None:
     worker.execute_from_commandline()
 
 
+MakeHandler = Callable[[Store, Decode, DeadLetterProducer], Handler]
+
+
 def run_agent(
     settings: Settings, worker: str, topic: str, record: str,
-    make_handler: Callable[[Store, Decode, DeadLetterProducer], Handler],
-    offload: Prepare | None = None,
+    make_handler: MakeHandler, offload: Prepare | None = None,
+    more: Sequence[tuple[str, str, MakeHandler]] = (),
 ) -> None:
     """Wire and run one stream worker: topics, store, registry, dead letters, metrics.
 
     With `offload` (a module-level `prepare(records, decode)`, the handler's own), each
     batch is prepared by `offload` in a helper process (`streams.offload`) and written
-    by the handler's `write` in the worker.
+    by the handler's `write` in the worker. `more` are further (topic, record, handler)
+    inputs of the same worker, each consumed in batches of its own.
     """
     bootstrap = settings.kafka_bootstrap_servers
     registry_url = settings.schema_registry_url
     if not bootstrap or not registry_url:
         raise ConfigError("KAFKA_BOOTSTRAP_SERVERS and SCHEMA_REGISTRY_URL must be set"
                           " to run a worker (or run `actions-sync up` for the embedded stack)")
-    ensure_topics(bootstrap, specs((topic,), settings.partitions, settings.replication_factor))
+    ensure_topics(bootstrap, specs((topic, *(m[0] for m in more)), settings.partitions,
+                                   settings.replication_factor))
     store = Store(settings.database_url)
     store.migrate()
     registry = RegistryClient(registry_url)
@@ -162,6 +167,10 @@ def run_agent(
         handler = _Offloaded(handler, helper, topic)
     app = create_app(settings, worker)
     batch_agent(app, topic, worker, handler, settings.people_batch_size)
+    for other, other_record, make_other in more:
+        batch_agent(app, other, worker, make_other(
+            store, FastDeserializer(registry, other_record), dead_letters),
+            settings.people_batch_size)
     serve_metrics(settings.metrics_host, settings.metrics_port)
     try:
         if helper is not None:

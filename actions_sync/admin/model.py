@@ -33,6 +33,7 @@ PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]*)\s*\}\}")
 # Salesforce custom fields end in __c; HasOptedOutOfEmail is the standard opt-out field.
 OPT_OUT_FIELD = re.compile(r"^(HasOptedOutOfEmail|[A-Za-z][A-Za-z0-9_]{0,36}__c)$")
 SubjectObject = Literal["Lead", "Contact"]
+RECONCILE_AT = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
 def placeholders_in(template: str) -> list[str]:
@@ -65,6 +66,9 @@ class AdminSettings(BaseModel):
         False, description="check Marketo's unsubscribed before a send (S10)")
     reminder_task_sync: bool = Field(
         False, description="reminder tasks sync both ways with Salesforce Tasks (S11)")
+    unsubscribe_reconcile_at: str = Field(
+        "02:00", description="daily time (UTC, HH:MM) of the full unsubscribe reconciliation"
+        " with Salesforce, or off (S9)")
 
     @field_validator("salesforce_subject_template")
     @classmethod
@@ -80,6 +84,13 @@ class AdminSettings(BaseModel):
     def _opt_out_field(cls, value: str) -> str:
         if not OPT_OUT_FIELD.match(value):
             raise ValueError("expected HasOptedOutOfEmail or a custom field name ending in __c")
+        return value
+
+    @field_validator("unsubscribe_reconcile_at")
+    @classmethod
+    def _time_of_day(cls, value: str) -> str:
+        if value != "off" and not RECONCILE_AT.match(value):
+            raise ValueError("expected a UTC time of day HH:MM (00:00 to 23:59) or off")
         return value
 
     @field_validator("unsubscribe_objects", mode="before")

@@ -82,6 +82,14 @@ class SalesforceClient:
                                json={"allOrNone": False, "records": list(records)})
         return list(body)
 
+    async def update(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Update ≤ 200 records by `Id` (each with `attributes.type`; Lead and Contact may
+        mix): one result per record, in order."""
+        _check_size(records)
+        body = await self.call("PATCH", "composite/sobjects", "update",
+                               json={"allOrNone": False, "records": list(records)})
+        return list(body)
+
     async def delete(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         """Delete ≤ 200 records by id: one result per id, in order."""
         _check_size(ids)

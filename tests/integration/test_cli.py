@@ -13,7 +13,8 @@ import pytest
 from actions_sync.kafka import dlq_topic, ensure_topics, read_topic
 from actions_sync.topics import PERSON_CHANGES, specs
 
-ALL_COMMANDS = ("demo", "up", "worker", "broker", "sandbox", "produce", "sync", "settings", "dlq")
+ALL_COMMANDS = ("demo", "up", "worker", "broker", "sandbox", "produce", "sync", "settings", "dlq",
+                "reconcile")
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None,
@@ -42,6 +43,7 @@ def test_help_lists_every_command():
         (["sandbox", "nope"], "'nope' is not one of"),
         (["worker", "reminders"], "not built yet"),
         (["bogus"], "No such command"),
+        (["reconcile", "unsubscribes"], "ACTIONS_SYNC_SALESFORCE_URL must be set"),
     ],
 )
 def test_bad_arguments_print_one_line_and_exit_2(args, message):
@@ -152,7 +154,7 @@ def test_up_runs_the_stack_and_writes_its_endpoints(tmp_path):
         token = {"Authorization": f"Bearer {urls['admin_token']}"}
         assert httpx.get(urls["admin"] + "/settings").status_code == 401
         assert httpx.get(urls["admin"] + "/settings", headers=token).status_code == 200
-        assert len(urls["metrics"]) == 4  # people, activities and the two sinks
+        assert len(urls["metrics"]) == 6  # people, activities, unsubscribes and the three sinks
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0

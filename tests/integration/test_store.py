@@ -255,3 +255,72 @@ def test_opt_outs_the_sync_wrote_are_remembered_once_per_record_and_field(store)
     ids = ["00Q000000000001AAA", "003000000000002AAA"]
     assert written_optouts(store.engine, "HasOptedOutOfEmail", ids) == {"00Q000000000001AAA"}
     assert written_optouts(store.engine, "Other__c", ids) == set()
+
+
+def test_a_newer_unsubscribe_is_written_again_a_redelivered_one_is_not(store):
+    from datetime import UTC, datetime, timedelta
+
+    from actions_sync.store.unsubscribes import OptOutWrite, record_optout_writes, written_since
+
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    lead, field = "00Q000000000001AAA", "HasOptedOutOfEmail"
+    record_optout_writes(store.engine, [OptOutWrite(lead, field, "Lead", 7, at, at)])
+    later = at + timedelta(hours=1)
+    assert written_since(store.engine, [(lead, field, at)]) == {(lead, field)}
+    assert written_since(store.engine, [(lead, field, later)]) == set()
+    assert written_since(store.engine, [(lead, "Other__c", at)]) == set()
+    record_optout_writes(store.engine, [OptOutWrite(lead, field, "Lead", 7, later, later),
+                                        OptOutWrite(lead, field, "Lead", 7, later, at)])
+    assert written_since(store.engine, [(lead, field, later)]) == {(lead, field)}
+
+
+def test_the_first_unsubscribe_of_a_person_stays(store):
+    from datetime import UTC, datetime, timedelta
+
+    from actions_sync.store.unsubscribes import store_unsubscribes, unsubscribes
+
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    first = {"marketo_id": 7, "email": "a@example.com", "source": "MANUAL", "occurred_at": at}
+    assert store_unsubscribes(store.engine, [first]) == {7}
+    assert store_unsubscribes(store.engine, [
+        {**first, "source": "SALESFORCE_SYNC", "occurred_at": at + timedelta(days=1)},
+        {**first, "marketo_id": 8}]) == {8}
+    with store.engine.connect() as conn:
+        rows = {r.marketo_id: r.source for r in conn.execute(unsubscribes.select())}
+    assert rows == {7: "MANUAL", 8: "MANUAL"}
+
+
+def test_people_are_found_by_a_salesforce_id_stored_in_15_or_18_characters(store):
+    from actions_sync.store.unsubscribes import people_by_salesforce_id
+
+    store.apply_people([row(1, 1, sfdc_lead_id="00Q000000000001", sfdc_contact_id=None),
+                        row(2, 1, sfdc_lead_id=None, sfdc_contact_id="003000000000002AAA"),
+                        row(3, 1, sfdc_lead_id="00Q000000000001EAA", sfdc_contact_id=None),
+                        row(4, 1, sfdc_lead_id="00q000000000001", sfdc_contact_id=None)], [])
+    found = people_by_salesforce_id(store.engine, ["00Q000000000001EAA", "003000000000002AAA",
+                                                   "003000000000009AAA"])
+    assert {k: sorted(p["marketo_id"] for p in v) for k, v in found.items()} == {
+        "00Q000000000001EAA": [1, 3], "003000000000002AAA": [2]}  # 15 characters: case-sensitive
+    # A stored 18-character id names one record, even where the first 15 are shared.
+    store.apply_people([row(5, 1, sfdc_lead_id="00Q000000000001ZZZ", sfdc_contact_id=None)], [])
+    found = people_by_salesforce_id(store.engine, ["00Q000000000001ZZZ"])
+    assert sorted(p["marketo_id"] for p in found["00Q000000000001ZZZ"]) == [1, 5]
+
+
+def test_held_opt_outs_are_kept_until_dropped(store):
+    from datetime import UTC, datetime
+
+    from actions_sync.store.unsubscribes import HeldOptOut, drop_held, held, hold_optouts
+
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    one = HeldOptOut("003000000000002AAA", "HasOptedOutOfEmail", "Contact", None, "e1", at,
+                     "sync_off", at)
+    hold_optouts(store.engine, [one, HeldOptOut(**{**vars(one), "sfdc_id": "003000000000003AAA"})])
+    hold_optouts(store.engine, [HeldOptOut(**{**vars(one),
+                                              "reason": "salesforce_record_unknown"})])
+    assert [(h.sfdc_id, h.reason) for h in held(store.engine, 10)] == [
+        ("003000000000002AAA", "salesforce_record_unknown"), ("003000000000003AAA", "sync_off")]
+    assert [h.sfdc_id for h in held(store.engine, 10, ("003000000000002AAA", "z"))] == [
+        "003000000000003AAA"]
+    drop_held(store.engine, [("003000000000002AAA", "HasOptedOutOfEmail")])
+    assert [h.sfdc_id for h in held(store.engine, 10)] == ["003000000000003AAA"]
