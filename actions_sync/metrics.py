@@ -30,6 +30,7 @@ __all__ = [
     "RECORDS_PUBLISHED",
     "SKIPPED",
     "STORE_WRITES",
+    "BATCH_RETRIES",
     "forget_lag",
     "serve_metrics",
 ]
@@ -148,6 +149,15 @@ ACTIVITIES_PARKED = Counter(
     "Sales activities whose person was not in the store, by outcome (parked, routed = the "
     "person arrived, expired = dead-lettered person_unknown)",
     ["outcome"],
+)
+
+# Stream workers (streams/pipeline.py): a batch stage that failed and is tried again.
+BATCH_RETRIES = Counter(
+    "actions_sync_batch_retries_total",
+    "Retries of a batch stage (prepare, write, dead_letter) by a stream worker: a store or "
+    "broker outage is retried without end, another failure a few times before the batch "
+    "is split and its failing records dead-lettered",
+    ["worker", "stage"],
 )
 
 
