@@ -290,7 +290,7 @@ class BatchPipeline:
                        poisoned: _Poisoned) -> None:
         """`records` failed together, always alike: split them in halves, handled in
         order, until each failure holds one record, which is dead-lettered; k poison
-        records in n cost ~2·k·log2(n) attempts, one each (outages still wait)."""
+        records in n cost ~2·k·log2(n) attempts (outages still wait)."""
         if len(records) == 1:
             log.error("%s: %s@%d dead-lettered: %s failed %r", self.name, records[0].topic,
                       records[0].offset, poisoned.stage, poisoned.error)
@@ -303,11 +303,13 @@ class BatchPipeline:
                     poisoned.error)
         middle = len(records) // 2
         for half in (records[:middle], records[middle:]):
+            # Halves fail fast; a record alone gets every attempt before its dead letter.
+            attempts = self._poison_attempts if len(half) == 1 else 1
             try:
                 prepared = half if self._prepare is None else await self._attempts(
-                    batch, "prepare", self._prepare, half, 1, len(half))
-                await self._attempts(batch, "write", partial(self._write, half), prepared, 1,
-                                     len(half))
+                    batch, "prepare", self._prepare, half, attempts, len(half))
+                await self._attempts(batch, "write", partial(self._write, half), prepared,
+                                     attempts, len(half))
             except _Poisoned as again:
                 await self._isolate(batch, half, again)
 
@@ -319,10 +321,11 @@ class BatchPipeline:
         An outage is retried without end; another failure `attempts` times (None: also
         without end), then `_Poisoned` is raised. `_Abandoned` is raised instead once
         the batch settled and an attempt failed."""
-        executor = self._threads.get(stage)
+        thread = "prepare" if stage == "prepare" else "write"  # dead letters: the writer's
+        executor = self._threads.get(thread)
         if executor is None:
-            executor = self._threads[stage] = ThreadPoolExecutor(
-                1, thread_name_prefix=f"{self.name}-{stage}")
+            executor = self._threads[thread] = ThreadPoolExecutor(
+                1, thread_name_prefix=f"{self.name}-{thread}")
         loop = asyncio.get_running_loop()
         failures: list[BaseException] = []
 
