@@ -17,8 +17,11 @@ from actions_sync.kafka import Ends, ensure_topics, read_topic
 from actions_sync.runtime.stack import Stack, scrape_sum
 from actions_sync.settings import Settings
 from actions_sync.store import Store
-from actions_sync.topics import PERSON_CHANGES, specs
-from tests.factories import person_change
+from actions_sync.store import parked as parking
+from actions_sync.topics import PERSON_CHANGES, SALES_ACTIVITIES, specs
+from streams.rules.people import person_row
+from tests.factories import person_change, sales_activity
+from tests.integration.test_activities_end_to_end import Topics
 from tests.integration.test_people_end_to_end import dead_letter_headers, publish
 from tests.support.postgres import PostgresServer
 
@@ -35,8 +38,9 @@ def pg() -> Iterator[PostgresServer]:
         yield server
 
 
-def refuse_person(url: str, marketo_id: int) -> None:
-    """A trigger that refuses one person's row with SQLSTATE P0001 (not an outage)."""
+def refuse_person(url: str, marketo_id: int, table: str = "persons") -> None:
+    """A trigger that refuses one person's rows of `table` with SQLSTATE P0001 (not an
+    outage)."""
     engine = create_engine(url)
     with engine.begin() as db:
         db.execute(text(f"""
@@ -47,7 +51,7 @@ def refuse_person(url: str, marketo_id: int) -> None:
                 END IF;
                 RETURN NEW;
             END $$ LANGUAGE plpgsql"""))
-        db.execute(text("CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON persons "
+        db.execute(text(f"CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON {table} "
                         "FOR EACH ROW EXECUTE FUNCTION refuse_poison()"))
     engine.dispose()
 
@@ -105,3 +109,34 @@ def poison_position(kafka: str) -> tuple[str, str]:
     found = [m for m in read_topic(kafka, PERSON_CHANGES) if m.key() == str(POISON).encode()]
     assert len(found) == 1
     return str(found[0].partition()), str(found[0].offset())
+
+
+def test_the_activity_router_dead_letters_a_poison_activity_and_moves_on(kafka, registry,
+                                                                          pg):
+    """The same mechanism in the router: an activity whose parking the store refuses."""
+    settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
+                        database_url=pg.url, group_prefix=f"t-{uuid.uuid4().hex[:8]}")
+    ensure_topics(kafka, specs((SALES_ACTIVITIES,), settings.partitions))
+    known = [person_row(person_change(i, 1, sfdc_contact_id=f"003{i}")) for i in range(1, 41)]
+    with Store(pg.url) as store:
+        store.migrate()
+        store.apply_people(known, [])
+    refuse_person(pg.url, POISON, table="parked_activities")
+    routed = [sales_activity("SEND_SALES_EMAIL", i % 40 + 1) for i in range(150)]
+    parked = [sales_activity("SEND_SALES_EMAIL", 920_000 + i) for i in range(20)]
+    poison = sales_activity("SEND_SALES_EMAIL", POISON)
+    topics = Topics(kafka, registry)
+    try:
+        topics.publish(routed[:75] + parked[:10] + [poison] + parked[10:] + routed[75:])
+        with Stack(settings) as stack:
+            stack.add_worker("activities", {"ACTIONS_SYNC_BATCH_ATTEMPTS": "2"})
+            stack.wait_drained("activities", SALES_ACTIVITIES, topics.ends, timeout_s=120)
+            letters = list(topics.dead().values())
+            assert [(h["error.stage"], h["error.class"]) for h in letters] == \
+                [("write", "ProgrammingError")]
+            assert "row refused for person 910001" in letters[0]["error.message"]
+            assert {a["activity_id"] for a in routed} <= set(topics.marketo())
+            with Store(pg.url) as store:
+                assert parking.count(store.engine) == len(parked)
+    finally:
+        topics.close()
