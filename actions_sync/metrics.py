@@ -34,6 +34,7 @@ __all__ = [
     "UNSUBSCRIBES_RECONCILED",
     "UNSUBSCRIBES_SYNCED",
     "UNSUBSCRIBES_UNSYNCED",
+    "BATCH_RETRIES",
     "forget_lag",
     "serve_metrics",
 ]
@@ -178,6 +179,15 @@ UNSUBSCRIBES_RECONCILED = Counter(
     "Drift fixed by the unsubscribe reconciliation, by direction (to_salesforce, "
     "from_salesforce)",
     ["direction"],
+)
+
+# Stream workers (streams/pipeline.py): a batch stage that failed and is tried again.
+BATCH_RETRIES = Counter(
+    "actions_sync_batch_retries_total",
+    "Retries of a batch stage (prepare, write, dead_letter) by a stream worker: a store or "
+    "broker outage is retried without end, another failure a few times before the batch "
+    "is split and its failing records dead-lettered",
+    ["worker", "stage"],
 )
 
 

@@ -167,6 +167,13 @@ class Settings(BaseSettings):
         "could not sync yet: sync off, person or Salesforce id missing)",
     )
 
+    # Stream workers (streams/pipeline.py): a batch failing for another reason than an outage
+    batch_attempts: int = Field(
+        5, ge=1, le=100, description="stream workers: attempts of a batch that fails for "
+        "another reason than a store or broker outage before it is split to the records "
+        "that fail, which are dead-lettered",
+    )
+
     @field_validator("kafka_bootstrap_servers")
     @classmethod
     def _hosts_have_ports(cls, value: str | None) -> str | None:

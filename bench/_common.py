@@ -88,15 +88,21 @@ def raw_rate(bootstrap: str, registry: RegistryClient, total: int) -> float:
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of these processes and their children (Linux /proc)."""
+    """User + system CPU of these processes and all their descendants, each counted once
+    (Linux /proc): a spawned worker is a guard, its worker and the worker's helper."""
+    seen: set[int] = set()
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid not in seen:
+            seen.add(pid)
+            todo += map(int, subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
+                                            text=True).stdout.split())
     total = 0.0
-    for pid in pids:
-        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
-                                  text=True).stdout.split()
-        for one in (pid, *map(int, children)):
-            try:
-                fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for one in seen:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from actions_sync.errors import Backpressure, Fatal, Skippable
+from connectors.resolution import Scope
 
 __all__ = ["ApiFatal", "QuotaExhausted", "Rejected"]
 
@@ -16,13 +17,19 @@ class QuotaExhausted(Backpressure):
 
 
 class Rejected(Skippable):
-    """The API refused this request's content (a bug or bad records): dead-letter them."""
+    """The API refused this request's content (a bug or bad records): dead-letter them.
+
+    `scope` says whom: every record of the call (`CALL`), or some of them, found by
+    splitting the call (`RECORD`, `SIZE`; see `connectors.outcome.fan_out`).
+    """
 
     stage = "deliver"
 
-    def __init__(self, message: str, code: str | None = None) -> None:
+    def __init__(self, message: str, code: str | None = None,
+                 scope: Scope = Scope.RECORD) -> None:
         super().__init__(message)
         self.code = code
+        self.scope = scope
 
 
 class ApiFatal(Fatal):

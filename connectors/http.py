@@ -130,7 +130,7 @@ class ApiClient:
             case Action.QUOTA_EXHAUSTED:
                 raise QuotaExhausted(what, r.retry_after or 3600.0)
             case Action.REJECTED:
-                raise Rejected(what, r.code)
+                raise Rejected(what, r.code, r.scope)
             case Action.FATAL:
                 raise ApiFatal(what)
         raise AssertionError(r)  # pragma: no cover - the match is exhaustive

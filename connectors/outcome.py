@@ -17,10 +17,19 @@ from typing import TypeVar
 
 from actions_sync.errors import Backpressure, Retriable
 from connectors.errors import QuotaExhausted, Rejected
+from connectors.resolution import Scope
 
-__all__ = ["Kind", "Outcome", "accepted", "chunks", "fan_out", "rejected", "retry", "skipped"]
+__all__ = [
+    "SPLIT_CALLS_MAX", "Kind", "Outcome", "accepted", "chunks", "fan_out", "rejected", "retry",
+    "skipped",
+]
 
 T = TypeVar("T")
+
+# More calls one batch may spend on finding refused records: one Marketo rate window
+# (100 calls in 20 s). k bad records in a call of n cost at most 2·k·log2(n) more calls:
+# ~17 for one in 300, so about 6 are found in one batch, the rest in the next attempt.
+SPLIT_CALLS_MAX = 100
 
 
 class Kind(Enum):
@@ -70,21 +79,43 @@ def chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
 
 
 async def fan_out(items: Sequence[T], size: int,
-                  send: Callable[[Sequence[T]], Awaitable[list[Outcome]]]) -> list[Outcome]:
+                  send: Callable[[Sequence[T]], Awaitable[list[Outcome]]],
+                  split_calls: int = SPLIT_CALLS_MAX) -> list[Outcome]:
     """Send `items` in calls of at most `size`, concurrently (the client's limiter caps
     calls in flight), and answer one outcome per item, in order.
 
     A call that fails as a whole gives each of its records the outcome of the error: a
     transient one (`Retriable`, including rate limits and quotas) -> retry, not counted
     against the record's attempts (the API is down, the record may be fine). A `Rejected`
-    call of several records is split in halves and each sent again (`_bisect`), so that
-    one bad record does not take the others to the dead-letter topic. Other errors
-    (`Fatal`) propagate once every call has ended, so that no call is left running
-    unobserved.
+    call is rejected whole when the refusal is about the call (`Scope.CALL`); when it is
+    about some of its records, it is split in halves until they are found (`_bisect`),
+    with at most `split_calls` more calls for all of `items`. Other errors (`Fatal`)
+    propagate once every call has ended, so that no call is left running unobserved.
     """
-    parts = chunks(items, size)
-    answers = await asyncio.gather(*(_answer(part, send) for part in parts),
-                                   return_exceptions=True)
+    splits = _Splits(split_calls)
+    return _joined(await asyncio.gather(*(_answer(part, send, splits)
+                                          for part in chunks(items, size)),
+                                        return_exceptions=True))
+
+
+Send = Callable[[Sequence[T]], Awaitable[list[Outcome]]]
+
+
+class _Splits:
+    """The calls one batch has left for splitting refused calls."""
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+    def take(self) -> bool:
+        """Two calls for the two halves of a call, if there are two left."""
+        if self.left < 2:
+            return False
+        self.left -= 2
+        return True
+
+
+def _joined(answers: Sequence[list[Outcome] | BaseException]) -> list[Outcome]:
     out: list[Outcome] = []
     for answer in answers:
         if isinstance(answer, BaseException):
@@ -93,26 +124,14 @@ async def fan_out(items: Sequence[T], size: int,
     return out
 
 
-# Refusals of a request's size: halves are smaller, so they are always worth sending.
-_SIZE_CODES = frozenset({"413", "414"})
-
-
-Send = Callable[[Sequence[T]], Awaitable[list[Outcome]]]
-
-
-async def _answer(part: Sequence[T], send: Send[T]) -> list[Outcome]:
+async def _answer(part: Sequence[T], send: Send[T], splits: _Splits) -> list[Outcome]:
+    """Send one call and settle what its answer means for each of its records."""
     try:
         answer: list[Outcome] | BaseException = await send(part)
     except (Retriable, Rejected) as exc:
         answer = exc
-    return await _settle(part, answer, send)
-
-
-async def _settle(part: Sequence[T], answer: list[Outcome] | BaseException,
-                  send: Send[T]) -> list[Outcome]:
-    """What the answer to one call of `part` means for each of its records."""
     if isinstance(answer, Rejected):
-        return await _bisect(part, send, answer)
+        return await _bisect(part, send, answer, splits)
     if isinstance(answer, Retriable):
         return [retry(answer, counted=False)] * len(part)
     if isinstance(answer, BaseException):
@@ -120,23 +139,23 @@ async def _settle(part: Sequence[T], answer: list[Outcome] | BaseException,
     return answer
 
 
-async def _bisect(part: Sequence[T], send: Send[T], refusal: Rejected) -> list[Outcome]:
+async def _bisect(part: Sequence[T], send: Send[T], refusal: Rejected,
+                  splits: _Splits) -> list[Outcome]:
     """`part` was refused as a whole: find the records that cause it, send the rest.
 
-    One bad record costs ~2 log2(n) more calls. When both halves are refused with the
-    same code the refusal is about something they share (a field every record has, a
-    configuration): all are rejected after those two calls, as the first refusal said —
-    no storm of calls against the rate limit. Too large a request is always split.
+    A refusal about the call (auth, configuration, a field every record carries) rejects
+    every record: halves would be refused alike. One about records, or about the size,
+    splits the call until each refusal holds one record, which is rejected on its own:
+    one bad record costs ~2 log2(n) more calls. When the batch's split calls are spent,
+    the records not found yet are retried later (counted), not dead-lettered.
     """
-    if len(part) == 1:
-        return [rejected(refusal)]
-    middle = len(part) // 2
-    halves = (part[:middle], part[middle:])
-    answers = await asyncio.gather(*(send(half) for half in halves), return_exceptions=True)
-    if refusal.code not in _SIZE_CODES and all(
-            isinstance(a, Rejected) and a.code == refusal.code for a in answers):
+    if refusal.scope is Scope.CALL or len(part) == 1:
         return [rejected(refusal)] * len(part)
-    out: list[Outcome] = []
-    for half, answer in zip(halves, answers, strict=True):
-        out += await _settle(half, answer, send)
-    return out
+    if not splits.take():
+        later = Retriable(f"refused call not split further (the batch spent its split "
+                          f"calls): {refusal}")
+        return [retry(later)] * len(part)
+    middle = len(part) // 2
+    return _joined(await asyncio.gather(*(_answer(half, send, splits)
+                                          for half in (part[:middle], part[middle:])),
+                                        return_exceptions=True))

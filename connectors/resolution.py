@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-__all__ = ["Action", "Resolution", "ok"]
+__all__ = ["Action", "Resolution", "Scope", "ok"]
 
 
 class Action(Enum):
@@ -23,12 +23,21 @@ class Action(Enum):
     FATAL = "fatal"  # configuration or contract broken: stop the worker
 
 
+class Scope(Enum):
+    """What a refusal (`Action.REJECTED`) is about, so the caller knows whom it concerns."""
+
+    CALL = "call"  # the call itself (auth, configuration, a field every record carries)
+    RECORD = "record"  # some of the call's records: split the call to find them
+    SIZE = "size"  # the request is too large: halves fit better
+
+
 @dataclass(frozen=True)
 class Resolution:
     action: Action
     code: str | None = None  # the vendor's error code, for metrics and dead letters
     message: str = ""
     retry_after: float | None = None  # seconds, when the answer says how long
+    scope: Scope = Scope.CALL  # whom a refusal concerns (read for REJECTED only)
 
     @property
     def label(self) -> str:

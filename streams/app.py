@@ -6,8 +6,9 @@ helper process, `streams.offload`). `batch_agent` feeds it batches through faust
 consumer with the batch fast path of `streams.fastpath` (whole fetched batches, no
 per-record Event; see bench/RESULTS.md for the figures), and owns what faust gets wrong
 by default for us: faust acknowledges a record whose handler raised, so the handler is
-retried here (backoff with jitter) until it succeeds — nothing is acknowledged unhandled,
-and offsets are committed only after the handler returned.
+retried here (backoff with jitter) — an outage until it ends, another failure until the
+records that cause it are found and dead-lettered (`streams.pipeline`); nothing is
+acknowledged unhandled, and offsets are committed only after the handler returned.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from actions_sync.topics import specs
 from streams import fastpath
 from streams.batch import RawRecord
 from streams.offload import ProcessStage
-from streams.pipeline import Batch
+from streams.pipeline import Batch, DeadLetters
 
 __all__ = ["StagedHandler", "batch_agent", "create_app", "run_agent", "run_worker"]
 
@@ -95,12 +96,15 @@ def create_app(settings: Settings, name: str) -> faust.App:
     return app
 
 
-def batch_agent(app: faust.App, topic: str, worker: str, handle: Handler, size: int) -> None:
+def batch_agent(app: faust.App, topic: str, worker: str, handle: Handler, size: int,
+                dead_letters: DeadLetters | None = None, attempts: int = 5) -> None:
     """Consume `topic` in batches of up to `size` records, each handed to `handle`.
 
     `handle` runs in the agent's store thread, one batch at a time; a batch is retried
-    until `handle` returns, and its offsets are committed only then. A `StagedHandler`
-    has its `prepare` step run in a second thread, overlapping the previous `write`.
+    until `handle` returns, and its offsets are committed only then (an outage without
+    end; another failure `attempts` times, then the records that cause it go to
+    `dead_letters`: `streams.pipeline`). A `StagedHandler` has its `prepare` step run in
+    a second thread, overlapping the previous `write`.
     """
 
     def written(batch: Batch) -> None:
@@ -120,9 +124,11 @@ def batch_agent(app: faust.App, topic: str, worker: str, handle: Handler, size: 
         forget_lag(worker, ((tp.topic, tp.partition) for tp in revoked if tp.topic == topic))
 
     if isinstance(handle, StagedHandler):
-        route = fastpath.BatchRoute(topic, handle.write, size, written, handle.prepare)
+        route = fastpath.BatchRoute(topic, handle.write, size, written, handle.prepare,
+                                    dead_letters, attempts, worker)
     else:
-        route = fastpath.BatchRoute(topic, lambda records, _: handle(records), size, written)
+        route = fastpath.BatchRoute(topic, lambda records, _: handle(records), size, written,
+                                    None, dead_letters, attempts, worker)
     fastpath.subscribe(app, route)
 
 
@@ -166,11 +172,12 @@ def run_agent(
                               partial(_helper_prepare, offload))
         handler = _Offloaded(handler, helper, topic)
     app = create_app(settings, worker)
-    batch_agent(app, topic, worker, handler, settings.people_batch_size)
+    batch_agent(app, topic, worker, handler, settings.people_batch_size, dead_letters.send,
+                settings.batch_attempts)
     for other, other_record, make_other in more:
         batch_agent(app, other, worker, make_other(
             store, FastDeserializer(registry, other_record), dead_letters),
-            settings.people_batch_size)
+            settings.people_batch_size, dead_letters.send, settings.batch_attempts)
     serve_metrics(settings.metrics_host, settings.metrics_port)
     try:
         if helper is not None:

@@ -61,7 +61,7 @@ from mode import Service
 
 from actions_sync.errors import ConfigError
 from streams.batch import RawRecord
-from streams.pipeline import Batch, BatchPipeline
+from streams.pipeline import Batch, BatchPipeline, DeadLetters
 
 __all__ = ["BatchConsumer", "BatchRoute", "BatchTransport", "check_faust", "install",
            "subscribe"]
@@ -116,14 +116,18 @@ def check_faust() -> None:
 
 @dataclass(frozen=True)
 class BatchRoute:
-    """A batch topic: how its batches are prepared and written, the largest batch, and
-    who hears of each written batch (metrics)."""
+    """A batch topic: how its batches are prepared and written, the largest batch, who
+    hears of each written batch (metrics), and where the records that fail on their own
+    go (`streams.pipeline`: after `attempts` failures that are not an outage)."""
 
     topic: str
     write: Callable[[Sequence[RawRecord], Any], object]
     size: int
     on_written: Callable[[Batch], None] = field(default=lambda batch: None)
     prepare: Callable[[Sequence[RawRecord]], Any] | None = None
+    dead_letters: DeadLetters | None = None
+    attempts: int = 5
+    worker: str = ""
 
 
 class _ConsumerThread(_aiokafka.AIOKafkaConsumerThread):
@@ -250,7 +254,9 @@ class BatchConsumer(_aiokafka.Consumer):
         for topic, route in self.routes.items():
             if topic not in self._pipelines:
                 pipeline = BatchPipeline(topic, route.write, route.size,
-                                         partial(self._ack, route), prepare=route.prepare)
+                                         partial(self._ack, route), prepare=route.prepare,
+                                         dead_letters=route.dead_letters,
+                                         attempts=route.attempts, worker=route.worker)
                 self._pipelines[topic] = pipeline
                 self.add_future(self._run_writer(pipeline))
 

@@ -9,8 +9,8 @@ pickling on the worker's side instead of ~20 us of work; see bench/RESULTS.md).
 
 The helper is a one-process `ProcessPoolExecutor` started with "spawn" (never fork a
 process that runs threads), set up once by `setup(*setup_args)`, and tied to the life of
-the thread that started it (Linux PR_SET_PDEATHSIG: it gets SIGTERM when that thread or
-the worker ends, even by SIGKILL; `start()` from the main thread ties it to the worker).
+the worker process (a thread of the helper waits on multiprocessing's parent sentinel
+and ends the helper when the worker ends, even by SIGKILL).
 If it dies, the stage raises `Retriable` and starts a new one: the batch is retried.
 As with any "spawn" child, the worker's `__main__` is imported again in the helper, so
 entry points keep the `if __name__ == "__main__":` guard (`actions-sync` has it).
@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -34,12 +36,26 @@ log = logging.getLogger(__name__)
 
 
 def _start_helper(setup: Callable[..., None], args: tuple[Any, ...]) -> None:
-    from actions_sync.runtime.process import die_with_parent  # same rule as the stack's
-
-    die_with_parent()
+    _exit_with_parent()
     # Ctrl-C reaches the whole process group: the worker stops the helper itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     setup(*args)
+
+
+def _exit_with_parent() -> None:
+    """End the helper when the worker process ends, however (SIGKILL included): a thread
+    of its own waits on multiprocessing's parent sentinel, a pipe the kernel closes when
+    the worker process is gone (PR_SET_PDEATHSIG would follow the worker *thread* that
+    happened to start the helper)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 class ProcessStage:

@@ -16,10 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, OperationalError
-
 from actions_sync.dead_letter import DeadLetter, DeadLetterProducer
-from actions_sync.errors import RuleViolation
 from actions_sync.metrics import SKIPPED, STORE_WRITES
 from actions_sync.settings import Settings
 from actions_sync.store import PeopleParams, Store, is_sqlite_url, people_params
@@ -74,16 +71,11 @@ class PeopleHandler:
         return prepare(records, self.decode, self.store.is_sqlite)
 
     def write(self, records: Sequence[RawRecord], batch: PeopleBatch) -> None:
-        """Write the batch in one transaction, then the dead letters; raise to retry."""
-        dead = list(batch.dead)
-        try:
-            self._apply(batch)
-        except DBAPIError as exc:
-            if isinstance(exc, OperationalError):
-                raise  # the store is down or locked: retry the whole batch
-            dead += self._write_one_by_one(split(records, self.decode, rules.check).good)
-        if dead:
-            self.dead_letters.send(dead)
+        """Write the batch in one transaction, then the dead letters; raise to retry (a
+        row the store refuses is found by the pipeline, `streams.pipeline`)."""
+        self._apply(batch)
+        if batch.dead:
+            self.dead_letters.send(batch.dead)
 
     def _apply(self, batch: PeopleBatch) -> None:
         written = self.store.write_people(batch.params)
@@ -91,20 +83,6 @@ class PeopleHandler:
         STORE_WRITES.labels("persons", "remove").inc(written.removed)
         SKIPPED.labels(WORKER, "superseded").inc(batch.superseded)
         SKIPPED.labels(WORKER, "not_owned").inc(len(batch.params.removals) - written.removed)
-
-    def _write_one_by_one(self, good: list[tuple[RawRecord, dict[str, Any]]]) -> list[DeadLetter]:
-        """A batch the database rejected: find the records it rejects, keep the rest."""
-        dead = []
-        for raw, change in good:
-            try:
-                self._apply(_batch(rules.plan([change]), self.store.is_sqlite, []))
-            except DBAPIError as exc:
-                if isinstance(exc, OperationalError):
-                    raise
-                log.error("store rejected %s@%d: %s", raw.topic, raw.offset, exc.orig)
-                dead.append(raw.dead(RuleViolation(f"store rejected the row: {exc.orig}"),
-                                     stage="store"))
-        return dead
 
 
 def run(settings: Settings) -> None:

@@ -19,16 +19,22 @@ Kafka- and faust-agnostic (the faust side is `streams.fastpath`):
   of running beside it; a removal written beside a stale insert of the same person
   could otherwise be overtaken by it).
 - **Never ack unhandled.** A stage that raised is retried with backoff (effects are
-  idempotent) until it succeeds; `acknowledge(batch)` runs only after `write` returned,
-  i.e. after the effect is durable. `settle()` (rebalance, shutdown) drops what was not
-  started, makes the attempt in progress the last one and waits for it: a batch is then
-  acknowledged, or left unacknowledged to be redelivered, never half of each.
+  idempotent); `acknowledge(batch)` runs only after `write` returned, i.e. after the
+  effect is durable. `settle()` (rebalance, shutdown) drops what was not started, makes
+  the attempt in progress the last one and waits for it: a batch is then acknowledged,
+  or left unacknowledged to be redelivered, never half of each.
+- **Never stuck on one record.** An outage (`OUTAGES`: the store's `OperationalError`,
+  `Retriable` from the store, registry or broker) is retried without end, and visibly:
+  each retry is counted (`actions_sync_batch_retries_total{worker,stage}`) and logged
+  with its backoff. Any other failure is retried `attempts` times; then the batch is
+  split in halves, written in order, until each failure holds one record: that record
+  goes to the dead-letter topic with `error.stage` (prepare, write), the rest is
+  written, and the partition moves on (a poison record used to stall it for good).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -37,11 +43,16 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from actions_sync.clock import SystemClock
+from sqlalchemy.exc import OperationalError
+
+from actions_sync.clock import Clock, SystemClock
+from actions_sync.dead_letter import DeadLetter
+from actions_sync.errors import Retriable
+from actions_sync.metrics import BATCH_RETRIES
 from actions_sync.retry import Backoff, retrying
 from streams.batch import RawRecord
 
-__all__ = ["Batch", "BatchPipeline"]
+__all__ = ["OUTAGES", "Batch", "BatchPipeline", "DeadLetters"]
 
 log = logging.getLogger(__name__)
 
@@ -67,19 +78,40 @@ class _Chunk:
     added_at: float
 
 
+# Failures of what a batch needs rather than of the batch: retried until they pass.
+OUTAGES: tuple[type[BaseException], ...] = (OperationalError, Retriable)
+
+DeadLetters = Callable[[list[DeadLetter]], object]
+
+
 class _Abandoned(Exception):
     """A settled batch failed its last attempt: leave it unacknowledged."""
+
+
+class _Poisoned(Exception):
+    """A stage failed on these records for another reason than an outage, every time."""
+
+    def __init__(self, stage: str, error: BaseException) -> None:
+        super().__init__(f"{stage}: {error!r}")
+        self.stage = stage
+        self.error = error
 
 
 class _SettleClock(SystemClock):
     """The retry loop's clock for one batch: a backoff sleep ends when the batch settles."""
 
-    def __init__(self, batch: Batch) -> None:
+    def __init__(self, batch: Batch, clock: Clock) -> None:
         self._batch = batch
+        self._clock = clock
 
     async def sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._batch.settled.wait(), seconds)
+        waits = [asyncio.ensure_future(self._batch.settled.wait()),
+                 asyncio.ensure_future(self._clock.sleep(seconds))]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
 
 class BatchPipeline:
@@ -88,6 +120,8 @@ class BatchPipeline:
     `prepare(records)` (optional; CPU work such as decoding) and `write(records,
     prepared)` (the durable effect) each run in this pipeline's own thread;
     `acknowledge(batch)` runs on the event loop, once per written batch, in batch order.
+    `dead_letters(letters)` sends the records that fail on their own (in the write
+    thread); without it such a record is retried like an outage. `worker` labels metrics.
     """
 
     def __init__(
@@ -95,13 +129,21 @@ class BatchPipeline:
         acknowledge: Callable[[Batch], None],
         prepare: Callable[[Sequence[RawRecord]], Any] | None = None,
         backoff: Backoff | None = None,
+        dead_letters: DeadLetters | None = None,
+        attempts: int = 5,
+        worker: str = "",
+        clock: Clock | None = None,
     ) -> None:
         self.name = name
         self.size = size
+        self.worker = worker or name
         self._prepare = prepare
         self._write = write
         self._acknowledge = acknowledge
         self._backoff = backoff
+        self._dead_letters = dead_letters
+        self._poison_attempts = attempts if dead_letters is not None else None
+        self._clock = clock or SystemClock()
         self._chunks: list[_Chunk] = []
         self._count = 0
         self._has_work = asyncio.Event()
@@ -187,8 +229,7 @@ class BatchPipeline:
             if self._prepare is None:
                 batch.prepared = batch.records
             else:
-                done = asyncio.ensure_future(self._attempts(batch, "prepare", self._prepare,
-                                                            batch.records))
+                done = asyncio.ensure_future(self._prepare_whole(batch))
                 self._preparing = (batch, done)
                 # Shielded here and below: cancelling the task (shutdown) must not tear a
                 # stage in half; `settle()` waits for it instead.
@@ -216,21 +257,75 @@ class BatchPipeline:
             finally:
                 self._writing = None
 
+    async def _prepare_whole(self, batch: Batch) -> bool:
+        """Prepare `batch`; a poisoned one goes to the writer as such, to be split."""
+        assert self._prepare is not None
+        try:
+            batch.prepared = await self._attempts(batch, "prepare", self._prepare,
+                                                  batch.records, self._poison_attempts,
+                                                  len(batch.records))
+        except _Poisoned as poisoned:
+            batch.prepared = poisoned
+        except _Abandoned:
+            return False
+        return True
+
     async def _write_and_ack(self, batch: Batch) -> bool:
-        if not await self._attempts(batch, "write", partial(self._write, batch.records),
-                                    batch.prepared):
+        try:
+            if isinstance(batch.prepared, _Poisoned):
+                raise batch.prepared
+            await self._attempts(batch, "write", partial(self._write, batch.records),
+                                 batch.prepared, self._poison_attempts, len(batch.records))
+        except _Poisoned as poisoned:
+            try:
+                await self._isolate(batch, batch.records, poisoned)
+            except _Abandoned:
+                return False
+        except _Abandoned:
             return False
         self._acknowledge(batch)
         return True
 
+    async def _isolate(self, batch: Batch, records: Sequence[RawRecord],
+                       poisoned: _Poisoned) -> None:
+        """`records` failed together, always alike: split them in halves, handled in
+        order, until each failure holds one record, which is dead-lettered; k poison
+        records in n cost ~2·k·log2(n) attempts (outages still wait)."""
+        if len(records) == 1:
+            log.error("%s: %s@%d dead-lettered: %s failed %r", self.name, records[0].topic,
+                      records[0].offset, poisoned.stage, poisoned.error)
+            assert self._dead_letters is not None
+            letter = records[0].dead(poisoned.error, stage=poisoned.stage)
+            await self._attempts(batch, "dead_letter", self._dead_letters, [letter], None, 1)
+            return
+        log.warning("%s: a batch of %d records fails at %s (%r): splitting it to find the"
+                    " records that cause it", self.name, len(records), poisoned.stage,
+                    poisoned.error)
+        middle = len(records) // 2
+        for half in (records[:middle], records[middle:]):
+            # Halves fail fast; a record alone gets every attempt before its dead letter.
+            attempts = self._poison_attempts if len(half) == 1 else 1
+            try:
+                prepared = half if self._prepare is None else await self._attempts(
+                    batch, "prepare", self._prepare, half, attempts, len(half))
+                await self._attempts(batch, "write", partial(self._write, half), prepared,
+                                     attempts, len(half))
+            except _Poisoned as again:
+                await self._isolate(batch, half, again)
+
     async def _attempts(self, batch: Batch, stage: str, call: Callable[[Any], Any],
-                        arg: Any) -> bool:
-        """Run `call(arg)` in the stage's thread until it succeeds, or the batch settles
-        and an attempt fails. Stores the prepared result on the batch."""
-        executor = self._threads.get(stage)
+                        arg: Any, attempts: int | None, size: int) -> Any:
+        """Run `call(arg)` (on `size` records) in the stage's thread until it succeeds;
+        return its result.
+
+        An outage is retried without end; another failure `attempts` times (None: also
+        without end), then `_Poisoned` is raised. `_Abandoned` is raised instead once
+        the batch settled and an attempt failed."""
+        thread = "prepare" if stage == "prepare" else "write"  # dead letters: the writer's
+        executor = self._threads.get(thread)
         if executor is None:
-            executor = self._threads[stage] = ThreadPoolExecutor(
-                1, thread_name_prefix=f"{self.name}-{stage}")
+            executor = self._threads[thread] = ThreadPoolExecutor(
+                1, thread_name_prefix=f"{self.name}-{thread}")
         loop = asyncio.get_running_loop()
         failures: list[BaseException] = []
 
@@ -239,23 +334,30 @@ class BatchPipeline:
                 raise _Abandoned  # settled during a backoff sleep: no further attempt
             return await loop.run_in_executor(executor, call, arg)
 
-        def give_up_if_settled(exc: BaseException, wait: float) -> None:
+        def before_retry(exc: BaseException, wait: float) -> None:
             if not isinstance(exc, _Abandoned):
                 failures.append(exc)
             if batch.settled.is_set():
                 raise _Abandoned
+            outage = isinstance(exc, OUTAGES)
+            poisons = sum(not isinstance(f, OUTAGES) for f in failures)
+            if not outage and attempts is not None and poisons >= attempts:
+                raise _Poisoned(stage, exc)
+            BATCH_RETRIES.labels(self.worker, stage).inc()
+            log.warning("%s: %s of %d records failed (%s), retry %d in %.2fs: %r",
+                        self.name, stage, size, "outage: retried until it ends" if outage
+                        else f"attempt {poisons} of {attempts or 'unbounded'}",
+                        len(failures), wait, exc)
 
         try:
-            result = await retrying(attempt, backoff=self._backoff, clock=_SettleClock(batch),
-                                    retry_on=(Exception,), on_retry=give_up_if_settled)
+            return await retrying(attempt, backoff=self._backoff,
+                                  clock=_SettleClock(batch, self._clock),
+                                  retry_on=(Exception,), on_retry=before_retry)
         except _Abandoned:
             log.warning("%s: batch of %d records left unacknowledged at %s (it will be"
                         " redelivered) after %r", self.name, len(batch.records), stage,
                         failures[-1])
-            return False
-        if stage == "prepare":
-            batch.prepared = result
-        return True
+            raise
 
     def _take(self) -> Batch | None:
         if not self._chunks:

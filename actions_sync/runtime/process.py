@@ -1,25 +1,46 @@
-"""Child processes that never outlive their parent, and stop cleanly."""
+"""Child processes that never outlive their parent process, and stop cleanly.
+
+Every child runs under a guard (`actions_sync.runtime.guard`) holding the read end of
+this process's lifeline, a pipe whose write end only this process has (close-on-exec,
+never written). When this process ends, however — SIGKILL included — the kernel closes
+the write end, each guard reads EOF and stops its child; a guard killed itself takes
+its child with it. So a killed `demo`, `up` or test run leaves no broker, sandbox or
+worker behind.
+
+Why not PR_SET_PDEATHSIG in a `preexec_fn`, as before: the signal fires when the
+*thread* that spawned the child exits, not the process (a child started from a helper
+thread died with it), and `preexec_fn` is unsafe in a process that runs threads (it can
+deadlock the child between fork and exec). The guard sets it only from its own main
+thread, before it has any other.
+"""
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
 import subprocess
+import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["die_with_parent", "spawn", "stop"]
+__all__ = ["GRACE_S", "lifeline", "spawn", "stop"]
 
-_PR_SET_PDEATHSIG = 1
+GRACE_S = 2.0  # an orphaned child gets this long after SIGTERM before SIGKILL
+GUARD = [sys.executable, "-m", "actions_sync.runtime.guard"]
+
+_lock = threading.Lock()
+_lifeline: tuple[int, int, int] | None = None  # (pid that made it, read end, write end)
 
 
-def die_with_parent() -> None:  # pragma: no cover - runs in the child
-    # Linux: the kernel sends SIGTERM to the child when the parent dies, even by SIGKILL,
-    # so a crashed `demo` or test run leaves no broker or worker behind.
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def lifeline() -> int:
+    """The read end of this process's lifeline (made once per process, kept open)."""
+    global _lifeline
+    with _lock:
+        if _lifeline is None or _lifeline[0] != os.getpid():  # a fork makes its own
+            read, write = os.pipe()  # both close-on-exec: only a guard gets `read`
+            _lifeline = (os.getpid(), read, write)
+        return _lifeline[1]
 
 
 def spawn(
@@ -28,14 +49,16 @@ def spawn(
     env: dict[str, str] | None = None,
     **kwargs: Any,
 ) -> subprocess.Popen[bytes]:
-    """Start `argv`, output to `log` (or discarded), tied to this process's life."""
+    """Start `argv` under a guard, output to `log` (or discarded), tied to this process's
+    life. The returned process is the guard: signals to it reach `argv`, and it exits
+    as `argv` did."""
+    fd = lifeline()
     out: IO[bytes] | int = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
     try:
         return subprocess.Popen(
-            list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
-            preexec_fn=die_with_parent if os.name == "posix" else None,
-            **kwargs,
+            [*GUARD, str(fd), str(GRACE_S), "--", *argv], stdout=out,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})}, pass_fds=(fd,), **kwargs,
         )
     finally:
         if not isinstance(out, int):

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
-from connectors.resolution import Action, Resolution, ok
+from connectors.resolution import Action, Resolution, Scope, ok
 
 __all__ = ["CODES", "classify", "seconds_until_quota_reset"]
 
@@ -20,25 +20,27 @@ RATE_WINDOW_S = 20.0  # 606: wait for the rolling window to move on
 EXPORT_RETRY_S = 300.0  # 1029: too many export jobs / export quota; resume later
 MARKETO_DAY = ZoneInfo("America/Chicago")  # the daily quota resets at midnight US Central
 
-CODES: dict[str, Action] = {
-    "601": Action.REFRESH_AUTH,  # access token invalid
-    "602": Action.REFRESH_AUTH,  # access token expired
-    "603": Action.FATAL,  # access denied: the API user lacks a permission
-    "604": Action.RETRY,  # request timed out
-    "606": Action.RATE_LIMITED,  # more than 100 calls in 20 s
-    "607": Action.QUOTA_EXHAUSTED,  # daily quota reached
-    "608": Action.RETRY,  # API temporarily unavailable
-    "609": Action.REJECTED,  # invalid JSON
-    "610": Action.REJECTED,  # requested resource not found
-    "611": Action.RETRY,  # system error
-    "612": Action.REJECTED,  # invalid content type
-    "615": Action.RATE_LIMITED,  # more than 10 calls in flight
-    "713": Action.RETRY,  # transient
-    "1003": Action.REJECTED,  # invalid data (also "more than 1,000 leads match")
-    "1004": Action.REJECTED,  # lead not found
-    "1006": Action.FATAL,  # field not found: the field mapping is wrong for this instance
-    "1007": Action.REJECTED,  # multiple leads match the lookup
-    "1029": Action.QUOTA_EXHAUSTED,  # bulk export quota exceeded / too many jobs
+# code -> (action, scope). The scope says whom a refusal concerns: the call (every record
+# is dead-lettered) or some of its records (the call is split to find them).
+CODES: dict[str, tuple[Action, Scope]] = {
+    "601": (Action.REFRESH_AUTH, Scope.CALL),  # access token invalid
+    "602": (Action.REFRESH_AUTH, Scope.CALL),  # access token expired
+    "603": (Action.FATAL, Scope.CALL),  # access denied: the API user lacks a permission
+    "604": (Action.RETRY, Scope.CALL),  # request timed out
+    "606": (Action.RATE_LIMITED, Scope.CALL),  # more than 100 calls in 20 s
+    "607": (Action.QUOTA_EXHAUSTED, Scope.CALL),  # daily quota reached
+    "608": (Action.RETRY, Scope.CALL),  # API temporarily unavailable
+    "609": (Action.REJECTED, Scope.CALL),  # invalid JSON: our encoder, not one record
+    "610": (Action.REJECTED, Scope.CALL),  # requested resource not found: the URL
+    "611": (Action.RETRY, Scope.CALL),  # system error
+    "612": (Action.REJECTED, Scope.CALL),  # invalid content type: the request's header
+    "615": (Action.RATE_LIMITED, Scope.CALL),  # more than 10 calls in flight
+    "713": (Action.RETRY, Scope.CALL),  # transient
+    "1003": (Action.REJECTED, Scope.RECORD),  # invalid data (also "more than 1,000 leads match")
+    "1004": (Action.REJECTED, Scope.RECORD),  # lead not found
+    "1006": (Action.FATAL, Scope.CALL),  # field not found: the mapping is wrong for this instance
+    "1007": (Action.REJECTED, Scope.RECORD),  # multiple leads match the lookup
+    "1029": (Action.QUOTA_EXHAUSTED, Scope.CALL),  # bulk export quota exceeded / too many jobs
 }
 
 
@@ -52,7 +54,8 @@ def seconds_until_quota_reset(now: datetime) -> float:
 def classify(response: httpx.Response, now: datetime | None = None) -> Resolution:
     status = response.status_code
     if status in (413, 414):
-        return Resolution(Action.REJECTED, str(status), "request too large for Marketo")
+        return Resolution(Action.REJECTED, str(status), "request too large for Marketo",
+                          scope=Scope.SIZE)
     if status == 401:
         return Resolution(Action.FATAL, "401", "Marketo refused the client id/secret")
     if status == 404 and "/bulk/" in response.request.url.path:
@@ -68,13 +71,14 @@ def classify(response: httpx.Response, now: datetime | None = None) -> Resolutio
         return ok()
     error = (body.get("errors") or [{}])[0]
     code, message = str(error.get("code", "?")), str(error.get("message", ""))
-    action = CODES.get(code, Action.FATAL)  # an unknown code is a contract we don't know
+    # An unknown code is a contract we don't know.
+    action, scope = CODES.get(code, (Action.FATAL, Scope.CALL))
     retry_after = {
         "606": RATE_WINDOW_S,
         "1029": EXPORT_RETRY_S,
         "607": seconds_until_quota_reset(now or datetime.now(MARKETO_DAY)),
     }.get(code)
-    return Resolution(action, code, message, retry_after)
+    return Resolution(action, code, message, retry_after, scope)
 
 
 def _is_file(response: httpx.Response) -> bool:

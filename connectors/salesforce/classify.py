@@ -15,26 +15,34 @@ import httpx
 from actions_sync.errors import Retriable
 from connectors.errors import Rejected
 from connectors.outcome import Outcome, accepted, rejected, retry
-from connectors.resolution import Action, Resolution, ok
+from connectors.resolution import Action, Resolution, Scope, ok
 
 __all__ = ["CODES", "DELETE_DONE", "RECORD_CODES", "classify", "record_outcome"]
 
 CONCURRENT_RETRY_S = 20.0  # 25 long-running (>= 20 s) requests at once: wait one out
 QUOTA_PAUSE_S = 900.0  # daily budget gone: the rolling 24 h frees calls hour by hour
 
-# Call-level errorCode -> action, whatever the HTTP status.
-CODES: dict[str, Action] = {
-    "INVALID_SESSION_ID": Action.REFRESH_AUTH,  # 401: session expired or revoked
-    "UNABLE_TO_LOCK_ROW": Action.RETRY,  # another transaction holds the record
-    "SERVER_UNAVAILABLE": Action.RETRY,  # 503
-    "QUERY_TIMEOUT": Action.RETRY,
-    "REQUEST_RUNNING_TOO_LONG": Action.RETRY,
-    "API_DISABLED_FOR_ORG": Action.FATAL,  # the org or the user lacks API access
-    "API_CURRENTLY_DISABLED": Action.FATAL,
-    "INSUFFICIENT_ACCESS": Action.FATAL,
-    "INVALID_AUTH_HEADER": Action.FATAL,
-    "NOT_FOUND": Action.FATAL,  # 404: wrong API version or path: a contract problem
-    "METHOD_NOT_ALLOWED": Action.FATAL,
+# Call-level errorCode -> (action, scope), whatever the HTTP status. A 400 refuses the
+# whole request for one record's content too (a value it cannot parse, a column only that
+# record carries): those codes are record-scoped, and the call is split to find them.
+CODES: dict[str, tuple[Action, Scope]] = {
+    "INVALID_SESSION_ID": (Action.REFRESH_AUTH, Scope.CALL),  # 401: session expired or revoked
+    "UNABLE_TO_LOCK_ROW": (Action.RETRY, Scope.CALL),  # another transaction holds the record
+    "SERVER_UNAVAILABLE": (Action.RETRY, Scope.CALL),  # 503
+    "QUERY_TIMEOUT": (Action.RETRY, Scope.CALL),
+    "REQUEST_RUNNING_TOO_LONG": (Action.RETRY, Scope.CALL),
+    "API_DISABLED_FOR_ORG": (Action.FATAL, Scope.CALL),  # the org or the user lacks API access
+    "API_CURRENTLY_DISABLED": (Action.FATAL, Scope.CALL),
+    "INSUFFICIENT_ACCESS": (Action.FATAL, Scope.CALL),
+    "INVALID_AUTH_HEADER": (Action.FATAL, Scope.CALL),
+    "NOT_FOUND": (Action.FATAL, Scope.CALL),  # 404: wrong API version or path: a contract problem
+    "METHOD_NOT_ALLOWED": (Action.FATAL, Scope.CALL),
+    "MALFORMED_QUERY": (Action.REJECTED, Scope.CALL),  # our SOQL, whatever the records
+    "JSON_PARSER_ERROR": (Action.REJECTED, Scope.RECORD),  # a value that does not parse
+    "INVALID_FIELD": (Action.REJECTED, Scope.RECORD),  # a column only some records carry
+    "INVALID_TYPE_ON_FIELD_IN_RECORD": (Action.REJECTED, Scope.RECORD),
+    "STRING_TOO_LONG": (Action.REJECTED, Scope.RECORD),
+    "MALFORMED_ID": (Action.REJECTED, Scope.RECORD),  # a WhoId/WhatId of one record
 }
 
 Op = Literal["upsert", "delete"]
@@ -95,13 +103,16 @@ def classify(response: httpx.Response, quota_pause_s: float = QUOTA_PAUSE_S) -> 
             return Resolution(Action.RATE_LIMITED, code, message, CONCURRENT_RETRY_S)
         return Resolution(Action.QUOTA_EXHAUSTED, code, message, quota_pause_s)
     if code in CODES:
-        return Resolution(CODES[code], code, message)
+        action, scope = CODES[code]
+        return Resolution(action, code, message, scope=scope)
     if status >= 500 or status == 429:
         return Resolution(Action.RETRY, code, message)
     if status == 401:
         return Resolution(Action.REFRESH_AUTH, code, message)
-    if status in (300, 400, 413, 414):  # this request's content: dead-letter its records
-        return Resolution(Action.REJECTED, code, message)
+    if status in (413, 414):  # too large: halves fit
+        return Resolution(Action.REJECTED, code, message, scope=Scope.SIZE)
+    if status in (300, 400):  # this request's content: find the records that cause it
+        return Resolution(Action.REJECTED, code, message, scope=Scope.RECORD)
     return Resolution(Action.FATAL, code, message)
 
 

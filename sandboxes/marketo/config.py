@@ -29,7 +29,10 @@ class MarketoConfig:
     seconds after it was issued (identity still reports the nominal lifetime, so a client
     sees 602 and must refresh); `late_file_rate` is the share of bulk exports that report
     Completed `late_file_s` before their file can be downloaded (HTTP 404 meanwhile);
-    `export_fail_rate` is the share of bulk exports that end Failed.
+    `export_fail_rate` is the share of bulk exports that end Failed;
+    `refused_call_marker` makes a write call (custom activities) holding a record whose
+    `primaryAttributeValue` contains it refused as a whole with 1003, as Marketo refuses a
+    call for one record it cannot read (None: never).
     """
 
     client_id: str = "actions-sync"
@@ -60,6 +63,7 @@ class MarketoConfig:
     # Custom activity types: at most 10 types of at most 20 attributes each.
     max_activity_types: int = 10
     max_type_attributes: int = 20
+    refused_call_marker: str | None = "[[refuse-call]]"
 
     @classmethod
     def from_options(cls, **options: Any) -> MarketoConfig:

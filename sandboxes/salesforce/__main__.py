@@ -18,7 +18,7 @@ __all__ = ["main", "parser"]
 
 # Options whose default is None, and so whose type the default cannot tell.
 _OPTIONAL = {"session_ttl_s": float, "instance_url": str, "opt_out_field": str,
-             "invalid_subject_marker": str}
+             "invalid_subject_marker": str, "refused_call_marker": str}
 
 
 def parser() -> argparse.ArgumentParser:

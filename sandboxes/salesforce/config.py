@@ -37,7 +37,10 @@ class SalesforceConfig:
     idempotent upserts; `external_id_unique` makes it a unique field (duplicates are then
     refused with DUPLICATE_VALUE instead of producing HTTP 300 on upsert);
     `invalid_subject_marker` makes a Task whose Subject contains it fail with
-    FIELD_CUSTOM_VALIDATION_EXCEPTION, as a customer's validation rule would.
+    FIELD_CUSTOM_VALIDATION_EXCEPTION, as a customer's validation rule would;
+    `refused_call_marker` makes an sObject Collections write holding a record with a
+    string value that contains it fail as a whole (HTTP 400 JSON_PARSER_ERROR), as
+    Salesforce refuses a request for one value it cannot deserialize.
 
     Population: `seed_people` people from `sandboxes.population.generate(.., seed)` at start.
 
@@ -70,6 +73,7 @@ class SalesforceConfig:
     task_external_id_field: str = "ActionsSync_Id__c"
     external_id_unique: bool = False
     invalid_subject_marker: str | None = "[[invalid]]"
+    refused_call_marker: str | None = "[[refuse-call]]"
     seed_people: int = 0
     seed: int = 7
     faults: FaultPlan = field(default_factory=FaultPlan)

@@ -122,10 +122,20 @@ def _records(call: Call) -> tuple[list[dict[str, Any]], bool]:
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise ApiError(400, "JSON_PARSER_ERROR", "records must be a list of JSON objects")
     _limit(call, len(records))
+    _refuse_marked(records, call.state.config.refused_call_marker)
     all_or_none = body.get("allOrNone", False)
     if not isinstance(all_or_none, bool):
         raise ApiError(400, "JSON_PARSER_ERROR", "allOrNone must be a boolean")
     return records, all_or_none
+
+
+def _refuse_marked(records: list[dict[str, Any]], marker: str | None) -> None:
+    """The `refused_call_marker` fault: one marked value refuses the whole request."""
+    for record in records:
+        for name, value in record.items():
+            if marker and isinstance(value, str) and marker in value:
+                raise ApiError(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of "
+                               f"string from VALUE_STRING value {value!r} at [{name}]")
 
 
 def _limit(call: Call, count: int) -> None:

@@ -721,3 +721,15 @@ def test_every_setting_is_configurable_from_flat_options() -> None:
     assert config.faults == FaultPlan(seed=4, error_rate=0.1, latency_ms=5.0)
     with pytest.raises(ValueError, match="unknown"):
         MarketoConfig.from_options(colour="blue")
+
+
+def test_a_marked_activity_refuses_its_whole_call_with_1003(
+        marketo: Callable[..., Marketo]) -> None:
+    sandbox = marketo()
+    type_id = sandbox.approved_type("source")
+
+    refused = sandbox.post("/rest/v1/activities/external.json", {"input": [
+        activity(type_id, 1), activity(type_id, 2, subject="Hi [[refuse-call]] (SIA-2)")]})
+
+    assert code(refused) == "1003" and "input[1]" in refused["errors"][0]["message"]
+    assert sandbox.state.counts()["custom_activities"] == 0

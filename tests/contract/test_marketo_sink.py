@@ -7,6 +7,7 @@ Each activity must be in Marketo exactly once, whatever fails: timeouts that lan
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from actions_sync.clock import SystemClock
 from actions_sync.retry import Backoff
@@ -28,7 +31,7 @@ from connectors.marketo.sink import ActivitySink, Timing
 from connectors.outcome import Kind
 from sandboxes.base import FAULTS_KEY, JOURNAL_KEY, SandboxServer
 from sandboxes.marketo import STATE_KEY, MarketoConfig, create_app
-from tests.support.vendors import ledger_ids, marketo_activities
+from tests.support.vendors import ledger_ids, marketo_activities, split_bound
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
@@ -237,3 +240,28 @@ def test_too_many_calls_in_flight_are_retried_without_duplicates(marketo):
     asyncio.run(until_done())
     assert not pending and "615" in {e.code for e in marketo.calls("/external.json")}
     assert marketo.held() == {r["activity_id"]: 1 for r in batch}
+
+
+_EXAMPLES = itertools.count(10)
+
+
+@pytest.mark.parametrize("marketo", [{"rate_calls": 100_000}], indirect=True)
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), n=st.integers(2, 300))
+def test_only_the_records_that_refuse_a_call_are_rejected_the_rest_written_once(marketo, data,
+                                                                                n):
+    bad = data.draw(st.sets(st.integers(0, n - 1), min_size=1, max_size=min(5, n)))
+    first = next(_EXAMPLES) * 1000  # fresh activity ids per example
+    batch = [activity(first + i, lead=i % 40 + 1) for i in range(n)]
+    for i in bad:
+        batch[i]["primary_attribute_value"] = f"Hello [[refuse-call]] (SIA-{i})"
+    marketo.app[JOURNAL_KEY].clear()
+    (outcomes,) = deliver(sink_for(marketo), batch)
+    assert {i for i, o in enumerate(outcomes) if o.kind is Kind.REJECTED} == bad
+    assert all(getattr(outcomes[i].error, "code", None) == "1003" for i in bad)
+    assert {i for i, o in enumerate(outcomes) if o.kind is Kind.ACCEPTED} == set(range(n)) - bad
+    mine = {r["activity_id"] for r in batch}
+    held = {k: v for k, v in marketo.held().items() if k in mine}
+    assert held == {batch[i]["activity_id"]: 1 for i in range(n) if i not in bad}
+    assert len(marketo.calls("/activities/external.json")) <= split_bound(len(bad), n)

@@ -717,3 +717,11 @@ def test_uri_longer_than_16k_is_refused_with_414(org: Org) -> None:
 
     assert response.status_code == 414
     assert response.headers["Sforce-Limit-Info"] == "api-usage=0/100000"
+
+
+def test_a_marked_value_refuses_the_whole_request_with_json_parser_error(org: Org) -> None:
+    response = org.upsert(task("ok-1"), task("bad-1", Description="x [[refuse-call]]"))
+
+    assert response.status_code == 400
+    assert response.json()[0]["errorCode"] == "JSON_PARSER_ERROR"
+    assert org.state.counts()["Task"]["live"] == 0

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from actions_sync.retry import Backoff
 from connectors.errors import QuotaExhausted
@@ -20,6 +24,7 @@ from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.sink import TaskSink
 from sandboxes.base import JOURNAL_KEY, FaultPlan, SandboxServer
 from sandboxes.salesforce import STATE_KEY, SalesforceConfig, create_app
+from tests.support.vendors import salesforce_tasks, split_bound
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
@@ -229,3 +234,28 @@ def test_call_level_answers_are_classified(status, body, action):
 def test_record_results_are_classified(code, op, kind):
     result = {"success": False, "errors": [{"statusCode": code, "message": "m", "fields": []}]}
     assert record_outcome(result, op).kind is kind
+
+
+_EXAMPLES = itertools.count(10)
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), n=st.integers(2, 200))
+def test_only_the_records_that_refuse_a_call_are_rejected_the_rest_written_once(org, data, n):
+    bad = data.draw(st.sets(st.integers(0, n - 1), min_size=1, max_size=min(5, n)))
+    who, first = org.ids("Contact")[0], next(_EXAMPLES) * 1000
+    batch = [task(first + i, who) for i in range(n)]
+    for i in bad:
+        batch[i]["fields"]["Description"] = "notes [[refuse-call]]"
+    org.app[JOURNAL_KEY].clear()
+    (kinds,) = deliver(sink_for(org), batch)
+    assert {i for i, k in enumerate(kinds) if k is Kind.REJECTED} == bad
+    assert {i for i, k in enumerate(kinds) if k is Kind.ACCEPTED} == set(range(n)) - bad
+    mine = {r["external_id"] for r in batch}
+    written = Counter(t["ActionsSync_Id__c"] for t in salesforce_tasks(org.server.url)
+                      if t["ActionsSync_Id__c"] in mine)
+    assert written == {batch[i]["external_id"]: 1 for i in range(n) if i not in bad}
+    calls = [e for e in org.calls("/composite/sobjects") if e.method == "PATCH"]
+    assert len(calls) <= split_bound(len(bad), n)
+    assert {e.code for e in calls} <= {None, "JSON_PARSER_ERROR"}

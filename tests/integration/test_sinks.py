@@ -268,3 +268,46 @@ def test_a_second_copy_joining_mid_stream_shares_the_work_without_duplicates(sta
     assert ledger_ids(marketo_activities(marketo)) == {a["activity_id"]: 1 for a in activities}
     assert stack.handled_by(first) > 0 and stack.handled_by(second) > 0
     assert not dead_letters(stack, OUTBOUND_MARKETO_ACTIVITIES)
+
+
+@pytest.mark.parametrize("vendor", ["marketo", "salesforce"])
+def test_only_the_records_that_refuse_a_whole_call_reach_the_dlq(stack, vendor):
+    n, positions = 600, sorted(random.Random(5).sample(range(600), 5))
+    url = stack.sandbox(vendor, "--seed-people", "60")
+    if vendor == "marketo":
+        topic, schema, worker, path = (OUTBOUND_MARKETO_ACTIVITIES, "MarketoActivityOut",
+                                       "marketo-sink", "/activities/external.json")
+        records = [activity(i, lead=i % 60 + 1) for i in range(n)]
+        for i in positions:
+            records[i]["primary_attribute_value"] = f"Subject {i} [[refuse-call]]"
+        items = [(str(r["lead_id"]), r) for r in records]
+        key, per_call = "activity_id", 300
+    else:
+        topic, schema, worker, path = (OUTBOUND_SALESFORCE_TASKS, "SalesforceTaskOut",
+                                       "salesforce-sink", "/composite/sobjects")
+        who = contacts(url)
+        records = [task(i, who[i % len(who)]) for i in range(n)]
+        for i in positions:
+            records[i]["fields"]["Description"] = "notes [[refuse-call]]"
+        items = [(r["external_id"], r) for r in records]
+        key, per_call = "external_id", 200
+    ends: dict[tuple[str, int], int] = {}
+    publish(stack, topic, schema, items, ends)
+    stack.add_worker(worker, {f"ACTIONS_SYNC_{vendor.upper()}_URL": url, **FAST})
+    stack.wait_drained(worker, topic, ends, timeout_s=90)
+
+    good = {records[i][key] for i in range(n) if i not in positions}
+    if vendor == "marketo":
+        assert ledger_ids(marketo_activities(url)) == dict.fromkeys(good, 1)
+    else:
+        written = [t["ActionsSync_Id__c"] for t in salesforce_tasks(url)]
+        assert sorted(written) == sorted(good)
+    letters = dead_letters(stack, topic)
+    assert len(letters) == len(positions)  # the rest are all written: exactly the bad ones
+    code = "1003" if vendor == "marketo" else "JSON_PARSER_ERROR"
+    assert all(h["error.class"] == "Rejected" and code in h["error.message"]
+               for h in letters.values())
+    calls = [e for e in httpx.get(f"{url}/_sandbox/journal").json() if path in e["path"]
+             and e["method"] != "GET"]
+    # Each refused call costs ~2·log2(size) more per bad record in it.
+    assert len(calls) <= 2 * -(-n // per_call) + 2 * len(positions) * 9

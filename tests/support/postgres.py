@@ -192,6 +192,18 @@ class PostgresServer:
         if self._finalizer is not None:
             self._finalizer()  # runs _shutdown once; later calls are no-ops
 
+    def halt(self) -> None:
+        """`pg_ctl stop` (fast shutdown), keeping the cluster: an outage until `resume()`."""
+        self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the halted cluster again, on the port its clients know."""
+        fixed, self._fixed_port = self._fixed_port, True
+        try:
+            self._start_server()
+        finally:
+            self._fixed_port = fixed
+
     def __enter__(self) -> PostgresServer:
         return self.start()
 

@@ -53,3 +53,9 @@ def ledger_ids(activities: list[dict[str, Any]]) -> Counter[str]:
 def salesforce_tasks(url: str) -> list[dict[str, Any]]:
     """Every live Task of a Salesforce sandbox (control route: no API budget used)."""
     return list(httpx.get(f"{url}/_sandbox/salesforce/records/Task", timeout=30).json())
+
+
+def split_bound(bad: int, n: int) -> int:
+    """Calls of one batch of n records with `bad` of them refusing the call: the first,
+    then two a level of halving for each bad record (issue 10, item 2)."""
+    return 1 + 2 * bad * max(1, (n - 1).bit_length())

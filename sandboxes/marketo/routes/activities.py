@@ -17,7 +17,7 @@ Every paged read answers a `nextPageToken` (keep it: it is where to resume) and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -134,4 +134,13 @@ async def custom_types(request: web.Request) -> web.Response:
 async def add_activities(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     records = input_records(await read_json(request), state.config.batch_max)
+    _refuse_marked(records, state.config.refused_call_marker)
     return ok(state.add_activities(records))
+
+
+def _refuse_marked(records: Sequence[Any], marker: str | None) -> None:
+    """The `refused_call_marker` fault: one marked record refuses the whole call."""
+    for i, record in enumerate(records):
+        if marker and isinstance(record, dict) and \
+                marker in str(record.get("primaryAttributeValue") or ""):
+            raise MarketoError("1003", f"Invalid data in input[{i}]: primaryAttributeValue")

@@ -13,23 +13,27 @@ from hypothesis import strategies as st
 
 from actions_sync.errors import Retriable
 from connectors.errors import ApiFatal, Rejected
-from connectors.outcome import Kind, Outcome, accepted, fan_out
+from connectors.outcome import SPLIT_CALLS_MAX, Kind, Outcome, accepted, fan_out
+from connectors.resolution import Scope
 
 
 class Api:
     """Refuses a whole call holding a bad record (as Marketo's 1003 or a 400 does)."""
 
     def __init__(self, bad: AbstractSet[int] = frozenset(), code: str = "1003",
-                 largest: int | None = None, flaky: AbstractSet[int] = frozenset()) -> None:
+                 largest: int | None = None, flaky: AbstractSet[int] = frozenset(),
+                 scope: Scope = Scope.RECORD) -> None:
         self.bad, self.code, self.largest, self.flaky = bad, code, largest, flaky
+        self.scope = scope
         self.calls: list[list[int]] = []
 
     async def send(self, chunk: Sequence[int]) -> list[Outcome]:
         self.calls.append(list(chunk))
         if self.largest is not None and len(chunk) > self.largest:
-            raise Rejected("request too large for Marketo", "413")
+            raise Rejected("request too large for Marketo", "413", Scope.SIZE)
         if self.bad & set(chunk):
-            raise Rejected(f"invalid data in {sorted(self.bad & set(chunk))}", self.code)
+            raise Rejected(f"invalid data in {sorted(self.bad & set(chunk))}", self.code,
+                           self.scope)
         if self.flaky & set(chunk):
             raise Retriable("HTTP 503")
         return [accepted()] * len(chunk)
@@ -55,18 +59,33 @@ def test_one_bad_record_is_found_and_the_others_are_delivered():
     assert len(api.calls) <= 1 + 2 * 9  # ~2 log2(300) more calls
 
 
-def test_a_refusal_of_every_record_costs_two_more_calls_not_a_storm():
-    api = Api(bad=set(range(300)), code="1006")
+def test_a_refusal_of_the_call_rejects_every_record_without_splitting():
+    api = Api(bad=set(range(300)), code="609", scope=Scope.CALL)
     outcomes = deliver(api)
     assert kinds(outcomes) == {Kind.REJECTED: list(range(300))}
-    assert len(api.calls) == 3
+    assert len(api.calls) == 1
 
 
-def test_bad_records_in_both_halves_read_as_a_shared_refusal():
-    # The documented limit of the rule above: both halves refused alike -> all rejected.
+def test_bad_records_in_both_halves_are_each_found_and_the_others_delivered():
     api = Api(bad={0, 299})
-    assert kinds(deliver(api)) == {Kind.REJECTED: list(range(300))}
-    assert len(api.calls) == 3
+    assert kinds(deliver(api)) == {Kind.ACCEPTED: list(range(1, 299)), Kind.REJECTED: [0, 299]}
+    assert len(api.calls) <= 1 + 2 * 2 * 9
+
+
+def test_splitting_stops_at_the_batch_cap_and_retries_the_rest_later():
+    api = Api(bad=set(range(300)))  # record-scoped, yet every record refused
+    outcomes = deliver(api)
+    assert len(api.calls) == 1 + SPLIT_CALLS_MAX
+    found = kinds(outcomes)
+    assert set(found) == {Kind.RETRY}  # not one leaf reached: nothing dead-lettered yet
+    assert all(outcomes[i].counted for i in found[Kind.RETRY])  # bounded by record attempts
+
+
+def test_the_cap_holds_for_all_the_calls_of_a_batch():
+    api = Api(bad={i * 7 for i in range(40)})
+    outcomes = asyncio.run(fan_out(list(range(280)), 70, api.send, split_calls=20))
+    assert len(api.calls) == 4 + 20
+    assert {i for i, o in enumerate(outcomes) if o.kind is Kind.REJECTED} <= api.bad
 
 
 def test_too_large_a_request_is_split_until_it_fits():
@@ -96,12 +115,12 @@ def test_a_fatal_answer_still_stops_the_batch():
 @settings(max_examples=60, deadline=None)
 @given(items=st.integers(1, 120), size=st.integers(1, 50),
        bad=st.sets(st.integers(0, 119), max_size=3))
-def test_every_good_record_in_a_call_with_one_bad_record_is_delivered(items, size, bad):
+def test_every_good_record_is_delivered_and_only_bad_ones_rejected(items, size, bad):
     bad = {b for b in bad if b < items}
-    outcomes = asyncio.run(fan_out(list(range(items)), size, Api(bad=bad).send))
-    assert len(outcomes) == items
-    assert {i for i, o in enumerate(outcomes) if o.kind is Kind.REJECTED} >= bad
-    for start in range(0, items, size):  # a call with at most one bad record loses no other
-        call = range(start, min(start + size, items))
-        if len(bad & set(call)) <= 1:
-            assert {i for i in call if outcomes[i].kind is Kind.REJECTED} == bad & set(call)
+    api = Api(bad=bad)
+    outcomes = asyncio.run(fan_out(list(range(items)), size, api.send))
+    assert {i for i, o in enumerate(outcomes) if o.kind is Kind.REJECTED} == bad
+    assert {i for i, o in enumerate(outcomes) if o.kind is Kind.ACCEPTED} == \
+        set(range(items)) - bad
+    calls = -(-items // size)
+    assert len(api.calls) <= calls + 2 * len(bad) * max(1, (size - 1).bit_length())

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import REGISTRY
+from sqlalchemy.exc import OperationalError
+
+from actions_sync.dead_letter import DeadLetter
 from actions_sync.retry import Backoff
 from streams.batch import RawRecord
 from streams.pipeline import Batch, BatchPipeline
+from tests.fakes import FakeClock
 
 FAST = Backoff(base_s=0.001, cap_s=0.001)
 
@@ -187,3 +195,84 @@ def test_dropping_partitions_keeps_the_others():
 
     store, _ = run(scenario)
     assert store.written[-1] == [(2, 0)]
+
+
+class Poisoned:
+    """A stage that refuses any batch holding one of `bad` (a bug, a row the store
+    refuses), or fails `outage` times first as a store outage does."""
+
+    def __init__(self, bad: set[int] = frozenset(), outage: int = 0) -> None:
+        self.bad, self.outage = bad, outage
+        self.written: list[int] = []
+        self.calls = 0
+
+    def __call__(self, records: Sequence[RawRecord], _: Any = None) -> None:
+        self.calls += 1
+        if self.outage:
+            self.outage -= 1
+            raise OperationalError("INSERT ...", {}, Exception("connection refused"))
+        if {r.offset for r in records} & self.bad:
+            raise ValueError(f"cannot write {sorted({r.offset for r in records} & self.bad)}")
+        self.written += [r.offset for r in records]
+
+
+def poisoned(write: Poisoned, count: int, prepare: Poisoned | None = None,
+             attempts: int = 3) -> tuple[list[DeadLetter], list[Batch]]:
+    dead: list[DeadLetter] = []
+    acked: list[Batch] = []
+
+    async def main() -> None:
+        pipeline = BatchPipeline("people-test", write, count, acked.append, backoff=FAST,
+                                 prepare=prepare and (lambda rs: prepare(rs) or rs),
+                                 dead_letters=dead.extend, attempts=attempts, worker="test",
+                                 clock=FakeClock())
+        task = asyncio.ensure_future(pipeline.run())
+        try:
+            pipeline.add(("t", 0), records(0, 0, count))
+            await asyncio.wait_for(until(lambda: bool(acked)), 10)
+        finally:
+            task.cancel()
+            pipeline.close()
+
+    asyncio.run(main())
+    return dead, acked
+
+
+def retries(stage: str) -> float:
+    return REGISTRY.get_sample_value("actions_sync_batch_retries_total",
+                                     {"worker": "test", "stage": stage}) or 0.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(count=st.integers(1, 64), bad=st.sets(st.integers(0, 63), min_size=1, max_size=4))
+def test_a_poison_record_is_dead_lettered_after_bounded_attempts_and_the_rest_written(count,
+                                                                                      bad):
+    bad = {b for b in bad if b < count} or {count - 1}
+    write = Poisoned(bad)
+    dead, acked = poisoned(write, count)
+    assert sorted(int(d.header("source.offset")) for d in dead) == sorted(bad)
+    assert {d.header("error.stage") for d in dead} == {"write"}
+    assert write.written == [o for o in range(count) if o not in bad]  # in order, once
+    assert [b.ends for b in acked] == [{("t", 0): count}]
+    # 3 attempts of the batch, two halves a level per poison record, 3 attempts alone.
+    assert write.calls <= 3 + len(bad) * (2 * max(1, (count - 1).bit_length()) + 2)
+
+
+def test_a_record_its_preparation_fails_on_is_dead_lettered_with_that_stage():
+    write = Poisoned()
+    dead, _ = poisoned(write, 10, prepare=Poisoned({4}))
+    assert [(d.header("source.offset"), d.header("error.stage")) for d in dead] == \
+        [("4", "prepare")]
+    assert "ValueError" in dead[0].header("error.class")
+    assert write.written == [o for o in range(10) if o != 4]
+
+
+def test_a_store_outage_is_retried_past_the_attempts_and_counted_and_logged(caplog):
+    before = retries("write")
+    write = Poisoned(outage=8)
+    with caplog.at_level(logging.WARNING, logger="streams.pipeline"):
+        dead, acked = poisoned(write, 5, attempts=3)
+    assert dead == [] and write.written == [0, 1, 2, 3, 4] and len(acked) == 1
+    assert retries("write") - before == 8
+    lines = [r.getMessage() for r in caplog.records if "outage" in r.getMessage()]
+    assert len(lines) == 8 and all(" in " in line and "s: " in line for line in lines)

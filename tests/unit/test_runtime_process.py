@@ -1,0 +1,80 @@
+"""`spawn`: a child lives as long as the process that spawned it — not the thread — and
+dies with it, however it ends; `stop` and exit statuses see through the guard."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from actions_sync.runtime.process import spawn, stop
+
+# A parent that spawns `sleep` from a thread that ends at once, prints its pid, and waits.
+PARENT = """
+import threading, time
+from actions_sync.runtime.process import spawn
+children = []
+thread = threading.Thread(target=lambda: children.append(spawn(["sleep", "300"])))
+thread.start(); thread.join()
+print(children[0].pid, flush=True)
+time.sleep(300)
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[1][0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+def command_of(guard: int) -> int:
+    """The pid of the command a guard runs, once it has started it."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = subprocess.run(["pgrep", "-P", str(guard)], capture_output=True, text=True)
+        if found.stdout.split():
+            (pid,) = found.stdout.split()
+            return int(pid)
+        time.sleep(0.05)
+    raise AssertionError(f"guard {guard} started nothing")
+
+
+def test_a_child_outlives_the_spawning_thread_and_dies_with_the_process():
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
+    try:
+        guard = int(parent.stdout.readline())
+        command = command_of(guard)
+        time.sleep(1.0)
+        assert alive(guard) and alive(command)  # the thread that spawned them is gone
+        parent.kill()
+        deadline = time.monotonic() + 5
+        while (alive(guard) or alive(command)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(guard) and not alive(command)
+    finally:
+        parent.kill()
+        parent.wait()
+        parent.stdout.close()
+
+
+def test_stop_ends_the_command_and_reports_its_status():
+    proc = spawn(["sleep", "300"])
+    command = command_of(proc.pid)
+    assert stop(proc) == -signal.SIGTERM
+    assert not alive(command)
+    assert spawn([sys.executable, "-c", "raise SystemExit(3)"]).wait(30) == 3
+
+
+def test_a_killed_guard_takes_its_command_with_it():
+    proc = spawn(["sleep", "300"])
+    command = command_of(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 5
+    while alive(command) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(command)
