@@ -25,7 +25,7 @@ from actions_sync.settings import Settings
 from actions_sync.store import PeopleParams, Store, is_sqlite_url, people_params
 from actions_sync.topics import PERSON_CHANGES
 from streams.app import run_agent
-from streams.batch import RawRecord, split
+from streams.batch import Decoded, RawRecord, split
 from streams.rules import people as rules
 
 __all__ = ["WORKER", "PeopleBatch", "PeopleHandler", "prepare", "run"]
@@ -50,8 +50,17 @@ def prepare(records: Sequence[RawRecord], decode: Decode, sqlite: bool) -> Peopl
     """Decode, check and plan a batch, down to the store's parameters: CPU work only (and
     the registry, once per schema id), so it may run in a helper process
     (`streams.offload`); the worker is left the write itself."""
-    decoded = split(records, decode, rules.check)
+    decoded = _decoded(records, decode)
     return _batch(rules.plan([change for _, change in decoded.good]), sqlite, decoded.dead)
+
+
+def _decoded(records: Sequence[RawRecord], decode: Decode) -> Decoded:
+    """The batch decoded and checked, each good change with its `log_position` (its
+    offset: of two changes of a person with one `changed_at`, the later one wins)."""
+    decoded = split(records, decode, rules.check)
+    for raw, change in decoded.good:
+        change["log_position"] = raw.offset
+    return decoded
 
 
 def _batch(plan: rules.PeoplePlan, sqlite: bool, dead: list[DeadLetter]) -> PeopleBatch:
@@ -81,7 +90,7 @@ class PeopleHandler:
         except DBAPIError as exc:
             if isinstance(exc, OperationalError):
                 raise  # the store is down or locked: retry the whole batch
-            dead += self._write_one_by_one(split(records, self.decode, rules.check).good)
+            dead += self._write_one_by_one(_decoded(records, self.decode).good)
         if dead:
             self.dead_letters.send(dead)
 

@@ -31,8 +31,9 @@ class Expected:
     newest: dict[int, Change] = field(default_factory=dict)
 
     def apply(self, change: Change) -> None:
+        """Changes in publication order: of two with one `changed_at`, the later wins."""
         seen = self.newest.get(change["marketo_id"])
-        if seen is None or seen["changed_at"] < change["changed_at"]:
+        if seen is None or seen["changed_at"] <= change["changed_at"]:
             self.newest[change["marketo_id"]] = change
 
     def present(self) -> dict[int, Change]:

@@ -14,6 +14,11 @@ from tests.factories import person_change
 OWNED = "005000000000000001"
 
 
+def at(change: dict, position: int) -> dict:
+    """The change as the people agent hands it to the rules: with its log position."""
+    return {**change, "log_position": position}
+
+
 @pytest.mark.parametrize(
     ("lead_owner", "contact_owner", "deleted", "expected"),
     [
@@ -34,7 +39,7 @@ def test_only_sales_owned_people_qualify(lead_owner, contact_owner, deleted, exp
 def test_exactly_the_thirteen_fields_and_owners_are_copied():
     change = person_change(event_id="not stored", extra="ignored")
     row = person_row(change)
-    assert set(row) == {"marketo_id", "changed_at", *PERSON_FIELDS}
+    assert set(row) == {"marketo_id", "changed_at", "log_position", *PERSON_FIELDS}
     assert len({"marketo_id", *PERSON_FIELDS} - {"sfdc_lead_owner_id",
                                                  "sfdc_contact_owner_id"}) == 13
 
@@ -78,6 +83,19 @@ def test_duplicates_by_email_stay_two_people():
 def test_rule_violations_name_the_problem(key, change, reason):
     with pytest.raises(RuleViolation, match=reason):
         check(key, change)
+
+
+def test_of_two_changes_in_one_second_the_later_in_the_log_wins():
+    """Marketo's times have one-second resolution: an edit looked up after the first."""
+    first, second = person_change(1, 5, title="first"), person_change(1, 5, title="second")
+    assert [r["title"] for r in plan([at(first, 10), at(second, 11)]).upserts] == ["second"]
+    assert [r["title"] for r in plan([at(second, 11), at(first, 10)]).upserts] == ["second"]
+
+
+def test_update_then_delete_in_one_second_ends_removed():
+    update, delete = person_change(1, 5, title="new"), person_change(1, 5, deleted=True)
+    result = plan([at(update, 10), at(delete, 11)])
+    assert result.upserts == [{**person_row(at(delete, 11)), "removed_at": delete["changed_at"]}]
 
 
 @given(st.lists(st.tuples(st.integers(1, 5), st.integers(0, 50), st.booleans()), max_size=40))
