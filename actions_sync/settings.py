@@ -161,6 +161,11 @@ class Settings(BaseSettings):
         900.0, gt=0, le=86400, description="Salesforce daily budget spent: seconds between "
         "probes until calls leave the rolling 24 h",
     )
+    future_skew_s: float = Field(
+        86_400.0, gt=0, le=365 * 86400, description="people and activity workers: a change"
+        " or activity dated more than this after the worker reads it is dead-lettered (a"
+        " version from the future would outrank every later real change)",
+    )
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

@@ -20,6 +20,7 @@ from typing import Any
 from actions_sync.errors import RuleViolation
 from actions_sync.store import NO_POSITION
 from actions_sync.store.tables import PERSON_FIELDS
+from streams.rules.contract import check_key, check_lengths, check_not_after
 
 __all__ = ["PeoplePlan", "check", "is_owned", "person_row", "plan", "qualifies", "version"]
 
@@ -52,23 +53,15 @@ def person_row(change: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
-MAX_FIELD_CHARS = 255  # the store's column width, and Salesforce's for these fields
-
-
-def check(key: bytes | None, change: Mapping[str, Any]) -> None:
-    """Reject a change that breaks the topic's contract (`RuleViolation` -> DLQ)."""
+def check(key: bytes | None, change: Mapping[str, Any], latest: datetime) -> None:
+    """Reject a change that breaks the topic's contract (`RuleViolation` -> DLQ); `latest`:
+    the latest `changed_at` accepted (the time it is read plus the allowed clock skew)."""
     marketo_id = change["marketo_id"]
     if marketo_id <= 0:
         raise RuleViolation(f"marketo_id must be positive, got {marketo_id}")
-    for name in PERSON_FIELDS:
-        value = change.get(name)
-        if value is not None and len(value) > MAX_FIELD_CHARS:
-            raise RuleViolation(f"{name} is {len(value)} characters, at most {MAX_FIELD_CHARS}")
-    if key is not None and key != str(marketo_id).encode():
-        raise RuleViolation(
-            f"key {key!r} is not the Marketo ID {marketo_id}: changes to one person must share"
-            " a key to stay in order"
-        )
+    check_lengths(change, PERSON_FIELDS)
+    check_key(key, marketo_id, "changes")
+    check_not_after("changed_at", change["changed_at"], latest)
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -9,9 +11,10 @@ from hypothesis import strategies as st
 from actions_sync.errors import RuleViolation
 from actions_sync.store import PERSON_FIELDS
 from streams.rules.people import check, person_row, plan, qualifies
-from tests.factories import person_change
+from tests.factories import T0, person_change
 
 OWNED = "005000000000000001"
+READ_AT = T0 + timedelta(days=1)  # the changes of these tests are read a day after T0
 
 
 def at(change: dict, position: int) -> dict:
@@ -78,11 +81,19 @@ def test_duplicates_by_email_stay_two_people():
         (b"2", person_change(1), "is not the Marketo ID"),
         (b"0", person_change(0), "must be positive"),
         (b"1", person_change(1, title="x" * 256), "title is 256 characters"),
+        (None, person_change(1), "no key: the key must be the Marketo ID 1"),
+        (b"1", person_change(1, changed_at=READ_AT + timedelta(seconds=1)), "in the future"),
+        (b"1", person_change(1, changed_at=T0.replace(year=3000)), "3000-03-01.* in the future"),
     ],
 )
 def test_rule_violations_name_the_problem(key, change, reason):
     with pytest.raises(RuleViolation, match=reason):
-        check(key, change)
+        check(key, change, READ_AT)
+
+
+def test_a_change_up_to_the_allowed_skew_passes_the_check():
+    check(b"1", person_change(1, changed_at=READ_AT), READ_AT)
+    check(b"1", person_change(1, title="x" * 255), READ_AT)
 
 
 def test_of_two_changes_in_one_second_the_later_in_the_log_wins():
