@@ -174,6 +174,13 @@ class Settings(BaseSettings):
         "that fail, which are dead-lettered",
     )
 
+    # People and activity workers: versions from the future (streams/rules/contract.py)
+    future_skew_s: float = Field(
+        86_400.0, gt=0, le=365 * 86400, description="people and activity workers: a change"
+        " or activity dated more than this after the worker reads it is dead-lettered (a"
+        " version from the future would outrank every later real change)",
+    )
+
     @field_validator("kafka_bootstrap_servers")
     @classmethod
     def _hosts_have_ports(cls, value: str | None) -> str | None:

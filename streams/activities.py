@@ -19,7 +19,8 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from actions_sync.admin.live import LiveSettings
@@ -68,7 +69,8 @@ class ActivityRouter:
     def __init__(
         self, store: Store, decode: Decode, dead_letters: DeadLetterProducer,
         publisher: Publisher, registry: RegistryClient, settings: Callable[[], AdminSettings],
-        park_s: float, retry_s: float, now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        park_s: float, retry_s: float, future_skew_s: float,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
         self.decode = decode
@@ -82,11 +84,13 @@ class ActivityRouter:
         self.park_s = park_s
         self.retry_s = retry_s
         self.now = now
+        self.future_skew = timedelta(seconds=future_skew_s)
         # The sweeper thread and the batch thread share the producers: one at a time.
         self._lock = threading.Lock()
 
     def __call__(self, records: Sequence[RawRecord]) -> None:
-        batch = split(records, self.decode, rules.check)
+        batch = split(records, self.decode,
+                      partial(rules.check, latest=self.now() + self.future_skew))
         people = self.store.people_by_id([a["marketo_id"] for _, a in batch.good])
         settings = self.settings()  # one snapshot per batch: every record sees the same
         out = Outbound(dead=batch.dead)
@@ -210,7 +214,7 @@ def run(settings: Settings) -> None:
                             replication=settings.replication_factor).start()
         router = ActivityRouter(store, decode, dead_letters, Publisher(bootstrap, registry),
                                 registry, live.current, settings.activities_park_s,
-                                settings.activities_retry_s)
+                                settings.activities_retry_s, settings.future_skew_s)
         sweeper = Sweeper(router, settings.activities_retry_s).start()
         closers.extend([sweeper.close, live.close, registry.close])
         return router

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -22,7 +23,7 @@ from actions_sync.settings import Settings
 from actions_sync.store import PeopleParams, Store, is_sqlite_url, people_params
 from actions_sync.topics import PERSON_CHANGES
 from streams.app import run_agent
-from streams.batch import RawRecord, split
+from streams.batch import Decoded, RawRecord, split
 from streams.rules import people as rules
 
 __all__ = ["WORKER", "PeopleBatch", "PeopleHandler", "prepare", "run"]
@@ -43,12 +44,23 @@ class PeopleBatch:
     dead: list[DeadLetter]
 
 
-def prepare(records: Sequence[RawRecord], decode: Decode, sqlite: bool) -> PeopleBatch:
+def prepare(records: Sequence[RawRecord], decode: Decode, sqlite: bool,
+            future_skew_s: float) -> PeopleBatch:
     """Decode, check and plan a batch, down to the store's parameters: CPU work only (and
     the registry, once per schema id), so it may run in a helper process
     (`streams.offload`); the worker is left the write itself."""
-    decoded = split(records, decode, rules.check)
+    decoded = _decoded(records, decode, future_skew_s)
     return _batch(rules.plan([change for _, change in decoded.good]), sqlite, decoded.dead)
+
+
+def _decoded(records: Sequence[RawRecord], decode: Decode, future_skew_s: float) -> Decoded:
+    """The batch decoded and checked, each good change with its `log_position` (its
+    offset: of two changes of a person with one `changed_at`, the later one wins)."""
+    latest = datetime.now(UTC) + timedelta(seconds=future_skew_s)
+    decoded = split(records, decode, partial(rules.check, latest=latest))
+    for raw, change in decoded.good:
+        change["log_position"] = raw.offset
+    return decoded
 
 
 def _batch(plan: rules.PeoplePlan, sqlite: bool, dead: list[DeadLetter]) -> PeopleBatch:
@@ -59,16 +71,18 @@ def _batch(plan: rules.PeoplePlan, sqlite: bool, dead: list[DeadLetter]) -> Peop
 class PeopleHandler:
     """Turns a batch of raw person-change records into store writes and dead letters."""
 
-    def __init__(self, store: Store, decode: Decode, dead_letters: DeadLetterProducer) -> None:
+    def __init__(self, store: Store, decode: Decode, dead_letters: DeadLetterProducer,
+                 future_skew_s: float) -> None:
         self.store = store
         self.decode = decode
         self.dead_letters = dead_letters
+        self.future_skew_s = future_skew_s
 
     def __call__(self, records: Sequence[RawRecord]) -> None:
         self.write(records, self.prepare(records))
 
     def prepare(self, records: Sequence[RawRecord]) -> PeopleBatch:
-        return prepare(records, self.decode, self.store.is_sqlite)
+        return prepare(records, self.decode, self.store.is_sqlite, self.future_skew_s)
 
     def write(self, records: Sequence[RawRecord], batch: PeopleBatch) -> None:
         """Write the batch in one transaction, then the dead letters; raise to retry (a
@@ -87,5 +101,8 @@ class PeopleHandler:
 
 def run(settings: Settings) -> None:
     """`actions-sync worker people`."""
-    run_agent(settings, WORKER, PERSON_CHANGES, "PersonChange", PeopleHandler,
-              offload=partial(prepare, sqlite=is_sqlite_url(settings.database_url)))
+    skew = settings.future_skew_s
+    run_agent(settings, WORKER, PERSON_CHANGES, "PersonChange",
+              partial(PeopleHandler, future_skew_s=skew),
+              offload=partial(prepare, sqlite=is_sqlite_url(settings.database_url),
+                              future_skew_s=skew))

@@ -19,19 +19,33 @@ class _Unsupported(Exception):
     """A schema construct this module leaves to fastavro."""
 
 
+MAX_VARINT_BYTES = 10  # a zig-zag long: 64 bits in 7-bit groups (the Avro spec's bound)
+
+
 def _long(data: bytes, pos: int) -> tuple[int, int]:
-    """Avro int/long: zig-zag varint."""
+    """Avro int/long: zig-zag varint, at most 10 bytes and 64 bits.
+
+    Why the bound: without it a run of 0x80-0xff bytes is read as one ever-growing
+    integer, each byte costing a shift of all the bits before it — a 2 MB value of 0xff
+    took ~3 minutes of CPU (issue 10). fastavro stops at no length either but wraps to
+    64 bits; this reader raises instead, as for an out-of-range index.
+    """
     b = data[pos]
     if b < 0x80:
         return (b >> 1) ^ -(b & 1), pos + 1
-    n, shift = b & 0x7F, 7
+    start, n, shift = pos, b & 0x7F, 7
     while True:
         pos += 1
         b = data[pos]
         n |= (b & 0x7F) << shift
-        shift += 7
         if b < 0x80:
+            if n >> 64:
+                raise ValueError(f"varint at byte {start} is out of range for an Avro long")
             return (n >> 1) ^ -(n & 1), pos + 1
+        shift += 7
+        if shift >= 7 * MAX_VARINT_BYTES:
+            raise ValueError(f"varint at byte {start} runs past {MAX_VARINT_BYTES} bytes,"
+                             " out of range for an Avro long")
 
 
 def _bytes(data: bytes, pos: int) -> tuple[bytes, int]:

@@ -22,6 +22,10 @@ from sandboxes.population import generate, owner_id
 __all__ = ["Expected", "Mismatch", "Report", "Scenario", "reconcile"]
 
 Change = dict[str, Any]
+# The population is created over 2026 (`sandboxes.population.EPOCH`); its changes are
+# dated a year earlier, so that none is in the future whatever day the scenario runs on
+# (workers dead-letter changes dated after now + ACTIONS_SYNC_FUTURE_SKEW_S).
+HISTORY = timedelta(days=366)
 
 
 @dataclass
@@ -31,8 +35,9 @@ class Expected:
     newest: dict[int, Change] = field(default_factory=dict)
 
     def apply(self, change: Change) -> None:
+        """Changes in publication order: of two with one `changed_at`, the later wins."""
         seen = self.newest.get(change["marketo_id"])
-        if seen is None or seen["changed_at"] < change["changed_at"]:
+        if seen is None or seen["changed_at"] <= change["changed_at"]:
             self.newest[change["marketo_id"]] = change
 
     def present(self) -> dict[int, Change]:
@@ -60,7 +65,7 @@ class Scenario:
         rng = random.Random(self.seed + 1)
         population = list(generate(self.people, self.seed))
         for person in population:
-            yield self._emit("created", rng, person, person["created_at"])
+            yield self._emit("created", rng, person, person["created_at"] - HISTORY)
         for kind, share, offset in (
             ("edited", self.edit_share, 1), ("owner_removed", self.owner_removed_share, 2),
             ("owner_added", self.owner_added_share, 3), ("deleted", self.deleted_share, 4),
@@ -69,7 +74,7 @@ class Scenario:
             for person in population:
                 if rng.random() < share:
                     yield self._emit(kind, rng, self._edit(kind, person, rng),
-                                     person["created_at"] + timedelta(days=offset))
+                                     person["created_at"] + timedelta(days=offset) - HISTORY)
 
     @staticmethod
     def _edit(kind: str, person: Change, rng: random.Random) -> Change:

@@ -7,6 +7,7 @@ from actions_sync.store import (  # noqa: F401  (their tables)
     unsubscribes,
 )
 from actions_sync.store.store import (
+    NO_POSITION,
     PeopleParams,
     PeopleWrite,
     Store,
@@ -15,5 +16,5 @@ from actions_sync.store.store import (
 )
 from actions_sync.store.tables import PERSON_FIELDS, checkpoints, metadata, persons
 
-__all__ = ["PERSON_FIELDS", "PeopleParams", "PeopleWrite", "Store", "checkpoints",
+__all__ = ["NO_POSITION", "PERSON_FIELDS", "PeopleParams", "PeopleWrite", "Store", "checkpoints",
            "is_sqlite_url", "metadata", "people_params", "persons"]

@@ -2,7 +2,10 @@
 
 SQLite (WAL) by default, PostgreSQL by URL. Writes are batched: one transaction and one
 `executemany` per batch, upserts with `ON CONFLICT ... DO UPDATE ... WHERE` the stored
-version is older, so replays and out-of-order changes are no-ops.
+version is older, so replays and out-of-order changes are no-ops. A person's version is
+(`changed_at`, `log_position`): Marketo's times have one-second resolution, and of two
+changes in one second the later in the partition's log is the newer (README, "Operating
+it", says what producers guarantee for that).
 """
 
 from __future__ import annotations
@@ -27,11 +30,14 @@ from sqlalchemy.exc import OperationalError
 from actions_sync.errors import ConfigError, Retriable
 from actions_sync.store.tables import PERSON_FIELDS, checkpoints, persons
 
-__all__ = ["PeopleParams", "PeopleWrite", "Store", "is_sqlite_url", "people_params"]
+__all__ = ["NO_POSITION", "PeopleParams", "PeopleWrite", "Store", "is_sqlite_url",
+           "people_params"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 7_201_309  # pg_advisory_xact_lock key of actions-sync's migrations
-PERSON_COLUMNS = ("marketo_id", *PERSON_FIELDS, "changed_at", "removed_at", "synced_at")
+PERSON_COLUMNS = ("marketo_id", *PERSON_FIELDS, "changed_at", "removed_at", "log_position",
+                  "synced_at")
+NO_POSITION = -1  # the `log_position` of a row given without one (older than any offset)
 
 
 @dataclass(frozen=True)
@@ -94,12 +100,14 @@ def people_params(upserts: Sequence[Mapping[str, Any]], removals: Sequence[Mappi
     when = _sqlite_datetime if sqlite else _utc
     get_fields = itemgetter(*PERSON_FIELDS)
     upsert_rows = [(row["marketo_id"], *get_fields(row), when(row["changed_at"]),
-                    when(removed) if (removed := row.get("removed_at")) is not None else None)
+                    when(removed) if (removed := row.get("removed_at")) is not None else None,
+                    row.get("log_position", NO_POSITION))
                    for row in upserts]
     removal_rows = []
     for row in removals:
-        version = when(row["changed_at"])
-        removal_rows.append((*get_fields(row), version, version, row["marketo_id"], version))
+        version, position = when(row["changed_at"]), row.get("log_position", NO_POSITION)
+        removal_rows.append((*get_fields(row), version, position, version, row["marketo_id"],
+                             version, position))
     return PeopleParams(upsert_rows, removal_rows)
 
 
@@ -181,7 +189,8 @@ class Store:
         return (f"INSERT INTO persons ({', '.join(PERSON_COLUMNS)})"
                 f" VALUES ({', '.join([mark] * len(PERSON_COLUMNS))})"
                 f" ON CONFLICT (marketo_id) DO UPDATE SET {updates}"
-                " WHERE persons.changed_at < excluded.changed_at")
+                " WHERE (persons.changed_at, persons.log_position)"
+                " < (excluded.changed_at, excluded.log_position)")
 
     def _person_removal_sql(self) -> str:
         """Mark stored people removed (driver SQL, as the upsert): the fields and version
@@ -189,18 +198,19 @@ class Store:
         mark = self._mark
         fields = ", ".join(f"{c} = {mark}" for c in PERSON_FIELDS)
         return (f"UPDATE persons SET synced_at = {mark}, {fields}, changed_at = {mark},"
-                f" removed_at = COALESCE(removed_at, {mark})"
-                f" WHERE marketo_id = {mark} AND changed_at < {mark}")
+                f" log_position = {mark}, removed_at = COALESCE(removed_at, {mark})"
+                f" WHERE marketo_id = {mark} AND (changed_at, log_position) < ({mark}, {mark})")
 
     def apply_people(
         self, upserts: Sequence[Mapping[str, Any]], removals: Sequence[Mapping[str, Any]]
     ) -> PeopleWrite:
         """Upsert present people and mark removed ones, in one transaction.
 
-        Rows carry the contract's field names plus `changed_at` (and an upsert may carry
-        `removed_at`: a person stored as removed). A row only wins over a stored one with
-        an older `changed_at`; a removal only touches people already stored (someone
-        never in Actions has nothing to leave).
+        Rows carry the contract's field names plus `changed_at`, and may carry
+        `log_position` (the change's offset; `NO_POSITION` without) and, for an upsert,
+        `removed_at` (a person stored as removed). A row only wins over a stored one with
+        an older version, (`changed_at`, `log_position`); a removal only touches people
+        already stored (someone never in Actions has nothing to leave).
         """
         return self.write_people(people_params(upserts, removals, self.is_sqlite))
 

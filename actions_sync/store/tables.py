@@ -31,6 +31,11 @@ persons = Table(
     Column("removed_at", DateTime(timezone=True)),
     # When the sync wrote the row (for latency measurement and audit).
     Column("synced_at", DateTime(timezone=True), nullable=False),
+    # Ties of `changed_at` (Marketo's one-second resolution): the change's offset on its
+    # partition, so that of two changes with one `changed_at` the later in the log wins.
+    # -1 for rows written without one (before migration 0006, or by `Store.apply_people`
+    # callers that give none).
+    Column("log_position", BigInteger, nullable=False, server_default="-1"),
     Index("ix_persons_email", "email"),
 )
 

@@ -32,9 +32,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import schemas
 from actions_sync.admin.model import PLACEHOLDER, AdminSettings
 from actions_sync.errors import RuleViolation, Skippable
 from connectors.marketo.activity_types import BY_SYMBOL, SOURCE
+from streams.rules.contract import (
+    MAX_FIELD_CHARS,
+    check_key,
+    check_lengths,
+    check_not_after,
+)
 
 __all__ = [
     "SUBJECT_MAX",
@@ -52,7 +59,11 @@ __all__ = [
     "task_subject",
 ]
 
-SUBJECT_MAX = 255  # Salesforce Task.Subject; also Marketo's string attributes
+SUBJECT_MAX = MAX_FIELD_CHARS  # Salesforce Task.Subject; also Marketo's string attributes
+# The contract's text fields (plain or optional strings; not the uuid activity_id): at
+# most 255 characters each, as for person fields (`streams.rules.contract`).
+TEXT_FIELDS = tuple(f["name"] for f in schemas.load("SalesActivity")["fields"]
+                    if f["type"] in ("string", ["null", "string"]))
 # Everything str.splitlines() splits on, so that no reader sees a second line.
 LINE_BREAKS = re.compile(r"\s*[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+\s*")
 Activity = Mapping[str, Any]
@@ -78,16 +89,17 @@ def activity_id(activity: Activity) -> str:
     return str(activity["activity_id"])
 
 
-def check(key: bytes | None, activity: Activity) -> None:
-    """Reject an activity that breaks the topic's contract (`RuleViolation` -> DLQ)."""
+def check(key: bytes | None, activity: Activity, latest: datetime) -> None:
+    """Reject an activity that breaks the topic's contract (`RuleViolation` -> DLQ);
+    `latest`: the latest `occurred_at` accepted (the time it is read plus the clock skew)."""
     marketo_id = activity["marketo_id"]
     if marketo_id <= 0:
         raise RuleViolation(f"marketo_id must be positive, got {marketo_id}")
     if not activity_id(activity):
         raise RuleViolation("activity_id is empty: it is the idempotency key")
-    if key is not None and key != str(marketo_id).encode():
-        raise RuleViolation(f"key {key!r} is not the Marketo ID {marketo_id}: activities of one"
-                            " person must share a key to stay in order")
+    check_lengths(activity, TEXT_FIELDS)
+    check_key(key, marketo_id, "activities")
+    check_not_after("occurred_at", activity["occurred_at"], latest)
 
 
 def in_actions(person: Person, occurred_at: datetime) -> bool:

@@ -4,19 +4,25 @@
   losing both owners, or the lead being deleted, removes (soft-deletes) the person.
 - S3: exactly the 13 fixed fields are copied (plus the two owner ids that decide S2).
 - S5: identity is the Marketo ID; people sharing an email stay separate.
-- An older change never overwrites a newer one (`changed_at` is the version).
+- An older change never overwrites a newer one. The version is (`changed_at`,
+  `log_position`): Marketo's times have one-second resolution, so two changes of a person
+  may share a `changed_at`, and then the later in the log (the person's partition) wins —
+  an update then a delete in one second ends deleted, the second of two edits stays.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from actions_sync.errors import RuleViolation
+from actions_sync.store import NO_POSITION
 from actions_sync.store.tables import PERSON_FIELDS
+from streams.rules.contract import check_key, check_lengths, check_not_after
 
-__all__ = ["PeoplePlan", "check", "is_owned", "person_row", "plan", "qualifies"]
+__all__ = ["PeoplePlan", "check", "is_owned", "person_row", "plan", "qualifies", "version"]
 
 OWNER_FIELDS = ("sfdc_lead_owner_id", "sfdc_contact_owner_id")
 
@@ -32,31 +38,30 @@ def qualifies(change: Mapping[str, Any]) -> bool:
     return not change.get("deleted") and is_owned(change)
 
 
+def version(change: Mapping[str, Any]) -> tuple[datetime, int]:
+    """The order of a person's changes: `changed_at`, then the position in the log (a
+    change without one, `NO_POSITION`, is older than any with one at its `changed_at`)."""
+    return change["changed_at"], change.get("log_position", NO_POSITION)
+
+
 def person_row(change: Mapping[str, Any]) -> dict[str, Any]:
     """The store row of a change: identity, the synced fields, the version (S3)."""
     row = {name: change.get(name) for name in PERSON_FIELDS}
     row["marketo_id"] = change["marketo_id"]
     row["changed_at"] = change["changed_at"]
+    row["log_position"] = change.get("log_position", NO_POSITION)
     return row
 
 
-MAX_FIELD_CHARS = 255  # the store's column width, and Salesforce's for these fields
-
-
-def check(key: bytes | None, change: Mapping[str, Any]) -> None:
-    """Reject a change that breaks the topic's contract (`RuleViolation` -> DLQ)."""
+def check(key: bytes | None, change: Mapping[str, Any], latest: datetime) -> None:
+    """Reject a change that breaks the topic's contract (`RuleViolation` -> DLQ); `latest`:
+    the latest `changed_at` accepted (the time it is read plus the allowed clock skew)."""
     marketo_id = change["marketo_id"]
     if marketo_id <= 0:
         raise RuleViolation(f"marketo_id must be positive, got {marketo_id}")
-    for name in PERSON_FIELDS:
-        value = change.get(name)
-        if value is not None and len(value) > MAX_FIELD_CHARS:
-            raise RuleViolation(f"{name} is {len(value)} characters, at most {MAX_FIELD_CHARS}")
-    if key is not None and key != str(marketo_id).encode():
-        raise RuleViolation(
-            f"key {key!r} is not the Marketo ID {marketo_id}: changes to one person must share"
-            " a key to stay in order"
-        )
+    check_lengths(change, PERSON_FIELDS)
+    check_key(key, marketo_id, "changes")
+    check_not_after("changed_at", change["changed_at"], latest)
 
 
 @dataclass
@@ -89,7 +94,7 @@ def plan(changes: Iterable[Mapping[str, Any]]) -> PeoplePlan:
         total += 1
         marketo_id = change["marketo_id"]
         seen = newest.get(marketo_id)
-        if seen is None or seen["changed_at"] < change["changed_at"]:
+        if seen is None or version(seen) < version(change):
             newest[marketo_id] = change
         if qualifies(change):
             qualified.add(marketo_id)

@@ -23,6 +23,7 @@ from typing import Any, Literal, NamedTuple
 from actions_sync.admin.model import AdminSettings
 from actions_sync.errors import RuleViolation
 from connectors.salesforce.ids import to18
+from streams.rules.contract import check_key
 
 __all__ = [
     "ID_COLUMN",
@@ -70,9 +71,7 @@ def check_unsubscribe(key: bytes | None, unsubscribe: Mapping[str, Any]) -> None
     marketo_id = unsubscribe["marketo_id"]
     if marketo_id <= 0:
         raise RuleViolation(f"marketo_id must be positive, got {marketo_id}")
-    if key is not None and key != str(marketo_id).encode():
-        raise RuleViolation(f"key {key!r} is not the Marketo ID {marketo_id}: a person's"
-                            " unsubscribes must share a key to stay in order")
+    check_key(key, marketo_id, "unsubscribes")
 
 
 def check_optout(key: bytes | None, optout: Mapping[str, Any]) -> None:
@@ -81,8 +80,9 @@ def check_optout(key: bytes | None, optout: Mapping[str, Any]) -> None:
         sfdc_id = to18(optout["sfdc_id"])
     except ValueError as exc:
         raise RuleViolation(str(exc)) from exc
-    if key is not None and key.decode(errors="replace")[:15] != sfdc_id[:15]:
-        raise RuleViolation(f"key {key!r} is not the record id {sfdc_id}")
+    if key is None or key.decode(errors="replace")[:15] != sfdc_id[:15]:
+        raise RuleViolation(f"key {key!r} is not the record id {sfdc_id}: the opt-outs of"
+                            " one record must share a key to stay in order")
 
 
 def targets(person: Person, settings: AdminSettings) -> tuple[Target, ...]:

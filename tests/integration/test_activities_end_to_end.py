@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -182,3 +182,40 @@ def test_activities_are_routed_parked_and_dead_lettered_with_live_settings(
     assert unknown["source.topic"] == SALES_ACTIVITIES
     not_synced = next(h for h in letters if h["error.class"] == "PersonNotSynced")
     assert not_synced["error.message"].startswith("person_not_synced")
+
+
+def test_an_activity_breaking_the_contract_is_dead_lettered_and_the_next_one_routed(
+        kafka, registry, tmp_path, topics):
+    """No key, a date from the future, a 500,000-character subject (the contract's limit
+    is 255, as for person fields): each dead-lettered with its reason; the good activity
+    published after them is routed."""
+    database_url = f"sqlite:///{tmp_path}/store.db"
+    settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
+                        database_url=database_url, group_prefix=f"t-{uuid.uuid4().hex[:8]}")
+    with Store(database_url) as store:
+        store.migrate()
+        store.apply_people(people(), [])
+    encode = topics.publisher.serializer(SALES_ACTIVITIES, "SalesActivity")
+    future = datetime.now(UTC) + timedelta(days=1, hours=1)  # the default skew is one day
+    no_key = activity("SEND_SALES_EMAIL", CONTACT)
+    from_the_future = sales_activity("SEND_SALES_EMAIL", CONTACT, occurred_at=future)
+    long_subject = activity("SEND_SALES_EMAIL", CONTACT, email_subject="s" * 500_000)
+    good = activity("SEND_SALES_EMAIL", CONTACT)
+    topics.publish([], raw=[(None, encode(no_key))])
+    topics.publish([from_the_future, long_subject, good])
+
+    with Stack(settings) as stack:
+        stack.add_worker("activities")
+        stack.wait_drained("activities", SALES_ACTIVITIES, topics.ends, timeout_s=60)
+        marketo = topics.marketo()
+
+    assert good["activity_id"] in marketo
+    assert not {a["activity_id"] for a in (no_key, from_the_future, long_subject)} & set(marketo)
+    letters = list(topics.dead().values())
+    assert [(h["error.class"], h["error.stage"]) for h in letters] == [("RuleViolation",
+                                                                        "rules")] * 3
+    messages = sorted(h["error.message"] for h in letters)
+    assert messages[0].startswith("email_subject is 500000 characters, at most 255")
+    assert messages[1].startswith("no key: the key must be the Marketo ID")
+    assert messages[2].startswith(f"occurred_at {future.isoformat()[:19]}")
+    assert all(h["source.topic"] == SALES_ACTIVITIES for h in letters)

@@ -63,7 +63,8 @@ TEMPLATE = ("{{activity_type}} | {{activity_subject}} | {{sales_campaign_name}} 
             " {{call_reason}}")
 SELLER = "seller@example.com"
 DAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-LONG = "Proposal " + "x" * 300  # longer than any subject may be
+LONG = "Proposal " + "x" * 246  # the longest subject a producer may send (255): rendered
+# with the template's prefix or the Marketo suffix, it is longer than a subject may be
 
 # -- what is produced -------------------------------------------------------------------
 
@@ -199,7 +200,7 @@ def phase_two() -> list[Case]:
         Case(activity(15, "SEND_SALES_EMAIL", ACCOUNT, email_subject="Following up"),
              "sendSalesEmail", f"Following up {sia(15)}",
              {"sentBy": SELLER, "source": "Sales App"}, None),  # emails are off now
-        Case(activity(16, "REPLY_TO_SALES_EMAIL", ACCOUNT, email_subject="y" * 300),
+        Case(activity(16, "REPLY_TO_SALES_EMAIL", ACCOUNT, email_subject="y" * 255),
              "replyToSalesEmail", "y" * 212 + f" {sia(16)}",
              {"receivedBy": SELLER, "source": "Sales App"},
              task("Reply", "Reply: " + "y" * 248, ACCOUNT_CONTACT, ACCOUNT_ID)),

@@ -68,6 +68,20 @@ def test_replayed_change_is_a_no_op(store):
     assert store.person(1)["title"] == first["title"]
 
 
+def test_of_two_changes_in_one_second_the_later_in_the_log_wins(store):
+    store.apply_people([{**row(1, 5, title="first"), "log_position": 10}], [])
+    store.apply_people([{**row(1, 5, title="second"), "log_position": 11}], [])
+    store.apply_people([{**row(1, 5, title="first"), "log_position": 10}], [])  # redelivered
+    assert store.person(1)["title"] == "second" and store.person(1)["log_position"] == 11
+
+
+def test_a_removal_in_the_second_of_the_stored_upsert_and_after_it_removes(store):
+    store.apply_people([{**row(1, 5), "log_position": 10}], [])
+    written = store.apply_people([], [{**row(1, 5, sfdc_lead_owner_id=None), "log_position": 11}])
+    store.apply_people([{**row(1, 5), "log_position": 10}], [])  # the upsert redelivered
+    assert written.removed == 1 and store.person(1)["removed_at"] is not None
+
+
 def test_removal_soft_deletes_and_keeps_the_row(store):
     store.apply_people([row(1, 1)], [])
     written = store.apply_people([], [row(1, 2, sfdc_lead_owner_id=None)])
@@ -166,24 +180,28 @@ def test_sqlite_datetime_text_is_sqlalchemys_for_every_year():
 
 
 def _final_state(store) -> dict[int, tuple]:
-    return {p["marketo_id"]: (p["title"], p["changed_at"], p["removed_at"] is None)
+    return {p["marketo_id"]: (p["title"], p["changed_at"], p["log_position"],
+                              p["removed_at"] is None)
             for p in store.iter_persons()}
 
 
 @st.composite
-def _stream(draw: st.DrawFn) -> list[tuple[int, int, bool]]:
+def _stream(draw: st.DrawFn) -> list[tuple[int, int, bool, int]]:
     """Changes as a topic partition holds them: per person, versions in the order the
-    source made them, owners added and removed, and at-least-once replays of earlier
-    changes anywhere after them (a republished page or chunk after a crash)."""
-    events: list[tuple[int, int, bool]] = []
-    versions: dict[int, int] = {}
-    for _ in range(draw(st.integers(0, 14))):
+    source made them — often several in one second (Marketo's resolution), owners added
+    and removed — and at-least-once replays of earlier changes anywhere after them (a
+    republished page or chunk after a crash). (person, second, owned, position): the
+    position is the record's offset, a replay's its own."""
+    events: list[tuple[int, int, bool, int]] = []
+    seconds: dict[int, int] = {}
+    for position in range(draw(st.integers(0, 14))):
         if events and draw(st.booleans()) and draw(st.booleans()):
-            events.append(events[draw(st.integers(0, len(events) - 1))])  # a replay
+            mid, second, owned, _ = events[draw(st.integers(0, len(events) - 1))]
+            events.append((mid, second, owned, position))  # a replay
             continue
         mid = draw(st.integers(1, 4))
-        versions[mid] = versions.get(mid, -1) + 1
-        events.append((mid, versions[mid], draw(st.booleans())))
+        seconds[mid] = seconds.get(mid, 0) + draw(st.integers(0, 1))  # 0: the same second
+        events.append((mid, seconds[mid], draw(st.booleans()), position))
     return events
 
 
@@ -192,14 +210,16 @@ def _stream(draw: st.DrawFn) -> list[tuple[int, int, bool]]:
 @given(events=_stream(), cuts=st.lists(st.integers(0, 14), max_size=4))
 def test_batches_leave_the_store_as_one_change_at_a_time_would(database_url, events, cuts):
     """SPEC S2 under batching: however a partition's changes (owners added and removed,
-    replays of older changes) are cut into batches, the store ends as if each change had
-    been applied on its own: present exactly when the newest change qualifies, and an
-    older change never brings back someone a newer one removed."""
+    several in one second, replays of older changes) are cut into batches, the store ends
+    as if each change had been applied on its own: present exactly when the newest change
+    qualifies — newest by `changed_at`, then by position in the log — and an older change
+    never brings back someone a newer one removed."""
     from streams.rules.people import plan
 
-    changes = [person_change(mid, v, title=f"v{v}",
-                             sfdc_lead_owner_id="005A" if owned else None)
-               for mid, v, owned in events]
+    changes = [{**person_change(mid, second, title=f"v{position}",
+                                sfdc_lead_owner_id="005A" if owned else None),
+                "log_position": position}
+               for mid, second, owned, position in events]
     states = []
     for batches in ([[c] for c in changes], _cut(changes, cuts)):
         store = Store(database_url)
@@ -214,11 +234,16 @@ def test_batches_leave_the_store_as_one_change_at_a_time_would(database_url, eve
         finally:
             store.close()
     assert states[1] == states[0]
-    newest: dict[int, tuple[int, bool]] = {}
-    for mid, v, owned in events:
-        newest[mid] = max(newest.get(mid, (v, owned)), (v, owned))
-    present = {mid for mid, (_, _, is_present) in states[0].items() if is_present}
-    assert present == {mid for mid, (_, owned) in newest.items() if owned}
+    newest: dict[int, tuple[int, int, bool]] = {}
+    for mid, second, owned, position in events:
+        newest[mid] = max(newest.get(mid, (second, position, owned)), (second, position, owned))
+    present = {mid for mid, (*_, is_present) in states[0].items() if is_present}
+    assert present == {mid for mid, (*_, owned) in newest.items() if owned}
+    for mid, (title, changed_at, position, _) in states[0].items():
+        second, newest_position, _ = newest[mid]  # the stored version is the newest one
+        assert (changed_at, position) == (person_change(mid, second)["changed_at"],
+                                          newest_position)
+        assert title == f"v{newest_position}"
 
 
 def _cut(items: list, cuts: list[int]) -> list[list]:

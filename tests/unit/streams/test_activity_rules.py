@@ -246,15 +246,23 @@ def test_activity_after_removal_is_person_not_synced():
         route(sales_activity("SEND_SALES_EMAIL"), removed, DEFAULTS)
 
 
-@pytest.mark.parametrize(("key", "fields"), [
-    (b"41", {}),  # key is not the Marketo ID
-    (b"0", {"marketo_id": 0}),
-    (b"42", {"activity_id": ""}),
+READ_AT = T0 + timedelta(days=1)  # these activities are read a day after they happened
+
+
+@pytest.mark.parametrize(("key", "fields", "reason"), [
+    (b"41", {}, "is not the Marketo ID"),
+    (None, {}, "no key: the key must be the Marketo ID 42"),
+    (b"0", {"marketo_id": 0}, "must be positive"),
+    (b"42", {"activity_id": ""}, "idempotency key"),
+    (b"42", {"occurred_at": READ_AT + timedelta(seconds=1)}, "occurred_at .* in the future"),
+    (b"42", {"email_subject": "x" * 2_000_000}, "email_subject is 2000000 characters"),
+    (b"42", {"link": "https://example.com/" + "x" * 236}, "link is 256 characters"),
 ])
-def test_contract_violations_are_rejected(key, fields):
-    with pytest.raises(RuleViolation):
-        check(key, sales_activity("SEND_SALES_EMAIL", **fields))
+def test_contract_violations_are_rejected(key, fields, reason):
+    with pytest.raises(RuleViolation, match=reason):
+        check(key, sales_activity("SEND_SALES_EMAIL", **fields), READ_AT)
 
 
 def test_a_good_activity_passes_the_check():
-    check(b"42", sales_activity("SEND_SALES_EMAIL", activity_id=str(uuid.uuid4())))
+    check(b"42", sales_activity("SEND_SALES_EMAIL", activity_id=str(uuid.uuid4()),
+                                email_subject="x" * 255, occurred_at=READ_AT), READ_AT)

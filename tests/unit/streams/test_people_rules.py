@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -9,9 +11,15 @@ from hypothesis import strategies as st
 from actions_sync.errors import RuleViolation
 from actions_sync.store import PERSON_FIELDS
 from streams.rules.people import check, person_row, plan, qualifies
-from tests.factories import person_change
+from tests.factories import T0, person_change
 
 OWNED = "005000000000000001"
+READ_AT = T0 + timedelta(days=1)  # the changes of these tests are read a day after T0
+
+
+def at(change: dict, position: int) -> dict:
+    """The change as the people agent hands it to the rules: with its log position."""
+    return {**change, "log_position": position}
 
 
 @pytest.mark.parametrize(
@@ -34,7 +42,7 @@ def test_only_sales_owned_people_qualify(lead_owner, contact_owner, deleted, exp
 def test_exactly_the_thirteen_fields_and_owners_are_copied():
     change = person_change(event_id="not stored", extra="ignored")
     row = person_row(change)
-    assert set(row) == {"marketo_id", "changed_at", *PERSON_FIELDS}
+    assert set(row) == {"marketo_id", "changed_at", "log_position", *PERSON_FIELDS}
     assert len({"marketo_id", *PERSON_FIELDS} - {"sfdc_lead_owner_id",
                                                  "sfdc_contact_owner_id"}) == 13
 
@@ -73,11 +81,32 @@ def test_duplicates_by_email_stay_two_people():
         (b"2", person_change(1), "is not the Marketo ID"),
         (b"0", person_change(0), "must be positive"),
         (b"1", person_change(1, title="x" * 256), "title is 256 characters"),
+        (None, person_change(1), "no key: the key must be the Marketo ID 1"),
+        (b"1", person_change(1, changed_at=READ_AT + timedelta(seconds=1)), "in the future"),
+        (b"1", person_change(1, changed_at=T0.replace(year=3000)), "3000-03-01.* in the future"),
     ],
 )
 def test_rule_violations_name_the_problem(key, change, reason):
     with pytest.raises(RuleViolation, match=reason):
-        check(key, change)
+        check(key, change, READ_AT)
+
+
+def test_a_change_up_to_the_allowed_skew_passes_the_check():
+    check(b"1", person_change(1, changed_at=READ_AT), READ_AT)
+    check(b"1", person_change(1, title="x" * 255), READ_AT)
+
+
+def test_of_two_changes_in_one_second_the_later_in_the_log_wins():
+    """Marketo's times have one-second resolution: an edit looked up after the first."""
+    first, second = person_change(1, 5, title="first"), person_change(1, 5, title="second")
+    assert [r["title"] for r in plan([at(first, 10), at(second, 11)]).upserts] == ["second"]
+    assert [r["title"] for r in plan([at(second, 11), at(first, 10)]).upserts] == ["second"]
+
+
+def test_update_then_delete_in_one_second_ends_removed():
+    update, delete = person_change(1, 5, title="new"), person_change(1, 5, deleted=True)
+    result = plan([at(update, 10), at(delete, 11)])
+    assert result.upserts == [{**person_row(at(delete, 11)), "removed_at": delete["changed_at"]}]
 
 
 @given(st.lists(st.tuples(st.integers(1, 5), st.integers(0, 50), st.booleans()), max_size=40))

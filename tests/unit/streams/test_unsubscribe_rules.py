@@ -158,3 +158,10 @@ def test_a_record_that_breaks_the_contract_is_refused():
         check_optout(None, optout(sfdc_id="nope"))
     check_unsubscribe(b"7", unsubscribe())
     check_optout(CONTACT_ID[:15].encode(), optout())
+
+
+def test_a_record_without_a_key_is_refused_like_a_key_mismatch():
+    with pytest.raises(RuleViolation, match="no key"):
+        check_unsubscribe(None, unsubscribe())
+    with pytest.raises(RuleViolation, match="not the record id"):
+        check_optout(None, optout())
