@@ -3,7 +3,8 @@
 `RollingWindow` admits at most `calls` starts in any `window_s` seconds — Marketo counts
 100 calls per *rolling* 20 s, so a token bucket refilled continuously would overshoot at
 window edges. `Limiter` adds a cap on calls in flight (Marketo: 10 concurrent; best
-practice 5). Both sleep through the injected clock.
+practice 5). `Pace` spreads calls evenly within the same budget, for callers that answer
+within a deadline. All sleep through the injected clock.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from types import TracebackType
 from actions_sync.clock import Clock, SystemClock
 from actions_sync.metrics import RATE_LIMIT_WAIT_SECONDS
 
-__all__ = ["Limiter", "RollingWindow"]
+__all__ = ["Limiter", "Pace", "RollingWindow"]
 
 
 class RollingWindow:
@@ -74,3 +75,34 @@ class Limiter:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         self._slots.release()
+
+
+class Pace:
+    """At most one call every `(window_s + margin_s) / calls` seconds: the rolling
+    window's budget spent evenly.
+
+    A rolling window lets `calls` go at once and then nothing for a whole window: fine
+    for a sink, fatal for a caller that must answer within seconds (the send check would
+    spend 100 calls in 5 s and then wait 15). Spaced calls never trip the window, and
+    what arrives between two calls is gathered into the next one (`due_in`).
+    """
+
+    def __init__(self, calls: int, window_s: float, clock: Clock | None = None,
+                 margin_s: float = 0.25) -> None:
+        if calls < 1 or window_s <= 0:
+            raise ValueError("a pace needs calls >= 1 and window_s > 0")
+        self.interval_s = (window_s + margin_s) / calls
+        self._clock = clock or SystemClock()
+        self._next = float("-inf")
+
+    def due_in(self) -> float:
+        """Seconds until the next call may start (0: now)."""
+        return max(self._next - self._clock.monotonic(), 0.0)
+
+    async def wait(self) -> None:
+        """Reserve the next slot and sleep until it (callers are served in order)."""
+        now = self._clock.monotonic()
+        start = max(now, self._next)
+        self._next = start + self.interval_s  # reserved before sleeping: no lock needed
+        if start > now:
+            await self._clock.sleep(start - now)
