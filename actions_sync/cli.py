@@ -69,7 +69,8 @@ WORKERS = {
     "admin-api": ("actions_sync.admin.http:run", "the admin HTTP API (SPEC S12)"),
 }
 # What `up` runs by default: every built flow, one copy each.
-UP_WORKERS = ("people", "activities", "marketo-sink", "salesforce-sink", "admin-api")
+UP_WORKERS = ("people", "activities", "marketo-sink", "salesforce-sink", "admin-api",
+              "send-check")
 
 
 def not_built(what: str, part: str) -> NoReturn:
