@@ -78,31 +78,36 @@ class Limiter:
 
 
 class Pace:
-    """At most one call every `(window_s + margin_s) / calls` seconds: the rolling
-    window's budget spent evenly.
+    """Calls spread evenly over a rolling window's budget, with a small credit.
 
     A rolling window lets `calls` go at once and then nothing for a whole window: fine
     for a sink, fatal for a caller that must answer within seconds (the send check would
-    spend 100 calls in 5 s and then wait 15). Spaced calls never trip the window, and
-    what arrives between two calls is gathered into the next one (`due_in`).
+    spend 100 calls in 5 s and then wait 15). Here one call may start every
+    `(window_s + margin_s) / (calls - burst + 1)` seconds, and up to `burst` slots left
+    unused (while the caller was busy between two batches) may be used late; in any
+    window at most `calls` start, so the window never trips. What arrives between two
+    calls is gathered into the next one (`due_in`). (GCRA: a theoretical arrival time
+    with a tolerance of `burst - 1` intervals.)
     """
 
     def __init__(self, calls: int, window_s: float, clock: Clock | None = None,
-                 margin_s: float = 0.25) -> None:
-        if calls < 1 or window_s <= 0:
-            raise ValueError("a pace needs calls >= 1 and window_s > 0")
-        self.interval_s = (window_s + margin_s) / calls
+                 margin_s: float = 0.25, burst: int = 1) -> None:
+        if calls < 1 or window_s <= 0 or not 1 <= burst <= calls:
+            raise ValueError("a pace needs calls >= 1, window_s > 0 and 1 <= burst <= calls")
+        self.interval_s = (window_s + margin_s) / (calls - burst + 1)
+        self._tolerance = (burst - 1) * self.interval_s
         self._clock = clock or SystemClock()
-        self._next = float("-inf")
+        self._tat = float("-inf")  # when the next call is due at the steady pace
 
     def due_in(self) -> float:
         """Seconds until the next call may start (0: now)."""
-        return max(self._next - self._clock.monotonic(), 0.0)
+        return max(self._tat - self._tolerance - self._clock.monotonic(), 0.0)
 
     async def wait(self) -> None:
         """Reserve the next slot and sleep until it (callers are served in order)."""
         now = self._clock.monotonic()
-        start = max(now, self._next)
-        self._next = start + self.interval_s  # reserved before sleeping: no lock needed
+        tat = max(self._tat, now)
+        start = max(now, tat - self._tolerance)
+        self._tat = tat + self.interval_s  # reserved before sleeping: no lock needed
         if start > now:
             await self._clock.sleep(start - now)

@@ -66,6 +66,25 @@ def test_pace_says_how_long_until_the_next_call_may_start():
     assert pace.due_in() == 0
 
 
+def test_pace_lets_unused_slots_be_used_late_within_the_window():
+    clock = FakeClock()
+    pace = Pace(calls=100, window_s=19.75, clock=clock, burst=5)  # every 20 s / 96
+
+    async def starts(n):
+        times = []
+        for _ in range(n):
+            await pace.wait()
+            times.append(clock.t)
+        return times
+
+    first = run(starts(1))
+    clock.t += 10  # busy elsewhere: slots went unused
+    times = first + run(starts(300))
+    assert times[1:6] == pytest.approx([10] * 5)  # the credit: five at once, then steady
+    assert times[6] == pytest.approx(10 + 20 / 96)
+    assert all(sum(1 for t in times if s <= t < s + 20 - 1e-9) <= 100 for s in times)
+
+
 def test_limiter_caps_calls_in_flight():
     limiter, busy, peak = Limiter("test", max_in_flight=3), 0, 0
 
