@@ -29,7 +29,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -64,7 +64,6 @@ LOOKUP_FIELDS = ("email", "unsubscribed")
 PACE_BURST = 3
 log = logging.getLogger(__name__)
 Record = dict[str, Any]
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,9 @@ class Timing:
 
 
 class SendChecker:
-    """`Destination` of send checks (see `connectors.runner`): decides and publishes."""
+    """`Destination` of send checks (see `connectors.runner`): decides and publishes.
+    Store and broker round trips run in threads (`asyncio.to_thread`), so the event
+    loop keeps the pace and the other calls' answers going meanwhile."""
 
     def __init__(self, client: MarketoClient, engine: Engine, publisher: Publisher,
                  serializer: Callable[[Record], bytes], settings: Callable[[], AdminSettings],
@@ -107,14 +108,14 @@ class SendChecker:
                 out[i] = rejected(RuleViolation("a send check needs a check_id and an email"))
             else:
                 good.append(record)
-        before = await _off_loop(ledger.given, self.engine, [r["check_id"] for r in good])
+        before = await asyncio.to_thread(ledger.given, self.engine, [r["check_id"] for r in good])
         fresh = list({r["check_id"]: r for r in good if r["check_id"] not in before}.values())
         decided = await self._decide(fresh)
         now = self.clock.now()
         new = [ledger.Given(r["check_id"], d.allowed, d.reason.value, now)
                for r, d in zip(fresh, decided, strict=True)]
-        held = {**before, **await _off_loop(ledger.record, self.engine, new)}
-        await _off_loop(self._publish, [(r, held[r["check_id"]]) for r in good])
+        held = {**before, **await asyncio.to_thread(ledger.record, self.engine, new)}
+        await asyncio.to_thread(self._publish, [(r, held[r["check_id"]]) for r in good])
         for given in new:
             SEND_CHECKS.labels(given.reason).inc()
         return out
@@ -123,8 +124,8 @@ class SendChecker:
         if not checks:
             return []
         enabled = self.settings().marketo_unsubscribe_check  # one snapshot per batch
-        held = await _off_loop(unsubscribed, self.engine,
-                               [r["marketo_id"] for r in checks]) if enabled else set()
+        ids = [r["marketo_id"] for r in checks]
+        held = await asyncio.to_thread(unsubscribed, self.engine, ids) if enabled else set()
         now = self.clock.now()
         known = [rules.precheck(enabled, r["marketo_id"] in held,
                                 rules.expired(r["requested_at"], now, self.timing.deadline_s))
@@ -199,7 +200,7 @@ class SendChecker:
                 (now - self._pruned_at).total_seconds() < self.timing.prune_every_s:
             return
         self._pruned_at = now
-        await _off_loop(ledger.prune, self.engine,
+        await asyncio.to_thread(ledger.prune, self.engine,
                         now - timedelta(seconds=self.timing.retention_s))
 
     async def aclose(self) -> None:
@@ -209,12 +210,6 @@ class SendChecker:
 def _aware(value: datetime) -> datetime:
     """SQLite hands datetimes back without their zone; the store holds UTC."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-async def _off_loop(call: Callable[..., T], *args: Any) -> T:
-    """Store and broker round trips in a thread: the event loop keeps the other calls'
-    answers and the pace going meanwhile."""
-    return await asyncio.to_thread(call, *args)
 
 
 def run(settings: Settings) -> None:
