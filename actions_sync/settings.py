@@ -163,7 +163,7 @@ class Settings(BaseSettings):
     )
     # Send check (streams/send_check.py, SPEC S10): its own share of Marketo's limits
     send_check_deadline_s: float = Field(
-        2.0, gt=0, le=60, description="send check: a check not answered by Marketo this long "
+        2.0, gt=0, le=600, description="send check: a check not answered by Marketo this long "
         "after its requested_at is blocked (CHECK_UNAVAILABLE)",
     )
     send_check_window_s: float = Field(

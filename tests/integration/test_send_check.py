@@ -290,18 +290,37 @@ def test_a_burst_of_checks_is_looked_up_in_few_calls_the_long_one_as_a_form(stac
     assert all(c["status"] == 200 and c["code"] is None for c in calls)
 
 
-def test_kill_9_mid_batch_answers_every_check_once(stack, checks):
-    people = 2000
+PEOPLE = 2000
+REPLAY = {"ACTIONS_SYNC_SEND_CHECK_CALLS_PER_WINDOW": "100",
+          "ACTIONS_SYNC_SEND_CHECK_MAX_IN_FLIGHT": "1",
+          "ACTIONS_SYNC_SEND_CHECK_BATCH_SIZE": "300",
+          "ACTIONS_SYNC_SEND_CHECK_DEADLINE_S": "300"}  # restarts take seconds each
+
+
+def many_checks(stack: Stack, checks: Checks) -> tuple[str, list[str], set[str]]:
+    """A slow sandbox (250 ms a call) with PEOPLE leads, 1 in 5 unsubscribed, and 20,000
+    checks of them: (sandbox URL, check ids, the ids to block)."""
     marketo = stack.sandbox("marketo", "--latency-ms", "250")
-    env = {"ACTIONS_SYNC_MARKETO_URL": marketo,
-           "ACTIONS_SYNC_SEND_CHECK_CALLS_PER_WINDOW": "100",
-           "ACTIONS_SYNC_SEND_CHECK_MAX_IN_FLIGHT": "1",
-           "ACTIONS_SYNC_SEND_CHECK_BATCH_SIZE": "300",
-           "ACTIONS_SYNC_SEND_CHECK_DEADLINE_S": "60"}
     leads = marketo_sync(marketo, *({"email": f"person{i}@example.com",
-                                     "unsubscribed": i % 5 == 0} for i in range(people)))
-    ids = checks.send(*((leads[n % people]["id"], f"person{n % people}@example.com")
+                                     "unsubscribed": i % 5 == 0} for i in range(PEOPLE)))
+    ids = checks.send(*((leads[n % PEOPLE]["id"], f"person{n % PEOPLE}@example.com")
                         for n in range(20_000)))
+    return marketo, ids, {i for n, i in enumerate(ids) if (n % PEOPLE) % 5 == 0}
+
+
+def assert_answered_once(checks: Checks, ids: list[str], blocked: set[str]) -> None:
+    checks.wait(ids, timeout_s=180)
+    decisions = checks.decisions()
+    assert set(decisions) == set(ids)
+    # one decision each: a replay publishes the decision given, decided_at included
+    assert all(len({tuple(sorted(d.items())) for d in decisions[i]}) == 1 for i in ids)
+    assert {reason(decisions[i][0]) for i in blocked} == {"blocked/UNSUBSCRIBED"}
+    assert {reason(decisions[i][0]) for i in set(ids) - blocked} == {"allowed/OK"}
+
+
+def test_kill_9_mid_batch_answers_every_check_once(stack, checks):
+    marketo, ids, blocked = many_checks(stack, checks)
+    env = {"ACTIONS_SYNC_MARKETO_URL": marketo, **REPLAY}
     worker = stack.add_worker("send-check", env)
     for _ in range(3):  # kill once this copy looks up, at a random moment of a batch
         seen = len(lookups(marketo))
@@ -314,11 +333,16 @@ def test_kill_9_mid_batch_answers_every_check_once(stack, checks):
         worker = stack.add_worker("send-check", env)
     assert len(checks.decisions()) < len(ids), "all answered before the last kill"
 
-    checks.wait(ids, timeout_s=180)
-    decisions = checks.decisions()
-    assert set(decisions) == set(ids)
-    # one decision each: a replay publishes the decision given, decided_at included
-    assert all(len({tuple(sorted(d.items())) for d in decisions[i]}) == 1 for i in ids)
-    blocked = {i for n, i in enumerate(ids) if (n % people) % 5 == 0}
-    assert {reason(decisions[i][0]) for i in blocked} == {"blocked/UNSUBSCRIBED"}
-    assert {reason(decisions[i][0]) for i in set(ids) - blocked} == {"allowed/OK"}
+    assert_answered_once(checks, ids, blocked)
+
+
+def test_a_second_copy_joining_mid_stream_answers_each_check_once(stack, checks):
+    marketo, ids, blocked = many_checks(stack, checks)
+    env = {"ACTIONS_SYNC_MARKETO_URL": marketo, **REPLAY}
+    first = stack.add_worker("send-check", env)
+    wait_for(lambda: len(lookups(marketo)) > 2, f"lookups (logs in {stack.logdir})")
+    second = stack.add_worker("send-check", env)  # partitions move while batches are out
+    wait_for(lambda: stack.handled_by(second) > 0, "the second copy handling checks", 90)
+
+    assert_answered_once(checks, ids, blocked)
+    assert stack.handled_by(first) > 0
