@@ -74,7 +74,7 @@ WORKERS = {
 }
 # What `up` runs by default: every built flow, one copy each.
 UP_WORKERS = ("people", "activities", "marketo-sink", "salesforce-sink", "admin-api",
-              "unsubscribes", "salesforce-optout-sink")
+              "unsubscribes", "salesforce-optout-sink", "send-check")
 
 
 def not_built(what: str, part: str) -> NoReturn:

@@ -29,6 +29,7 @@ __all__ = [
     "RATE_LIMIT_WAIT_SECONDS",
     "RECORDS_PUBLISHED",
     "SKIPPED",
+    "SEND_CHECKS",
     "STORE_WRITES",
     "SALESFORCE_OPTOUTS_HELD",
     "UNSUBSCRIBES_RECONCILED",
@@ -190,6 +191,14 @@ BATCH_RETRIES = Counter(
     ["worker", "stage"],
 )
 
+
+# Send check (streams/send_check.py, SPEC S10): one count per decision given (not replays).
+SEND_CHECKS = Counter(
+    "actions_sync_send_checks_total",
+    "Send checks decided, by reason (OK, UNSUBSCRIBED, CHECK_DISABLED, CHECK_UNAVAILABLE = "
+    "blocked because Marketo did not answer within the deadline)",
+    ["reason"],
+)
 
 def serve_metrics(host: str, port: int) -> int:
     """Start the /metrics HTTP server in a thread; return the port it bound."""

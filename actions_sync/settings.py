@@ -181,6 +181,26 @@ class Settings(BaseSettings):
         " version from the future would outrank every later real change)",
     )
 
+    # Send check (streams/send_check.py, SPEC S10): its own share of Marketo's limits
+    send_check_deadline_s: float = Field(
+        2.0, gt=0, le=600, description="send check: a check not answered by Marketo this long "
+        "after its requested_at is blocked (CHECK_UNAVAILABLE)",
+    )
+    send_check_window_s: float = Field(
+        0.05, gt=0, le=5, description="send check: longest wait to gather checks into one "
+        "lookup (unless the pace of calls asks for longer)",
+    )
+    send_check_calls_per_window: int = Field(
+        40, ge=1, le=100, description="send check: its share of Marketo's 100 calls per "
+        "rolling 20 s, spent evenly",
+    )
+    send_check_max_in_flight: int = Field(
+        4, ge=1, le=10, description="send check: its share of Marketo's 10 calls in flight"
+    )
+    send_check_batch_size: int = Field(
+        1500, ge=1, le=30_000, description="send check: checks per batch (300 emails a call)"
+    )
+
     @field_validator("kafka_bootstrap_servers")
     @classmethod
     def _hosts_have_ports(cls, value: str | None) -> str | None:

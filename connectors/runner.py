@@ -86,6 +86,9 @@ class RunnerConfig:
     record_attempts: int = 10
     keepalive_s: float = 1.0
     backoff: Backoff = field(default_factory=lambda: Backoff(base_s=0.5, cap_s=30.0))
+    # Seconds the destination cannot use another batch yet (a paced API): a batch gathers
+    # records at least that long, so they go in the next call instead of waiting for it.
+    gather_s: Callable[[], float] | None = None
 
 
 @dataclass(slots=True)
@@ -163,7 +166,10 @@ class SinkRunner:
                 await asyncio.sleep(0)  # let signal handlers and other tasks run
 
     def _consume(self) -> list[Message]:
-        messages = self.consumer.consume(self.config.batch_size, self.config.batch_within_s)
+        within = self.config.batch_within_s
+        if self.config.gather_s is not None:
+            within = max(within, self.config.gather_s())
+        messages = self.consumer.consume(self.config.batch_size, within)
         good = []
         for message in messages:
             error = message.error()

@@ -85,8 +85,10 @@ class FaultPlan:
     """Faults to inject, chosen by a seeded generator so that a run is reproducible.
 
     `error_rate` is the share of data calls answered with the sandbox's transient error
-    (5xx or the vendor's retryable code); `latency_ms` delays every data call;
-    `timeout_rate` holds a call for `timeout_s` before answering it.
+    (5xx or the vendor's retryable code); `latency_ms` delays every data call, and
+    `latency_jitter_ms` adds a delay drawn per call between 0 and itself (deadlines see
+    a spread of answer times, not one); `timeout_rate` holds a call for `timeout_s`
+    before answering it.
     Vendor-specific faults (token expiry, lock errors ...) live in the sandbox's own config.
     """
 
@@ -95,9 +97,11 @@ class FaultPlan:
     latency_ms: float = 0.0
     timeout_rate: float = 0.0
     timeout_s: float = 30.0
+    latency_jitter_ms: float = 0.0
 
 
-FAULT_OPTIONS = frozenset({"error_rate", "latency_ms", "timeout_rate", "timeout_s"})
+FAULT_OPTIONS = frozenset({"error_rate", "latency_ms", "timeout_rate", "timeout_s",
+                           "latency_jitter_ms"})
 C = TypeVar("C")
 
 
@@ -141,10 +145,18 @@ class Faults:
         with self._lock:
             return self._rng.random() < rate
 
+    def draw(self, most: float) -> float:
+        """A value between 0 and `most` (from the plan's seeded stream; 0 draws nothing)."""
+        if most <= 0:
+            return 0.0
+        with self._lock:
+            return self._rng.uniform(0.0, most)
+
     async def delay(self) -> None:
         """Sleep for the configured latency and, sometimes, for a whole timeout."""
-        if self.plan.latency_ms > 0:
-            await asyncio.sleep(self.plan.latency_ms / 1000)
+        delay_ms = self.plan.latency_ms + self.draw(self.plan.latency_jitter_ms)
+        if delay_ms > 0:
+            await asyncio.sleep(delay_ms / 1000)
         if self.roll(self.plan.timeout_rate):
             await asyncio.sleep(self.plan.timeout_s)
 
@@ -294,7 +306,7 @@ def _flag(text: str) -> bool:
 
 _FAULT_FLAGS: dict[str, Callable[[str], Any]] = {
     "error_rate": float, "latency_ms": float, "timeout_rate": float, "timeout_s": float,
-    "fault_seed": int,
+    "fault_seed": int, "latency_jitter_ms": float,
 }
 
 

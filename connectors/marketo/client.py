@@ -21,9 +21,10 @@ from connectors.http import ApiClient
 from connectors.marketo.classify import classify
 from connectors.ratelimit import Limiter, RollingWindow
 
-__all__ = ["BATCH_MAX", "MarketoClient", "MarketoLimits", "Page"]
+__all__ = ["BATCH_MAX", "URI_MAX", "MarketoClient", "MarketoLimits", "Page"]
 
 BATCH_MAX = 300  # records per batch call, filter values per lookup
+URI_MAX = 8192  # bytes of request URI Marketo reads; HTTP 414 above
 API = "marketo"
 
 
@@ -77,16 +78,24 @@ class MarketoClient:
 
     async def leads(self, filter_type: str, values: Sequence[str | int],
                     fields: Sequence[str]) -> list[dict[str, Any]]:
-        """Leads matching up to 300 filter values (sent as a form: long lists overflow
-        the 8 KB URI limit with a GET)."""
+        """Leads matching up to 300 filter values: a GET, or, when its URI would pass
+        Marketo's 8 KB limit (HTTP 414), the same query as a form body with
+        `_method=GET`, as Marketo documents (300 emails easily take 8 KB)."""
         if len(values) > BATCH_MAX:
             raise ValueError(f"at most {BATCH_MAX} filter values per call")
-        body = await self.call(
-            "POST", "/rest/v1/leads.json", "leads", params={"_method": "GET"},
-            data={"filterType": filter_type, "filterValues": ",".join(map(str, values)),
-                  "fields": ",".join(fields), "batchSize": str(BATCH_MAX)},
-        )
+        path = "/rest/v1/leads.json"
+        query = {"filterType": filter_type, "filterValues": ",".join(map(str, values)),
+                 "fields": ",".join(fields), "batchSize": str(BATCH_MAX)}
+        if self.uri_bytes(path, query) <= URI_MAX:
+            body = await self.call("GET", path, "leads", params=query)
+        else:
+            body = await self.call("POST", path, "leads", params={"_method": "GET"},
+                                   data=query)
         return list(body.get("result", []))
+
+    def uri_bytes(self, path: str, query: dict[str, str]) -> int:
+        """Bytes of the request URI (path and query) a GET of `query` would send."""
+        return len(self.api.http.build_request("GET", path, params=query).url.raw_path)
 
     # -- activities ----------------------------------------------------------------------
 

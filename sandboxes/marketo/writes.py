@@ -8,6 +8,12 @@ problems raise `MarketoError`.
 Every lead write that changes a field logs one Change Data Value activity (13) listing
 all the fields it changed; a new lead logs New Lead (12) and then a 13 with the values
 it was created with (oldValue null). A deleted lead logs Delete Lead (37).
+
+`createDuplicate` always makes a new lead, even when the lookup field matches one: how
+two leads come to share an email (SPEC S5). Unsubscribes are durable per email: a lead
+created with the email of an unsubscribed lead is created unsubscribed. (Unsubscribing
+one lead later does not touch the others sharing its email: a lookup by email may answer
+one lead unsubscribed and one not, and a client reads "any".)
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from sandboxes.marketo.leads import LeadTable
 
 __all__ = ["ACTIONS", "LOOKUP_FIELDS", "add_activities", "delete_leads", "sync_leads"]
 
-ACTIONS = ("createOrUpdate", "createOnly", "updateOnly")
+ACTIONS = ("createOrUpdate", "createOnly", "updateOnly", "createDuplicate")
 LOOKUP_FIELDS = tuple(f.name for f in BY_NAME.values() if f.searchable)
 
 
@@ -56,6 +62,8 @@ def _sync_one(leads: LeadTable, log: ActivityLog, record: Any, action: str, look
         rows = leads.find(lookup, [key])
     except (TypeError, ValueError) as exc:
         raise _Skip("1003", f"Invalid value for lookup field '{lookup}'") from exc
+    if action == "createDuplicate":
+        return _create(leads, log, values, now)
     if len(rows) > 1:
         raise _Skip("1007")
     if rows:
@@ -68,6 +76,14 @@ def _sync_one(leads: LeadTable, log: ActivityLog, record: Any, action: str, look
         return {"id": rows[0] + 1, "status": "updated"}
     if action == "updateOnly" or lookup == "id":
         raise _Skip("1004")
+    return _create(leads, log, values, now)
+
+
+def _create(leads: LeadTable, log: ActivityLog, values: dict[str, Any],
+            now: float) -> dict[str, Any]:
+    email = values.get("email")
+    if email and any(leads.get(r, ("unsubscribed",))[0] for r in leads.find("email", [email])):
+        values = {**values, "unsubscribed": True}  # durable unsubscribe
     row = leads.append(values, now)
     log.append(NEW_LEAD, row + 1, now, (), now)
     initial = tuple((BY_NAME[n], None, v) for n, v in values.items() if v is not None)

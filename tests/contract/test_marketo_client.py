@@ -107,3 +107,45 @@ def test_bulk_export_streams_the_file_in_ranges():
     rows = data.decode().splitlines()
     assert rows[0] == "id,email" and len(rows) > 100
     assert app[STATE_KEY] is not None
+
+
+def test_a_lookup_is_a_get_unless_its_uri_would_pass_8_kb():
+    app, sandbox = serve(seed_people=300)
+    long_emails = [f"someone.with.quite.a.long.address.{i}@example.com" for i in range(299)]
+    with sandbox as server:
+        async def go():
+            client = with_client(server)
+            try:
+                short = await client.leads("email", ["person1@example.com"], ["email"])
+                long = await client.leads("email", ["person2@example.com", *long_emails],
+                                          ["email"])
+                return short, long
+            finally:
+                await client.aclose()
+        short, long = run(go())
+        calls = [(e.method, e.query, e.status) for e in app[JOURNAL_KEY].entries()
+                 if e.path == "/rest/v1/leads.json"]
+    assert short == [{"id": 1, "email": "person1@example.com"}]
+    assert long == [{"id": 2, "email": "person2@example.com"}]
+    assert [(m, q) for m, q, _ in calls] == [("GET", calls[0][1]), ("POST", "_method=GET")]
+    assert "filterValues=person1@example.com" in calls[0][1]
+    assert all(status == 200 for _, _, status in calls)
+
+
+def test_a_widely_used_client_looks_leads_up_by_email_unchanged():
+    """marketorestpython sends lead lookups as POST with `_method=GET` and the access
+    token in a form body; the sandbox must answer it like Marketo does."""
+    marketorestpython = pytest.importorskip("marketorestpython.client")
+    app, sandbox = serve(seed_people=5)
+    app[STATE_KEY].sync_leads([{"email": "person3@example.com", "unsubscribed": True}])
+    with sandbox as server:
+        mc = marketorestpython.MarketoClient("sandbox", "actions-sync", "sandbox-secret")
+        mc.host = server.url  # the instance's base URL, as for any Marketo instance
+        leads = mc.execute(method="get_multiple_leads_by_filter_type", filterType="email",
+                           filterValues=["person3@example.com", "person4@example.com"],
+                           fields=["email", "unsubscribed"])
+        posted = [e.method for e in app[JOURNAL_KEY].entries()
+                  if e.path == "/rest/v1/leads.json"]
+    assert leads == [{"id": 3, "email": "person3@example.com", "unsubscribed": True},
+                     {"id": 4, "email": "person4@example.com", "unsubscribed": False}]
+    assert posted == ["POST"]

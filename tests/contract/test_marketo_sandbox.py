@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sandboxes.base import FaultPlan, SandboxServer
+from sandboxes.base import FaultPlan, Faults, SandboxServer
 from sandboxes.marketo import STATE_KEY, MarketoConfig, MarketoState, create_app
 from sandboxes.population import generate
 
@@ -362,6 +362,67 @@ def test_unsubscribe_check_reads_unsubscribed_by_email(marketo: Callable[..., Ma
                          filterValues="person4@example.com", fields="unsubscribed")
 
     assert answer["result"] == [{"id": 4, "unsubscribed": True}]
+
+
+def test_create_duplicate_makes_a_second_lead_with_the_same_email(
+        marketo: Callable[..., Marketo]) -> None:
+    sandbox = marketo()
+
+    created = sandbox.sync({"email": "person5@example.com"}, action="createDuplicate")
+    upsert = sandbox.sync({"email": "person5@example.com", "phone": "+1"})
+    found = sandbox.get("/rest/v1/leads.json", filterType="email",
+                        filterValues="person5@example.com", fields="email")
+
+    assert created[0]["status"] == "created" and created[0]["id"] == 31
+    assert upsert[0]["reasons"][0]["code"] == "1007"  # the lookup now matches two leads
+    assert [lead["id"] for lead in found["result"]] == [5, 31]
+
+
+def test_unsubscribe_is_durable_for_new_leads_with_the_email(
+        marketo: Callable[..., Marketo]) -> None:
+    sandbox = marketo()
+    sandbox.sync({"email": "person6@example.com", "unsubscribed": True})
+
+    sandbox.sync({"email": "person6@example.com", "unsubscribed": False},
+                 action="createDuplicate")
+    sandbox.sync({"email": "person7@example.com"}, action="createDuplicate")
+    sandbox.sync({"id": 7, "unsubscribed": True}, lookupField="id")  # one of two leads
+    found = sandbox.get("/rest/v1/leads.json", filterType="email",
+                        filterValues="person6@example.com,person7@example.com",
+                        fields="email,unsubscribed")
+
+    assert found["result"] == [
+        {"id": 6, "email": "person6@example.com", "unsubscribed": True},
+        {"id": 7, "email": "person7@example.com", "unsubscribed": True},
+        {"id": 31, "email": "person6@example.com", "unsubscribed": True},
+        {"id": 32, "email": "person7@example.com", "unsubscribed": False},
+    ]
+
+
+def test_method_get_may_be_a_form_field_and_needs_a_form_body(
+        marketo: Callable[..., Marketo]) -> None:
+    sandbox = marketo()
+
+    in_form = sandbox.call("POST", "/rest/v1/leads.json", data={
+        "_method": "GET", "filterType": "email", "filterValues": "person2@example.com",
+        "fields": "email"}).json()
+    as_json = sandbox.call("POST", "/rest/v1/leads.json", params={"_method": "GET"},
+                           json={"filterType": "email", "filterValues": "person2@example.com"})
+
+    assert in_form["result"] == [{"id": 2, "email": "person2@example.com"}]
+    assert code(as_json.json()) == "612"
+
+
+def test_latency_jitter_is_drawn_per_call_from_the_seed() -> None:
+    plan = FaultPlan(seed=5, latency_jitter_ms=400)
+
+    runs = [[f.draw(f.plan.latency_jitter_ms) for _ in range(20)]
+            for f in (Faults(plan), Faults(plan))]
+
+    assert runs[0] == runs[1]  # reproducible
+    assert all(0 <= ms <= 400 for ms in runs[0]) and len(set(runs[0])) == 20  # per call
+    assert Faults(FaultPlan(seed=5)).draw(0.0) == 0.0
+
 
 
 def test_lead_query_pages_with_next_page_token(marketo: Callable[..., Marketo]) -> None:

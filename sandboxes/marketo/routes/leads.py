@@ -2,7 +2,9 @@
 
     GET  /rest/v1/leads.json?filterType&filterValues&fields&batchSize&nextPageToken
     POST /rest/v1/leads.json?_method=GET   the same query as a form body (long value lists
-                                           would pass the 8 KB URI limit, HTTP 414)
+                                           would pass the 8 KB URI limit, HTTP 414); the
+                                           body must be x-www-form-urlencoded (else 612),
+                                           `_method=GET` may also be a field of the form
     POST /rest/v1/leads.json               {"action","lookupField","input":[..]}
     POST /rest/v1/leads/delete.json        {"input":[{"id":..}]}
     GET  /rest/v1/leads/describe.json
@@ -31,6 +33,7 @@ from sandboxes.marketo.writes import LOOKUP_FIELDS
 __all__ = ["input_records", "routes"]
 
 routes = web.RouteTableDef()
+FORM = "application/x-www-form-urlencoded"
 
 
 def field_names(params: Mapping[str, str], default: tuple[str, ...]) -> list[str]:
@@ -81,9 +84,17 @@ async def get_leads(request: web.Request) -> web.Response:
 
 @routes.post("/rest/v1/leads.json")
 async def post_leads(request: web.Request) -> web.Response:
+    # A lookup sent as a form: `_method=GET` in the query string or in the form itself
+    # (widely used clients put it in the body, with the access token, and repeat a list
+    # parameter once per value: fields=email&fields=unsubscribed).
+    if request.content_type == FORM:
+        posted = await request.post()
+        form = {k: ",".join(map(str, posted.getall(k))) for k in set(posted.keys())}
+        if (request.query.get("_method") or form.get("_method")) != "GET":
+            raise MarketoError("612", "a lead sync takes a JSON body")
+        return _find(request, {**request.query, **form})
     if request.query.get("_method") == "GET":
-        form = await request.post()
-        return _find(request, {k: str(v) for k, v in form.items()})
+        raise MarketoError("612", f"_method=GET takes an {FORM} body")
     state = request.app[STATE_KEY]
     body = await read_json(request)
     records = input_records(body, state.config.batch_max)

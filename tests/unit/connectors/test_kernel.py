@@ -12,7 +12,7 @@ from actions_sync.retry import Backoff
 from connectors.auth import TokenCache
 from connectors.errors import ApiFatal, QuotaExhausted, Rejected
 from connectors.http import ApiClient
-from connectors.ratelimit import Limiter, RollingWindow
+from connectors.ratelimit import Limiter, Pace, RollingWindow
 from connectors.resolution import Action, Resolution, ok
 from tests.fakes import FakeClock
 
@@ -35,6 +35,54 @@ def test_rolling_window_admits_at_most_n_calls_in_any_window():
     times = run(starts())
     assert all(sum(1 for t in times if s <= t < s + 20) <= 100 for s in times)
     assert times[99] == 0 and times[100] == 20 and times[200] == 40
+
+
+def test_pace_spends_the_window_evenly_and_never_trips_it():
+    clock = FakeClock()
+    pace = Pace(calls=100, window_s=20, clock=clock)  # 0.25 s margin: every 0.2025 s
+
+    async def starts():
+        times = []
+        for _ in range(250):
+            await pace.wait()
+            times.append(clock.t)
+        return times
+
+    times = run(starts())
+    assert times[:3] == pytest.approx([0, 0.2025, 0.405])
+    assert times[249] == pytest.approx(249 * 0.2025)
+    assert all(sum(1 for t in times if s <= t < s + 20) <= 100 for s in times)
+
+
+def test_pace_says_how_long_until_the_next_call_may_start():
+    clock = FakeClock()
+    pace = Pace(calls=50, window_s=19.75, clock=clock)  # one call every 0.4 s
+
+    assert pace.due_in() == 0
+    run(pace.wait())
+    clock.t += 0.1
+    assert pace.due_in() == pytest.approx(0.3)
+    clock.t += 1
+    assert pace.due_in() == 0
+
+
+def test_pace_lets_unused_slots_be_used_late_within_the_window():
+    clock = FakeClock()
+    pace = Pace(calls=100, window_s=19.75, clock=clock, burst=5)  # every 20 s / 96
+
+    async def starts(n):
+        times = []
+        for _ in range(n):
+            await pace.wait()
+            times.append(clock.t)
+        return times
+
+    first = run(starts(1))
+    clock.t += 10  # busy elsewhere: slots went unused
+    times = first + run(starts(300))
+    assert times[1:6] == pytest.approx([10] * 5)  # the credit: five at once, then steady
+    assert times[6] == pytest.approx(10 + 20 / 96)
+    assert all(sum(1 for t in times if s <= t < s + 20 - 1e-9) <= 100 for s in times)
 
 
 def test_limiter_caps_calls_in_flight():

@@ -256,3 +256,15 @@ def test_stopping_mid_batch_leaves_it_uncommitted():
     runner = runner_for(consumer, destination, DeadLetters(), record_attempts=1000)
     run_until(runner, lambda: len(destination.seen) > 10)
     assert consumer.commits == {}
+
+
+def test_a_batch_gathers_as_long_as_the_destination_asks():
+    consumer = Consumer({0: records(0, 10)})
+    timeouts: list[float] = []
+    consume = consumer.consume
+    consumer.consume = lambda n, timeout: (timeouts.append(timeout), consume(n, timeout))[1]  # type: ignore[method-assign]
+    asked = iter([0.3, 0.0])
+    runner = runner_for(consumer, Destination(), DeadLetters(), batch_within_s=0.01,
+                        gather_s=lambda: next(asked, 0.0))
+    run_until(runner, lambda: consumer.commits == {0: 10})
+    assert timeouts[:2] == [0.3, 0.01]  # the longer of the window and the destination's wait
