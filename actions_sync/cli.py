@@ -212,6 +212,9 @@ def sandbox(
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Any other config field, KEY=VALUE (JSON value), e.g. "
                       "--set rate_calls=1000. Repeatable.")] = None,
+    user: Annotated[list[str] | None, typer.Option(
+        "--user", help="Salesforce: another API user, CLIENT_ID:CLIENT_SECRET:USER_ID; a "
+                       "client logging in with those acts as that person. Repeatable.")] = None,
 ) -> None:
     """Run a local stand-in for Marketo, Salesforce or a schema registry over HTTP."""
     from sandboxes.base import free_port, serve
@@ -229,6 +232,8 @@ def sandbox(
             options[key] = json.loads(value)
         except json.JSONDecodeError:
             options[key] = value
+    if user and name is not SandboxName.salesforce:
+        raise typer.BadParameter("only the Salesforce sandbox has API users", param_hint="--user")
     if name is SandboxName.registry:
         from sandboxes.base import config_from_options
         from sandboxes.registry import RegistryConfig
@@ -246,6 +251,8 @@ def sandbox(
         from sandboxes.salesforce import SalesforceConfig
         from sandboxes.salesforce import create_app as salesforce_app
 
+        if user:
+            options["users"] = tuple(user)
         web_app = salesforce_app(_sandbox_config(SalesforceConfig, session_ttl_s=session_ttl_s,
                                                  **options))
     port = port or free_port(host)
