@@ -67,6 +67,8 @@ WORKERS = {
     "reminders": ("streams.reminders:run", "reminder-task sync with Salesforce (SPEC S11)"),
     "send-check": ("streams.send_check:run", "the Marketo unsubscribe check (SPEC S10)"),
     "admin-api": ("actions_sync.admin.http:run", "the admin HTTP API (SPEC S12)"),
+    "salesforce-source": ("connectors.salesforce.source:run",
+                          "unsubscribe sync with Salesforce (opt-outs read, SPEC S9)"),
 }
 # What `up` runs by default: every built flow, one copy each.
 UP_WORKERS = ("people", "activities", "marketo-sink", "salesforce-sink", "admin-api")

@@ -35,6 +35,11 @@ CODES: dict[str, Action] = {
     "INVALID_AUTH_HEADER": Action.FATAL,
     "NOT_FOUND": Action.FATAL,  # 404: wrong API version or path: a contract problem
     "METHOD_NOT_ALLOWED": Action.FATAL,
+    # /deleted/ and /updated/: the window starts before what the org keeps (15 days of
+    # recycle bin, 30 of updates) or holds > 600,000 ids; the caller re-reads otherwise.
+    "INVALID_REPLICATION_DATE": Action.REJECTED,
+    "EXCEEDED_ID_LIMIT": Action.REJECTED,
+    "INVALID_QUERY_LOCATOR": Action.REJECTED,  # a query cursor expired: query again
 }
 
 Op = Literal["upsert", "delete"]
