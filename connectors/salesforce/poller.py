@@ -66,6 +66,9 @@ class Poller:
             if moved != position:
                 self.commit(stream.name, moved.dump())
                 position = moved
+        # Read to the end: the saved position is current even when a quiet org moved it
+        # nowhere (the stale-checkpoint alert means "stuck", not "nothing changed").
+        self._saved_at[0] = time.monotonic()
         return handed
 
     def position(self, stream: Stream) -> Position:

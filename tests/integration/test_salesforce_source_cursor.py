@@ -20,6 +20,7 @@ from actions_sync.publish import Publisher
 from actions_sync.serialization import Deserializer, RegistryClient
 from actions_sync.store import Store
 from actions_sync.topics import SALESFORCE_OPTOUTS, specs
+from connectors.errors import QuotaExhausted
 from connectors.salesforce.budget import Budget
 from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.cursor import Stream
@@ -166,6 +167,15 @@ def test_an_opt_out_deleted_before_the_poll_is_published(rig: Rig) -> None:
     rig.poll(unsubscribe_objects=("Contact",))
 
     assert [(r["sfdc_id"], r["sobject"]) for r in rig.published()] == [(contact, "Contact")]
+
+
+def test_the_source_stops_calling_when_the_daily_budget_is_spent(rig: Rig) -> None:
+    rig.state.budget.set_used(rig.state.budget.limit - 1)  # one call left in the org
+
+    with pytest.raises(QuotaExhausted):
+        rig.poll()  # Lead is read (Sforce-Limit-Info: none left); Contact is not asked
+
+    assert rig.state.budget.used == rig.state.budget.limit
 
 
 def test_hard_deletions_are_read_from_the_deleted_feed(rig: Rig) -> None:
