@@ -78,10 +78,12 @@ class OptOutSource:
                 log.warning("opt-out poll: %s; retrying from the checkpoint", str(exc))
                 await self.wait(RETRY_PAUSE_S)
                 continue
-            except Rejected as exc:  # e.g. INVALID_FIELD: the chosen field is not in the org
-                log.error("opt-out poll refused by Salesforce: %s; check the admin setting "
-                          "unsubscribe_field; trying again in %.0f s", str(exc),
-                          self.poll_interval_s)
+            except Rejected as exc:  # INVALID_FIELD: the admin's field is not in the org;
+                # INVALID_QUERY_LOCATOR: a page's cursor expired. The next poll starts over.
+                log.error("opt-out poll refused by Salesforce (%s): %s; an INVALID_FIELD "
+                          "means the admin setting unsubscribe_field names no field of the "
+                          "object; polling again from the checkpoint in %.0f s", exc.code,
+                          str(exc), self.poll_interval_s)
             await self.wait(self.poll_interval_s)
 
     async def cycle(self) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from actions_sync.admin.model import AdminSettings
 from actions_sync.kafka import ensure_topics, read_topic
@@ -26,7 +27,7 @@ from connectors.salesforce.client import SalesforceClient
 from connectors.salesforce.cursor import Stream
 from connectors.salesforce.poller import Poller
 from connectors.salesforce.source import OptOutSource
-from sandboxes.base import SandboxServer
+from sandboxes.base import JOURNAL_KEY, SandboxServer
 from sandboxes.population import sfdc_id
 from sandboxes.salesforce import (
     SalesforceConfig,
@@ -70,6 +71,10 @@ class Rig:
     kafka: str
     registry: RegistryClient
     store: Store
+    app: web.Application
+
+    def calls(self, path_part: str) -> int:
+        return sum(path_part in e.path for e in self.app[JOURNAL_KEY].entries())
 
     def poll(self, lookback_s: float = 600.0, **admin: Any) -> OptOutSource:
         """One cycle of the source, as the worker runs it."""
@@ -104,11 +109,11 @@ def rig(kafka: str, registry: str, tmp_path: Path, request: pytest.FixtureReques
     state = SalesforceState(config, clock=clock)
     ensure_topics(kafka, specs((SALESFORCE_OPTOUTS,), 2))
     client = RegistryClient(registry)
-    with SandboxServer(create_app(config, state)) as server, \
-            Store(f"sqlite:///{tmp_path}/store.db") as store:
+    app = create_app(config, state)
+    with SandboxServer(app) as server, Store(f"sqlite:///{tmp_path}/store.db") as store:
         store.migrate()
         try:
-            yield Rig(clock, state, server.url, kafka, client, store)
+            yield Rig(clock, state, server.url, kafka, client, store, app)
         finally:
             client.close()
 
@@ -176,6 +181,38 @@ def test_the_source_stops_calling_when_the_daily_budget_is_spent(rig: Rig) -> No
         rig.poll()  # Lead is read (Sforce-Limit-Info: none left); Contact is not asked
 
     assert rig.state.budget.used == rig.state.budget.limit
+
+
+def run_for(rig: Rig, seconds: float, **admin: Any) -> OptOutSource:
+    """The source's own loop, stopped after `seconds`."""
+    async def go() -> OptOutSource:
+        poller = rig.poller()
+        source = OptOutSource(poller, lambda: AdminSettings(**admin), 0.05)
+        asyncio.get_running_loop().call_later(seconds, source.stopping.set)
+        try:
+            await asyncio.wait_for(source.run(), 30)
+        finally:
+            await poller.client.aclose()
+        return source
+    return asyncio.run(go())
+
+
+def test_a_field_the_org_lacks_is_reported_and_polled_again(rig: Rig,
+                                                            caplog: pytest.LogCaptureFixture
+                                                            ) -> None:
+    run_for(rig, 0.5, unsubscribe_field="Missing__c", unsubscribe_objects=("Lead",))
+
+    refusals = [r for r in caplog.records if "INVALID_FIELD" in r.getMessage()]
+    assert len(refusals) >= 2  # reported, and polled again: the loop goes on
+    assert rig.store.checkpoint("salesforce.optouts.Lead") is not None  # cursor kept
+
+
+def test_a_spent_budget_stops_the_calls_while_the_loop_runs_on(rig: Rig) -> None:
+    rig.state.budget.set_used(rig.state.budget.limit - 1)
+
+    run_for(rig, 1.0)  # one call, then the budget keeper answers for the org
+
+    assert rig.calls("/query") == 1
 
 
 def test_hard_deletions_are_read_from_the_deleted_feed(rig: Rig) -> None:
