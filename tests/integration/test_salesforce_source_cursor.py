@@ -1,7 +1,8 @@
-"""The Salesforce source's cursor on a real broker and store against the sandbox over
-HTTP, in process (one poll at a time, on the sandbox's clock): equal SystemModstamps
-across a page boundary, a late commit inside the lookback, an opt-out deleted before the
-poll, hard deletions read from `/deleted/` and a window the recycle bin lost."""
+"""The Salesforce source's cursor on a real broker and store (SQLite and PostgreSQL)
+against the sandbox over HTTP, in process (one poll at a time, on the sandbox's clock):
+equal SystemModstamps across a page boundary, a late commit inside the lookback, an
+opt-out deleted before the poll, hard deletions read from `/deleted/` and a window the
+recycle bin lost, a field the org lacks, a spent budget."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -102,7 +102,7 @@ class Rig:
 
 
 @pytest.fixture
-def rig(kafka: str, registry: str, tmp_path: Path, request: pytest.FixtureRequest
+def rig(kafka: str, registry: str, database_url: str, request: pytest.FixtureRequest
         ) -> Iterator[Rig]:
     clock = Clock()
     config = SalesforceConfig(seed_people=40, **getattr(request, "param", {}))
@@ -110,7 +110,7 @@ def rig(kafka: str, registry: str, tmp_path: Path, request: pytest.FixtureReques
     ensure_topics(kafka, specs((SALESFORCE_OPTOUTS,), 2))
     client = RegistryClient(registry)
     app = create_app(config, state)
-    with SandboxServer(app) as server, Store(f"sqlite:///{tmp_path}/store.db") as store:
+    with SandboxServer(app) as server, Store(database_url) as store:
         store.migrate()
         try:
             yield Rig(clock, state, server.url, kafka, client, store, app)
