@@ -71,10 +71,12 @@ WORKERS = {
     "admin-api": ("actions_sync.admin.http:run", "the admin HTTP API (SPEC S12)"),
     "salesforce-optout-sink": ("connectors.salesforce.optout_sink:run",
                                "unsubscribe sync with Salesforce (opt-out writes, SPEC S9)"),
+    "salesforce-source": ("connectors.salesforce.source:run",
+                          "unsubscribe sync with Salesforce (opt-outs read, SPEC S9)"),
 }
 # What `up` runs by default: every built flow, one copy each.
 UP_WORKERS = ("people", "activities", "marketo-sink", "salesforce-sink", "admin-api",
-              "unsubscribes", "salesforce-optout-sink", "send-check")
+              "unsubscribes", "salesforce-optout-sink", "send-check", "salesforce-source")
 
 
 def not_built(what: str, part: str) -> NoReturn:
@@ -217,6 +219,9 @@ def sandbox(
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Any other config field, KEY=VALUE (JSON value), e.g. "
                       "--set rate_calls=1000. Repeatable.")] = None,
+    user: Annotated[list[str] | None, typer.Option(
+        "--user", help="Salesforce: another API user, CLIENT_ID:CLIENT_SECRET:USER_ID; a "
+                       "client logging in with those acts as that person. Repeatable.")] = None,
 ) -> None:
     """Run a local stand-in for Marketo, Salesforce or a schema registry over HTTP."""
     from sandboxes.base import free_port, serve
@@ -234,6 +239,8 @@ def sandbox(
             options[key] = json.loads(value)
         except json.JSONDecodeError:
             options[key] = value
+    if user and name is not SandboxName.salesforce:
+        raise typer.BadParameter("only the Salesforce sandbox has API users", param_hint="--user")
     if name is SandboxName.registry:
         from sandboxes.base import config_from_options
         from sandboxes.registry import RegistryConfig
@@ -251,6 +258,8 @@ def sandbox(
         from sandboxes.salesforce import SalesforceConfig
         from sandboxes.salesforce import create_app as salesforce_app
 
+        if user:
+            options["users"] = tuple(user)
         web_app = salesforce_app(_sandbox_config(SalesforceConfig, session_ttl_s=session_ttl_s,
                                                  **options))
     port = port or free_port(host)

@@ -201,6 +201,15 @@ class Settings(BaseSettings):
         1500, ge=1, le=30_000, description="send check: checks per batch (300 emails a call)"
     )
 
+    # Salesforce source (opt-outs, SPEC S9)
+    salesforce_poll_interval_s: float = Field(
+        30.0, gt=0, le=3600, description="Salesforce source: wait between polls"
+    )
+    salesforce_lookback_s: float = Field(
+        600.0, ge=0, le=86400, description="Salesforce source: each poll re-reads this much "
+        "before its cursor (rows of long transactions become visible late)",
+    )
+
     @field_validator("kafka_bootstrap_servers")
     @classmethod
     def _hosts_have_ports(cls, value: str | None) -> str | None:

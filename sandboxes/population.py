@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sandboxes.sfdc_ids import checksum
+
 __all__ = ["EPOCH", "FIRST_NAMES", "LAST_NAMES", "generate", "owner_id", "sfdc_id"]
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)  # people are created over the year after this
@@ -26,8 +28,10 @@ OWNERS = 40  # distinct Salesforce users that own people
 
 
 def sfdc_id(prefix: str, n: int) -> str:
-    """An 18-character Salesforce-shaped id: 3-char key prefix + zero-padded number."""
-    return f"{prefix}{n:015d}"
+    """An 18-character Salesforce id: 3-char key prefix, zero-padded number, checksum (so
+    that its 15-character form names the same record)."""
+    short = f"{prefix}{n:012d}"
+    return short + checksum(short)
 
 
 def owner_id(n: int) -> str:

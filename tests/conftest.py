@@ -22,11 +22,13 @@ from confluent_kafka.admin import AdminClient
 
 from actions_sync.kafka import admin_config, dlq_topic
 from actions_sync.runtime.broker import EmbeddedBroker
-from actions_sync.topics import INPUT_TOPICS
+from actions_sync.topics import INPUT_TOPICS, SALESFORCE_OPTOUTS
 from sandboxes.base import SandboxServer
 from sandboxes.registry import create_app as registry_app
 
 EXTERNAL_KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+# Internal topics that tests read back from the start, so deleted between tests too.
+READ_BACK = (SALESFORCE_OPTOUTS,)
 IN_CI = bool(os.environ.get("CI"))
 
 
@@ -48,7 +50,7 @@ def _delete_topics(bootstrap: str, names: list[str]) -> None:
 def kafka() -> Iterator[str]:
     """Bootstrap servers of a Kafka-protocol broker with none of the project's topics."""
     if EXTERNAL_KAFKA:
-        names = [t for n in INPUT_TOPICS for t in (n, dlq_topic(n))]
+        names = [t for n in (*INPUT_TOPICS, *READ_BACK) for t in (n, dlq_topic(n))]
         _delete_topics(EXTERNAL_KAFKA, names)
         yield EXTERNAL_KAFKA
         return

@@ -43,6 +43,11 @@ CODES: dict[str, tuple[Action, Scope]] = {
     "INVALID_TYPE_ON_FIELD_IN_RECORD": (Action.REJECTED, Scope.RECORD),
     "STRING_TOO_LONG": (Action.REJECTED, Scope.RECORD),
     "MALFORMED_ID": (Action.REJECTED, Scope.RECORD),  # a WhoId/WhatId of one record
+    # /deleted/ and /updated/: the window starts before what the org keeps (15 days of
+    # recycle bin, 30 of updates) or holds > 600,000 ids; the caller re-reads otherwise.
+    "INVALID_REPLICATION_DATE": (Action.REJECTED, Scope.CALL),
+    "EXCEEDED_ID_LIMIT": (Action.REJECTED, Scope.CALL),
+    "INVALID_QUERY_LOCATOR": (Action.REJECTED, Scope.CALL),  # a query cursor expired: query again
 }
 
 Op = Literal["upsert", "delete"]

@@ -2,13 +2,15 @@
 
 OAuth client credentials give a token and the `instance_url` every data call goes to.
 Sessions have no stated lifetime: a 401 INVALID_SESSION_ID re-authenticates and replays
-the call once (`ApiClient`). Every answer's `Sforce-Limit-Info` feeds the `Budget`, which
+the call once (`ApiClient`). The token answer's identity URL names the integration user
+(`user_id`). Every answer's `Sforce-Limit-Info` feeds the `Budget`, which
 pauses the caller before the org's daily allocation runs out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -45,6 +47,7 @@ class SalesforceClient:
         self.version = api_version
         self.budget = budget or Budget(reserve=0, pause_s=900.0, clock=clock)
         self.instance_url = ""
+        self.user_id = ""  # known after the first token
         self._login = httpx.AsyncClient(base_url=login_url, transport=transport,
                                         timeout=timeout_s)
         self._credentials = {"grant_type": "client_credentials", "client_id": client_id,
@@ -63,6 +66,9 @@ class SalesforceClient:
         response.raise_for_status()
         body = response.json()
         self.instance_url = str(body["instance_url"]).rstrip("/")
+        # The identity URL ends in the user the credentials act as: the user whose id the
+        # org stamps on our writes (LastModifiedById), which the source drops as echoes.
+        self.user_id = str(body.get("id", "")).rstrip("/").rsplit("/", 1)[-1]
         return str(body["access_token"]), SESSION_LIFETIME_S
 
     async def call(self, method: str, path: str, endpoint: str, **kwargs: Any) -> Any:
@@ -107,9 +113,44 @@ class SalesforceClient:
             rows += body["records"]
         return rows
 
+    async def pages(self, soql: str, *, include_deleted: bool = False,
+                    batch_size: int | None = None) -> AsyncIterator[list[dict[str, Any]]]:
+        """The rows of a SOQL query a page at a time, following `nextRecordsUrl`;
+        `include_deleted` reads through `queryAll` (rows in the recycle bin, `IsDeleted`
+        true); `batch_size` (200..2000) asks for smaller pages."""
+        endpoint = "queryAll" if include_deleted else "query"
+        headers = {"Sforce-Query-Options": f"batchSize={batch_size}"} if batch_size else {}
+        body = await self.call("GET", endpoint, endpoint, params={"q": soql}, headers=headers)
+        yield list(body["records"])
+        while not body.get("done", True):
+            path = str(body["nextRecordsUrl"]).split(f"/{self.version}/", 1)[1]
+            body = await self.call("GET", path, endpoint, headers=headers)
+            yield list(body["records"])
+
+    async def query_all(self, soql: str) -> list[dict[str, Any]]:
+        """Every row of a SOQL query through `queryAll`, deleted ones included."""
+        return [row async for page in self.pages(soql, include_deleted=True) for row in page]
+
+    async def deleted(self, sobject: str, start: datetime, end: datetime) -> dict[str, Any]:
+        """`sobjects/{type}/deleted/`: `{"deletedRecords": [{"id","deletedDate"}],
+        "earliestDateAvailable", "latestDateCovered"}` (minutes: seconds are ignored).
+        A window the recycle bin no longer covers is `Rejected` INVALID_REPLICATION_DATE."""
+        return dict(await self.call("GET", f"sobjects/{sobject}/deleted/", "deleted",
+                                    params=_window(start, end)))
+
+    async def updated(self, sobject: str, start: datetime, end: datetime) -> dict[str, Any]:
+        """`sobjects/{type}/updated/`: `{"ids", "latestDateCovered"}` (30 days back)."""
+        return dict(await self.call("GET", f"sobjects/{sobject}/updated/", "updated",
+                                    params=_window(start, end)))
+
     async def aclose(self) -> None:
         await self.api.aclose()
         await self._login.aclose()
+
+
+def _window(start: datetime, end: datetime) -> dict[str, str]:
+    return {"start": f"{start.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}",
+            "end": f"{end.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"}
 
 
 def _check_size(items: Sequence[Any]) -> None:

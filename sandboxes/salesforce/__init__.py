@@ -2,7 +2,9 @@
 
 Speaks the subset of the Salesforce REST API described in API_NOTES.md with Salesforce's
 error shapes, limits and record-level validation, plus seeded faults (5xx, latency,
-session expiry, UNABLE_TO_LOCK_ROW) and control routes under `/_sandbox/salesforce/`.
+session expiry, UNABLE_TO_LOCK_ROW, late commits) and control routes under
+`/_sandbox/salesforce/`. Ids are accepted with 15 or 18 characters (`sandboxes.sfdc_ids`);
+extra API users (`SalesforceConfig.users`) let any client write as a person in the org.
 
     app = create_app(SalesforceConfig(seed_people=100))
     with SandboxServer(app) as server:

@@ -79,19 +79,20 @@ class _Gate:
         config = self.state.config
         if params.get("grant_type") != "client_credentials":
             return _oauth_error("unsupported_grant_type", "grant type not supported")
-        if (params.get("client_id"), params.get("client_secret")) != (
-                config.client_id, config.client_secret):
+        client_id, secret = params.get("client_id", ""), params.get("client_secret", "")
+        user = config.api_users().get((client_id, secret))
+        if user is None:
             return _oauth_error("invalid_client", "invalid client credentials")
-        return web.json_response(self._session(request))
+        return web.json_response(self._session(request, user, secret))
 
-    def _session(self, request: web.Request) -> dict[str, Any]:
+    def _session(self, request: web.Request, user: str, secret: str) -> dict[str, Any]:
         config = self.state.config
         instance = config.instance_url or f"{request.scheme}://{request.host}"
         issued_at = str(int(self.state.clock().timestamp() * 1000))
-        identity = f"{instance}/id/{config.org_id}/{config.integration_user_id}"
-        digest = hmac.new(config.client_secret.encode(), (identity + issued_at).encode(),
+        identity = f"{instance}/id/{config.org_id}/{user}"  # clients learn who they are here
+        digest = hmac.new(secret.encode(), (identity + issued_at).encode(),
                           hashlib.sha256).digest()
-        return {"access_token": self.state.issue_session(), "instance_url": instance,
+        return {"access_token": self.state.issue_session(user), "instance_url": instance,
                 "id": identity, "token_type": "Bearer", "issued_at": issued_at,
                 "signature": base64.b64encode(digest).decode(), "scope": "api"}
 
@@ -121,21 +122,23 @@ class _Gate:
         if len(request.raw_path) > config.uri_max_bytes:
             raise ApiError(414, "URI_TOO_LONG", f"The request URI is longer than "
                            f"{config.uri_max_bytes} bytes")
-        self._authenticate(request)
+        user = self._authenticate(request)
         with state.lock:
             if not state.budget.take():
                 raise ApiError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
         self._inject_server_error()
         return Call(state, version, request.method, request.match_info["tail"],
-                    dict(request.query), await _json(request), config.integration_user_id,
-                    dict(request.headers))
+                    dict(request.query), await _json(request), user, dict(request.headers))
 
-    def _authenticate(self, request: web.Request) -> None:
+    def _authenticate(self, request: web.Request) -> str:
+        """The user the request's session acts as (its writes carry it)."""
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() not in ("bearer", "oauth") or not token.strip():
             raise ApiError(401, "INVALID_AUTH_HEADER", "INVALID_HEADER_TYPE")
-        if not self.state.session_valid(token.strip()):
+        user = self.state.session_user(token.strip())
+        if user is None:
             raise ApiError(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        return user
 
     def _inject_server_error(self) -> None:
         if self.faults.roll(self.faults.plan.error_rate):

@@ -7,7 +7,8 @@ They let a test or the demo drive a sandbox running in another process:
     GET    /records/{Type}        records (`?include_deleted=true`)
     GET    /records/{Type}/{Id}   one record
     POST   /records/{Type}        {"fields": {...}, "user_id": "005..."}  create as a person
-    PATCH  /records/{Type}/{Id}   {"fields": {...}, "user_id": "005..."}  edit as a person
+    PATCH  /records/{Type}/{Id}   {"fields": {...}, "user_id": "005...", "late_by_s": 5}
+                                  edit as a person (late_by_s: a late commit, stamped then)
     DELETE /records/{Type}/{Id}   (`?user_id=`) delete as a person
     POST   /budget                {"used": N} (default 0: reset), {"limit": N}
     POST   /budget/reset          the daily budget starts over
@@ -32,6 +33,7 @@ from sandboxes.salesforce.errors import RecordError
 from sandboxes.salesforce.humans import human_create, human_delete, human_update, seed_people
 from sandboxes.salesforce.queries import sobject_row
 from sandboxes.salesforce.state import SalesforceState
+from sandboxes.sfdc_ids import full_id
 
 __all__ = ["add_salesforce_control_routes"]
 
@@ -85,7 +87,7 @@ class _Routes:
         raise web.HTTPNotFound(text=f"unknown sObject {request.match_info['sobject']}")
 
     def _own_id(self, request: web.Request, sobject: str) -> str:
-        record_id = request.match_info["id"]
+        record_id = full_id(request.match_info["id"])
         if self.state.sobject_of(record_id) != sobject:
             raise web.HTTPNotFound(text=f"{record_id} is not a {sobject} id")
         return record_id
@@ -118,7 +120,7 @@ class _Routes:
     async def get(self, request: web.Request) -> web.Response:
         sobject = self._sobject(request)
         with self.state.lock:
-            record = self.state.records[sobject].get(request.match_info["id"])
+            record = self.state.records[sobject].get(full_id(request.match_info["id"]))
             if record is None:
                 raise web.HTTPNotFound(text="no such record")
             return web.json_response(self._row(sobject, record))
@@ -137,7 +139,8 @@ class _Routes:
         body = await _body(request)
         try:
             record = human_update(self.state, self._own_id(request, sobject),
-                                  body.get("fields", {}), body.get("user_id"))
+                                  body.get("fields", {}), body.get("user_id"),
+                                  body.get("late_by_s"))
         except RecordError as exc:
             return _error(exc)
         return web.json_response(self._row(sobject, record))

@@ -6,8 +6,8 @@ name, email and `HasOptedOutOfEmail=false` (unowned leads belong to `human_user_
 `human_create` / `human_update` / `human_delete` write as a Salesforce user who is not the
 integration user (default `human_user_id`), so that pollers see the change as a real edit:
 opting a contact out, converting a lead, creating or completing a Task. They are validated
-like API writes but never hit injected faults, and may set UI-only fields such as
-`Lead.IsConverted`.
+like API writes but never hit injected faults (a late commit aside: `late_by_s`, or the
+seeded `late_commit_rate`), and may set UI-only fields such as `Lead.IsConverted`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 from sandboxes.population import generate
 from sandboxes.salesforce.state import SalesforceState
 from sandboxes.salesforce.writes import Writer
+from sandboxes.sfdc_ids import full_id
 
 __all__ = ["human_create", "human_delete", "human_update", "seed_people"]
 
@@ -49,10 +50,11 @@ def human_create(state: SalesforceState, sobject: str, fields: Mapping[str, Any]
 
 
 def human_update(state: SalesforceState, record_id: str, fields: Mapping[str, Any],
-                 user_id: str | None = None) -> Record:
-    """Set `fields` on a record as a person would (RecordError if invalid)."""
+                 user_id: str | None = None, late_by_s: float | None = None) -> Record:
+    """Set `fields` on a record as a person would (RecordError if invalid); `late_by_s`
+    commits it late: its SystemModstamp is that many seconds in the past."""
     with state.lock:
-        return dict(_writer(state, user_id).update(record_id, fields))
+        return dict(_writer(state, user_id, late_by_s).update(record_id, fields))
 
 
 def human_delete(state: SalesforceState, record_id: str, user_id: str | None = None) -> Record:
@@ -61,8 +63,10 @@ def human_delete(state: SalesforceState, record_id: str, user_id: str | None = N
         return dict(_writer(state, user_id).delete(record_id))
 
 
-def _writer(state: SalesforceState, user_id: str | None) -> Writer:
-    return Writer.for_call(state, user_id or state.config.human_user_id, human=True)
+def _writer(state: SalesforceState, user_id: str | None,
+            late_by_s: float | None = None) -> Writer:
+    return Writer.for_call(state, full_id(user_id or state.config.human_user_id), human=True,
+                           late_by_s=late_by_s)
 
 
 def _records_of(state: SalesforceState, person: Mapping[str, Any], convert: bool

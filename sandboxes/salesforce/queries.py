@@ -1,5 +1,8 @@
 """`/query`, `/queryAll` and their cursors: SOQL over the org, a page at a time.
 
+`queryAll` also answers deleted rows (`IsDeleted = true`) while the recycle bin keeps them
+(`deleted_horizon_days`); `query` never does.
+
 A page holds at most `query_page_size` records (Salesforce: 2000), or fewer when the
 client sends `Sforce-Query-Options: batchSize=N` (200..2000). When more remain, the answer
 carries `nextRecordsUrl: /services/data/vXX.X/query/01g...-2000` and `done:false`; the
@@ -35,7 +38,9 @@ def run_query(state: SalesforceState, soql: str | None, version: str, include_de
         raise ApiError(400, exc.code, exc.message) from exc
     with state.lock:
         table = state.records[plan.sobject].values()
-        source = table if include_deleted else (r for r in table if not r["IsDeleted"])
+        purged = state.recycled_since()  # emptied from the recycle bin: gone for queryAll too
+        source = ((r for r in table if not r["IsDeleted"] or r["SystemModstamp"] >= purged)
+                  if include_deleted else (r for r in table if not r["IsDeleted"]))
         rows = plan.run(source)
         if plan.is_count:
             return {"totalSize": len(rows), "done": True, "records": []}

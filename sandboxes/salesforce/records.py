@@ -14,6 +14,7 @@ from typing import Any
 from sandboxes.salesforce.errors import RecordError, problem
 from sandboxes.salesforce.schema import FieldSpec, FieldType, SObjectSchema, is_id
 from sandboxes.salesforce.timefmt import format_datetime, parse_date, parse_datetime
+from sandboxes.sfdc_ids import full_id
 
 __all__ = ["coerce_values", "project"]
 
@@ -120,7 +121,7 @@ def _reference(spec: FieldSpec, raw: Any) -> str:
     if not is_id(value) or value[:3] not in spec.references:
         raise RecordError.of("FIELD_INTEGRITY_EXCEPTION",
                              f"{spec.display}: id value of incorrect type: {value}", [spec.name])
-    return value
+    return full_id(value)  # a 15-character id is stored, and answered, as its 18
 
 
 def _boolean(spec: FieldSpec, raw: Any) -> bool:

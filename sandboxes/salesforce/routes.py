@@ -75,6 +75,7 @@ ROUTES: tuple[Route, ...] = (
            collections.upsert_collection, heavy=True),
     _route("GET", rf"sobjects/{_NAME}/describe", sobjects.describe),
     _route("GET", rf"sobjects/{_NAME}/deleted", sobjects.deleted),
+    _route("GET", rf"sobjects/{_NAME}/updated", sobjects.updated),
     _route("POST", rf"sobjects/{_NAME}", sobjects.create_one),
     _route("GET", rf"sobjects/{_NAME}/(?P<id>[A-Za-z0-9]+)", sobjects.get_one),
     _route("PATCH", rf"sobjects/{_NAME}/(?P<id>[A-Za-z0-9]+)", sobjects.update_one),

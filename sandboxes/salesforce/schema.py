@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from sandboxes.salesforce.config import SalesforceConfig
+from sandboxes.sfdc_ids import is_id
 
 __all__ = ["KEY_PREFIXES", "FieldSpec", "FieldType", "SObjectSchema", "build_schemas",
            "is_id"]
@@ -92,11 +93,6 @@ class SObjectSchema:
             "updateable": True, "deletable": True, "queryable": True,
             "fields": [_describe_field(spec) for spec in self.fields.values()],
         }
-
-
-def is_id(value: object) -> bool:
-    """An 18-character alphanumeric Salesforce id (15-character ids are not accepted)."""
-    return isinstance(value, str) and len(value) == 18 and value.isalnum() and value.isascii()
 
 
 def build_schemas(config: SalesforceConfig) -> dict[str, SObjectSchema]:

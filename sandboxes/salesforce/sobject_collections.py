@@ -49,8 +49,8 @@ def update_collection(call: Call) -> Reply:
             raise RecordError.of("MISSING_ARGUMENT", "Id not specified in an update call",
                                  ["Id"])
         values = {k: v for k, v in record.items() if k.lower() != "id"}
-        writer.update(record_id, values, sobject)
-        return {"id": record_id, "success": True, "errors": []}
+        updated = writer.update(record_id, values, sobject)
+        return {"id": updated["Id"], "success": True, "errors": []}
 
     return Reply(200, _run(writer, records, update, all_or_none, ids))
 
@@ -87,8 +87,8 @@ def delete_collection(call: Call) -> Reply:
     writer = call.writer()
 
     def delete(record_id: str) -> Result:
-        writer.delete(record_id)
-        return {"id": record_id, "success": True, "errors": []}
+        deleted = writer.delete(record_id)
+        return {"id": deleted["Id"], "success": True, "errors": []}
 
     return Reply(200, _run(writer, ids, delete, call.flag("allOrNone"), list(ids)))
 

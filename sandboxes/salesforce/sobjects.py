@@ -5,7 +5,10 @@ Upsert `PATCH /sobjects/Task/ActionsSync_Id__c/{value}` answers 201 with
 `{"id","success":true,"errors":[],"created":true}` when it creates, 204 when it updates,
 300 with the candidate URLs when the value matches several records, and 404 when
 `updateOnly=true` finds nothing. A record-level problem becomes HTTP 400 with the same
-codes the collections use (a deleted or missing record: 404).
+codes the collections use (a deleted or missing record: 404). Ids in paths may have 15
+or 18 characters; answers always carry 18. `/updated/` and `/deleted/` answer a window
+(seconds ignored) within their horizons (INVALID_REPLICATION_DATE before it), with at
+most `replication_id_limit` ids (EXCEEDED_ID_LIMIT).
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from sandboxes.salesforce.queries import sobject_row
 from sandboxes.salesforce.schema import SObjectSchema, is_id
 from sandboxes.salesforce.timefmt import format_datetime, parse_datetime
 from sandboxes.salesforce.writes import MultipleMatches
+from sandboxes.sfdc_ids import full_id
 
 __all__ = ["create_one", "delete_one", "deleted", "describe", "get_by_external", "get_one",
-           "update_one", "upsert_one"]
+           "update_one", "updated", "upsert_one"]
 
 
 def create_one(call: Call) -> Reply:
@@ -101,24 +105,49 @@ def describe(call: Call) -> Reply:
 
 
 def deleted(call: Call) -> Reply:
-    """`?start=&end=` (ISO-8601): records of this type deleted in that window."""
-    schema = call.schema()
-    state = call.state
-    now = state.clock()
-    earliest = now - timedelta(days=state.config.deleted_horizon_days)
+    """`?start=&end=` (ISO-8601, seconds ignored): records of this type deleted in that
+    window, as long as the recycle bin (`deleted_horizon_days`) still holds them."""
+    schema, state = call.schema(), call.state
+    low, high, earliest = _window(call, state.config.deleted_horizon_days)
+    with state.lock:
+        rows = [{"id": d.id, "deletedDate": d.deleted_date} for d in state.deletions
+                if d.sobject == schema.name and low <= d.deleted_date <= high]
+    _check_ids(call, len(rows))
+    return Reply(200, {"deletedRecords": rows, "earliestDateAvailable": earliest,
+                       "latestDateCovered": high})
+
+
+def updated(call: Call) -> Reply:
+    """`?start=&end=` (ISO-8601, seconds ignored): ids of the live records of this type
+    whose SystemModstamp falls in that window (`updated_horizon_days` back at most)."""
+    schema, state = call.schema(), call.state
+    low, high, _ = _window(call, state.config.updated_horizon_days)
+    with state.lock:
+        ids = sorted(r["Id"] for r in state.live(schema.name)
+                     if low <= r["SystemModstamp"] <= high)
+    _check_ids(call, len(ids))
+    return Reply(200, {"ids": ids, "latestDateCovered": high})
+
+
+def _window(call: Call, horizon_days: int) -> tuple[str, str, str]:
+    """(start, end capped at now, earliest available), canonical; refused as Salesforce
+    refuses them (INVALID_REPLICATION_DATE)."""
+    now = call.state.clock()
+    earliest = now - timedelta(days=horizon_days)
     start, end = _moment(call, "start"), _moment(call, "end")
     if end <= start:
         raise ApiError(400, "INVALID_REPLICATION_DATE", "end date must be after the start date")
     if start < earliest:
         raise ApiError(400, "INVALID_REPLICATION_DATE", "startDate can not be earlier than "
                        f"earliestDateAvailable: {format_datetime(earliest)}")
-    covered = min(end, now)
-    low, high = format_datetime(start), format_datetime(covered)
-    with state.lock:
-        rows = [{"id": d.id, "deletedDate": d.deleted_date} for d in state.deletions
-                if d.sobject == schema.name and low <= d.deleted_date <= high]
-    return Reply(200, {"deletedRecords": rows, "earliestDateAvailable": format_datetime(earliest),
-                       "latestDateCovered": high})
+    return format_datetime(start), format_datetime(min(end, now)), format_datetime(earliest)
+
+
+def _check_ids(call: Call, count: int) -> None:
+    limit = call.state.config.replication_id_limit
+    if count > limit:
+        raise ApiError(400, "EXCEEDED_ID_LIMIT", f"{count} ids in the window: more than "
+                       f"{limit}; ask for a shorter one")
 
 
 def _moment(call: Call, name: str) -> Any:
@@ -129,11 +158,12 @@ def _moment(call: Call, name: str) -> Any:
     moment = parse_datetime(raw.strip().replace(" ", "+"))
     if moment is None:
         raise ApiError(400, "INVALID_REPLICATION_DATE", f"{name}: invalid date: {raw}")
-    return moment
+    return moment.replace(second=0, microsecond=0)  # Salesforce ignores the seconds
 
 
 def _live(call: Call, schema: SObjectSchema, record_id: str) -> dict[str, Any]:
-    record = call.state.records[schema.name].get(record_id) if is_id(record_id) else None
+    record = (call.state.records[schema.name].get(full_id(record_id)) if is_id(record_id)
+              else None)
     if record is None:
         raise not_found(f"Provided external ID field does not exist or is not accessible: "
                         f"{record_id}")

@@ -29,6 +29,7 @@ from sandboxes.salesforce.soql import (
     Value,
 )
 from sandboxes.salesforce.timefmt import format_datetime, parse_datetime
+from sandboxes.sfdc_ids import full_id, is_id
 
 __all__ = ["Plan", "compile_query"]
 
@@ -46,6 +47,7 @@ _ACCEPTS = {
     FieldType.DATE: "date",
 }
 _FOLDED = {FieldType.STRING, FieldType.TEXTAREA, FieldType.EMAIL, FieldType.PICKLIST}
+_IDS = {FieldType.ID, FieldType.REFERENCE}
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,8 @@ def _coerce(spec: FieldSpec, value: Value) -> Any:
         if moment is None:
             raise SoqlError("MALFORMED_QUERY", f"invalid datetime literal: {value.raw}")
         return format_datetime(moment)
+    if spec.type in _IDS and is_id(value.value):
+        return full_id(value.value)  # `Id = '00Q...'` with 15 characters matches the 18
     return value.value.casefold() if spec.type in _FOLDED else value.value
 
 

@@ -15,7 +15,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sandboxes.population import sfdc_id
@@ -99,10 +99,12 @@ class SalesforceState:
         self.deletions: list[Deletion] = []
         self.budget = RollingBudget(self.config.daily_budget, self.clock)
         self.sessions: dict[str, datetime] = {}
+        self._session_users: dict[str, str] = {}  # token -> the user its writes are made as
         self.cursors: OrderedDict[str, Cursor] = OrderedDict()
         self._external: dict[str, set[str]] = {}  # casefolded ActionsSync_Id__c -> Task ids
         self._counters: dict[str, int] = {}
         self._lock_rng = random.Random(self.config.faults.seed)
+        self._late_rng = random.Random(self.config.faults.seed + 1)
 
     # -- configuration --------------------------------------------------------------------
 
@@ -116,6 +118,7 @@ class SalesforceState:
             self.budget.limit = self.config.daily_budget
             if "seed" in changes:
                 self._lock_rng = random.Random(self.config.faults.seed)
+                self._late_rng = random.Random(self.config.faults.seed + 1)
             return self.config
 
     def roll_lock_error(self) -> bool:
@@ -126,30 +129,49 @@ class SalesforceState:
     def now(self) -> str:
         return format_datetime(self.clock())
 
+    def write_time(self, late_by_s: float | None = None) -> str:
+        """The SystemModstamp of one write call: now, or `late_by_s` ago for a late commit
+        (by default the seeded share `late_commit_rate` is `late_commit_s` late)."""
+        rate = self.config.late_commit_rate
+        if late_by_s is None and rate > 0 and self._late_rng.random() < rate:
+            late_by_s = self.config.late_commit_s
+        return format_datetime(self.clock() - timedelta(seconds=late_by_s or 0.0))
+
+    def recycled_since(self) -> str:
+        """Deleted records stamped before this are purged from the recycle bin."""
+        return format_datetime(self.clock() - timedelta(days=self.config.deleted_horizon_days))
+
     # -- sessions -------------------------------------------------------------------------
 
-    def issue_session(self) -> str:
+    def issue_session(self, user: str | None = None) -> str:
+        """A new session acting as `user` (default: the integration user)."""
         token = f"{self.config.org_id[:15]}!{secrets.token_urlsafe(48)}"
         with self.lock:
             self.sessions[token] = self.clock()
+            self._session_users[token] = user or self.config.integration_user_id
         return token
 
-    def session_valid(self, token: str) -> bool:
+    def session_user(self, token: str) -> str | None:
+        """The user a live session acts as, or None when it is unknown or expired."""
         with self.lock:
             issued = self.sessions.get(token)
             if issued is None:
-                return False
+                return None
             ttl = self.config.session_ttl_s
             if ttl is not None and (self.clock() - issued).total_seconds() >= ttl:
                 del self.sessions[token]
-                return False
-            return True
+                return None
+            return self._session_users.get(token)
+
+    def session_valid(self, token: str) -> bool:
+        return self.session_user(token) is not None
 
     def expire_sessions(self) -> int:
         """Invalidate every session (the next data call answers 401 INVALID_SESSION_ID)."""
         with self.lock:
             count = len(self.sessions)
             self.sessions.clear()
+            self._session_users.clear()
             return count
 
     # -- records --------------------------------------------------------------------------

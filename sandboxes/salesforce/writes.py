@@ -20,6 +20,7 @@ from sandboxes.salesforce.errors import RecordError, problem
 from sandboxes.salesforce.records import coerce_values
 from sandboxes.salesforce.schema import is_id
 from sandboxes.salesforce.state import SalesforceState, Transaction
+from sandboxes.sfdc_ids import full_id
 
 __all__ = ["MultipleMatches", "Writer"]
 
@@ -53,10 +54,11 @@ class Writer:
 
     @classmethod
     def for_call(cls, state: SalesforceState, user: str, parent: Transaction | None = None,
-                 human: bool = False) -> Writer:
+                 human: bool = False, late_by_s: float | None = None) -> Writer:
         locked = (not human and state.config.lock_error_scope == "request"
                   and state.roll_lock_error())
-        return cls(state, user, state.now(), Transaction(state, parent), human, locked)
+        return cls(state, user, state.write_time(late_by_s), Transaction(state, parent), human,
+                   locked)
 
     # -- the four writes ------------------------------------------------------------------
 
@@ -103,6 +105,7 @@ class Writer:
 
     def existing(self, record_id: Any, sobject: str | None = None) -> Record:
         """The live record `record_id` (of type `sobject` when given), or RecordError."""
+        record_id = full_id(record_id) if is_id(record_id) else record_id
         kind = self.state.sobject_of(record_id) if is_id(record_id) else None
         if kind is None or (sobject is not None and kind != sobject):
             label = sobject or "Record"

@@ -16,7 +16,7 @@ import pytest
 
 from sandboxes.base import FaultPlan, Faults, SandboxServer
 from sandboxes.marketo import STATE_KEY, MarketoConfig, MarketoState, create_app
-from sandboxes.population import generate
+from sandboxes.population import generate, sfdc_id
 
 BASE = MarketoConfig(seed_people=30, export_processing_s=0.05)
 CREDENTIALS = {"grant_type": "client_credentials", "client_id": BASE.client_id,
@@ -311,7 +311,7 @@ def test_leads_are_found_by_salesforce_ids(marketo: Callable[..., Marketo]) -> N
     contact = next(p for p in generate(30, seed=BASE.seed) if p["sfdc_contact_id"])
 
     by_lead = sandbox.get("/rest/v1/leads.json", filterType="sfdcLeadId",
-                          filterValues="00Q000000000000002", fields="id")
+                          filterValues=sfdc_id("00Q", 2), fields="id")
     by_contact = sandbox.get("/rest/v1/leads.json", filterType="sfdcContactId",
                              filterValues=contact["sfdc_contact_id"], fields="id")
 

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sandboxes.base import FaultPlan, SandboxServer
+from sandboxes.population import sfdc_id
 from sandboxes.salesforce import (
     STATE_KEY,
     SalesforceConfig,
@@ -31,7 +32,7 @@ CREDENTIALS = {"grant_type": "client_credentials", "client_id": "actions-sync",
                "client_secret": "sandbox-secret"}
 INTEGRATION = SalesforceConfig().integration_user_id
 HUMAN = SalesforceConfig().human_user_id
-LEAD, CONTACT = "00Q000000000000001", "003000000000000007"  # from population seed 7
+LEAD, CONTACT = sfdc_id("00Q", 1), sfdc_id("003", 7)  # from population seed 7
 
 
 class Clock:
@@ -613,11 +614,11 @@ def test_deleted_endpoint_lists_task_deletions_in_window(make_org: Callable[...,
     assert answer["deletedRecords"] == [{"id": i, "deletedDate": "2026-11-23T18:01:00.000+0000"}
                                         for i in ids]
     assert answer["latestDateCovered"] == "2026-11-23T18:02:00.000+0000"
-    assert answer["earliestDateAvailable"] == "2026-10-24T18:02:00.000+0000"
+    assert answer["earliestDateAvailable"] == "2026-11-08T18:02:00.000+0000"  # 15 days
 
 
 def test_deleted_endpoint_refuses_start_beyond_horizon(org: Org) -> None:
-    start = format_datetime(datetime.now(UTC) - timedelta(days=31))
+    start = format_datetime(datetime.now(UTC) - timedelta(days=16))  # the bin keeps 15
 
     response = org.call("GET", "/sobjects/Task/deleted/",
                         params={"start": start, "end": format_datetime(datetime.now(UTC))})

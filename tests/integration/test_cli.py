@@ -154,7 +154,8 @@ def test_up_runs_the_stack_and_writes_its_endpoints(tmp_path):
         token = {"Authorization": f"Bearer {urls['admin_token']}"}
         assert httpx.get(urls["admin"] + "/settings").status_code == 401
         assert httpx.get(urls["admin"] + "/settings", headers=token).status_code == 200
-        assert len(urls["metrics"]) == 7  # people, activities, unsubscribes, send-check, 3 sinks
+        assert len(urls["metrics"]) == 8  # people, activities, unsubscribes, send-check,
+        # the Salesforce source and the 3 sinks
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0

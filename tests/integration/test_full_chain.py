@@ -41,7 +41,7 @@ from actions_sync.topics import (
     SALES_ACTIVITIES,
     specs,
 )
-from sandboxes.population import generate
+from sandboxes.population import generate, sfdc_id
 from tests.conftest import EXTERNAL_KAFKA, _delete_topics
 from tests.factories import person_change, sales_activity
 from tests.support.vendors import CREDENTIALS, ledger_ids, marketo_activities, salesforce_tasks
@@ -54,9 +54,9 @@ SEED_PEOPLE = 10  # both sandboxes hold people 1..10 of the population (seed 7)
 # People of that population (checked in `people_changes`): a Contact with an opportunity,
 # a Contact with an account only, an owned Lead, and a person nobody owns.
 OPP, ACCOUNT, LEAD, UNOWNED = 6, 7, 2, 4
-OPP_CONTACT, OPP_ID = "003000000000000006", "006000000000000006"
-ACCOUNT_CONTACT, ACCOUNT_ID = "003000000000000007", "001000000000000008"
-LEAD_ID = "00Q000000000000002"
+OPP_CONTACT, OPP_ID = sfdc_id("003", 6), sfdc_id("006", 6)
+ACCOUNT_CONTACT, ACCOUNT_ID = sfdc_id("003", 7), sfdc_id("001", 8)
+LEAD_ID = sfdc_id("00Q", 2)
 
 TEMPLATE = ("{{activity_type}} | {{activity_subject}} | {{sales_campaign_name}} day"
             " {{sales_campaign_day}} step {{sales_campaign_step}} | {{call_outcome}}"

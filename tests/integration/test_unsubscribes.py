@@ -230,8 +230,8 @@ def test_a_custom_field_and_sync_off_then_on_catches_up_both_ways(stack):
 
 
 def test_salesforce_opt_outs_reach_actions_as_salesforce_sync(stack):
-    # (15-character ids in the store: tests/integration/test_store.py; the sandbox's ids
-    # share their first 15 characters.) Person 9 arrives later.
+    # (15-character ids in the store: tests/integration/test_store.py.) Person 9 arrives
+    # later.
     people(stack, person(1), person(2), person(3))
     start(stack)
     as_a_person(stack, "Contact", CONTACT[1], **{OPTED: True})

@@ -1,0 +1,167 @@
+"""The Salesforce source connector: Salesforce -> `salesforce.optouts` (SPEC S9).
+
+    actions-sync worker salesforce-source  -> run(settings), until SIGTERM
+
+Every `salesforce_poll_interval_s` it polls the objects of the admin setting
+`unsubscribe_objects` (Lead, Contact) for rows whose `unsubscribe_field` reads true, with
+the `(SystemModstamp, Id)` cursor and lookback of `cursor.py` (`poller.py` saves each
+object's position in the store's checkpoints once the broker has the page's records),
+and publishes the persons' opt-outs (`optouts.py`: never a re-subscribe, never the sync's
+own write). The admin settings are read live: with `unsubscribe_sync` off it polls
+nothing and the positions wait; turned on, it catches up from them.
+
+The daily API budget is the sink's (`Sforce-Limit-Info`, `budget.py`): the client stops
+while only `salesforce_budget_reserve` calls remain, and the source pauses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import timedelta
+from functools import partial
+
+from actions_sync.admin.live import LiveSettings
+from actions_sync.admin.model import AdminSettings
+from actions_sync.errors import Retriable
+from actions_sync.kafka import ensure_topics
+from actions_sync.metrics import RECORDS_PUBLISHED, SKIPPED, SOURCE_ENABLED, serve_metrics
+from actions_sync.publish import Publisher
+from actions_sync.serialization import RegistryClient
+from actions_sync.settings import Settings
+from actions_sync.store import Store
+from actions_sync.store.unsubscribes import written_optouts
+from actions_sync.topics import RECORD_OF, SALESFORCE_OPTOUTS, specs
+from connectors.errors import QuotaExhausted, Rejected
+from connectors.salesforce import sink
+from connectors.salesforce.cursor import Row, Stream
+from connectors.salesforce.optouts import optout_stream, optouts
+from connectors.salesforce.poller import Poller
+from connectors.sink_worker import require, require_broker
+
+__all__ = ["WORKER", "OptOutSource", "run"]
+
+WORKER = "salesforce-source"
+OFF_CHECK_S = 1.0  # while unsubscribe_sync is off: how often the setting is looked at
+RETRY_PAUSE_S = 5.0
+log = logging.getLogger(__name__)
+
+
+class OptOutSource:
+    """Polls the opt-outs of the objects the admin settings name, while they say so."""
+
+    def __init__(self, poller: Poller, admin: Callable[[], AdminSettings],
+                 poll_interval_s: float, stopping: asyncio.Event | None = None) -> None:
+        self.poller = poller
+        self.admin = admin
+        self.poll_interval_s = poll_interval_s
+        self.stopping = stopping or asyncio.Event()
+        self.published = 0
+        self._was_enabled: bool | None = None
+
+    async def run(self) -> None:
+        while not self.stopping.is_set():
+            if not self._check_enabled():
+                await self.wait(OFF_CHECK_S)  # the positions wait where they are
+                continue
+            try:
+                await self.cycle()
+            except QuotaExhausted as exc:
+                log.warning("Salesforce API budget: %s; pausing %.0f s", str(exc),
+                            exc.retry_after)
+                await self.wait(exc.retry_after)
+                continue
+            except Retriable as exc:
+                log.warning("opt-out poll: %s; retrying from the checkpoint", str(exc))
+                await self.wait(RETRY_PAUSE_S)
+                continue
+            except Rejected as exc:  # INVALID_FIELD: the admin's field is not in the org;
+                # INVALID_QUERY_LOCATOR: a page's cursor expired. The next poll starts over.
+                log.error("opt-out poll refused by Salesforce (%s): %s; an INVALID_FIELD "
+                          "means the admin setting unsubscribe_field names no field of the "
+                          "object; polling again from the checkpoint in %.0f s", exc.code,
+                          str(exc), self.poll_interval_s)
+            await self.wait(self.poll_interval_s)
+
+    async def cycle(self) -> None:
+        """One poll of each object the admin settings name, in the field they name."""
+        admin = self.admin()
+        for sobject in admin.unsubscribe_objects:
+            stream = optout_stream(sobject, admin.unsubscribe_field)
+            await self.poller.poll(stream, partial(self._publish, admin.unsubscribe_field))
+
+    def _publish(self, field: str, stream: Stream, rows: Sequence[Row]) -> int:
+        poller = self.poller
+        written = written_optouts(poller.store.engine, field, [str(r["Id"]) for r in rows])
+        records, skipped = optouts(stream.sobject, field, rows, poller.client.user_id, written)
+        count = poller.publisher.publish(SALESFORCE_OPTOUTS, RECORD_OF[SALESFORCE_OPTOUTS],
+                                         ((r["sfdc_id"], r) for r in records))
+        RECORDS_PUBLISHED.labels(WORKER, SALESFORCE_OPTOUTS).inc(count)
+        for reason, n in skipped.items():
+            SKIPPED.labels(WORKER, reason).inc(n)
+        self.published += count
+        return count
+
+    def _check_enabled(self) -> bool:
+        enabled = self.admin().unsubscribe_sync
+        if enabled != self._was_enabled:
+            SOURCE_ENABLED.labels(WORKER).set(int(enabled))
+            log.info("unsubscribe sync is %s", "on: polling opt-outs from the checkpoints"
+                     if enabled else "off (admin setting unsubscribe_sync): waiting")
+            self._was_enabled = enabled
+        return enabled
+
+    async def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`, waking at once on shutdown; True when stopping."""
+        if seconds > 0 and not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), seconds)
+        return self.stopping.is_set()
+
+
+def validate(settings: Settings) -> tuple[str, str, str]:
+    """(Salesforce URL, Kafka, registry), or a one-line `ConfigError` naming the variable."""
+    what = f"worker {WORKER}"
+    url = require(settings.salesforce_url, "ACTIONS_SYNC_SALESFORCE_URL", what)
+    return (url, *require_broker(settings, what))
+
+
+def run(settings: Settings) -> None:
+    """`actions-sync worker salesforce-source`: follow opt-outs until SIGTERM."""
+    _, kafka, registry = validate(settings)
+    serve_metrics(settings.metrics_host, settings.metrics_port)
+
+    async def follow() -> None:
+        async with _poller(settings, kafka, registry) as poller:
+            with LiveSettings(poller.store.engine, kafka,
+                              replication=settings.replication_factor) as live:
+                source = OptOutSource(poller, live.current, settings.salesforce_poll_interval_s)
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.add_signal_handler(sig, source.stopping.set)
+                await source.run()
+
+    asyncio.run(follow())
+
+
+@contextlib.asynccontextmanager
+async def _poller(settings: Settings, kafka: str, registry_url: str) -> AsyncIterator[Poller]:
+    ensure_topics(kafka, specs((SALESFORCE_OPTOUTS,), settings.partitions,
+                               settings.replication_factor))
+    client = sink.client_from(settings)  # the sink's budget keeper and limits
+    with contextlib.ExitStack() as closing:
+        store = closing.enter_context(Store(settings.database_url))
+        store.migrate()
+        registry = RegistryClient(registry_url)
+        closing.callback(registry.close)
+        publisher = Publisher(kafka, registry)
+        try:
+            await client.auth.get()  # bad credentials fail before the first poll
+            yield Poller(client, store, publisher, WORKER,
+                         timedelta(seconds=settings.salesforce_lookback_s))
+            publisher.flush()
+        finally:
+            await client.aclose()
