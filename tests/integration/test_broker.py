@@ -14,17 +14,18 @@ from actions_sync.runtime.broker import EmbeddedBroker, tansu_binary
 from actions_sync.topics import INPUT_TOPICS, specs
 
 
-def tansu_processes() -> int:
-    out = subprocess.run(["pgrep", "-fc", tansu_binary()], capture_output=True, text=True)
+def tansu_processes(bootstrap: str) -> int:
+    """Tansu processes listening on `bootstrap` (other tests run brokers of their own)."""
+    pattern = f"^{tansu_binary()} .*--listener-url tcp://{bootstrap}( |$)"  # not its guard
+    out = subprocess.run(["pgrep", "-fc", pattern], capture_output=True, text=True)
     return int(out.stdout.strip() or 0)
 
 
 def test_embedded_broker_starts_and_stops_without_orphans():
-    before = tansu_processes()
     with EmbeddedBroker() as broker:
         assert broker.bootstrap.startswith("127.0.0.1:")
-        assert tansu_processes() == before + 1
-    assert tansu_processes() == before
+        assert tansu_processes(broker.bootstrap) == 1
+    assert tansu_processes(broker.bootstrap) == 0
 
 
 def test_topics_and_their_dead_letter_topics_get_our_partition_count(kafka):

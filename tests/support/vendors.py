@@ -21,14 +21,18 @@ def marketo_activities(url: str) -> list[dict[str, Any]]:
     with httpx.Client(base_url=url, timeout=30) as http:
 
         def get(path: str, **params: str) -> dict[str, Any]:
-            for _ in range(20):
+            # 602 (token killed early), 606/615: try again, for longer than the rolling
+            # 20 s rate window (a sink that split refused calls may have spent it)
+            deadline = time.monotonic() + 30
+            while True:
                 token = http.get("/identity/oauth/token", params=CREDENTIALS).json()
                 body: dict[str, Any] = http.get(path, params=params, headers={
                     "Authorization": f"Bearer {token['access_token']}"}).json()
                 if body["success"]:
                     return body
-                time.sleep(0.2)  # 602 (token killed early), 606/615: try again
-            raise AssertionError(f"{path}: {body}")
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{path}: {body}")
+                time.sleep(0.5)
 
         ids = ",".join(str(t["id"]) for t in get("/rest/v1/activities/external/types.json")[
             "result"])
