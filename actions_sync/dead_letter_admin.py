@@ -9,7 +9,7 @@ from typing import Any
 from confluent_kafka import Consumer, Message, Producer
 
 from actions_sync.errors import Retriable
-from actions_sync.kafka import consumer_config, dlq_topic, producer_config, read_topic
+from actions_sync.kafka import acknowledged, consumer_config, dlq_topic, producer_config, read_topic
 
 __all__ = ["describe", "read_dead_letters", "replay_dead_letters"]
 
@@ -41,6 +41,7 @@ def replay_dead_letters(bootstrap: str, topic: str, idle_s: float = 3.0) -> int:
     consumer = Consumer(consumer_config(bootstrap, REPLAY_GROUP))
     producer = Producer(producer_config(bootstrap))
     count, last = 0, float("inf")  # the idle clock starts once partitions are assigned
+    failures: list[str] = []
 
     def assigned(*_: Any) -> None:
         nonlocal last
@@ -55,10 +56,13 @@ def replay_dead_letters(bootstrap: str, topic: str, idle_s: float = 3.0) -> int:
                 continue
             last = time.monotonic()
             producer.produce(topic, msg.value(), msg.key(),
-                             headers=[("replayed.from", f"{msg.topic()}@{msg.offset()}".encode())])
+                             headers=[("replayed.from", f"{msg.topic()}@{msg.offset()}".encode())],
+                             on_delivery=lambda err, _: failures.append(str(err)) if err else None)
             count += 1
-        if producer.flush(30) > 0:
-            raise Retriable("replayed records were not acknowledged; nothing was committed")
+        acknowledged(producer, "replayed records")
+        if failures:  # committing now would skip them for good
+            raise Retriable(f"{len(failures)} replayed records failed ({failures[0]});"
+                            " nothing was committed")
         if count:
             consumer.commit(asynchronous=False)
     finally:

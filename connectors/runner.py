@@ -187,7 +187,7 @@ class SinkRunner:
             batch = await self._decode(messages)
             self._batch = batch
             await self._deliver(batch)
-            self._finish(batch)
+            await self._finish(batch)
         except _Stopping:
             log.info("stopping: batch of %d records left uncommitted", len(messages))
         finally:
@@ -274,11 +274,15 @@ class SinkRunner:
         if self.stop.is_set():
             raise _Stopping()
 
-    def _finish(self, batch: _Batch) -> None:
-        """Dead letters first (durable), then the offsets of the partitions still ours."""
+    async def _finish(self, batch: _Batch) -> None:
+        """Dead letters first (durable), then the offsets of the partitions still ours.
+
+        `send` waits out a broker that does not answer (the shared retry policy); it
+        runs in a thread meanwhile, so that `_keepalive` keeps this member in the group.
+        """
         dead = [d for d in batch.dead if _tp_of(d) not in batch.abandoned]
         if dead:
-            self.dead_letters.send(dead)
+            await asyncio.to_thread(self.dead_letters.send, dead)
         offsets = [TopicPartition(t, p, end) for (t, p), end in batch.ends.items()
                    if (t, p) not in batch.abandoned and (t, p) in self.owned]
         if not offsets:
