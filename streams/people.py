@@ -11,6 +11,7 @@ written (`streams.pipeline`, `streams.offload`). Offsets are committed only afte
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -74,30 +75,37 @@ class PeopleHandler:
         return prepare(records, self.decode, self.store.is_sqlite)
 
     def write(self, records: Sequence[RawRecord], batch: PeopleBatch) -> None:
-        """Write the batch in one transaction, then the dead letters; raise to retry."""
+        """Write the batch in one transaction, then the dead letters; raise to retry.
+        Counted once all of it is durable: a batch retried is counted once."""
         dead = list(batch.dead)
+        counts: Counter[str] = Counter()
         try:
-            self._apply(batch)
+            self._apply(batch, counts)
         except DBAPIError as exc:
             if isinstance(exc, OperationalError):
                 raise  # the store is down or locked: retry the whole batch
-            dead += self._write_one_by_one(split(records, self.decode, rules.check).good)
+            dead += self._write_one_by_one(split(records, self.decode, rules.check).good,
+                                           counts)
         if dead:
             self.dead_letters.send(dead)
+        STORE_WRITES.labels("persons", "upsert").inc(counts["upserted"])
+        STORE_WRITES.labels("persons", "remove").inc(counts["removed"])
+        SKIPPED.labels(WORKER, "superseded").inc(counts["superseded"])
+        SKIPPED.labels(WORKER, "not_owned").inc(counts["not_owned"])
 
-    def _apply(self, batch: PeopleBatch) -> None:
+    def _apply(self, batch: PeopleBatch, counts: Counter[str]) -> None:
         written = self.store.write_people(batch.params)
-        STORE_WRITES.labels("persons", "upsert").inc(written.upserted)
-        STORE_WRITES.labels("persons", "remove").inc(written.removed)
-        SKIPPED.labels(WORKER, "superseded").inc(batch.superseded)
-        SKIPPED.labels(WORKER, "not_owned").inc(len(batch.params.removals) - written.removed)
+        counts.update(upserted=written.upserted, removed=written.removed,
+                      superseded=batch.superseded,
+                      not_owned=len(batch.params.removals) - written.removed)
 
-    def _write_one_by_one(self, good: list[tuple[RawRecord, dict[str, Any]]]) -> list[DeadLetter]:
+    def _write_one_by_one(self, good: list[tuple[RawRecord, dict[str, Any]]],
+                          counts: Counter[str]) -> list[DeadLetter]:
         """A batch the database rejected: find the records it rejects, keep the rest."""
         dead = []
         for raw, change in good:
             try:
-                self._apply(_batch(rules.plan([change]), self.store.is_sqlite, []))
+                self._apply(_batch(rules.plan([change]), self.store.is_sqlite, []), counts)
             except DBAPIError as exc:
                 if isinstance(exc, OperationalError):
                     raise
