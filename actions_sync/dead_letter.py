@@ -39,6 +39,7 @@ HEADERS = (
 )
 TRUNCATED = ("truncated", "original_size")  # `value.truncated`, `value.original_size`
 MAX_MESSAGE = 2000  # characters of the error message kept in a header
+MIN_LIMIT = 16_384  # bytes: a broker refusing less is misconfigured, not shrunk further
 log = logging.getLogger(__name__)
 
 
@@ -179,7 +180,7 @@ class DeadLetterProducer:
 
     def _shrink(self, topic: str, refused: int) -> None:
         """The broker refused a letter as too large: it takes less than it said."""
-        self._limits[topic] = min(self._limit(topic), refused) // 2
+        self._limits[topic] = max(min(self._limit(topic), refused) // 2, MIN_LIMIT)
 
     def close(self) -> None:
         self._producer.flush(10)
