@@ -5,8 +5,6 @@ dead letters and outbound records in flight — stops no worker and loses nothin
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 import time
 import uuid
@@ -34,7 +32,7 @@ from actions_sync.topics import (
 from streams.rules.people import person_row
 from tests.conftest import EXTERNAL_KAFKA, _delete_topics
 from tests.factories import T0, person_change, sales_activity
-from tests.support.processes import listener_pid
+from tests.support.processes import pause
 from tests.support.vendors import salesforce_tasks
 
 pytestmark = pytest.mark.slow
@@ -113,19 +111,6 @@ def wait_for(predicate: Any, what: str, stack: Stack, timeout_s: float = 90.0) -
         stack.check_workers()
         assert time.monotonic() < deadline, f"{what} not within {timeout_s:.0f}s"
         time.sleep(0.3)
-
-
-def pause(bootstrap: str, seconds: float, stopped: threading.Event | None = None) -> None:
-    """Stop the broker process for `seconds` (`stopped` is set meanwhile), then let it
-    go on."""
-    pid = listener_pid(int(bootstrap.rsplit(":", 1)[1]))
-    os.kill(pid, signal.SIGSTOP)
-    if stopped is not None:
-        stopped.set()
-    try:
-        time.sleep(seconds)
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 
 def test_a_broker_paused_15s_mid_run_stops_no_worker_and_every_effect_is_there_once(

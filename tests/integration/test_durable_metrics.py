@@ -30,7 +30,7 @@ from streams.batch import RawRecord
 from streams.people import PeopleHandler
 from streams.rules.people import person_row
 from tests.factories import T0, person_change, sales_activity
-from tests.integration.test_broker_pause import pause
+from tests.support.processes import pause
 
 
 def sample(name: str, **labels: str) -> float:

@@ -23,7 +23,7 @@ from actions_sync.kafka import (
 )
 from actions_sync.publish import Publisher
 from actions_sync.runtime.stack import Stack
-from actions_sync.serialization import RegistryClient
+from actions_sync.serialization import Deserializer, RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.topics import OUTBOUND_MARKETO_ACTIVITIES, PERSON_CHANGES, SALES_ACTIVITIES, specs
@@ -99,7 +99,12 @@ def test_an_oversize_activity_is_dead_lettered_truncated_and_the_next_is_routed(
         stack.add_worker("activities")
         stack.wait_drained("activities", SALES_ACTIVITIES, ends, timeout_s=90)
         stack.check_workers()
-    assert len(read_topic(kafka, OUTBOUND_MARKETO_ACTIVITIES, idle_s=1.0)) == 1
+    client = RegistryClient(registry)
+    decode = Deserializer(client, "MarketoActivityOut")
+    routed = {decode(m.value())["activity_id"]
+              for m in read_topic(kafka, OUTBOUND_MARKETO_ACTIVITIES, idle_s=1.0)}
+    client.close()
+    assert good["activity_id"] in routed and huge["activity_id"] not in routed
     [letter] = letters(kafka, SALES_ACTIVITIES)
     assert_truncated(letter, SALES_ACTIVITIES, "rules")
 

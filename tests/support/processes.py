@@ -4,6 +4,9 @@ stops and continues, whether it is the fixture's Tansu or the Apache Kafka of th
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 LISTEN = "0A"  # TCP state in /proc/net/tcp
@@ -27,3 +30,16 @@ def listener_pid(port: int) -> int:
         except OSError:  # gone meanwhile, or not ours
             continue
     raise LookupError(f"no process of ours listens on port {port}")
+
+
+def pause(bootstrap: str, seconds: float, stopped: threading.Event | None = None) -> None:
+    """Stop the broker at `bootstrap` (SIGSTOP) for `seconds`, `stopped` set meanwhile,
+    then let it go on (SIGCONT)."""
+    pid = listener_pid(int(bootstrap.rsplit(":", 1)[1]))
+    os.kill(pid, signal.SIGSTOP)
+    if stopped is not None:
+        stopped.set()
+    try:
+        time.sleep(seconds)
+    finally:
+        os.kill(pid, signal.SIGCONT)
