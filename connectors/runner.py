@@ -294,8 +294,11 @@ class SinkRunner:
 
     # -- group membership -------------------------------------------------------------------
 
-    def _on_assign(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.owned |= {(tp.topic, tp.partition) for tp in partitions}
+        # librdkafka keeps a partition's pause across a rebalance: one `_hold` paused, then
+        # lost (a broker away longer than the session) came back paused, never fetched.
+        consumer.resume(partitions)
         log.info("assigned %s", sorted(tp.partition for tp in partitions))
 
     def _on_revoke(self, _: Consumer, partitions: list[TopicPartition]) -> None:

@@ -92,17 +92,21 @@ class Feed(threading.Thread):
 
 
 def dlq_keys(kafka: str, topic: str) -> Counter[bytes]:
-    return Counter(m.key() for m in read_topic(kafka, dlq_topic(topic), idle_s=1.0))
+    return Counter(m.key() for m in read_topic(kafka, dlq_topic(topic), idle_s=0.5))
 
 
 def activity_ids(kafka: str, registry: RegistryClient) -> set[str]:
     decode = Deserializer(registry, "MarketoActivityOut")
     return {decode(m.value())["activity_id"]
-            for m in read_topic(kafka, OUTBOUND_MARKETO_ACTIVITIES, idle_s=1.0)}
+            for m in read_topic(kafka, OUTBOUND_MARKETO_ACTIVITIES, idle_s=0.5)}
 
 
 def salesforce_contacts(url: str) -> list[dict[str, Any]]:
     return list(httpx.get(f"{url}/_sandbox/salesforce/records/Contact", timeout=10).json())
+
+
+def latency(url: str, ms: float) -> None:
+    httpx.post(f"{url}/_sandbox/faults", json={"latency_ms": ms}, timeout=10).raise_for_status()
 
 
 def wait_for(predicate: Any, what: str, stack: Stack, timeout_s: float = 90.0) -> None:
@@ -140,8 +144,13 @@ def test_a_broker_paused_15s_mid_run_stops_no_worker_and_every_effect_is_there_o
         try:  # mid-run: every worker has handled records and more keep coming
             wait_for(lambda: salesforce_tasks(salesforce) and dlq_keys(
                 kafka, OUTBOUND_SALESFORCE_TASKS), "the first Tasks and dead letters", stack)
+            # Calls slowed down: the sink's batch in flight ends while the broker is away,
+            # and its dead letters (Tasks to BROKEN) wait for it.
+            latency(salesforce, 3000)
+            time.sleep(1.0)
             pause(kafka, PAUSE_S)
-            time.sleep(2.0)
+            latency(salesforce, 0)
+            time.sleep(1.0)  # records published while the broker was away, and after
         finally:
             ends = feed.finish()
         stack.wait_drained("people", PERSON_CHANGES, ends, timeout_s=120)
