@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from actions_sync.dead_letter import HEADERS, DeadLetter, DeadLetterProducer, dead_letter
+from actions_sync.dead_letter_admin import replay_dead_letters
 from actions_sync.errors import RuleViolation
 from actions_sync.kafka import (
     LIBRDKAFKA_MESSAGE_MAX,
@@ -136,3 +137,6 @@ def test_the_limit_is_the_dlq_topics_own_and_a_letter_over_it_is_cut_to_fit(kafk
     assert first["value.original_size"] == str(BIG) and first["error.message"] == "too large"
     assert got[0].value() == big.value[:len(got[0].value())] and len(got[0].value()) < limit
     assert all(m.value() == b"v" * 30_000 for m in got[1:])  # small ones untouched
+    ensure_topics(kafka, [TopicSpec(topic, 1)])
+    assert replay_dead_letters(kafka, topic, idle_s=1.0) == 20  # not the truncated one
+    assert len(read_topic(kafka, topic, idle_s=1.0)) == 20
