@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -9,11 +10,12 @@ from typing import Any
 from confluent_kafka import Consumer, Message, Producer
 
 from actions_sync.errors import Retriable
-from actions_sync.kafka import consumer_config, dlq_topic, producer_config, read_topic
+from actions_sync.kafka import acknowledged, consumer_config, dlq_topic, producer_config, read_topic
 
 __all__ = ["describe", "read_dead_letters", "replay_dead_letters"]
 
 REPLAY_GROUP = "actions-sync-dlq-replay"
+log = logging.getLogger(__name__)
 
 
 def describe(msg: Message) -> dict[str, Any]:
@@ -33,7 +35,8 @@ def read_dead_letters(bootstrap: str, topic: str, limit: int = 100) -> Iterator[
 
 
 def replay_dead_letters(bootstrap: str, topic: str, idle_s: float = 3.0) -> int:
-    """Publish the not-yet-replayed dead letters of `topic` back to it.
+    """Publish the not-yet-replayed dead letters of `topic` back to it (not those whose
+    value was truncated to fit the dead-letter topic: they stay there, listed).
 
     Progress is the consumer group `actions-sync-dlq-replay`: its offsets are committed
     only after the broker has acknowledged every replayed record.
@@ -41,6 +44,7 @@ def replay_dead_letters(bootstrap: str, topic: str, idle_s: float = 3.0) -> int:
     consumer = Consumer(consumer_config(bootstrap, REPLAY_GROUP))
     producer = Producer(producer_config(bootstrap))
     count, last = 0, float("inf")  # the idle clock starts once partitions are assigned
+    failures: list[str] = []
 
     def assigned(*_: Any) -> None:
         nonlocal last
@@ -54,13 +58,27 @@ def replay_dead_letters(bootstrap: str, topic: str, idle_s: float = 3.0) -> int:
             if msg is None or msg.error():
                 continue
             last = time.monotonic()
+            if _truncated(msg):
+                log.warning("not replaying %s@%d: its value was truncated to fit the"
+                            " dead-letter topic (see `dlq list`)", msg.topic(), msg.offset())
+                continue
             producer.produce(topic, msg.value(), msg.key(),
-                             headers=[("replayed.from", f"{msg.topic()}@{msg.offset()}".encode())])
+                             headers=[("replayed.from", f"{msg.topic()}@{msg.offset()}".encode())],
+                             on_delivery=lambda err, _: failures.append(str(err)) if err else None)
             count += 1
-        if producer.flush(30) > 0:
-            raise Retriable("replayed records were not acknowledged; nothing was committed")
+        acknowledged(producer, "replayed records")
+        if failures:  # committing now would skip them for good
+            raise Retriable(f"{len(failures)} replayed records failed ({failures[0]});"
+                            " nothing was committed")
         if count:
             consumer.commit(asynchronous=False)
     finally:
         consumer.close()
     return count
+
+
+def _truncated(msg: Message) -> bool:
+    """A letter cut to fit its topic (`actions_sync.dead_letter`): its bytes are not the
+    record's, so publishing them back would only dead-letter them again."""
+    raw: Any = msg.headers() or []
+    return any(name in ("key.truncated", "value.truncated") for name, _ in raw)

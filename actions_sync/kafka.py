@@ -7,19 +7,27 @@ classic consumer protocol is used (Tansu does not speak KIP-848).
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ConfigResource,
+    NewTopic,
+)
 
 from actions_sync.errors import ConfigError, Retriable
+from actions_sync.retry import Backoff, retrying_blocking
 
 __all__ = [
+    "LIBRDKAFKA_MESSAGE_MAX",
     "TopicSpec",
+    "acknowledged",
     "admin_config",
     "consumer_config",
     "dlq_topic",
@@ -27,6 +35,7 @@ __all__ = [
     "ensure_topics",
     "Ends",
     "group_progress",
+    "max_message_bytes",
     "read_topic",
     "producer_config",
     "wait_for_broker",
@@ -34,6 +43,11 @@ __all__ = [
 ]
 
 DLQ_SUFFIX = ".dlq"
+# librdkafka's default `message.max.bytes`: the largest record a producer sends unless
+# configured otherwise (it refuses a larger one locally with MSG_SIZE_TOO_LARGE).
+LIBRDKAFKA_MESSAGE_MAX = 1_000_000
+ACK_WAIT_S = 10.0  # one wait for acknowledgements; a broker away longer is retried
+log = logging.getLogger(__name__)
 
 
 def dlq_topic(topic: str) -> str:
@@ -97,6 +111,49 @@ def wait_for_broker(bootstrap: str, timeout_s: float = 30.0) -> None:
             last = exc
             time.sleep(0.2)
     raise Retriable(f"Kafka at {bootstrap} did not answer within {timeout_s:.0f}s: {last}")
+
+
+def acknowledged(producer: Producer, what: str, backoff: Backoff | None = None,
+                 sleep: Callable[[float], None] = time.sleep, wait_s: float = ACK_WAIT_S) -> None:
+    """Block until the broker acknowledged (or refused) everything `producer` holds.
+
+    A broker that does not answer (paused, restarting, a leader moving) is waited for
+    through the shared retry policy, without limit: librdkafka keeps retrying each record
+    until its `message.timeout.ms` (5 min by default), after which it reports it failed
+    to the delivery callback, so this returns at the latest then. The callers read their
+    delivery reports afterwards.
+    """
+    def flushed() -> None:
+        left = producer.flush(wait_s)
+        if left:
+            raise Retriable(f"{left} {what} not acknowledged within {wait_s:.0f}s")
+
+    retrying_blocking(flushed, backoff=backoff or Backoff(base_s=0.5, cap_s=5.0), sleep=sleep)
+
+
+def max_message_bytes(bootstrap: str, topic: str, timeout_s: float = 10.0) -> int | None:
+    """The largest record batch `topic` accepts (its `max.message.bytes`, else the
+    broker's `message.max.bytes`); None when the broker does not say (Tansu answers
+    DescribeConfigs with no entries). `Retriable` when it cannot be asked now."""
+    admin = AdminClient(admin_config(bootstrap))
+    try:
+        limit = _config_value(admin, ConfigResource(ConfigResource.Type.TOPIC, topic),
+                              "max.message.bytes", timeout_s)
+        if limit is None:
+            brokers = list(admin.list_topics(timeout=timeout_s).brokers)
+            limit = _config_value(admin, ConfigResource(ConfigResource.Type.BROKER,
+                                                        str(brokers[0])),
+                                  "message.max.bytes", timeout_s) if brokers else None
+    except (KafkaException, TimeoutError) as exc:
+        raise Retriable(f"cannot read the size limit of {topic}: {exc}") from exc
+    return limit
+
+
+def _config_value(admin: AdminClient, resource: ConfigResource, name: str,
+                  timeout_s: float) -> int | None:
+    future = admin.describe_configs([resource], request_timeout=timeout_s)[resource]
+    entry = future.result(timeout_s).get(name)
+    return None if entry is None or entry.value is None else int(entry.value)
 
 
 Ends = dict[tuple[str, int], int]  # (topic, partition) -> next offset after what was written

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from confluent_kafka import Producer
 
 from actions_sync.errors import Retriable
-from actions_sync.kafka import Ends, producer_config
+from actions_sync.kafka import Ends, acknowledged, producer_config
+from actions_sync.retry import Backoff
 from actions_sync.serialization import RegistryClient, Serializer
 
 __all__ = ["Publisher"]
@@ -19,8 +21,12 @@ POLL_EVERY = 500  # records produced between two polls for delivery reports
 class Publisher:
     """An idempotent producer that encodes records in the Confluent wire format."""
 
-    def __init__(self, bootstrap: str, registry: RegistryClient, **config: Any) -> None:
+    def __init__(self, bootstrap: str, registry: RegistryClient,
+                 backoff: Backoff | None = None, sleep: Callable[[float], None] = time.sleep,
+                 **config: Any) -> None:
         self._registry = registry
+        self._backoff = backoff
+        self._sleep = sleep
         self._serializers: dict[tuple[str, str], Serializer] = {}
         self._failures: list[str] = []
         self.ends: Ends = {}  # what the broker acknowledged, per partition
@@ -92,12 +98,15 @@ class Publisher:
             except BufferError:
                 continue
 
-    def flush(self, timeout_s: float = 60.0) -> None:
-        """Wait until the broker has everything sent so far; raise if anything failed."""
-        if self._producer.flush(timeout_s) > 0:
-            raise Retriable(f"records still unacknowledged after {timeout_s:.0f}s")
+    def flush(self) -> None:
+        """Wait until the broker has everything sent so far, however long it does not
+        answer (`acknowledged`); raise `Retriable` if any record failed: the caller sends
+        them again (a batch retried, a source back at its checkpoint)."""
+        acknowledged(self._producer, "records", self._backoff, self._sleep)
         if self._failures:
-            raise Retriable(f"{len(self._failures)} records failed: {self._failures[0]}")
+            failures = list(self._failures)
+            self._failures.clear()  # reported once: the next flush is about what follows
+            raise Retriable(f"{len(failures)} records failed: {failures[0]}")
 
 
 def _delivery_callback(ends: Ends, failures: list[str]) -> Callable[[Any, Any], None]:

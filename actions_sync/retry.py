@@ -1,4 +1,8 @@
-"""The one retry loop: exponential backoff with full jitter, through an injected clock.
+"""The one retry policy: exponential backoff with full jitter, through an injected clock.
+
+`retrying` awaits an async call; `retrying_blocking` is the same loop for code that runs
+in a thread of its own (a Kafka write in a pipeline's store thread), sleeping through an
+injected `sleep`. Both decide when to give up and how long to wait in `_wait`.
 
 Full jitter (a uniform draw in [0, min(cap, base * factor**attempt)]) spreads retries of
 many workers apart after a shared failure, instead of synchronising them into bursts.
@@ -8,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -15,7 +20,7 @@ from typing import TypeVar
 from actions_sync.clock import Clock, SystemClock
 from actions_sync.errors import Backpressure, Retriable
 
-__all__ = ["Backoff", "retrying"]
+__all__ = ["Backoff", "retrying", "retrying_blocking"]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -61,10 +66,40 @@ async def retrying(
             attempt += 1
             if max_attempts is not None and attempt >= max_attempts:
                 raise
-            wait = backoff.delay(attempt - 1)
-            if isinstance(exc, Backpressure):
-                wait = max(wait, exc.retry_after)
-            if on_retry:
-                on_retry(exc, wait)
-            log.warning("retry %d in %.2fs after %s: %s", attempt, wait, type(exc).__name__, exc)
-            await clock.sleep(wait)
+            wait = _wait(exc, attempt, backoff, on_retry)
+        await clock.sleep(wait)
+
+
+def retrying_blocking(
+    call: Callable[[], T],
+    *,
+    backoff: Backoff | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    max_attempts: int | None = None,
+    retry_on: tuple[type[BaseException], ...] = (Retriable,),
+    on_retry: Callable[[BaseException, float], None] | None = None,
+) -> T:
+    """`retrying` for a blocking `call`, in a thread that may block: the same policy."""
+    backoff = backoff or Backoff()
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except retry_on as exc:
+            attempt += 1
+            if max_attempts is not None and attempt >= max_attempts:
+                raise
+            wait = _wait(exc, attempt, backoff, on_retry)
+        sleep(wait)
+
+
+def _wait(exc: BaseException, attempt: int, backoff: Backoff,
+          on_retry: Callable[[BaseException, float], None] | None) -> float:
+    """Seconds before retry `attempt` (1-based) after `exc`; tells `on_retry` and the log."""
+    wait = backoff.delay(attempt - 1)
+    if isinstance(exc, Backpressure):
+        wait = max(wait, exc.retry_after)
+    if on_retry:
+        on_retry(exc, wait)
+    log.warning("retry %d in %.2fs after %s: %s", attempt, wait, type(exc).__name__, exc)
+    return wait

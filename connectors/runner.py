@@ -193,7 +193,7 @@ class SinkRunner:
             batch = await self._decode(messages)
             self._batch = batch
             await self._deliver(batch)
-            self._finish(batch)
+            await self._finish(batch)
         except _Stopping:
             log.info("stopping: batch of %d records left uncommitted", len(messages))
         finally:
@@ -280,11 +280,15 @@ class SinkRunner:
         if self.stop.is_set():
             raise _Stopping()
 
-    def _finish(self, batch: _Batch) -> None:
-        """Dead letters first (durable), then the offsets of the partitions still ours."""
+    async def _finish(self, batch: _Batch) -> None:
+        """Dead letters first (durable), then the offsets of the partitions still ours.
+
+        `send` waits out a broker that does not answer (the shared retry policy); it
+        runs in a thread meanwhile, so that `_keepalive` keeps this member in the group.
+        """
         dead = [d for d in batch.dead if _tp_of(d) not in batch.abandoned]
         if dead:
-            self.dead_letters.send(dead)
+            await asyncio.to_thread(self.dead_letters.send, dead)
         offsets = [TopicPartition(t, p, end) for (t, p), end in batch.ends.items()
                    if (t, p) not in batch.abandoned and (t, p) in self.owned]
         if not offsets:
@@ -296,8 +300,11 @@ class SinkRunner:
 
     # -- group membership -------------------------------------------------------------------
 
-    def _on_assign(self, _: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.owned |= {(tp.topic, tp.partition) for tp in partitions}
+        # librdkafka keeps a partition's pause across a rebalance: one `_hold` paused, then
+        # lost (a broker away longer than the session) came back paused, never fetched.
+        consumer.resume(partitions)
         log.info("assigned %s", sorted(tp.partition for tp in partitions))
 
     def _on_revoke(self, _: Consumer, partitions: list[TopicPartition]) -> None:

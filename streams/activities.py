@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -55,12 +56,21 @@ Decode = Callable[[bytes | None], dict[str, Any]]
 
 @dataclass
 class Outbound:
-    """What one batch (or one sweep) sends."""
+    """What one batch (or one sweep) sends, and what it counts once that is durable (a
+    batch retried would otherwise be counted twice)."""
 
     marketo: list[tuple[bytes | None, bytes | None]] = field(default_factory=list)
     salesforce: list[tuple[bytes | None, bytes | None]] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     parked: list[parking.Parked] = field(default_factory=list)
+    routed: Counter[tuple[str, str]] = field(default_factory=Counter)  # (destination, outcome)
+    parking: Counter[str] = field(default_factory=Counter)  # outcome of parked activities
+
+    def count(self) -> None:
+        for (destination, outcome), n in self.routed.items():
+            ACTIVITIES_ROUTED.labels(destination, outcome).inc(n)
+        for outcome, n in self.parking.items():
+            ACTIVITIES_PARKED.labels(outcome).inc(n)
 
 
 class ActivityRouter:
@@ -104,6 +114,7 @@ class ActivityRouter:
                 self._route(raw, activity, person, settings, out)
         with self._lock:
             self._emit(out)
+        out.count()
 
     def _route(self, raw: RawRecord, activity: dict[str, Any], person: dict[str, Any],
                settings: AdminSettings, out: Outbound) -> None:
@@ -121,12 +132,12 @@ class ActivityRouter:
             out.dead.append(raw.dead(exc, stage="route"))
             return
         out.marketo.append((str(activity["marketo_id"]).encode(), marketo))
-        ACTIVITIES_ROUTED.labels("marketo", "sent").inc()
+        out.routed["marketo", "sent"] += 1
         if task is not None:
             out.salesforce.append((rules.activity_id(activity).encode(), task))
-            ACTIVITIES_ROUTED.labels("salesforce", "sent").inc()
+            out.routed["salesforce", "sent"] += 1
         elif route.not_logged:
-            ACTIVITIES_ROUTED.labels("salesforce", route.not_logged).inc()
+            out.routed["salesforce", route.not_logged] += 1
 
     def _emit(self, out: Outbound) -> None:
         """Outbound records first, then parking and dead letters: all durable on return."""
@@ -135,7 +146,7 @@ class ActivityRouter:
         self.publisher.flush()
         if out.parked:
             parking.park(self.store.engine, out.parked, self.retry_s)
-            ACTIVITIES_PARKED.labels("parked").inc(len(out.parked))
+            out.parking["parked"] += len(out.parked)
         if out.dead:
             self.dead_letters.send(out.dead)
 
@@ -158,18 +169,19 @@ class ActivityRouter:
                     self._route(raw, self.decode(raw.value), person, settings, out)
                 except Skippable as exc:  # it decoded when parked; a registry change since?
                     out.dead.append(raw.dead(exc))
-                ACTIVITIES_PARKED.labels("routed").inc()
+                out.parking["routed"] += 1
             elif (now - item.parked_at).total_seconds() >= self.park_s:
                 out.dead.append(raw.dead(rules.PersonUnknown(
                     f"person_unknown: Marketo ID {item.marketo_id} not in the Actions store"
                     f" after {self.park_s:.0f}s")))
-                ACTIVITIES_PARKED.labels("expired").inc()
+                out.parking["expired"] += 1
             else:
                 continue
             done.append(item.activity_id)
         with self._lock:
             self._emit(out)
             parking.remove(self.store.engine, done)
+        out.count()
         return len(done)
 
 

@@ -86,13 +86,11 @@ class PeopleHandler:
 
     def write(self, records: Sequence[RawRecord], batch: PeopleBatch) -> None:
         """Write the batch in one transaction, then the dead letters; raise to retry (a
-        row the store refuses is found by the pipeline, `streams.pipeline`)."""
-        self._apply(batch)
+        row the store refuses is found by the pipeline, `streams.pipeline`). Counted once
+        all of it is durable: a batch retried is counted once."""
+        written = self.store.write_people(batch.params)
         if batch.dead:
             self.dead_letters.send(batch.dead)
-
-    def _apply(self, batch: PeopleBatch) -> None:
-        written = self.store.write_people(batch.params)
         STORE_WRITES.labels("persons", "upsert").inc(written.upserted)
         STORE_WRITES.labels("persons", "remove").inc(written.removed)
         SKIPPED.labels(WORKER, "superseded").inc(batch.superseded)

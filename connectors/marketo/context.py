@@ -42,6 +42,7 @@ class SourceContext:
     quota_probe_s: float = 300.0
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     published: int = 0
+    _unacknowledged: int = 0  # published, counted in RECORDS_PUBLISHED at the next commit
     _saved_at: list[float] = field(default_factory=lambda: [time.monotonic()])
 
     def __post_init__(self) -> None:
@@ -64,7 +65,7 @@ class SourceContext:
         return self._count(self.publisher.publish_raw(PERSON_CHANGES, records))
 
     def _count(self, published: int) -> int:
-        RECORDS_PUBLISHED.labels(self.worker, PERSON_CHANGES).inc(published)
+        self._unacknowledged += published
         self.published += published
         return published
 
@@ -72,8 +73,12 @@ class SourceContext:
         SKIPPED.labels(self.worker, reason).inc(count)
 
     def commit(self, name: str, position: dict[str, Any]) -> None:
-        """Flush what was published, then save `position` (never the other way round)."""
-        self.publisher.flush()
+        """Flush what was published, then save `position` (never the other way round).
+        Records are counted once acknowledged: those re-sent after a failed flush (the
+        source goes back to its checkpoint) count once."""
+        sent, self._unacknowledged = self._unacknowledged, 0
+        self.publisher.flush()  # raises if any failed: published again from the checkpoint
+        RECORDS_PUBLISHED.labels(self.worker, PERSON_CHANGES).inc(sent)
         self.store.save_checkpoint(name, position)
         self._saved_at[0] = time.monotonic()
 

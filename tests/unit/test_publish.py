@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 import actions_sync.publish as publish
+from actions_sync.errors import Retriable
 from actions_sync.publish import POLL_EVERY, Publisher
 from tests.factories import person_change
 
@@ -18,6 +19,9 @@ class FakeProducer:
         self.sent: list[tuple[Any, ...]] = []
         self.polls: list[float] = []
         self.full = 0
+        self.delivered = config["on_delivery"]
+        self.unanswered: list[int] = []  # what each flush leaves unacknowledged
+        self.errors: list[str] = []  # delivery errors the next flush reports
 
     def produce(self, topic: str, value: Any = None, key: Any = None, **kw: Any) -> None:
         if self.full:
@@ -27,6 +31,14 @@ class FakeProducer:
 
     def poll(self, timeout: float) -> int:
         self.polls.append(timeout)
+        return 0
+
+    def flush(self, timeout: float) -> int:
+        if self.unanswered:
+            return self.unanswered.pop(0)
+        for error in self.errors:
+            self.delivered(error, None)
+        self.errors = []
         return 0
 
 
@@ -74,3 +86,19 @@ def test_progress_is_reported_by_thousands_then_the_rest(publisher):
     changes = [(str(n), person_change(n)) for n in range(2500)]
     assert publisher.publish("t", "PersonChange", changes, seen.append) == 2500
     assert seen == [1000, 1000, 500]
+
+
+def test_flush_waits_out_a_broker_that_does_not_answer_by_the_shared_policy(monkeypatch):
+    monkeypatch.setattr(publish, "Producer", FakeProducer)
+    sleeps: list[float] = []
+    publisher = Publisher("unused:9092", Registry(), sleep=sleeps.append)  # type: ignore[arg-type]
+    publisher._producer.unanswered = [3, 3]  # type: ignore[attr-defined]
+    publisher.flush()
+    assert len(sleeps) == 2
+
+
+def test_a_failed_delivery_is_reported_by_one_flush_not_every_later_one(publisher):
+    publisher._producer.errors = ["MSG_TIMED_OUT"]  # type: ignore[attr-defined]
+    with pytest.raises(Retriable, match="1 records failed: MSG_TIMED_OUT"):
+        publisher.flush()
+    publisher.flush()  # the caller sent them again: nothing left to report
