@@ -362,6 +362,13 @@ def _bootstrap(settings: Settings) -> str:
     return settings.kafka_bootstrap_servers
 
 
+# What every usage error of typer derives from: click's ClickException up to typer 0.27,
+# typer's own TyperException from 0.28 (which vendors click). Both are bases of
+# BadParameter, so this names the right one whichever typer is installed.
+USAGE_ERROR: type[Exception] = next(
+    base for base in typer.BadParameter.__mro__ if base.__name__ == "ClickException")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line per error, exit 2 for bad usage or configuration."""
     try:
@@ -371,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.exit_code)
     except typer.Abort:
         return 130
-    except typer.TyperException as exc:  # usage errors: one line, then the hint
+    except USAGE_ERROR as exc:  # usage errors: one line, then the hint
         ctx = getattr(exc, "ctx", None)
         command = ctx.command_path if ctx else "actions-sync"
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
