@@ -90,10 +90,10 @@ def _entry(target: str, what: str, part: str) -> Any:
 
 
 def _settings() -> Settings:
-    from actions_sync.logging import configure_logging
+    from actions_sync.logging import configure_logging, secrets_of
 
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets_of(settings))
     return settings
 
 
@@ -214,7 +214,10 @@ def sandbox(
                       "--set rate_calls=1000. Repeatable.")] = None,
 ) -> None:
     """Run a local stand-in for Marketo, Salesforce or a schema registry over HTTP."""
+    from actions_sync.logging import configure_logging
     from sandboxes.base import free_port, serve
+
+    configure_logging(secrets=[client_secret])  # a failing request's traceback, redacted
 
     options: dict[str, object] = {
         "client_id": client_id, "client_secret": client_secret, "seed_people": seed_people,
@@ -323,7 +326,9 @@ def settings_show() -> None:
 @settings_app.command("set")
 def settings_set(
     key: Annotated[str, typer.Argument(help="Setting name (see `settings show`).")],
-    value: Annotated[str, typer.Argument(help="New value.")],
+    value: Annotated[str, typer.Argument(
+        help="New value: a boolean as true/false, on/off, yes/no or 1/0; objects as "
+             "Lead,Contact or a JSON list; text as it is.")],
 ) -> None:
     """Change one admin setting (audited; applies without restarts)."""
     _entry("actions_sync.admin:set_value", "`settings set`", "admin settings (SPEC S12)")(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import socket
 import threading
@@ -34,6 +35,7 @@ __all__ = [
     "add_control_routes",
     "config_from_options",
     "free_port",
+    "load_json",
     "main_for",
     "options_parser",
     "serve",
@@ -183,10 +185,9 @@ def add_control_routes(app: web.Application, journal: Journal, faults: Faults) -
         return web.json_response([asdict(e) for e in journal.entries()])
 
     async def set_faults(request: web.Request) -> web.Response:
-        body = await request.json()
         try:
-            plan = faults.replace(**body)
-        except TypeError as exc:
+            plan = faults.replace(**load_json(await request.read()))
+        except (TypeError, ValueError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response(asdict(plan))
 
@@ -279,6 +280,15 @@ class SandboxServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def load_json(raw: bytes | str) -> Any:
+    """`json.loads` of a request body, where JSON nested deeper than the parser goes is a
+    `ValueError` like any other malformed body (its RecursionError was a 500)."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def serve(app: web.Application, host: str, port: int) -> None:

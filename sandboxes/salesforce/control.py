@@ -28,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from sandboxes.base import load_json
 from sandboxes.salesforce.errors import RecordError
 from sandboxes.salesforce.humans import human_create, human_delete, human_update, seed_people
 from sandboxes.salesforce.queries import sobject_row
@@ -67,7 +68,10 @@ def _bad(message: str, status: int = 400) -> web.Response:
 async def _body(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
-    body = await request.json()
+    try:
+        body = load_json(await request.read())
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=f"invalid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text="the body must be a JSON object")
     return body
