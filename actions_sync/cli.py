@@ -335,30 +335,60 @@ def settings_set(
         _settings(), key, value)
 
 
+ReasonOption = Annotated[str | None, typer.Option(
+    help="Only letters whose error class or message contains TEXT (any case).")]
+
+
 @dlq_app.command("list")
 def dlq_list(
     topic: Annotated[str, typer.Argument(help="The source topic (its .dlq is read).")],
     limit: Annotated[int, typer.Option(min=1, help="At most this many records.")] = 100,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON object a line, every header included.")] = False,
+    reason: ReasonOption = None,
+    since: Annotated[str | None, typer.Option(
+        help="Only letters dead-lettered since T: an ISO 8601 time or an age (30m, 2h, 1d)."
+    )] = None,
 ) -> None:
     """List dead-lettered records of TOPIC with the reason of each."""
-    from actions_sync.dead_letter_admin import read_dead_letters
+    from actions_sync.dead_letter_admin import Selection, parse_since, read_dead_letters
 
+    selection = Selection(reason=reason, since=parse_since(since) if since else None)
     settings = _settings()
-    for letter in read_dead_letters(_bootstrap(settings), topic, limit):
-        print(json.dumps(letter), flush=True)
+    letters = list(read_dead_letters(_bootstrap(settings), topic, limit, selection))
+    for letter in letters:
+        print(json.dumps(letter) if as_json else _letter_line(letter), flush=True)
+    if not letters:
+        say(f"no dead letters in {topic}.dlq" + ("" if selection == Selection()
+                                                 else " match the filters"))
+
+
+def _letter_line(letter: dict[str, Any]) -> str:
+    return (f"{letter['partition']}@{letter['offset']}  key={letter['key']}  "
+            f"{letter['dead_lettered_at'][:19]}Z  {letter.get('error.class', '?')}"
+            f" ({letter.get('error.stage', '?')}): {letter.get('error.message', '')}")
 
 
 @dlq_app.command("replay")
 def dlq_replay(
     topic: Annotated[str, typer.Argument(help="The source topic to replay its .dlq into.")],
+    reason: ReasonOption = None,
+    key: Annotated[str | None, typer.Option(help="Only the letters of this record key.")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="List what would be replayed; publish and record nothing.")] = False,
 ) -> None:
     """Publish TOPIC.dlq's records back to TOPIC (after fixing their cause). Each dead
-    letter is replayed once: progress is kept in the consumer group actions-sync-dlq-replay."""
-    from actions_sync.dead_letter_admin import replay_dead_letters
+    letter is replayed once: progress is kept in the consumer group actions-sync-dlq-replay
+    (with --reason or --key, only up to the first letter skipped in each partition)."""
+    from actions_sync.dead_letter_admin import Selection, replay_dead_letters
 
     settings = _settings()
-    count = replay_dead_letters(_bootstrap(settings), topic)
-    say(f"replayed {count} records from {topic}.dlq to {topic}")
+    letters = replay_dead_letters(_bootstrap(settings), topic,
+                                  Selection(reason=reason, key=key), dry_run=dry_run)
+    for letter in letters:
+        print(_letter_line(letter), flush=True)
+    verb = "would replay" if dry_run else "replayed"
+    say(f"{verb} {len(letters)} records from {topic}.dlq to {topic}")
 
 
 def _bootstrap(settings: Settings) -> str:
