@@ -7,6 +7,7 @@ exit 2 for bad arguments or configuration, 1 for a failed run.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from enum import StrEnum
@@ -124,7 +125,8 @@ def demo(
 def up(
     endpoints_file: Annotated[Path | None, typer.Option(
         help="Write the stack's URLs here as JSON (kafka, schema_registry, marketo, "
-             "salesforce, admin, metrics).")] = None,
+             "salesforce, admin, metrics by worker, logs) once it is up; removed on exit."
+    )] = None,
     workers: Annotated[list[str] | None, typer.Option(
         "--worker", help="Worker to run (repeatable; default: " + ", ".join(UP_WORKERS)
                          + ").")] = None,
@@ -141,23 +143,39 @@ def up(
         if name not in WORKERS:
             raise typer.BadParameter(f"unknown worker {name!r}", param_hint="--worker")
     settings = _settings()
+    if endpoints_file:  # a stale one would tell a script waiting for it the wrong URLs
+        endpoints_file.unlink(missing_ok=True)
+    signal.signal(signal.SIGTERM, _interrupted)  # `kill %1` stops it as Ctrl-C does
     with Stack(settings) as stack:
+        say(f"logs in {stack.logdir}")
         stack.start_vendors(seed_people)
         with Store(settings.database_url) as store:
             store.migrate()
         for name in chosen:
             stack.add_worker(name)
         endpoints = stack.endpoints()
-        if endpoints_file:
-            endpoints_file.write_text(json.dumps(endpoints, indent=2))
-        Console().print_json(data=endpoints)
         try:
+            if endpoints_file:  # whole or not at all: scripts wait for it to appear
+                partial = endpoints_file.with_name(endpoints_file.name + ".partial")
+                partial.write_text(json.dumps(endpoints, indent=2))
+                partial.replace(endpoints_file)
+            Console().print_json(data=endpoints)
+            for worker in stack.workers:
+                say(f"{worker.log.stem.removeprefix('worker-')}: "
+                    f"{worker.metrics_url or 'no /metrics'}, log {worker.log}")
             while all(w.proc.poll() is None for w in stack.workers):
                 time.sleep(0.5)
             say(f"a worker exited; stopping (logs in {stack.logdir})")
             raise typer.Exit(1)
         except KeyboardInterrupt:
             pass
+        finally:
+            if endpoints_file:
+                endpoints_file.unlink(missing_ok=True)
+
+
+def _interrupted(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @app.command()

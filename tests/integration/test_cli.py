@@ -182,10 +182,11 @@ def test_up_runs_the_stack_and_writes_its_endpoints(tmp_path):
     import httpx
 
     endpoints = tmp_path / "stack.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "actions_sync.cli", "up", "--endpoints-file", str(endpoints)],
-        env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/s.db"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with (tmp_path / "up.err").open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "actions_sync.cli", "up", "--endpoints-file", str(endpoints)],
+            env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/s.db"},
+            stdout=subprocess.DEVNULL, stderr=err)
     try:
         deadline = time.monotonic() + 60
         while not endpoints.exists() and time.monotonic() < deadline:
@@ -199,9 +200,15 @@ def test_up_runs_the_stack_and_writes_its_endpoints(tmp_path):
         assert httpx.get(urls["admin"] + "/settings").status_code == 401
         assert httpx.get(urls["admin"] + "/settings", headers=token).status_code == 200
         assert len(urls["metrics"]) == 4  # people, activities and the two sinks
+        assert set(urls["metrics"]) == {"people-0", "activities-0", "marketo-sink-0",
+                                        "salesforce-sink-0"}
+        said = (tmp_path / "up.err").read_text()
+        assert f"logs in {urls['logs']}" in said
+        assert f"people-0: {urls['metrics']['people-0']}, log {urls['logs']}" in said
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
+    assert not endpoints.exists()  # removed on exit: a later script never reads stale URLs
 
 
 def test_broker_command_creates_the_topics_and_leaves_no_orphan():
