@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import random
+import re
 import socket
 import threading
 import time
@@ -176,6 +177,11 @@ JOURNAL_KEY = web.AppKey("journal", Journal)
 FAULTS_KEY = web.AppKey("faults", Faults)
 
 
+# Marketo takes its client secret and access token in the query string: the journal, which
+# anyone can read over HTTP, keeps them masked.
+_SECRET_PARAM = re.compile(r"((?:^|&)(?:client_secret|access_token)=)[^&]*", re.I)
+
+
 def add_control_routes(app: web.Application, journal: Journal, faults: Faults) -> None:
     """Mount the journal and the fault controls, and record every other request."""
     app[JOURNAL_KEY] = journal
@@ -209,10 +215,9 @@ def add_control_routes(app: web.Application, journal: Journal, faults: Faults) -
             status = exc.status
             raise
         finally:
-            journal.record(
-                JournalEntry(request.method, request.path, request.query_string, status, code,
-                             time.time())
-            )
+            journal.record(JournalEntry(
+                request.method, request.path, _SECRET_PARAM.sub(r"\1***", request.query_string),
+                status, code, time.time()))
 
     app.middlewares.append(record)
     app.router.add_get("/_sandbox/journal", get_journal)

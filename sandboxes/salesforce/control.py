@@ -173,7 +173,8 @@ class _Routes:
         return web.json_response({"expired": self.state.expire_sessions()})
 
     async def get_config(self, _: web.Request) -> web.Response:
-        return web.json_response(dataclasses.asdict(self.state.config))
+        shown = dataclasses.asdict(self.state.config)  # unauthenticated: no secret in it
+        return web.json_response({**shown, "client_secret": "***"})
 
     async def set_config(self, request: web.Request) -> web.Response:
         body = await _body(request)

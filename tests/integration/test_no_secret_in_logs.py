@@ -135,6 +135,11 @@ def test_no_log_line_of_any_server_holds_a_secret(servers):
         with httpx.Client(base_url=servers.urls[name], timeout=60) as client:
             for item in corpus(paths, servers.tokens[name]):
                 send(client, item)
+    for name, control in (("marketo", "/_sandbox/journal"), ("salesforce", "/_sandbox/journal"),
+                          ("salesforce", "/_sandbox/salesforce/config")):  # read by anyone
+        shown = httpx.get(servers.urls[name] + control).text
+        assert "/identity/oauth/token" in shown or "client_secret" in shown
+        assert not [s for s in (*SECRETS, *servers.tokens.values()) if s in shown], control
     lines = [(log.name, line) for log in servers.logs
              for line in log.read_text("utf-8", "replace").splitlines()]
     assert any("GET /settings" in line for _, line in lines)  # the logs are the right ones
