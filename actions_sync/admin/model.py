@@ -138,7 +138,10 @@ def parse_value(key: str, text: str) -> Any:
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"{key}={text!r}: not a JSON list: {exc.msg}") from exc
+            raise ConfigError(f"{key}={_short(text)}: not a JSON list: {exc.msg}") from exc
+        except RecursionError:  # [[[[... deeper than the parser goes
+            raise ConfigError(f"{key}={_short(text)}: not a JSON list: nested too deeply"
+                              ) from None
     return text
 
 
