@@ -7,6 +7,7 @@ exit 2 for bad arguments or configuration, 1 for a failed run.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from enum import StrEnum
@@ -97,10 +98,10 @@ def _entry(target: str, what: str, part: str) -> Any:
 
 
 def _settings() -> Settings:
-    from actions_sync.logging import configure_logging
+    from actions_sync.logging import configure_logging, secrets_of
 
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets_of(settings))
     return settings
 
 
@@ -131,7 +132,8 @@ def demo(
 def up(
     endpoints_file: Annotated[Path | None, typer.Option(
         help="Write the stack's URLs here as JSON (kafka, schema_registry, marketo, "
-             "salesforce, admin, metrics).")] = None,
+             "salesforce, admin, metrics by worker, logs) once it is up; removed on exit."
+    )] = None,
     workers: Annotated[list[str] | None, typer.Option(
         "--worker", help="Worker to run (repeatable; default: " + ", ".join(UP_WORKERS)
                          + ").")] = None,
@@ -148,23 +150,39 @@ def up(
         if name not in WORKERS:
             raise typer.BadParameter(f"unknown worker {name!r}", param_hint="--worker")
     settings = _settings()
+    if endpoints_file:  # a stale one would tell a script waiting for it the wrong URLs
+        endpoints_file.unlink(missing_ok=True)
+    signal.signal(signal.SIGTERM, _interrupted)  # `kill %1` stops it as Ctrl-C does
     with Stack(settings) as stack:
+        say(f"logs in {stack.logdir}")
         stack.start_vendors(seed_people)
         with Store(settings.database_url) as store:
             store.migrate()
         for name in chosen:
             stack.add_worker(name)
         endpoints = stack.endpoints()
-        if endpoints_file:
-            endpoints_file.write_text(json.dumps(endpoints, indent=2))
-        Console().print_json(data=endpoints)
         try:
+            if endpoints_file:  # whole or not at all: scripts wait for it to appear
+                partial = endpoints_file.with_name(endpoints_file.name + ".partial")
+                partial.write_text(json.dumps(endpoints, indent=2))
+                partial.replace(endpoints_file)
+            Console().print_json(data=endpoints)
+            for worker in stack.workers:
+                say(f"{worker.log.stem.removeprefix('worker-')}: "
+                    f"{worker.metrics_url or 'no /metrics'}, log {worker.log}")
             while all(w.proc.poll() is None for w in stack.workers):
                 time.sleep(0.5)
             say(f"a worker exited; stopping (logs in {stack.logdir})")
             raise typer.Exit(1)
         except KeyboardInterrupt:
             pass
+        finally:
+            if endpoints_file:
+                endpoints_file.unlink(missing_ok=True)
+
+
+def _interrupted(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @app.command()
@@ -224,7 +242,10 @@ def sandbox(
                        "client logging in with those acts as that person. Repeatable.")] = None,
 ) -> None:
     """Run a local stand-in for Marketo, Salesforce or a schema registry over HTTP."""
+    from actions_sync.logging import configure_logging
     from sandboxes.base import free_port, serve
+
+    configure_logging(secrets=[client_secret])  # a failing request's traceback, redacted
 
     options: dict[str, object] = {
         "client_id": client_id, "client_secret": client_secret, "seed_people": seed_people,
@@ -337,37 +358,69 @@ def settings_show() -> None:
 @settings_app.command("set")
 def settings_set(
     key: Annotated[str, typer.Argument(help="Setting name (see `settings show`).")],
-    value: Annotated[str, typer.Argument(help="New value.")],
+    value: Annotated[str, typer.Argument(
+        help="New value: a boolean as true/false, on/off, yes/no or 1/0; objects as "
+             "Lead,Contact or a JSON list; text as it is.")],
 ) -> None:
     """Change one admin setting (audited; applies without restarts)."""
     _entry("actions_sync.admin:set_value", "`settings set`", "admin settings (SPEC S12)")(
         _settings(), key, value)
 
 
+ReasonOption = Annotated[str | None, typer.Option(
+    help="Only letters whose error class or message contains TEXT (any case).")]
+
+
 @dlq_app.command("list")
 def dlq_list(
     topic: Annotated[str, typer.Argument(help="The source topic (its .dlq is read).")],
     limit: Annotated[int, typer.Option(min=1, help="At most this many records.")] = 100,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON object a line, every header included.")] = False,
+    reason: ReasonOption = None,
+    since: Annotated[str | None, typer.Option(
+        help="Only letters dead-lettered since T: an ISO 8601 time or an age (30m, 2h, 1d)."
+    )] = None,
 ) -> None:
     """List dead-lettered records of TOPIC with the reason of each."""
-    from actions_sync.dead_letter_admin import read_dead_letters
+    from actions_sync.dead_letter_admin import Selection, parse_since, read_dead_letters
 
+    selection = Selection(reason=reason, since=parse_since(since) if since else None)
     settings = _settings()
-    for letter in read_dead_letters(_bootstrap(settings), topic, limit):
-        print(json.dumps(letter), flush=True)
+    letters = list(read_dead_letters(_bootstrap(settings), topic, limit, selection))
+    for letter in letters:
+        print(json.dumps(letter) if as_json else _letter_line(letter), flush=True)
+    if not letters:
+        say(f"no dead letters in {topic}.dlq" + ("" if selection == Selection()
+                                                 else " match the filters"))
+
+
+def _letter_line(letter: dict[str, Any]) -> str:
+    return (f"{letter['partition']}@{letter['offset']}  key={letter['key']}  "
+            f"{letter['dead_lettered_at'][:19]}Z  {letter.get('error.class', '?')}"
+            f" ({letter.get('error.stage', '?')}): {letter.get('error.message', '')}")
 
 
 @dlq_app.command("replay")
 def dlq_replay(
     topic: Annotated[str, typer.Argument(help="The source topic to replay its .dlq into.")],
+    reason: ReasonOption = None,
+    key: Annotated[str | None, typer.Option(help="Only the letters of this record key.")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="List what would be replayed; publish and record nothing.")] = False,
 ) -> None:
     """Publish TOPIC.dlq's records back to TOPIC (after fixing their cause). Each dead
-    letter is replayed once: progress is kept in the consumer group actions-sync-dlq-replay."""
-    from actions_sync.dead_letter_admin import replay_dead_letters
+    letter is replayed once: progress is kept in the consumer group actions-sync-dlq-replay
+    (with --reason or --key, only up to the first letter skipped in each partition)."""
+    from actions_sync.dead_letter_admin import Selection, replay_dead_letters
 
     settings = _settings()
-    count = replay_dead_letters(_bootstrap(settings), topic)
-    say(f"replayed {count} records from {topic}.dlq to {topic}")
+    letters = replay_dead_letters(_bootstrap(settings), topic,
+                                  Selection(reason=reason, key=key), dry_run=dry_run)
+    for letter in letters:
+        print(_letter_line(letter), flush=True)
+    verb = "would replay" if dry_run else "replayed"
+    say(f"{verb} {len(letters)} records from {topic}.dlq to {topic}")
 
 
 @reconcile_app.command("unsubscribes")
@@ -388,6 +441,13 @@ def _bootstrap(settings: Settings) -> str:
     return settings.kafka_bootstrap_servers
 
 
+# What every usage error of typer derives from: click's ClickException up to typer 0.27,
+# typer's own TyperException from 0.28 (which vendors click). Both are bases of
+# BadParameter, so this names the right one whichever typer is installed.
+USAGE_ERROR: type[Exception] = next(
+    base for base in typer.BadParameter.__mro__ if base.__name__ == "ClickException")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line per error, exit 2 for bad usage or configuration."""
     try:
@@ -397,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.exit_code)
     except typer.Abort:
         return 130
-    except typer.TyperException as exc:  # usage errors: one line, then the hint
+    except USAGE_ERROR as exc:  # usage errors: one line, then the hint
         ctx = getattr(exc, "ctx", None)
         command = ctx.command_path if ctx else "actions-sync"
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)

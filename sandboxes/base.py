@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
+import re
 import socket
 import threading
 import time
@@ -34,6 +36,7 @@ __all__ = [
     "add_control_routes",
     "config_from_options",
     "free_port",
+    "load_json",
     "main_for",
     "options_parser",
     "serve",
@@ -186,6 +189,11 @@ JOURNAL_KEY = web.AppKey("journal", Journal)
 FAULTS_KEY = web.AppKey("faults", Faults)
 
 
+# Marketo takes its client secret and access token in the query string: the journal, which
+# anyone can read over HTTP, keeps them masked.
+_SECRET_PARAM = re.compile(r"((?:^|&)(?:client_secret|access_token)=)[^&]*", re.I)
+
+
 def add_control_routes(app: web.Application, journal: Journal, faults: Faults) -> None:
     """Mount the journal and the fault controls, and record every other request."""
     app[JOURNAL_KEY] = journal
@@ -195,10 +203,9 @@ def add_control_routes(app: web.Application, journal: Journal, faults: Faults) -
         return web.json_response([asdict(e) for e in journal.entries()])
 
     async def set_faults(request: web.Request) -> web.Response:
-        body = await request.json()
         try:
-            plan = faults.replace(**body)
-        except TypeError as exc:
+            plan = faults.replace(**load_json(await request.read()))
+        except (TypeError, ValueError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response(asdict(plan))
 
@@ -220,10 +227,9 @@ def add_control_routes(app: web.Application, journal: Journal, faults: Faults) -
             status = exc.status
             raise
         finally:
-            journal.record(
-                JournalEntry(request.method, request.path, request.query_string, status, code,
-                             time.time())
-            )
+            journal.record(JournalEntry(
+                request.method, request.path, _SECRET_PARAM.sub(r"\1***", request.query_string),
+                status, code, time.time()))
 
     app.middlewares.append(record)
     app.router.add_get("/_sandbox/journal", get_journal)
@@ -291,6 +297,15 @@ class SandboxServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def load_json(raw: bytes | str) -> Any:
+    """`json.loads` of a request body, where JSON nested deeper than the parser goes is a
+    `ValueError` like any other malformed body (its RecursionError was a 500)."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def serve(app: web.Application, host: str, port: int) -> None:

@@ -33,7 +33,15 @@ import fastavro
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from sandboxes.base import CODE, FaultPlan, Faults, Handler, Journal, add_control_routes
+from sandboxes.base import (
+    CODE,
+    FaultPlan,
+    Faults,
+    Handler,
+    Journal,
+    add_control_routes,
+    load_json,
+)
 from schemas.compatibility import LEVELS, Level, check_compatibility
 
 __all__ = [
@@ -264,8 +272,8 @@ def _error(code: int, message: str) -> web.Response:
 
 async def _body(request: web.Request) -> dict[str, Any]:
     try:
-        body = json.loads(await request.text() or "{}")
-    except json.JSONDecodeError as exc:
+        body = load_json(await request.text() or "{}")
+    except ValueError as exc:  # not UTF-8, not JSON, nested too deeply, a 5000-digit number
         raise RegistryError(400, f"Malformed JSON body: {exc}") from exc
     if not isinstance(body, dict):
         raise RegistryError(400, "The body must be a JSON object")

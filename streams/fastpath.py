@@ -40,7 +40,8 @@ What changes, for batch topics only:
 
 faust internals used are listed in `_REQUIRED` and checked by `check_faust()` when the
 app is created, with the faust version: a faust upgrade fails at start-up with one
-clear line instead of misbehaving. Verified against faust-streaming 0.15.
+clear line instead of misbehaving. Verified against faust-streaming 0.15; the aiokafka
+version is checked the same way (`SUPPORTED_AIOKAFKA`).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, cast
 
+import aiokafka
 import faust
 from faust.transport.consumer import Consumer as _BaseConsumer
 from faust.transport.drivers import aiokafka as _aiokafka
@@ -69,6 +71,9 @@ __all__ = ["BatchConsumer", "BatchRoute", "BatchTransport", "check_faust", "inst
 log = logging.getLogger(__name__)
 
 SUPPORTED_FAUST = ("0.15.",)  # versions whose internals below were read and tested
+# aiokafka versions whose consumer has the private `_fetch_max_wait_ms` that
+# `_ConsumerThread` sets (read and tested; pyproject.toml pins the same range)
+SUPPORTED_AIOKAFKA = ("0.12.", "0.13.", "0.14.")
 
 # (class, method, its parameters): what this module overrides or calls of faust.
 _REQUIRED: tuple[tuple[type, str, tuple[str, ...]], ...] = (
@@ -102,6 +107,11 @@ def check_faust() -> None:
             f" ({', '.join(v + 'x' for v in SUPPORTED_FAUST)}): pin faust-streaming to it,"
             " or re-read the internals listed in streams/fastpath.py and extend"
             " SUPPORTED_FAUST")
+    if not (client := aiokafka.__version__).startswith(SUPPORTED_AIOKAFKA):
+        raise ConfigError(
+            f"aiokafka {client} is not one streams.fastpath was verified against"
+            f" ({', '.join(v + 'x' for v in SUPPORTED_AIOKAFKA)}): pin aiokafka to it, or"
+            " re-read AIOKafkaConsumer's _fetch_max_wait_ms and extend SUPPORTED_AIOKAFKA")
     problems = []
     for cls, name, params in _REQUIRED:
         method = getattr(cls, name, None)

@@ -110,3 +110,11 @@ def _expected_length(item: pytest.Item) -> int:
     if item.get_closest_marker("slow"):
         return 0
     return 1 if item.get_closest_marker("broker") else 2
+
+
+# authlib (confluent-kafka's registry client) puts warnings.simplefilter("always", its
+# deprecation warning) in front of every filter when first imported, so pyproject's
+# filterwarnings lost to it for warnings raised while test modules were collected. Imported
+# here, before any test module, its filter sits below the ones pytest applies per phase.
+with contextlib.suppress(ImportError):
+    import authlib.deprecate  # noqa: F401

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import sys
 from typing import Any
 
 from confluent_kafka import KafkaException
@@ -57,6 +58,10 @@ def set_value(settings: Settings, key: str, value: str) -> None:
         store.migrate()
         entry = change(settings, store, key, parsed, cli_user())
     print(f"{key}: {json.dumps(entry.old_value)} -> {json.dumps(entry.new_value)}")
+    if not settings.kafka_bootstrap_servers:  # stored, but no snapshot went out: say so
+        print(f"note: {key} is stored and audited but not published (KAFKA_BOOTSTRAP_SERVERS"
+              " is not set); running agents apply it when they next re-read the store"
+              " (within 30 s)", file=sys.stderr)
 
 
 def _table(snapshot: Versioned, rows: dict[str, Any]) -> Table:

@@ -4,12 +4,15 @@
     PUT  /settings               {key: value, ...}  -> every change validated first, then
                                                        applied and audited one by one
     PUT  /settings/{key}         {"value": value}   -> {"key", "old_value", "new_value", ...}
-    GET  /settings/audit?limit=N the newest changes first
+    GET  /settings/audit?limit=N the newest changes first (N from 1 to 1000, default 100)
     GET  /health                 no token needed (for probes)
 
-Every other call needs `Authorization: Bearer <ACTIONS_SYNC_ADMIN_TOKEN>` (401 without).
-The audit names the caller as `api:<X-Admin-User header>` (or `api`). A bad key or value
-is a 400 with the same one-line message as the CLI's. Changes go through the same path as
+Every other call needs `Authorization: Bearer <ACTIONS_SYNC_ADMIN_TOKEN>` (401 without,
+and for a header that is not ASCII). The audit names the caller as
+`api:<X-Admin-User header>` (or `api`). A bad key or value, a body that is not UTF-8 JSON
+(or nested deeper than Python's parser goes) and a bad limit are a 400 with a one-line
+reason, the key's the same as the CLI's; booleans are JSON booleans. Changes go through
+the same path as
 `actions-sync settings set`: store + audit in one transaction, then the snapshot on the
 compacted topic, so running agents apply them within seconds.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -52,7 +56,10 @@ def _auth(token: str) -> Any:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path == "/health":
             return await handler(request)
-        given = request.headers.get("Authorization", "").encode()
+        try:  # aiohttp hands other bytes through as surrogates, which no token has
+            given = request.headers.get("Authorization", "").encode("ascii")
+        except UnicodeEncodeError:
+            given = b""
         if not hmac.compare_digest(given, expected):  # constant time: no token oracle
             return _error(401, "missing or wrong bearer token")
         return await handler(request)
@@ -62,7 +69,14 @@ def _auth(token: str) -> Any:
 
 def _who(request: web.Request) -> str:
     user = request.headers.get("X-Admin-User", "").strip()[:200]
+    if not user.isprintable() or not user.isascii():  # it is stored, and shown in the audit
+        raise _bad_request("X-Admin-User must be printable ASCII")
     return f"api:{user}" if user else "api"
+
+
+def _bad_request(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=json.dumps({"error": message}),
+                              content_type="application/json")
 
 
 async def _snapshot(request: web.Request) -> dict[str, Any]:
@@ -77,21 +91,21 @@ async def get_settings(request: web.Request) -> web.Response:
 
 async def _body(request: web.Request) -> Any:
     try:
-        return await request.json()
-    except ValueError:
-        raise web.HTTPBadRequest(text='{"error": "the body must be JSON"}',
-                                 content_type="application/json") from None
+        return json.loads(await request.read())
+    # RecursionError: JSON nested deeper than the parser goes ([[[[...)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise _bad_request("the body must be UTF-8 JSON, nested at most a few levels") from None
 
 
 async def _apply(request: web.Request, changes: dict[str, Any]) -> list[dict[str, Any]]:
-    store, settings = request.app[STORE], request.app[SETTINGS]
+    store, settings, who = request.app[STORE], request.app[SETTINGS], _who(request)
     current = await asyncio.to_thread(load, store.engine)
     candidate: AdminSettings = current.settings
     for key, value in changes.items():  # all or nothing: validate every change first
         candidate = candidate.with_value(key, value)
     entries = []
     for key, value in changes.items():
-        entry = await asyncio.to_thread(change, settings, store, key, value, _who(request))
+        entry = await asyncio.to_thread(change, settings, store, key, value, who)
         entries.append(entry.as_json())
     return entries
 
@@ -119,10 +133,10 @@ async def put_setting(request: web.Request) -> web.Response:
 
 
 async def get_audit(request: web.Request) -> web.Response:
-    try:
-        limit = min(int(request.query.get("limit", "100")), MAX_AUDIT)
-    except ValueError:
-        return _error(400, "limit must be a number")
+    text = request.query.get("limit", "100")
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_AUDIT):
+        return _error(400, f"limit must be a whole number from 1 to {MAX_AUDIT}")
+    limit = int(text)
     entries = await asyncio.to_thread(stored.audit_log, request.app[STORE].engine, limit)
     return web.json_response([e.as_json() for e in entries])
 

@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
 from actions_sync.errors import ConfigError
 
@@ -46,25 +46,28 @@ class AdminSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    people_sync: bool = Field(
+    # StrictBool: over HTTP a boolean is JSON true/false, never "yes" or 0; the CLI's text
+    # is parsed to one first (parse_value)
+    people_sync: StrictBool = Field(
         False, description="initiate data sync: people flow from Marketo into Actions (S1, S6)")
-    salesforce_log_emails: bool = Field(True, description="log sent sales emails as Tasks (S8)")
-    salesforce_log_replies: bool = Field(True, description="log replies as Tasks (S8)")
-    salesforce_log_calls: bool = Field(True, description="log sales calls as Tasks (S8)")
-    salesforce_log_reminder_tasks: bool = Field(
+    salesforce_log_emails: StrictBool = Field(
+        True, description="log sent sales emails as Tasks (S8)")
+    salesforce_log_replies: StrictBool = Field(True, description="log replies as Tasks (S8)")
+    salesforce_log_calls: StrictBool = Field(True, description="log sales calls as Tasks (S8)")
+    salesforce_log_reminder_tasks: StrictBool = Field(
         True, description="log completed reminder tasks as Tasks (S8)")
     salesforce_subject_template: str = Field(
         DEFAULT_SUBJECT_TEMPLATE, min_length=1, max_length=1000,
         description="Task Subject template; placeholders: " + ", ".join(PLACEHOLDERS))
-    unsubscribe_sync: bool = Field(True, description="unsubscribes sync with Salesforce (S9)")
+    unsubscribe_sync: StrictBool = Field(True, description="unsubscribes sync with Salesforce (S9)")
     unsubscribe_field: str = Field(
         "HasOptedOutOfEmail", description="Salesforce opt-out field: HasOptedOutOfEmail or a"
         " custom checkbox field ending in __c (S9)")
     unsubscribe_objects: tuple[SubjectObject, ...] = Field(
         ("Lead", "Contact"), min_length=1, description="objects to opt out: Lead, Contact (S9)")
-    marketo_unsubscribe_check: bool = Field(
+    marketo_unsubscribe_check: StrictBool = Field(
         False, description="check Marketo's unsubscribed before a send (S10)")
-    reminder_task_sync: bool = Field(
+    reminder_task_sync: StrictBool = Field(
         False, description="reminder tasks sync both ways with Salesforce Tasks (S11)")
     unsubscribe_reconcile_at: str = Field(
         "02:00", description="daily time (UTC, HH:MM) of the full unsubscribe reconciliation"
@@ -106,22 +109,28 @@ class AdminSettings(BaseModel):
         try:
             return AdminSettings.model_validate({**self.model_dump(), key: value})
         except ValidationError as exc:
-            raise ConfigError(f"{key}={value!r}: {_reason(exc, key)}") from exc
+            raise ConfigError(f"{key}={_short(value)}: {_reason(exc, key)}") from exc
 
 
 KEYS = tuple(AdminSettings.model_fields)
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    """`repr(value)` cut to one short line (errors echo what a caller sent)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def check_key(key: str) -> None:
     if key not in AdminSettings.model_fields:
-        raise ConfigError(f"unknown setting {key!r}; valid settings: {', '.join(KEYS)}")
+        raise ConfigError(f"unknown setting {_short(key)}; valid settings: {', '.join(KEYS)}")
 
 
 def describe(key: str) -> str:
     """What values `key` accepts, in a few words."""
     field = AdminSettings.model_fields[key]
     if field.annotation is bool:
-        return "expected true or false"
+        return "expected true or false (a JSON boolean over HTTP)"
     return f"expected {field.description}"
 
 
@@ -140,7 +149,10 @@ def parse_value(key: str, text: str) -> Any:
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"{key}={text!r}: not a JSON list: {exc.msg}") from exc
+            raise ConfigError(f"{key}={_short(text)}: not a JSON list: {exc.msg}") from exc
+        except RecursionError:  # [[[[... deeper than the parser goes
+            raise ConfigError(f"{key}={_short(text)}: not a JSON list: nested too deeply"
+                              ) from None
     return text
 
 

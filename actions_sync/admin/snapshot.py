@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from actions_sync.admin.model import AdminSettings
 from actions_sync.errors import Retriable
-from actions_sync.kafka import TopicSpec, ensure_topics, producer_config
+from actions_sync.kafka import TopicSpec, acknowledged, ensure_topics, producer_config
 from actions_sync.topics import SETTINGS
 
 __all__ = ["SETTINGS_KEY", "SETTINGS_TOPIC", "Versioned", "decode", "encode", "ensure_topic",
@@ -69,11 +69,14 @@ def ensure_topic(bootstrap: str, replication: int = 1) -> None:
 
 
 def publish(bootstrap: str, snapshot: Versioned, timeout_s: float = 30.0) -> None:
-    """Publish the full snapshot; return once the broker acknowledged it."""
+    """Publish the full snapshot; return once the broker acknowledged it. A broker that
+    does not answer is waited out through the shared retry policy, for `timeout_s` at
+    most (librdkafka's message timeout): the store holds the change either way."""
     failures: list[str] = []
-    producer = Producer(producer_config(bootstrap, **{"linger.ms": 0}))
+    producer = Producer(producer_config(bootstrap, **{
+        "linger.ms": 0, "message.timeout.ms": int(timeout_s * 1000)}))
     producer.produce(SETTINGS_TOPIC, encode(snapshot), SETTINGS_KEY,
                      on_delivery=lambda err, _msg: failures.append(str(err)) if err else None)
-    if producer.flush(timeout_s) > 0 or failures:
-        raise Retriable(f"settings snapshot not acknowledged by {bootstrap}:"
-                        f" {failures[0] if failures else 'timeout'}")
+    acknowledged(producer, "settings snapshot")
+    if failures:
+        raise Retriable(f"settings snapshot not acknowledged by {bootstrap}: {failures[0]}")

@@ -174,8 +174,11 @@ class Stack:
             "admin": self.admin_url,
             "admin_token": (None if self.settings.admin_token is not None or not self.admin_url
                             else self.admin_token),
-            "metrics": [w.metrics_url for w in self.workers if w.metrics_url],
+            # worker (its log file's name: people-0, people-1, ...) -> its /metrics
+            "metrics": {w.log.stem.removeprefix("worker-"): w.metrics_url
+                        for w in self.workers if w.metrics_url},
             "database": self.settings.database_url,
+            "logs": str(self.logdir),
         }
 
     def stop(self) -> None:

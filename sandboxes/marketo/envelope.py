@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import base64
 import itertools
-import json
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
-from sandboxes.base import CODE
+from sandboxes.base import CODE, load_json
 from sandboxes.marketo.errors import MarketoError
 
 __all__ = [
@@ -63,8 +62,8 @@ async def read_json(request: web.Request) -> Any:
     if request.content_type != "application/json":
         raise MarketoError("612", f"Content type '{request.content_type}' not supported")
     try:
-        return json.loads(await request.read() or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
+        return load_json(await request.read() or b"null")
+    except ValueError as exc:  # UnicodeDecodeError and too deep nesting included
         raise MarketoError("609") from exc
 
 

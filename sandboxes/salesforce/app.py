@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sandboxes.base import CODE, Faults, Journal, add_control_routes
+from sandboxes.base import CODE, Faults, Journal, add_control_routes, load_json
 from sandboxes.salesforce.calls import Call, Reply
 from sandboxes.salesforce.config import SalesforceConfig
 from sandboxes.salesforce.control import add_salesforce_control_routes
@@ -176,9 +176,11 @@ async def _json(request: web.Request) -> Any:
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
+        return load_json(raw)
     except json.JSONDecodeError as exc:
         raise ApiError(400, "JSON_PARSER_ERROR", f"Unexpected character at [line:{exc.lineno}, "
                        f"column:{exc.colno}]") from exc
     except UnicodeDecodeError as exc:
         raise ApiError(400, "JSON_PARSER_ERROR", "The request body is not UTF-8") from exc
+    except ValueError as exc:  # nested too deeply, a number of thousands of digits
+        raise ApiError(400, "JSON_PARSER_ERROR", str(exc)) from exc

@@ -29,6 +29,7 @@ from typing import Any
 
 from aiohttp import web
 
+from sandboxes.base import load_json
 from sandboxes.salesforce.errors import RecordError
 from sandboxes.salesforce.humans import human_create, human_delete, human_update, seed_people
 from sandboxes.salesforce.queries import sobject_row
@@ -69,7 +70,10 @@ def _bad(message: str, status: int = 400) -> web.Response:
 async def _body(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
-    body = await request.json()
+    try:
+        body = load_json(await request.read())
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=f"invalid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise web.HTTPBadRequest(text="the body must be a JSON object")
     return body
@@ -172,7 +176,8 @@ class _Routes:
         return web.json_response({"expired": self.state.expire_sessions()})
 
     async def get_config(self, _: web.Request) -> web.Response:
-        return web.json_response(dataclasses.asdict(self.state.config))
+        shown = dataclasses.asdict(self.state.config)  # unauthenticated: no secret in it
+        return web.json_response({**shown, "client_secret": "***"})
 
     async def set_config(self, request: web.Request) -> web.Response:
         body = await _body(request)

@@ -77,3 +77,38 @@ def test_the_api_refuses_to_run_without_a_token(tmp_path):
     with Store(f"sqlite:///{tmp_path}/s.db") as store, pytest.raises(ConfigError,
                                                                      match="ADMIN_TOKEN"):
         create_app(Settings(), store)
+
+
+@pytest.mark.parametrize(("method", "path", "headers", "body", "status", "message"), [
+    ("GET", "/settings", {"Authorization": b"Bearer \xff"}, None, 401, "bearer token"),
+    ("GET", "/settings", {"Authorization": f"Bearer {TOKEN}\xe9".encode()}, None, 401,
+     "bearer token"),
+    ("PUT", "/settings", AUTH, b"[" * 100_000 + b"]" * 100_000, 400, "JSON"),
+    ("PUT", "/settings/people_sync", AUTH, b'{"value": ' + b"[" * 900 + b"]" * 900 + b"}",
+     400, "people_sync"),
+    ("PUT", "/settings", AUTH, b"\xff\xfe{", 400, "UTF-8 JSON"),
+    ("PUT", "/settings/people_sync", AUTH, b'{"value": "yes"}', 400, "JSON boolean"),
+    ("PUT", "/settings/people_sync", AUTH, b'{"value": 0}', 400, "JSON boolean"),
+    ("PUT", "/settings", AUTH, b'{"salesforce_log_calls": "true"}', 400, "JSON boolean"),
+    ("PUT", "/settings/people_sync", {**AUTH, "X-Admin-User": b"\xff"}, b'{"value": true}',
+     400, "X-Admin-User"),
+    ("GET", "/settings/audit?limit=-1", AUTH, None, 400, "limit must be a whole number"),
+    ("GET", "/settings/audit?limit=0", AUTH, None, 400, "from 1 to 1000"),
+    ("GET", "/settings/audit?limit=1001", AUTH, None, 400, "from 1 to 1000"),
+    ("GET", "/settings/audit?limit=%C2%B2", AUTH, None, 400, "limit"),  # "²".isdigit()
+    ("GET", "/settings/audit?limit=ten", AUTH, None, 400, "limit"),
+])
+def test_malformed_requests_are_4xx_with_a_one_line_reason(api, method, path, headers, body,
+                                                           status, message):
+    response = api.request(method, path, headers=headers, content=body)
+    assert response.status_code == status
+    reason = response.json()["error"]
+    assert message in reason and "\n" not in reason
+    assert api.get("/settings/audit", headers=AUTH).json() == []  # nothing was changed
+
+
+def test_the_audit_limit_takes_whole_numbers_from_1_to_1000(api):
+    for value in (True, False):
+        api.put("/settings/people_sync", json={"value": value}, headers=AUTH)
+    assert len(api.get("/settings/audit?limit=1", headers=AUTH).json()) == 1
+    assert len(api.get("/settings/audit?limit=1000", headers=AUTH).json()) == 2

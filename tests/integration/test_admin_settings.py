@@ -46,6 +46,7 @@ def test_cli_sets_shows_and_audits_a_setting(sqlite_url):
     changed = cli(sqlite_url, "set", "salesforce_log_calls", "false")
     assert changed.returncode == 0, changed.stderr
     assert changed.stdout.strip() == "salesforce_log_calls: true -> false"
+    assert "stored and audited but not published (KAFKA_BOOTSTRAP_SERVERS" in changed.stderr
     shown = cli(sqlite_url, "show")
     assert shown.returncode == 0
     line = next(ln for ln in shown.stdout.splitlines() if "salesforce_log_calls" in ln)

@@ -100,7 +100,7 @@ def test_dlq_list_shows_reasons_and_replay_republishes(kafka, registry):
     letters.send([dead_letter(PERSON_CHANGES, 3, 17, b"k", b"v", UndecodableRecord("bad"))])
     letters.close()
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka}
-    listed = [json.loads(line) for line in run_cli("dlq", "list", PERSON_CHANGES,
+    listed = [json.loads(line) for line in run_cli("dlq", "list", PERSON_CHANGES, "--json",
                                                    env=env).stdout.splitlines()]
     assert [(x["error.class"], x["source.offset"], x["key"]) for x in listed] == [
         ("UndecodableRecord", "17", "k")]
@@ -108,6 +108,52 @@ def test_dlq_list_shows_reasons_and_replay_republishes(kafka, registry):
     assert "replayed 0 records" in run_cli("dlq", "replay", PERSON_CHANGES, env=env).stderr
     assert len(read_topic(kafka, PERSON_CHANGES)) == 1
     assert len(read_topic(kafka, dlq_topic(PERSON_CHANGES))) == 1
+
+
+def test_dlq_list_filters_and_replay_selects_on_a_real_broker(kafka):
+    from actions_sync.dead_letter import DeadLetterProducer, dead_letter
+    from actions_sync.errors import RuleViolation, UndecodableRecord
+
+    ensure_topics(kafka, specs((PERSON_CHANGES,), 8))
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka}
+    empty = run_cli("dlq", "list", PERSON_CHANGES, env=env)
+    assert (empty.returncode, empty.stdout) == (0, "")
+    assert f"no dead letters in {PERSON_CHANGES}.dlq" in empty.stderr
+    letters = DeadLetterProducer(kafka)  # the --key letter first: its partition's first
+    letters.send([dead_letter(PERSON_CHANGES, 0, 1, b"k2", b"v2", RuleViolation("no email")),
+                  dead_letter(PERSON_CHANGES, 0, 2, b"k1", b"v1", UndecodableRecord("bad avro")),
+                  dead_letter(PERSON_CHANGES, 0, 3, b"k3", b"v3", RuleViolation("no name"))])
+    letters.close()
+
+    def listed(*args: str) -> list[str]:
+        result = run_cli("dlq", "list", PERSON_CHANGES, "--json", *args, env=env)
+        assert result.returncode == 0, result.stderr
+        return sorted(json.loads(line)["key"] for line in result.stdout.splitlines())
+
+    assert listed() == ["k1", "k2", "k3"]
+    assert listed("--reason", "ruleVIOLATION") == ["k2", "k3"]
+    assert listed("--reason", "bad avro") == ["k1"]
+    assert listed("--since", "1h") == ["k1", "k2", "k3"]
+    assert listed("--since", "2999-01-01T00:00:00") == []
+    human = run_cli("dlq", "list", PERSON_CHANGES, "--reason", "no email", env=env).stdout
+    assert "key=k2" in human and "RuleViolation" in human and "no email" in human
+    bad = run_cli("dlq", "list", PERSON_CHANGES, "--since", "yesterday", env=env)
+    assert bad.returncode == 2 and "--since 'yesterday'" in bad.stderr
+
+    dry = run_cli("dlq", "replay", PERSON_CHANGES, "--dry-run", env=env)
+    assert "would replay 3 records" in dry.stderr and dry.stdout.count("key=") == 3
+    assert read_topic(kafka, PERSON_CHANGES, idle_s=1) == []
+    assert "replayed 1 records" in run_cli("dlq", "replay", PERSON_CHANGES, "--key", "k2",
+                                           env=env).stderr
+    assert [m.key() for m in read_topic(kafka, PERSON_CHANGES)] == [b"k2"]
+    rest = run_cli("dlq", "replay", PERSON_CHANGES, env=env)
+    assert "replayed 2 records" in rest.stderr
+    replayed = read_topic(kafka, PERSON_CHANGES)
+    assert sorted((m.key(), m.value()) for m in replayed) == [
+        (b"k1", b"v1"), (b"k2", b"v2"), (b"k3", b"v3")]
+    assert all(dict(m.headers())["replayed.from"].startswith(f"{PERSON_CHANGES}.dlq/".encode())
+               for m in replayed)
+    assert len(read_topic(kafka, dlq_topic(PERSON_CHANGES))) == 3  # the DLQ keeps its records
 
 
 def test_top_level_packages_import_from_this_repo():
@@ -138,10 +184,11 @@ def test_up_runs_the_stack_and_writes_its_endpoints(tmp_path):
     import httpx
 
     endpoints = tmp_path / "stack.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "actions_sync.cli", "up", "--endpoints-file", str(endpoints)],
-        env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/s.db"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with (tmp_path / "up.err").open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "actions_sync.cli", "up", "--endpoints-file", str(endpoints)],
+            env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/s.db"},
+            stdout=subprocess.DEVNULL, stderr=err)
     try:
         deadline = time.monotonic() + 60
         while not endpoints.exists() and time.monotonic() < deadline:
@@ -154,11 +201,17 @@ def test_up_runs_the_stack_and_writes_its_endpoints(tmp_path):
         token = {"Authorization": f"Bearer {urls['admin_token']}"}
         assert httpx.get(urls["admin"] + "/settings").status_code == 401
         assert httpx.get(urls["admin"] + "/settings", headers=token).status_code == 200
-        assert len(urls["metrics"]) == 8  # people, activities, unsubscribes, send-check,
-        # the Salesforce source and the 3 sinks
+        assert set(urls["metrics"]) == {  # one copy of each built flow
+            "people-0", "activities-0", "marketo-sink-0", "salesforce-sink-0",
+            "unsubscribes-0", "salesforce-optout-sink-0", "send-check-0",
+            "salesforce-source-0"}
+        said = (tmp_path / "up.err").read_text()
+        assert f"logs in {urls['logs']}" in said
+        assert f"people-0: {urls['metrics']['people-0']}, log {urls['logs']}" in said
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 0
+    assert not endpoints.exists()  # removed on exit: a later script never reads stale URLs
 
 
 def test_broker_command_creates_the_topics_and_leaves_no_orphan():

@@ -46,6 +46,7 @@ def test_text_values_are_parsed_and_validated(key, text, expected):
     ("unsubscribe_field", "Email", "__c"),
     ("salesforce_subject_template", "{{subject}}", "{{activity_subject}}"),
     ("salesforce_subject_template", "", "at least 1"),
+    ("unsubscribe_objects", "[" * 100_000, "nested too deeply"),
 ])
 def test_bad_keys_and_values_are_one_line_config_errors(key, text, names):
     with pytest.raises(ConfigError) as err:

@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from sandboxes.base import load_json
 from sandboxes.marketo.errors import MarketoError
 from sandboxes.marketo.keys import STATE_KEY
 
@@ -38,7 +39,7 @@ def _bad(message: str, status: int = 400) -> web.Response:
 
 async def _body(request: web.Request) -> dict[str, Any]:
     try:
-        body = await request.json() if request.can_read_body else {}
+        body = load_json(await request.read()) if request.can_read_body else {}
     except ValueError as exc:
         raise web.HTTPBadRequest(text=f"invalid JSON: {exc}") from exc
     if not isinstance(body, dict):

@@ -75,6 +75,14 @@ def test_an_unverified_faust_version_fails_at_start(monkeypatch):
         fastpath.check_faust()
 
 
+def test_an_unverified_aiokafka_version_fails_at_start(monkeypatch):
+    import aiokafka
+
+    monkeypatch.setattr(aiokafka, "__version__", "0.15.0")
+    with pytest.raises(ConfigError, match="aiokafka 0.15.0 is not one streams.fastpath was"):
+        fastpath.check_faust()
+
+
 def test_a_changed_faust_internal_fails_at_start(monkeypatch):
     from faust.transport.consumer import Consumer
 
