@@ -94,11 +94,16 @@ class Settings(BaseSettings):
     marketo_url: str | None = Field(None, description="Marketo instance base URL")
     marketo_client_id: str = "actions-sync"
     marketo_client_secret: SecretStr = SecretStr("sandbox-secret")
+    # Each process that calls Marketo has a share of the instance's limits (100 calls per
+    # rolling 20 s, 10 in flight): by default marketo-sink 30 + marketo-source 30 +
+    # send-check 40 = 100, and 3 + 3 + 4 = 10 in flight.
     marketo_calls_per_window: int = Field(
-        50, ge=1, le=100, description="Marketo calls per rolling 20 s (limit 100; best practice 50)"
+        30, ge=1, le=100, description="Marketo calls per rolling 20 s of this process (the "
+        "instance's limit, 100, is shared by every process that calls it)"
     )
     marketo_max_in_flight: int = Field(
-        5, ge=1, le=10, description="Marketo calls in flight (limit 10; best practice 5)"
+        3, ge=1, le=10, description="Marketo calls in flight of this process (the "
+        "instance's limit, 10, is shared by every process that calls it)"
     )
     # Marketo source (people sync, SPEC S6)
     marketo_since: datetime = Field(
