@@ -28,12 +28,11 @@ from actions_sync.store import Store
 from actions_sync.store.unsubscribes import OptOutWrite, record_optout_writes, written_since
 from actions_sync.topics import OUTBOUND_SALESFORCE_OPTOUTS
 from connectors.outcome import Kind, Outcome, fan_out, skipped
-from connectors.runner import RunnerConfig
 from connectors.salesforce.classify import record_outcome
 from connectors.salesforce.client import COLLECTION_MAX, SalesforceClient
 from connectors.salesforce.ids import to18
-from connectors.salesforce.sink import client_from
-from connectors.sink_worker import require, require_broker, run_sink
+from connectors.salesforce.sink import client_from, runner_config
+from connectors.sink_worker import run_sink
 
 __all__ = ["WORKER", "OptOutSink", "optout_record", "run"]
 
@@ -107,16 +106,9 @@ class OptOutSink:
             self._close()
 
 
-
-
 def run(settings: Settings) -> None:
     """`actions-sync worker salesforce-optout-sink`."""
-    require(settings.salesforce_url, "ACTIONS_SYNC_SALESFORCE_URL", f"worker {WORKER}")
-    require_broker(settings, f"worker {WORKER}")
-    config = RunnerConfig(WORKER, OUTBOUND_SALESFORCE_OPTOUTS,
-                          batch_size=settings.salesforce_sink_batch_size,
-                          batch_within_s=settings.sink_batch_within_s,
-                          record_attempts=settings.sink_record_attempts)
+    config = runner_config(settings, WORKER, OUTBOUND_SALESFORCE_OPTOUTS)
 
     def make() -> OptOutSink:
         store = Store(settings.database_url)

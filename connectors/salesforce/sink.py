@@ -92,12 +92,17 @@ def client_from(settings: Settings) -> SalesforceClient:
                             timeout_s=settings.api_timeout_s)
 
 
+def runner_config(settings: Settings, worker: str, topic: str) -> RunnerConfig:
+    """The batch of a Salesforce sink worker (`worker` on `topic`), once its settings are
+    checked (one `ConfigError` line naming the variable)."""
+    require(settings.salesforce_url, "ACTIONS_SYNC_SALESFORCE_URL", f"worker {worker}")
+    require_broker(settings, f"worker {worker}")
+    return RunnerConfig(worker, topic, batch_size=settings.salesforce_sink_batch_size,
+                        batch_within_s=settings.sink_batch_within_s,
+                        record_attempts=settings.sink_record_attempts)
+
+
 def run(settings: Settings) -> None:
     """`actions-sync worker salesforce-sink`."""
-    require(settings.salesforce_url, "ACTIONS_SYNC_SALESFORCE_URL", f"worker {WORKER}")
-    require_broker(settings, f"worker {WORKER}")
-    config = RunnerConfig(WORKER, OUTBOUND_SALESFORCE_TASKS,
-                          batch_size=settings.salesforce_sink_batch_size,
-                          batch_within_s=settings.sink_batch_within_s,
-                          record_attempts=settings.sink_record_attempts)
+    config = runner_config(settings, WORKER, OUTBOUND_SALESFORCE_TASKS)
     run_sink(settings, config, "SalesforceTaskOut", lambda: TaskSink(client_from(settings)))

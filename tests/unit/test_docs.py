@@ -4,18 +4,20 @@ nothing points at documents a user of the repository does not have."""
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SKIP = {".venv", ".git", "node_modules", "actions_sync.egg-info"}
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
 def markdown_files() -> list[Path]:
-    return sorted(p for p in ROOT.rglob("*.md")
-                  if not SKIP.intersection(p.relative_to(ROOT).parts))
+    """The repository's own Markdown (what git tracks: not virtualenvs or caches)."""
+    listed = subprocess.run(["git", "ls-files", "*.md"], cwd=ROOT, capture_output=True,
+                            text=True, check=True).stdout.split()
+    return [ROOT / name for name in listed]
 
 
 def relative_links(path: Path) -> list[str]:
