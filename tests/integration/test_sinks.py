@@ -25,7 +25,12 @@ from actions_sync.settings import Settings
 from actions_sync.topics import OUTBOUND_MARKETO_ACTIVITIES, OUTBOUND_SALESFORCE_TASKS, specs
 from connectors.marketo.activity_types import ACTIVITY_TYPES
 from tests.conftest import EXTERNAL_KAFKA, _delete_topics
-from tests.support.vendors import ledger_ids, marketo_activities, salesforce_tasks
+from tests.support.vendors import (
+    ledger_ids,
+    marketo_activities,
+    marketo_activity_types,
+    salesforce_tasks,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -108,12 +113,7 @@ def test_activities_reach_marketo_once_and_bad_ones_the_dlq(stack):
     assert {"602"} <= codes and codes & {"604", "608", "611", "713"}  # faults were met
     held = marketo_activities(marketo)
     assert ledger_ids(held) == {a["activity_id"]: 1 for a in good}
-    types = {t["id"]: t["apiName"] for t in httpx.get(
-        f"{marketo}/rest/v1/activities/external/types.json",
-        headers={"Authorization": "Bearer " + httpx.get(
-            f"{marketo}/identity/oauth/token", params={
-                "grant_type": "client_credentials", "client_id": "actions-sync",
-                "client_secret": "sandbox-secret"}).json()["access_token"]}).json()["result"]}
+    types = marketo_activity_types(marketo)
     by_id = {a["activity_id"]: a for a in good}
     for act in held[:50]:
         sent = by_id[next(x["value"] for x in act["attributes"] if x["apiName"] ==
