@@ -1,5 +1,5 @@
 """What the benchmarks share: a stack on a fresh store, the raw consume rate, CPU time,
-a topic's arrival times, a sandbox's request journal, percentiles.
+a topic's arrival times, percentiles, a worker's metrics, the machine's load.
 
 Each benchmark is a script run from the repository root (`.venv/bin/python bench/X.py`);
 Python puts `bench/` on the path, so they import this module as `_common`.
@@ -138,11 +138,6 @@ class Arrivals:
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def journal(url: str) -> list[dict[str, Any]]:
-    """The requests a sandbox process answered: method, path, query, status, code, at."""
-    return list(httpx.get(f"{url}/_sandbox/journal", timeout=60).json())
 
 
 def pct(values: list[float], q: float) -> float:

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import journal
 
 from actions_sync.kafka import Ends, ensure_topics
 from actions_sync.publish import Publisher
@@ -69,6 +68,10 @@ def tasks(n: int, who: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
                        "Type": "Email", "TaskSubtype": "Email", "Status": "Completed",
                        "Priority": "Normal"},
             "origin": f"activity:{i}"}
+
+
+def journal(url: str) -> list[dict[str, Any]]:
+    return list(httpx.get(f"{url}/_sandbox/journal", timeout=60).json())
 
 
 def busiest_window(stamps: list[float], window_s: float = 20.0) -> int:

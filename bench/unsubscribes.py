@@ -3,10 +3,11 @@ production, at the Salesforce sandbox's real limits (the API_NOTES defaults: 200
 a collection call, 2,000 rows a query page, 100,000 calls a day).
 
 In one run, on the embedded stack (Tansu, registry, SQLite store) with the Salesforce
-sandbox as a process holding `--unsubscribes + --optouts` people (each a Lead, about a
-third a Contact too; the store knows them all), and the three S9 workers as processes
-(`salesforce-source`, `unsubscribes`, `salesforce-optout-sink`, settings at their
-defaults but the poll interval):
+sandbox (in this process, so that its record writes can be counted) holding
+`--unsubscribes + --optouts` people (each a Lead, about a third a Contact too; the store
+knows them all, and last night's reconciliation is done), and the three S9 workers as
+processes (`salesforce-source`, `unsubscribes`, `salesforce-optout-sink`, settings at
+their defaults but the poll interval):
   - `--unsubscribes` people unsubscribe in Actions (an `Unsubscribe` on
     `actions.unsubscribes`, `occurred_at` = its publish time) and `--optouts` others are
     opted out in Salesforce by a person (an API user of their own, so that their writes
@@ -20,7 +21,7 @@ defaults but the poll interval):
     time to `salesforce.optouts` (the source's share);
   - API calls per opt-out on the push side (collection calls in the sandbox's request
     journal / Actions unsubscribes) and per person's opt-out on the pull side (queries);
-  - writes per edit: Salesforce records the sink wrote (its `accepted` deliveries) per
+  - writes per edit: the sync's record writes in the org (counted in the sandbox) per
     record an Actions unsubscribe opts out, store rows per person's opt-out, and what the
     source published (the sync's own writes must never come back: echoes = 0).
 
@@ -40,6 +41,7 @@ import statistics
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -49,7 +51,6 @@ from _common import (
     Arrivals,
     bench_stack,
     cpu_seconds,
-    journal,
     load_average,
     metric_sum,
     pct,
@@ -63,8 +64,12 @@ from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.store.unsubscribes import unsubscribes
 from actions_sync.topics import OUTBOUND_SALESFORCE_OPTOUTS, SALESFORCE_OPTOUTS, UNSUBSCRIBES
+from sandboxes.base import JOURNAL_KEY, SandboxServer
 from sandboxes.population import generate
+from sandboxes.salesforce import STATE_KEY, SalesforceConfig, create_app
+from sandboxes.salesforce.state import SalesforceState
 from sandboxes.salesforce.timefmt import parse_datetime
+from streams import unsubscribe_reconcile
 from streams.rules.people import person_row
 
 PERSON = ("bench-person", "bench-person-secret", "0050000000000PERSN")  # an API user
@@ -112,6 +117,22 @@ class Person:
             raise SystemExit(f"{len(self.failed)} of the person's edits failed: {self.failed[0]}")
 
 
+class WriteCount:
+    """Counts the org's record writes per (user, Id): wraps the sandbox state's `modify`,
+    through which every update of a record goes (API calls and people's edits alike)."""
+
+    def __init__(self, state: SalesforceState) -> None:
+        self.writes: Counter[tuple[str, str]] = Counter()
+        self._modify = state.modify
+
+        def modify(record: dict[str, Any], values: dict[str, Any], user: str, now: str,
+                   tx: Any) -> None:
+            self.writes[user, record["Id"]] += 1
+            self._modify(record, values, user, now, tx)
+
+        state.modify = modify  # type: ignore[method-assign]
+
+
 class StoreWatch:
     """Reads the store's `unsubscribes` every 0.25 s in a thread: Marketo id -> when its
     row was first seen (wall clock)."""
@@ -140,8 +161,11 @@ class StoreWatch:
 
 def seed_store(database_url: str, people: list[dict[str, Any]]) -> None:
     """Every person known to the store with their Salesforce ids, as the people sync
-    leaves them."""
+    leaves them; last night's reconciliation finished (on a fresh store the unsubscribes
+    worker would start one in its first minute, walking both sides mid-run)."""
     with Store(database_url) as store:
+        store.save_checkpoint(unsubscribe_reconcile.CHECKPOINT, {
+            "phase": "done", "finished_at": datetime.now(UTC).isoformat()})
         for start in range(0, len(people), 5000):
             store.apply_people([person_row({**p, "changed_at": CHANGED_AT, "deleted": False})
                                 for p in people[start:start + 5000]], [])
@@ -162,10 +186,11 @@ def schedule(actions: list[int], salesforce: list[int], span_s: float, seed: int
         yield span_s * n / len(events), side, mid
 
 
-def records(url: str, sobject: str) -> dict[str, dict[str, Any]]:
-    answer = httpx.get(f"{url}/_sandbox/salesforce/records/{sobject}", timeout=300)
-    answer.raise_for_status()
-    return {r["Id"]: r for r in answer.json()}
+def records(state: SalesforceState) -> dict[str, dict[str, Any]]:
+    """Every Lead and Contact of the org, by Id (copies)."""
+    with state.lock:
+        return {i: dict(r) for sobject in ("Lead", "Contact")
+                for i, r in state.records[sobject].items()}
 
 
 def stamp(record: dict[str, Any]) -> float:
@@ -199,13 +224,13 @@ def run(args: argparse.Namespace) -> None:
                for m in [*actions, total + 1]}
     writes_expected = sum(len(targets[m]) for m in actions)
     published: dict[str, float] = {}
-    with bench_stack(TOPICS) as stack:
+    config = SalesforceConfig(seed_people=total + 2, users=(":".join(PERSON),))
+    app = create_app(config)
+    state, counted = app[STATE_KEY], WriteCount(app[STATE_KEY])
+    integration = config.integration_user_id
+    with SandboxServer(app) as server, bench_stack(TOPICS) as stack:
+        url = server.url
         seed_store(stack.settings.database_url, people)
-        url = stack.sandbox("salesforce", "--user", ":".join(PERSON))
-        httpx.post(f"{url}/_sandbox/salesforce/seed", json={"people": total + 2},
-                   timeout=600).raise_for_status()
-        integration = httpx.get(f"{url}/_sandbox/salesforce/config",
-                                timeout=30).json()["integration_user_id"]
         env = {"ACTIONS_SYNC_SALESFORCE_URL": url,
                "ACTIONS_SYNC_SALESFORCE_POLL_INTERVAL_S": str(args.poll_s)}
         workers = [stack.add_worker(name, env) for name in
@@ -226,7 +251,8 @@ def run(args: argparse.Namespace) -> None:
                  and delivered(sink.metrics_url) >= len(targets[total + 1]),
                  stack, 3 * args.poll_s + 120)
         cpu_before = {w.name: cpu_seconds([w.proc.pid]) for w in workers}
-        calls_before = len(journal(url))
+        calls_before = len(app[JOURNAL_KEY].entries())
+        writes_before = counted.writes.copy()
         print(f"warm-up done; load average {load_average()}; "
               f"{total:,} edits over {args.span_s:.0f} s, poll every {args.poll_s:.0f} s")
 
@@ -263,8 +289,9 @@ def run(args: argparse.Namespace) -> None:
         pulled.close()
         outbound.close()
         registry.close()
-        entries = journal(url)[calls_before:]
-        leads, contacts = records(url, "Lead"), records(url, "Contact")
+        entries = app[JOURNAL_KEY].entries()[calls_before:]
+        sfdc = records(state)
+        sync_writes = counted.writes - writes_before
         accepted = metric_sum(sink.metrics_url, "actions_sync_deliveries_total",
                               outcome="accepted") - len(targets[total + 1])
         outcomes = {o: metric_sum(sink.metrics_url, "actions_sync_deliveries_total", outcome=o)
@@ -273,7 +300,6 @@ def run(args: argparse.Namespace) -> None:
                                       "actions_sync_records_published_total") - 1
         pulled_in_store = metric_sum(workers[1].metrics_url, "actions_sync_unsubscribes_synced"
                                      "_total", direction="from_salesforce") - 1
-        sfdc = {**leads, **contacts}
 
     # Actions -> Salesforce
     a_to_s, unwritten = [], 0
@@ -292,9 +318,12 @@ def run(args: argparse.Namespace) -> None:
         s_to_a.append(watch.seen[mid] - edited)
         to_topic.append(pulled.first[lead["Id"]] - edited)
     echoes = sum(1 for m in actions for i in targets[m] if i in pulled.first)
-    push = sum(1 for e in entries if e["method"] == "PATCH" and e["path"].endswith(PUSH))
-    pull = sum(1 for e in entries if e["method"] == "GET" and any(p in e["path"] for p in PULL))
-    limited = sum(1 for e in entries if e["code"] == "REQUEST_LIMIT_EXCEEDED")
+    push = sum(1 for e in entries if e.method == "PATCH" and e.path.endswith(PUSH))
+    pull = sum(1 for e in entries if e.method == "GET" and any(p in e.path for p in PULL))
+    limited = sum(1 for e in entries if e.code == "REQUEST_LIMIT_EXCEEDED")
+    by_sync = {i: n for (user, i), n in sync_writes.items() if user == integration}
+    written_twice = sum(1 for n in by_sync.values() if n > 1)
+    wanted = {i for m in actions for i in targets[m]}
 
     print(f"\n{args.unsubscribes:,} Actions unsubscribes + {args.optouts:,} Salesforce "
           f"opt-outs, shuffled, driven in {driven_s:.0f} s (asked {args.span_s:.0f} s); "
@@ -317,9 +346,11 @@ def run(args: argparse.Namespace) -> None:
           f" {writes_expected / max(push, 1):.0f} records per call; "
           f"pull: {pull} query calls for {args.optouts:,} opt-outs "
           f"({pull / args.optouts:.4f} per opt-out); REQUEST_LIMIT_EXCEEDED: {limited}")
-    print(f"writes per edit: Salesforce records written {accepted:,.0f} for "
-          f"{writes_expected:,} to opt out ({accepted / writes_expected:.3f}; "
-          f"{unwritten} unsubscribes not written); store rows {pulled_in_store:,.0f} for "
+    print(f"writes per edit: the sync wrote {sum(by_sync.values()):,} records in Salesforce "
+          f"for {writes_expected:,} to opt out ({sum(by_sync.values()) / writes_expected:.3f}"
+          f"; {written_twice} written twice, {len(by_sync.keys() - wanted)} not asked for, "
+          f"{unwritten} unsubscribes not written; the sink counted {accepted:,.0f} accepted"
+          f"); store rows {pulled_in_store:,.0f} for "
           f"{args.optouts:,} person's opt-outs ({pulled_in_store / args.optouts:.3f}); the "
           f"source published {source_published:,.0f} ({source_published / args.optouts:.3f}"
           f" per opt-out), the sync's own writes among them (echoes): {echoes}")
