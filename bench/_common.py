@@ -1,4 +1,5 @@
-"""What the benchmarks share: a stack on a fresh store, the raw consume rate, CPU time.
+"""What the benchmarks share: a stack on a fresh store, the raw consume rate, CPU time,
+a topic's arrival times, percentiles, a worker's metrics, the machine's load.
 
 Each benchmark is a script run from the repository root (`.venv/bin/python bench/X.py`);
 Python puts `bench/` on the path, so they import this module as `_common`.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from confluent_kafka import Consumer
 
 from actions_sync.kafka import consumer_config, ensure_topics
@@ -106,3 +109,53 @@ def cpu_seconds(pids: list[int]) -> float:
             continue
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
+
+
+class Arrivals:
+    """Reads `topic` from its start in a thread: key -> wall-clock time (`time.time()`)
+    the record was first consumed, and how many records were read (duplicates included)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.first: dict[str, float] = {}
+        self.records = 0
+        self._stop = threading.Event()
+        self._consumer = Consumer(consumer_config(bootstrap, f"bench-{uuid.uuid4().hex[:6]}",
+                                                  **{"fetch.wait.max.ms": 10}))
+        self._consumer.subscribe([topic])
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                for msg in self._consumer.consume(1000, timeout=0.1):
+                    if not msg.error():
+                        self.records += 1
+                        self.first.setdefault(msg.key().decode(), time.time())
+        finally:
+            self._consumer.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def pct(values: list[float], q: float) -> float:
+    """The `q` quantile (0..1) of `values`, nearest rank."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def load_average() -> str:
+    """The machine's 1/5/15-minute load averages: other sessions share its cores."""
+    return " / ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def metric_sum(url: str, metric: str, **labels: str) -> float:
+    """Sum of a worker's samples of `metric` (its /metrics) whose labels include `labels`."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(url, timeout=10).text
+    return sum(s.value for family in text_string_to_metric_families(text)
+               for s in family.samples
+               if s.name == metric and labels.items() <= s.labels.items())

@@ -21,16 +21,13 @@ import asyncio
 import statistics
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from _common import bench_stack
-from confluent_kafka import Consumer
+from _common import Arrivals, bench_stack, pct
 
 from actions_sync.admin.model import AdminSettings
-from actions_sync.kafka import consumer_config
 from actions_sync.publish import Publisher
 from actions_sync.serialization import RegistryClient
 from actions_sync.store import Store
@@ -52,8 +49,7 @@ class Result:
     published: int  # records, duplicates included
 
     def pct(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        return pct(self.latencies, q)
 
 
 def run(opt_outs: int, span_s: float, poll_s: float, lookback_s: float) -> Result:
@@ -61,11 +57,10 @@ def run(opt_outs: int, span_s: float, poll_s: float, lookback_s: float) -> Resul
     state = app[STATE_KEY]
     ids = [sfdc_id("00Q", n) for n in range(1, opt_outs + 1)]
     edited: dict[str, float] = {}
-    arrived: dict[str, float] = {}
     with SandboxServer(app) as server, bench_stack((SALESFORCE_OPTOUTS,)) as stack:
         stop = threading.Event()
-        reader = threading.Thread(target=_read, args=(stack.bootstrap, arrived, stop))
-        reader.start()
+        reader = Arrivals(stack.bootstrap, SALESFORCE_OPTOUTS)
+        arrived = reader.first
         source_done: list[OptOutSource] = []
         loop_thread = threading.Thread(target=lambda: source_done.append(asyncio.run(
             _follow(server.url, stack, poll_s, lookback_s, stop))))
@@ -74,7 +69,7 @@ def run(opt_outs: int, span_s: float, poll_s: float, lookback_s: float) -> Resul
         started = time.monotonic()
         for n, record_id in enumerate(ids):
             human_update(state, record_id, {"HasOptedOutOfEmail": True})
-            edited[record_id] = time.monotonic()
+            edited[record_id] = time.time()
             ahead = started + span_s * (n + 1) / len(ids) - time.monotonic()
             if ahead > 0:
                 time.sleep(ahead)
@@ -83,7 +78,7 @@ def run(opt_outs: int, span_s: float, poll_s: float, lookback_s: float) -> Resul
             time.sleep(0.2)
         stop.set()
         loop_thread.join()
-        reader.join()
+        reader.close()
         calls = sum(e.path.startswith("/services/data") for e in app[JOURNAL_KEY].entries())
     missing = [i for i in ids if i not in arrived]
     if missing:
@@ -115,18 +110,6 @@ async def _follow(url: str, stack: Any, poll_s: float, lookback_s: float,
             await client.aclose()
             registry.close()
     return source
-
-
-def _read(bootstrap: str, arrived: dict[str, float], stop: threading.Event) -> None:
-    consumer = Consumer(consumer_config(bootstrap, f"bench-{uuid.uuid4().hex[:6]}"))
-    consumer.subscribe([SALESFORCE_OPTOUTS])
-    try:
-        while not stop.is_set():
-            for msg in consumer.consume(1000, timeout=0.2):
-                if not msg.error():
-                    arrived.setdefault(msg.key().decode(), time.monotonic())
-    finally:
-        consumer.close()
 
 
 def main() -> None:

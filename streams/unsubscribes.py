@@ -198,9 +198,14 @@ class UnsubscribeAgent:
             return 0
         columns = [rules.ID_COLUMN[o] for o in settings.unsubscribe_objects]
         moved, after = 0, 0
-        while page := table.to_push(self.store.engine, columns, after, CATCH_UP_PAGE):
+        while True:
             out = _Out()
+            # The page is read under the lock: read outside, it could hold a row that a
+            # handler was storing, pushing and marking at that moment, pushed twice then.
             with self._lock:
+                page = table.to_push(self.store.engine, columns, after, CATCH_UP_PAGE)
+                if not page:
+                    break
                 self._plan(page, out, fresh=False)
                 self._emit(out)
             moved += sum(1 for reason in out.pushed.values() if reason is None)
