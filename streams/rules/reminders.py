@@ -25,12 +25,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
 from actions_sync.admin.model import AdminSettings
+from actions_sync.errors import RuleViolation
+from connectors.salesforce.ids import to18
 
 __all__ = [
     "BOTH_WAYS",
@@ -43,13 +45,19 @@ __all__ = [
     "Side",
     "Stamp",
     "TaskState",
+    "actions_change",
     "actions_value",
+    "catch_up",
+    "check_reminder",
+    "check_salesforce_task",
     "delete_reaches",
     "held",
     "imported_on_first_enable",
     "pushed_after_enable",
     "resolve",
+    "salesforce_change",
     "salesforce_value",
+    "task_out",
 ]
 
 Side = Literal["ACTIONS", "SALESFORCE"]
@@ -215,9 +223,9 @@ def resolve(state: TaskState | None, change: Change, now: datetime | None = None
         stale = _overwritten(state, change) | {SF_DELETED}
         synced |= {k: v for k, v in change.values.items() if k not in stale}
     else:
-        write = {SF_FIELD[n]: salesforce_value(n, values[n]) for n in sorted(applied)
-                 if n in SF_FIELD
-                 and synced.get(SF_FIELD[n]) != salesforce_value(n, values[n])}
+        # Salesforce never had it (new, or stored before the first enable): all of it.
+        names = sorted(applied) if synced or not applied else sorted(SF_FIELD)
+        write = _differing(values, synced, names)
         synced |= write
     delete = change.side == "ACTIONS" and DELETED in applied and bool(values[DELETED])
     if delete:
@@ -226,6 +234,82 @@ def resolve(state: TaskState | None, change: Change, now: datetime | None = None
         written_at, written = now or change.at, frozenset(write)
     return Outcome(TaskState(values, stamps, synced, written_at, written), frozenset(applied),
                    write, delete)
+
+
+def _differing(values: Mapping[str, Any], synced: Mapping[str, Any],
+               names: Iterable[str]) -> dict[str, Any]:
+    """The Salesforce fields of `names` whose value differs from the last synced one."""
+    out = {}
+    for name in names:
+        if name in SF_FIELD and synced.get(SF_FIELD[name]) != salesforce_value(
+                name, values[name]):
+            out[SF_FIELD[name]] = salesforce_value(name, values[name])
+    return out
+
+
+def catch_up(state: TaskState, now: datetime) -> Outcome:
+    """The write of a task stored while the sync was off: every field Salesforce does not
+    hold yet (all of them when it never had the task), or its delete."""
+    if state.deleted:
+        return Outcome(state, delete=bool(state.salesforce))
+    write = _differing(state.values, state.salesforce, SF_FIELD)
+    if not write:
+        return Outcome(state)
+    return Outcome(TaskState(state.values, state.stamps, {**state.salesforce, **write}, now,
+                             frozenset(write)), write=write)
+
+
+def salesforce_change(task: Mapping[str, Any]) -> Change:
+    """A `SalesforceTask` (the source's record) as a change from Salesforce."""
+    due = task.get("activity_date")
+    values = {"Subject": task.get("subject"), "Status": task.get("status"),
+              "Priority": task.get("priority"),
+              "ActivityDate": due.isoformat() if due is not None else None,
+              "Description": task.get("description"), SF_DELETED: bool(task["is_deleted"])}
+    return Change("SALESFORCE", task["system_modstamp"], values)
+
+
+def actions_change(task: Mapping[str, Any]) -> Change:
+    """A `ReminderTask` (from Actions) as a change from Actions."""
+    return Change("ACTIONS", task["changed_at"],
+                  {n: task.get(n) for n in (*BOTH_WAYS, "subject", DELETED)})
+
+
+def check_reminder(key: bytes | None, task: Mapping[str, Any]) -> None:
+    """Reject a `ReminderTask` that breaks the topic's contract (`RuleViolation` -> DLQ)."""
+    task_id = task["task_id"]
+    if not task_id or len(task_id) > 64:
+        raise RuleViolation(f"task_id must be 1-64 characters, got {task_id!r}")
+    if key != task_id.encode():
+        raise RuleViolation(f"key {key!r} is not the task id {task_id!r}: the changes of"
+                            " one task must share a key to stay in order")
+    if len(task["subject"]) > 255:
+        raise RuleViolation(f"subject is {len(task['subject'])} characters, Salesforce"
+                            " allows 255")
+
+
+def check_salesforce_task(key: bytes | None, task: Mapping[str, Any]) -> None:
+    """Reject a `SalesforceTask` whose Id is not a Salesforce id or not its key."""
+    try:
+        sfdc_id = to18(task["sfdc_id"])
+    except ValueError as exc:
+        raise RuleViolation(str(exc)) from exc
+    if key is None or key.decode(errors="replace")[:15] != sfdc_id[:15]:
+        raise RuleViolation(f"key {key!r} is not the Task id {sfdc_id}: the changes of one"
+                            " Task must share a key to stay in order")
+
+
+def task_out(task_id: str, outcome: Outcome, at: datetime,
+             extra: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The `SalesforceTaskOut` record of an outcome's write (None: nothing to write).
+    `extra`: WhoId/WhatId for a Task Salesforce does not have yet, Id for one born
+    there (it has no external id until the sync writes one)."""
+    if not outcome.write and not outcome.delete:
+        return None
+    fields = {} if outcome.delete else {k: v for k, v in outcome.write.items()}
+    fields |= {k: v for k, v in (extra or {}).items() if v is not None}
+    return {"external_id": task_id, "operation": "DELETE" if outcome.delete else "UPSERT",
+            "fields": fields, "occurred_at": at, "origin": f"reminder:{task_id}"}
 
 
 def held(settings: AdminSettings) -> Held | None:
