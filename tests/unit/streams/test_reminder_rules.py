@@ -9,17 +9,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from actions_sync.admin.model import AdminSettings
+from actions_sync.errors import RuleViolation
 from streams.rules.reminders import (
     Change,
     Stamp,
     TaskState,
     actions_value,
+    catch_up,
+    check_reminder,
+    check_salesforce_task,
     delete_reaches,
     held,
     imported_on_first_enable,
     pushed_after_enable,
     resolve,
+    salesforce_change,
     salesforce_value,
+    task_out,
 )
 from tests.factories import T0
 
@@ -304,3 +310,53 @@ def test_first_enable_does_not_push_existing_actions_tasks():
                                        (timedelta(days=16), False)])
 def test_salesforce_deletes_reach_actions_within_15_days(age, want):
     assert delete_reaches(T0 - age, T0) is want
+
+
+# -- records -----------------------------------------------------------------------------
+
+def test_a_task_salesforce_never_had_is_written_whole_on_its_first_push():
+    unsent = TaskState(dict(TASK), synced().stamps, {})  # stored before the first enable
+    assert resolve(unsent, actions(5, details="x")).write == IN_SF | {"Description": "x"}
+
+
+def test_the_catch_up_sends_what_salesforce_lacks_or_the_delete():
+    behind = TaskState(TASK | {"status": "COMPLETE"}, synced().stamps, dict(IN_SF))
+    assert catch_up(behind, at(9)).write == {"Status": "Completed"}
+    assert catch_up(synced(), at(9)).write == {}
+    gone = TaskState(TASK | {"deleted": True}, synced().stamps, dict(IN_SF))
+    assert catch_up(gone, at(9)).delete
+
+
+def test_outcomes_become_task_upserts_and_deletes_by_external_id():
+    out = resolve(synced(), actions(5, status="COMPLETE"))
+    record = task_out("t1", out, at(5), {"WhoId": "003000000000001AAA", "WhatId": None})
+    assert record == {"external_id": "t1", "operation": "UPSERT", "occurred_at": at(5),
+                      "fields": {"Status": "Completed", "WhoId": "003000000000001AAA"},
+                      "origin": "reminder:t1"}
+    gone = task_out("t1", resolve(synced(), actions(6, deleted=True)), at(6))
+    assert gone is not None and gone["operation"] == "DELETE" and gone["fields"] == {}
+    assert task_out("t1", resolve(synced(), actions(7)), at(7)) is None
+
+
+def test_a_salesforce_task_record_is_a_change_in_salesforce_terms():
+    change = salesforce_change({"subject": "S", "status": "Completed", "priority": "Low",
+                                "activity_date": date(2026, 12, 24), "description": None,
+                                "is_deleted": False, "system_modstamp": at(3)})
+    assert change == Change("SALESFORCE", at(3), {
+        "Subject": "S", "Status": "Completed", "Priority": "Low",
+        "ActivityDate": "2026-12-24", "Description": None, "IsDeleted": False})
+
+
+@pytest.mark.parametrize("key, task_id, subject", [
+    (b"t2", "t1", "s"), (None, "t1", "s"), (b"", "", "s"), (b"t1", "t1", "x" * 256)])
+def test_a_reminder_breaking_the_contract_is_refused(key, task_id, subject):
+    with pytest.raises(RuleViolation):
+        check_reminder(key, {"task_id": task_id, "subject": subject})
+
+
+@pytest.mark.parametrize("key, sfdc_id", [(b"00T000000000001", "not an id"),
+                                          (b"00T000000000002", "00T000000000001")])
+def test_a_salesforce_task_with_a_bad_id_or_key_is_refused(key, sfdc_id):
+    with pytest.raises(RuleViolation):
+        check_salesforce_task(key, {"sfdc_id": sfdc_id})
+    check_reminder(b"t1", {"task_id": "t1", "subject": "s"})
