@@ -214,7 +214,11 @@ class ReminderAgent:
                 log.warning("Task %s deleted at %s, beyond Salesforce's 15-day horizon: "
                             "reported, not applied", sfdc_id, change.at.isoformat())
                 continue
-            out = rules.resolve(_known(base), change, now)
+            before = _known(base)
+            out = rules.resolve(before, change, now)
+            if (before is not None and not out.applied and base["sfdc_task_id"] == sfdc_id
+                    and out.state.salesforce == before.salesforce):
+                continue  # an echo or a change of what does not sync: no store write
             version = max(filter(None, (base["salesforce_version"], change.at)))
             rows[base["task_id"]] = row_of(out.state, base) | {
                 "sfdc_task_id": sfdc_id, "salesforce_version": version}

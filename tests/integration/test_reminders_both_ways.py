@@ -21,26 +21,30 @@ import httpx
 import pytest
 
 from actions_sync.admin import set_value
-from actions_sync.kafka import read_topic
+from actions_sync.kafka import dlq_topic, read_topic
 from actions_sync.publish import Publisher
 from actions_sync.runtime.stack import Stack
 from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.store import reminder_tasks as table
-from actions_sync.topics import REMINDER_TASKS, SALESFORCE_TASKS
+from actions_sync.topics import OUTBOUND_SALESFORCE_TASKS, REMINDER_TASKS, SALESFORCE_TASKS
 from sandboxes.population import generate
 from streams.rules.people import person_row
+from tests.conftest import EXTERNAL_KAFKA, _delete_topics
 from tests.factories import person_change
 
 pytestmark = pytest.mark.slow
 POPULATION = {p["marketo_id"]: p for p in generate(10, 7)}
 LEAD = {m: p["sfdc_lead_id"] for m, p in POPULATION.items()}
 CONTACT = {m: p["sfdc_contact_id"] for m, p in POPULATION.items()}
+TOPICS = (REMINDER_TASKS, SALESFORCE_TASKS, OUTBOUND_SALESFORCE_TASKS)
 
 
 @pytest.fixture
 def stack(kafka: str, registry: str, tmp_path: Path) -> Iterator[Stack]:
+    if EXTERNAL_KAFKA:  # the topics outlive a test there: start them empty
+        _delete_topics(kafka, [t for n in TOPICS for t in (n, dlq_topic(n))])
     settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
                         database_url=f"sqlite:///{tmp_path}/store.db",
                         group_prefix=f"t-{uuid.uuid4().hex[:8]}")
