@@ -23,7 +23,7 @@ from connectors.runner import RunnerConfig
 from connectors.salesforce.budget import Budget
 from connectors.salesforce.classify import record_outcome
 from connectors.salesforce.client import COLLECTION_MAX, EXTERNAL_ID, SalesforceClient, soql_quote
-from connectors.salesforce.payloads import newest, task_record
+from connectors.salesforce.payloads import merged, newest, task_record
 from connectors.sink_worker import require, require_broker, run_sink
 
 __all__ = ["WORKER", "TaskSink", "client_from", "run"]
@@ -45,14 +45,13 @@ class TaskSink:
     async def deliver(self, records: Sequence[Record]) -> list[Outcome]:
         out = [skipped()] * len(records)  # superseded by a newer change in the batch
         kept = newest(records)
-        upserts = [i for i in kept if records[i]["operation"] == "UPSERT"
-                   and "Id" not in records[i]["fields"]]
-        updates = [i for i in kept if records[i]["operation"] == "UPSERT"
-                   and "Id" in records[i]["fields"]]
+        whole = merged(records, kept)
+        upserts = [i for i in whole if "Id" not in whole[i]["fields"]]
+        updates = [i for i in whole if "Id" in whole[i]["fields"]]
         deletes = [i for i in kept if records[i]["operation"] == "DELETE"]
         answers = await asyncio.gather(
-            fan_out([records[i] for i in upserts], COLLECTION_MAX, self._upsert),
-            fan_out([records[i] for i in updates], COLLECTION_MAX, self._update),
+            fan_out([whole[i] for i in upserts], COLLECTION_MAX, self._upsert),
+            fan_out([whole[i] for i in updates], COLLECTION_MAX, self._update),
             fan_out([records[i] for i in deletes], DELETE_QUERY_MAX, self._delete))
         for indexes, outcomes in zip((upserts, updates, deletes), answers, strict=True):
             for i, outcome in zip(indexes, outcomes, strict=True):
