@@ -42,7 +42,8 @@ from actions_sync.errors import Retriable
 from actions_sync.store.admin_settings import settings_audit
 from actions_sync.store.tables import metadata
 
-__all__ = ["by_salesforce_id", "first_enabled", "load", "reminder_tasks", "save", "unpushed"]
+__all__ = ["by_salesforce_id", "first_enabled", "load", "reminder_tasks", "save", "synced",
+           "unpushed"]
 
 reminder_tasks = Table(
     "reminder_tasks",
@@ -144,3 +145,17 @@ def first_enabled(engine: Engine, key: str = "reminder_task_sync") -> datetime |
     rows = _rows(engine, select(a.c.changed_at).where(a.c.key == key, a.c.new_value == "true")
                  .order_by(a.c.id).limit(1))
     return rows[0]["changed_at"] if rows else None
+
+
+def synced(engine: Engine, task_ids: Iterable[str], sfdc_ids: Iterable[str]
+           ) -> dict[str, dict[str, Any]]:
+    """The Task fields last synced, by task id and by 18-character Task id (the Salesforce
+    source's compare-before-write)."""
+    rows = list(load(engine, [i for i in task_ids if i]).values())
+    rows += by_salesforce_id(engine, [i for i in sfdc_ids if len(i) == 18]).values()
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        out[row["task_id"]] = dict(row["salesforce_synced"])
+        if row["sfdc_task_id"]:
+            out[row["sfdc_task_id"]] = dict(row["salesforce_synced"])
+    return out

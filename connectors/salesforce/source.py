@@ -37,11 +37,12 @@ from actions_sync.metrics import RECORDS_PUBLISHED, SKIPPED, SOURCE_ENABLED, ser
 from actions_sync.publish import Publisher
 from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings
-from actions_sync.store import Store
+from actions_sync.store import Store, reminder_tasks
 from actions_sync.store.unsubscribes import written_optouts
 from actions_sync.topics import RECORD_OF, SALESFORCE_OPTOUTS, SALESFORCE_TASKS, specs
 from connectors.errors import QuotaExhausted, Rejected
 from connectors.salesforce import sink
+from connectors.salesforce.client import EXTERNAL_ID
 from connectors.salesforce.cursor import Row, Stream
 from connectors.salesforce.optouts import optout_stream, optouts
 from connectors.salesforce.poller import Poller
@@ -106,7 +107,11 @@ class OptOutSource:
             await self.poller.deletions(stream, self._publish_deleted)
 
     def _publish_tasks(self, stream: Stream, rows: Sequence[Row]) -> int:
-        records, skipped = tasks(rows, self.poller.client.user_id)
+        mine = [r for r in rows if r.get("LastModifiedById") == self.poller.client.user_id]
+        synced = reminder_tasks.synced(self.poller.store.engine,
+                                       [str(r.get(EXTERNAL_ID) or "") for r in mine],
+                                       [str(r["Id"]) for r in mine])
+        records, skipped = tasks(rows, self.poller.client.user_id, synced)
         for reason, n in skipped.items():
             SKIPPED.labels(WORKER, reason).inc(n)
         return self._send_tasks(records)

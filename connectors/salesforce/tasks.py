@@ -3,9 +3,12 @@
 Every change of a Task by someone other than the integration user is published as a
 `SalesforceTask`, whatever it changed (what syncs is the reminder agent's business:
 `streams.rules.reminders`); the sync's own writes never come back (DESIGN: no echo
-loops): a row whose `LastModifiedById` is the integration user is dropped here, and what
-slips through (a person's later edit of the same row) is a no-op for the agent's
-compare-before-write. Deletions come two ways: rows `queryAll` still shows with
+loops): a row whose `LastModifiedById` is the integration user is dropped when its synced
+fields equal what the sync last wrote or read (the store's `salesforce_synced`:
+compare-before-write). Dropping every integration-user row would lose a person's edit
+made less than a poll before the sync wrote another field of the same Task: the row then
+shows the sync as its last modifier (bench/reminders.py found a completion lost so).
+Deletions come two ways: rows `queryAll` still shows with
 `IsDeleted` (recycle bin), and `sobjects/Task/deleted/` (id and deletion time only),
 read every few minutes by the poller. Event ids derive from the row version.
 """
@@ -39,16 +42,31 @@ def task_stream() -> Stream:
                   first_back=FIRST_ENABLE_WINDOW)
 
 
-def tasks(rows: Sequence[Row], integration_user: str
-          ) -> tuple[list[dict[str, Any]], Counter[str]]:
-    """(records to publish, rows skipped by reason: `echo`)."""
+SYNCED_FIELDS = ("Status", "Priority", "ActivityDate", "Description")
+
+
+def tasks(rows: Sequence[Row], integration_user: str,
+          synced: Mapping[str, Mapping[str, Any]]) -> tuple[list[dict[str, Any]], Counter[str]]:
+    """(records to publish, rows skipped by reason: `echo`). `synced`: the Task fields last
+    synced, by external id or 18-character Task id (`*_synced` of the store's rows)."""
     out, skipped = [], Counter[str]()
     for row in rows:
-        if row.get("LastModifiedById") == integration_user:
+        if row.get("LastModifiedById") == integration_user and _as_synced(row, synced):
             skipped["echo"] += 1
         else:
             out.append(task_record(row))
     return out, skipped
+
+
+def _as_synced(row: Row, synced: Mapping[str, Mapping[str, Any]]) -> bool:
+    last = synced.get(str(row.get(EXTERNAL_ID) or "")) or synced.get(to18(str(row["Id"])))
+    if last is None:
+        return True  # the sync wrote it and knows nothing more: nothing for Actions
+    due = row.get("ActivityDate")
+    now = {**{f: row.get(f) for f in SYNCED_FIELDS}, "ActivityDate": str(due)[:10] if due
+           else None}
+    return all(now[f] == last.get(f) for f in SYNCED_FIELDS if f in last) and not row.get(
+        "IsDeleted")
 
 
 def _date(value: Any) -> date | None:

@@ -17,7 +17,7 @@ ROW = {"Id": "00T000000000001", "SystemModstamp": "2026-12-01T10:00:00.000+0000"
 
 
 def test_a_persons_change_is_published_whatever_it_changed():
-    records, skipped = tasks([ROW], INTEGRATION)
+    records, skipped = tasks([ROW], INTEGRATION, {})
     assert len(records) == 1 and not skipped
     record = records[0]
     assert record["sfdc_id"] == to18("00T000000000001")  # 18 characters
@@ -26,9 +26,23 @@ def test_a_persons_change_is_published_whatever_it_changed():
     assert record["system_modstamp"] == datetime(2026, 12, 1, 10, tzinfo=UTC)
 
 
+SYNCED = {"Status": "In Progress", "Priority": "Low", "ActivityDate": "2026-12-24",
+          "Description": None}
+
+
 def test_the_syncs_own_write_is_dropped():
-    records, skipped = tasks([ROW | {"LastModifiedById": INTEGRATION}], INTEGRATION)
+    mine = ROW | {"LastModifiedById": INTEGRATION, "ActionsSync_Id__c": "t1"}
+    records, skipped = tasks([mine], INTEGRATION, {"t1": SYNCED})
     assert records == [] and skipped == {"echo": 1}
+    assert tasks([mine], INTEGRATION, {})[0] == []  # a Task the store does not know
+
+
+def test_a_persons_edit_hidden_behind_the_syncs_later_write_is_published():
+    """A person completed the Task, then the sync wrote its due date before the poll:
+    the row's last modifier is the sync, but its status is not what the sync knows."""
+    mine = ROW | {"LastModifiedById": INTEGRATION, "Status": "Completed"}
+    records, _ = tasks([mine], INTEGRATION, {to18(ROW["Id"]): SYNCED})
+    assert [r["status"] for r in records] == ["Completed"]
 
 
 def test_an_activity_date_is_never_shifted_by_a_time_zone():
