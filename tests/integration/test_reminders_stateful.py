@@ -8,8 +8,8 @@ reminder worker and the Salesforce source killed (`kill -9`) and restarted at ra
 points. After each step both sides converge to the oracle: every field as its last
 edit left it, except what does not sync (a `Low` priority or another status set in
 Salesforce stays there, and Actions keeps its value). At the end the sync has written no
-more Tasks to Salesforce than Actions made edits (+1: the creation), and no more store
-rows than edits on both sides: no ping-pong.
+more Tasks to Salesforce than Actions made edits (the creation counts as one), and no
+more store row writes than edits on both sides (+1: recording the Task's Id): no ping-pong.
 
 Small in `make test` (REMINDERS_STATEFUL_EXAMPLES, default 2 examples of up to 6 steps);
 `bench/reminders.py` runs the large one. Edits are made one at a time, each awaited.
@@ -216,7 +216,10 @@ def machine(sides: Sides) -> type[RuleBasedStateMachine]:
                 return  # the creation itself failed: that error is the report
             assert sides.writes_to_salesforce(self.task_id) <= self.actions_edits
             revisions = sides.stored(self.task_id)["revision"]
-            assert revisions <= self.actions_edits + self.sf_edits
+            # +1: the row may be written once more to record the Task's Id, when the echo
+            # of the sync's first write reaches the agent (the source lets it through if
+            # it polls between the agent's publish and its save); it changes no value
+            assert revisions <= self.actions_edits + self.sf_edits + 1
 
     return Reminders
 
