@@ -77,7 +77,8 @@ WORKERS = {
 }
 # What `up` runs by default: every built flow, one copy each.
 UP_WORKERS = ("people", "activities", "marketo-sink", "salesforce-sink", "admin-api",
-              "unsubscribes", "salesforce-optout-sink", "send-check", "salesforce-source")
+              "unsubscribes", "salesforce-optout-sink", "send-check", "salesforce-source",
+              "reminders")
 
 
 def not_built(what: str, part: str) -> NoReturn:

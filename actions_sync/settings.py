@@ -214,6 +214,11 @@ class Settings(BaseSettings):
         600.0, ge=0, le=86400, description="Salesforce source: each poll re-reads this much "
         "before its cursor (rows of long transactions become visible late)",
     )
+    # Reminder agent (streams/reminders.py, SPEC S11)
+    reminders_retry_s: float = Field(
+        5.0, gt=0, le=3600, description="reminder agent: seconds between catch-ups (tasks "
+        "stored while the sync was off)",
+    )
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

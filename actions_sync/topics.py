@@ -31,7 +31,7 @@ REMINDER_TASKS = "actions.reminder.tasks"  # key: task id, value: ReminderTask
 SEND_CHECKS = "actions.send.checks"  # key: Marketo ID, value: SendCheck
 SEND_DECISIONS = "actions.send.decisions"  # key: Marketo ID, value: SendDecision
 SALESFORCE_OPTOUTS = "salesforce.optouts"  # key: Salesforce Id, value: SalesforceOptOut
-SALESFORCE_TASKS = "salesforce.tasks"
+SALESFORCE_TASKS = "salesforce.tasks"  # key: Task Id, value: SalesforceTask
 OUTBOUND_MARKETO_ACTIVITIES = "outbound.marketo.activities"
 OUTBOUND_SALESFORCE_TASKS = "outbound.salesforce.tasks"
 OUTBOUND_SALESFORCE_OPTOUTS = "outbound.salesforce.optouts"
@@ -49,6 +49,7 @@ RECORD_OF = {
     OUTBOUND_SALESFORCE_TASKS: "SalesforceTaskOut",
     SALESFORCE_OPTOUTS: "SalesforceOptOut",
     OUTBOUND_SALESFORCE_OPTOUTS: "SalesforceOptOutWrite",
+    SALESFORCE_TASKS: "SalesforceTask",
 }
 INPUT_TOPICS = (PERSON_CHANGES, SALES_ACTIVITIES, UNSUBSCRIBES, REMINDER_TASKS, SEND_CHECKS)
 

@@ -4,6 +4,7 @@ from actions_sync.store import (  # noqa: F401  (their tables)
     admin_settings,
     ledger,
     parked,
+    reminder_tasks,
     send_decisions,
     unsubscribes,
 )

@@ -39,13 +39,15 @@ class Stream:
     """One object's changes: `name` is its checkpoint, `fields` what the mapping reads,
     `where` a SOQL condition narrowing the rows (the cursor stays correct: any change of
     a row moves its SystemModstamp), `include_deleted` reads through `queryAll`, so a row
-    deleted before the poll is still seen (`IsDeleted` true)."""
+    deleted before the poll is still seen (`IsDeleted` true), `first_back` how far before
+    "now" its first position is."""
 
     name: str
     sobject: str
     fields: tuple[str, ...] = ()
     where: str = ""
     include_deleted: bool = False
+    first_back: timedelta = timedelta(0)  # a stream never polled starts this long before now
 
     def selected(self) -> list[str]:
         return list(dict.fromkeys((*BASE_FIELDS, *self.fields)))

@@ -72,12 +72,12 @@ class Poller:
         return handed
 
     def position(self, stream: Stream) -> Position:
-        """The saved position, or "now" for a stream never polled (saved at once, so a
-        restart before the first change does not move it)."""
+        """The saved position, or "now" (less the stream's `first_back`) for a stream never
+        polled (saved at once, so a restart before the first change does not move it)."""
         saved = self.store.checkpoint(stream.name)
         if saved is not None:
             return Position.load(saved)
-        position = Position.start(self._now())
+        position = Position.start(self._now() - stream.first_back)
         self.commit(stream.name, position.dump())
         return position
 

@@ -1,6 +1,8 @@
 """The Salesforce Tasks sink: `outbound.salesforce.tasks` -> Task upserts and deletes (S8).
 
-Upserts go by the external id `ActionsSync_Id__c`, 200 per sObject Collections call
+Upserts go by the external id `ActionsSync_Id__c` (a record whose fields carry the Task
+`Id`, a reminder task born in Salesforce, updates it by Id and sets the external id), 200
+per sObject Collections call
 (`allOrNone=false`), so a redelivered record rewrites the same Task: exactly-once effect
 without a ledger. A DELETE finds the Task ids by external id (one SOQL query per 100)
 and deletes them; a Task that is already gone counts as deleted. Each record's result
@@ -21,7 +23,7 @@ from connectors.runner import RunnerConfig
 from connectors.salesforce.budget import Budget
 from connectors.salesforce.classify import record_outcome
 from connectors.salesforce.client import COLLECTION_MAX, EXTERNAL_ID, SalesforceClient, soql_quote
-from connectors.salesforce.payloads import newest, task_record
+from connectors.salesforce.payloads import merged, newest, task_record
 from connectors.sink_worker import require, require_broker, run_sink
 
 __all__ = ["WORKER", "TaskSink", "client_from", "run"]
@@ -43,18 +45,27 @@ class TaskSink:
     async def deliver(self, records: Sequence[Record]) -> list[Outcome]:
         out = [skipped()] * len(records)  # superseded by a newer change in the batch
         kept = newest(records)
-        upserts = [i for i in kept if records[i]["operation"] == "UPSERT"]
+        whole = merged(records, kept)
+        upserts = [i for i in whole if "Id" not in whole[i]["fields"]]
+        updates = [i for i in whole if "Id" in whole[i]["fields"]]
         deletes = [i for i in kept if records[i]["operation"] == "DELETE"]
         answers = await asyncio.gather(
-            fan_out([records[i] for i in upserts], COLLECTION_MAX, self._upsert),
+            fan_out([whole[i] for i in upserts], COLLECTION_MAX, self._upsert),
+            fan_out([whole[i] for i in updates], COLLECTION_MAX, self._update),
             fan_out([records[i] for i in deletes], DELETE_QUERY_MAX, self._delete))
-        for indexes, outcomes in zip((upserts, deletes), answers, strict=True):
+        for indexes, outcomes in zip((upserts, updates, deletes), answers, strict=True):
             for i, outcome in zip(indexes, outcomes, strict=True):
                 out[i] = outcome
         return out
 
     async def _upsert(self, records: Sequence[Record]) -> list[Outcome]:
         results = await self.client.upsert("Task", EXTERNAL_ID, [task_record(r) for r in records])
+        return [record_outcome(r) for r in results]
+
+    async def _update(self, records: Sequence[Record]) -> list[Outcome]:
+        """Tasks born in Salesforce have no external id until the sync's first write:
+        that write goes by their Id and sets it (S11), later ones upsert by it."""
+        results = await self.client.update([task_record(r) for r in records])
         return [record_outcome(r) for r in results]
 
     async def _delete(self, records: Sequence[Record]) -> list[Outcome]:
@@ -65,6 +76,10 @@ class TaskSink:
         ids: dict[str, list[str]] = {}
         for row in rows:
             ids.setdefault(str(row[EXTERNAL_ID]).casefold(), []).append(str(row["Id"]))
+        for r in records:  # a Task born in Salesforce may not carry the external id yet
+            known = ids.setdefault(r["external_id"].casefold(), [])
+            if (given := r["fields"].get("Id")) and given not in known:
+                known.append(str(given))
         doomed = [i for r in records for i in ids.get(r["external_id"].casefold(), [])]
         results = [r for part in chunks(doomed, COLLECTION_MAX)
                    for r in await self.client.delete(part)]

@@ -1,4 +1,5 @@
-"""The Salesforce source connector: Salesforce -> `salesforce.optouts` (SPEC S9).
+"""The Salesforce source connector: Salesforce -> `salesforce.optouts` (SPEC S9) and
+`salesforce.tasks` (SPEC S11).
 
     actions-sync worker salesforce-source  -> run(settings), until SIGTERM
 
@@ -7,8 +8,11 @@ Every `salesforce_poll_interval_s` it polls the objects of the admin setting
 the `(SystemModstamp, Id)` cursor and lookback of `cursor.py` (`poller.py` saves each
 object's position in the store's checkpoints once the broker has the page's records),
 and publishes the persons' opt-outs (`optouts.py`: never a re-subscribe, never the sync's
-own write). The admin settings are read live: with `unsubscribe_sync` off it polls
-nothing and the positions wait; turned on, it catches up from them.
+own write). The Task stream is a second stream of the same poller (`tasks.py`: every
+person's change of a Task, with its deletions from `sobjects/Task/deleted`), polled while
+`reminder_task_sync` and `salesforce_log_reminder_tasks` are both on; its first position
+is 24 hours back (S11's first enable). The admin settings are read live: a stream whose
+setting is off is not polled and its position waits; turned on, it catches up from it.
 
 The daily API budget is the sink's (`Sforce-Limit-Info`, `budget.py`): the client stops
 while only `salesforce_budget_reserve` calls remain, and the source pauses.
@@ -23,6 +27,7 @@ import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
 from functools import partial
+from typing import Any
 
 from actions_sync.admin.live import LiveSettings
 from actions_sync.admin.model import AdminSettings
@@ -32,14 +37,16 @@ from actions_sync.metrics import RECORDS_PUBLISHED, SKIPPED, SOURCE_ENABLED, ser
 from actions_sync.publish import Publisher
 from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings
-from actions_sync.store import Store
+from actions_sync.store import Store, reminder_tasks
 from actions_sync.store.unsubscribes import written_optouts
-from actions_sync.topics import RECORD_OF, SALESFORCE_OPTOUTS, specs
+from actions_sync.topics import RECORD_OF, SALESFORCE_OPTOUTS, SALESFORCE_TASKS, specs
 from connectors.errors import QuotaExhausted, Rejected
 from connectors.salesforce import sink
+from connectors.salesforce.client import EXTERNAL_ID
 from connectors.salesforce.cursor import Row, Stream
 from connectors.salesforce.optouts import optout_stream, optouts
 from connectors.salesforce.poller import Poller
+from connectors.salesforce.tasks import deleted_task, task_stream, tasks
 from connectors.sink_worker import require, require_broker
 
 __all__ = ["WORKER", "OptOutSource", "run"]
@@ -87,11 +94,37 @@ class OptOutSource:
             await self.wait(self.poll_interval_s)
 
     async def cycle(self) -> None:
-        """One poll of each object the admin settings name, in the field they name."""
+        """One poll of each object the admin settings name, in the field they name, and
+        of the Tasks while reminder tasks sync."""
         admin = self.admin()
-        for sobject in admin.unsubscribe_objects:
-            stream = optout_stream(sobject, admin.unsubscribe_field)
-            await self.poller.poll(stream, partial(self._publish, admin.unsubscribe_field))
+        if admin.unsubscribe_sync:
+            for sobject in admin.unsubscribe_objects:
+                stream = optout_stream(sobject, admin.unsubscribe_field)
+                await self.poller.poll(stream, partial(self._publish, admin.unsubscribe_field))
+        if _tasks_on(admin):
+            stream = task_stream()
+            await self.poller.poll(stream, self._publish_tasks)
+            await self.poller.deletions(stream, self._publish_deleted)
+
+    def _publish_tasks(self, stream: Stream, rows: Sequence[Row]) -> int:
+        mine = [r for r in rows if r.get("LastModifiedById") == self.poller.client.user_id]
+        synced = reminder_tasks.synced(self.poller.store.engine,
+                                       [str(r.get(EXTERNAL_ID) or "") for r in mine],
+                                       [str(r["Id"]) for r in mine])
+        records, skipped = tasks(rows, self.poller.client.user_id, synced)
+        for reason, n in skipped.items():
+            SKIPPED.labels(WORKER, reason).inc(n)
+        return self._send_tasks(records)
+
+    def _publish_deleted(self, stream: Stream, items: Sequence[dict[str, Any]]) -> int:
+        return self._send_tasks([deleted_task(i) for i in items])
+
+    def _send_tasks(self, records: Sequence[dict[str, Any]]) -> int:
+        count = self.poller.publisher.publish(SALESFORCE_TASKS, RECORD_OF[SALESFORCE_TASKS],
+                                              ((r["sfdc_id"], r) for r in records))
+        RECORDS_PUBLISHED.labels(WORKER, SALESFORCE_TASKS).inc(count)
+        self.published += count
+        return count
 
     def _publish(self, field: str, stream: Stream, rows: Sequence[Row]) -> int:
         poller = self.poller
@@ -106,11 +139,13 @@ class OptOutSource:
         return count
 
     def _check_enabled(self) -> bool:
-        enabled = self.admin().unsubscribe_sync
+        admin = self.admin()
+        enabled = admin.unsubscribe_sync or _tasks_on(admin)
         if enabled != self._was_enabled:
             SOURCE_ENABLED.labels(WORKER).set(int(enabled))
-            log.info("unsubscribe sync is %s", "on: polling opt-outs from the checkpoints"
-                     if enabled else "off (admin setting unsubscribe_sync): waiting")
+            log.info("unsubscribe and reminder-task sync are %s",
+                     "on: polling from the checkpoints" if enabled else "off (admin settings"
+                     " unsubscribe_sync, reminder_task_sync): waiting")
             self._was_enabled = enabled
         return enabled
 
@@ -120,6 +155,10 @@ class OptOutSource:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), seconds)
         return self.stopping.is_set()
+
+
+def _tasks_on(admin: AdminSettings) -> bool:
+    return admin.reminder_task_sync and admin.salesforce_log_reminder_tasks
 
 
 def validate(settings: Settings) -> tuple[str, str, str]:
@@ -149,7 +188,7 @@ def run(settings: Settings) -> None:
 
 @contextlib.asynccontextmanager
 async def _poller(settings: Settings, kafka: str, registry_url: str) -> AsyncIterator[Poller]:
-    ensure_topics(kafka, specs((SALESFORCE_OPTOUTS,), settings.partitions,
+    ensure_topics(kafka, specs((SALESFORCE_OPTOUTS, SALESFORCE_TASKS), settings.partitions,
                                settings.replication_factor))
     client = sink.client_from(settings)  # the sink's budget keeper and limits
     with contextlib.ExitStack() as closing:

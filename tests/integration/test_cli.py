@@ -204,7 +204,7 @@ def test_up_runs_the_stack_and_writes_its_endpoints(tmp_path):
         assert set(urls["metrics"]) == {  # one copy of each built flow
             "people-0", "activities-0", "marketo-sink-0", "salesforce-sink-0",
             "unsubscribes-0", "salesforce-optout-sink-0", "send-check-0",
-            "salesforce-source-0"}
+            "salesforce-source-0", "reminders-0"}
         said = (tmp_path / "up.err").read_text()
         assert f"logs in {urls['logs']}" in said
         assert f"people-0: {urls['metrics']['people-0']}, log {urls['logs']}" in said

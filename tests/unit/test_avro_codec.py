@@ -23,7 +23,8 @@ from actions_sync.serialization import Deserializer, FastDeserializer, Serialize
 from tests.factories import person_change, sales_activity
 
 COMPILED = ("PersonChange", "ReminderTask", "SalesActivity", "SalesforceOptOut",
-            "SalesforceOptOutWrite", "SendCheck", "SendDecision", "Unsubscribe")
+            "SalesforceOptOutWrite", "SendCheck", "SendDecision", "Unsubscribe",
+            "SalesforceTask")
 EARLIEST, LATEST = datetime(1, 1, 2), datetime(9999, 12, 30)  # a day inside datetime's range
 EPOCH = datetime(1970, 1, 1)
 

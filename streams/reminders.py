@@ -1,0 +1,353 @@
+"""The reminder agent (SPEC S11): `actions.reminder.tasks` and `salesforce.tasks` -> the
+store's `reminder_tasks` and `outbound.salesforce.tasks`, under `streams.rules.reminders`.
+
+- Actions -> Salesforce: a `ReminderTask` is resolved against the stored task; what it
+  changes is stored and its Salesforce write (only the fields Salesforce does not hold
+  yet; all of them, with WhoId/WhatId, for a Task Salesforce never had) is published as a
+  `SalesforceTaskOut` upsert by `ActionsSync_Id__c` (= the task id), or a delete.
+  A change made before the first enable of `reminder_task_sync` is stored, never pushed.
+  With `reminder_task_sync` or `salesforce_log_reminder_tasks` off, changes are stored
+  `unpushed`, and the catch-up pushes them once both are on again.
+- Salesforce -> Actions: a `SalesforceTask` (the source drops the integration user's own
+  writes) finds its task by external id, else by Task id; a Task born in Salesforce
+  becomes the task `sf-<Task id>` of the person whose Lead/Contact is its WhoId, if it
+  was changed at most 24 h before the first enable or later. A deletion older than
+  Salesforce's 15-day horizon is reported (logged), not applied.
+- The store write is compare-and-set (`revision`): a task resolved by two inputs at once
+  is resolved again from what the other stored. Writes are published before the row is
+  saved: a crash in between re-resolves the redelivered change to the same write, which
+  the sink's upsert absorbs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from actions_sync.admin.live import LiveSettings
+from actions_sync.admin.model import AdminSettings
+from actions_sync.dead_letter import DeadLetterProducer
+from actions_sync.kafka import ensure_topics
+from actions_sync.publish import Publisher
+from actions_sync.serialization import RegistryClient, Serializer
+from actions_sync.settings import Settings
+from actions_sync.store import Store
+from actions_sync.store import reminder_tasks as table
+from actions_sync.store.unsubscribes import people_by_salesforce_id
+from actions_sync.topics import (
+    OUTBOUND_SALESFORCE_TASKS,
+    RECORD_OF,
+    REMINDER_TASKS,
+    SALESFORCE_TASKS,
+    specs,
+)
+from connectors.salesforce.ids import to18
+from streams.app import Handler, run_agent
+from streams.batch import split
+from streams.rules import reminders as rules
+from streams.rules.activities import who_and_what
+
+__all__ = ["WORKER", "CatchUp", "ReminderAgent", "run"]
+
+WORKER = "reminders"
+CATCH_UP_PAGE = 500
+CAS_ATTEMPTS = 5
+SF_BORN = "sf-"  # task id prefix of a Task born in Salesforce
+log = logging.getLogger(__name__)
+
+Decode = Callable[[bytes | None], dict[str, Any]]
+Record = Mapping[str, Any]
+Row = dict[str, Any]
+VALUES = ("subject", "status", "priority", "due_date", "details", "deleted")
+
+
+def state_of(row: Row) -> rules.TaskState:
+    """A stored row as the rules see it."""
+    stamps = {n: rules.Stamp(datetime.fromisoformat(at), side)
+              for n, (at, side) in row["stamps"].items()}
+    return rules.TaskState({n: row[n] for n in VALUES}, stamps, dict(row["salesforce_synced"]),
+                           row["written_at"], frozenset(row["written"]))
+
+
+def row_of(state: rules.TaskState, base: Row) -> Row:
+    """`base` (the stored row, or a new one's identity) with `state` in it."""
+    return base | dict(state.values) | {
+        "salesforce_synced": dict(state.salesforce),
+        "stamps": {n: [s.at.isoformat(), s.side] for n, s in state.stamps.items()},
+        "written_at": state.written_at, "written": sorted(state.written)}
+
+
+def _known(row: Row) -> rules.TaskState | None:
+    """The state of a stored (or earlier in the batch resolved) row; None for a new one."""
+    return state_of(row) if "stamps" in row else None
+
+
+def _new_row(task_id: str, marketo_id: int | None) -> Row:
+    return {"task_id": task_id, "marketo_id": marketo_id, "sfdc_task_id": None,
+            "actions_version": None, "salesforce_version": None, "unpushed": False,
+            "revision": 0}
+
+
+class ReminderAgent:
+    """Both batch handlers (`tasks`, `salesforce_tasks`) and the catch-up (`catch_up`)."""
+
+    def __init__(self, store: Store, publisher: Publisher, registry: RegistryClient,
+                 settings: Callable[[], AdminSettings], dead_letters: DeadLetterProducer,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.encode = Serializer(registry, OUTBOUND_SALESFORCE_TASKS,
+                                 RECORD_OF[OUTBOUND_SALESFORCE_TASKS])
+        self.settings = settings
+        self.dead_letters = dead_letters
+        self.now = now
+        self._enabled_at: datetime | None = None
+        # Two handler threads and the catch-up share the producer and the rows.
+        self._lock = threading.Lock()
+
+    def enabled_at(self) -> datetime | None:
+        """The first enable of `reminder_task_sync` (it never moves once found)."""
+        if self._enabled_at is None:
+            self._enabled_at = table.first_enabled(self.store.engine)
+        return self._enabled_at
+
+    # -- Actions -> Salesforce ------------------------------------------------------------
+
+    def tasks(self, decode: Decode) -> Handler:
+        def handle(records: Sequence[Any]) -> None:
+            batch = split(records, decode, rules.check_reminder)
+            with self._lock:
+                self._settle([t for _, t in batch.good], self._from_actions)
+            if batch.dead:
+                self.dead_letters.send(batch.dead)
+        return handle
+
+    def _from_actions(self, tasks: Sequence[Record]) -> tuple[list[Row], list[Record]]:
+        held = rules.held(self.settings())
+        enabled_at, now = self.enabled_at(), self.now()
+        rows = table.load(self.store.engine, (t["task_id"] for t in tasks))
+        people = self.store.people_by_id(list({t["marketo_id"] for t in tasks}))
+        changed: dict[str, Row] = {}
+        writes: list[Record] = []
+        for task in tasks:
+            task_id = task["task_id"]
+            base = changed.get(task_id) or rows.get(task_id) or _new_row(task_id,
+                                                                          task["marketo_id"])
+            before = _known(base)
+            change = rules.actions_change(task)
+            out = rules.resolve(before, change, now)
+            if not out.applied:
+                continue
+            pushed = (held is None and enabled_at is not None
+                      and rules.pushed_after_enable(change.at, enabled_at))
+            unsent = before.salesforce if before else {}
+            if pushed and base["unpushed"] and before is not None:
+                # earlier changes were stored while off: send what Salesforce lacks
+                out = rules.catch_up(dataclasses.replace(
+                    out.state, salesforce=unsent, written_at=before.written_at,
+                    written=before.written), now)
+            state = out.state
+            if pushed:
+                extra = self._identity(base, before, people.get(task["marketo_id"]))
+                if (record := rules.task_out(task_id, out, change.at, extra)) is not None:
+                    writes.append(record)
+            else:
+                state = dataclasses.replace(
+                    state, salesforce=unsent, written_at=before.written_at if before else None,
+                    written=before.written if before else frozenset())
+            version = max(filter(None, (base["actions_version"], change.at)))
+            changed[task_id] = row_of(state, base) | {
+                "actions_version": version,
+                "unpushed": not pushed and held is not None and enabled_at is not None}
+        return list(changed.values()), writes
+
+    @staticmethod
+    def _identity(base: Row, before: rules.TaskState | None,
+                  person: Record | None) -> dict[str, Any]:
+        """WhoId/WhatId for a Task Salesforce does not have yet; the Task Id of one born
+        in Salesforce (its external id is written with it)."""
+        if base.get("sfdc_task_id") and base["task_id"].startswith(SF_BORN):
+            return {"Id": base["sfdc_task_id"]}
+        if before is not None and before.salesforce:
+            return {}
+        who, what = who_and_what(person or {})
+        return {"WhoId": who, "WhatId": what}
+
+    # -- Salesforce -> Actions ------------------------------------------------------------
+
+    def salesforce_tasks(self, decode: Decode) -> Handler:
+        def handle(records: Sequence[Any]) -> None:
+            batch = split(records, decode, rules.check_salesforce_task)
+            with self._lock:
+                self._settle([t for _, t in batch.good], self._from_salesforce)
+            if batch.dead:
+                self.dead_letters.send(batch.dead)
+        return handle
+
+    def _from_salesforce(self, tasks: Sequence[Record]) -> tuple[list[Row], list[Record]]:
+        if (reason := rules.held(self.settings())) is not None:
+            log.info("%d Salesforce Task changes not applied: %s", len(tasks), reason)
+            return [], []
+        enabled_at, now = self.enabled_at(), self.now()
+        ids = [to18(t["sfdc_id"]) for t in tasks]
+        by_id = table.by_salesforce_id(self.store.engine, ids)
+        by_task = table.load(self.store.engine, (t["external_id"] for t in tasks
+                                                 if t.get("external_id")))
+        people = people_by_salesforce_id(self.store.engine,
+                                         [to18(t["who_id"]) for t in tasks if t.get("who_id")])
+        rows: dict[str, Row] = {}
+        for task, sfdc_id in zip(tasks, ids, strict=True):
+            change = rules.salesforce_change(task)
+            task_id = task.get("external_id") or None
+            base = (rows.get(task_id or "") or by_task.get(task_id or "")
+                    or next((r for r in rows.values() if r["sfdc_task_id"] == sfdc_id), None)
+                    or by_id.get(sfdc_id))
+            if base is None:
+                base = self._born(task, sfdc_id, change, enabled_at, people)
+                if base is None:
+                    continue
+            if task["is_deleted"] and not rules.delete_reaches(change.at, now):
+                log.warning("Task %s deleted at %s, beyond Salesforce's 15-day horizon: "
+                            "reported, not applied", sfdc_id, change.at.isoformat())
+                continue
+            before = _known(base)
+            out = rules.resolve(before, change, now)
+            if (before is not None and not out.applied and base["sfdc_task_id"] == sfdc_id
+                    and out.state.salesforce == before.salesforce):
+                continue  # an echo or a change of what does not sync: no store write
+            version = max(filter(None, (base["salesforce_version"], change.at)))
+            rows[base["task_id"]] = row_of(out.state, base) | {
+                "sfdc_task_id": sfdc_id, "salesforce_version": version}
+        return list(rows.values()), []
+
+    def _born(self, task: Record, sfdc_id: str, change: rules.Change,
+              enabled_at: datetime | None, people: Mapping[str, list[dict[str, Any]]]
+              ) -> Row | None:
+        """The new row of a Task born in Salesforce, or None when it is not imported."""
+        if task["is_deleted"]:
+            return None
+        if enabled_at is None or not rules.imported_on_first_enable(change.at, enabled_at):
+            log.info("Task %s changed at %s, more than 24 h before the first enable: not "
+                     "imported", sfdc_id, change.at.isoformat())
+            return None
+        found = people.get(to18(task["who_id"])) if task.get("who_id") else None
+        if not found:
+            log.info("Task %s: no person in Actions has its WhoId %s: not imported",
+                     sfdc_id, task.get("who_id"))
+            return None
+        return _new_row(SF_BORN + sfdc_id, int(found[0]["marketo_id"]))
+
+    # -- both -----------------------------------------------------------------------------
+
+    def _settle(self, items: Sequence[Record],
+                resolve: Callable[[Sequence[Record]], tuple[list[Row], list[Record]]]) -> None:
+        """Resolve, publish the writes, save; what lost a compare-and-set is resolved again
+        from the row the other writer stored."""
+        for _ in range(CAS_ATTEMPTS):
+            rows, writes = resolve(items)
+            self._publish(writes)
+            lost = table.save(self.store.engine, rows, self.now())
+            if not lost:
+                return
+            items = [i for i in items if _task_key(i) in lost or i.get("external_id") in lost]
+        raise RuntimeError(f"reminder tasks kept changing under this worker: {sorted(lost)}")
+
+    def _publish(self, writes: Sequence[Record]) -> None:
+        if writes:
+            self.publisher.publish_raw(OUTBOUND_SALESFORCE_TASKS, [
+                (w["external_id"].encode(), self.encode(dict(w))) for w in writes])
+            self.publisher.flush()
+
+    # -- catch-up -------------------------------------------------------------------------
+
+    def catch_up(self) -> int:
+        """Push the tasks stored while the sync was off; how many went."""
+        if rules.held(self.settings()) is not None:
+            return 0
+        moved, after = 0, ""
+        while page := table.unpushed(self.store.engine, after, CATCH_UP_PAGE):
+            with self._lock:
+                people = self.store.people_by_id([r["marketo_id"] for r in page
+                                                  if r["marketo_id"] is not None])
+                rows, writes = [], []
+                for row in page:
+                    before = state_of(row)
+                    out = rules.catch_up(before, self.now())
+                    extra = self._identity(row, before, people.get(row["marketo_id"]))
+                    record = rules.task_out(row["task_id"], out, self.now(), extra)
+                    if record is not None:
+                        writes.append(record)
+                    rows.append(row_of(out.state, row) | {"unpushed": False})
+                self._publish(writes)
+                table.save(self.store.engine, rows, self.now())  # a loser goes next time
+            moved += len(writes)
+            after = page[-1]["task_id"]
+        return moved
+
+
+def _task_key(item: Record) -> str:
+    return str(item.get("task_id") or (SF_BORN + to18(item["sfdc_id"])))
+
+
+class CatchUp:
+    """Runs `agent.catch_up()` every `interval_s` in a daemon thread."""
+
+    def __init__(self, agent: ReminderAgent, interval_s: float) -> None:
+        self.agent = agent
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reminders-catch-up",
+                                        daemon=True)
+
+    def start(self) -> CatchUp:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                if moved := self.agent.catch_up():
+                    log.info("catch-up: %d reminder tasks pushed", moved)
+            except Exception:  # store or broker away: everything stays where it is
+                log.exception("reminder catch-up failed")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def run(settings: Settings) -> None:
+    """`actions-sync worker reminders`."""
+    closers: list[Callable[[], None]] = []
+    agents: list[ReminderAgent] = []
+
+    def agent(store: Store, dead_letters: DeadLetterProducer) -> ReminderAgent:
+        if agents:
+            return agents[0]
+        bootstrap, registry_url = settings.kafka_bootstrap_servers, settings.schema_registry_url
+        assert bootstrap and registry_url, "checked by run_agent"
+        ensure_topics(bootstrap, specs((OUTBOUND_SALESFORCE_TASKS,), settings.partitions,
+                                       settings.replication_factor))
+        registry = RegistryClient(registry_url)
+        live = LiveSettings(store.engine, bootstrap,
+                            replication=settings.replication_factor).start()
+        made = ReminderAgent(store, Publisher(bootstrap, registry), registry, live.current,
+                             dead_letters)
+        catch_up = CatchUp(made, settings.reminders_retry_s).start()
+        closers.extend([catch_up.close, live.close, registry.close])
+        agents.append(made)
+        return made
+
+    try:
+        run_agent(settings, WORKER, REMINDER_TASKS, RECORD_OF[REMINDER_TASKS],
+                  lambda store, decode, dead: agent(store, dead).tasks(decode),
+                  more=[(SALESFORCE_TASKS, RECORD_OF[SALESFORCE_TASKS],
+                         lambda store, decode, dead: agent(store, dead).salesforce_tasks(
+                             decode))])
+    finally:
+        for close in closers:
+            close()
