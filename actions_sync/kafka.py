@@ -191,12 +191,16 @@ def group_progress(bootstrap: str, group: str, topic: str, ends: Ends) -> tuple[
         consumer.close()
 
 
-def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0) -> list[Any]:
-    """Every record of `topic` from the beginning, until none arrives for `idle_s`.
+def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0,
+               ends_within_s: float = 30.0) -> list[Any]:
+    """Every record of `topic` from the beginning: at least up to each partition's end
+    when the read began (given `ends_within_s` to get there: a first fetch of many
+    partitions can take longer than `idle_s` on some brokers), then until none arrives
+    for `idle_s`.
 
     For inspection (tests, the demo's report, `dlq list`); it joins no group.
     """
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "actions-sync-reader",
                          "enable.auto.commit": False})
@@ -205,13 +209,25 @@ def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0) -> list[Any]:
         meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if meta is None or meta.error is not None:
             return records
-        consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
-        last = time.monotonic()
-        while time.monotonic() - last < idle_s:
+        partitions = [TopicPartition(topic, p, 0) for p in meta.partitions]
+        try:  # where each partition ends now; an empty one is already there
+            ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1]
+                    for tp in partitions}
+        except KafkaException:  # the broker will not say: read until idle alone
+            ends = {}
+        behind = {p for p, end in ends.items() if end > 0}
+        consumer.assign(partitions)
+        started = last = time.monotonic()
+        while (time.monotonic() - last < idle_s
+               or (behind and time.monotonic() - started < ends_within_s)):
             msg = consumer.poll(0.2)
             if msg is not None and not msg.error():
                 records.append(msg)
                 last = time.monotonic()
+                partition, offset = msg.partition(), msg.offset()
+                if partition is not None and offset is not None \
+                        and offset + 1 >= ends.get(partition, 0):
+                    behind.discard(partition)
         return records
     finally:
         consumer.close()

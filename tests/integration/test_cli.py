@@ -33,6 +33,14 @@ def test_help_lists_every_command():
     assert all(command in result.stdout for command in ALL_COMMANDS)
 
 
+def test_a_part_not_built_names_the_part_of_the_product_it_belongs_to():
+    from actions_sync.cli import _entry
+    from actions_sync.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="worker 'x' is not built yet: it belongs to S99"):
+        _entry("streams.no_such_agent:run", "worker 'x'", "S99")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -41,7 +49,7 @@ def test_help_lists_every_command():
         (["demo", "--people", "0"], "--people"),
         (["produce", "no.such.topic", "-"], "not a producer topic"),
         (["sandbox", "nope"], "'nope' is not one of"),
-        (["worker", "reminders"], "not built yet"),
+        (["worker", "reminders"], "KAFKA_BOOTSTRAP_SERVERS and SCHEMA_REGISTRY_URL must be set"),
         (["bogus"], "No such command"),
         (["reconcile", "unsubscribes"], "ACTIONS_SYNC_SALESFORCE_URL must be set"),
     ],
