@@ -19,12 +19,19 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
+from hypothesis import settings
 
 from actions_sync.kafka import admin_config, dlq_topic
 from actions_sync.runtime.broker import EmbeddedBroker
 from actions_sync.topics import INPUT_TOPICS, SALESFORCE_OPTOUTS
 from sandboxes.base import SandboxServer
 from sandboxes.registry import create_app as registry_app
+
+# No per-example deadline: the suite shares 2 cores between its tiers, and an example that
+# waits for a core is not a failure (speed is measured in bench/, never in a test). A test
+# that bounds its own inputs' time says so with its own deadline.
+settings.register_profile("actions-sync", deadline=None)
+settings.load_profile("actions-sync")
 
 EXTERNAL_KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
 # Internal topics that tests read back from the start, so deleted between tests too.
