@@ -116,6 +116,9 @@ def test_opt_outs_flow_both_ways_and_the_syncs_own_never_echo(stack: Stack) -> N
     eventually(lambda: record(stack, "Contact", CONTACT[1])[OPTED] is True, "the sync's write")
     as_alice(stack, "Lead", LEAD[3], **{OPTED: True})  # a marker after the sync's writes
     eventually(lambda: stored(stack).get(3) == "SALESFORCE_SYNC", "person 3 from Salesforce")
+    # (the store alone does not say the source polled past the sync's writes: the agent's
+    # first reconciliation may have stored person 3 straight from Salesforce)
+    eventually(lambda: LEAD[3] in published(stack), "person 3's opt-out published")
     as_alice(stack, "Lead", LEAD[2], **{OPTED: False})  # a re-subscribe in Salesforce
     time.sleep(1.0)  # several polls
 
