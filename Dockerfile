@@ -18,6 +18,7 @@ COPY streams/ streams/
 COPY schemas/ schemas/
 COPY connectors/ connectors/
 COPY sandboxes/ sandboxes/
+COPY app/ app/
 RUN pip install . && rm -rf /src
 
 # Never root: a fixed uid so volume ownership is predictable. The home directory is the

@@ -30,7 +30,8 @@ test:
 
 lint:
 	$(PY)/ruff check .
-	$(PY)/mypy actions_sync streams schemas sandboxes
+	$(PY)/mypy actions_sync streams schemas sandboxes app
+	$(PY)/lint-imports --no-cache
 
 # Every test, broker-facing ones on the embedded Tansu broker.
 test-tansu:

@@ -24,11 +24,11 @@ from confluent_kafka import Consumer
 
 from actions_sync.kafka import consumer_config, ensure_topics
 from actions_sync.publish import Publisher
-from actions_sync.runtime.stack import Stack
 from actions_sync.serialization import Deserializer, RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.topics import PERSON_CHANGES, specs
+from app.stack import Stack
 
 WARM_UP_ID = 9_000_000_000  # a person id no generated population uses
 

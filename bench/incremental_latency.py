@@ -30,11 +30,11 @@ from _common import bench_stack
 
 from actions_sync.kafka import read_topic
 from actions_sync.publish import Publisher
-from actions_sync.runtime.stack import Stack
 from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.topics import PERSON_CHANGES
+from app.stack import Stack
 from connectors.marketo.client import MarketoClient, MarketoLimits
 from connectors.marketo.context import SourceContext
 from connectors.marketo.incremental import LeadChanges

@@ -26,12 +26,12 @@ from datetime import UTC, datetime
 import httpx
 from _common import bench_stack, cpu_seconds, raw_rate, warm_up_people
 
-from actions_sync.runtime.process import spawn
-from actions_sync.runtime.stack import CLI, Stack
 from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.topics import PERSON_CHANGES
+from app.process import spawn
+from app.stack import CLI, Stack
 
 ORIGINAL = 1000 / 90  # the original product: ~1,000 people per 1-2 minutes
 TARGET_S = 60.0  # 1.5M people within a minute on 2 cores

@@ -37,10 +37,10 @@ import httpx
 
 from actions_sync.kafka import Ends, ensure_topics
 from actions_sync.publish import Publisher
-from actions_sync.runtime.stack import Stack
 from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.topics import OUTBOUND_MARKETO_ACTIVITIES, OUTBOUND_SALESFORCE_TASKS, specs
+from app.stack import Stack
 from connectors.marketo.activity_types import ACTIVITY_TYPES
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

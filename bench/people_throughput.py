@@ -30,12 +30,12 @@ from _common import bench_stack, cpu_seconds, raw_rate
 
 from actions_sync.kafka import Ends
 from actions_sync.publish import Publisher
-from actions_sync.runtime.people_scenario import Scenario
-from actions_sync.runtime.stack import Stack
 from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.topics import PERSON_CHANGES
+from app.people_scenario import Scenario
+from app.stack import Stack
 from streams.rules import people as rules
 
 TARGET = 25_000

@@ -32,11 +32,11 @@ from _common import bench_stack
 from actions_sync.admin.commands import set_value
 from actions_sync.kafka import read_topic
 from actions_sync.publish import Publisher
-from actions_sync.runtime.stack import Stack
 from actions_sync.serialization import RegistryClient
 from actions_sync.store import Store
 from actions_sync.store import reminder_tasks as table
 from actions_sync.topics import OUTBOUND_SALESFORCE_TASKS, REMINDER_TASKS, SALESFORCE_TASKS
+from app.stack import Stack
 from sandboxes.population import generate
 from streams.rules.people import person_row
 from streams.rules.reminders import SF_FIELD, salesforce_value

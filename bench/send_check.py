@@ -36,10 +36,10 @@ from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from actions_sync.admin import set_value
 from actions_sync.publish import Publisher
-from actions_sync.runtime.process import stop
-from actions_sync.runtime.stack import Stack, Worker
 from actions_sync.serialization import Deserializer, RegistryClient
 from actions_sync.topics import SEND_CHECKS, SEND_DECISIONS
+from app.process import stop
+from app.stack import Stack, Worker
 
 LEADS = 60_000
 CEILING = 1500.0  # decisions/s: 100 calls / 20 s x 300 emails

@@ -58,12 +58,12 @@ from _common import (
 from sqlalchemy import select
 
 from actions_sync.publish import Publisher
-from actions_sync.runtime.stack import Stack
 from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.store.unsubscribes import unsubscribes
 from actions_sync.topics import OUTBOUND_SALESFORCE_OPTOUTS, SALESFORCE_OPTOUTS, UNSUBSCRIBES
+from app.stack import Stack
 from sandboxes.base import JOURNAL_KEY, SandboxServer
 from sandboxes.population import generate
 from sandboxes.salesforce import STATE_KEY, SalesforceConfig, create_app

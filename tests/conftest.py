@@ -22,8 +22,8 @@ from confluent_kafka.admin import AdminClient
 from hypothesis import settings
 
 from actions_sync.kafka import admin_config, dlq_topic
-from actions_sync.runtime.broker import EmbeddedBroker
 from actions_sync.topics import RECORD_OF, SETTINGS
+from app.broker import EmbeddedBroker
 from sandboxes.base import SandboxServer
 from sandboxes.registry import create_app as registry_app
 

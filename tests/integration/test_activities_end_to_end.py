@@ -15,8 +15,6 @@ import pytest
 from actions_sync.admin import set_value
 from actions_sync.kafka import Ends, dlq_topic, ensure_topics, read_topic
 from actions_sync.publish import Publisher
-from actions_sync.runtime.process import stop
-from actions_sync.runtime.stack import Stack
 from actions_sync.serialization import Deserializer, RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
@@ -27,6 +25,8 @@ from actions_sync.topics import (
     SALES_ACTIVITIES,
     specs,
 )
+from app.process import stop
+from app.stack import Stack
 from streams.rules.people import person_row
 from tests.factories import T0, person_change, sales_activity
 

@@ -25,7 +25,7 @@ def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     """`actions-sync settings ...` on a store only (no broker: nothing to publish to)."""
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
     env["DATABASE_URL"] = database_url
-    return subprocess.run([sys.executable, "-m", "actions_sync.cli", "settings", *args],
+    return subprocess.run([sys.executable, "-m", "app.cli", "settings", *args],
                           env=env, capture_output=True, text=True, timeout=60)
 
 

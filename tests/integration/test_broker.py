@@ -10,8 +10,8 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 
 from actions_sync.kafka import admin_config, consumer_config, ensure_topics, producer_config
-from actions_sync.runtime.broker import EmbeddedBroker, tansu_binary
 from actions_sync.topics import INPUT_TOPICS, specs
+from app.broker import EmbeddedBroker, tansu_binary
 
 
 def tansu_processes(bootstrap: str) -> int:

@@ -18,7 +18,6 @@ import pytest
 
 from actions_sync.kafka import Ends, dlq_topic, ensure_topics, read_topic, written
 from actions_sync.publish import Publisher
-from actions_sync.runtime.stack import Stack
 from actions_sync.serialization import Deserializer, RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
@@ -29,6 +28,7 @@ from actions_sync.topics import (
     SALES_ACTIVITIES,
     specs,
 )
+from app.stack import Stack
 from streams.rules.people import person_row
 from tests.conftest import EXTERNAL_KAFKA, _delete_topics
 from tests.factories import T0, person_change, sales_activity

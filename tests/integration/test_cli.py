@@ -22,7 +22,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = N
     clean = {k: v for k, v in os.environ.items()
              if not k.startswith("ACTIONS_SYNC_") and k not in ("KAFKA_BOOTSTRAP_SERVERS",
                                                                  "SCHEMA_REGISTRY_URL")}
-    return subprocess.run([sys.executable, "-m", "actions_sync.cli", *args], input=stdin,
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], input=stdin,
                           capture_output=True, text=True, env={**clean, **(env or {})},
                           timeout=timeout)
 
@@ -34,8 +34,8 @@ def test_help_lists_every_command():
 
 
 def test_a_part_not_built_names_the_part_of_the_product_it_belongs_to():
-    from actions_sync.cli import _entry
     from actions_sync.errors import ConfigError
+    from app.cli import _entry
 
     with pytest.raises(ConfigError, match="worker 'x' is not built yet: it belongs to S99"):
         _entry("streams.no_such_agent:run", "worker 'x'", "S99")
@@ -194,7 +194,7 @@ def test_up_runs_the_stack_and_writes_its_endpoints(tmp_path):
     endpoints = tmp_path / "stack.json"
     with (tmp_path / "up.err").open("w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "actions_sync.cli", "up", "--endpoints-file", str(endpoints)],
+            [sys.executable, "-m", "app.cli", "up", "--endpoints-file", str(endpoints)],
             env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/s.db"},
             stdout=subprocess.DEVNULL, stderr=err)
     try:
@@ -228,10 +228,10 @@ def test_broker_command_creates_the_topics_and_leaves_no_orphan():
     from confluent_kafka.admin import AdminClient
 
     from actions_sync.kafka import admin_config
-    from actions_sync.runtime.broker import tansu_binary
     from actions_sync.topics import INPUT_TOPICS
+    from app.broker import tansu_binary
 
-    proc = subprocess.Popen([sys.executable, "-m", "actions_sync.cli", "broker"],
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "broker"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         line = proc.stdout.readline().strip()

@@ -18,7 +18,7 @@ def run_demo(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items()
              if not k.startswith("ACTIONS_SYNC_") and k not in (
                  "KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL", "DATABASE_URL")}
-    return subprocess.run([sys.executable, "-m", "actions_sync.cli", "demo", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "app.cli", "demo", *args], cwd=cwd,
                           capture_output=True, text=True, env={**clean, "COLUMNS": "200"},
                           timeout=240)
 

@@ -24,8 +24,8 @@ import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
 from actions_sync import metrics
-from actions_sync.cli import WORKERS
 from actions_sync.settings import PREFIX, Settings, env_name
+from app.cli import WORKERS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"

@@ -30,7 +30,6 @@ from actions_sync.admin import set_value
 from actions_sync.admin.live import load
 from actions_sync.kafka import Ends, dlq_topic, ensure_topics, read_topic, written
 from actions_sync.publish import Publisher
-from actions_sync.runtime.stack import Stack
 from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import PERSON_FIELDS, Store
@@ -41,6 +40,7 @@ from actions_sync.topics import (
     SALES_ACTIVITIES,
     specs,
 )
+from app.stack import Stack
 from sandboxes.population import generate, sfdc_id
 from tests.conftest import EXTERNAL_KAFKA, _delete_topics
 from tests.factories import person_change, sales_activity

@@ -20,13 +20,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from actions_sync.admin.commands import set_value
 from actions_sync.kafka import ends_of, read_topic
-from actions_sync.runtime.people_scenario import Expected, reconcile
-from actions_sync.runtime.process import spawn
-from actions_sync.runtime.stack import CLI, Stack, scrape_sum
 from actions_sync.settings import Settings
 from actions_sync.store import PERSON_FIELDS, Store
 from actions_sync.store import admin_settings as stored_settings
 from actions_sync.topics import PERSON_CHANGES
+from app.people_scenario import Expected, reconcile
+from app.process import spawn
+from app.stack import CLI, Stack, scrape_sum
 from sandboxes.base import free_port
 from sandboxes.marketo.fields import FIELDS
 from sandboxes.population import generate

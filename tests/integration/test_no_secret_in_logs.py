@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from actions_sync.runtime.process import spawn, stop
-from actions_sync.runtime.stack import wait_http
+from app.process import spawn, stop
+from app.stack import wait_http
 from sandboxes.base import free_port
 
 pytestmark = pytest.mark.slow
@@ -27,7 +27,7 @@ TOKEN = "admin-Tok3n-0f-the-test"
 MARKETO_SECRET = "mkto-S3cret-0f-the-test"
 SALESFORCE_SECRET = "sfdc-S3cret-0f-the-test"
 SECRETS = (TOKEN, MARKETO_SECRET, SALESFORCE_SECRET)
-CLI = [sys.executable, "-m", "actions_sync.cli"]
+CLI = [sys.executable, "-m", "app.cli"]
 DEEP = b"[" * 200_000 + b"]" * 200_000
 DEEP_IN_VALUE = b'{"value": ' + b"[" * 900 + b"]" * 900 + b"}"
 

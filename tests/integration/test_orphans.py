@@ -45,7 +45,7 @@ def cli(*args: str, cwd: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     clean = {k: v for k, v in os.environ.items()
              if not k.startswith("ACTIONS_SYNC_") and k not in (
                  "KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL", "DATABASE_URL")}
-    proc = subprocess.Popen([sys.executable, "-m", "actions_sync.cli", *args], cwd=cwd,
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", *args], cwd=cwd,
                             env={**clean, MARK: mark, "DATABASE_URL": f"sqlite:///{cwd}/s.db"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -74,7 +74,7 @@ def kinds(processes: dict[int, str]) -> set[str]:
             found.add("broker")
         if " sandbox " in line:
             found.add("sandbox")
-        if " worker " in line and "runtime.guard" not in line:
+        if " worker " in line and "app.guard" not in line:
             found.add("worker")
         if "multiprocessing" in line:
             found.add("helper")

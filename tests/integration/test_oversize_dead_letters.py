@@ -23,11 +23,11 @@ from actions_sync.kafka import (
     read_topic,
 )
 from actions_sync.publish import Publisher
-from actions_sync.runtime.stack import Stack
 from actions_sync.serialization import Deserializer, RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.topics import OUTBOUND_MARKETO_ACTIVITIES, PERSON_CHANGES, SALES_ACTIVITIES, specs
+from app.stack import Stack
 from streams.rules.people import person_row
 from tests.factories import person_change, sales_activity
 

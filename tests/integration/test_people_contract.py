@@ -19,11 +19,11 @@ import pytest
 
 from actions_sync.kafka import dlq_topic, ensure_topics, read_topic
 from actions_sync.publish import Publisher
-from actions_sync.runtime.stack import Stack
 from actions_sync.serialization import RegistryClient, frame
 from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.topics import PERSON_CHANGES, specs
+from app.stack import Stack
 from tests.factories import person_change
 
 pytestmark = pytest.mark.slow

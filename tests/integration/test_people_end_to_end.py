@@ -14,12 +14,12 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 import schemas
 from actions_sync.kafka import Ends, dlq_topic, ensure_topics, producer_config, read_topic
-from actions_sync.runtime.demo import bad_person_records
-from actions_sync.runtime.people_scenario import Scenario, reconcile
-from actions_sync.runtime.stack import Stack
 from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.topics import PERSON_CHANGES, specs
+from app.demo import bad_person_records
+from app.people_scenario import Scenario, reconcile
+from app.stack import Stack
 from tests.factories import person_change
 
 pytestmark = pytest.mark.slow

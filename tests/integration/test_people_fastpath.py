@@ -20,12 +20,12 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from actions_sync.kafka import Ends, ensure_topics, producer_config
-from actions_sync.runtime.people_scenario import Scenario, reconcile
-from actions_sync.runtime.stack import Stack, Worker
 from actions_sync.serialization import RegistryClient, Serializer
 from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.topics import PERSON_CHANGES, specs
+from app.people_scenario import Scenario, reconcile
+from app.stack import Stack, Worker
 from streams.rules.people import qualifies
 
 pytestmark = pytest.mark.slow

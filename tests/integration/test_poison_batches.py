@@ -14,11 +14,11 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from actions_sync.kafka import Ends, ensure_topics, read_topic
-from actions_sync.runtime.stack import Stack, scrape_sum
 from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.store import parked as parking
 from actions_sync.topics import PERSON_CHANGES, SALES_ACTIVITIES, specs
+from app.stack import Stack, scrape_sum
 from streams.rules.people import person_row
 from tests.factories import person_change, sales_activity
 from tests.integration.test_activities_end_to_end import Topics

@@ -23,7 +23,6 @@ import pytest
 from actions_sync.admin import set_value
 from actions_sync.kafka import dlq_topic, ensure_topics, read_topic
 from actions_sync.publish import Publisher
-from actions_sync.runtime.stack import Stack
 from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
@@ -34,6 +33,7 @@ from actions_sync.topics import (
     SALESFORCE_TASKS,
     specs,
 )
+from app.stack import Stack
 from sandboxes.population import generate
 from streams.rules.people import person_row
 from tests.conftest import EXTERNAL_KAFKA, _delete_topics

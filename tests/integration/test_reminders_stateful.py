@@ -35,12 +35,12 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_sta
 from actions_sync.admin import set_value
 from actions_sync.kafka import dlq_topic, read_topic
 from actions_sync.publish import Publisher
-from actions_sync.runtime.stack import Stack
 from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.store import reminder_tasks as table
 from actions_sync.topics import OUTBOUND_SALESFORCE_TASKS, REMINDER_TASKS, SALESFORCE_TASKS
+from app.stack import Stack
 from sandboxes.population import generate
 from streams.rules.people import person_row
 from streams.rules.reminders import actions_value, salesforce_value

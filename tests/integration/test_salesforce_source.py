@@ -24,13 +24,13 @@ import pytest
 
 from actions_sync.admin.commands import set_value
 from actions_sync.kafka import read_topic
-from actions_sync.runtime.process import spawn
-from actions_sync.runtime.stack import CLI, Stack
 from actions_sync.serialization import Deserializer, RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.store.unsubscribes import OptOutWrite, record_optout_writes
 from actions_sync.topics import SALESFORCE_OPTOUTS
+from app.process import spawn
+from app.stack import CLI, Stack
 from sandboxes.base import free_port
 from sandboxes.population import generate, sfdc_id
 

@@ -24,13 +24,13 @@ from sqlalchemy import insert
 from actions_sync.admin import set_value
 from actions_sync.kafka import dlq_topic, ensure_topics, read_topic
 from actions_sync.publish import Publisher
-from actions_sync.runtime.process import stop
-from actions_sync.runtime.stack import Stack
 from actions_sync.serialization import Deserializer, RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.store.unsubscribes import unsubscribes
 from actions_sync.topics import SEND_CHECKS, SEND_DECISIONS, specs
+from app.process import stop
+from app.stack import Stack
 from tests.conftest import EXTERNAL_KAFKA, _delete_topics
 
 pytestmark = pytest.mark.slow

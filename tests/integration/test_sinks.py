@@ -19,10 +19,10 @@ import pytest
 
 from actions_sync.kafka import dlq_topic, ensure_topics, read_topic
 from actions_sync.publish import Publisher
-from actions_sync.runtime.stack import Stack, Worker
 from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.topics import OUTBOUND_MARKETO_ACTIVITIES, OUTBOUND_SALESFORCE_TASKS, specs
+from app.stack import Stack, Worker
 from connectors.marketo.activity_types import ACTIVITY_TYPES
 from tests.conftest import EXTERNAL_KAFKA, _delete_topics
 from tests.support.vendors import (

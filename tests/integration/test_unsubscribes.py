@@ -27,7 +27,6 @@ from sqlalchemy import select
 from actions_sync.admin import set_value
 from actions_sync.kafka import dlq_topic, ensure_topics, read_topic, written
 from actions_sync.publish import Publisher
-from actions_sync.runtime.stack import Stack
 from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
@@ -45,6 +44,7 @@ from actions_sync.topics import (
     UNSUBSCRIBES,
     specs,
 )
+from app.stack import Stack
 from sandboxes.population import generate
 from streams.rules.people import person_row
 from tests.conftest import EXTERNAL_KAFKA, _delete_topics
@@ -264,7 +264,7 @@ def test_salesforce_opt_outs_reach_actions_as_salesforce_sync(stack):
 def reconcile(stack: Stack, *args: str) -> list[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACTIONS_SYNC_")}
     done = subprocess.run(
-        [sys.executable, "-m", "actions_sync.cli", "reconcile", "unsubscribes", *args],
+        [sys.executable, "-m", "app.cli", "reconcile", "unsubscribes", *args],
         env={**env, "DATABASE_URL": stack.settings.database_url,
              "ACTIONS_SYNC_SALESFORCE_URL": str(stack.salesforce_url)},
         capture_output=True, text=True, timeout=120)

@@ -26,11 +26,11 @@ from sqlalchemy import select
 
 from actions_sync.kafka import read_topic
 from actions_sync.publish import Publisher
-from actions_sync.runtime.stack import Stack
 from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.topics import SALESFORCE_OPTOUTS, UNSUBSCRIBES
+from app.stack import Stack
 from sandboxes.population import generate
 
 pytest.importorskip("streams.unsubscribes", reason="the unsubscribe agent is not merged yet")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from actions_sync.admin.model import AdminSettings
-from actions_sync.runtime.activities_scenario import (
+from app.activities_scenario import (
     KINDS,
     ActivityScenario,
     expect,

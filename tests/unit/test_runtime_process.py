@@ -9,12 +9,12 @@ import subprocess
 import sys
 import time
 
-from actions_sync.runtime.process import spawn, stop
+from app.process import spawn, stop
 
 # A parent that spawns `sleep` from a thread that ends at once, prints its pid, and waits.
 PARENT = """
 import threading, time
-from actions_sync.runtime.process import spawn
+from app.process import spawn
 children = []
 thread = threading.Thread(target=lambda: children.append(spawn(["sleep", "300"])))
 thread.start(); thread.join()

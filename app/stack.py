@@ -18,14 +18,14 @@ import httpx
 
 from actions_sync.errors import Fatal
 from actions_sync.kafka import Ends, group_progress
-from actions_sync.runtime.broker import EmbeddedBroker
-from actions_sync.runtime.process import spawn, stop
 from actions_sync.settings import Settings
+from app.broker import EmbeddedBroker
+from app.process import spawn, stop
 from sandboxes.base import free_port
 
 __all__ = ["CLI", "Stack", "Worker", "scrape_sum", "wait_http"]
 
-CLI = [sys.executable, "-m", "actions_sync.cli"]
+CLI = [sys.executable, "-m", "app.cli"]
 HANDLED = "actions_sync_events_in_total"
 
 

@@ -122,7 +122,7 @@ def demo(
     """The main job: the embedded stack, every flow built so far, live progress, then a
     reconciliation of the store and of the Marketo and Salesforce sandboxes against the
     rules. Exit 0 only when consistent."""
-    from actions_sync.runtime.demo import DemoOptions, run_demo
+    from app.demo import DemoOptions, run_demo
 
     out = Console()
     ok = run_demo(_settings(), DemoOptions(people, workers, seed, timeout, activities), out)
@@ -143,8 +143,8 @@ def up(
 ) -> None:
     """Run the whole embedded stack in the foreground until Ctrl-C: broker, schema
     registry, Marketo and Salesforce sandboxes, and the workers."""
-    from actions_sync.runtime.stack import Stack
     from actions_sync.store import Store
+    from app.stack import Stack
 
     chosen = list(workers) if workers is not None else list(UP_WORKERS)
     for name in chosen:
@@ -201,8 +201,8 @@ def worker(name: Annotated[str, typer.Argument(
 def broker(port: PortOption = 0) -> None:
     """Run the embedded Kafka-protocol broker (Tansu) with the project's topics created."""
     from actions_sync.kafka import ensure_topics
-    from actions_sync.runtime.broker import EmbeddedBroker
     from actions_sync.topics import INPUT_TOPICS, specs
+    from app.broker import EmbeddedBroker
 
     settings = _settings()
     with EmbeddedBroker(port) as running:

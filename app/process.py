@@ -1,6 +1,6 @@
 """Child processes that never outlive their parent process, and stop cleanly.
 
-Every child runs under a guard (`actions_sync.runtime.guard`) holding the read end of
+Every child runs under a guard (`app.guard`) holding the read end of
 this process's lifeline, a pipe whose write end only this process has (close-on-exec,
 never written). When this process ends, however — SIGKILL included — the kernel closes
 the write end, each guard reads EOF and stops its child; a guard killed itself takes
@@ -27,7 +27,7 @@ from typing import IO, Any
 __all__ = ["GRACE_S", "lifeline", "spawn", "stop"]
 
 GRACE_S = 2.0  # an orphaned child gets this long after SIGTERM before SIGKILL
-GUARD = [sys.executable, "-m", "actions_sync.runtime.guard"]
+GUARD = [sys.executable, "-m", "app.guard"]
 
 _lock = threading.Lock()
 _lifeline: tuple[int, int, int] | None = None  # (pid that made it, read end, write end)

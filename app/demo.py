@@ -37,18 +37,6 @@ from rich.text import Text
 from actions_sync.admin.live import load
 from actions_sync.kafka import Ends, dlq_topic, ensure_topics, read_topic, written
 from actions_sync.publish import Publisher
-from actions_sync.runtime.activities_scenario import (
-    ActivityReport,
-    ActivityScenario,
-    ExpectedActivity,
-    expect,
-    marketo_activities,
-    reconcile_activities,
-    salesforce_tasks,
-    sandbox_counts,
-)
-from actions_sync.runtime.people_scenario import Report, Scenario, reconcile
-from actions_sync.runtime.stack import Stack
 from actions_sync.serialization import RegistryClient, frame
 from actions_sync.settings import Settings
 from actions_sync.store import Store
@@ -59,6 +47,18 @@ from actions_sync.topics import (
     SALES_ACTIVITIES,
     specs,
 )
+from app.activities_scenario import (
+    ActivityReport,
+    ActivityScenario,
+    ExpectedActivity,
+    expect,
+    marketo_activities,
+    reconcile_activities,
+    salesforce_tasks,
+    sandbox_counts,
+)
+from app.people_scenario import Report, Scenario, reconcile
+from app.stack import Stack
 
 __all__ = ["DemoOptions", "bad_person_records", "run_demo", "written"]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from actions_sync.errors import Fatal
 from actions_sync.kafka import wait_for_broker
-from actions_sync.runtime.process import spawn, stop
+from app.process import spawn, stop
 from sandboxes.base import free_port
 
 __all__ = ["EmbeddedBroker", "tansu_binary"]

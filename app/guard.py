@@ -1,7 +1,7 @@
-"""`python -m actions_sync.runtime.guard FD GRACE_S -- COMMAND...`: run COMMAND for as
+"""`python -m app.guard FD GRACE_S -- COMMAND...`: run COMMAND for as
 long as the process holding the other end of the lifeline pipe FD lives.
 
-The guard between `actions_sync.runtime.process.spawn` and every child it starts:
+The guard between `app.process.spawn` and every child it starts:
 
 - It starts COMMAND from its main thread before it has any other thread, so setting
   PR_SET_PDEATHSIG there (`preexec_fn`) is safe, and that thread lives as long as the
@@ -55,7 +55,7 @@ def _watch(lifeline: int, child: subprocess.Popen[bytes], grace_s: float) -> Non
 def main(argv: Sequence[str]) -> int:
     lifeline, grace_s, separator, *command = argv
     if separator != "--" or not command:
-        sys.stderr.write("usage: python -m actions_sync.runtime.guard FD GRACE_S -- CMD...\n")
+        sys.stderr.write("usage: python -m app.guard FD GRACE_S -- CMD...\n")
         return 2
     child = subprocess.Popen(command, preexec_fn=_die_with(os.getpid()))
 
