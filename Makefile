@@ -37,13 +37,18 @@ lint:
 test-tansu:
 	$(PYTEST) -q -n $(TANSU_WORKERS) --maxschedchunk=1
 
-# The broker-facing tests again, on a real single-node Apache Kafka (KRaft) from Maven jars
-# (their PostgreSQL variants test the store, not the broker: the Tansu tier runs those).
-# Without Java/Maven this tier skips with a reason — except in CI, where it must run.
+# The broker-facing tests again, on real single-node Apache Kafka (KRaft) brokers from Maven
+# jars: one per pytest-xdist worker (tests/support/apache.py), the project's topics deleted
+# before each test (their PostgreSQL variants test the store, not the broker: the Tansu
+# tier runs those). Without Java/Maven this tier skips with a reason — except in CI, where
+# it must run.
+APACHE_WORKERS ?= 2
+
 test-apache:
 	@if [ -z "$$CI" ] && ! { command -v java && command -v mvn; } >/dev/null 2>&1; then \
 	  echo "SKIPPED Apache Kafka tier: java or mvn not found (run scripts/bootstrap --test)"; \
-	else scripts/apache-kafka exec -- $(PYTEST) -q -m "broker and not postgres"; fi
+	else scripts/apache-kafka fetch >/dev/null && ACTIONS_SYNC_TEST_BROKER=apache \
+	  $(PYTEST) -q -n $(APACHE_WORKERS) --maxschedchunk=1 -m "broker and not postgres"; fi
 
 bench: setup
 	$(PY)/python bench/people_throughput.py

@@ -1,7 +1,9 @@
 """Shared fixtures: a real broker, the registry sandbox, real databases.
 
-- `kafka`: a fresh Tansu broker per test, or — when KAFKA_BOOTSTRAP_SERVERS is set (the
-  Apache Kafka tier of `make test`) — that cluster with the project's topics deleted first.
+- `kafka`: a fresh Tansu broker per test; or, with ACTIONS_SYNC_TEST_BROKER=apache (the
+  Apache Kafka tier of `make test`), an Apache Kafka broker per session (per xdist
+  worker), or the cluster KAFKA_BOOTSTRAP_SERVERS names, with the project's topics
+  deleted before each test.
 - `registry`: the schema-registry sandbox over real HTTP.
 - `postgres`: one PostgreSQL server per session, i.e. per worker under pytest-xdist
   (initdb in a temp dir); in CI a missing PostgreSQL fails the run instead of skipping.
@@ -34,6 +36,7 @@ settings.register_profile("actions-sync", deadline=None)
 settings.load_profile("actions-sync")
 
 EXTERNAL_KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+TEST_BROKER = os.environ.get("ACTIONS_SYNC_TEST_BROKER", "tansu")
 # On a shared broker every topic of the project is deleted before each test: a worker of a
 # new group reads its input from the beginning, so a record left by an earlier test would
 # reach it (an outbound opt-out write of the previous test, replayed into this test's
@@ -56,13 +59,28 @@ def _delete_topics(bootstrap: str, names: list[str]) -> None:
         time.sleep(0.2)
 
 
-@pytest.fixture
-def kafka() -> Iterator[str]:
-    """Bootstrap servers of a Kafka-protocol broker with none of the project's topics."""
+@pytest.fixture(scope="session")
+def shared_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """The broker the session's tests share, or None where each test starts a Tansu."""
     if EXTERNAL_KAFKA:
-        names = [t for n in PROJECT_TOPICS for t in (n, dlq_topic(n))]
-        _delete_topics(EXTERNAL_KAFKA, names)
         yield EXTERNAL_KAFKA
+    elif TEST_BROKER == "apache":
+        from tests.support.apache import ApacheKafka
+
+        with ApacheKafka(tmp_path_factory.mktemp("apache-kafka")) as broker:
+            yield broker.bootstrap
+    elif TEST_BROKER == "tansu":
+        yield None
+    else:
+        raise pytest.UsageError(f"ACTIONS_SYNC_TEST_BROKER={TEST_BROKER!r}: tansu or apache")
+
+
+@pytest.fixture
+def kafka(shared_kafka: str | None) -> Iterator[str]:
+    """Bootstrap servers of a Kafka-protocol broker with none of the project's topics."""
+    if shared_kafka:
+        _delete_topics(shared_kafka, [t for n in PROJECT_TOPICS for t in (n, dlq_topic(n))])
+        yield shared_kafka
         return
     with EmbeddedBroker() as broker:
         yield broker.bootstrap

@@ -30,7 +30,6 @@ from actions_sync.topics import (
 )
 from app.stack import Stack
 from streams.rules.people import person_row
-from tests.conftest import EXTERNAL_KAFKA, _delete_topics
 from tests.factories import T0, person_change, sales_activity
 from tests.support.processes import pause
 from tests.support.vendors import salesforce_tasks
@@ -119,8 +118,6 @@ def wait_for(predicate: Any, what: str, stack: Stack, timeout_s: float = 90.0) -
 
 def test_a_broker_paused_15s_mid_run_stops_no_worker_and_every_effect_is_there_once(
         kafka: str, registry: str, tmp_path: Path) -> None:
-    if EXTERNAL_KAFKA:
-        _delete_topics(kafka, [t for n in OUTBOUND for t in (n, dlq_topic(n))])
     settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
                         database_url=f"sqlite:///{tmp_path}/store.db",
                         group_prefix=f"t-{uuid.uuid4().hex[:8]}")

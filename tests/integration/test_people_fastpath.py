@@ -176,7 +176,7 @@ def test_a_worker_stopped_mid_drain_finishes_its_batch_commits_and_exits_cleanly
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_partitions_handed_over_mid_drain_are_neither_lost_nor_written_twice_out_of_order(
         kafka, registry, database_url):
-    # Changes keep arriving (~6k/s, small batches) until the second worker has taken
+    # Changes keep arriving (~2k/s for ~24 s, small batches) until the second worker has taken
     # partitions over: the hand-over happens mid-drain however fast the first worker is.
     settings, scenario, placed, ends = scenario_stack(kafka, registry, database_url, 60_000,
                                                       batch=50, publish_share=0.2)
@@ -206,8 +206,9 @@ def test_partitions_handed_over_mid_drain_are_neither_lost_nor_written_twice_out
 
 
 class Feeder(threading.Thread):
-    """Publishes the scenario's changes after the first `done`, 3,000 every 0.5 s,
-    adding to `placed` and `ends`."""
+    """Publishes the scenario's changes after the first `done`, 1,000 every 0.5 s (for
+    ~24 s: a second worker starting on a loaded machine takes seconds to join), adding to
+    `placed` and `ends`."""
 
     def __init__(self, kafka: str, registry: str, scenario: Scenario, done: int,
                  placed: Placed, ends: Ends) -> None:
@@ -217,8 +218,8 @@ class Feeder(threading.Thread):
         self.placed, self.ends = placed, ends
 
     def run(self) -> None:
-        for at in range(0, len(self.rest), 3000):
-            more, ends = publish(*self.args, self.rest[at:at + 3000])
+        for at in range(0, len(self.rest), 1000):
+            more, ends = publish(*self.args, self.rest[at:at + 1000])
             self.placed += more
             for where, end in ends.items():
                 self.ends[where] = max(self.ends.get(where, 0), end)

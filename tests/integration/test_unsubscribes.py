@@ -47,7 +47,6 @@ from actions_sync.topics import (
 from app.stack import Stack
 from sandboxes.population import generate
 from streams.rules.people import person_row
-from tests.conftest import EXTERNAL_KAFKA, _delete_topics
 from tests.factories import person_change
 
 pytestmark = pytest.mark.slow
@@ -65,8 +64,6 @@ CONTACT = {m: POPULATION[m]["sfdc_contact_id"] for m in POPULATION}
 
 @pytest.fixture
 def stack(kafka: str, registry: str, database_url: str, tmp_path: Path) -> Iterator[Stack]:
-    if EXTERNAL_KAFKA:
-        _delete_topics(kafka, [t for n in TOPICS for t in (n, dlq_topic(n))])
     settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
                         database_url=database_url, group_prefix=f"t-{uuid.uuid4().hex[:8]}")
     ensure_topics(kafka, specs(TOPICS, settings.partitions))
