@@ -220,6 +220,17 @@ class Settings(BaseSettings):
         "stored while the sync was off)",
     )
 
+    # Consuming workers' progress read from the broker (actions_sync/progress.py)
+    lag_interval_s: float = Field(
+        15.0, gt=0, le=3600, description="consuming workers: seconds between reads of the "
+        "group's committed and end offsets from the broker (actions_sync_broker_lag)",
+    )
+    health_stall_s: float = Field(
+        300.0, gt=0, le=7 * 86400, description="consuming workers: /healthz answers 503 once "
+        "records of a partition the worker owns have waited this long with its committed "
+        "offset not moving",
+    )
+
     @field_validator("kafka_bootstrap_servers")
     @classmethod
     def _hosts_have_ports(cls, value: str | None) -> str | None:

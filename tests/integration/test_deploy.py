@@ -304,7 +304,7 @@ def test_prometheus_scrapes_every_worker_copy_on_its_metrics_port(services):
     port = int(environment(services["people"])["ACTIONS_SYNC_METRICS_PORT"])
     assert discovery["port"] == port
     assert set(discovery["names"]) == set(ours(services)) - {"migrate"}
-    assert f":{port}/metrics" in " ".join(services["people"]["healthcheck"]["test"])
+    assert f":{port}/healthz" in " ".join(services["people"]["healthcheck"]["test"])
 
 
 def test_grafana_provisions_the_datasource_and_dashboard_it_mounts(services):
