@@ -19,7 +19,7 @@ from actions_sync.metrics import serve_metrics
 from actions_sync.progress import ProgressMonitor
 from actions_sync.settings import Settings
 from actions_sync.store import Store
-from actions_sync.topics import PERSON_CHANGES, specs
+from actions_sync.topics import OUTBOUND_SALESFORCE_TASKS, PERSON_CHANGES, specs
 from app.stack import Stack, scrape_sum
 from tests.factories import person_change
 from tests.integration.test_people_end_to_end import publish
@@ -218,3 +218,64 @@ def test_a_worker_stuck_on_a_store_outage_shows_lag_and_turns_unhealthy(kafka, r
         )
     with Store(pg.url) as store:
         assert all(store.person(i)["title"] == "during the outage" for i in range(1, 51))
+
+
+@pytest.mark.slow
+def test_a_sink_whose_api_answers_503_forever_shows_lag_and_turns_unhealthy(
+    kafka, registry, tmp_path
+):
+    """The Salesforce sink, caught up, then every data call answers 503
+    SERVER_UNAVAILABLE: it retries the batch without end (a whole-call failure says
+    nothing against the records); the broker lag rises and /healthz answers 503 until
+    the API is back."""
+    from tests.integration.test_sinks import contacts, task
+    from tests.integration.test_sinks import publish as publish_out
+
+    settings = Settings(
+        kafka_bootstrap_servers=kafka,
+        schema_registry_url=registry,
+        database_url=f"sqlite:///{tmp_path}/store.db",
+        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
+    )
+    ensure_topics(kafka, specs((OUTBOUND_SALESFORCE_TASKS,), settings.partitions))
+    with Stack(settings) as stack:
+        salesforce = stack.sandbox("salesforce", "--seed-people", "5")
+        who = contacts(salesforce)
+        ends: dict[tuple[str, int], int] = {}
+
+        def send(first: int) -> None:
+            items = [task(n, who[n % len(who)]) for n in range(first, first + 20)]
+            publish_out(
+                stack,
+                OUTBOUND_SALESFORCE_TASKS,
+                "SalesforceTaskOut",
+                [(t["external_id"], t) for t in items],
+                ends,
+            )
+
+        send(0)
+        sink = stack.add_worker(
+            "salesforce-sink",
+            {
+                "ACTIONS_SYNC_SALESFORCE_URL": salesforce,
+                "ACTIONS_SYNC_LAG_INTERVAL_S": "1",
+                "ACTIONS_SYNC_HEALTH_STALL_S": "5",
+            },
+        )
+        stack.wait_drained("salesforce-sink", OUTBOUND_SALESFORCE_TASKS, ends, timeout_s=120)
+        wait_for("healthy", lambda: healthz(sink) == 200)
+
+        faults = f"{salesforce}/_sandbox/faults"
+        httpx.post(faults, json={"error_rate": 1.0}, timeout=10).raise_for_status()
+        try:
+            send(100)
+            wait_for(
+                "broker lag",
+                lambda: scrape_sum([sink.metrics_url], "actions_sync_broker_lag") > 0,
+            )
+            wait_for("/healthz 503", lambda: healthz(sink) == 503)
+            stack.check_workers()  # retrying, not dead
+        finally:
+            httpx.post(faults, json={"error_rate": 0.0}, timeout=10).raise_for_status()
+        stack.wait_drained("salesforce-sink", OUTBOUND_SALESFORCE_TASKS, ends, timeout_s=120)
+        wait_for("healthy again", lambda: healthz(sink) == 200)
