@@ -71,7 +71,11 @@ class ProgressMonitor:
     def close(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(TIMEOUT_S * 3)
+            self._thread.join(TIMEOUT_S)
+        if self._thread.is_alive():
+            # Still inside a call to a broker that does not answer: closing the client
+            # under it is unsafe, and the daemon thread ends with the process anyway.
+            return
         self._consumer.close()
 
     def _run(self) -> None:
