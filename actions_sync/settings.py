@@ -13,8 +13,16 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import make_url
 
 from actions_sync.errors import ConfigError
 
@@ -220,6 +228,24 @@ class Settings(BaseSettings):
         "stored while the sync was off)",
     )
 
+    # Consuming workers' progress read from the broker (actions_sync/progress.py)
+    lag_interval_s: float = Field(
+        15.0, gt=0, le=3600, description="consuming workers: seconds between reads of the "
+        "group's committed and end offsets from the broker (actions_sync_broker_lag)",
+    )
+    health_stall_s: float = Field(
+        300.0, gt=0, le=7 * 86400, description="consuming workers: /healthz answers 503 once "
+        "records of a partition the worker owns have waited this long with its committed "
+        "offset not moving",
+    )
+
+    # The store's password apart from DATABASE_URL: one value can then be given raw to
+    # PostgreSQL (POSTGRES_PASSWORD) and to the workers, whatever characters it holds.
+    database_password: SecretStr | None = Field(
+        None, description="password of the Actions store, merged into DATABASE_URL (escaped: "
+        "@ : / ? # % may occur); replaces a password in the URL",
+    )
+
     @field_validator("kafka_bootstrap_servers")
     @classmethod
     def _hosts_have_ports(cls, value: str | None) -> str | None:
@@ -236,6 +262,18 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite:", "postgresql")):
             raise ValueError("expected sqlite:///FILE or postgresql+psycopg://USER@HOST/DB")
         return value
+
+    @model_validator(mode="after")
+    def _merge_database_password(self) -> Settings:
+        if self.database_password is None:
+            return self
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite":
+            raise ValueError("ACTIONS_SYNC_DATABASE_PASSWORD is for a PostgreSQL DATABASE_URL")
+        url = url.set(password=self.database_password.get_secret_value())
+        # Frozen: set once, here, while the settings are being made.
+        object.__setattr__(self, "database_url", url.render_as_string(hide_password=False))
+        return self
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -261,6 +299,8 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = str(err["loc"][0]) if err["loc"] else "?"
+        if not err["loc"]:  # a check of several settings: its input is all of them, secrets too
+            raise ConfigError(str(err["msg"]).removeprefix("Value error, ")) from exc
+        field = str(err["loc"][0])
         name = env_name(field) if field in Settings.model_fields else field
         raise ConfigError(f"{name}={err.get('input')!r}: {err['msg']}") from exc

