@@ -118,14 +118,21 @@ def demo(
     activities: Annotated[int, typer.Option(
         min=0, max=1_000_000, help="Sales activities for the activity flow, about people "
                                    "in the store (0: the people flow only).")] = 3000,
+    flows: Annotated[str | None, typer.Option(
+        help="Comma-separated subset of people, activities, settings, unsubscribes, "
+             "send-checks, reminders (default: all; people always runs first).")] = None,
+    keep: Annotated[bool, typer.Option(
+        "--keep", help="Keep the run's store and logs (a temporary directory).")] = False,
 ) -> None:
-    """The main job: the embedded stack, every flow built so far, live progress, then a
-    reconciliation of the store and of the Marketo and Salesforce sandboxes against the
-    rules. Exit 0 only when consistent."""
-    from app.demo import DemoOptions, run_demo
+    """The main job: the embedded stack, every flow, live progress, then one
+    reconciliation table with a row per SPEC behaviour (S1-S12) against the rules.
+    Exit 0 only when every row agrees."""
+    from app.demo import FLOWS, DemoOptions, parse_flows, run_demo
 
+    chosen = parse_flows(flows) if flows is not None else tuple(FLOWS)
     out = Console()
-    ok = run_demo(_settings(), DemoOptions(people, workers, seed, timeout, activities), out)
+    ok = run_demo(_settings(), DemoOptions(people, workers, seed, timeout, activities, chosen,
+                                           keep), out)
     raise typer.Exit(0 if ok else 1)
 
 
