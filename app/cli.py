@@ -39,6 +39,9 @@ app.add_typer(settings_app, name="settings")
 app.add_typer(dlq_app, name="dlq")
 reconcile_app = typer.Typer(help="Full reconciliations with the vendors.", no_args_is_help=True)
 app.add_typer(reconcile_app, name="reconcile")
+explain_app = typer.Typer(help="Why a person is (or is not) in Actions; what became of an "
+                               "activity.", no_args_is_help=True)
+app.add_typer(explain_app, name="explain")
 
 
 
@@ -441,6 +444,46 @@ def reconcile_unsubscribes(
     report = _entry("streams.unsubscribe_reconcile:reconcile", "`reconcile unsubscribes`",
                     "unsubscribe sync with Salesforce (SPEC S9)")(_settings(), dry_run)
     raise typer.Exit(1 if report.failed else 0)
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="The answer as one JSON object.")]
+
+
+@explain_app.command("person")
+def explain_person(
+    marketo_id: Annotated[int, typer.Argument(help="The person's Marketo ID.")],
+    as_json: JsonOption = False,
+) -> None:
+    """The store row and its version, the newest change on the topic, dead letters,
+    unsubscribe and reminder state, and the rules' verdict. Exit 1 for an unknown id."""
+    from app.explain import explain_person as explain
+
+    _explained(explain(_settings(), marketo_id), as_json, f"Marketo ID {marketo_id}")
+
+
+@explain_app.command("activity")
+def explain_activity(
+    activity_id: Annotated[str, typer.Argument(help="The sales activity's activity_id.")],
+    as_json: JsonOption = False,
+) -> None:
+    """The activity on the topic, what the router wrote for Marketo and Salesforce, dead
+    letters, the Marketo ledger entry, the Salesforce Task ids, and the rules' routing.
+    Exit 1 for an unknown id."""
+    from app.explain import explain_activity as explain
+
+    _explained(explain(_settings(), activity_id), as_json, f"activity {activity_id}")
+
+
+def _explained(found: dict[str, Any] | None, as_json: bool, what: str) -> None:
+    from app.explain import render
+
+    if found is None:
+        say(f"{what}: unknown (not in the store, on the topics or in their dead letters)")
+        raise typer.Exit(1)
+    if as_json:
+        print(json.dumps(found, indent=2), flush=True)
+    else:
+        render(found, Console())
 
 
 def _bootstrap(settings: Settings) -> str:
