@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Message
@@ -96,7 +96,7 @@ def _position(msg: Message) -> Found:
         "topic": msg.topic(),
         "partition": msg.partition(),
         "offset": msg.offset(),
-        "published_at": datetime.fromtimestamp(millis / 1000).astimezone().isoformat(),
+        "published_at": datetime.fromtimestamp(millis / 1000, UTC).isoformat(),
         "headers": {k: (v.decode(errors="replace") if v else "") for k, v in raw},
     }
 
