@@ -190,11 +190,13 @@ def marketo_activities(url: str, client_id: str, client_secret: str) -> list[Rec
         return out
 
 
-def sandbox_counts(marketo_url: str, salesforce_url: str) -> tuple[int, int]:
+def sandbox_counts(marketo_url: str, salesforce_url: str,
+                   http: httpx.Client | None = None) -> tuple[int, int]:
     """(custom activities in the Marketo sandbox, live Tasks in the Salesforce sandbox),
     from their control routes: no API limits spent."""
-    marketo = httpx.get(f"{marketo_url}/_sandbox/marketo/counts", timeout=10).json()
-    salesforce = httpx.get(f"{salesforce_url}/_sandbox/salesforce/counts", timeout=10).json()
+    get = http.get if http is not None else httpx.get
+    marketo = get(f"{marketo_url}/_sandbox/marketo/counts", timeout=10).json()
+    salesforce = get(f"{salesforce_url}/_sandbox/salesforce/counts", timeout=10).json()
     return int(marketo["custom_activities"]), int(salesforce["Task"]["live"])
 
 
@@ -214,6 +216,8 @@ class ActivityReport:
     held_tasks: int  # Tasks of ours, all
     mismatch_count: int = 0
     mismatches: list[str] = field(default_factory=list)  # the first few
+    wrong_marketo: int = 0  # expected activities not in Marketo once, as expected
+    wrong_ids: int = 0  # Tasks of ours with another WhoId or WhatId than expected
 
     @property
     def ok(self) -> bool:
@@ -255,11 +259,14 @@ def reconcile_activities(expected: Mapping[str, ExpectedActivity], marketo: list
 def _check_marketo(report: ActivityReport, activity_id: str, want: ExpectedActivity,
                    copies: list[Record]) -> None:
     if not copies:
+        report.wrong_marketo += 1
         report.problem(f"{activity_id}: not in Marketo")
         return
+    got = (copies[0]["activityType"], copies[0]["leadId"], copies[0]["primaryAttributeValue"])
+    if len(copies) > 1 or got != (want.marketo_type, want.lead_id, want.primary):
+        report.wrong_marketo += 1
     if len(copies) > 1:
         report.problem(f"{activity_id}: {len(copies)} times in Marketo")
-    got = (copies[0]["activityType"], copies[0]["leadId"], copies[0]["primaryAttributeValue"])
     if got != (want.marketo_type, want.lead_id, want.primary):
         report.problem(f"{activity_id}: Marketo holds {got}, expected "
                        f"{(want.marketo_type, want.lead_id, want.primary)}")
@@ -278,6 +285,8 @@ def _check_task(report: ActivityReport, activity_id: str, want: ExpectedTask | N
         report.problem(f"{activity_id}: {len(copies)} Tasks")
     task = copies[0]
     got = (task.get("Type"), task.get("WhoId"), task.get("WhatId") or None)
+    if got[1:] != (want.who, want.what):
+        report.wrong_ids += 1
     if got != (want.type, want.who, want.what):
         report.problem(f"{activity_id}: Task (Type, WhoId, WhatId) = {got}, expected "
                        f"{(want.type, want.who, want.what)}")

@@ -39,6 +39,9 @@ app.add_typer(settings_app, name="settings")
 app.add_typer(dlq_app, name="dlq")
 reconcile_app = typer.Typer(help="Full reconciliations with the vendors.", no_args_is_help=True)
 app.add_typer(reconcile_app, name="reconcile")
+explain_app = typer.Typer(help="Why a person is (or is not) in Actions; what became of an "
+                               "activity.", no_args_is_help=True)
+app.add_typer(explain_app, name="explain")
 
 
 
@@ -118,14 +121,21 @@ def demo(
     activities: Annotated[int, typer.Option(
         min=0, max=1_000_000, help="Sales activities for the activity flow, about people "
                                    "in the store (0: the people flow only).")] = 3000,
+    flows: Annotated[str | None, typer.Option(
+        help="Comma-separated subset of people, activities, settings, unsubscribes, "
+             "send-checks, reminders (default: all; people always runs first).")] = None,
+    keep: Annotated[bool, typer.Option(
+        "--keep", help="Keep the run's store and logs (a temporary directory).")] = False,
 ) -> None:
-    """The main job: the embedded stack, every flow built so far, live progress, then a
-    reconciliation of the store and of the Marketo and Salesforce sandboxes against the
-    rules. Exit 0 only when consistent."""
-    from app.demo import DemoOptions, run_demo
+    """The main job: the embedded stack, every flow, live progress, then one
+    reconciliation table with a row per SPEC behaviour (S1-S12) against the rules.
+    Exit 0 only when every row agrees."""
+    from app.demo import FLOWS, DemoOptions, parse_flows, run_demo
 
+    chosen = parse_flows(flows) if flows is not None else tuple(FLOWS)
     out = Console()
-    ok = run_demo(_settings(), DemoOptions(people, workers, seed, timeout, activities), out)
+    ok = run_demo(_settings(), DemoOptions(people, workers, seed, timeout, activities, chosen,
+                                           keep), out)
     raise typer.Exit(0 if ok else 1)
 
 
@@ -434,6 +444,46 @@ def reconcile_unsubscribes(
     report = _entry("streams.unsubscribe_reconcile:reconcile", "`reconcile unsubscribes`",
                     "unsubscribe sync with Salesforce (SPEC S9)")(_settings(), dry_run)
     raise typer.Exit(1 if report.failed else 0)
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="The answer as one JSON object.")]
+
+
+@explain_app.command("person")
+def explain_person(
+    marketo_id: Annotated[int, typer.Argument(help="The person's Marketo ID.")],
+    as_json: JsonOption = False,
+) -> None:
+    """The store row and its version, the newest change on the topic, dead letters,
+    unsubscribe and reminder state, and the rules' verdict. Exit 1 for an unknown id."""
+    from app.explain import explain_person as explain
+
+    _explained(explain(_settings(), marketo_id), as_json, f"Marketo ID {marketo_id}")
+
+
+@explain_app.command("activity")
+def explain_activity(
+    activity_id: Annotated[str, typer.Argument(help="The sales activity's activity_id.")],
+    as_json: JsonOption = False,
+) -> None:
+    """The activity on the topic, what the router wrote for Marketo and Salesforce, dead
+    letters, the Marketo ledger entry, the Salesforce Task ids, and the rules' routing.
+    Exit 1 for an unknown id."""
+    from app.explain import explain_activity as explain
+
+    _explained(explain(_settings(), activity_id), as_json, f"activity {activity_id}")
+
+
+def _explained(found: dict[str, Any] | None, as_json: bool, what: str) -> None:
+    from app.explain import render
+
+    if found is None:
+        say(f"{what}: unknown (not in the store, on the topics or in their dead letters)")
+        raise typer.Exit(1)
+    if as_json:
+        print(json.dumps(found, indent=2), flush=True)
+    else:
+        render(found, Console())
 
 
 def _bootstrap(settings: Settings) -> str:

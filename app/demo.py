@@ -1,52 +1,60 @@
-"""`actions-sync demo`: the main job on the embedded stack, with live progress.
+"""`actions-sync demo`: every flow on the embedded stack, with live progress, then ONE
+reconciliation table with a row per SPEC behaviour (S1-S12): expected, found, verdict.
 
-People: starts Tansu, the registry sandbox and the people workers; publishes a generated
-population with edits, owner changes, deletes, stale versions and a few bad records;
-shows progress until the agents have drained the topic; then reconciles the store
-against the rules' expected outcome and the dead-letter topic against the bad records.
+Flows, in this order (`--flows` picks a subset; the people flow always runs first: every
+other flow is about people in the store):
 
-Activities: starts the Marketo and Salesforce sandboxes seeded with the same population,
-the activity router and both sinks; publishes sales activities of every type for people
-now in the store; shows progress until the sinks have committed everything; then
-reconciles what the sandboxes hold against the rules (`activities_scenario`).
+- people (S1-S3, S5, S6): a generated population with edits, owner changes, deletes,
+  stale versions and a few bad records, published on the person-change topic; the store
+  against the rules' outcome, the dead-letter topic against the bad records.
+- activities (S4, S7, S8): sales activities of every type through the router and both
+  sinks into the Marketo and Salesforce sandboxes (`activities_scenario`).
+- settings (S12): an admin switches call logging off mid-run; calls published afterwards
+  reach Marketo and not Salesforce (`settings_scenario`).
+- unsubscribes (S9): both ways with Salesforce, re-subscribes not flowing
+  (`unsubscribes_scenario`).
+- send-checks (S10): the Marketo unsubscribe check (`send_check_scenario`).
+- reminders (S11): reminder tasks both ways with Salesforce Tasks (`reminders_scenario`).
 
-Exit 0 only when everything agrees.
+The run's store and logs live in one temporary directory, removed at the end unless
+`--keep`. Exit 0 only when every row agrees.
 """
 
 from __future__ import annotations
 
-import time
+import os
+import shutil
+import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
-from rich.text import Text
 
-from actions_sync.admin.live import load
+from actions_sync.errors import ConfigError
 from actions_sync.kafka import Ends, dlq_topic, ensure_topics, read_topic, written
 from actions_sync.publish import Publisher
 from actions_sync.serialization import RegistryClient, frame
 from actions_sync.settings import Settings
-from actions_sync.store import Store
+from actions_sync.store import PERSON_FIELDS, Store
 from actions_sync.topics import (
     OUTBOUND_MARKETO_ACTIVITIES,
+    OUTBOUND_SALESFORCE_OPTOUTS,
     OUTBOUND_SALESFORCE_TASKS,
     PERSON_CHANGES,
+    REMINDER_TASKS,
     SALES_ACTIVITIES,
+    SALESFORCE_OPTOUTS,
+    SALESFORCE_TASKS,
+    SEND_CHECKS,
+    SEND_DECISIONS,
+    UNSUBSCRIBES,
     specs,
 )
+from app import reminders_scenario, send_check_scenario, settings_scenario, unsubscribes_scenario
 from app.activities_scenario import (
     ActivityReport,
     ActivityScenario,
@@ -57,14 +65,36 @@ from app.activities_scenario import (
     salesforce_tasks,
     sandbox_counts,
 )
-from app.people_scenario import Report, Scenario, reconcile
+from app.demo_support import DemoRun, Row, progress_bars
+from app.people_scenario import Scenario
 from app.stack import Stack
+from streams.rules.people import qualifies
 
-__all__ = ["DemoOptions", "bad_person_records", "run_demo", "written"]
+__all__ = ["FLOWS", "SPECS", "DemoOptions", "bad_person_records", "parse_flows", "run_demo",
+           "written"]
 
 ACTIVITY_TOPICS = (SALES_ACTIVITIES, OUTBOUND_MARKETO_ACTIVITIES, OUTBOUND_SALESFORCE_TASKS)
 SINKS = (("marketo-sink", OUTBOUND_MARKETO_ACTIVITIES),
          ("salesforce-sink", OUTBOUND_SALESFORCE_TASKS))
+# Every other topic a flow uses, created before its workers start.
+TOPICS = (*ACTIVITY_TOPICS, UNSUBSCRIBES, SALESFORCE_OPTOUTS, OUTBOUND_SALESFORCE_OPTOUTS,
+          SEND_CHECKS, SEND_DECISIONS, REMINDER_TASKS, SALESFORCE_TASKS)
+SPECS = {  # the SPEC's behaviours, the table's rows
+    "S1": "people flow Marketo -> Actions", "S2": "only sales-owned people sync",
+    "S3": "the 13 fields, fixed mapping", "S4": "cross-system IDs on Tasks",
+    "S5": "duplicates copied, not merged", "S6": "incremental changes, newest version wins",
+    "S7": "sales activities log to Marketo", "S8": "sales activities log to Salesforce",
+    "S9": "unsubscribes both ways with Salesforce", "S10": "the Marketo unsubscribe check",
+    "S11": "reminder tasks both ways", "S12": "admin settings apply live, audited",
+}
+FLOWS: dict[str, Callable[[DemoRun], list[Row]]] = {
+    "people": lambda run: [],  # always runs first (`_people_phase`)
+    "activities": lambda run: _activity_phase(run),
+    "settings": settings_scenario.run,
+    "unsubscribes": unsubscribes_scenario.run,
+    "send-checks": send_check_scenario.run,
+    "reminders": reminders_scenario.run,
+}
 
 
 @dataclass(frozen=True)
@@ -73,7 +103,19 @@ class DemoOptions:
     workers: int = 1
     seed: int = 7
     timeout_s: float = 600.0
-    activities: int = 3000  # 0: the people flow only
+    activities: int = 3000  # 0: no activity flow
+    flows: tuple[str, ...] = tuple(FLOWS)
+    keep: bool = False  # keep the run's directory (store, logs)
+
+
+def parse_flows(text: str) -> tuple[str, ...]:
+    """`people,activities` -> the flows in run order; a one-line error for unknown names."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in FLOWS]
+    if unknown or not names:
+        what = f"unknown flow {unknown[0]!r}" if unknown else "name at least one flow"
+        raise ConfigError(f"--flows: {what}; choose from " + ", ".join(FLOWS))
+    return tuple(n for n in FLOWS if n in names)
 
 
 def bad_person_records() -> list[tuple[bytes | None, bytes | None]]:
@@ -87,41 +129,157 @@ def bad_person_records() -> list[tuple[bytes | None, bytes | None]]:
 
 
 def run_demo(settings: Settings, options: DemoOptions, console: Console) -> bool:
-    database_url = settings.database_url
-    if "DATABASE_URL" not in settings.model_fields_set:
-        run_dir = Path("var") / time.strftime("demo-%Y%m%d-%H%M%S")
-        database_url = f"sqlite:///{run_dir}/actions-sync.db"
-    settings = settings.model_copy(update={"database_url": database_url})
-    scenario = Scenario(people=options.people, seed=options.seed)
-    with Stack(settings) as stack:
-        console.print(f"[bold]stack[/] kafka={stack.bootstrap} registry={stack.registry_url}"
-                      f" store={database_url} logs={stack.logdir}")
-        ensure_topics(stack.bootstrap, specs((PERSON_CHANGES,), settings.partitions))
-        with Store(database_url) as store:
-            store.migrate()  # once, before the workers race to do it
-        for _ in range(options.workers):
-            stack.add_worker("people")
-        ends = _publish(stack, scenario, console)
-        _follow(stack, ends, options.timeout_s, console)
-        store = Store(database_url)
-        try:
-            report = reconcile(store, scenario.expected)
-        finally:
-            store.close()
-        dead = len(read_topic(stack.bootstrap, dlq_topic(PERSON_CHANGES)))
-        bad = len(bad_person_records())
-        _print_report(console, scenario, report, dead, bad)
-        ok = report.ok and dead == bad
-        if options.activities:
-            ok = _activity_phase(stack, scenario, options, console) and ok
+    run_dir = Path(tempfile.mkdtemp(prefix="actions-sync-demo-"))
+    # The children's temporary files (the workers' faust data directories, ...) go into
+    # the run's directory too: removed with it.
+    (run_dir / "tmp").mkdir()
+    tmpdir = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(run_dir / "tmp")
+    try:
+        if "DATABASE_URL" not in settings.model_fields_set:
+            settings = settings.model_copy(
+                update={"database_url": f"sqlite:///{run_dir}/actions-sync.db"})
+        console.print(f"[bold]logs[/] in {run_dir / 'logs'}"
+                      + ("" if options.keep else " (removed at the end; --keep keeps them)"))
+        (run_dir / "logs").mkdir()
+        ok = _run(settings, options, console, run_dir / "logs")
+    finally:
+        if tmpdir is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = tmpdir
+        if options.keep:
+            console.print(f"kept {run_dir} (store and logs)")
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
     console.print("[bold green]CONSISTENT[/]" if ok else "[bold red]INCONSISTENT[/]")
     return ok
+
+
+def _run(settings: Settings, options: DemoOptions, console: Console, logdir: Path) -> bool:
+    scenario = Scenario(people=options.people, seed=options.seed)
+    flows = [f for f in options.flows if f != "activities" or options.activities]
+    with Stack(settings, logdir=logdir) as stack:
+        console.print(f"[bold]stack[/] kafka={stack.bootstrap} registry={stack.registry_url}"
+                      f" store={settings.database_url}")
+        ensure_topics(stack.bootstrap, specs((PERSON_CHANGES,), settings.partitions))
+        with Store(settings.database_url) as store:
+            store.migrate()  # once, before the workers race to do it
+        run = DemoRun(stack, console, options.timeout_s, options.seed, scenario)
+        vendors = [f for f in flows if f != "people"]
+        with ThreadPoolExecutor(1) as pool:  # seeding them takes a while: meanwhile, people
+            sandboxes = pool.submit(_start_sandboxes, stack, options.people, options.seed) \
+                if vendors else None
+            rows = _people_phase(run, options.workers)
+            if sandboxes is not None:
+                sandboxes.result()
+        if vendors and run.present():
+            ensure_topics(stack.bootstrap, specs(TOPICS, settings.partitions))
+            console.print(f"[bold]vendors[/] marketo={stack.marketo_url}"
+                          f" salesforce={stack.salesforce_url}")
+            _start_workers(run, vendors)
+            run.activities = options.activities
+            try:
+                for flow in vendors:
+                    console.rule(flow)
+                    rows += FLOWS[flow](run)
+            finally:
+                run.http.close()
+        elif vendors:
+            run.problems.append("no one is in Actions: the other flows have no one to use")
+    return _print_table(console, rows, run.problems)
+
+
+def _start_workers(run: DemoRun, flows: list[str]) -> None:
+    """Every worker the chosen flows need, at once: each takes seconds to start and join
+    its group, which then overlaps the flows before its own."""
+    if "unsubscribes" in flows:
+        unsubscribes_scenario.prepare(run)
+    needed = {"activities": ("activities", *(sink for sink, _ in SINKS)),
+              "settings": ("activities", *(sink for sink, _ in SINKS)),
+              "unsubscribes": unsubscribes_scenario.WORKERS,
+              "send-checks": send_check_scenario.WORKERS,
+              "reminders": reminders_scenario.WORKERS}
+    for name in dict.fromkeys(w for flow in flows for w in needed.get(flow, ())):
+        run.worker(name)
+
+
+def _print_table(console: Console, rows: list[Row], problems: list[str]) -> bool:
+    table = Table(title="reconciliation: SPEC behaviours vs. the rules' expected outcome")
+    for column in ("SPEC", "behaviour checked", "expected", "found", "verdict"):
+        table.add_column(column, overflow="fold")
+    for spec, behaviour in SPECS.items():
+        rows_of = [r for r in rows if r.spec == spec]
+        if not rows_of:
+            table.add_row(spec, f"{behaviour}: flow not run", "-", "-", "[dim]skipped[/]")
+        for row in rows_of:
+            table.add_row(spec, row.behaviour, row.expected, row.found,
+                          "[green]agrees[/]" if row.ok else "[red]DIFFERS[/]")
+    console.print(table)
+    for problem in problems[:40]:
+        console.print(f"  [red]{problem}[/]")
+    return all(r.ok for r in rows) and not problems
+
+
+# -- the people flow ---------------------------------------------------------------------------
+
+def _people_phase(run: DemoRun, workers: int) -> list[Row]:
+    for _ in range(workers):
+        run.stack.add_worker("people")
+    ends = _publish(run.stack, run.people, run.console)
+    run.follow({"people agent: changes committed":
+                lambda: run.stack.progress("people", PERSON_CHANGES, ends)})
+    dead = len(read_topic(run.stack.bootstrap, dlq_topic(PERSON_CHANGES)))
+    run.console.print("changes published: " + ", ".join(
+        f"{k}={v}" for k, v in run.people.counts.items()))
+    with run.store() as store:
+        return people_rows(store, run.people, dead, len(bad_person_records()), run.problems)
+
+
+def people_rows(store: Store, scenario: Scenario, dead: int, bad: int,
+                problems: list[str]) -> list[Row]:
+    """S1, S2, S3, S5, S6 from the store against the newest change of each person, as the
+    rules (`streams.rules.people.qualifies`) judge it."""
+    newest = scenario.expected.newest
+    want = {mid: c for mid, c in newest.items() if qualifies(c)}
+    stored = {r["marketo_id"]: r for r in store.iter_persons()
+              if r["marketo_id"] in newest and r["removed_at"] is None}
+    equal = 0
+    for mid, change in want.items():
+        row = stored.get(mid)
+        diff = [f for f in (*PERSON_FIELDS, "changed_at") if row and row[f] != change.get(f)]
+        if row is not None and not diff:
+            equal += 1
+        elif len(problems) < 20:
+            problems.append(f"person {mid}: " + (f"fields differ: {', '.join(diff)}" if row
+                                                else "missing from the store"))
+    left_out = [mid for mid in newest if mid not in want]
+
+    def shared_emails(people: dict[int, dict[str, object]]) -> int:
+        count = Counter(str(p.get("email")).lower() for p in people.values() if p.get("email"))
+        return sum(1 for p in people.values() if count[str(p.get("email")).lower()] > 1)
+
+    def stale(people: dict[int, dict[str, object]]) -> int:
+        return sum(1 for p in people.values() if p.get("first_name") == "Stale")
+
+    return [
+        Row("S1", "people in Actions", str(len(want)), str(len(stored))),
+        Row("S2", "people without an owner or deleted: not in Actions", str(len(left_out)),
+            str(sum(1 for mid in left_out if mid not in stored))),
+        Row("S3", "people with all 13 fields as their newest change", str(len(want)),
+            str(equal)),
+        Row("S5", "people sharing an email with another, each kept", str(shared_emails(want)),
+            str(shared_emails(stored))),
+        Row("S6", f"stale versions ({scenario.counts.get('stale', 0)} published late) kept",
+            str(stale(want)), str(stale(stored))),
+        Row("S6", "malformed person changes dead-lettered", str(bad), str(dead)),
+    ]
 
 
 def _publish(stack: Stack, scenario: Scenario, console: Console) -> Ends:
     registry = RegistryClient(stack.registry_url)
     publisher = Publisher(stack.bootstrap, registry)
-    with _progress(console) as progress:
+    with progress_bars(console) as progress:
         task = progress.add_task("publish person changes", total=None)
         count = publisher.publish(
             PERSON_CHANGES, "PersonChange",
@@ -135,89 +293,6 @@ def _publish(stack: Stack, scenario: Scenario, console: Console) -> Ends:
     return publisher.ends
 
 
-def _follow(stack: Stack, ends: Ends, timeout_s: float, console: Console) -> None:
-    """Live progress of the agents (committed offsets) until the topic is drained."""
-    with _progress(console) as progress:
-        task = progress.add_task("people agent: changes committed", total=None)
-        for _ in _ticks(stack, timeout_s, console):
-            done, total = stack.progress("people", PERSON_CHANGES, ends)
-            progress.update(task, completed=done, total=total)
-            if done >= total:
-                return
-
-
-def _ticks(stack: Stack, timeout_s: float, console: Console) -> Iterator[None]:
-    """Yield every 0.25 s until `timeout_s` passed (said in red); a worker that died
-    raises."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        yield
-        stack.check_workers()
-        if time.monotonic() > deadline:
-            console.print(f"[red]timed out after {timeout_s:.0f}s[/]")
-            return
-        time.sleep(0.25)
-
-
-class RateColumn(ProgressColumn):
-    """Records per second over the task's recent progress."""
-
-    def render(self, task: Task) -> Text:
-        return Text(f"{task.speed:,.0f}/s" if task.speed else "", style="cyan")
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    RateColumn(), TimeElapsedColumn(), console=console)
-
-
-def _print_report(console: Console, scenario: Scenario, report: Report, dead: int,
-                  bad: int) -> None:
-    table = Table(title="reconciliation: store vs. the rules' expected outcome")
-    table.add_column("check")
-    table.add_column("expected", justify="right")
-    table.add_column("actual", justify="right")
-    table.add_row("people in Actions", str(report.expected_present), str(report.stored_present))
-    table.add_row("dead-lettered records", str(bad), str(dead))
-    table.add_row("mismatched people", "0", str(report.mismatch_count))
-    console.print(table)
-    console.print("changes published: " + ", ".join(f"{k}={v}" for k, v in scenario.counts.items()))
-    for m in report.mismatches:
-        console.print(f"  [red]{m.marketo_id}[/]: {m.problem}")
-
-
-# -- the activity flow -------------------------------------------------------------------------
-
-def _activity_phase(stack: Stack, people: Scenario, options: DemoOptions,
-                    console: Console) -> bool:
-    """Sales activities -> router -> sinks -> the sandboxes; True when they hold what the
-    rules expect and nothing was dead-lettered."""
-    present = people.expected.present()
-    if not present:
-        console.print("[yellow]no one is in Actions: no sales activities to publish[/]")
-        return True
-    _start_sandboxes(stack, options.people, options.seed)
-    ensure_topics(stack.bootstrap, specs(ACTIVITY_TOPICS, stack.settings.partitions))
-    for name in ("activities", *(sink for sink, _ in SINKS)):
-        stack.add_worker(name)
-    console.print(f"[bold]activities[/] marketo={stack.marketo_url}"
-                  f" salesforce={stack.salesforce_url}")
-    activities = ActivityScenario(options.activities, options.seed).generate(present)
-    with Store(stack.settings.database_url) as store:
-        expected = expect(activities, present, load(store.engine).settings)
-    ends = _publish_activities(stack, activities, console)
-    _follow_activities(stack, ends, expected, options.timeout_s, console)
-    assert stack.marketo_url and stack.salesforce_url
-    secret = stack.settings.marketo_client_secret.get_secret_value()
-    report = reconcile_activities(
-        expected, marketo_activities(stack.marketo_url, stack.settings.marketo_client_id, secret),
-        salesforce_tasks(stack.salesforce_url))
-    dead = sum(len(read_topic(stack.bootstrap, dlq_topic(t), idle_s=1.0))
-               for t in ACTIVITY_TOPICS)
-    _print_activity_report(console, activities, report, dead)
-    return report.ok and dead == 0
-
-
 def _start_sandboxes(stack: Stack, people: int, seed: int) -> None:
     """Marketo and Salesforce sandboxes holding the demo's population (its seed too, so
     that Marketo IDs and Salesforce ids match the people in the store)."""
@@ -226,41 +301,78 @@ def _start_sandboxes(stack: Stack, people: int, seed: int) -> None:
     stack.salesforce_url = stack.sandbox("salesforce", *seeded)
 
 
-def _publish_activities(stack: Stack, activities: list[dict[str, object]],
-                        console: Console) -> Ends:
+# -- the activity flow -------------------------------------------------------------------------
+
+def _activity_phase(run: DemoRun) -> list[Row]:
+    """Sales activities -> router -> sinks -> the sandboxes: S4, S7, S8."""
+    activities = ActivityScenario(run.activities, run.seed).generate(run.present())
+    report, dead = deliver_activities(run, activities, "sales activities")
+    kinds = Counter(str(a["type"]) for a in activities)
+    run.console.print("activities published: " + ", ".join(f"{k}={v}" for k, v in kinds.items()))
+    run.problems.extend(report.mismatches)
+    return [
+        Row("S4", "Tasks with the person's WhoId / WhatId", str(report.expected_tasks),
+            str(report.held_tasks - report.wrong_ids)),
+        Row("S7", "activities once in Marketo, as their custom type",
+            str(report.expected_marketo), str(report.expected_marketo - report.wrong_marketo)),
+        Row("S8", "Tasks in Salesforce (emails, replies, calls)", str(report.expected_tasks),
+            str(report.held_tasks)),
+        Row("S8", "dead-lettered activities", "0", str(dead)),
+    ]
+
+
+def deliver_activities(run: DemoRun, activities: list[dict[str, object]], what: str
+                       ) -> tuple[ActivityReport, int]:
+    """Publish `activities`, follow them to both sandboxes, reconcile against the rules
+    with the settings in force now; (report, records dead-lettered on the way)."""
+    stack = run.stack
+    for name in ("activities", *(sink for sink, _ in SINKS)):
+        run.worker(name)
+    expected = expect(activities, run.present(), run.settings())
+    before = {t: len(read_topic(stack.bootstrap, dlq_topic(t), idle_s=0.5))
+              for t in ACTIVITY_TOPICS}
     registry = RegistryClient(stack.registry_url)
     publisher = Publisher(stack.bootstrap, registry)
-    with _progress(console) as progress:
-        task = progress.add_task("publish sales activities", total=len(activities))
+    with progress_bars(run.console) as progress:
+        task = progress.add_task(f"publish {what}", total=len(activities))
         publisher.publish(SALES_ACTIVITIES, "SalesActivity",
                           ((str(a["marketo_id"]), a) for a in activities),
                           progress=lambda n: progress.advance(task, n))
         publisher.flush()
     registry.close()
-    return publisher.ends
+    _follow_activities(run, publisher.ends, expected)
+    assert stack.marketo_url and stack.salesforce_url
+    secret = stack.settings.marketo_client_secret.get_secret_value()
+    report = reconcile_activities(
+        expected, marketo_activities(stack.marketo_url, stack.settings.marketo_client_id, secret),
+        salesforce_tasks(stack.salesforce_url))
+    dead = sum(len(read_topic(stack.bootstrap, dlq_topic(t), idle_s=1.0)) - before[t]
+               for t in ACTIVITY_TOPICS)
+    return report, dead
 
 
-def _follow_activities(stack: Stack, ends: Ends, expected: dict[str, ExpectedActivity],
-                       timeout_s: float, console: Console) -> None:
+def _follow_activities(run: DemoRun, ends: Ends, expected: dict[str, ExpectedActivity]) -> None:
     """Live progress: the router's commits, then what the sandboxes hold, until both sinks
     have committed everything the router wrote."""
+    stack = run.stack
     assert stack.marketo_url and stack.salesforce_url
     outbound: Ends | None = None
-    with _progress(console) as progress:
+    start = sandbox_counts(stack.marketo_url, stack.salesforce_url, run.http)
+    with progress_bars(run.console) as progress:
         router = progress.add_task("activity router: activities committed", total=None)
         marketo = progress.add_task("Marketo: custom activities held", total=len(expected))
         salesforce = progress.add_task("Salesforce: Tasks held", total=sum(
             e.task is not None for e in expected.values()))
-        for _ in _ticks(stack, timeout_s, console):
+        for _ in run.ticks():
             done, total = stack.progress("activities", SALES_ACTIVITIES, ends)
             if outbound is None and done >= total:
                 outbound = written(stack.bootstrap, tuple(topic for _, topic in SINKS))
             finished = outbound is not None and all(_drained(stack, sink, topic, outbound)
                                                     for sink, topic in SINKS)
-            held = sandbox_counts(stack.marketo_url, stack.salesforce_url)
+            held = sandbox_counts(stack.marketo_url, stack.salesforce_url, run.http)
             progress.update(router, completed=done, total=total)
-            progress.update(marketo, completed=held[0])
-            progress.update(salesforce, completed=held[1])
+            progress.update(marketo, completed=held[0] - start[0])
+            progress.update(salesforce, completed=held[1] - start[1])
             if finished:
                 return
 
@@ -268,22 +380,3 @@ def _follow_activities(stack: Stack, ends: Ends, expected: dict[str, ExpectedAct
 def _drained(stack: Stack, worker: str, topic: str, ends: Ends) -> bool:
     done, total = stack.progress(worker, topic, ends)
     return done >= total
-
-
-def _print_activity_report(console: Console, activities: list[dict[str, object]],
-                           report: ActivityReport, dead: int) -> None:
-    table = Table(title="reconciliation: Marketo and Salesforce vs. the rules' expected outcome")
-    table.add_column("check")
-    table.add_column("expected", justify="right")
-    table.add_column("actual", justify="right")
-    table.add_row("activities in Marketo", str(report.expected_marketo),
-                  str(report.held_marketo))
-    table.add_row("duplicate Marketo activities", "0", str(report.duplicates))
-    table.add_row("Tasks in Salesforce", str(report.expected_tasks), str(report.held_tasks))
-    table.add_row("dead-lettered activities", "0", str(dead))
-    table.add_row("mismatched activities", "0", str(report.mismatch_count))
-    console.print(table)
-    kinds = Counter(str(a["type"]) for a in activities)
-    console.print("activities published: " + ", ".join(f"{k}={v}" for k, v in kinds.items()))
-    for problem in report.mismatches:
-        console.print(f"  [red]{problem}[/]")
