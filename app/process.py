@@ -20,11 +20,12 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["GRACE_S", "lifeline", "spawn", "stop"]
+__all__ = ["GRACE_S", "lifeline", "spawn", "stop", "stop_all"]
 
 GRACE_S = 2.0  # an orphaned child gets this long after SIGTERM before SIGKILL
 GUARD = [sys.executable, "-m", "app.guard"]
@@ -75,3 +76,20 @@ def stop(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> int:
             proc.kill()
             proc.wait(5)
     return int(proc.returncode)
+
+
+def stop_all(procs: Sequence[subprocess.Popen[bytes]], grace_s: float = 10.0) -> None:
+    """SIGTERM to every process at once, then SIGKILL to those still running after
+    `grace_s` (one grace period for all: stopping ten workers one at a time could take
+    ten of them)."""
+    running = [p for p in procs if p.poll() is None]
+    for proc in running:
+        proc.terminate()
+    deadline = time.monotonic() + grace_s
+    for proc in running:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+

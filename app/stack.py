@@ -20,7 +20,7 @@ from actions_sync.errors import Fatal
 from actions_sync.kafka import Ends, group_progress
 from actions_sync.settings import Settings
 from app.broker import EmbeddedBroker
-from app.process import spawn, stop
+from app.process import spawn, stop_all
 from sandboxes.base import free_port
 
 __all__ = ["CLI", "Stack", "Worker", "scrape_sum", "wait_http"]
@@ -182,10 +182,8 @@ class Stack:
         }
 
     def stop(self) -> None:
-        for worker in self.workers:
-            stop(worker.proc)
-        for proc in self._sandboxes:
-            stop(proc)
+        stop_all([worker.proc for worker in self.workers])  # before what they talk to
+        stop_all(self._sandboxes)
         if self.broker:
             self.broker.stop()
 

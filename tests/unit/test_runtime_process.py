@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from app.process import spawn, stop
+from app.process import spawn, stop, stop_all
 
 # A parent that spawns `sleep` from a thread that ends at once, prints its pid, and waits.
 PARENT = """
@@ -78,3 +78,16 @@ def test_a_killed_guard_takes_its_command_with_it():
     while alive(command) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(command)
+
+
+def test_stop_all_signals_every_process_at_once_and_kills_the_deaf_after_one_grace() -> None:
+    deaf = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print(1, flush=True); time.sleep(60)")
+    procs = [subprocess.Popen([sys.executable, "-c", deaf], stdout=subprocess.PIPE)
+             for _ in range(3)]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline()  # the handler is in place
+    started = time.monotonic()
+    stop_all(procs, grace_s=2.0)
+    assert all(proc.returncode == -signal.SIGKILL for proc in procs)
+    assert time.monotonic() - started < 5.0  # one grace for all (one each: 6 s or more)
