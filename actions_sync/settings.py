@@ -219,6 +219,11 @@ class Settings(BaseSettings):
         5.0, gt=0, le=3600, description="reminder agent: seconds between catch-ups (tasks "
         "stored while the sync was off)",
     )
+    # Admin page (actions_sync/admin/page.py, SPEC S12)
+    admin_metrics_file: Path | None = Field(
+        None, description="JSON file of worker -> /metrics URL the admin page samples every"
+        " 15 s for its charts (re-read each time; `up` writes one)",
+    )
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod
