@@ -283,10 +283,11 @@ class _Page:
     async def replay(self, request: web.Request) -> web.Response:
         found, form = await _checked(request)
         topic, bootstrap = self._topic(request), self._bootstrap(request)
-        which = str(form.get("which", "selected"))
+        one = form.get("one")  # a row's own Replay button
+        which = "one" if one else str(form.get("which", "selected"))
         positions = frozenset(_position(str(p)) for p in form.getall("position", []))
-        if which == "one":
-            positions = frozenset([_position(str(form.get("one", "")))])
+        if one:
+            positions = frozenset([_position(str(one))])
         if which != "all" and not positions:
             return _html(views.replayed(topic, [], True, "nothing selected"), 400)
         selection = Selection() if which == "all" else Selection(positions=positions)

@@ -169,7 +169,10 @@ def _groups(groups: list[st.GroupLag] | str) -> str:
         return "<p>no consumer group of this deployment yet</p>"
     out = []
     for g in groups:
-        members = "".join(f"<li>{_e(m)}</li>" for m in g.members) or "<li>no members</li>"
+        members = "".join(f"<li>{_e(m)}</li>" for m in g.members) or (
+            "<li>none reported by the broker (the embedded Tansu broker's DescribeGroups"
+            " lists no members; Apache Kafka does)</li>"
+        )
         parts = "".join(
             f"<tr><td>{_e(p.topic)}</td><td>{p.partition}</td>"
             f"<td>{'-' if p.committed is None else p.committed}</td>"
@@ -266,13 +269,18 @@ def _letters(letters: Sequence[Mapping[str, Any]], boxes: bool) -> str:
         box = (
             f'<td><input type="checkbox" name="position" value="{position}"></td>' if boxes else ""
         )
+        button = (
+            f'<td><button type="submit" name="one" value="{position}">Replay</button></td>'
+            if boxes
+            else ""
+        )
         reasons = "".join(f"<td>{_e(letter.get(h, ''))}</td>" for h in REASONS)
         rows.append(
             f'<tr class="letter" data-position="{position}">{box}<td>{position}</td>'
             f"<td>{_e(letter['key'])}</td><td>{_e(letter['dead_lettered_at'])}</td>"
-            f"{reasons}</tr>"
+            f"{reasons}{button}</tr>"
         )
-    head = "".join(f"<th>{h}</th>" for h in REASONS)
+    head = "".join(f"<th>{h}</th>" for h in REASONS) + ("<th></th>" if boxes else "")
     first = "<th></th>" if boxes else ""
     return (
         f'<table id="letters"><tr>{first}<th>partition:offset</th><th>key</th>'

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from actions_sync.store import Store
 from actions_sync.store import admin_settings as stored
 from app.admin import preview
 from sandboxes.base import SandboxServer
+from tests.conftest import EXTERNAL_KAFKA
 
 TOKEN = "page-t0ken-of-the-test"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -137,3 +139,44 @@ def test_the_sampler_charts_rate_and_lag_per_flow(tmp_path):
     assert list(sampler.series["activities"]) == [Point(1000.0, 0.0, 5.0), Point(1015.0, 20.0, 2.0)]
     svg = chart_svg(list(sampler.series["activities"]))
     assert svg.count("<polyline") == 2 and "now 20.0/s" in svg and "now 2" in svg
+
+
+def test_the_status_reads_group_lag_members_and_dlq_sizes_from_the_broker(kafka):
+    """Committed offsets against end offsets, per group and partition, and the members,
+    from the broker itself; a dead-letter topic's size."""
+    from confluent_kafka import Consumer, Producer
+
+    from actions_sync.admin.status import consumer_groups, dlq_sizes
+    from actions_sync.kafka import TopicSpec, consumer_config, dlq_topic, ensure_topics
+
+    ensure_topics(kafka, [TopicSpec("t.in", 1, 1), TopicSpec(dlq_topic("t.in"), 1, 1)])
+    producer = Producer({"bootstrap.servers": kafka})
+    for n in range(5):
+        producer.produce("t.in", b"%d" % n)
+        producer.flush()  # one batch a record: Tansu's end offset is a batch's base + 1
+    producer.produce(dlq_topic("t.in"), b"dead")
+    producer.flush()
+    consumer = Consumer(consumer_config(kafka, "p-router"))
+    consumer.subscribe(["t.in"])
+    try:
+        seen = 0
+        deadline = time.monotonic() + 60
+        while seen < 2 and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                seen += 1
+                consumer.commit(msg, asynchronous=False)
+        [group] = consumer_groups(kafka, "p")
+        assert group.group == "p-router"
+        if EXTERNAL_KAFKA:
+            [member] = group.members
+            assert "t.in[0]" in member
+        else:  # Tansu's DescribeGroups lists no members (the page says so)
+            assert group.members == []
+        [part] = group.partitions
+        assert (part.topic, part.partition, part.end) == ("t.in", 0, 5)
+        assert part.lag == 5 - (part.committed or 0) and part.committed == 2
+    finally:
+        consumer.close()
+    assert consumer_groups(kafka, "other") == []
+    assert dlq_sizes(kafka, ["t.in", "t.none"]) == {"t.in": 1, "t.none": None}
