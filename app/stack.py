@@ -145,7 +145,7 @@ class Stack:
                           "ACTIONS_SYNC_ADMIN_METRICS_FILE": str(self.metrics_targets),
                           **(extra_env or {})})
         self.admin_url = f"http://127.0.0.1:{port}"
-        wait_http(f"{self.admin_url}/health", proc=proc)
+        wait_http(f"{self.admin_url}/health", timeout_s=60, proc=proc)  # loaded machines
         worker = Worker("admin-api", "", proc, log)  # no /metrics of its own
         self.workers.append(worker)
         return worker

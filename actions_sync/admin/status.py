@@ -239,7 +239,7 @@ Fetch = Callable[[str], str]
 
 
 def _fetch(url: str) -> str:
-    return httpx.get(url, timeout=5).text
+    return httpx.get(url, timeout=2).text
 
 
 class Sampler:
@@ -309,9 +309,9 @@ class Sampler:
             self._stop.wait(self.every_s)
 
     def close(self) -> None:
-        self._stop.set()
+        self._stop.set()  # a sample under way ends within its fetch timeout (a daemon)
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=1)
 
 
 def _values(text: str) -> dict[str, float]:

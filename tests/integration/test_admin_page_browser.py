@@ -110,6 +110,7 @@ def stack(
         store.apply_people([person(CONTACT)], [])
     with Stack(settings, logdir=logdir) as running:
         running.start_vendors(seed_people=SEED_PEOPLE)
+        running.add_worker("admin-api")  # first: it samples the others as they are added
         # Unknown people are dead-lettered after 3 s parked (the replay test's cause).
         running.add_worker(
             "activities",
@@ -117,7 +118,6 @@ def stack(
         )
         running.add_worker("marketo-sink")
         running.add_worker("salesforce-sink")
-        running.add_worker("admin-api")
         print(f"admin page stack logs: {logdir}")
         yield running
         for worker in running.workers:  # all at once: each takes seconds to leave its group
@@ -178,6 +178,7 @@ def log_in(browser: Any, stack: Stack, token: str | None = None) -> None:
     by_id(browser, "token").send_keys(token or stack.admin_token)
     by_id(browser, "user").send_keys("ada")
     by_id(browser, "login-button").click()
+    by_id(browser, "login-error" if token else "settings-form")  # the answer has loaded
 
 
 def test_a_wrong_token_is_refused_and_the_right_one_opens_a_strict_session(
@@ -303,7 +304,7 @@ def test_a_dead_letter_replays_from_the_page_after_its_cause_is_fixed(stack, bro
     )
 
 
-def test_a_change_without_the_csrf_token_is_refused(stack, browser):
+def test_a_change_without_the_csrf_token_is_refused(stack, browser, tmp_path):
     log_in(browser, stack)
     by_id(browser, "settings-form")
     with Store(stack.settings.database_url) as store:
@@ -322,3 +323,6 @@ def test_a_change_without_the_csrf_token_is_refused(stack, browser):
     assert browser.execute_async_script(post, True) == 200  # with the session's token
     with Store(stack.settings.database_url) as store:
         assert load(store.engine).settings.unsubscribe_reconcile_at == "03:00"
+    browser.get(f"{stack.admin_url}/ui/")  # the whole page, charts sampled meanwhile
+    by_id(browser, "status")
+    shot(browser, tmp_path, "status")
