@@ -46,7 +46,8 @@ STORE: web.AppKey[Store] = web.AppKey("store", Store)
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_AUDIT = 1000
-PUBLIC = ("/health", "/")  # no token; "/" only redirects to the page, which asks for it
+# No token: "/" only redirects to the page, which asks for it; browsers ask for the icon.
+PUBLIC = ("/health", "/", "/favicon.ico")
 
 
 def _error(status: int, message: str) -> web.Response:

@@ -204,8 +204,11 @@ class _Page:
         user = str(form.get("user", "")).strip()[:200]
         if user and not (user.isascii() and user.isprintable()):
             return _html(views.login("the name must be printable ASCII"), status=400)
+        sessions, now = request.app[SESSIONS], time.monotonic()
+        for stale in [k for k, v in sessions.items() if v.expires < now]:
+            del sessions[stale]  # expired ones go here too, not only when presented
         sid = secrets.token_urlsafe(32)
-        request.app[SESSIONS][sid] = Session(
+        sessions[sid] = Session(
             f"page:{user}" if user else "page", expires=time.monotonic() + SESSION_S
         )
         log.info("admin page: %s logged in", f"page:{user}" if user else "page")

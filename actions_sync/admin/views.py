@@ -182,7 +182,8 @@ def _groups(groups: list[st.GroupLag] | str) -> str:
         total = sum(p.lag for p in g.partitions)
         out.append(
             f'<details class="group"><summary>{_e(g.group)} ({_e(g.state)},'
-            f" {len(g.members)} members, lag {total})</summary><ul>{members}</ul>"
+            f" {len(g.members) or 'no'} members reported, lag {total})</summary>"
+            f"<ul>{members}</ul>"
             "<table><tr><th>topic</th><th>partition</th><th>committed</th>"
             f"<th>end</th><th>lag</th></tr>{parts}</table></details>"
         )

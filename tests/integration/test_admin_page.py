@@ -73,6 +73,7 @@ def test_login_sets_a_strict_http_only_session_cookie_and_a_wrong_token_is_refus
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and TOKEN not in cookie
         assert "Settings" in client.get("/ui/").text
         assert client.get("/settings").status_code == 401  # the JSON API still wants the token
+        assert client.get("/favicon.ico").status_code == 404  # not a 401 in every page view
 
 
 def test_a_change_is_audited_and_a_bad_value_is_shown_beside_its_field(server, client):
