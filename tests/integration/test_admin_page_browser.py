@@ -83,11 +83,17 @@ def task_ids(stack: Stack) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def bootstrap() -> Iterator[str]:
-    """A broker of this module's own (the `kafka` fixture is per test)."""
-    if EXTERNAL_KAFKA:
-        _delete_topics(EXTERNAL_KAFKA, [t for n in TOPICS for t in (n, dlq_topic(n))])
-        yield EXTERNAL_KAFKA
+def bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A broker for this module (the `kafka` fixture is per test): the session's shared
+    one where there is one (conftest's `shared_kafka` where it has it, else
+    KAFKA_BOOTSTRAP_SERVERS), its project topics deleted first; else a Tansu of its own."""
+    try:
+        shared = request.getfixturevalue("shared_kafka")
+    except pytest.FixtureLookupError:
+        shared = EXTERNAL_KAFKA
+    if shared:
+        _delete_topics(shared, [t for n in TOPICS for t in (n, dlq_topic(n))])
+        yield shared
         return
     with EmbeddedBroker() as broker:
         yield broker.bootstrap
