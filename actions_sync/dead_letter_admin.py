@@ -43,13 +43,16 @@ class Selection:
     reason: str | None = None  # in error.class or error.message, any case
     key: str | None = None  # the record key, exactly
     since: datetime | None = None  # dead-lettered at or after
+    positions: frozenset[tuple[int, int]] | None = None  # (partition, offset): the page's picks
 
     def __call__(self, letter: dict[str, Any]) -> bool:
         reason = f"{letter.get('error.class', '')}: {letter.get('error.message', '')}"
         return ((self.reason is None or self.reason.lower() in reason.lower())
                 and (self.key is None or letter["key"] == self.key)
                 and (self.since is None
-                     or datetime.fromisoformat(letter["dead_lettered_at"]) >= self.since))
+                     or datetime.fromisoformat(letter["dead_lettered_at"]) >= self.since)
+                and (self.positions is None
+                     or (letter["partition"], letter["offset"]) in self.positions))
 
 
 def describe(msg: Message) -> dict[str, Any]:

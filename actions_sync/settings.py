@@ -227,6 +227,11 @@ class Settings(BaseSettings):
         5.0, gt=0, le=3600, description="reminder agent: seconds between catch-ups (tasks "
         "stored while the sync was off)",
     )
+    # Admin page (actions_sync/admin/page.py, SPEC S12)
+    admin_metrics_file: Path | None = Field(
+        None, description="JSON file of worker -> /metrics URL the admin page samples every"
+        " 15 s for its charts (re-read each time; `up` writes one)",
+    )
 
     # Consuming workers' progress read from the broker (actions_sync/progress.py)
     lag_interval_s: float = Field(

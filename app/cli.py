@@ -72,7 +72,7 @@ WORKERS = {
     "unsubscribes": ("streams.unsubscribes:run", "unsubscribe sync with Salesforce (SPEC S9)"),
     "reminders": ("streams.reminders:run", "reminder-task sync with Salesforce (SPEC S11)"),
     "send-check": ("streams.send_check:run", "the Marketo unsubscribe check (SPEC S10)"),
-    "admin-api": ("actions_sync.admin.http:run", "the admin HTTP API (SPEC S12)"),
+    "admin-api": ("app.admin:run", "the admin HTTP API and page (SPEC S12)"),
     "salesforce-optout-sink": ("connectors.salesforce.optout_sink:run",
                                "unsubscribe sync with Salesforce (opt-out writes, SPEC S9)"),
     "salesforce-source": ("connectors.salesforce.source:run",

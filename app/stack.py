@@ -6,6 +6,7 @@ ports. A Kafka or registry given in the settings is used instead of starting one
 
 from __future__ import annotations
 
+import json
 import secrets
 import subprocess
 import sys
@@ -122,15 +123,29 @@ class Stack:
                      env={**self.env, "ACTIONS_SYNC_METRICS_PORT": str(port), **(extra_env or {})})
         worker = Worker(name, f"http://127.0.0.1:{port}/metrics", proc, log)
         self.workers.append(worker)
+        self._write_metrics_targets()
         return worker
+
+    @property
+    def metrics_targets(self) -> Path:
+        """What the admin page samples for its charts: worker -> /metrics, kept current."""
+        return self.settings.admin_metrics_file or self.logdir / "metrics-targets.json"
+
+    def _write_metrics_targets(self) -> None:
+        targets = self.endpoints()["metrics"]
+        partial = self.metrics_targets.with_name(self.metrics_targets.name + ".partial")
+        partial.write_text(json.dumps(targets, indent=2))
+        partial.replace(self.metrics_targets)  # whole or not at all: the sampler re-reads it
 
     def _add_admin_api(self, extra_env: dict[str, str] | None) -> Worker:
         port = free_port()
         log = self.logdir / "admin-api.log"
         proc = spawn([*CLI, "worker", "admin-api"], log=log,
-                     env={**self.env, "ACTIONS_SYNC_ADMIN_PORT": str(port), **(extra_env or {})})
+                     env={**self.env, "ACTIONS_SYNC_ADMIN_PORT": str(port),
+                          "ACTIONS_SYNC_ADMIN_METRICS_FILE": str(self.metrics_targets),
+                          **(extra_env or {})})
         self.admin_url = f"http://127.0.0.1:{port}"
-        wait_http(f"{self.admin_url}/health", proc=proc)
+        wait_http(f"{self.admin_url}/health", timeout_s=60, proc=proc)  # loaded machines
         worker = Worker("admin-api", "", proc, log)  # no /metrics of its own
         self.workers.append(worker)
         return worker

@@ -6,6 +6,7 @@
     PUT  /settings/{key}         {"value": value}   -> {"key", "old_value", "new_value", ...}
     GET  /settings/audit?limit=N the newest changes first (N from 1 to 1000, default 100)
     GET  /health                 no token needed (for probes)
+    /ui/...                      the admin page (`page.py`): its own login and sessions
 
 Every other call needs `Authorization: Bearer <ACTIONS_SYNC_ADMIN_TOKEN>` (401 without,
 and for a header that is not ASCII). The audit names the caller as
@@ -23,7 +24,7 @@ import asyncio
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -31,6 +32,8 @@ from aiohttp import web
 from actions_sync.admin.commands import change
 from actions_sync.admin.live import load
 from actions_sync.admin.model import AdminSettings
+from actions_sync.admin.page import PREVIEW, SAMPLER, Preview, add_routes
+from actions_sync.admin.status import Sampler
 from actions_sync.errors import ConfigError
 from actions_sync.settings import Settings
 from actions_sync.store import Store
@@ -43,6 +46,8 @@ STORE: web.AppKey[Store] = web.AppKey("store", Store)
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings", Settings)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_AUDIT = 1000
+# No token: "/" only redirects to the page, which asks for it; browsers ask for the icon.
+PUBLIC = ("/health", "/", "/favicon.ico")
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -54,7 +59,7 @@ def _auth(token: str) -> Any:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path == "/health":
+        if request.path in PUBLIC or request.path.startswith("/ui/"):  # the page: sessions
             return await handler(request)
         try:  # aiohttp hands other bytes through as surrogates, which no token has
             given = request.headers.get("Authorization", "").encode("ascii")
@@ -145,8 +150,10 @@ async def health(_request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
-def create_app(settings: Settings, store: Store) -> web.Application:
-    """The API over `store`; `ConfigError` when no token is configured."""
+def create_app(settings: Settings, store: Store, preview: Preview | None = None
+               ) -> web.Application:
+    """The API and the page over `store`; `ConfigError` when no token is configured.
+    `preview` renders the page's Task Subject preview (the router's rule, injected)."""
     if settings.admin_token is None or not settings.admin_token.get_secret_value():
         raise ConfigError("ACTIONS_SYNC_ADMIN_TOKEN must be set: the admin API never runs"
                           " without authentication")
@@ -158,13 +165,27 @@ def create_app(settings: Settings, store: Store) -> web.Application:
     app.router.add_get("/settings/audit", get_audit)
     app.router.add_put("/settings/{key}", put_setting)
     app.router.add_get("/health", health)
+    app[PREVIEW] = preview
+    app[SAMPLER] = Sampler(settings.admin_metrics_file)
+    app.cleanup_ctx.append(_sampling)
+    add_routes(app, STORE, SETTINGS)
     return app
 
 
-def run(settings: Settings) -> None:
-    """Serve the admin API in the foreground until SIGTERM/SIGINT."""
+async def _sampling(app: web.Application) -> AsyncIterator[None]:
+    """The page's charts: workers' /metrics sampled in the background while serving."""
+    sampler = app[SAMPLER]
+    if sampler.targets_file is not None:
+        sampler.start()
+    yield
+    await asyncio.to_thread(sampler.close)
+
+
+def run(settings: Settings, preview: Preview | None = None) -> None:
+    """Serve the admin API and page in the foreground until SIGTERM/SIGINT."""
     with Store(settings.database_url) as store:
         store.migrate()
-        app = create_app(settings, store)
-        log.info("admin API on http://%s:%d", settings.admin_host, settings.admin_port)
+        app = create_app(settings, store, preview)
+        log.info("admin API on http://%s:%d (the page: /ui/)", settings.admin_host,
+                 settings.admin_port)
         web.run_app(app, host=settings.admin_host, port=settings.admin_port, print=None)

@@ -135,7 +135,8 @@ def describe(key: str) -> str:
 
 
 def parse_value(key: str, text: str) -> Any:
-    """A setting's value from text: booleans as true/false, lists as A,B, JSON accepted."""
+    """A setting's value from text: booleans as true/false, lists as A,B or JSON; text as
+    it is (a subject template may well start with "[")."""
     check_key(key)
     field = AdminSettings.model_fields[key]
     lowered = text.strip().lower()
@@ -145,7 +146,7 @@ def parse_value(key: str, text: str) -> Any:
         if lowered in ("false", "off", "no", "0"):
             return False
         raise ConfigError(f"{key}={text!r}: {describe(key)}")
-    if text.strip().startswith("["):
+    if field.annotation is not str and text.strip().startswith("["):  # a list's JSON
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:

@@ -9,6 +9,7 @@ answer 500 and print a traceback whose locals held `expected = b'Bearer <token>'
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -109,7 +110,8 @@ def servers(tmp_path_factory) -> Iterator[Servers]:
 
 
 PATHS = {
-    "admin": ["/settings", "/settings/people_sync", "/settings/audit"],
+    "admin": ["/settings", "/settings/people_sync", "/settings/audit", "/ui/login",
+              "/ui/settings"],
     "marketo": ["/identity/oauth/token", "/rest/v1/leads.json",
                 "/rest/v1/activities/external.json"],
     "salesforce": ["/services/oauth2/token", "/services/data/v59.0/composite/sobjects"],
@@ -130,11 +132,30 @@ def test_hostile_requests_never_make_a_server_fail(servers, name):
     assert {key: code for key, code in answers.items() if code >= 500} == {}
 
 
+def use_the_page(url: str) -> str:
+    """Log in to the admin page with a wrong token, then the right one; change a setting
+    without and with the CSRF token. Return the session id (a secret too)."""
+    with httpx.Client(base_url=url, timeout=60) as client:
+        wrong = client.post("/ui/login", data={"token": f"{TOKEN}-not", "user": "ada"})
+        assert wrong.status_code == 401
+        right = client.post("/ui/login", data={"token": TOKEN, "user": "ada"})
+        assert right.status_code == 303
+        session = client.cookies["actions_sync_session"]
+        page = client.get("/ui/")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf, page.text[:200]
+        assert client.post("/ui/settings", data={"people_sync": "true"}).status_code == 403
+        assert client.post("/ui/settings", data={"people_sync": ["false", "true"],
+                                                 "csrf": csrf.group(1)}).status_code == 200
+    return session
+
+
 def test_no_log_line_of_any_server_holds_a_secret(servers):
     for name, paths in PATHS.items():
         with httpx.Client(base_url=servers.urls[name], timeout=60) as client:
             for item in corpus(paths, servers.tokens[name]):
                 send(client, item)
+    session = use_the_page(servers.urls["admin"])
     for name, control in (("marketo", "/_sandbox/journal"), ("salesforce", "/_sandbox/journal"),
                           ("salesforce", "/_sandbox/salesforce/config")):  # read by anyone
         shown = httpx.get(servers.urls[name] + control).text
@@ -143,7 +164,9 @@ def test_no_log_line_of_any_server_holds_a_secret(servers):
     lines = [(log.name, line) for log in servers.logs
              for line in log.read_text("utf-8", "replace").splitlines()]
     assert any("GET /settings" in line for _, line in lines)  # the logs are the right ones
-    secrets = [*SECRETS, servers.tokens["marketo"], servers.tokens["salesforce"]]
+    assert any("admin page: login refused" in line for _, line in lines)
+    assert any("admin page: page:ada logged in" in line for _, line in lines)
+    secrets = [*SECRETS, servers.tokens["marketo"], servers.tokens["salesforce"], session]
     leaks = [(name, line[:200]) for name, line in lines
              if any(secret in line for secret in secrets)]
     assert leaks == []

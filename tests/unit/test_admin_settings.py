@@ -32,6 +32,7 @@ def test_defaults_cover_every_setting_of_s12():
     ("unsubscribe_field", "Opted_Out__c", "Opted_Out__c"),
     ("salesforce_subject_template", "{{ call_outcome }} {{activity_subject}}",
      "{{ call_outcome }} {{activity_subject}}"),
+    ("salesforce_subject_template", "[Sales] {{activity_type}}", "[Sales] {{activity_type}}"),
 ])
 def test_text_values_are_parsed_and_validated(key, text, expected):
     settings = AdminSettings().with_value(key, parse_value(key, text))
