@@ -39,7 +39,7 @@ def test_leads_are_read_by_id_through_a_form_lookup():
     assert [lead["id"] for lead in leads] == list(range(1, 301))
 
 
-def test_the_client_paces_itself_below_the_rolling_window():
+def test_the_client_paces_itself_below_the_rolling_window() -> None:
     app, sandbox = serve(seed_people=10, rate_calls=10, rate_window_s=2.0)
     with sandbox as server:
         async def go():
@@ -73,7 +73,7 @@ def test_expired_tokens_are_refreshed_and_faults_retried():
     assert refreshes >= 2
 
 
-def test_daily_quota_stops_the_client_until_reset():
+def test_daily_quota_stops_the_client_until_reset() -> None:
     _, sandbox = serve(seed_people=5, daily_quota=3)
     with sandbox as server:
         async def go():
@@ -132,7 +132,7 @@ def test_a_lookup_is_a_get_unless_its_uri_would_pass_8_kb():
     assert all(status == 200 for _, _, status in calls)
 
 
-def test_a_widely_used_client_looks_leads_up_by_email_unchanged():
+def test_a_widely_used_client_looks_leads_up_by_email_unchanged() -> None:
     """marketorestpython sends lead lookups as POST with `_method=GET` and the access
     token in a form body; the sandbox must answer it like Marketo does."""
     marketorestpython = pytest.importorskip("marketorestpython.client")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 
@@ -77,7 +78,9 @@ def codes(app, part=""):
     return [e.code or str(e.status) for e in app[JOURNAL_KEY].entries() if part in e.path]
 
 
-def test_initial_sync_publishes_each_owned_lead_once_with_its_fields(kafka, registry, tmp_path):
+def test_initial_sync_publishes_each_owned_lead_once_with_its_fields(
+    kafka: str, registry: str, tmp_path: Path
+) -> None:
     _, sandbox = serve(seed_people=3000)
     with sandbox as server:
         done, checkpoint, _ = run_source(server, kafka, registry, f"sqlite:///{tmp_path}/s.db",
@@ -91,7 +94,9 @@ def test_initial_sync_publishes_each_owned_lead_once_with_its_fields(kafka, regi
          for k in ("email", "sfdc_lead_id", "title", "changed_at")}
 
 
-def test_token_expiry_faults_and_late_files_are_survived(kafka, registry, tmp_path):
+def test_token_expiry_faults_and_late_files_are_survived(
+    kafka: str, registry: str, tmp_path: Path
+) -> None:
     faults = FaultPlan(seed=5, error_rate=0.1, timeout_rate=0.03, timeout_s=1.5)
     app, sandbox = serve(seed_people=3000, token_expiry_s=1.0, faults=faults,
                          late_file_rate=1.0, late_file_s=1.0)
@@ -105,7 +110,9 @@ def test_token_expiry_faults_and_late_files_are_survived(kafka, registry, tmp_pa
     assert sorted(c["marketo_id"] for c in changes) == sorted(owned_ids(3000))
 
 
-def test_a_stopped_load_resumes_the_same_file_at_its_byte_offset(kafka, registry, tmp_path):
+def test_a_stopped_load_resumes_the_same_file_at_its_byte_offset(
+    kafka: str, registry: str, tmp_path: Path
+):
     app, sandbox = serve(seed_people=3000)
     db = f"sqlite:///{tmp_path}/s.db"
 
@@ -134,7 +141,9 @@ def _then_stop(ctx, commit, after):
     return wrapped
 
 
-def test_daily_quota_607_pauses_at_a_checkpoint_then_resumes(kafka, registry, tmp_path):
+def test_daily_quota_607_pauses_at_a_checkpoint_then_resumes(
+    kafka: str, registry: str, tmp_path: Path
+):
     app, sandbox = serve(seed_people=1000, daily_quota=6)
     with sandbox as server:
         async def reset_later(ctx):
@@ -154,7 +163,9 @@ def test_daily_quota_607_pauses_at_a_checkpoint_then_resumes(kafka, registry, tm
     assert {c["marketo_id"] for c in published(kafka, registry)} == owned_ids(1000)
 
 
-def test_too_many_export_jobs_1029_defers_the_pipeline(kafka, registry, tmp_path):
+def test_too_many_export_jobs_1029_defers_the_pipeline(
+    kafka: str, registry: str, tmp_path: Path
+) -> None:
     # Jobs process for 0.5 s (Marketo-like, the sandbox's default), not 0.05: the source
     # enqueues its next jobs well within that, also on a busy machine, so the queue is full.
     app, sandbox = serve(seed_people=1000, export_max_queued=1, export_max_running=1,
@@ -165,8 +176,8 @@ def test_too_many_export_jobs_1029_defers_the_pipeline(kafka, registry, tmp_path
     assert {c["marketo_id"] for c in published(kafka, registry)} == owned_ids(1000)
 
 
-def test_lead_changes_publish_current_state_owner_changes_and_deletes(kafka, registry,
-                                                                      tmp_path):
+def test_lead_changes_publish_current_state_owner_changes_and_deletes(kafka: str, registry: str,
+                                                                      tmp_path: Path):
     owned = sorted(owned_ids(40))
     unowned = sorted(set(range(1, 41)) - set(owned))
     _, sandbox = serve(seed_people=40)

@@ -36,7 +36,7 @@ def confluent(registry: str):
         yield client
 
 
-def test_confluent_serializer_output_decodes_here(confluent, client):
+def test_confluent_serializer_output_decodes_here(confluent, client) -> None:
     serializer = AvroSerializer(confluent, schemas.schema_text("PersonChange"))
     change = person_change(42)
     data = serializer(change, CTX)
@@ -46,14 +46,14 @@ def test_confluent_serializer_output_decodes_here(confluent, client):
     assert str(decoded["event_id"]) == change["event_id"]
 
 
-def test_project_serializer_output_decodes_with_confluent(confluent, client):
+def test_project_serializer_output_decodes_with_confluent(confluent, client) -> None:
     data = Serializer(client, PERSON_CHANGES, "PersonChange")(person_change(7, title="VP"))
     decoded = AvroDeserializer(confluent)(data, CTX)
     assert data[0] == 0
     assert (decoded["marketo_id"], decoded["title"]) == (7, "VP")
 
 
-def test_same_schema_registers_once(client):
+def test_same_schema_registers_once(client) -> None:
     first = Serializer(client, PERSON_CHANGES, "PersonChange").schema_id
     again = Serializer(client, PERSON_CHANGES, "PersonChange").schema_id
     assert first == again
@@ -67,12 +67,12 @@ def test_same_schema_registers_once(client):
         (frame(987_654, b"\x02"), "schema registry"),
     ],
 )
-def test_undecodable_bytes_are_named(client, data, reason):
+def test_undecodable_bytes_are_named(client, data, reason) -> None:
     with pytest.raises(UndecodableRecord, match=reason):
         Deserializer(client, "PersonChange")(data)
 
 
-def test_truncated_or_padded_bodies_are_undecodable(client):
+def test_truncated_or_padded_bodies_are_undecodable(client) -> None:
     good = Serializer(client, PERSON_CHANGES, "PersonChange")(person_change(1))
     decode = Deserializer(client, "PersonChange")
     with pytest.raises(UndecodableRecord, match="does not match"):
@@ -81,7 +81,7 @@ def test_truncated_or_padded_bodies_are_undecodable(client):
         decode(good + b"\x00\x00")
 
 
-def test_older_writer_schema_is_resolved_to_the_reader(client):
+def test_older_writer_schema_is_resolved_to_the_reader(client) -> None:
     old = {"type": "record", "name": "PersonChange", "namespace": "actions_sync", "fields": [
         f for f in schemas.load("PersonChange")["fields"] if f["name"] != "title"]}
     schema_id = client.register(f"{PERSON_CHANGES}-value", json.dumps(old))
@@ -91,7 +91,7 @@ def test_older_writer_schema_is_resolved_to_the_reader(client):
     assert decoded["marketo_id"] == 3 and decoded["title"] is None
 
 
-def test_unreachable_registry_is_retriable_not_a_bad_record():
+def test_unreachable_registry_is_retriable_not_a_bad_record() -> None:
     client = RegistryClient(f"http://127.0.0.1:{free_port()}", timeout_s=1)
     try:
         with pytest.raises(Retriable):
@@ -100,7 +100,7 @@ def test_unreachable_registry_is_retriable_not_a_bad_record():
         client.close()
 
 
-def test_registry_transport_is_injectable():
+def test_registry_transport_is_injectable() -> None:
     transport = httpx.MockTransport(lambda r: httpx.Response(200, json={"id": 5}))
     client = RegistryClient("http://registry.invalid", transport=transport)
     try:

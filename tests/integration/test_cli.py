@@ -27,13 +27,13 @@ def run_cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = N
                           timeout=timeout)
 
 
-def test_help_lists_every_command():
+def test_help_lists_every_command() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
     assert all(command in result.stdout for command in ALL_COMMANDS)
 
 
-def test_a_part_not_built_names_the_part_of_the_product_it_belongs_to():
+def test_a_part_not_built_names_the_part_of_the_product_it_belongs_to() -> None:
     from actions_sync.errors import ConfigError
     from app.cli import _entry
 
@@ -54,7 +54,7 @@ def test_a_part_not_built_names_the_part_of_the_product_it_belongs_to():
         (["reconcile", "unsubscribes"], "ACTIONS_SYNC_SALESFORCE_URL must be set"),
     ],
 )
-def test_bad_arguments_print_one_line_and_exit_2(args, message):
+def test_bad_arguments_print_one_line_and_exit_2(args, message) -> None:
     result = run_cli(*args)
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
@@ -66,19 +66,21 @@ def test_bad_arguments_print_one_line_and_exit_2(args, message):
     [("ACTIONS_SYNC_PARTITIONS", "many"), ("DATABASE_URL", "mysql://x"),
      ("ACTIONS_SYNC_LOG_LEVEL", "loud")],
 )
-def test_bad_settings_name_the_variable_and_exit_2(variable, value):
+def test_bad_settings_name_the_variable_and_exit_2(variable, value) -> None:
     result = run_cli("worker", "people", env={variable: value})
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and variable in result.stderr
 
 
-def test_worker_without_a_broker_says_how_to_fix_it():
+def test_worker_without_a_broker_says_how_to_fix_it() -> None:
     result = run_cli("worker", "people")
     assert result.returncode == 2
     assert "KAFKA_BOOTSTRAP_SERVERS" in result.stderr and "actions-sync up" in result.stderr
 
 
-def test_produce_publishes_good_lines_and_names_each_bad_one(kafka, registry, tmp_path):
+def test_produce_publishes_good_lines_and_names_each_bad_one(
+    kafka: str, registry: str, tmp_path: Path
+) -> None:
     lines = [
         json.dumps({"event_id": "6b0e4c52-2f39-4c3c-9f0e-0d1c5c4f7a11", "marketo_id": 1,
                     "changed_at": "2026-03-01T12:00:00Z", "sfdc_lead_owner_id": "005x"}),
@@ -99,7 +101,7 @@ def test_produce_publishes_good_lines_and_names_each_bad_one(kafka, registry, tm
     assert len(read_topic(kafka, PERSON_CHANGES)) == 2
 
 
-def test_dlq_list_shows_reasons_and_replay_republishes(kafka, registry):
+def test_dlq_list_shows_reasons_and_replay_republishes(kafka: str, registry: str) -> None:
     from actions_sync.dead_letter import DeadLetterProducer, dead_letter
     from actions_sync.errors import UndecodableRecord
 
@@ -118,7 +120,7 @@ def test_dlq_list_shows_reasons_and_replay_republishes(kafka, registry):
     assert len(read_topic(kafka, dlq_topic(PERSON_CHANGES))) == 1
 
 
-def test_dlq_list_filters_and_replay_selects_on_a_real_broker(kafka):
+def test_dlq_list_filters_and_replay_selects_on_a_real_broker(kafka: str):
     from actions_sync.dead_letter import DeadLetterProducer, dead_letter
     from actions_sync.errors import RuleViolation, UndecodableRecord
 
@@ -164,7 +166,7 @@ def test_dlq_list_filters_and_replay_selects_on_a_real_broker(kafka):
     assert len(read_topic(kafka, dlq_topic(PERSON_CHANGES))) == 3  # the DLQ keeps its records
 
 
-def test_top_level_packages_import_from_this_repo():
+def test_top_level_packages_import_from_this_repo() -> None:
     import connectors
     import sandboxes
     import schemas
@@ -177,7 +179,7 @@ def test_top_level_packages_import_from_this_repo():
 
 
 
-def test_readme_documents_every_setting():
+def test_readme_documents_every_setting() -> None:
     from actions_sync.settings import Settings, env_name
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
@@ -185,7 +187,7 @@ def test_readme_documents_every_setting():
     assert missing == []
 
 
-def test_up_runs_the_stack_and_writes_its_endpoints(tmp_path):
+def test_up_runs_the_stack_and_writes_its_endpoints(tmp_path: Path) -> None:
     import signal
     import time
 
@@ -222,7 +224,7 @@ def test_up_runs_the_stack_and_writes_its_endpoints(tmp_path):
     assert not endpoints.exists()  # removed on exit: a later script never reads stale URLs
 
 
-def test_broker_command_creates_the_topics_and_leaves_no_orphan():
+def test_broker_command_creates_the_topics_and_leaves_no_orphan() -> None:
     import signal
 
     from confluent_kafka.admin import AdminClient

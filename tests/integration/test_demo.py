@@ -29,7 +29,7 @@ def row(output: str, check: str) -> list[str]:
     return [cell.strip() for cell in line.split("│")[2:4]]
 
 
-def test_demo_runs_both_flows_and_reconciles(tmp_path):
+def test_demo_runs_both_flows_and_reconciles(tmp_path: Path) -> None:
     result = run_demo("--people", "1500", "--activities", "600", cwd=tmp_path)
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -46,7 +46,7 @@ def test_demo_runs_both_flows_and_reconciles(tmp_path):
     assert list(tmp_path.glob("var/demo-*/actions-sync.db"))  # its own store, under var/
 
 
-def test_demo_without_activities_runs_the_people_flow_only(tmp_path):
+def test_demo_without_activities_runs_the_people_flow_only(tmp_path: Path) -> None:
     result = run_demo("--people", "300", "--activities", "0", cwd=tmp_path)
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -54,7 +54,7 @@ def test_demo_without_activities_runs_the_people_flow_only(tmp_path):
     assert "activities in Marketo" not in result.stdout
 
 
-def test_a_negative_activity_count_is_refused(tmp_path):
+def test_a_negative_activity_count_is_refused(tmp_path: Path) -> None:
     result = run_demo("--activities", "-1", cwd=tmp_path)
 
     assert result.returncode == 2

@@ -76,7 +76,9 @@ def retried_once(handler: object, batch: list[RawRecord]) -> None:
     handler(batch)  # type: ignore[operator]
 
 
-def test_a_routed_batch_retried_once_counts_once(kafka, edges):
+def test_a_routed_batch_retried_once_counts_once(
+    kafka: str, edges: tuple[Store, RegistryClient]
+) -> None:
     store, client = edges
     store.apply_people([person_row(person_change(5, 1))], [])
     good = [sales_activity(marketo_id=5, occurred_at=T0.replace(hour=13)) for _ in range(4)]
@@ -101,7 +103,9 @@ def test_a_routed_batch_retried_once_counts_once(kafka, edges):
     assert len(read_topic(kafka, dlq_topic(SALES_ACTIVITIES), idle_s=0.5)) == 1
 
 
-def test_a_people_batch_retried_once_counts_once(kafka, edges):
+def test_a_people_batch_retried_once_counts_once(
+    kafka: str, edges: tuple[Store, RegistryClient]
+) -> None:
     store, client = edges
     changes = [("7", person_change(7, 1)), ("7", person_change(7, 2)),  # 1 superseded
                ("8", person_change(8, 1)), ("8", person_change(9, 1))]  # wrong key: DLQ
@@ -123,7 +127,9 @@ def test_a_people_batch_retried_once_counts_once(kafka, edges):
     assert store.person(7)["changed_at"] == T0.replace(second=2)
 
 
-def test_dead_letters_count_once_acknowledged_though_the_broker_stopped_answering(kafka):
+def test_dead_letters_count_once_acknowledged_though_the_broker_stopped_answering(
+    kafka: str
+) -> None:
     """Letters queued while the broker is stopped time out (`message.timeout.ms` 2 s) and
     are sent again when it is back; each counts once, when acknowledged."""
     ensure_topics(kafka, specs((PERSON_CHANGES,), 2))

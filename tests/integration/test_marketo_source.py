@@ -13,6 +13,7 @@ import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -177,7 +178,7 @@ def finished(proc, timeout_s=60.0) -> int:
 
 
 def test_initial_sync_killed_mid_export_resumes_and_lands_exactly_the_owned_people(
-        kafka, registry, tmp_path):
+        kafka: str, registry: str, tmp_path: Path) -> None:
     stack, marketo = start(kafka, registry, tmp_path, "--seed-people", "30000")
     try:
         first = source(stack, marketo, "sync", "start")
@@ -195,7 +196,7 @@ def test_initial_sync_killed_mid_export_resumes_and_lands_exactly_the_owned_peop
 
 
 def test_an_admin_turning_the_people_sync_off_stops_the_load_at_a_checkpoint(
-        kafka, registry, tmp_path):
+        kafka: str, registry: str, tmp_path: Path) -> None:
     stack, marketo = start(kafka, registry, tmp_path, "--seed-people", "30000",
                            "--latency-ms", "150")  # ~6 s of ranged downloads
     try:
@@ -213,7 +214,7 @@ def test_an_admin_turning_the_people_sync_off_stops_the_load_at_a_checkpoint(
 
 
 def test_lead_changes_reach_the_store_in_order_across_a_kill_mid_paging(
-        kafka, registry, tmp_path):
+        kafka: str, registry: str, tmp_path: Path) -> None:
     stack, marketo = start(kafka, registry, tmp_path, "--seed-people", "3000", "--latency-ms", "60")
     expected = initial_oracle(3000)
     owned = sorted(expected.present())
@@ -257,7 +258,9 @@ def calls_to(marketo: str, endpoint: str) -> int:
     return sum(endpoint in e["path"] for e in httpx.get(f"{marketo}/_sandbox/journal").json())
 
 
-def test_the_people_sync_runs_only_while_an_admin_has_it_on(kafka, registry, tmp_path):
+def test_the_people_sync_runs_only_while_an_admin_has_it_on(
+    kafka: str, registry: str, tmp_path: Path
+) -> None:
     """SPEC S12 "initiate data sync": `sync start` turns the people_sync setting on (audited);
     with it off the lead-changes worker waits, checkpoint kept, and catches up once on."""
     stack, marketo = start(kafka, registry, tmp_path, "--seed-people", "300")
@@ -311,7 +314,7 @@ def limited_outside(marketo: str, bursts: list[tuple[float, float]]) -> list[dic
 
 
 def test_initial_sync_completes_through_faults_token_expiry_and_rate_limit_bursts(
-        kafka, registry, tmp_path):
+        kafka: str, registry: str, tmp_path: Path) -> None:
     stack, marketo = start(kafka, registry, tmp_path, "--seed-people", "30000",
                            "--error-rate", "0.1", "--set", "timeout_rate=0.03", "--set",
                            "timeout_s=1.0", "--token-expiry-s", "2", "--set", "late_file_rate=0.5")
@@ -331,7 +334,7 @@ def test_initial_sync_completes_through_faults_token_expiry_and_rate_limit_burst
 
 
 @pytest.mark.parametrize("command", [("sync", "start"), ("worker", "marketo-source")])
-def test_the_source_names_the_missing_setting_and_exits_2(command):
+def test_the_source_names_the_missing_setting_and_exits_2(command) -> None:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("ACTIONS_SYNC_", "KAFKA_", "SCHEMA_REGISTRY"))}
     done = subprocess.run([*CLI, *command], env=env, capture_output=True, text=True, timeout=60)

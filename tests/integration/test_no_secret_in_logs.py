@@ -74,7 +74,7 @@ class Servers:
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory) -> Iterator[Servers]:
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     tmp = tmp_path_factory.mktemp("hostile")
     admin_port = free_port()
     env = {"DATABASE_URL": f"sqlite:///{tmp}/store.db", "ACTIONS_SYNC_ADMIN_TOKEN": TOKEN,
@@ -123,14 +123,14 @@ def send(client: httpx.Client, item: Hostile) -> int:
 
 
 @pytest.mark.parametrize("name", list(PATHS))
-def test_hostile_requests_never_make_a_server_fail(servers, name):
+def test_hostile_requests_never_make_a_server_fail(servers: Servers, name) -> None:
     with httpx.Client(base_url=servers.urls[name], timeout=60) as client:
         answers = {(i.method, i.path[:40], repr(i.headers)[:50], i.body[:12]): send(client, i)
                    for i in corpus(PATHS[name], servers.tokens[name])}
     assert {key: code for key, code in answers.items() if code >= 500} == {}
 
 
-def test_no_log_line_of_any_server_holds_a_secret(servers):
+def test_no_log_line_of_any_server_holds_a_secret(servers: Servers) -> None:
     for name, paths in PATHS.items():
         with httpx.Client(base_url=servers.urls[name], timeout=60) as client:
             for item in corpus(paths, servers.tokens[name]):

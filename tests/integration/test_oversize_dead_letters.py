@@ -70,7 +70,7 @@ def settings(kafka: str, registry: str, tmp_path: Path) -> Settings:
 
 @pytest.mark.slow
 def test_an_oversize_person_record_is_dead_lettered_truncated_and_the_next_is_stored(
-        kafka, registry, settings):
+        kafka: str, registry: str, settings: Settings) -> None:
     ensure_topics(kafka, specs((PERSON_CHANGES,), settings.partitions))
     huge = person_change(11, 1, company="x" * BIG)  # breaks the 255-character rule
     ends = publish(kafka, registry, PERSON_CHANGES, "PersonChange",
@@ -87,7 +87,7 @@ def test_an_oversize_person_record_is_dead_lettered_truncated_and_the_next_is_st
 
 @pytest.mark.slow
 def test_an_oversize_activity_is_dead_lettered_truncated_and_the_next_is_routed(
-        kafka, registry, settings):
+        kafka: str, registry: str, settings: Settings) -> None:
     ensure_topics(kafka, specs((SALES_ACTIVITIES,), settings.partitions))
     with Store(settings.database_url) as store:
         store.migrate()
@@ -114,7 +114,7 @@ def _letter(topic: str, key: bytes, value: bytes) -> DeadLetter:
     return dead_letter(topic, 0, 7, key, value, RuleViolation("too large"))
 
 
-def test_the_limit_is_the_dlq_topics_own_and_a_letter_over_it_is_cut_to_fit(kafka):
+def test_the_limit_is_the_dlq_topics_own_and_a_letter_over_it_is_cut_to_fit(kafka: str) -> None:
     """A DLQ topic made to take at most 200 kB (Apache Kafka honours `max.message.bytes`;
     Tansu does not say, and the producer's own limit applies)."""
     topic = f"small-{uuid.uuid4().hex[:8]}"

@@ -59,7 +59,7 @@ class People:
 
 
 @pytest.fixture
-def people(kafka, registry):
+def people(kafka: str, registry: str):
     ensure_topics(kafka, specs((PERSON_CHANGES,), 8))
     p = People(kafka, registry)
     yield p
@@ -67,14 +67,14 @@ def people(kafka, registry):
 
 
 @pytest.fixture
-def settings(kafka, registry, database_url) -> Settings:
+def settings(kafka: str, registry: str, database_url: str) -> Settings:
     with Store(database_url) as store:
         store.migrate()
     return Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
                     database_url=database_url, group_prefix=f"t-{uuid.uuid4().hex[:8]}")
 
 
-def test_changes_in_one_second_apply_in_log_order(people, settings):
+def test_changes_in_one_second_apply_in_log_order(people, settings: Settings) -> None:
     people.publish([
         person_change(EDITED, 5, title="first"), person_change(EDITED, 5, title="second"),
         person_change(DELETED, 5), person_change(DELETED, 5, deleted=True),
@@ -101,7 +101,7 @@ def test_changes_in_one_second_apply_in_log_order(people, settings):
 
 
 def test_a_record_breaking_the_contract_is_dead_lettered_and_the_next_one_applied(
-        people, settings):
+        people, settings: Settings) -> None:
     future = datetime.now(UTC) + timedelta(days=1, hours=1)  # the default skew is one day
     endless = frame(people.encode.schema_id, b"\xff" * 900_000)  # a varint that never ends
     people.publish([], raw=[(None, people.encode(person_change(NO_KEY, 1)))])

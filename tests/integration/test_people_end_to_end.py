@@ -81,7 +81,9 @@ def dead_letter_headers(kafka: str) -> list[dict[str, str]]:
 
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["one-worker", "two-workers"])
-def test_people_reach_the_store_and_bad_records_the_dlq(kafka, registry, database_url, workers):
+def test_people_reach_the_store_and_bad_records_the_dlq(
+    kafka: str, registry: str, database_url: str, workers
+) -> None:
     settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
                         database_url=database_url, group_prefix=f"t-{uuid.uuid4().hex[:8]}",
                         people_batch_size=500)

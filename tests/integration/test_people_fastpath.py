@@ -145,7 +145,7 @@ def check_oracle(scenario: Scenario, database_url: str) -> None:
 
 
 def test_a_worker_killed_mid_drain_never_committed_what_was_not_stored(
-        kafka, registry, database_url):
+        kafka: str, registry: str, database_url: str) -> None:
     settings, scenario, placed, ends = scenario_stack(kafka, registry, database_url, 25_000)
     with Stack(settings) as stack:
         first = start(stack, settings)
@@ -159,7 +159,7 @@ def test_a_worker_killed_mid_drain_never_committed_what_was_not_stored(
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_worker_stopped_mid_drain_finishes_its_batch_commits_and_exits_cleanly(
-        kafka, registry, database_url):
+        kafka: str, registry: str, database_url: str) -> None:
     settings, scenario, placed, ends = scenario_stack(kafka, registry, database_url, 25_000)
     with Stack(settings) as stack:
         first = start(stack, settings)
@@ -175,7 +175,7 @@ def test_a_worker_stopped_mid_drain_finishes_its_batch_commits_and_exits_cleanly
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_partitions_handed_over_mid_drain_are_neither_lost_nor_written_twice_out_of_order(
-        kafka, registry, database_url):
+        kafka: str, registry: str, database_url: str) -> None:
     # Changes keep arriving (~6k/s, small batches) until the second worker has taken
     # partitions over: the hand-over happens mid-drain however fast the first worker is.
     settings, scenario, placed, ends = scenario_stack(kafka, registry, database_url, 60_000,

@@ -56,7 +56,9 @@ def refuse_person(url: str, marketo_id: int, table: str = "persons") -> None:
     engine.dispose()
 
 
-def test_a_poison_record_is_dead_lettered_and_a_store_outage_retried(kafka, registry, pg):
+def test_a_poison_record_is_dead_lettered_and_a_store_outage_retried(
+    kafka: str, registry: str, pg: PostgresServer
+) -> None:
     settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
                         database_url=pg.url, group_prefix=f"t-{uuid.uuid4().hex[:8]}")
     ensure_topics(kafka, specs((PERSON_CHANGES,), settings.partitions))
@@ -111,8 +113,9 @@ def poison_position(kafka: str) -> tuple[str, str]:
     return str(found[0].partition()), str(found[0].offset())
 
 
-def test_the_activity_router_dead_letters_a_poison_activity_and_moves_on(kafka, registry,
-                                                                          pg):
+def test_the_activity_router_dead_letters_a_poison_activity_and_moves_on(
+    kafka: str, registry: str, pg: PostgresServer
+) -> None:
     """The same mechanism in the router: an activity whose parking the store refuses."""
     settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
                         database_url=pg.url, group_prefix=f"t-{uuid.uuid4().hex[:8]}")

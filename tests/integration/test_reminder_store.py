@@ -32,7 +32,7 @@ def row(task_id: str, revision: int = 0, **fields):
             "written": [], "unpushed": False, "revision": revision} | fields
 
 
-def test_a_write_from_a_stale_revision_loses_and_changes_nothing(store):
+def test_a_write_from_a_stale_revision_loses_and_changes_nothing(store) -> None:
     assert table.save(store.engine, [row("t1")], NOW) == set()
     assert table.save(store.engine, [row("t1", 1, status="COMPLETE")], NOW) == set()
     assert table.save(store.engine, [row("t1", 1, status="OPEN")], NOW) == {"t1"}
@@ -42,7 +42,7 @@ def test_a_write_from_a_stale_revision_loses_and_changes_nothing(store):
     assert stored["salesforce_synced"] == {"Status": "Not Started"}
 
 
-def test_tasks_are_found_by_salesforce_id_and_unpushed_ones_paged(store):
+def test_tasks_are_found_by_salesforce_id_and_unpushed_ones_paged(store) -> None:
     table.save(store.engine, [row("a", unpushed=True), row("b", sfdc_task_id=SFDC),
                               row("c", unpushed=True)], NOW)
     assert table.by_salesforce_id(store.engine, [SFDC])[SFDC]["task_id"] == "b"
@@ -50,7 +50,7 @@ def test_tasks_are_found_by_salesforce_id_and_unpushed_ones_paged(store):
     assert [r["task_id"] for r in table.unpushed(store.engine, "a", 10)] == ["c"]
 
 
-def test_the_first_enable_is_the_oldest_change_to_true(store):
+def test_the_first_enable_is_the_oldest_change_to_true(store) -> None:
     assert table.first_enabled(store.engine) is None
     default = AdminSettings().reminder_task_sync
     first = admin_settings.write(store.engine, "reminder_task_sync", True, "t", default)

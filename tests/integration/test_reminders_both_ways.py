@@ -91,7 +91,7 @@ def eventually(check: Callable[[], Any], what: str, timeout_s: float = 90.0) -> 
     return found
 
 
-def test_a_persons_task_follows_in_actions_from_creation_to_deletion(stack):
+def test_a_persons_task_follows_in_actions_from_creation_to_deletion(stack: Stack) -> None:
     start(stack)
     time.sleep(2.0)  # the source's first poll: the enable is older than the Task
     row = sandbox(stack, "POST", "records/Task", fields={
@@ -110,7 +110,7 @@ def test_a_persons_task_follows_in_actions_from_creation_to_deletion(stack):
     eventually(lambda: stored(stack, task_id)["deleted"], "the deletion")
 
 
-def test_the_syncs_writes_never_come_back_from_the_source(stack):
+def test_the_syncs_writes_never_come_back_from_the_source(stack: Stack) -> None:
     start(stack)
     registry = RegistryClient(stack.registry_url)
     try:
@@ -130,7 +130,7 @@ def test_the_syncs_writes_never_come_back_from_the_source(stack):
     assert rows[0]["Id"] not in published(stack)
 
 
-def test_first_enable_imports_tasks_changed_in_the_last_24_hours(stack):
+def test_first_enable_imports_tasks_changed_in_the_last_24_hours(stack: Stack) -> None:
     recent = sandbox(stack, "POST", "records/Task", fields={"Subject": "23 h",
                                                              "WhoId": LEAD[1]})
     stale = sandbox(stack, "POST", "records/Task", fields={"Subject": "25 h",

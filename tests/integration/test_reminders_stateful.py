@@ -224,7 +224,7 @@ def machine(sides: Sides) -> type[RuleBasedStateMachine]:
     return Reminders
 
 
-def test_both_sides_converge_to_the_oracle_through_kills_without_ping_pong(stack):
+def test_both_sides_converge_to_the_oracle_through_kills_without_ping_pong(stack: Stack) -> None:
     sides = Sides(stack)
     try:
         run_state_machine_as_test(machine(sides), settings=settings(

@@ -148,7 +148,9 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = 60) ->
         time.sleep(0.3)
 
 
-def test_checks_are_answered_from_the_store_and_marketo_and_follow_the_setting(stack, checks):
+def test_checks_are_answered_from_the_store_and_marketo_and_follow_the_setting(
+    stack: Stack, checks: Checks
+) -> None:
     marketo = stack.sandbox("marketo", "--seed-people", "20")
     marketo_sync(marketo, {"email": "person3@example.com", "unsubscribed": True})
     twin = marketo_sync(marketo, {"email": "person4@example.com"}, action="createDuplicate")
@@ -197,7 +199,7 @@ def codes_to_worker(marketo: str, since: int) -> list[str | None]:
     return [e["code"] for e in lookups(marketo)[since:]]
 
 
-def test_marketo_unable_to_answer_in_time_blocks_the_send(stack, checks):
+def test_marketo_unable_to_answer_in_time_blocks_the_send(stack: Stack, checks: Checks) -> None:
     marketo = stack.sandbox("marketo", "--seed-people", "20", "--set", "rate_calls=30",
                             "--set", "daily_quota=400")
     stack.add_worker("send-check", {"ACTIONS_SYNC_MARKETO_URL": marketo,
@@ -229,7 +231,7 @@ def test_marketo_unable_to_answer_in_time_blocks_the_send(stack, checks):
     assert len(lookups(marketo)) == seen
 
 
-def test_a_used_up_daily_quota_blocks_without_calling_again(stack, checks):
+def test_a_used_up_daily_quota_blocks_without_calling_again(stack: Stack, checks: Checks) -> None:
     marketo = stack.sandbox("marketo", "--seed-people", "20", "--set", "daily_quota=3")
     stack.add_worker("send-check", {"ACTIONS_SYNC_MARKETO_URL": marketo,
                                     "ACTIONS_SYNC_SEND_CHECK_DEADLINE_S": "10"})
@@ -246,7 +248,7 @@ def test_a_used_up_daily_quota_blocks_without_calling_again(stack, checks):
     assert len(lookups(marketo)) == 4
 
 
-def test_sandbox_stopped_or_wrong_credentials_block_the_send(stack, checks):
+def test_sandbox_stopped_or_wrong_credentials_block_the_send(stack: Stack, checks: Checks) -> None:
     marketo = stack.sandbox("marketo", "--seed-people", "20")
     wrong = stack.add_worker("send-check", {"ACTIONS_SYNC_MARKETO_URL": marketo,
                                             "ACTIONS_SYNC_MARKETO_CLIENT_SECRET": "wrong",
@@ -269,7 +271,9 @@ def test_sandbox_stopped_or_wrong_credentials_block_the_send(stack, checks):
         "blocked/CHECK_UNAVAILABLE"}
 
 
-def test_a_burst_of_checks_is_looked_up_in_few_calls_the_long_one_as_a_form(stack, checks):
+def test_a_burst_of_checks_is_looked_up_in_few_calls_the_long_one_as_a_form(
+    stack: Stack, checks: Checks
+) -> None:
     marketo = stack.sandbox("marketo")
     emails = [f"a.rather.long.address.of.person.{i:04d}@sales.example.com" for i in range(350)]
     created = marketo_sync(marketo, *({"email": e, "unsubscribed": i % 7 == 0}
@@ -318,7 +322,7 @@ def assert_answered_once(checks: Checks, ids: list[str], blocked: set[str]) -> N
     assert {reason(decisions[i][0]) for i in set(ids) - blocked} == {"allowed/OK"}
 
 
-def test_kill_9_mid_batch_answers_every_check_once(stack, checks):
+def test_kill_9_mid_batch_answers_every_check_once(stack: Stack, checks: Checks) -> None:
     marketo, ids, blocked = many_checks(stack, checks)
     env = {"ACTIONS_SYNC_MARKETO_URL": marketo, **REPLAY}
     worker = stack.add_worker("send-check", env)
@@ -336,7 +340,9 @@ def test_kill_9_mid_batch_answers_every_check_once(stack, checks):
     assert_answered_once(checks, ids, blocked)
 
 
-def test_a_second_copy_joining_mid_stream_answers_each_check_once(stack, checks):
+def test_a_second_copy_joining_mid_stream_answers_each_check_once(
+    stack: Stack, checks: Checks
+) -> None:
     marketo, ids, blocked = many_checks(stack, checks)
     env = {"ACTIONS_SYNC_MARKETO_URL": marketo, **REPLAY}
     first = stack.add_worker("send-check", env)

@@ -20,7 +20,7 @@ def store(database_url: str):
     store.close()
 
 
-def test_a_replayed_check_keeps_its_first_decision(store):
+def test_a_replayed_check_keeps_its_first_decision(store) -> None:
     first = record(store.engine, [Given("c1", True, "OK", T0), Given("c2", False,
                                                                       "UNSUBSCRIBED", T0)])
     again = record(store.engine, [Given("c1", False, "CHECK_UNAVAILABLE", T0 + timedelta(1)),
@@ -33,7 +33,7 @@ def test_a_replayed_check_keeps_its_first_decision(store):
     assert set(given(store.engine, ["c1", "c2", "c3", "c4"])) == {"c1", "c2", "c3"}
 
 
-def test_decisions_older_than_the_retention_are_pruned(store):
+def test_decisions_older_than_the_retention_are_pruned(store) -> None:
     record(store.engine, [Given("old", True, "OK", T0), Given("new", True, "OK",
                                                               T0 + timedelta(days=2))])
 

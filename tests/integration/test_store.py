@@ -25,19 +25,19 @@ def row(marketo_id: int, version: int, **fields):
     return person_row(person_change(marketo_id, version, **fields))
 
 
-def test_migrations_build_exactly_the_declared_tables(store):
+def test_migrations_build_exactly_the_declared_tables(store) -> None:
     inspector = inspect(store.engine)
     for table in metadata.sorted_tables:
         columns = {c["name"] for c in inspector.get_columns(table.name)}
         assert columns == set(table.columns.keys())
 
 
-def test_migrate_twice_is_harmless(store):
+def test_migrate_twice_is_harmless(store) -> None:
     store.migrate()
     assert store.count_persons() == 0
 
 
-def test_sqlite_connections_are_tuned_for_batches_of_scattered_people(store):
+def test_sqlite_connections_are_tuned_for_batches_of_scattered_people(store) -> None:
     if not store.is_sqlite:
         pytest.skip("SQLite pragmas")
     with store.engine.connect() as conn:
@@ -47,42 +47,42 @@ def test_sqlite_connections_are_tuned_for_batches_of_scattered_people(store):
         assert pragma("wal_autocheckpoint") == SQLITE_WAL_CHECKPOINT_PAGES
 
 
-def test_upsert_creates_then_updates_a_person(store):
+def test_upsert_creates_then_updates_a_person(store) -> None:
     store.apply_people([row(1, 1, title="CTO")], [])
     store.apply_people([row(1, 2, title="CEO")], [])
     assert store.person(1)["title"] == "CEO"
     assert store.count_persons() == 1
 
 
-def test_older_change_never_overwrites_newer(store):
+def test_older_change_never_overwrites_newer(store) -> None:
     store.apply_people([row(1, 5, title="new")], [])
     store.apply_people([row(1, 3, title="old")], [])
     assert store.person(1)["title"] == "new"
     assert store.person(1)["changed_at"] == person_change(1, 5)["changed_at"]
 
 
-def test_replayed_change_is_a_no_op(store):
+def test_replayed_change_is_a_no_op(store) -> None:
     store.apply_people([row(1, 5)], [])
     first = store.person(1)
     store.apply_people([row(1, 5, title="same version, ignored")], [])
     assert store.person(1)["title"] == first["title"]
 
 
-def test_of_two_changes_in_one_second_the_later_in_the_log_wins(store):
+def test_of_two_changes_in_one_second_the_later_in_the_log_wins(store) -> None:
     store.apply_people([{**row(1, 5, title="first"), "log_position": 10}], [])
     store.apply_people([{**row(1, 5, title="second"), "log_position": 11}], [])
     store.apply_people([{**row(1, 5, title="first"), "log_position": 10}], [])  # redelivered
     assert store.person(1)["title"] == "second" and store.person(1)["log_position"] == 11
 
 
-def test_a_removal_in_the_second_of_the_stored_upsert_and_after_it_removes(store):
+def test_a_removal_in_the_second_of_the_stored_upsert_and_after_it_removes(store) -> None:
     store.apply_people([{**row(1, 5), "log_position": 10}], [])
     written = store.apply_people([], [{**row(1, 5, sfdc_lead_owner_id=None), "log_position": 11}])
     store.apply_people([{**row(1, 5), "log_position": 10}], [])  # the upsert redelivered
     assert written.removed == 1 and store.person(1)["removed_at"] is not None
 
 
-def test_removal_soft_deletes_and_keeps_the_row(store):
+def test_removal_soft_deletes_and_keeps_the_row(store) -> None:
     store.apply_people([row(1, 1)], [])
     written = store.apply_people([], [row(1, 2, sfdc_lead_owner_id=None)])
     person = store.person(1)
@@ -91,32 +91,32 @@ def test_removal_soft_deletes_and_keeps_the_row(store):
     assert store.count_persons() == 0 and store.count_persons(present_only=False) == 1
 
 
-def test_removal_of_someone_never_synced_writes_nothing(store):
+def test_removal_of_someone_never_synced_writes_nothing(store) -> None:
     written = store.apply_people([], [row(9, 1, sfdc_lead_owner_id=None)])
     assert written.removed == 0
     assert store.person(9) is None
 
 
-def test_stale_removal_does_not_remove_a_newer_person(store):
+def test_stale_removal_does_not_remove_a_newer_person(store) -> None:
     store.apply_people([row(1, 5)], [])
     store.apply_people([], [row(1, 4, sfdc_lead_owner_id=None)])
     assert store.person(1)["removed_at"] is None
 
 
-def test_owner_back_restores_the_person(store):
+def test_owner_back_restores_the_person(store) -> None:
     store.apply_people([row(1, 1)], [])
     store.apply_people([], [row(1, 2, sfdc_lead_owner_id=None)])
     store.apply_people([row(1, 3)], [])
     assert store.person(1)["removed_at"] is None
 
 
-def test_batch_of_thousands_in_one_call(store):
+def test_batch_of_thousands_in_one_call(store) -> None:
     store.apply_people([row(i, 1) for i in range(1, 5001)], [])
     assert store.count_persons() == 5000
     assert [p["marketo_id"] for p in store.iter_persons(batch=700)][:3] == [1, 2, 3]
 
 
-def test_checkpoint_is_saved_replaced_and_read_back(store):
+def test_checkpoint_is_saved_replaced_and_read_back(store) -> None:
     assert store.checkpoint("marketo-source") is None
     store.save_checkpoint("marketo-source", {"token": "A", "page": 1})
     store.save_checkpoint("marketo-source", {"token": "B", "page": 2})
@@ -124,7 +124,7 @@ def test_checkpoint_is_saved_replaced_and_read_back(store):
     assert 0 <= store.checkpoint_age_s("marketo-source") < 60
 
 
-def test_batch_upserts_store_datetimes_as_sqlalchemy_does(store):
+def test_batch_upserts_store_datetimes_as_sqlalchemy_does(store) -> None:
     """The upsert bypasses SQLAlchemy's bind processing: a row it writes must read back,
     and compare (the version check), exactly like one SQLAlchemy wrote; a version given in
     another time zone is the same instant."""
@@ -154,7 +154,7 @@ def test_batch_upserts_store_datetimes_as_sqlalchemy_does(store):
     assert store.person(1)["changed_at"] == at + timedelta(seconds=1)
 
 
-def test_a_batch_of_removals_counts_each_person_removed(store):
+def test_a_batch_of_removals_counts_each_person_removed(store) -> None:
     store.apply_people([row(1, 1), row(2, 1), row(3, 5)], [])
     written = store.apply_people([], [row(n, 2, sfdc_lead_owner_id=None) for n in (1, 2, 3, 4)])
     assert written.removed == 2  # 3 is newer than the removal, 4 was never stored
@@ -164,7 +164,7 @@ def test_a_batch_of_removals_counts_each_person_removed(store):
     assert store.count_persons() == 1
 
 
-def test_sqlite_datetime_text_is_sqlalchemys_for_every_year():
+def test_sqlite_datetime_text_is_sqlalchemys_for_every_year() -> None:
     from datetime import UTC, datetime, timedelta, timezone
 
     from sqlalchemy.dialects.sqlite import DATETIME
@@ -208,7 +208,9 @@ def _stream(draw: st.DrawFn) -> list[tuple[int, int, bool, int]]:
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=_stream(), cuts=st.lists(st.integers(0, 14), max_size=4))
-def test_batches_leave_the_store_as_one_change_at_a_time_would(database_url, events, cuts):
+def test_batches_leave_the_store_as_one_change_at_a_time_would(
+    database_url: str, events, cuts
+) -> None:
     """SPEC S2 under batching: however a partition's changes (owners added and removed,
     several in one second, replays of older changes) are cut into batches, the store ends
     as if each change had been applied on its own: present exactly when the newest change
@@ -251,7 +253,7 @@ def _cut(items: list, cuts: list[int]) -> list[list]:
     return [items[a:b] for a, b in zip(edges, edges[1:], strict=False) if items[a:b]]
 
 
-def test_unsubscribed_answers_which_people_hold_an_unsubscribe(store):
+def test_unsubscribed_answers_which_people_hold_an_unsubscribe(store) -> None:
     from datetime import UTC, datetime
 
     from actions_sync.store.unsubscribes import unsubscribed, unsubscribes
@@ -264,7 +266,7 @@ def test_unsubscribed_answers_which_people_hold_an_unsubscribe(store):
     assert unsubscribed(store.engine, []) == set()
 
 
-def test_opt_outs_the_sync_wrote_are_remembered_once_per_record_and_field(store):
+def test_opt_outs_the_sync_wrote_are_remembered_once_per_record_and_field(store) -> None:
     from datetime import UTC, datetime
 
     from actions_sync.store.unsubscribes import (
@@ -282,7 +284,7 @@ def test_opt_outs_the_sync_wrote_are_remembered_once_per_record_and_field(store)
     assert written_optouts(store.engine, "Other__c", ids) == set()
 
 
-def test_a_newer_unsubscribe_is_written_again_a_redelivered_one_is_not(store):
+def test_a_newer_unsubscribe_is_written_again_a_redelivered_one_is_not(store) -> None:
     from datetime import UTC, datetime, timedelta
 
     from actions_sync.store.unsubscribes import OptOutWrite, record_optout_writes, written_since
@@ -299,7 +301,7 @@ def test_a_newer_unsubscribe_is_written_again_a_redelivered_one_is_not(store):
     assert written_since(store.engine, [(lead, field, later)]) == {(lead, field)}
 
 
-def test_the_first_unsubscribe_of_a_person_stays(store):
+def test_the_first_unsubscribe_of_a_person_stays(store) -> None:
     from datetime import UTC, datetime, timedelta
 
     from actions_sync.store.unsubscribes import store_unsubscribes, unsubscribes
@@ -315,7 +317,7 @@ def test_the_first_unsubscribe_of_a_person_stays(store):
     assert rows == {7: "MANUAL", 8: "MANUAL"}
 
 
-def test_people_are_found_by_a_salesforce_id_stored_in_15_or_18_characters(store):
+def test_people_are_found_by_a_salesforce_id_stored_in_15_or_18_characters(store) -> None:
     from actions_sync.store.unsubscribes import people_by_salesforce_id
 
     store.apply_people([row(1, 1, sfdc_lead_id="00Q000000000001", sfdc_contact_id=None),
@@ -332,7 +334,7 @@ def test_people_are_found_by_a_salesforce_id_stored_in_15_or_18_characters(store
     assert sorted(p["marketo_id"] for p in found["00Q000000000001ZZZ"]) == [1, 5]
 
 
-def test_held_opt_outs_are_kept_until_dropped(store):
+def test_held_opt_outs_are_kept_until_dropped(store) -> None:
     from datetime import UTC, datetime
 
     from actions_sync.store.unsubscribes import HeldOptOut, drop_held, held, hold_optouts

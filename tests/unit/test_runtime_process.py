@@ -43,7 +43,7 @@ def command_of(guard: int) -> int:
     raise AssertionError(f"guard {guard} started nothing")
 
 
-def test_a_child_outlives_the_spawning_thread_and_dies_with_the_process():
+def test_a_child_outlives_the_spawning_thread_and_dies_with_the_process() -> None:
     parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
     try:
         guard = int(parent.stdout.readline())
@@ -61,7 +61,7 @@ def test_a_child_outlives_the_spawning_thread_and_dies_with_the_process():
         parent.stdout.close()
 
 
-def test_stop_ends_the_command_and_reports_its_status():
+def test_stop_ends_the_command_and_reports_its_status() -> None:
     proc = spawn(["sleep", "300"])
     command = command_of(proc.pid)
     assert stop(proc) == -signal.SIGTERM
@@ -69,7 +69,7 @@ def test_stop_ends_the_command_and_reports_its_status():
     assert spawn([sys.executable, "-c", "raise SystemExit(3)"]).wait(30) == 3
 
 
-def test_a_killed_guard_takes_its_command_with_it():
+def test_a_killed_guard_takes_its_command_with_it() -> None:
     proc = spawn(["sleep", "300"])
     command = command_of(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)

@@ -54,7 +54,7 @@ def test_pace_spends_the_window_evenly_and_never_trips_it():
     assert all(sum(1 for t in times if s <= t < s + 20) <= 100 for s in times)
 
 
-def test_pace_says_how_long_until_the_next_call_may_start():
+def test_pace_says_how_long_until_the_next_call_may_start() -> None:
     clock = FakeClock()
     pace = Pace(calls=50, window_s=19.75, clock=clock)  # one call every 0.4 s
 
@@ -85,7 +85,7 @@ def test_pace_lets_unused_slots_be_used_late_within_the_window():
     assert all(sum(1 for t in times if s <= t < s + 20 - 1e-9) <= 100 for s in times)
 
 
-def test_limiter_caps_calls_in_flight():
+def test_limiter_caps_calls_in_flight() -> None:
     limiter, busy, peak = Limiter("test", max_in_flight=3), 0, 0
 
     async def call():
@@ -178,7 +178,7 @@ def client(answers, clock=None, auth=None):
     return api, seen
 
 
-def test_transient_errors_are_retried_with_backoff_until_success():
+def test_transient_errors_are_retried_with_backoff_until_success() -> None:
     clock = FakeClock()
     api, seen = client([{"code": "retry"}, {"code": "slow"}, {}], clock)
     response = run(api.request("GET", "/x", "x"))
@@ -201,7 +201,7 @@ def test_expired_token_is_refreshed_and_the_call_replayed_once():
 
 @pytest.mark.parametrize(("code", "error"), [("quota", QuotaExhausted), ("bad", Rejected),
                                              ("denied", ApiFatal)])
-def test_non_retryable_answers_raise_what_the_caller_must_do(code, error):
+def test_non_retryable_answers_raise_what_the_caller_must_do(code, error) -> None:
     api, seen = client([{"code": code}, {}])
     with pytest.raises(error):
         run(api.request("GET", "/x", "x"))
@@ -209,7 +209,7 @@ def test_non_retryable_answers_raise_what_the_caller_must_do(code, error):
     run(api.aclose())
 
 
-def test_retries_stop_after_max_attempts():
+def test_retries_stop_after_max_attempts() -> None:
     api, seen = client([{"code": "retry"}] * 4)
     with pytest.raises(Retriable):
         run(api.request("GET", "/x", "x"))

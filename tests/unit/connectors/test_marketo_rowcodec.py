@@ -131,7 +131,7 @@ def exports(**strategies: Any) -> st.SearchStrategy[tuple[list[str], list[str]]]
 
 @settings(max_examples=800, deadline=None)
 @given(exports())
-def test_any_row_encodes_to_the_bytes_the_serializer_wrote_or_fails_alike(export):
+def test_any_row_encodes_to_the_bytes_the_serializer_wrote_or_fails_alike(export) -> None:
     header, row = export
     assert now(header, row) == before(header, row)
 
@@ -139,7 +139,7 @@ def test_any_row_encodes_to_the_bytes_the_serializer_wrote_or_fails_alike(export
 @settings(max_examples=300, deadline=None)
 @given(exports(ids=plain_ids, updated_at=moments.map(canonical),
                owners=st.just("005000000000000001"), cells=st.text(max_size=255)))
-def test_marketo_rows_are_encoded_without_the_reference_path(export):
+def test_marketo_rows_are_encoded_without_the_reference_path(export) -> None:
     header, row = export
     counting = serializer()
     assert now(header, row, counting) == before(header, row)
@@ -149,7 +149,7 @@ def test_marketo_rows_are_encoded_without_the_reference_path(export):
 @settings(max_examples=200, deadline=None)
 @given(headers.flatmap(lambda h: st.tuples(st.just(h), st.lists(rows(h), max_size=8))),
        st.integers(1, 300))
-def test_an_export_file_publishes_what_it_published_before(export, chunk):
+def test_an_export_file_publishes_what_it_published_before(export, chunk) -> None:
     """Bytes to records through CsvRows too: quoted cells, CRLF, any chunking."""
     header, lines = export
     out = io.StringIO()
@@ -167,7 +167,7 @@ def test_an_export_file_publishes_what_it_published_before(export, chunk):
         assert got == before(header, row)
 
 
-def test_an_unowned_row_is_none_and_a_known_row_has_its_pinned_bytes():
+def test_an_unowned_row_is_none_and_a_known_row_has_its_pinned_bytes() -> None:
     header = list(API_FIELDS)
     row = dict.fromkeys(header, "")
     row.update(id="42", updatedAt="2026-03-01T12:00:00Z", firstName="Ada")
@@ -181,7 +181,7 @@ def test_an_unowned_row_is_none_and_a_known_row_has_its_pinned_bytes():
 
 @pytest.mark.parametrize("schema_change", ["micros", "new field"])
 def test_a_schema_the_encoder_does_not_know_is_written_by_the_serializer(
-        monkeypatch, schema_change):
+        monkeypatch: pytest.MonkeyPatch, schema_change) -> None:
     import schemas
 
     parsed = dict(schemas.parsed("PersonChange"))

@@ -164,7 +164,7 @@ def records(partition: int, count: int, start: int = 0) -> list[dict[str, int]]:
     return [{"n": partition * 1000 + i} for i in range(start, start + count)]
 
 
-def test_offsets_are_committed_once_every_record_is_accepted_or_dead_lettered():
+def test_offsets_are_committed_once_every_record_is_accepted_or_dead_lettered() -> None:
     consumer = Consumer({0: records(0, 120), 1: [*records(1, 5), "garbage", *records(1, 5, 6)]})
     dead = DeadLetters()
     bad = {3, 1004}
@@ -250,7 +250,7 @@ def test_a_partition_revoked_mid_batch_is_abandoned_and_never_committed():
     assert lag is None  # the new owner reports it; this worker's stale 7 is gone
 
 
-def test_stopping_mid_batch_leaves_it_uncommitted():
+def test_stopping_mid_batch_leaves_it_uncommitted() -> None:
     consumer = Consumer({0: records(0, 5)})
     destination = Destination(lambda _r, _n: retry(Retriable("HTTP 503")))
     runner = runner_for(consumer, destination, DeadLetters(), record_attempts=1000)
@@ -258,7 +258,7 @@ def test_stopping_mid_batch_leaves_it_uncommitted():
     assert consumer.commits == {}
 
 
-def test_a_batch_gathers_as_long_as_the_destination_asks():
+def test_a_batch_gathers_as_long_as_the_destination_asks() -> None:
     consumer = Consumer({0: records(0, 10)})
     timeouts: list[float] = []
     consume = consumer.consume

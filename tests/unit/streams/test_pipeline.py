@@ -8,6 +8,7 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
@@ -80,7 +81,7 @@ async def until(condition: Callable[[], bool]) -> None:
         await asyncio.sleep(0.001)
 
 
-def test_batches_are_written_whole_in_order_and_acknowledged_after_the_write():
+def test_batches_are_written_whole_in_order_and_acknowledged_after_the_write() -> None:
     async def scenario(pipeline: BatchPipeline, store: Store, acked: list[Batch]) -> None:
         store.release.clear()
         pipeline.add(("t", 0), records(0, 0, 3))
@@ -99,7 +100,7 @@ def test_batches_are_written_whole_in_order_and_acknowledged_after_the_write():
                                        {("t", 0): 6}]
 
 
-def test_a_failing_write_is_retried_until_it_succeeds_and_acknowledged_once():
+def test_a_failing_write_is_retried_until_it_succeeds_and_acknowledged_once() -> None:
     async def scenario(pipeline: BatchPipeline, store: Store, acked: list[Batch]) -> None:
         pipeline.add(("t", 0), records(0, 0, 2))
         await until(lambda: bool(acked))
@@ -129,7 +130,7 @@ def test_writes_never_overlap_and_the_next_batch_is_prepared_meanwhile():
     assert store.most_at_once == 1
 
 
-def test_fetching_waits_while_a_full_batch_is_pending():
+def test_fetching_waits_while_a_full_batch_is_pending() -> None:
     async def scenario(pipeline: BatchPipeline, store: Store, acked: list[Batch]) -> None:
         store.release.clear()
         pipeline.add(("t", 0), records(0, 0, 4))
@@ -147,7 +148,7 @@ def test_fetching_waits_while_a_full_batch_is_pending():
     run(scenario)
 
 
-def test_settling_finishes_the_write_in_flight_and_drops_what_was_not_written():
+def test_settling_finishes_the_write_in_flight_and_drops_what_was_not_written() -> None:
     async def scenario(pipeline: BatchPipeline, store: Store, acked: list[Batch]) -> None:
         store.release.clear()
         pipeline.add(("t", 0), records(0, 0, 4))
@@ -167,7 +168,7 @@ def test_settling_finishes_the_write_in_flight_and_drops_what_was_not_written():
     assert [b.ends for b in acked] == [{("t", 0): 4}]
 
 
-def test_settling_abandons_a_failing_batch_unacknowledged():
+def test_settling_abandons_a_failing_batch_unacknowledged() -> None:
     async def scenario(pipeline: BatchPipeline, store: Store, acked: list[Batch]) -> None:
         pipeline.add(("t", 0), records(0, 0, 2))
         await asyncio.to_thread(store.started.wait, 5)
@@ -180,7 +181,7 @@ def test_settling_abandons_a_failing_batch_unacknowledged():
     assert acked == [] and store.written == []
 
 
-def test_dropping_partitions_keeps_the_others():
+def test_dropping_partitions_keeps_the_others() -> None:
     async def scenario(pipeline: BatchPipeline, store: Store, acked: list[Batch]) -> None:
         store.release.clear()
         pipeline.add(("t", 0), records(0, 0, 4))
@@ -246,7 +247,7 @@ def retries(stage: str) -> float:
 @settings(max_examples=40, deadline=None)
 @given(count=st.integers(1, 64), bad=st.sets(st.integers(0, 63), min_size=1, max_size=4))
 def test_a_poison_record_is_dead_lettered_after_bounded_attempts_and_the_rest_written(count,
-                                                                                      bad):
+                                                                                      bad) -> None:
     bad = {b for b in bad if b < count} or {count - 1}
     write = Poisoned(bad)
     dead, acked = poisoned(write, count)
@@ -258,7 +259,7 @@ def test_a_poison_record_is_dead_lettered_after_bounded_attempts_and_the_rest_wr
     assert write.calls <= 3 + len(bad) * (2 * max(1, (count - 1).bit_length()) + 2)
 
 
-def test_a_record_its_preparation_fails_on_is_dead_lettered_with_that_stage():
+def test_a_record_its_preparation_fails_on_is_dead_lettered_with_that_stage() -> None:
     write = Poisoned()
     dead, _ = poisoned(write, 10, prepare=Poisoned({4}))
     assert [(d.header("source.offset"), d.header("error.stage")) for d in dead] == \
@@ -267,7 +268,9 @@ def test_a_record_its_preparation_fails_on_is_dead_lettered_with_that_stage():
     assert write.written == [o for o in range(10) if o != 4]
 
 
-def test_a_store_outage_is_retried_past_the_attempts_and_counted_and_logged(caplog):
+def test_a_store_outage_is_retried_past_the_attempts_and_counted_and_logged(
+    caplog: pytest.LogCaptureFixture
+) -> None:
     before = retries("write")
     write = Poisoned(outage=8)
     with caplog.at_level(logging.WARNING, logger="streams.pipeline"):
