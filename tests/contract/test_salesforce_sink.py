@@ -217,7 +217,7 @@ def test_a_spent_daily_budget_pauses_instead_of_spinning(org: Org) -> None:
     (404, [{"errorCode": "NOT_FOUND", "message": "x"}], Action.FATAL),
     (200, [], Action.SUCCESS),
 ])
-def test_call_level_answers_are_classified(status, body, action) -> None:
+def test_call_level_answers_are_classified(status: int, body, action) -> None:
     request = httpx.Request("PATCH", "https://x/services/data/v62.0/composite/sobjects")
     assert classify(httpx.Response(status, json=body, request=request)).action is action
 
@@ -231,7 +231,7 @@ def test_call_level_answers_are_classified(status, body, action) -> None:
     ("ENTITY_IS_DELETED", "delete", Kind.ACCEPTED),
     ("SOMETHING_NEW", "upsert", Kind.REJECTED),
 ])
-def test_record_results_are_classified(code, op, kind) -> None:
+def test_record_results_are_classified(code: str, op: str, kind) -> None:
     result = {"success": False, "errors": [{"statusCode": code, "message": "m", "fields": []}]}
     assert record_outcome(result, op).kind is kind
 
@@ -243,7 +243,7 @@ _EXAMPLES = itertools.count(10)
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), n=st.integers(2, 200))
 def test_only_the_records_that_refuse_a_call_are_rejected_the_rest_written_once(
-    org: Org, data, n
+    org: Org, data: st.DataObject, n: int
 ) -> None:
     bad = data.draw(st.sets(st.integers(0, n - 1), min_size=1, max_size=min(5, n)))
     who, first = org.ids("Contact")[0], next(_EXAMPLES) * 1000

@@ -67,7 +67,7 @@ def test_same_schema_registers_once(client) -> None:
         (frame(987_654, b"\x02"), "schema registry"),
     ],
 )
-def test_undecodable_bytes_are_named(client, data, reason) -> None:
+def test_undecodable_bytes_are_named(client, data, reason: str) -> None:
     with pytest.raises(UndecodableRecord, match=reason):
         Deserializer(client, "PersonChange")(data)
 

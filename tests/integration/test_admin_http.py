@@ -70,7 +70,9 @@ def test_several_changes_are_all_or_nothing(api) -> None:
     ("/settings/people_sync", {"val": True}, '{"value": ...}'),
     ("/settings/salesforce_subject_template", {"value": "{{x}}"}, "unknown placeholder"),
 ])
-def test_bad_changes_are_400_with_the_reason(api, path, body, message) -> None:
+def test_bad_changes_are_400_with_the_reason(
+    api, path: str, body: dict[str, int] | dict[str, str] | dict[str, bool], message: str
+) -> None:
     response = api.put(path, json=body, headers=AUTH)
     assert response.status_code == 400 and message in response.json()["error"]
 
@@ -100,8 +102,9 @@ def test_the_api_refuses_to_run_without_a_token(tmp_path: Path) -> None:
     ("GET", "/settings/audit?limit=%C2%B2", AUTH, None, 400, "limit"),  # "²".isdigit()
     ("GET", "/settings/audit?limit=ten", AUTH, None, 400, "limit"),
 ])
-def test_malformed_requests_are_4xx_with_a_one_line_reason(api, method, path, headers, body,
-                                                           status, message) -> None:
+def test_malformed_requests_are_4xx_with_a_one_line_reason(
+    api, method: str, path: str, headers, body, status: int, message: str
+) -> None:
     response = api.request(method, path, headers=headers, content=body)
     assert response.status_code == status
     reason = response.json()["error"]

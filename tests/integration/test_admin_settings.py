@@ -66,7 +66,9 @@ def test_cli_sets_shows_and_audits_a_setting(sqlite_url: str) -> None:
     (("set", "unsubscribe_objects", "Account"), "'Lead' or 'Contact'"),
     (("set", "salesforce_subject_template", "{{nope}}"), "{{activity_type}}"),
 ])
-def test_cli_rejects_bad_settings_in_one_line(sqlite_url: str, args, names) -> None:
+def test_cli_rejects_bad_settings_in_one_line(
+    sqlite_url: str, args: tuple[str, str, str], names: str
+) -> None:
     result = cli(sqlite_url, *args)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and names in result.stderr

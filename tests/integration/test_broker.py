@@ -58,7 +58,7 @@ def test_group_join_is_fast_with_the_default_session_timeout(kafka: str) -> None
 
 
 @pytest.mark.parametrize("bad", ["localhost", "host:port", ""])
-def test_bad_bootstrap_setting_is_one_line_exit_2(bad) -> None:
+def test_bad_bootstrap_setting_is_one_line_exit_2(bad: str) -> None:
     from tests.integration.test_cli import run_cli
 
     result = run_cli("dlq", "list", "marketo.person.changes", env={"KAFKA_BOOTSTRAP_SERVERS": bad})

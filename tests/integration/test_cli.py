@@ -54,7 +54,7 @@ def test_a_part_not_built_names_the_part_of_the_product_it_belongs_to() -> None:
         (["reconcile", "unsubscribes"], "ACTIONS_SYNC_SALESFORCE_URL must be set"),
     ],
 )
-def test_bad_arguments_print_one_line_and_exit_2(args, message) -> None:
+def test_bad_arguments_print_one_line_and_exit_2(args: list[str], message: str) -> None:
     result = run_cli(*args)
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
@@ -66,7 +66,7 @@ def test_bad_arguments_print_one_line_and_exit_2(args, message) -> None:
     [("ACTIONS_SYNC_PARTITIONS", "many"), ("DATABASE_URL", "mysql://x"),
      ("ACTIONS_SYNC_LOG_LEVEL", "loud")],
 )
-def test_bad_settings_name_the_variable_and_exit_2(variable, value) -> None:
+def test_bad_settings_name_the_variable_and_exit_2(variable: str, value: str) -> None:
     result = run_cli("worker", "people", env={variable: value})
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and variable in result.stderr

@@ -348,7 +348,7 @@ def test_grafana_provisions_the_datasource_and_dashboard_it_mounts(
     ["check", "rules", "alerts.yml"],
     ["test", "rules", "alerts_test.yml"],
 ], ids=["check-config", "check-rules", "test-rules"])
-def test_promtool_accepts_the_prometheus_files(promtool: str, args) -> None:
+def test_promtool_accepts_the_prometheus_files(promtool: str, args: list[str]) -> None:
     result = subprocess.run([promtool, *args], cwd=PROMETHEUS, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -334,7 +334,7 @@ def test_initial_sync_completes_through_faults_token_expiry_and_rate_limit_burst
 
 
 @pytest.mark.parametrize("command", [("sync", "start"), ("worker", "marketo-source")])
-def test_the_source_names_the_missing_setting_and_exits_2(command) -> None:
+def test_the_source_names_the_missing_setting_and_exits_2(command: tuple[str, str]) -> None:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("ACTIONS_SYNC_", "KAFKA_", "SCHEMA_REGISTRY"))}
     done = subprocess.run([*CLI, *command], env=env, capture_output=True, text=True, timeout=60)

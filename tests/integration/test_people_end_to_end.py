@@ -82,7 +82,7 @@ def dead_letter_headers(kafka: str) -> list[dict[str, str]]:
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["one-worker", "two-workers"])
 def test_people_reach_the_store_and_bad_records_the_dlq(
-    kafka: str, registry: str, database_url: str, workers
+    kafka: str, registry: str, database_url: str, workers: int
 ) -> None:
     settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
                         database_url=database_url, group_prefix=f"t-{uuid.uuid4().hex[:8]}",

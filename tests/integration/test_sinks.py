@@ -271,7 +271,7 @@ def test_a_second_copy_joining_mid_stream_shares_the_work_without_duplicates(sta
 
 
 @pytest.mark.parametrize("vendor", ["marketo", "salesforce"])
-def test_only_the_records_that_refuse_a_whole_call_reach_the_dlq(stack: Stack, vendor) -> None:
+def test_only_the_records_that_refuse_a_whole_call_reach_the_dlq(stack: Stack, vendor: str) -> None:
     n, positions = 600, sorted(random.Random(5).sample(range(600), 5))
     url = stack.sandbox(vendor, "--seed-people", "60")
     if vendor == "marketo":

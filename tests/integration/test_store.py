@@ -209,7 +209,7 @@ def _stream(draw: st.DrawFn) -> list[tuple[int, int, bool, int]]:
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=_stream(), cuts=st.lists(st.integers(0, 14), max_size=4))
 def test_batches_leave_the_store_as_one_change_at_a_time_would(
-    database_url: str, events, cuts
+    database_url: str, events, cuts: list[int]
 ) -> None:
     """SPEC S2 under batching: however a partition's changes (owners added and removed,
     several in one second, replays of older changes) are cut into batches, the store ends

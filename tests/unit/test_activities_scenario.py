@@ -61,7 +61,7 @@ def test_the_oracle_restates_s4_s7_s8() -> None:
 @pytest.mark.parametrize("settings", [
     AdminSettings(), AdminSettings(salesforce_log_emails=False, salesforce_log_replies=False),
 ])
-def test_the_oracle_agrees_with_the_routing_rules(settings) -> None:
+def test_the_oracle_agrees_with_the_routing_rules(settings: AdminSettings) -> None:
     """Two independent statements of the spec: where they differ, one of them is wrong."""
     for activity in scenario():
         want = expect([activity], PEOPLE, settings)[activity["activity_id"]]

@@ -33,7 +33,9 @@ def test_defaults_cover_every_setting_of_s12() -> None:
     ("salesforce_subject_template", "{{ call_outcome }} {{activity_subject}}",
      "{{ call_outcome }} {{activity_subject}}"),
 ])
-def test_text_values_are_parsed_and_validated(key, text, expected) -> None:
+def test_text_values_are_parsed_and_validated(
+    key: str, text: str, expected: bool | tuple[str] | tuple[str, str] | str
+) -> None:
     settings = AdminSettings().with_value(key, parse_value(key, text))
     assert getattr(settings, key) == expected
 
@@ -48,7 +50,7 @@ def test_text_values_are_parsed_and_validated(key, text, expected) -> None:
     ("salesforce_subject_template", "", "at least 1"),
     ("unsubscribe_objects", "[" * 100_000, "nested too deeply"),
 ])
-def test_bad_keys_and_values_are_one_line_config_errors(key, text, names) -> None:
+def test_bad_keys_and_values_are_one_line_config_errors(key: str, text, names: str) -> None:
     with pytest.raises(ConfigError) as err:
         AdminSettings().with_value(key, parse_value(key, text))
     assert names in str(err.value) and "\n" not in str(err.value)

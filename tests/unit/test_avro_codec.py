@@ -111,7 +111,7 @@ def test_records_of_primitives_compile_and_the_rest_is_left_to_fastavro(record) 
 @pytest.mark.parametrize("record", COMPILED)
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
-def test_a_generated_record_reads_the_same_as_with_fastavro(record, data) -> None:
+def test_a_generated_record_reads_the_same_as_with_fastavro(record, data: st.DataObject) -> None:
     value = data.draw(values_of(schemas.parsed(record)))
     fast, reference = readers(record)
     wire = encode(record, value)
@@ -120,7 +120,9 @@ def test_a_generated_record_reads_the_same_as_with_fastavro(record, data) -> Non
 
 @settings(max_examples=400, deadline=None)
 @given(body=st.binary(max_size=400), keep=st.integers(0, 400))
-def test_corrupt_bytes_are_undecodable_or_read_as_fastavro_reads_them(body, keep) -> None:
+def test_corrupt_bytes_are_undecodable_or_read_as_fastavro_reads_them(
+    body: bytes, keep: int
+) -> None:
     valid = encode("PersonChange", person_change(7, 3))[5:]
     wire = frame(1, valid[:keep] + body)  # a valid prefix, then anything
     fast, reference = readers("PersonChange")
@@ -181,7 +183,7 @@ def test_a_varint_that_never_ends_is_refused_at_once() -> None:
     (b"\xfe\xff\xff\xff\xff\xff\xff\xff\xff\x01", 2**63 - 1),  # the largest long: 10 bytes
     (b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", -2**63),
 ])
-def test_the_extreme_longs_still_read(varint, value) -> None:
+def test_the_extreme_longs_still_read(varint: bytes, value) -> None:
     from actions_sync.avro.reader import _long
 
     assert _long(varint, 0) == (value, 10)
@@ -211,7 +213,7 @@ def test_logical_types_come_out_as_python_objects() -> None:
 
 
 @pytest.mark.parametrize("wire", [None, b"", b"\x00\x00\x00", b"\x01\x00\x00\x00\x01abc"])
-def test_bytes_that_are_not_confluent_framing_are_undecodable(wire) -> None:
+def test_bytes_that_are_not_confluent_framing_are_undecodable(wire: bytes | None) -> None:
     fast, _ = readers("PersonChange")
     with pytest.raises(UndecodableRecord, match="magic byte"):
         fast(wire)
@@ -248,7 +250,7 @@ def test_another_writer_schema_is_resolved_by_fastavro() -> None:
 @pytest.mark.parametrize("record", COMPILED)
 @settings(max_examples=200, deadline=None)
 @given(data=st.data())
-def test_a_generated_record_writes_fastavros_bytes(record, data) -> None:
+def test_a_generated_record_writes_fastavros_bytes(record, data: st.DataObject) -> None:
     value = data.draw(values_of(schemas.parsed(record)))
     assert compiled_body(record, value) == body(record, value)
 
@@ -289,7 +291,9 @@ def fastavro_bytes(record: str, value: dict[str, Any]) -> bytes | None:
 @pytest.mark.parametrize("record", COMPILED)
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
-def test_a_value_fastavro_rejects_raises_and_any_other_writes_fastavros_bytes(record, data) -> None:
+def test_a_value_fastavro_rejects_raises_and_any_other_writes_fastavros_bytes(
+    record, data: st.DataObject
+) -> None:
     value = data.draw(values_of(schemas.parsed(record)))
     value[data.draw(st.sampled_from(sorted(value)))] = data.draw(ODD_VALUES)
     expected = fastavro_bytes(record, value)
@@ -321,7 +325,7 @@ def test_a_symbol_equal_to_a_value_but_hashed_apart_is_written_as_fastavro_write
     ("occurred_at", date(2026, 3, 1), "is not an integer"),
     ("occurred_at", "2026-03-01T00:00:00Z", "is not an integer"),
 ])
-def test_an_invalid_value_raises_instead_of_writing(field, value, error) -> None:
+def test_an_invalid_value_raises_instead_of_writing(field: str, value, error: str) -> None:
     unsubscribe = {"event_id": str(uuid.uuid4()), "marketo_id": 42, "email": "a@example.com",
                    "occurred_at": datetime(2026, 3, 1, tzinfo=UTC), "source": "BOUNCE",
                    "deleted": False}
@@ -338,13 +342,15 @@ def test_an_invalid_value_raises_instead_of_writing(field, value, error) -> None
     ("email_subject", ("string", "Hi"), "is not a string"),  # union tuple notation: unsupported
     ("email_subject", "\ud800", "surrogates not allowed"),
 ])
-def test_a_value_matching_no_branch_of_an_optional_field_raises(field, value, error) -> None:
+def test_a_value_matching_no_branch_of_an_optional_field_raises(
+    field: str, value, error: str
+) -> None:
     with pytest.raises((TypeError, ValueError), match=error):
         compiled_body("SalesActivity", sales_activity(**{field: value}))
 
 
 @given(st.integers(-(2**63), 2**63 - 1))
-def test_a_long_on_its_own_is_written_as_fastavro_writes_it(value) -> None:
+def test_a_long_on_its_own_is_written_as_fastavro_writes_it(value: int) -> None:
     out = io.BytesIO()
     fastavro.schemaless_writer(out, "long", value)
     assert long_bytes(value) == out.getvalue()
@@ -402,7 +408,9 @@ def test_a_record_round_trips_through_serializer_and_both_deserializers(value) -
                             "activity_date": datetime(2026, 3, 1, tzinfo=UTC),
                             "primary_attribute_value": "Hi", "attributes": {"k": None}}),
 ])
-def test_the_serializer_frames_fastavros_body_with_the_registered_schema_id(record, value) -> None:
+def test_the_serializer_frames_fastavros_body_with_the_registered_schema_id(
+    record: str, value
+) -> None:
     registry: Any = FakeRegistry(next_id=0x01020304)
     data = Serializer(registry, "topic", record)(value)
     assert data[:5] == b"\x00\x01\x02\x03\x04"  # magic byte, then the id big-endian

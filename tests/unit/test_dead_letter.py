@@ -20,7 +20,9 @@ def letter(key: bytes | None, value: bytes | None):
 
 @given(key=st.integers(0, 3_000_000), value=st.integers(0, 3_000_000),
        limit=st.integers(20_000, 2_000_000))
-def test_a_fitted_letter_fits_keeps_its_headers_and_says_what_was_cut(key, value, limit) -> None:
+def test_a_fitted_letter_fits_keeps_its_headers_and_says_what_was_cut(
+    key: int, value: int, limit: int
+) -> None:
     original = letter(b"k" * key, b"v" * value)
     fitted = original.fitted(limit)
     assert fitted.size <= _room(limit) < limit

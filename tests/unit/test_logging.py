@@ -32,7 +32,7 @@ def fail(token: str) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["console", "json"])
-def test_a_traceback_shows_no_locals_and_no_secret(logs, fmt) -> None:
+def test_a_traceback_shows_no_locals_and_no_secret(logs, fmt: str) -> None:
     configure_logging("info", fmt, secrets=[SECRET])
     try:
         fail(SECRET)
@@ -61,7 +61,7 @@ def test_structlog_events_are_scrubbed_too(logs) -> None:
     (f"value {SECRET}!", "value ***!"),
     ("short ones like 'abc' are left alone", "short ones like 'abc' are left alone"),
 ])
-def test_scrubber_masks_secrets_and_secret_shaped_text(line, scrubbed) -> None:
+def test_scrubber_masks_secrets_and_secret_shaped_text(line, scrubbed: str) -> None:
     assert scrubber([SECRET, "abc"])(line) == scrubbed
 
 

@@ -201,7 +201,7 @@ def test_expired_token_is_refreshed_and_the_call_replayed_once():
 
 @pytest.mark.parametrize(("code", "error"), [("quota", QuotaExhausted), ("bad", Rejected),
                                              ("denied", ApiFatal)])
-def test_non_retryable_answers_raise_what_the_caller_must_do(code, error) -> None:
+def test_non_retryable_answers_raise_what_the_caller_must_do(code: str, error) -> None:
     api, seen = client([{"code": code}, {}])
     with pytest.raises(error):
         run(api.request("GET", "/x", "x"))

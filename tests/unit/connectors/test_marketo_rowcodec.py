@@ -149,7 +149,7 @@ def test_marketo_rows_are_encoded_without_the_reference_path(export) -> None:
 @settings(max_examples=200, deadline=None)
 @given(headers.flatmap(lambda h: st.tuples(st.just(h), st.lists(rows(h), max_size=8))),
        st.integers(1, 300))
-def test_an_export_file_publishes_what_it_published_before(export, chunk) -> None:
+def test_an_export_file_publishes_what_it_published_before(export, chunk: int) -> None:
     """Bytes to records through CsvRows too: quoted cells, CRLF, any chunking."""
     header, lines = export
     out = io.StringIO()
@@ -181,7 +181,7 @@ def test_an_unowned_row_is_none_and_a_known_row_has_its_pinned_bytes() -> None:
 
 @pytest.mark.parametrize("schema_change", ["micros", "new field"])
 def test_a_schema_the_encoder_does_not_know_is_written_by_the_serializer(
-        monkeypatch: pytest.MonkeyPatch, schema_change) -> None:
+        monkeypatch: pytest.MonkeyPatch, schema_change: str) -> None:
     import schemas
 
     parsed = dict(schemas.parsed("PersonChange"))

@@ -71,7 +71,7 @@ rows_strategy = st.lists(st.lists(st.text(alphabet='ab,"\n\ré ', max_size=6), m
 
 
 @given(rows_strategy, st.integers(min_value=1, max_value=17))
-def test_csv_rows_survive_any_chunking_and_resume_at_their_offset(rows, size) -> None:
+def test_csv_rows_survive_any_chunking_and_resume_at_their_offset(rows, size: int) -> None:
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerows(rows)
     data = out.getvalue().encode()
@@ -90,7 +90,9 @@ def test_csv_rows_survive_any_chunking_and_resume_at_their_offset(rows, size) ->
 @given(st.lists(st.lists(st.text(alphabet='ab,"\n\ré \x0b\x85\u2028', max_size=5),
                          min_size=1, max_size=3), max_size=12),
        st.lists(st.sampled_from(["\r\n", "\n", "\r"]), min_size=1, max_size=12))
-def test_csv_rows_are_what_the_csv_module_reads_for_any_line_ends(rows, ends) -> None:
+def test_csv_rows_are_what_the_csv_module_reads_for_any_line_ends(
+    rows: list[list[str]], ends: list[str]
+) -> None:
     """Quote-free chunks take a split fast path: same rows as `csv`, whatever the line
     ends (CRLF, LF, a mix, a bare CR) and characters other splitters break lines on."""
     out = io.StringIO()
@@ -104,7 +106,7 @@ def test_csv_rows_are_what_the_csv_module_reads_for_any_line_ends(rows, ends) ->
 
 @settings(max_examples=400)
 @given(st.text(alphabet='ab,"\n\ré', max_size=40), st.sampled_from(["\r\n", "\n"]))
-def test_csv_rows_of_malformed_quotes_are_what_the_csv_module_reads(text, end) -> None:
+def test_csv_rows_of_malformed_quotes_are_what_the_csv_module_reads(text: str, end: str) -> None:
     """Stray quotes (`a"b`, an unclosed `"`): the records are still the csv module's,
     as when every chunk with a quote went through it whole."""
     data = text.replace("\r", "").replace("\n", end).encode()
@@ -156,7 +158,9 @@ def test_event_ids_are_pinned_across_versions() -> None:
 
 @given(st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1),
                     timezones=st.just(UTC)), st.booleans(), st.booleans())
-def test_event_ids_derive_from_the_version_text_as_they_always_did(at, to_ms, deleted) -> None:
+def test_event_ids_derive_from_the_version_text_as_they_always_did(
+    at: datetime, to_ms: bool, deleted: bool
+) -> None:
     import hashlib
 
     from connectors.marketo.payloads import _event_id

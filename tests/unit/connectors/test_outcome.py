@@ -115,7 +115,9 @@ def test_a_fatal_answer_still_stops_the_batch() -> None:
 @settings(max_examples=60, deadline=None)
 @given(items=st.integers(1, 120), size=st.integers(1, 50),
        bad=st.sets(st.integers(0, 119), max_size=3))
-def test_every_good_record_is_delivered_and_only_bad_ones_rejected(items, size, bad) -> None:
+def test_every_good_record_is_delivered_and_only_bad_ones_rejected(
+    items: int, size: int, bad: set[int]
+) -> None:
     bad = {b for b in bad if b < items}
     api = Api(bad=bad)
     outcomes = asyncio.run(fan_out(list(range(items)), size, api.send))

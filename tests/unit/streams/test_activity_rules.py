@@ -66,7 +66,7 @@ def test_every_activity_logs_to_marketo_as_its_custom_type(type_) -> None:
 @pytest.mark.parametrize("type_", ["SEND_SALES_EMAIL", "OPEN_SALES_EMAIL",
                                    "CLICK_SALES_EMAIL", "REPLY_TO_SALES_EMAIL",
                                    "SALES_EMAIL_BOUNCED"])
-def test_email_subject_carries_the_unique_suffix(type_) -> None:
+def test_email_subject_carries_the_unique_suffix(type_: str) -> None:
     activity = sales_activity(type_, email_subject="My Subject Line")
     out = marketo_activity(activity, CONTACT)
     assert out["primary_attribute_value"] == f"My Subject Line (SIA-{activity['activity_id']})"
@@ -89,7 +89,9 @@ def test_a_long_email_subject_is_cut_before_the_suffix() -> None:
     ("RECEIVED_SALES_CALL", {"call_status": "no answer"}, "salesCallStatus", "no answer"),
     ("ADD_TO_SALES_CAMPAIGN", {"campaign_id": "c-9"}, "salesCampaignId", "c-9"),
 ])
-def test_attributes_come_from_the_activity_and_person(type_, fields, attribute, expected) -> None:
+def test_attributes_come_from_the_activity_and_person(
+    type_: str, fields, attribute: str, expected: str
+) -> None:
     out = marketo_activity(sales_activity(type_, **fields), CONTACT)
     assert out["attributes"][attribute] == expected
 
@@ -100,7 +102,9 @@ def test_attributes_come_from_the_activity_and_person(type_, fields, attribute, 
     ("ADD_TO_SALES_CAMPAIGN", {"campaign_name": "Q3 push"}, "Q3 push"),
     ("REMOVED_FROM_SALES_CAMPAIGN", {"campaign_name": None}, "Sales Campaign"),
 ])
-def test_primary_attribute_is_never_empty(type_, fields, primary) -> None:
+def test_primary_attribute_is_never_empty(
+    type_: str, fields: dict[str, str] | dict[str, None], primary: str
+) -> None:
     assert marketo_activity(sales_activity(type_, **fields), CONTACT)[
         "primary_attribute_value"] == primary
 
@@ -121,7 +125,7 @@ LOGGED = {"SEND_SALES_EMAIL": ("Email", "Email", "salesforce_log_emails"),
 
 @pytest.mark.parametrize("type_", ALL_TYPES)
 @pytest.mark.parametrize("enabled", [True, False])
-def test_activities_log_to_salesforce_as_the_settings_allow(type_, enabled) -> None:
+def test_activities_log_to_salesforce_as_the_settings_allow(type_, enabled: bool) -> None:
     settings = AdminSettings(salesforce_log_emails=enabled, salesforce_log_replies=enabled,
                              salesforce_log_calls=enabled)
     task = salesforce_task(sales_activity(type_), CONTACT, settings)
@@ -171,7 +175,9 @@ def test_a_call_task_carries_duration_and_outcome() -> None:
      "00QL", None),
     ({"sfdc_lead_id": "00QL"}, "00QL", None),
 ])
-def test_task_goes_to_contact_else_lead_and_to_opportunity_else_account(ids, who, what) -> None:
+def test_task_goes_to_contact_else_lead_and_to_opportunity_else_account(
+    ids: dict[str, str], who: str, what: str | None
+) -> None:
     base = {"sfdc_contact_id": None, "sfdc_lead_id": None, "sfdc_account_id": None,
             "sfdc_opportunity_id": None}
     task = salesforce_task(sales_activity("SEND_SALES_EMAIL"), person(**{**base, **ids}),
@@ -203,7 +209,11 @@ def test_no_task_without_a_salesforce_id() -> None:
     ("a\n{{activity_subject}}\nb", {"email_subject": "x"}, "a x b"),
     ("{{sales_campaign_name}}", {"campaign_name": None}, "Email"),  # never an empty Subject
 ])
-def test_subject_template(template, fields, expected) -> None:
+def test_subject_template(
+    template: str,
+    fields: dict[str, str] | dict[str, str | int] | dict[str, str | None] | dict[str, None],
+    expected: str,
+) -> None:
     activity = sales_activity("SEND_SALES_EMAIL", **fields)
     assert task_subject(template, activity) == expected
 
@@ -221,13 +231,13 @@ def test_subject_is_cut_to_255() -> None:
 
 
 @pytest.mark.parametrize("template", ["{{activity_type}}: {{activity_subject}}", "custom"])
-def test_replies_always_log_as_reply_subject(template) -> None:
+def test_replies_always_log_as_reply_subject(template: str) -> None:
     activity = sales_activity("REPLY_TO_SALES_EMAIL", email_subject="Re: pricing\nsheet")
     assert task_subject(template, activity) == "Reply: Re: pricing sheet"
 
 
 @given(template=st.text(max_size=400), subject=st.text(max_size=400))
-def test_rendered_subjects_fit_salesforce(template, subject) -> None:
+def test_rendered_subjects_fit_salesforce(template: str, subject: str) -> None:
     rendered = render_subject(template, {"activity_subject": subject})
     assert len(rendered) <= 255
     assert len(rendered.splitlines()) <= 1
@@ -258,7 +268,7 @@ READ_AT = T0 + timedelta(days=1)  # these activities are read a day after they h
     (b"42", {"email_subject": "x" * 2_000_000}, "email_subject is 2000000 characters"),
     (b"42", {"link": "https://example.com/" + "x" * 236}, "link is 256 characters"),
 ])
-def test_contract_violations_are_rejected(key, fields, reason) -> None:
+def test_contract_violations_are_rejected(key: bytes | None, fields, reason: str) -> None:
     with pytest.raises(RuleViolation, match=reason):
         check(key, sales_activity("SEND_SALES_EMAIL", **fields), READ_AT)
 

@@ -33,7 +33,9 @@ def at(change: dict, position: int) -> dict:
         (OWNED, None, True, False),  # deleted in Marketo
     ],
 )
-def test_only_sales_owned_people_qualify(lead_owner, contact_owner, deleted, expected) -> None:
+def test_only_sales_owned_people_qualify(
+    lead_owner, contact_owner, deleted: bool, expected: bool
+) -> None:
     change = person_change(sfdc_lead_owner_id=lead_owner, sfdc_contact_owner_id=contact_owner,
                            deleted=deleted)
     assert qualifies(change) is expected
@@ -86,7 +88,7 @@ def test_duplicates_by_email_stay_two_people() -> None:
         (b"1", person_change(1, changed_at=T0.replace(year=3000)), "3000-03-01.* in the future"),
     ],
 )
-def test_rule_violations_name_the_problem(key, change, reason) -> None:
+def test_rule_violations_name_the_problem(key: bytes | None, change, reason: str) -> None:
     with pytest.raises(RuleViolation, match=reason):
         check(key, change, READ_AT)
 
@@ -110,7 +112,7 @@ def test_update_then_delete_in_one_second_ends_removed() -> None:
 
 
 @given(st.lists(st.tuples(st.integers(1, 5), st.integers(0, 50), st.booleans()), max_size=40))
-def test_plan_keeps_one_newest_change_per_person(events) -> None:
+def test_plan_keeps_one_newest_change_per_person(events: list[tuple[int, int, bool]]) -> None:
     changes = [person_change(mid, v, sfdc_lead_owner_id=OWNED if owned else None)
                for mid, v, owned in events]
     result = plan(changes)

@@ -246,8 +246,9 @@ def retries(stage: str) -> float:
 
 @settings(max_examples=40, deadline=None)
 @given(count=st.integers(1, 64), bad=st.sets(st.integers(0, 63), min_size=1, max_size=4))
-def test_a_poison_record_is_dead_lettered_after_bounded_attempts_and_the_rest_written(count,
-                                                                                      bad) -> None:
+def test_a_poison_record_is_dead_lettered_after_bounded_attempts_and_the_rest_written(
+    count: int, bad: set[int]
+) -> None:
     bad = {b for b in bad if b < count} or {count - 1}
     write = Poisoned(bad)
     dead, acked = poisoned(write, count)

@@ -64,7 +64,9 @@ def salesforce(seconds, **edits):
     ("due_date", None, None),
     ("details", "notes", "notes"),
 ])
-def test_the_s11_maps_hold_both_ways(name, actions_, sf) -> None:
+def test_the_s11_maps_hold_both_ways(
+    name: str, actions_: str | date | None, sf: str | None
+) -> None:
     sf_name = {"status": "Status", "priority": "Priority", "due_date": "ActivityDate",
                "details": "Description"}[name]
     assert salesforce_value(name, actions_) == sf
@@ -75,7 +77,7 @@ def test_the_s11_maps_hold_both_ways(name, actions_, sf) -> None:
     ("Status", "In Progress"), ("Status", "Waiting on someone else"),
     ("Status", "Deferred"), ("Priority", "Low"), ("OwnerId", "005000000000001AAA"),
 ])
-def test_other_statuses_low_and_other_fields_do_not_sync(sf_name, value) -> None:
+def test_other_statuses_low_and_other_fields_do_not_sync(sf_name: str, value: str) -> None:
     assert actions_value(sf_name, value) is None
 
 
@@ -86,7 +88,9 @@ def test_an_activity_date_is_a_date_never_shifted_by_a_time_zone() -> None:
 
 @given(st.sampled_from(["OPEN", "COMPLETE"]), st.sampled_from(["NORMAL", "HIGH"]),
        st.none() | st.dates(), st.none() | st.text(max_size=50))
-def test_every_actions_value_survives_a_round_trip(status, priority, due, details) -> None:
+def test_every_actions_value_survives_a_round_trip(
+    status: str, priority: str, due: date | None, details: str | None
+) -> None:
     for name, value in (("status", status), ("priority", priority), ("due_date", due),
                         ("details", details)):
         sf_name = {"status": "Status", "priority": "Priority", "due_date": "ActivityDate",
@@ -129,7 +133,7 @@ def test_a_salesforce_completion_reaches_actions_and_writes_nothing_back() -> No
 
 @pytest.mark.parametrize("edit", [{"Status": "In Progress"}, {"Priority": "Low"},
                                   {"Subject": "renamed in Salesforce"}])
-def test_what_does_not_sync_changes_nothing(edit) -> None:
+def test_what_does_not_sync_changes_nothing(edit: dict[str, str]) -> None:
     out = resolve(synced(), salesforce(5, **edit))
     assert out.applied == frozenset() and out.state.values == TASK
 
@@ -168,7 +172,7 @@ COMPLETED = TaskState(TASK | {"status": "COMPLETE"},
     (actions(5, details="a"), salesforce(5, Description="b"), "a"),
     (salesforce(5, Description="b"), actions(5, details="a"), "a"),
 ])
-def test_the_newer_change_wins_and_a_tie_goes_to_actions(first, second, want) -> None:
+def test_the_newer_change_wins_and_a_tie_goes_to_actions(first, second, want: str) -> None:
     end = resolve(resolve(COMPLETED, first).state, second).state
     name = "status" if want in ("OPEN", "COMPLETE") else "details"
     assert end.values[name] == want
@@ -220,7 +224,9 @@ def _sf(status):
 @given(st.lists(st.sampled_from(["edit ACTIONS", "edit SALESFORCE", "deliver ACTIONS",
                                  "deliver SALESFORCE"]), max_size=30),
        st.permutations(["ACTIONS", "SALESFORCE"]))
-def test_both_sides_converge_and_the_sync_writes_at_most_once_per_edit(steps, drain) -> None:
+def test_both_sides_converge_and_the_sync_writes_at_most_once_per_edit(
+    steps: list[str], drain: list[str]
+) -> None:
     """A model of the two sides around the rules: each edit flips the status its side
     shows; each side's changes reach the agent in order, whenever; the sync's writes land
     in Salesforce at once. After every change is delivered, both sides show the same
@@ -260,7 +266,7 @@ def test_both_sides_converge_and_the_sync_writes_at_most_once_per_edit(steps, dr
 
 
 @given(st.lists(st.sampled_from(["ACTIONS", "SALESFORCE"]), min_size=1, max_size=10))
-def test_one_edit_at_a_time_the_last_edit_wins(sides) -> None:
+def test_one_edit_at_a_time_the_last_edit_wins(sides: list[str]) -> None:
     """Edits each made after the previous one reached both sides: the last one stands."""
     state, status = synced(), "OPEN"
     for i, side in enumerate(sides, start=1):
@@ -274,8 +280,9 @@ def test_one_edit_at_a_time_the_last_edit_wins(sides) -> None:
 
 @given(st.sampled_from(["OPEN", "COMPLETE"]), st.sampled_from(["NORMAL", "HIGH"]),
        st.none() | st.dates(), st.none() | st.text(max_size=20), st.integers(1, 10**6))
-def test_no_actions_change_comes_back_as_a_salesforce_change(status, priority, due,
-                                                              details, seconds) -> None:
+def test_no_actions_change_comes_back_as_a_salesforce_change(
+    status: str, priority: str, due: date | None, details: str | None, seconds: int
+) -> None:
     out = resolve(synced(), actions(seconds, status=status, priority=priority,
                                     due_date=due, details=details))
     back = resolve(out.state, Change("SALESFORCE", at(seconds + 1), out.state.salesforce))
@@ -288,7 +295,7 @@ def test_no_actions_change_comes_back_as_a_salesforce_change(status, priority, d
     (True, True, None), (False, True, "sync_off"), (True, False, "logging_off"),
     (False, False, "sync_off"),
 ])
-def test_nothing_flows_unless_both_settings_are_on(sync, log, want) -> None:
+def test_nothing_flows_unless_both_settings_are_on(sync: bool, log: bool, want: str | None) -> None:
     settings = AdminSettings(reminder_task_sync=sync, salesforce_log_reminder_tasks=log)
     assert held(settings) == want
 
@@ -296,7 +303,9 @@ def test_nothing_flows_unless_both_settings_are_on(sync, log, want) -> None:
 @pytest.mark.parametrize("age, want", [(timedelta(hours=23), True),
                                        (timedelta(hours=24), True),
                                        (timedelta(hours=25), False)])
-def test_first_enable_imports_salesforce_tasks_of_the_last_24_hours(age, want) -> None:
+def test_first_enable_imports_salesforce_tasks_of_the_last_24_hours(
+    age: timedelta, want: bool
+) -> None:
     assert imported_on_first_enable(T0 - age, T0) is want
 
 
@@ -308,7 +317,7 @@ def test_first_enable_does_not_push_existing_actions_tasks() -> None:
 @pytest.mark.parametrize("age, want", [(timedelta(days=14), True),
                                        (timedelta(days=15), True),
                                        (timedelta(days=16), False)])
-def test_salesforce_deletes_reach_actions_within_15_days(age, want) -> None:
+def test_salesforce_deletes_reach_actions_within_15_days(age: timedelta, want: bool) -> None:
     assert delete_reaches(T0 - age, T0) is want
 
 
@@ -349,14 +358,16 @@ def test_a_salesforce_task_record_is_a_change_in_salesforce_terms() -> None:
 
 @pytest.mark.parametrize("key, task_id, subject", [
     (b"t2", "t1", "s"), (None, "t1", "s"), (b"", "", "s"), (b"t1", "t1", "x" * 256)])
-def test_a_reminder_breaking_the_contract_is_refused(key, task_id, subject) -> None:
+def test_a_reminder_breaking_the_contract_is_refused(
+    key: bytes | None, task_id: str, subject
+) -> None:
     with pytest.raises(RuleViolation):
         check_reminder(key, {"task_id": task_id, "subject": subject})
 
 
 @pytest.mark.parametrize("key, sfdc_id", [(b"00T000000000001", "not an id"),
                                           (b"00T000000000002", "00T000000000001")])
-def test_a_salesforce_task_with_a_bad_id_or_key_is_refused(key, sfdc_id) -> None:
+def test_a_salesforce_task_with_a_bad_id_or_key_is_refused(key: bytes, sfdc_id: str) -> None:
     with pytest.raises(RuleViolation):
         check_salesforce_task(key, {"sfdc_id": sfdc_id})
     check_reminder(b"t1", {"task_id": "t1", "subject": "s"})

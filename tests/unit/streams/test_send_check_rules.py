@@ -51,12 +51,16 @@ def test_decision_table(enabled, held, marketo, expected) -> None:
     (True, False, True, BLOCKED_UNAVAILABLE),
     (True, False, False, None),  # ask Marketo
 ])
-def test_precheck_answers_without_a_call_or_asks_marketo(enabled, held, late, expected) -> None:
+def test_precheck_answers_without_a_call_or_asks_marketo(
+    enabled: bool, held: bool, late: bool, expected
+) -> None:
     assert precheck(enabled, held, late) == expected
 
 
 @given(st.booleans(), st.booleans(), st.sampled_from([None, False, True]))
-def test_never_allowed_unless_marketo_answered_or_the_check_is_off(enabled, held, marketo) -> None:
+def test_never_allowed_unless_marketo_answered_or_the_check_is_off(
+    enabled: bool, held: bool, marketo: bool | None
+) -> None:
     decision = decide(enabled, held, marketo)
     assert not decision.allowed or not enabled or (not held and marketo is False)
 

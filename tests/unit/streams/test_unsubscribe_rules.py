@@ -57,7 +57,7 @@ def test_an_actions_unsubscribe_opts_out_the_lead_and_the_contact_by_default() -
     (("Contact",), [("Contact", CONTACT_ID)]),
     (("Contact", "Lead"), [("Contact", CONTACT_ID), ("Lead", LEAD_ID)]),
 ])
-def test_the_admin_chooses_the_objects(objects, want) -> None:
+def test_the_admin_chooses_the_objects(objects: tuple[str] | tuple[str, str], want) -> None:
     found = targets(BOTH, settings(unsubscribe_objects=objects))
     assert [(t.sobject, t.sfdc_id) for t in found] == want
 
@@ -82,7 +82,7 @@ def test_pushed_even_when_activity_logging_to_salesforce_is_off() -> None:
     (None, ("Lead", "Contact"), "person_unknown"),
 ])
 def test_without_a_salesforce_id_nothing_goes_and_the_reason_is_said(
-    person, objects, reason
+    person, objects: tuple[str, str] | tuple[str], reason: str
 ) -> None:
     assert push(unsubscribe(), person, settings(unsubscribe_objects=objects)) == Push(
         unsynced=reason)
@@ -110,14 +110,14 @@ def test_a_15_character_id_in_the_store_is_pushed_in_its_18_character_form() -> 
     ("00Qabcdeabcdeab", "00QabcdeabcdeabEAA"),
     ("ABCDEABCDEABCDE", "ABCDEABCDEABCDE555"),
 ])
-def test_18_character_ids_carry_the_case_checksum(short, full) -> None:
+def test_18_character_ids_carry_the_case_checksum(short: str, full: str) -> None:
     assert to18(short) == full
     assert to18(full) == full
     assert id15(full) == short
 
 
 @pytest.mark.parametrize("bad", ["", "003", "003000000000002AA", "00300000000000-AAA"])
-def test_what_is_not_an_id_is_refused(bad) -> None:
+def test_what_is_not_an_id_is_refused(bad: str) -> None:
     with pytest.raises(ValueError):
         to18(bad)
 
@@ -138,7 +138,7 @@ def test_only_the_admins_field_on_the_admins_objects_is_pulled() -> None:
 
 @given(st.sampled_from(["Lead", "Contact"]), st.sampled_from(
     ["HasOptedOutOfEmail", "Opt_Out__c"]))
-def test_nothing_ever_writes_false(sobject, field) -> None:
+def test_nothing_ever_writes_false(sobject: str, field: str) -> None:
     """Re-subscribes never flow: an opt-out write has no value but true."""
     write = optout_write(Target(sobject, LEAD_ID, field), 7, T0, "unsubscribe:x")
     record = optout_record(write["sobject"], write["sfdc_id"], [write["field"]])
