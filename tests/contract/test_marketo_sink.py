@@ -99,7 +99,7 @@ def kinds(outcomes: list[Any]) -> list[Kind]:
     return [o.kind for o in outcomes]
 
 
-def test_the_eight_types_are_registered_and_approved_once(marketo: Instance):
+def test_the_eight_types_are_registered_and_approved_once(marketo: Instance) -> None:
     async def twice() -> tuple[dict[str, int], dict[str, int]]:
         client = client_for(marketo)
         try:

@@ -6,10 +6,14 @@ the daily quota (607) and the export job limit (1029), lead changes and deleted 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
+import pytest
+from aiohttp import web
 
 from actions_sync.kafka import ensure_topics, read_topic
 from actions_sync.publish import Publisher
@@ -24,6 +28,8 @@ from sandboxes.base import JOURNAL_KEY, FaultPlan, SandboxServer
 from sandboxes.marketo import STATE_KEY, MarketoConfig, create_app
 from sandboxes.population import generate
 
+T = TypeVar("T")
+
 SINCE, UNTIL = datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 2, tzinfo=UTC)
 # Marketo's limits (100 calls, 10 in flight) and the client's pace (50, 5) over a 2 s window
 # instead of 20 s: the same proportions, ten times faster.
@@ -35,16 +41,19 @@ def owned_ids(n: int) -> set[int]:
             if p["sfdc_lead_owner_id"] or p["sfdc_contact_owner_id"]}
 
 
-def serve(**config):
+def serve(**config: Any) -> tuple[web.Application, SandboxServer]:
     app = create_app(MarketoConfig(**{**FAST, **config}))
     return app, SandboxServer(app)
 
 
-def run_source(server, kafka, registry, db, body, timeout_s=30.0, probe_s=0.2):
+def run_source(
+    server: SandboxServer, kafka: str, registry: str, db: str,
+    body: Callable[[SourceContext], Awaitable[T]], timeout_s: float = 30.0, probe_s: float = 0.2,
+) -> tuple[T, dict[str, Any], int]:
     """Wire a SourceContext like `connectors.marketo.source` does; run `body(ctx)`."""
     ensure_topics(kafka, specs((PERSON_CHANGES,), 8))
 
-    async def go():
+    async def go() -> tuple[T, dict[str, Any], int]:
         limits = MarketoLimits(calls_per_window=50, window_s=2.0)
         client = MarketoClient(server.url, "actions-sync", "sandbox-secret", limits,
                                timeout_s=timeout_s)
@@ -53,7 +62,7 @@ def run_source(server, kafka, registry, db, body, timeout_s=30.0, probe_s=0.2):
             store.migrate()
             ctx = SourceContext(client, Publisher(kafka, reg), store, "marketo-source", probe_s)
             try:
-                return await body(ctx), store.checkpoint(INITIAL), client.auth.refreshes
+                return await body(ctx), store.checkpoint(INITIAL) or {}, client.auth.refreshes
             finally:
                 await client.aclose()
                 reg.close()
@@ -61,11 +70,11 @@ def run_source(server, kafka, registry, db, body, timeout_s=30.0, probe_s=0.2):
     return asyncio.run(go())
 
 
-def load(chunk=1 << 20):
+def load(chunk: int = 1 << 20) -> Callable[[SourceContext], Awaitable[bool]]:
     return lambda ctx: InitialSync(ctx, SINCE, UNTIL, chunk).run()
 
 
-def published(kafka, registry):
+def published(kafka: str, registry: str) -> list[dict[str, Any]]:
     reg = RegistryClient(registry)
     try:
         decode = Deserializer(reg, "PersonChange")
@@ -74,7 +83,7 @@ def published(kafka, registry):
         reg.close()
 
 
-def codes(app, part=""):
+def codes(app: web.Application, part: str = "") -> list[str]:
     return [e.code or str(e.status) for e in app[JOURNAL_KEY].entries() if part in e.path]
 
 
@@ -111,13 +120,13 @@ def test_token_expiry_faults_and_late_files_are_survived(
 
 
 def test_a_stopped_load_resumes_the_same_file_at_its_byte_offset(
-    kafka: str, registry: str, tmp_path: Path
-):
+    kafka: str, registry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app, sandbox = serve(seed_people=3000)
     db = f"sqlite:///{tmp_path}/s.db"
 
-    async def stop_after_first_chunk(ctx):
-        ctx.commit = _then_stop(ctx, ctx.commit, after=3)
+    async def stop_after_first_chunk(ctx: SourceContext) -> bool:
+        monkeypatch.setattr(ctx, "commit", _then_stop(ctx, ctx.commit, after=3))
         return await load(chunk=16_384)(ctx)
     with sandbox as server:
         stopped, mid, _ = run_source(server, kafka, registry, db, stop_after_first_chunk)
@@ -130,10 +139,12 @@ def test_a_stopped_load_resumes_the_same_file_at_its_byte_offset(
     assert len(ranges) > 2
 
 
-def _then_stop(ctx, commit, after):
+def _then_stop(
+    ctx: SourceContext, commit: Callable[[str, dict[str, Any]], None], after: int
+) -> Callable[[str, dict[str, Any]], None]:
     calls = []
 
-    def wrapped(name, position):
+    def wrapped(name: str, position: dict[str, Any]) -> None:
         commit(name, position)
         calls.append(name)
         if name == INITIAL and position.get("offset") and len(calls) >= after:
@@ -143,11 +154,11 @@ def _then_stop(ctx, commit, after):
 
 def test_daily_quota_607_pauses_at_a_checkpoint_then_resumes(
     kafka: str, registry: str, tmp_path: Path
-):
+) -> None:
     app, sandbox = serve(seed_people=1000, daily_quota=6)
     with sandbox as server:
-        async def reset_later(ctx):
-            async def reset():
+        async def reset_later(ctx: SourceContext) -> bool:
+            async def reset() -> None:
                 while "607" not in codes(app):
                     await asyncio.sleep(0.05)
                 async with httpx.AsyncClient() as http:
@@ -177,12 +188,12 @@ def test_too_many_export_jobs_1029_defers_the_pipeline(
 
 
 def test_lead_changes_publish_current_state_owner_changes_and_deletes(kafka: str, registry: str,
-                                                                      tmp_path: Path):
+                                                                      tmp_path: Path) -> None:
     owned = sorted(owned_ids(40))
     unowned = sorted(set(range(1, 41)) - set(owned))
     _, sandbox = serve(seed_people=40)
     with sandbox as server:
-        async def follow(ctx):
+        async def follow(ctx: SourceContext) -> dict[str, Any]:
             tokens = await LeadChanges(ctx, 0.1)._tokens()
             async with httpx.AsyncClient(base_url=f"{server.url}/_sandbox/marketo") as http:
                 await http.post("/leads", json={"action": "updateOnly", "lookupField": "id",
@@ -194,7 +205,7 @@ def test_lead_changes_publish_current_state_owner_changes_and_deletes(kafka: str
                 await http.post("/leads/delete", json={"ids": [owned[2]]})
             while await LeadChanges(ctx, 0.1).cycle(tokens):
                 pass
-            return ctx.store.checkpoint(INCREMENTAL)
+            return ctx.store.checkpoint(INCREMENTAL) or {}
         saved, _, _ = run_source(server, kafka, registry, f"sqlite:///{tmp_path}/s.db", follow)
     by_id = {c["marketo_id"]: c for c in published(kafka, registry)}
     assert set(by_id) == {owned[0], owned[1], unowned[0], owned[2]}  # unowned[1]: skipped

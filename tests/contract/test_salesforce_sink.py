@@ -112,7 +112,7 @@ def test_deletes_remove_the_task_and_a_missing_task_counts_as_deleted(org: Org) 
     assert set(org.tasks()) == {"activity:2"}
 
 
-def test_invalid_records_are_rejected_with_their_reason_and_the_rest_written(org: Org):
+def test_invalid_records_are_rejected_with_their_reason_and_the_rest_written(org: Org) -> None:
     lead, contact = org.ids("Lead")[0], org.ids("Contact")[0]
     batch = [task(1, contact), task(2, contact, Subject="Email: [[invalid]]"),
              task(3, contact, Subject=None), task(4, lead, WhatId="001000000000000001"),
@@ -149,7 +149,7 @@ def test_lock_errors_ask_for_a_retry_and_server_errors_are_retried(org: Org) -> 
     assert any(e.status >= 500 for e in org.calls("/services/data"))
 
 
-def test_an_expired_session_is_renewed_and_the_call_replayed_once(org: Org):
+def test_an_expired_session_is_renewed_and_the_call_replayed_once(org: Org) -> None:
     who = org.ids("Contact")[0]
 
     async def go() -> list[Kind]:
@@ -165,7 +165,7 @@ def test_an_expired_session_is_renewed_and_the_call_replayed_once(org: Org):
     assert codes.count("INVALID_SESSION_ID") == 1 and len(org.tasks()) == 2
 
 
-def test_the_sink_pauses_before_the_daily_budget_runs_out(org: Org):
+def test_the_sink_pauses_before_the_daily_budget_runs_out(org: Org) -> None:
     who = org.ids("Contact")[0]
     org.state.reconfigure(daily_budget=1000)
     org.state.budget.set_used(990)

@@ -120,7 +120,7 @@ def test_dlq_list_shows_reasons_and_replay_republishes(kafka: str, registry: str
     assert len(read_topic(kafka, dlq_topic(PERSON_CHANGES))) == 1
 
 
-def test_dlq_list_filters_and_replay_selects_on_a_real_broker(kafka: str):
+def test_dlq_list_filters_and_replay_selects_on_a_real_broker(kafka: str) -> None:
     from actions_sync.dead_letter import DeadLetterProducer, dead_letter
     from actions_sync.errors import RuleViolation, UndecodableRecord
 

@@ -50,7 +50,7 @@ def test_runs_never_add_up_to_more_than_one_batch() -> None:
     assert all(sum(f.size for _, f in run) <= 2_000 for run in runs if len(run) > 1)
 
 
-def test_blocking_retries_wait_by_the_shared_policy_and_honour_retry_after():
+def test_blocking_retries_wait_by_the_shared_policy_and_honour_retry_after() -> None:
     calls, sleeps = [], []
 
     def call() -> str:

@@ -177,7 +177,7 @@ def test_offsets_are_committed_once_every_record_is_accepted_or_dead_lettered() 
     assert reasons == [("decode", "5"), ("deliver", "3"), ("deliver", "4")]
 
 
-def test_retried_records_are_delivered_again_and_dead_lettered_after_their_attempts():
+def test_retried_records_are_delivered_again_and_dead_lettered_after_their_attempts() -> None:
     consumer = Consumer({0: records(0, 10)})
     dead = DeadLetters()
 
@@ -194,7 +194,7 @@ def test_retried_records_are_delivered_again_and_dead_lettered_after_their_attem
     assert destination.tries[7] == 3 and destination.tries[0] == 3 and destination.tries[1] == 2
 
 
-def test_a_call_that_fails_as_a_whole_is_retried_without_counting_attempts():
+def test_a_call_that_fails_as_a_whole_is_retried_without_counting_attempts() -> None:
     consumer = Consumer({0: records(0, 4)})
     calls = 0
 
@@ -214,7 +214,7 @@ def test_a_call_that_fails_as_a_whole_is_retried_without_counting_attempts():
     assert consumer.commits == {0: 4} and not dead.letters and calls >= 8
 
 
-def test_a_used_up_quota_stops_fetching_until_it_is_back_and_keeps_polling():
+def test_a_used_up_quota_stops_fetching_until_it_is_back_and_keeps_polling() -> None:
     consumer = Consumer({0: records(0, 3), 1: records(1, 3)})
     quota_until = time.monotonic() + 0.3
 
@@ -231,7 +231,7 @@ def test_a_used_up_quota_stops_fetching_until_it_is_back_and_keeps_polling():
     assert max(destination.tries.values()) == 2  # one try, one after the pause: no spinning
 
 
-def test_a_partition_revoked_mid_batch_is_abandoned_and_never_committed():
+def test_a_partition_revoked_mid_batch_is_abandoned_and_never_committed() -> None:
     consumer = Consumer({0: records(0, 5), 1: records(1, 5)})
 
     def script(record: dict[str, Any], n: int) -> Outcome:

@@ -110,7 +110,7 @@ def test_a_failing_write_is_retried_until_it_succeeds_and_acknowledged_once() ->
     assert store.written == [[(0, 0), (0, 1)]] and len(acked) == 1
 
 
-def test_writes_never_overlap_and_the_next_batch_is_prepared_meanwhile():
+def test_writes_never_overlap_and_the_next_batch_is_prepared_meanwhile() -> None:
     prepared: list[int] = []
 
     def prepare(batch: list[RawRecord]) -> list[RawRecord]:

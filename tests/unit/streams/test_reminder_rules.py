@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from typing import Any, cast
 
 import pytest
 from hypothesis import given
@@ -12,6 +13,7 @@ from actions_sync.admin.model import AdminSettings
 from actions_sync.errors import RuleViolation
 from streams.rules.reminders import (
     Change,
+    Side,
     Stamp,
     TaskState,
     actions_value,
@@ -35,21 +37,21 @@ IN_SF = {"Subject": "Call Ada", "Status": "Not Started", "Priority": "Normal",
          "ActivityDate": "2026-03-05", "Description": "about the engine"}
 
 
-def at(seconds):
+def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def synced(version=0):
+def synced(version: int = 0) -> TaskState:
     """A task both sides agree on, last changed in Actions at `version`."""
     return TaskState(dict(TASK), {n: Stamp(at(version), "ACTIONS") for n in TASK},
                      dict(IN_SF))
 
 
-def actions(seconds, **edits):
+def actions(seconds: float, **edits: Any) -> Change:
     return Change("ACTIONS", at(seconds), TASK | edits)
 
 
-def salesforce(seconds, **edits):
+def salesforce(seconds: float, **edits: Any) -> Change:
     return Change("SALESFORCE", at(seconds), IN_SF | edits)
 
 
@@ -172,7 +174,9 @@ COMPLETED = TaskState(TASK | {"status": "COMPLETE"},
     (actions(5, details="a"), salesforce(5, Description="b"), "a"),
     (salesforce(5, Description="b"), actions(5, details="a"), "a"),
 ])
-def test_the_newer_change_wins_and_a_tie_goes_to_actions(first, second, want: str) -> None:
+def test_the_newer_change_wins_and_a_tie_goes_to_actions(
+    first: Change, second: Change, want: str
+) -> None:
     end = resolve(resolve(COMPLETED, first).state, second).state
     name = "status" if want in ("OPEN", "COMPLETE") else "details"
     assert end.values[name] == want
@@ -181,7 +185,7 @@ def test_the_newer_change_wins_and_a_tie_goes_to_actions(first, second, want: st
 def test_fields_resolve_one_by_one() -> None:
     state = resolve(synced(), actions(5, details="from Actions")).state
     end = resolve(state, Change("SALESFORCE", at(9),
-                                state.salesforce | {"Status": "Completed"})).state
+                                {**state.salesforce, "Status": "Completed"})).state
     assert end.values["details"] == "from Actions" and end.values["status"] == "COMPLETE"
 
 
@@ -217,7 +221,7 @@ def test_an_older_salesforce_edit_does_not_override_a_newer_actions_one() -> Non
 FLIP = {"OPEN": "COMPLETE", "COMPLETE": "OPEN"}
 
 
-def _sf(status):
+def _sf(status: str) -> dict[str, Any]:
     return IN_SF | {"Status": salesforce_value("status", status)}
 
 
@@ -225,18 +229,18 @@ def _sf(status):
                                  "deliver SALESFORCE"]), max_size=30),
        st.permutations(["ACTIONS", "SALESFORCE"]))
 def test_both_sides_converge_and_the_sync_writes_at_most_once_per_edit(
-    steps: list[str], drain: list[str]
+    steps: list[str], drain: list[Side]
 ) -> None:
     """A model of the two sides around the rules: each edit flips the status its side
     shows; each side's changes reach the agent in order, whenever; the sync's writes land
     in Salesforce at once. After every change is delivered, both sides show the same
     status, and the sync wrote to Salesforce no more often than Actions was edited."""
     state, sf_status, clock = synced(), "OPEN", 0
-    pending: dict[str, list[Change]] = {"ACTIONS": [], "SALESFORCE": []}
+    pending: dict[Side, list[Change]] = {"ACTIONS": [], "SALESFORCE": []}
     edits = {"ACTIONS": 0, "SALESFORCE": 0}
     writes = 0
 
-    def deliver(side):
+    def deliver(side: Side) -> None:
         nonlocal state, sf_status, writes
         out = resolve(state, pending[side].pop(0), now=at(clock))
         state = out.state
@@ -248,7 +252,8 @@ def test_both_sides_converge_and_the_sync_writes_at_most_once_per_edit(
 
     for step in [*steps, *(f"deliver {s}" for s in drain for _ in range(40))]:
         clock += 1
-        verb, side = step.split()
+        verb, named = step.split()
+        side = cast(Side, named)
         if verb == "deliver":
             if pending[side]:
                 deliver(side)
@@ -266,13 +271,13 @@ def test_both_sides_converge_and_the_sync_writes_at_most_once_per_edit(
 
 
 @given(st.lists(st.sampled_from(["ACTIONS", "SALESFORCE"]), min_size=1, max_size=10))
-def test_one_edit_at_a_time_the_last_edit_wins(sides: list[str]) -> None:
+def test_one_edit_at_a_time_the_last_edit_wins(sides: list[Side]) -> None:
     """Edits each made after the previous one reached both sides: the last one stands."""
     state, status = synced(), "OPEN"
     for i, side in enumerate(sides, start=1):
         status = FLIP[status]
         change = (actions(i, status=status) if side == "ACTIONS"
-                  else Change(side, at(i), state.salesforce | _sf(status)))
+                  else Change(side, at(i), {**state.salesforce, **_sf(status)}))
         state = resolve(state, change).state
         assert state.values["status"] == status
         assert state.salesforce["Status"] == salesforce_value("status", status)
@@ -359,7 +364,7 @@ def test_a_salesforce_task_record_is_a_change_in_salesforce_terms() -> None:
 @pytest.mark.parametrize("key, task_id, subject", [
     (b"t2", "t1", "s"), (None, "t1", "s"), (b"", "", "s"), (b"t1", "t1", "x" * 256)])
 def test_a_reminder_breaking_the_contract_is_refused(
-    key: bytes | None, task_id: str, subject
+    key: bytes | None, task_id: str, subject: str
 ) -> None:
     with pytest.raises(RuleViolation):
         check_reminder(key, {"task_id": task_id, "subject": subject})
