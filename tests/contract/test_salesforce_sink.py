@@ -7,7 +7,7 @@ import itertools
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -217,7 +217,9 @@ def test_a_spent_daily_budget_pauses_instead_of_spinning(org: Org) -> None:
     (404, [{"errorCode": "NOT_FOUND", "message": "x"}], Action.FATAL),
     (200, [], Action.SUCCESS),
 ])
-def test_call_level_answers_are_classified(status: int, body, action) -> None:
+def test_call_level_answers_are_classified(
+    status: int, body: list[dict[str, str]], action: Action
+) -> None:
     request = httpx.Request("PATCH", "https://x/services/data/v62.0/composite/sobjects")
     assert classify(httpx.Response(status, json=body, request=request)).action is action
 
@@ -231,7 +233,9 @@ def test_call_level_answers_are_classified(status: int, body, action) -> None:
     ("ENTITY_IS_DELETED", "delete", Kind.ACCEPTED),
     ("SOMETHING_NEW", "upsert", Kind.REJECTED),
 ])
-def test_record_results_are_classified(code: str, op: str, kind) -> None:
+def test_record_results_are_classified(
+    code: str, op: Literal["upsert", "delete"], kind: Kind
+) -> None:
     result = {"success": False, "errors": [{"statusCode": code, "message": "m", "fields": []}]}
     assert record_outcome(result, op).kind is kind
 

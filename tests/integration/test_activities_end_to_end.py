@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -100,7 +101,7 @@ def wait_until(predicate, what: str, timeout_s: float = 30.0) -> None:
 
 
 @pytest.fixture
-def topics(kafka: str, registry: str):
+def topics(kafka: str, registry: str) -> Iterator[Topics]:
     ensure_topics(kafka, specs((SALES_ACTIVITIES,), 8))
     t = Topics(kafka, registry)
     yield t
@@ -108,7 +109,7 @@ def topics(kafka: str, registry: str):
 
 
 def test_activities_are_routed_parked_and_dead_lettered_with_live_settings(
-        kafka: str, registry: str, tmp_path: Path, topics) -> None:
+        kafka: str, registry: str, tmp_path: Path, topics: Topics) -> None:
     database_url = f"sqlite:///{tmp_path}/store.db"
     settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
                         database_url=database_url, group_prefix=f"t-{uuid.uuid4().hex[:8]}")
@@ -186,7 +187,7 @@ def test_activities_are_routed_parked_and_dead_lettered_with_live_settings(
 
 
 def test_an_activity_breaking_the_contract_is_dead_lettered_and_the_next_one_routed(
-        kafka: str, registry: str, tmp_path: Path, topics) -> None:
+        kafka: str, registry: str, tmp_path: Path, topics: Topics) -> None:
     """No key, a date from the future, a 500,000-character subject (the contract's limit
     is 255, as for person fields): each dead-lettered with its reason; the good activity
     published after them is routed."""

@@ -376,7 +376,7 @@ def test_metrics_module_declares_metrics() -> None:
 
 
 @pytest.mark.parametrize("family", sorted(DECLARED))
-def test_dashboard_has_a_panel_for_each_metric(family) -> None:
+def test_dashboard_has_a_panel_for_each_metric(family: str) -> None:
     panels = [title for title, expr in dashboard_targets()
               if metric_names(expr) & DECLARED[family]]
     assert panels, f"no dashboard panel queries {family}"

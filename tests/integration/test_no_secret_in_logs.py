@@ -123,7 +123,7 @@ def send(client: httpx.Client, item: Hostile) -> int:
 
 
 @pytest.mark.parametrize("name", list(PATHS))
-def test_hostile_requests_never_make_a_server_fail(servers: Servers, name) -> None:
+def test_hostile_requests_never_make_a_server_fail(servers: Servers, name: str) -> None:
     with httpx.Client(base_url=servers.urls[name], timeout=60) as client:
         answers = {(i.method, i.path[:40], repr(i.headers)[:50], i.body[:12]): send(client, i)
                    for i in corpus(PATHS[name], servers.tokens[name])}

@@ -21,6 +21,7 @@ from app.demo import bad_person_records
 from app.people_scenario import Scenario, reconcile
 from app.stack import Stack
 from tests.factories import person_change
+from tests.support.checks import present
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +101,7 @@ def test_people_reach_the_store_and_bad_records_the_dlq(
             stack.add_worker("people")
         stack.wait_drained("people", PERSON_CHANGES, ends, timeout_s=120)
         with Store(database_url) as store:
-            assert store.person(REMOVED)["removed_at"] is None
+            assert present(store.person(REMOVED))["removed_at"] is None
         publish(kafka, registry, second_wave(), ends)
         stack.wait_drained("people", PERSON_CHANGES, ends, timeout_s=60)
         per_worker = [stack.handled_by(w) for w in stack.workers]
@@ -111,9 +112,10 @@ def test_people_reach_the_store_and_bad_records_the_dlq(
         removed, twin_a, twin_b = store.person(REMOVED), store.person(TWIN_A), store.person(TWIN_B)
         assert removed is not None and removed["removed_at"] is not None  # owner removed
         assert twin_a["removed_at"] is None and twin_b["removed_at"] is None  # copied, not merged
-        assert store.person(OUT_OF_ORDER)["title"] == "newest"  # older never overwrites newer
+        # older never overwrites newer
+        assert present(store.person(OUT_OF_ORDER))["title"] == "newest"
         assert store.person(NEVER_OWNED) is None  # not sales-owned: never written
-        assert store.person(DELETED)["removed_at"] is not None  # deleted lead leaves
+        assert present(store.person(DELETED))["removed_at"] is not None  # deleted lead leaves
         assert store.person(WRONG_KEY) is None and store.person(TOO_LONG) is None
     finally:
         store.close()

@@ -225,7 +225,7 @@ class Feeder(threading.Thread):
             time.sleep(0.5)
 
 
-def lag_partitions(worker) -> set[str]:
+def lag_partitions(worker: Worker) -> set[str]:
     """The partitions whose consumer lag `worker`'s /metrics reports."""
     from prometheus_client.parser import text_string_to_metric_families
 

@@ -36,6 +36,7 @@ from sandboxes.salesforce import (
     human_delete,
     human_update,
 )
+from tests.support.checks import present
 
 T0 = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
 OPT_OUT = {"HasOptedOutOfEmail": True}
@@ -134,7 +135,7 @@ def test_equal_stamps_across_a_page_boundary_are_all_published_once(rig: Rig) ->
     rig.poll()  # re-reads the window: nothing new
 
     assert sorted(r["sfdc_id"] for r in rig.published()) == leads(*range(1, 9))
-    assert rig.store.checkpoint("salesforce.optouts.Lead")["id"] == leads(8)[0]
+    assert present(rig.store.checkpoint("salesforce.optouts.Lead"))["id"] == leads(8)[0]
 
 
 def test_a_late_commit_inside_the_lookback_is_published(rig: Rig) -> None:

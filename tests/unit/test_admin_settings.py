@@ -50,7 +50,9 @@ def test_text_values_are_parsed_and_validated(
     ("salesforce_subject_template", "", "at least 1"),
     ("unsubscribe_objects", "[" * 100_000, "nested too deeply"),
 ])
-def test_bad_keys_and_values_are_one_line_config_errors(key: str, text, names: str) -> None:
+def test_bad_keys_and_values_are_one_line_config_errors(
+    key: str, text: str, names: str
+) -> None:
     with pytest.raises(ConfigError) as err:
         AdminSettings().with_value(key, parse_value(key, text))
     assert names in str(err.value) and "\n" not in str(err.value)

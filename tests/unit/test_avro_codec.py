@@ -102,7 +102,7 @@ def values_of(schema: Any) -> st.SearchStrategy[Any]:
 
 
 @pytest.mark.parametrize("record", schemas.RECORDS)
-def test_records_of_primitives_compile_and_the_rest_is_left_to_fastavro(record) -> None:
+def test_records_of_primitives_compile_and_the_rest_is_left_to_fastavro(record: str) -> None:
     parsed = schemas.parsed(record)
     assert (compile_reader(parsed) is not None) == (record in COMPILED)
     assert (compile_writer(parsed) is not None) == (record in COMPILED)
@@ -111,7 +111,9 @@ def test_records_of_primitives_compile_and_the_rest_is_left_to_fastavro(record) 
 @pytest.mark.parametrize("record", COMPILED)
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
-def test_a_generated_record_reads_the_same_as_with_fastavro(record, data: st.DataObject) -> None:
+def test_a_generated_record_reads_the_same_as_with_fastavro(
+    record: str, data: st.DataObject
+) -> None:
     value = data.draw(values_of(schemas.parsed(record)))
     fast, reference = readers(record)
     wire = encode(record, value)
@@ -147,7 +149,7 @@ HOSTILE = st.lists(st.one_of(st.binary(max_size=24), st.binary(min_size=1, max_s
 @pytest.mark.parametrize("record", COMPILED)
 @settings(max_examples=150, deadline=timedelta(seconds=2))  # per input: ~1 ms when bounded
 @given(body=HOSTILE)
-def test_random_bytes_read_as_fastavro_reads_them_or_are_refused(record, body) -> None:
+def test_random_bytes_read_as_fastavro_reads_them_or_are_refused(record: str, body: bytes) -> None:
     """The compiled reader against fastavro on arbitrary bodies: the same record, or both
     refuse; the compiled reader refuses alone only what is out of range (an index fastavro
     wraps around, a varint past the Avro spec's 10 bytes / 64 bits, which fastavro wraps
@@ -183,7 +185,7 @@ def test_a_varint_that_never_ends_is_refused_at_once() -> None:
     (b"\xfe\xff\xff\xff\xff\xff\xff\xff\xff\x01", 2**63 - 1),  # the largest long: 10 bytes
     (b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", -2**63),
 ])
-def test_the_extreme_longs_still_read(varint: bytes, value) -> None:
+def test_the_extreme_longs_still_read(varint: bytes, value: int) -> None:
     from actions_sync.avro.reader import _long
 
     assert _long(varint, 0) == (value, 10)
@@ -191,7 +193,7 @@ def test_the_extreme_longs_still_read(varint: bytes, value) -> None:
 
 
 @pytest.mark.parametrize("varint", [b"\xff" * 10 + b"\x01", b"\xff" * 9 + b"\x02"])
-def test_a_varint_past_64_bits_is_refused(varint) -> None:
+def test_a_varint_past_64_bits_is_refused(varint: bytes) -> None:
     from actions_sync.avro.reader import _long
 
     with pytest.raises(ValueError, match="out of range for an Avro long"):
@@ -250,7 +252,7 @@ def test_another_writer_schema_is_resolved_by_fastavro() -> None:
 @pytest.mark.parametrize("record", COMPILED)
 @settings(max_examples=200, deadline=None)
 @given(data=st.data())
-def test_a_generated_record_writes_fastavros_bytes(record, data: st.DataObject) -> None:
+def test_a_generated_record_writes_fastavros_bytes(record: str, data: st.DataObject) -> None:
     value = data.draw(values_of(schemas.parsed(record)))
     assert compiled_body(record, value) == body(record, value)
 
@@ -292,7 +294,7 @@ def fastavro_bytes(record: str, value: dict[str, Any]) -> bytes | None:
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_a_value_fastavro_rejects_raises_and_any_other_writes_fastavros_bytes(
-    record, data: st.DataObject
+    record: str, data: st.DataObject
 ) -> None:
     value = data.draw(values_of(schemas.parsed(record)))
     value[data.draw(st.sampled_from(sorted(value)))] = data.draw(ODD_VALUES)
@@ -325,7 +327,7 @@ def test_a_symbol_equal_to_a_value_but_hashed_apart_is_written_as_fastavro_write
     ("occurred_at", date(2026, 3, 1), "is not an integer"),
     ("occurred_at", "2026-03-01T00:00:00Z", "is not an integer"),
 ])
-def test_an_invalid_value_raises_instead_of_writing(field: str, value, error: str) -> None:
+def test_an_invalid_value_raises_instead_of_writing(field: str, value: object, error: str) -> None:
     unsubscribe = {"event_id": str(uuid.uuid4()), "marketo_id": 42, "email": "a@example.com",
                    "occurred_at": datetime(2026, 3, 1, tzinfo=UTC), "source": "BOUNCE",
                    "deleted": False}
@@ -343,7 +345,7 @@ def test_an_invalid_value_raises_instead_of_writing(field: str, value, error: st
     ("email_subject", "\ud800", "surrogates not allowed"),
 ])
 def test_a_value_matching_no_branch_of_an_optional_field_raises(
-    field: str, value, error: str
+    field: str, value: object, error: str
 ) -> None:
     with pytest.raises((TypeError, ValueError), match=error):
         compiled_body("SalesActivity", sales_activity(**{field: value}))
@@ -357,7 +359,7 @@ def test_a_long_on_its_own_is_written_as_fastavro_writes_it(value: int) -> None:
 
 
 @pytest.mark.parametrize("value", [2**63, -(2**63) - 1])
-def test_a_long_out_of_range_raises(value) -> None:
+def test_a_long_out_of_range_raises(value: int) -> None:
     with pytest.raises(ValueError, match="out of range"):
         long_bytes(value, "marketo_id")
 
@@ -394,7 +396,9 @@ def test_any_mapping_is_a_record_and_anything_else_is_not() -> None:
     person_change(2**40, changed_at=datetime(1969, 7, 20, 20, 17, 40, 5000, tzinfo=UTC),
                   first_name="Zoë " * 40, deleted=True),
 ])
-def test_a_record_round_trips_through_serializer_and_both_deserializers(value) -> None:
+def test_a_record_round_trips_through_serializer_and_both_deserializers(
+    value: dict[str, Any]
+) -> None:
     registry: Any = FakeRegistry()
     data = Serializer(registry, "people", "PersonChange")(value)
     fast, reference = readers("PersonChange")
@@ -409,7 +413,7 @@ def test_a_record_round_trips_through_serializer_and_both_deserializers(value) -
                             "primary_attribute_value": "Hi", "attributes": {"k": None}}),
 ])
 def test_the_serializer_frames_fastavros_body_with_the_registered_schema_id(
-    record: str, value
+    record: str, value: dict[str, Any]
 ) -> None:
     registry: Any = FakeRegistry(next_id=0x01020304)
     data = Serializer(registry, "topic", record)(value)

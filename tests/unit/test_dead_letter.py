@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actions_sync.dead_letter import HEADERS, _room, _runs, dead_letter
+from actions_sync.dead_letter import HEADERS, DeadLetter, _room, _runs, dead_letter
 from actions_sync.errors import Backpressure, Retriable, RuleViolation
 from actions_sync.retry import Backoff, retrying_blocking
 
 
-def letter(key: bytes | None, value: bytes | None):
+def letter(key: bytes | None, value: bytes | None) -> DeadLetter:
     return dead_letter("people", 3, 41, key, value, RuleViolation("x" * 500))
 
 

@@ -27,7 +27,7 @@ def relative_links(path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("path", markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
-def test_every_relative_link_resolves(path) -> None:
+def test_every_relative_link_resolves(path: Path) -> None:
     targets = {link: (path.parent / link.split("#", 1)[0]).resolve()
                for link in relative_links(path)}
     broken = [link for link, target in targets.items() if not target.exists()]

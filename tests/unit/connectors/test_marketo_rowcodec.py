@@ -131,7 +131,9 @@ def exports(**strategies: Any) -> st.SearchStrategy[tuple[list[str], list[str]]]
 
 @settings(max_examples=800, deadline=None)
 @given(exports())
-def test_any_row_encodes_to_the_bytes_the_serializer_wrote_or_fails_alike(export) -> None:
+def test_any_row_encodes_to_the_bytes_the_serializer_wrote_or_fails_alike(
+    export: tuple[list[str], list[str]]
+) -> None:
     header, row = export
     assert now(header, row) == before(header, row)
 
@@ -139,7 +141,9 @@ def test_any_row_encodes_to_the_bytes_the_serializer_wrote_or_fails_alike(export
 @settings(max_examples=300, deadline=None)
 @given(exports(ids=plain_ids, updated_at=moments.map(canonical),
                owners=st.just("005000000000000001"), cells=st.text(max_size=255)))
-def test_marketo_rows_are_encoded_without_the_reference_path(export) -> None:
+def test_marketo_rows_are_encoded_without_the_reference_path(
+    export: tuple[list[str], list[str]]
+) -> None:
     header, row = export
     counting = serializer()
     assert now(header, row, counting) == before(header, row)
@@ -149,7 +153,9 @@ def test_marketo_rows_are_encoded_without_the_reference_path(export) -> None:
 @settings(max_examples=200, deadline=None)
 @given(headers.flatmap(lambda h: st.tuples(st.just(h), st.lists(rows(h), max_size=8))),
        st.integers(1, 300))
-def test_an_export_file_publishes_what_it_published_before(export, chunk: int) -> None:
+def test_an_export_file_publishes_what_it_published_before(
+    export: tuple[list[str], list[list[str]]], chunk: int
+) -> None:
     """Bytes to records through CsvRows too: quoted cells, CRLF, any chunking."""
     header, lines = export
     out = io.StringIO()

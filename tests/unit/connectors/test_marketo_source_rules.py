@@ -71,7 +71,9 @@ rows_strategy = st.lists(st.lists(st.text(alphabet='ab,"\n\ré ', max_size=6), m
 
 
 @given(rows_strategy, st.integers(min_value=1, max_value=17))
-def test_csv_rows_survive_any_chunking_and_resume_at_their_offset(rows, size: int) -> None:
+def test_csv_rows_survive_any_chunking_and_resume_at_their_offset(
+    rows: list[list[str]], size: int
+) -> None:
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerows(rows)
     data = out.getvalue().encode()
@@ -119,7 +121,7 @@ def test_csv_rows_of_malformed_quotes_are_what_the_csv_module_reads(text: str, e
 
 
 @given(st.lists(st.sampled_from([b'"', b"\n", b"\r", b"a"]), max_size=30).map(b"".join))
-def test_a_chunk_is_cut_after_the_last_line_break_with_balanced_quotes(data) -> None:
+def test_a_chunk_is_cut_after_the_last_line_break_with_balanced_quotes(data: bytes) -> None:
     breaks = [at + 1 for at, byte in enumerate(data)
               if byte == ord("\n") and data[:at].count(b'"') % 2 == 0]
     assert _complete_end(data) == (breaks[-1] if breaks else 0)

@@ -4,12 +4,13 @@ upserts it supersedes (reminder tasks send only what changed, SPEC S11)."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from connectors.salesforce.payloads import merged, newest
+from connectors.salesforce.payloads import Record, merged, newest
 from tests.factories import T0
 
 
-def change(key, seconds, operation="UPSERT", **fields):
+def change(key: str, seconds: float, operation: str = "UPSERT", **fields: Any) -> Record:
     return {"external_id": key, "operation": operation, "fields": fields,
             "occurred_at": T0 + timedelta(seconds=seconds), "origin": ""}
 

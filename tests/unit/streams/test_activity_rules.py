@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -29,7 +30,7 @@ DEFAULTS = AdminSettings()
 ALL_TYPES = [t.symbol for t in ACTIVITY_TYPES]
 
 
-def person(**fields):
+def person(**fields: Any) -> dict[str, Any]:
     row = {k: v for k, v in person_change(42, **fields).items() if k not in ("event_id",
                                                                            "deleted")}
     return {**row, "removed_at": None}
@@ -49,7 +50,7 @@ def test_every_glossary_attribute_has_a_value_rule() -> None:
 
 
 @pytest.mark.parametrize("type_", ALL_TYPES)
-def test_every_activity_logs_to_marketo_as_its_custom_type(type_) -> None:
+def test_every_activity_logs_to_marketo_as_its_custom_type(type_: str) -> None:
     activity = sales_activity(type_)
     out = marketo_activity(activity, CONTACT)
     declared = BY_SYMBOL[type_].attribute_names()
@@ -90,7 +91,7 @@ def test_a_long_email_subject_is_cut_before_the_suffix() -> None:
     ("ADD_TO_SALES_CAMPAIGN", {"campaign_id": "c-9"}, "salesCampaignId", "c-9"),
 ])
 def test_attributes_come_from_the_activity_and_person(
-    type_: str, fields, attribute: str, expected: str
+    type_: str, fields: dict[str, Any], attribute: str, expected: str
 ) -> None:
     out = marketo_activity(sales_activity(type_, **fields), CONTACT)
     assert out["attributes"][attribute] == expected
@@ -125,7 +126,7 @@ LOGGED = {"SEND_SALES_EMAIL": ("Email", "Email", "salesforce_log_emails"),
 
 @pytest.mark.parametrize("type_", ALL_TYPES)
 @pytest.mark.parametrize("enabled", [True, False])
-def test_activities_log_to_salesforce_as_the_settings_allow(type_, enabled: bool) -> None:
+def test_activities_log_to_salesforce_as_the_settings_allow(type_: str, enabled: bool) -> None:
     settings = AdminSettings(salesforce_log_emails=enabled, salesforce_log_replies=enabled,
                              salesforce_log_calls=enabled)
     task = salesforce_task(sales_activity(type_), CONTACT, settings)
@@ -133,7 +134,7 @@ def test_activities_log_to_salesforce_as_the_settings_allow(type_, enabled: bool
 
 
 @pytest.mark.parametrize(("type_", "off"), [(t, s) for t, (_, _, s) in LOGGED.items()])
-def test_each_switch_turns_off_only_its_own_kind(type_, off) -> None:
+def test_each_switch_turns_off_only_its_own_kind(type_: str, off: str) -> None:
     settings = AdminSettings(**{off: False})
     for other, (_, _, switch) in LOGGED.items():
         task = salesforce_task(sales_activity(other), CONTACT, settings)
@@ -141,7 +142,7 @@ def test_each_switch_turns_off_only_its_own_kind(type_, off) -> None:
 
 
 @pytest.mark.parametrize(("type_", "expected"), list(LOGGED.items()))
-def test_task_fields(type_, expected) -> None:
+def test_task_fields(type_: str, expected: tuple[str, str, str]) -> None:
     activity = sales_activity(type_)
     task = salesforce_task(activity, CONTACT, DEFAULTS)
     assert task is not None
@@ -268,7 +269,9 @@ READ_AT = T0 + timedelta(days=1)  # these activities are read a day after they h
     (b"42", {"email_subject": "x" * 2_000_000}, "email_subject is 2000000 characters"),
     (b"42", {"link": "https://example.com/" + "x" * 236}, "link is 256 characters"),
 ])
-def test_contract_violations_are_rejected(key: bytes | None, fields, reason: str) -> None:
+def test_contract_violations_are_rejected(
+    key: bytes | None, fields: dict[str, Any], reason: str
+) -> None:
     with pytest.raises(RuleViolation, match=reason):
         check(key, sales_activity("SEND_SALES_EMAIL", **fields), READ_AT)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -34,7 +35,7 @@ def at(change: dict, position: int) -> dict:
     ],
 )
 def test_only_sales_owned_people_qualify(
-    lead_owner, contact_owner, deleted: bool, expected: bool
+    lead_owner: str | None, contact_owner: str | None, deleted: bool, expected: bool
 ) -> None:
     change = person_change(sfdc_lead_owner_id=lead_owner, sfdc_contact_owner_id=contact_owner,
                            deleted=deleted)
@@ -88,7 +89,9 @@ def test_duplicates_by_email_stay_two_people() -> None:
         (b"1", person_change(1, changed_at=T0.replace(year=3000)), "3000-03-01.* in the future"),
     ],
 )
-def test_rule_violations_name_the_problem(key: bytes | None, change, reason: str) -> None:
+def test_rule_violations_name_the_problem(
+    key: bytes | None, change: dict[str, Any], reason: str
+) -> None:
     with pytest.raises(RuleViolation, match=reason):
         check(key, change, READ_AT)
 

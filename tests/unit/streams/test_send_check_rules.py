@@ -41,7 +41,9 @@ TABLE = [
 
 
 @pytest.mark.parametrize(("enabled", "held", "marketo", "expected"), TABLE)
-def test_decision_table(enabled, held, marketo, expected) -> None:
+def test_decision_table(
+    enabled: bool, held: bool, marketo: bool | None, expected: Decision
+) -> None:
     assert decide(enabled, held, marketo) == expected
 
 
@@ -52,7 +54,7 @@ def test_decision_table(enabled, held, marketo, expected) -> None:
     (True, False, False, None),  # ask Marketo
 ])
 def test_precheck_answers_without_a_call_or_asks_marketo(
-    enabled: bool, held: bool, late: bool, expected
+    enabled: bool, held: bool, late: bool, expected: Decision | None
 ) -> None:
     assert precheck(enabled, held, late) == expected
 

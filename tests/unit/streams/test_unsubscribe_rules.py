@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -15,6 +16,7 @@ from connectors.salesforce.optout_sink import optout_record
 from streams.rules.unsubscribes import (
     Push,
     Target,
+    Unsynced,
     check_optout,
     check_unsubscribe,
     from_salesforce,
@@ -31,18 +33,19 @@ BOTH = {"marketo_id": 7, "email": "p7@example.com", "sfdc_lead_id": LEAD_ID,
         "sfdc_contact_id": CONTACT_ID}
 
 
-def unsubscribe(source="CLICKED_LINK", marketo_id=7):
+def unsubscribe(source: str = "CLICKED_LINK", marketo_id: int = 7) -> dict[str, Any]:
     return {"event_id": str(uuid.UUID(int=1)), "marketo_id": marketo_id,
             "email": "p7@example.com", "occurred_at": T0, "source": source}
 
 
-def optout(sobject="Contact", sfdc_id=CONTACT_ID, field="HasOptedOutOfEmail"):
+def optout(sobject: str = "Contact", sfdc_id: str | None = CONTACT_ID,
+           field: str = "HasOptedOutOfEmail") -> dict[str, Any]:
     return {"event_id": str(uuid.UUID(int=2)), "sobject": sobject, "sfdc_id": sfdc_id,
             "email": "p7@example.com", "field": field, "system_modstamp": T0,
             "last_modified_by_id": "0050000000000HUMAN"}
 
 
-def settings(**values):
+def settings(**values: Any) -> AdminSettings:
     return AdminSettings(**values)
 
 
@@ -57,7 +60,9 @@ def test_an_actions_unsubscribe_opts_out_the_lead_and_the_contact_by_default() -
     (("Contact",), [("Contact", CONTACT_ID)]),
     (("Contact", "Lead"), [("Contact", CONTACT_ID), ("Lead", LEAD_ID)]),
 ])
-def test_the_admin_chooses_the_objects(objects: tuple[str] | tuple[str, str], want) -> None:
+def test_the_admin_chooses_the_objects(
+    objects: tuple[str, ...], want: list[tuple[str, str]]
+) -> None:
     found = targets(BOTH, settings(unsubscribe_objects=objects))
     assert [(t.sobject, t.sfdc_id) for t in found] == want
 
@@ -82,7 +87,7 @@ def test_pushed_even_when_activity_logging_to_salesforce_is_off() -> None:
     (None, ("Lead", "Contact"), "person_unknown"),
 ])
 def test_without_a_salesforce_id_nothing_goes_and_the_reason_is_said(
-    person, objects: tuple[str, str] | tuple[str], reason: str
+    person: dict[str, Any] | None, objects: tuple[str, ...], reason: Unsynced
 ) -> None:
     assert push(unsubscribe(), person, settings(unsubscribe_objects=objects)) == Push(
         unsynced=reason)
