@@ -30,7 +30,7 @@ test:
 
 lint:
 	$(PY)/ruff check .
-	$(PY)/mypy actions_sync streams schemas sandboxes app
+	$(PY)/mypy actions_sync streams schemas sandboxes app connectors bench tests
 	$(PY)/lint-imports --no-cache
 
 # Every test, broker-facing ones on the embedded Tansu broker.

@@ -72,7 +72,9 @@ def test_same_schema_registers_once(client: RegistryClient) -> None:
         (frame(987_654, b"\x02"), "schema registry"),
     ],
 )
-def test_undecodable_bytes_are_named(client: RegistryClient, data, reason: str) -> None:
+def test_undecodable_bytes_are_named(
+    client: RegistryClient, data: bytes | None, reason: str
+) -> None:
     with pytest.raises(UndecodableRecord, match=reason):
         Deserializer(client, "PersonChange")(data)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -33,7 +34,7 @@ def api(tmp_path: Path) -> Iterator[httpx.Client]:
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"},
                                      {"Authorization": TOKEN}])
-def test_every_call_needs_the_token(api: httpx.Client, headers) -> None:
+def test_every_call_needs_the_token(api: httpx.Client, headers: dict[str, str]) -> None:
     assert api.get("/settings", headers=headers).status_code == 401
     assert api.put("/settings/people_sync", json={"value": True},
                    headers=headers).status_code == 401
@@ -107,7 +108,8 @@ def test_the_api_refuses_to_run_without_a_token(tmp_path: Path) -> None:
     ("GET", "/settings/audit?limit=ten", AUTH, None, 400, "limit"),
 ])
 def test_malformed_requests_are_4xx_with_a_one_line_reason(
-    api: httpx.Client, method: str, path: str, headers, body, status: int, message: str
+    api: httpx.Client, method: str, path: str, headers: dict[str, Any], body: bytes | None,
+    status: int, message: str
 ) -> None:
     response = api.request(method, path, headers=headers, content=body)
     assert response.status_code == status

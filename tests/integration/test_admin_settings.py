@@ -7,10 +7,14 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # not in its __all__
+    AdminClient,
+    ConfigResource,
+)
 from prometheus_client import REGISTRY
 
 from actions_sync.admin import LiveSettings, set_value
@@ -30,7 +34,7 @@ def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
                           env=env, capture_output=True, text=True, timeout=60)
 
 
-def wait_until(predicate, timeout_s: float = 10.0) -> float:
+def wait_until(predicate: Callable[[], object], timeout_s: float = 10.0) -> float:
     started = time.monotonic()
     while not predicate():
         assert time.monotonic() - started < timeout_s, "not within the time limit"

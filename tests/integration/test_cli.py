@@ -12,6 +12,7 @@ import pytest
 
 from actions_sync.kafka import dlq_topic, ensure_topics, read_topic
 from actions_sync.topics import PERSON_CHANGES, specs
+from tests.support.checks import present
 
 ALL_COMMANDS = ("demo", "up", "worker", "broker", "sandbox", "produce", "sync", "settings", "dlq",
                 "reconcile")
@@ -174,7 +175,7 @@ def test_top_level_packages_import_from_this_repo() -> None:
 
     root = Path(__file__).resolve().parents[2]
     for package in (streams, schemas, connectors, sandboxes):
-        assert Path(package.__file__).resolve().is_relative_to(root)
+        assert Path(present(package.__file__)).resolve().is_relative_to(root)
 
 
 
@@ -236,7 +237,7 @@ def test_broker_command_creates_the_topics_and_leaves_no_orphan() -> None:
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "broker"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        line = proc.stdout.readline().strip()
+        line = present(proc.stdout).readline().strip()
         bootstrap = line.removeprefix("KAFKA_BOOTSTRAP_SERVERS=")
         topics = AdminClient(admin_config(bootstrap)).list_topics(timeout=10).topics
         for name in INPUT_TOPICS:
@@ -245,7 +246,7 @@ def test_broker_command_creates_the_topics_and_leaves_no_orphan() -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
-        proc.stdout.close()
+        present(proc.stdout).close()
     leftover = subprocess.run(["pgrep", "-f", f"{tansu_binary()}.*{bootstrap}"],
                               capture_output=True, text=True)
     assert proc.returncode == 0 and leftover.stdout == ""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -65,7 +66,7 @@ def edges(kafka: str, registry: str, tmp_path: Path) -> Iterator[tuple[Store, Re
 
 
 def records(client: RegistryClient, topic: str, record: str,
-            items: list[tuple[str, dict]]) -> list[RawRecord]:
+            items: list[tuple[str, dict[str, Any]]]) -> list[RawRecord]:
     encode = Serializer(client, topic, record)
     return [RawRecord(topic, 0, n, key.encode(), encode(value))
             for n, (key, value) in enumerate(items)]
@@ -143,7 +144,8 @@ def test_dead_letters_count_once_acknowledged_though_the_broker_stopped_answerin
     pauser = threading.Thread(target=pause, args=(kafka, 6.0, stopped))
     pauser.start()
     stopped.wait()
-    producer = DeadLetterProducer(kafka, **{"message.timeout.ms": 2000})
+    config: dict[str, Any] = {"message.timeout.ms": 2000}
+    producer = DeadLetterProducer(kafka, **config)
     try:
         assert producer.send(letters) == 5
     finally:

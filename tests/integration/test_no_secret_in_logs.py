@@ -39,6 +39,11 @@ class Hostile:
     headers: dict[str, str | bytes]
     body: bytes = b""
 
+    def wire_headers(self) -> dict[bytes, bytes]:
+        """The headers as bytes, as httpx sends them (text is ASCII)."""
+        return {k.encode("ascii"): v if isinstance(v, bytes) else v.encode("ascii")
+                for k, v in self.headers.items()}
+
 
 def corpus(paths: list[str], token: str = TOKEN) -> list[Hostile]:
     """Malformed auth, bodies and parameters, each carrying secrets where a careless
@@ -118,7 +123,7 @@ PATHS = {
 
 
 def send(client: httpx.Client, item: Hostile) -> int:
-    return client.request(item.method, item.path, headers=item.headers,
+    return client.request(item.method, item.path, headers=item.wire_headers(),
                           content=item.body or None).status_code
 
 

@@ -13,8 +13,9 @@ store (a SQLite file and PostgreSQL):
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -45,7 +46,8 @@ class People:
         self.publisher = Publisher(kafka, self.registry)
         self.encode = self.publisher.serializer(PERSON_CHANGES, "PersonChange")
 
-    def publish(self, changes: list[dict], raw: list[tuple[bytes | None, bytes]] = ()) -> None:
+    def publish(self, changes: list[dict[str, Any]],
+                raw: Sequence[tuple[bytes | None, bytes]] = ()) -> None:
         self.publisher.publish(PERSON_CHANGES, "PersonChange",
                                [(str(c["marketo_id"]), c) for c in changes])
         self.publisher.publish_raw(PERSON_CHANGES, raw)

@@ -84,7 +84,8 @@ def undurable_commits(placed: Placed, offsets: dict[int, int], store: Store) -> 
         if qualifies(change) and (row is None or row["changed_at"] < change["changed_at"]):
             stored = row and row["changed_at"]
             problems.append(f"{mid}: committed version {change['changed_at']}, stored {stored}")
-        elif not qualifies(change) and present and row["changed_at"] <= change["changed_at"]:
+        elif (not qualifies(change) and present and row is not None
+              and row["changed_at"] <= change["changed_at"]):
             problems.append(f"{mid}: committed removal {change['changed_at']} not applied")
     return problems
 

@@ -33,6 +33,7 @@ from sandboxes.population import generate
 from streams.rules.people import person_row
 from tests.conftest import EXTERNAL_KAFKA, _delete_topics
 from tests.factories import person_change
+from tests.support.checks import present
 
 pytestmark = pytest.mark.slow
 POPULATION = {p["marketo_id"]: p for p in generate(10, 7)}
@@ -103,11 +104,11 @@ def test_a_persons_task_follows_in_actions_from_creation_to_deletion(stack: Stac
         "Follow up", "HIGH", date(2026, 12, 24), 1)
 
     sandbox(stack, "PATCH", f"records/Task/{row['Id']}", fields={"Description": "notes"})
-    eventually(lambda: stored(stack, task_id)["details"] == "notes", "the edit")
+    eventually(lambda: present(stored(stack, task_id))["details"] == "notes", "the edit")
     sandbox(stack, "PATCH", f"records/Task/{row['Id']}", fields={"Status": "Completed"})
-    eventually(lambda: stored(stack, task_id)["status"] == "COMPLETE", "the completion")
+    eventually(lambda: present(stored(stack, task_id))["status"] == "COMPLETE", "the completion")
     sandbox(stack, "DELETE", f"records/Task/{row['Id']}")
-    eventually(lambda: stored(stack, task_id)["deleted"], "the deletion")
+    eventually(lambda: present(stored(stack, task_id))["deleted"], "the deletion")
 
 
 def test_the_syncs_writes_never_come_back_from_the_source(stack: Stack) -> None:

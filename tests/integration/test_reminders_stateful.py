@@ -46,6 +46,7 @@ from streams.rules.people import person_row
 from streams.rules.reminders import actions_value, salesforce_value
 from tests.conftest import EXTERNAL_KAFKA, _delete_topics
 from tests.factories import person_change
+from tests.support.checks import present
 
 pytestmark = pytest.mark.slow
 EXAMPLES = int(os.environ.get("REMINDERS_STATEFUL_EXAMPLES", "2"))
@@ -143,7 +144,7 @@ def machine(sides: Sides) -> type[RuleBasedStateMachine]:
         @initialize(status=statuses, priority=priorities)
         def create_in_actions(self, status: str, priority: str) -> None:
             self.task_id = f"t-{uuid.uuid4().hex[:10]}"
-            self.oracle = {"status": status, "priority": priority, "due_date": None,
+            self.oracle: dict[str, Any] = {"status": status, "priority": priority, "due_date": None,
                            "details": None}
             self.unmapped: dict[str, Any] = {}  # Salesforce values that do not sync
             self.actions_edits, self.sf_edits = 1, 0
@@ -215,7 +216,7 @@ def machine(sides: Sides) -> type[RuleBasedStateMachine]:
             if not hasattr(self, "sfdc_id"):
                 return  # the creation itself failed: that error is the report
             assert sides.writes_to_salesforce(self.task_id) <= self.actions_edits
-            revisions = sides.stored(self.task_id)["revision"]
+            revisions = present(sides.stored(self.task_id))["revision"]
             # +1: the row may be written once more to record the Task's Id, when the echo
             # of the sync's first write reaches the agent (the source lets it through if
             # it polls between the agent's publish and its save); it changes no value

@@ -7,7 +7,7 @@ recycle bin lost, a field the org lacks, a spent budget."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -217,12 +217,18 @@ def test_a_spent_budget_stops_the_calls_while_the_loop_runs_on(rig: Rig) -> None
 
 
 def test_hard_deletions_are_read_from_the_deleted_feed(rig: Rig) -> None:
-    stream, handed, gaps = Stream("test.tasks", "Lead"), [], []
+    stream = Stream("test.tasks", "Lead")
+    handed: list[dict[str, Any]] = []
+    gaps: list[str] = []
+
+    def hand(_: Stream, rows: Sequence[dict[str, Any]]) -> int:
+        handed.extend(rows)
+        return 0
 
     async def deletions() -> int:
         poller = rig.poller()
         try:
-            return await poller.deletions(stream, lambda _, rows: handed.extend(rows) or 0,
+            return await poller.deletions(stream, hand,
                                           lambda _, why: gaps.append(why))
         finally:
             await poller.client.aclose()

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -51,7 +51,8 @@ class Checks:
         self.decode = Deserializer(self.registry, "SendDecision")
 
     def send(self, *people: tuple[int, str], requested_at: datetime | None = None) -> list[str]:
-        checks = [{"check_id": str(uuid.uuid4()), "marketo_id": marketo_id, "email": email,
+        checks: list[dict[str, Any]] = [
+                  {"check_id": str(uuid.uuid4()), "marketo_id": marketo_id, "email": email,
                    "requested_at": requested_at or datetime.now(UTC)}
                   for marketo_id, email in people]
         self.publisher.publish(SEND_CHECKS, "SendCheck",
@@ -265,7 +266,8 @@ def test_sandbox_stopped_or_wrong_credentials_block_the_send(stack: Stack, check
                                     "ACTIONS_SYNC_SEND_CHECK_DEADLINE_S": "5"})
     checks.ready()
     assert set(checks.wait(checks.send(person)).values()) == {"allowed/OK"}
-    sandbox = next(p for p in stack._sandboxes if str(marketo.rsplit(":", 1)[1]) in p.args)
+    port = str(marketo.rsplit(":", 1)[1])
+    sandbox = next(p for p in stack._sandboxes if port in cast("list[str]", p.args))  # argv list
     stop(sandbox)
     assert set(checks.wait(checks.send(person, person)).values()) == {
         "blocked/CHECK_UNAVAILABLE"}
@@ -328,7 +330,10 @@ def test_kill_9_mid_batch_answers_every_check_once(stack: Stack, checks: Checks)
     worker = stack.add_worker("send-check", env)
     for _ in range(3):  # kill once this copy looks up, at a random moment of a batch
         seen = len(lookups(marketo))
-        wait_for(lambda seen=seen: len(lookups(marketo)) > seen + 2,
+        def more(seen: int = seen) -> bool:
+            return len(lookups(marketo)) > seen + 2
+
+        wait_for(more,
                  f"lookups after a restart (logs in {stack.logdir})")
         time.sleep(random.uniform(0, 0.5))
         worker.proc.kill()

@@ -345,7 +345,7 @@ def test_an_invalid_value_raises_instead_of_writing(field: str, value: object, e
     ("email_subject", "\ud800", "surrogates not allowed"),
 ])
 def test_a_value_matching_no_branch_of_an_optional_field_raises(
-    field: str, value: object, error: str
+    field: str, value: Any, error: str
 ) -> None:
     with pytest.raises((TypeError, ValueError), match=error):
         compiled_body("SalesActivity", sales_activity(**{field: value}))

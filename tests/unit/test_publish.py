@@ -69,7 +69,7 @@ def test_records_encoded_ahead_are_sent_as_publish_sends_them(publisher: Publish
 
 def test_a_full_queue_is_waited_out_in_order_with_the_headers(publisher: Publisher) -> None:
     publisher._producer.full = 2  # type: ignore[attr-defined]
-    headers = [("error", b"bad")]
+    headers: list[tuple[str, str | bytes | None]] = [("error", b"bad")]
     assert publisher.publish_raw("dlq", [(b"1", b"a"), (b"2", b"b")], headers) == 2
     assert sent(publisher) == [("dlq", b"1", b"a", headers), ("dlq", b"2", b"b", headers)]
     assert publisher._producer.polls == [0.05, 0.05]  # type: ignore[attr-defined]

@@ -10,6 +10,7 @@ import sys
 import time
 
 from app.process import spawn, stop
+from tests.support.checks import present
 
 # A parent that spawns `sleep` from a thread that ends at once, prints its pid, and waits.
 PARENT = """
@@ -46,7 +47,7 @@ def command_of(guard: int) -> int:
 def test_a_child_outlives_the_spawning_thread_and_dies_with_the_process() -> None:
     parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
     try:
-        guard = int(parent.stdout.readline())
+        guard = int(present(parent.stdout).readline())
         command = command_of(guard)
         time.sleep(1.0)
         assert alive(guard) and alive(command)  # the thread that spawned them is gone
@@ -58,7 +59,7 @@ def test_a_child_outlives_the_spawning_thread_and_dies_with_the_process() -> Non
     finally:
         parent.kill()
         parent.wait()
-        parent.stdout.close()
+        present(parent.stdout).close()
 
 
 def test_stop_ends_the_command_and_reports_its_status() -> None:

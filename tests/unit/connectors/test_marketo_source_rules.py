@@ -77,7 +77,7 @@ def test_csv_rows_survive_any_chunking_and_resume_at_their_offset(
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerows(rows)
     data = out.getvalue().encode()
-    parser, got, offsets = CsvRows(), [], []
+    parser, got, offsets = CsvRows(), list[list[bytes]](), []
     for at in range(0, len(data), size):
         got += parser.feed(data[at:at + size])
         offsets.append(parser.offset)

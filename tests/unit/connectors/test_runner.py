@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pytest
 from confluent_kafka import TopicPartition
 from prometheus_client import REGISTRY
 
@@ -258,11 +259,16 @@ def test_stopping_mid_batch_leaves_it_uncommitted() -> None:
     assert consumer.commits == {}
 
 
-def test_a_batch_gathers_as_long_as_the_destination_asks() -> None:
+def test_a_batch_gathers_as_long_as_the_destination_asks(monkeypatch: pytest.MonkeyPatch) -> None:
     consumer = Consumer({0: records(0, 10)})
     timeouts: list[float] = []
     consume = consumer.consume
-    consumer.consume = lambda n, timeout: (timeouts.append(timeout), consume(n, timeout))[1]  # type: ignore[method-assign]
+
+    def timed(n: int, timeout: float) -> list[Message]:
+        timeouts.append(timeout)
+        return consume(n, timeout)
+
+    monkeypatch.setattr(consumer, "consume", timed)
     asked = iter([0.3, 0.0])
     runner = runner_for(consumer, Destination(), DeadLetters(), batch_within_s=0.01,
                         gather_s=lambda: next(asked, 0.0))

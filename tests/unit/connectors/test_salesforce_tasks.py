@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from connectors.salesforce.cursor import Position
 from connectors.salesforce.ids import to18
 from connectors.salesforce.tasks import deleted_task, task_record, task_stream, tasks
 
 INTEGRATION = "0050000000000INTEG"
-ROW = {"Id": "00T000000000001", "SystemModstamp": "2026-12-01T10:00:00.000+0000",
+ROW: dict[str, Any] = {"Id": "00T000000000001", "SystemModstamp": "2026-12-01T10:00:00.000+0000",
        "LastModifiedById": "0050000000000HUMAN", "IsDeleted": False, "Subject": "Call",
        "Status": "In Progress", "Priority": "Low", "ActivityDate": "2026-12-24",
        "Description": None, "WhoId": "00Q000000000001AAA", "WhatId": None,

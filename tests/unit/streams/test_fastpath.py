@@ -6,10 +6,12 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
 import pytest
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
+from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
 from faust.types import TP
 
 from actions_sync.errors import ConfigError
@@ -225,10 +227,10 @@ def test_the_aiokafka_consumer_fetches_with_the_configured_wait() -> None:
         app = faust.App("t-fetch-wait", broker="kafka://127.0.0.1:9", web_enabled=False,
                         store="memory://")
         fastpath.install(app, fetch_max_wait_ms=40)
-        consumer = app.consumer
+        consumer = cast(AIOKafkaConsumer, app.consumer)  # typed as faust's ConsumerT
         thread = consumer._thread
         try:
-            made = thread._create_worker_consumer(app.transport)
+            made = thread._create_worker_consumer(cast(AIOKafkaTransport, app.transport))
             assert made._fetch_max_wait_ms == 40  # not faust's fixed 1500
             await made.stop()
         finally:

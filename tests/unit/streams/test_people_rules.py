@@ -18,7 +18,7 @@ OWNED = "005000000000000001"
 READ_AT = T0 + timedelta(days=1)  # the changes of these tests are read a day after T0
 
 
-def at(change: dict, position: int) -> dict:
+def at(change: dict[str, Any], position: int) -> dict[str, Any]:
     """The change as the people agent hands it to the rules: with its log position."""
     return {**change, "log_position": position}
 

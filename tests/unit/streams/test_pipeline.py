@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import pytest
@@ -40,7 +41,7 @@ class Store:
         self.most_at_once = 0
         self._lock = threading.Lock()
 
-    def write(self, records: list[RawRecord], prepared: list[RawRecord]) -> None:
+    def write(self, records: Sequence[RawRecord], prepared: Any) -> None:
         assert prepared is records or prepared == records
         with self._lock:
             self.running += 1
@@ -60,7 +61,7 @@ class Store:
 def run(scenario: Callable[[BatchPipeline, Store, list[Batch]], Awaitable[None]],
         size: int = 4, failures: int = 0,
         prepare: Callable[[Any], Any] | None = None) -> tuple[Store, list[Batch]]:
-    store, acked = Store(failures), []
+    store, acked = Store(failures), list[Batch]()
 
     async def main() -> None:
         pipeline = BatchPipeline("test", store.write, size, acked.append, prepare=prepare,
@@ -202,7 +203,7 @@ class Poisoned:
     """A stage that refuses any batch holding one of `bad` (a bug, a row the store
     refuses), or fails `outage` times first as a store outage does."""
 
-    def __init__(self, bad: set[int] = frozenset(), outage: int = 0) -> None:
+    def __init__(self, bad: AbstractSet[int] = frozenset(), outage: int = 0) -> None:
         self.bad, self.outage = bad, outage
         self.written: list[int] = []
         self.calls = 0

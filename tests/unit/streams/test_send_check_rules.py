@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -73,7 +74,8 @@ def test_a_check_expires_at_its_deadline_from_requested_at() -> None:
 
 
 def test_any_lead_with_the_email_unsubscribed_blocks_the_email() -> None:
-    leads = [{"id": 1, "email": "Ann@Example.com ", "unsubscribed": False},
+    leads: list[dict[str, Any]] = [
+             {"id": 1, "email": "Ann@Example.com ", "unsubscribed": False},
              {"id": 2, "email": "ann@example.com", "unsubscribed": True},
              {"id": 3, "email": "bob@example.com", "unsubscribed": False},
              {"id": 4, "email": None, "unsubscribed": True}]

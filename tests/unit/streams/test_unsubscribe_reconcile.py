@@ -20,7 +20,9 @@ DAY = datetime(2026, 12, 2, tzinfo=UTC)
     (DAY + timedelta(hours=3), DAY + timedelta(hours=2, minutes=5), False),  # done today
     (DAY + timedelta(hours=1), DAY - timedelta(hours=22), False),  # not yet today
 ])
-def test_due_once_a_day_after_its_time(now, finished, want: bool) -> None:
+def test_due_once_a_day_after_its_time(
+    now: datetime, finished: datetime | None, want: bool
+) -> None:
     assert due("02:00", now, finished) is want
 
 
