@@ -159,7 +159,7 @@ def test_daily_quota_607_pauses_at_a_checkpoint_then_resumes(
     with sandbox as server:
         async def reset_later(ctx: SourceContext) -> bool:
             async def reset() -> None:
-                while "607" not in codes(app):
+                while "607" not in codes(app):  # noqa: ASYNC110 - the sandbox's journal
                     await asyncio.sleep(0.05)
                 async with httpx.AsyncClient() as http:
                     await http.post(f"{server.url}/_sandbox/marketo/quota/reset")

@@ -156,7 +156,8 @@ def test_an_expired_session_is_renewed_and_the_call_replayed_once(org: Org) -> N
         sink = sink_for(org)
         try:
             await sink.deliver([task(1, who)])
-            httpx.post(f"{org.server.url}/_sandbox/salesforce/sessions/expire")
+            async with httpx.AsyncClient() as http:
+                await http.post(f"{org.server.url}/_sandbox/salesforce/sessions/expire")
             return [o.kind for o in await sink.deliver([task(2, who)])]
         finally:
             await sink.aclose()

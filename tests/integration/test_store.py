@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import pairwise
 from typing import Any, TypeVar
 
 import pytest
@@ -260,7 +261,7 @@ def test_batches_leave_the_store_as_one_change_at_a_time_would(
 
 def _cut(items: list[T], cuts: list[int]) -> list[list[T]]:
     edges = sorted({0, len(items), *(c for c in cuts if c < len(items))})
-    return [items[a:b] for a, b in zip(edges, edges[1:], strict=False) if items[a:b]]
+    return [items[a:b] for a, b in pairwise(edges) if items[a:b]]
 
 
 def test_unsubscribed_answers_which_people_hold_an_unsubscribe(store: Store) -> None:

@@ -28,7 +28,7 @@ def test_since_takes_an_age_or_an_iso_time(text: str, expected: datetime) -> Non
 
 @pytest.mark.parametrize("text", ["yesterday", "10 minutes", "-1h", ""])
 def test_a_bad_since_is_a_one_line_config_error(text: str) -> None:
-    with pytest.raises(ConfigError, match="ISO 8601 time .* or an age"):
+    with pytest.raises(ConfigError, match=r"ISO 8601 time .* or an age"):
         parse_since(text, now=NOW)
 
 

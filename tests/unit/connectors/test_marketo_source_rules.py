@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import httpx
 from hypothesis import given, settings
@@ -32,7 +33,7 @@ def test_windows_cover_the_range_without_overlap_and_span_at_most_31_days() -> N
     plan = windows(T0, T0 + timedelta(days=365, hours=5))
     assert plan[0][0] == T0 and plan[-1][1] == T0 + timedelta(days=365, hours=5)
     assert all(end - start < timedelta(days=31) for start, end in plan)
-    assert all(b[0] - a[1] == timedelta(seconds=1) for a, b in zip(plan, plan[1:], strict=False))
+    assert all(b[0] - a[1] == timedelta(seconds=1) for a, b in pairwise(plan))
 
 
 def test_a_lead_maps_to_a_full_person_change_versioned_by_updated_at() -> None:

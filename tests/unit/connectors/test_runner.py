@@ -154,7 +154,8 @@ def run_until(runner: SinkRunner, done: Callable[[], bool], timeout_s: float = 1
     async def go() -> None:
         task = asyncio.create_task(runner.run())
         deadline = time.monotonic() + timeout_s
-        while not done() and time.monotonic() < deadline and not task.done():
+        # `done` reads the fakes' state: a test's condition, not an event the runner sets
+        while not done() and time.monotonic() < deadline and not task.done():  # noqa: ASYNC110
             await asyncio.sleep(0.005)
         runner.stop.set()
         await task

@@ -78,7 +78,8 @@ def run(scenario: Callable[[BatchPipeline, Store, list[Batch]], Awaitable[None]]
 
 
 async def until(condition: Callable[[], bool]) -> None:
-    while not condition():
+    """Wait for a test's condition over the fakes' state (no event of the pipeline's)."""
+    while not condition():  # noqa: ASYNC110
         await asyncio.sleep(0.001)
 
 
