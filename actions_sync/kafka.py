@@ -26,6 +26,7 @@ from actions_sync.retry import Backoff, retrying_blocking
 
 __all__ = [
     "LIBRDKAFKA_MESSAGE_MAX",
+    "Ends",
     "TopicSpec",
     "acknowledged",
     "admin_config",
@@ -33,11 +34,10 @@ __all__ = [
     "dlq_topic",
     "ends_of",
     "ensure_topics",
-    "Ends",
     "group_progress",
     "max_message_bytes",
-    "read_topic",
     "producer_config",
+    "read_topic",
     "wait_for_broker",
     "written",
 ]

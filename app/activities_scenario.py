@@ -19,8 +19,8 @@ sandbox's record listing) once the sinks have committed everything.
 
 from __future__ import annotations
 
+import asyncio
 import random
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 
 from actions_sync.admin.model import DEFAULT_SUBJECT_TEMPLATE, AdminSettings
+from connectors.marketo.client import MarketoClient
 
 __all__ = [
     "ActivityReport",
@@ -46,6 +47,7 @@ Record = dict[str, Any]
 START = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)  # the activities happen from here on
 LEDGER_ATTRIBUTE = "actionsSyncId"  # the sink's id of each Marketo activity
 TASK_ID_FIELD = "ActionsSync_Id__c"
+TYPES_PER_CALL = 10  # activity types one Marketo activities call may ask for
 
 
 @dataclass(frozen=True)
@@ -161,33 +163,26 @@ def expect(activities: list[Record], people: Mapping[int, Record],
 # -- reading the vendors back ------------------------------------------------------------------
 
 def marketo_activities(url: str, client_id: str, client_secret: str) -> list[Record]:
-    """Every custom activity in a Marketo instance, through its REST API."""
-    with httpx.Client(base_url=url, timeout=30) as http:
-        credentials = {"grant_type": "client_credentials", "client_id": client_id,
-                       "client_secret": client_secret}
+    """Every custom activity in a Marketo instance, read with the connector's own client
+    (`MarketoClient`: paced, authenticated and retried like the sync's calls)."""
+    return asyncio.run(_marketo_activities(MarketoClient(url, client_id, client_secret)))
 
-        def get(path: str, **params: str) -> Record:
-            for _ in range(60):
-                token = http.get("/identity/oauth/token", params=credentials).json()
-                body: Record = http.get(path, params=params, headers={
-                    "Authorization": f"Bearer {token['access_token']}"}).json()
-                if body["success"]:
-                    return body
-                time.sleep(0.5)  # 606/615 rate limits, 601/602 a token gone: again
-            raise RuntimeError(f"Marketo {path}: {body.get('errors')}")
 
-        types = get("/rest/v1/activities/external/types.json")["result"]
-        names = {t["id"]: t["apiName"] for t in types}
-        page = get("/rest/v1/activities/pagingtoken.json", sinceDatetime="2000-01-01T00:00:00Z")
+async def _marketo_activities(client: MarketoClient) -> list[Record]:
+    try:
+        names = {t["id"]: t["apiName"] for t in await client.custom_activity_types()}
+        since = await client.paging_token(datetime(2000, 1, 1, tzinfo=UTC))
+        ids = sorted(names)
         out: list[Record] = []
-        while names:
-            page = get("/rest/v1/activities.json", nextPageToken=page["nextPageToken"],
-                       activityTypeIds=",".join(map(str, names)))
-            out += [a | {"activityType": names[a["activityTypeId"]]}
-                    for a in page.get("result") or ()]
-            if not page["moreResult"]:
-                break
+        for at in range(0, len(ids), TYPES_PER_CALL):
+            token, more = since, True
+            while more:
+                page = await client.activities(token, ids[at:at + TYPES_PER_CALL])
+                out += [a | {"activityType": names[a["activityTypeId"]]} for a in page.result]
+                token, more = page.next_token, page.more
         return out
+    finally:
+        await client.aclose()
 
 
 def sandbox_counts(marketo_url: str, salesforce_url: str,

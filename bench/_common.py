@@ -131,7 +131,7 @@ class Arrivals:
                 for msg in self._consumer.consume(1000, timeout=0.1):
                     if not msg.error():
                         self.records += 1
-                        self.first.setdefault(msg.key().decode(), time.time())
+                        self.first.setdefault((msg.key() or b"").decode(), time.time())
         finally:
             self._consumer.close()
 

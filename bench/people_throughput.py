@@ -25,6 +25,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from typing import Any
 
 from _common import bench_stack, cpu_seconds, raw_rate
 
@@ -41,7 +42,7 @@ from streams.rules import people as rules
 TARGET = 25_000
 
 
-def store_rate(changes: list[dict], batch: int) -> float:
+def store_rate(changes: list[dict[str, Any]], batch: int) -> float:
     """The rules + batched upserts into a fresh SQLite file, no Kafka; changes/s."""
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{tmp}/store.db")

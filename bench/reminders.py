@@ -41,7 +41,7 @@ from sandboxes.population import generate
 from streams.rules.people import person_row
 from streams.rules.reminders import SF_FIELD, salesforce_value
 
-FIELDS = {"status": ["OPEN", "COMPLETE"], "priority": ["NORMAL", "HIGH"],
+FIELDS: dict[str, list[Any]] = {"status": ["OPEN", "COMPLETE"], "priority": ["NORMAL", "HIGH"],
           "details": [None, "a", "b", "c"],
           "due_date": [None, *(date(2027, 1, 1) + timedelta(days=d) for d in range(30))]}
 

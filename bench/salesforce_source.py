@@ -98,8 +98,7 @@ async def _follow(url: str, stack: Any, poll_s: float, lookback_s: float,
                               poll_s)
 
         async def watch() -> None:
-            while not stop.is_set():
-                await asyncio.sleep(0.1)
+            await asyncio.to_thread(stop.wait)
             source.stopping.set()
 
         watcher = asyncio.create_task(watch())

@@ -97,7 +97,7 @@ def paced(publisher: Publisher, rate: float, seconds: float, start: int) -> dict
         if (wait := due - time.monotonic()) > 0:
             time.sleep(wait)
         now = datetime.now(UTC)
-        check = {"check_id": str(uuid.uuid4()), "marketo_id": start + n + 1,
+        check: dict[str, Any] = {"check_id": str(uuid.uuid4()), "marketo_id": start + n + 1,
                  "email": email(start + n), "requested_at": now}
         publisher.publish(SEND_CHECKS, "SendCheck", [(str(check["marketo_id"]), check)])
         sent[check["check_id"]] = int(now.timestamp() * 1000)
@@ -129,11 +129,11 @@ def busiest_window(stamps: list[float], window_s: float = 20.0) -> int:
 def saturated(stack: Stack, marketo: str, publisher: Publisher, decisions: Decisions,
               env: dict[str, str], backlog: int) -> dict[str, Any]:
     calls_before = len(journal(marketo))
-    ids = []
+    ids: list[str] = []
     now = datetime.now(UTC)
     for i in range(backlog):
-        check = {"check_id": str(uuid.uuid4()), "marketo_id": i + 1, "email": email(i),
-                 "requested_at": now}
+        check: dict[str, Any] = {"check_id": str(uuid.uuid4()), "marketo_id": i + 1,
+                                 "email": email(i), "requested_at": now}
         publisher.publish(SEND_CHECKS, "SendCheck", [(str(i + 1), check)])
         ids.append(check["check_id"])
     publisher.flush()
@@ -191,7 +191,8 @@ def main() -> None:
                 {"email": email(i), "unsubscribed": i % 20 == 0}
                 for i in range(first, first + 10_000)]}).raise_for_status()
         registry = RegistryClient(stack.registry_url)
-        publisher = Publisher(stack.bootstrap, registry, **{"linger.ms": 0})  # paced: no wait
+        paced_config: dict[str, Any] = {"linger.ms": 0}  # paced: no wait
+        publisher = Publisher(stack.bootstrap, registry, **paced_config)
         decisions = Decisions(stack, registry)
         env = {"ACTIONS_SYNC_MARKETO_URL": marketo,
                "ACTIONS_SYNC_FETCH_MAX_WAIT_MS": str(args.fetch_max_wait_ms),

@@ -19,6 +19,7 @@ import random
 import statistics
 import tempfile
 import time
+from typing import Any
 
 from sqlalchemy import event
 
@@ -33,7 +34,7 @@ CONFIGS = {  # name -> (pragmas run after the store's own, batch)
 }
 
 
-def people(count: int) -> list[tuple]:
+def people(count: int) -> list[tuple[Any, ...]]:
     """The population's sales-owned people as store parameters, in a scattered order."""
     rows = []
     for person in generate(count):
@@ -44,7 +45,7 @@ def people(count: int) -> list[tuple]:
     return people_params(rows, [], sqlite=True).upserts
 
 
-def load(rows: list[tuple], pragmas: tuple[str, ...], batch: int) -> list[float]:
+def load(rows: list[tuple[Any, ...]], pragmas: tuple[str, ...], batch: int) -> list[float]:
     """Seconds per batch, loading `rows` into a fresh store."""
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{tmp}/store.db")

@@ -4,7 +4,7 @@ Avro only, no schema references. Answers JSON as `application/vnd.schemaregistry
 and reads any JSON body. Ids are global: the same schema (compared as parsed JSON, so
 whitespace and key order do not matter) gets the same id under every subject.
 Registration enforces the subject's compatibility level (default BACKWARD) with
-`schemas.compatibility`.
+`schemas.compatibility` (Apache Avro's checker).
 
     POST   /subjects/{s}/versions             register -> {"id", "subject", "version", "schema"}
     POST   /subjects/{s}                      look a schema up under a subject

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from confluent_kafka import KafkaException
@@ -28,6 +29,9 @@ from actions_sync.topics import RECORD_OF, SETTINGS
 from app.broker import EmbeddedBroker
 from sandboxes.base import SandboxServer
 from sandboxes.registry import create_app as registry_app
+
+if TYPE_CHECKING:
+    from tests.support.postgres import PostgresServer
 
 # No per-example deadline: the suite shares 2 cores between its tiers, and an example that
 # waits for a core is not a failure (speed is measured in bench/, never in a test). A test
@@ -93,7 +97,7 @@ def registry() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[object]:
+def postgres() -> Iterator[PostgresServer]:
     from tests.support.postgres import PostgresError, PostgresServer
 
     try:
@@ -113,8 +117,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database: a SQLite file, or a new database on the test PostgreSQL."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/store.db"
-    server = request.getfixturevalue("postgres")
-    return server.create_database(f"t_{uuid.uuid4().hex[:12]}")  # type: ignore[attr-defined,no-any-return]
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database(f"t_{uuid.uuid4().hex[:12]}")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -200,7 +200,7 @@ def _record(fields: list[tuple[str, Reader]]) -> Reader:
         else:
             lines += [line.replace("{key}", repr(name)) for line in inline]
     lines.append("    return record, pos")
-    exec("\n".join(lines), helpers)  # noqa: S102 - see above
+    exec("\n".join(lines), helpers)  # see above
     return helpers["read"]  # type: ignore[no-any-return]
 
 

@@ -149,7 +149,8 @@ def _indent(lines: list[str]) -> list[str]:
 def _varint_lines(bits: int, prefix: bytes, field: str) -> list[str]:
     """Append the int or long in `v`, after `prefix` (a union index, or nothing)."""
     lines = [f"out += {prefix!r}"] if prefix else []
-    return lines + [
+    return [
+        *lines,
         "n = (v << 1) ^ (v >> 63)",
         "if n < 0x80:",
         "    out.append(n)",
@@ -256,5 +257,5 @@ def compile_writer(schema: Any) -> Writer | None:
             source.lines += _indent(_field_lines(field, source))
     except _Unsupported:
         return None
-    exec("\n".join(source.lines), source.scope)  # noqa: S102 - see above
+    exec("\n".join(source.lines), source.scope)  # see above
     return source.scope["write"]  # type: ignore[no-any-return]

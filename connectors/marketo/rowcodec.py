@@ -183,5 +183,5 @@ def _compile(header: Sequence[str], framing: bytes, reference: RowEncoder) -> Ro
         "    except IndexError:  # a long cell, or a short row: the reference decides",
         "        return _reference(row)",
     ])
-    exec(source, scope)  # noqa: S102 - only column positions and field names enter it
+    exec(source, scope)  # only column positions and field names enter it
     return scope["encode"]  # type: ignore[no-any-return]

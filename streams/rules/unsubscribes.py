@@ -34,8 +34,8 @@ __all__ = [
     "check_unsubscribe",
     "from_salesforce",
     "optout_write",
-    "push",
     "pull",
+    "push",
     "targets",
 ]
 

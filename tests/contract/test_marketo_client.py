@@ -3,33 +3,38 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import pytest
+from aiohttp import web
 
 from connectors.errors import QuotaExhausted
 from connectors.marketo.client import MarketoClient, MarketoLimits
 from sandboxes.base import JOURNAL_KEY, FaultPlan, SandboxServer
 from sandboxes.marketo import STATE_KEY, MarketoConfig, create_app
 
+T = TypeVar("T")
 
-def serve(**config):
+
+def serve(**config: Any) -> tuple[web.Application, SandboxServer]:
     app = create_app(MarketoConfig(**config))
     return app, SandboxServer(app)
 
 
-def with_client(server, limits=None):
+def with_client(server: SandboxServer, limits: MarketoLimits | None = None) -> MarketoClient:
     return MarketoClient(server.url, "actions-sync", "sandbox-secret", limits)
 
 
-def run(coro):
+def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-def test_leads_are_read_by_id_through_a_form_lookup():
+def test_leads_are_read_by_id_through_a_form_lookup() -> None:
     _, sandbox = serve(seed_people=400)
     with sandbox as server:
-        async def go():
+        async def go() -> list[dict[str, Any]]:
             client = with_client(server)
             try:
                 return await client.leads("id", list(range(1, 301)), ["id", "email"])
@@ -39,10 +44,10 @@ def test_leads_are_read_by_id_through_a_form_lookup():
     assert [lead["id"] for lead in leads] == list(range(1, 301))
 
 
-def test_the_client_paces_itself_below_the_rolling_window():
+def test_the_client_paces_itself_below_the_rolling_window() -> None:
     app, sandbox = serve(seed_people=10, rate_calls=10, rate_window_s=2.0)
     with sandbox as server:
-        async def go():
+        async def go() -> None:
             client = with_client(server, MarketoLimits(calls_per_window=10, window_s=2.0,
                                                        max_in_flight=5))
             try:
@@ -54,14 +59,14 @@ def test_the_client_paces_itself_below_the_rolling_window():
     assert len(codes) == 25 and "606" not in codes and "615" not in codes
 
 
-def test_expired_tokens_are_refreshed_and_faults_retried():
+def test_expired_tokens_are_refreshed_and_faults_retried() -> None:
     faults = FaultPlan(seed=3, error_rate=0.2)
-    app, sandbox = serve(seed_people=50, token_expiry_s=0.5, faults=faults)
+    _, sandbox = serve(seed_people=50, token_expiry_s=0.5, faults=faults)
     with sandbox as server:
-        async def go():
+        async def go() -> tuple[list[dict[str, Any]], int]:
             client = with_client(server)
             try:
-                got = []
+                got: list[dict[str, Any]] = []
                 for i in range(1, 41):
                     got += await client.leads("id", [i], ["id"])
                     await asyncio.sleep(0.02)
@@ -73,10 +78,10 @@ def test_expired_tokens_are_refreshed_and_faults_retried():
     assert refreshes >= 2
 
 
-def test_daily_quota_stops_the_client_until_reset():
+def test_daily_quota_stops_the_client_until_reset() -> None:
     _, sandbox = serve(seed_people=5, daily_quota=3)
     with sandbox as server:
-        async def go():
+        async def go() -> None:
             client = with_client(server)
             try:
                 for _ in range(4):
@@ -88,17 +93,18 @@ def test_daily_quota_stops_the_client_until_reset():
     assert caught.value.retry_after > 0
 
 
-def test_bulk_export_streams_the_file_in_ranges():
+def test_bulk_export_streams_the_file_in_ranges() -> None:
     app, sandbox = serve(seed_people=2000, export_processing_s=0.05)
     with sandbox as server:
-        async def go():
+        async def go() -> bytes:
             client = with_client(server)
             try:
                 export = await client.create_export(
                     ["id", "email"], datetime(2026, 1, 1, tzinfo=UTC),
                     datetime(2026, 1, 31, tzinfo=UTC))
                 await client.enqueue_export(export)
-                while (await client.export_status(export))["status"] != "Completed":
+                # Marketo's API: a job's status is polled (the sandbox's too)
+                while (await client.export_status(export))["status"] != "Completed":  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
                 return b"".join([c async for c in client.export_file(export, chunk=4096)])
             finally:
@@ -109,11 +115,11 @@ def test_bulk_export_streams_the_file_in_ranges():
     assert app[STATE_KEY] is not None
 
 
-def test_a_lookup_is_a_get_unless_its_uri_would_pass_8_kb():
+def test_a_lookup_is_a_get_unless_its_uri_would_pass_8_kb() -> None:
     app, sandbox = serve(seed_people=300)
     long_emails = [f"someone.with.quite.a.long.address.{i}@example.com" for i in range(299)]
     with sandbox as server:
-        async def go():
+        async def go() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             client = with_client(server)
             try:
                 short = await client.leads("email", ["person1@example.com"], ["email"])
@@ -132,7 +138,7 @@ def test_a_lookup_is_a_get_unless_its_uri_would_pass_8_kb():
     assert all(status == 200 for _, _, status in calls)
 
 
-def test_a_widely_used_client_looks_leads_up_by_email_unchanged():
+def test_a_widely_used_client_looks_leads_up_by_email_unchanged() -> None:
     """marketorestpython sends lead lookups as POST with `_method=GET` and the access
     token in a form body; the sandbox must answer it like Marketo does."""
     marketorestpython = pytest.importorskip("marketorestpython.client")

@@ -99,7 +99,7 @@ def kinds(outcomes: list[Any]) -> list[Kind]:
     return [o.kind for o in outcomes]
 
 
-def test_the_eight_types_are_registered_and_approved_once(marketo):
+def test_the_eight_types_are_registered_and_approved_once(marketo: Instance) -> None:
     async def twice() -> tuple[dict[str, int], dict[str, int]]:
         client = client_for(marketo)
         try:
@@ -115,7 +115,7 @@ def test_the_eight_types_are_registered_and_approved_once(marketo):
     assert types
 
 
-def test_activities_are_written_once_with_their_type_and_attributes(marketo):
+def test_activities_are_written_once_with_their_type_and_attributes(marketo: Instance) -> None:
     batch = [activity(n, lead=n % 40 + 1, type_=ACTIVITY_TYPES[n % 8].symbol)
              for n in range(700)]
     for record in batch:
@@ -132,7 +132,7 @@ def test_activities_are_written_once_with_their_type_and_attributes(marketo):
     assert marketo.ledger.count(ACCEPTED) == 700
 
 
-def test_skipped_records_are_rejected_with_marketos_reason_and_not_kept(marketo):
+def test_skipped_records_are_rejected_with_marketos_reason_and_not_kept(marketo: Instance) -> None:
     batch = [activity(1), activity(2, lead=999_999), activity(3), activity(4, type_="NOPE")]
     batch[2]["attributes"] = {"noSuchAttribute": "x"}
     (outcomes,) = deliver(sink_for(marketo), batch)
@@ -141,7 +141,9 @@ def test_skipped_records_are_rejected_with_marketos_reason_and_not_kept(marketo)
     assert marketo.ledger.count() == 1 and marketo.held() == {batch[0]["activity_id"]: 1}
 
 
-def test_a_timed_out_write_waits_to_settle_and_is_reconciled_before_it_is_resent(marketo):
+def test_a_timed_out_write_waits_to_settle_and_is_reconciled_before_it_is_resent(
+    marketo: Instance
+) -> None:
     batch = [activity(n) for n in range(10)]
     (first,) = deliver(sink_for(marketo, settle_s=1.5, timeout_s=0.3), batch,
                        started=lambda: marketo.faults(timeout_rate=1.0, timeout_s=1.0))
@@ -158,7 +160,9 @@ def test_a_timed_out_write_waits_to_settle_and_is_reconciled_before_it_is_resent
     assert marketo.ledger.count(ACCEPTED) == 10
 
 
-def test_a_write_refused_with_a_transient_error_is_reconciled_then_sent_once(marketo):
+def test_a_write_refused_with_a_transient_error_is_reconciled_then_sent_once(
+    marketo: Instance
+) -> None:
     batch = [activity(n) for n in range(5)]
     (first,) = deliver(sink_for(marketo), batch,
                        started=lambda: marketo.faults(error_rate=1.0, seed=1))
@@ -169,7 +173,9 @@ def test_a_write_refused_with_a_transient_error_is_reconciled_then_sent_once(mar
     assert marketo.held() == {r["activity_id"]: 1 for r in batch}
 
 
-def test_a_crash_after_the_send_before_the_ledger_update_never_duplicates(marketo):
+def test_a_crash_after_the_send_before_the_ledger_update_never_duplicates(
+    marketo: Instance
+) -> None:
     batch = [activity(n) for n in range(20)]
     sent = batch[10:]  # the first ten were claimed but never sent
 
@@ -190,7 +196,7 @@ def test_a_crash_after_the_send_before_the_ledger_update_never_duplicates(market
 
 
 @pytest.mark.parametrize("marketo", [{"token_expiry_s": 0.3}], indirect=True)
-def test_rate_limits_and_expired_tokens_never_duplicate(marketo):
+def test_rate_limits_and_expired_tokens_never_duplicate(marketo: Instance) -> None:
     batch = [activity(n, lead=n % 40 + 1) for n in range(1500)]
     sink = sink_for(marketo)
     pending = batch
@@ -220,7 +226,7 @@ def test_rate_limits_and_expired_tokens_never_duplicate(marketo):
 
 
 @pytest.mark.parametrize("marketo", [{"max_concurrent": 2}], indirect=True)
-def test_too_many_calls_in_flight_are_retried_without_duplicates(marketo):
+def test_too_many_calls_in_flight_are_retried_without_duplicates(marketo: Instance) -> None:
     marketo.faults(latency_ms=50)
     batch = [activity(n, lead=n % 40 + 1) for n in range(1500)]
     sink, pending = sink_for(marketo), batch  # 5 in flight against Marketo's 2: 615s
@@ -249,8 +255,9 @@ _EXAMPLES = itertools.count(10)
 @settings(max_examples=12, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), n=st.integers(2, 300))
-def test_only_the_records_that_refuse_a_call_are_rejected_the_rest_written_once(marketo, data,
-                                                                                n):
+def test_only_the_records_that_refuse_a_call_are_rejected_the_rest_written_once(
+    marketo: Instance, data: st.DataObject, n: int
+) -> None:
     bad = data.draw(st.sets(st.integers(0, n - 1), min_size=1, max_size=min(5, n)))
     first = next(_EXAMPLES) * 1000  # fresh activity ids per example
     batch = [activity(first + i, lead=i % 40 + 1) for i in range(n)]

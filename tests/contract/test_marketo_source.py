@@ -6,9 +6,14 @@ the daily quota (607) and the export job limit (1029), lead changes and deleted 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
+import pytest
+from aiohttp import web
 
 from actions_sync.kafka import ensure_topics, read_topic
 from actions_sync.publish import Publisher
@@ -23,6 +28,8 @@ from sandboxes.base import JOURNAL_KEY, FaultPlan, SandboxServer
 from sandboxes.marketo import STATE_KEY, MarketoConfig, create_app
 from sandboxes.population import generate
 
+T = TypeVar("T")
+
 SINCE, UNTIL = datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 2, tzinfo=UTC)
 # Marketo's limits (100 calls, 10 in flight) and the client's pace (50, 5) over a 2 s window
 # instead of 20 s: the same proportions, ten times faster.
@@ -34,16 +41,19 @@ def owned_ids(n: int) -> set[int]:
             if p["sfdc_lead_owner_id"] or p["sfdc_contact_owner_id"]}
 
 
-def serve(**config):
+def serve(**config: Any) -> tuple[web.Application, SandboxServer]:
     app = create_app(MarketoConfig(**{**FAST, **config}))
     return app, SandboxServer(app)
 
 
-def run_source(server, kafka, registry, db, body, timeout_s=30.0, probe_s=0.2):
+def run_source(
+    server: SandboxServer, kafka: str, registry: str, db: str,
+    body: Callable[[SourceContext], Awaitable[T]], timeout_s: float = 30.0, probe_s: float = 0.2,
+) -> tuple[T, dict[str, Any], int]:
     """Wire a SourceContext like `connectors.marketo.source` does; run `body(ctx)`."""
     ensure_topics(kafka, specs((PERSON_CHANGES,), 8))
 
-    async def go():
+    async def go() -> tuple[T, dict[str, Any], int]:
         limits = MarketoLimits(calls_per_window=50, window_s=2.0)
         client = MarketoClient(server.url, "actions-sync", "sandbox-secret", limits,
                                timeout_s=timeout_s)
@@ -52,7 +62,7 @@ def run_source(server, kafka, registry, db, body, timeout_s=30.0, probe_s=0.2):
             store.migrate()
             ctx = SourceContext(client, Publisher(kafka, reg), store, "marketo-source", probe_s)
             try:
-                return await body(ctx), store.checkpoint(INITIAL), client.auth.refreshes
+                return await body(ctx), store.checkpoint(INITIAL) or {}, client.auth.refreshes
             finally:
                 await client.aclose()
                 reg.close()
@@ -60,11 +70,11 @@ def run_source(server, kafka, registry, db, body, timeout_s=30.0, probe_s=0.2):
     return asyncio.run(go())
 
 
-def load(chunk=1 << 20):
+def load(chunk: int = 1 << 20) -> Callable[[SourceContext], Awaitable[bool]]:
     return lambda ctx: InitialSync(ctx, SINCE, UNTIL, chunk).run()
 
 
-def published(kafka, registry):
+def published(kafka: str, registry: str) -> list[dict[str, Any]]:
     reg = RegistryClient(registry)
     try:
         decode = Deserializer(reg, "PersonChange")
@@ -73,11 +83,13 @@ def published(kafka, registry):
         reg.close()
 
 
-def codes(app, part=""):
+def codes(app: web.Application, part: str = "") -> list[str]:
     return [e.code or str(e.status) for e in app[JOURNAL_KEY].entries() if part in e.path]
 
 
-def test_initial_sync_publishes_each_owned_lead_once_with_its_fields(kafka, registry, tmp_path):
+def test_initial_sync_publishes_each_owned_lead_once_with_its_fields(
+    kafka: str, registry: str, tmp_path: Path
+) -> None:
     _, sandbox = serve(seed_people=3000)
     with sandbox as server:
         done, checkpoint, _ = run_source(server, kafka, registry, f"sqlite:///{tmp_path}/s.db",
@@ -91,7 +103,9 @@ def test_initial_sync_publishes_each_owned_lead_once_with_its_fields(kafka, regi
          for k in ("email", "sfdc_lead_id", "title", "changed_at")}
 
 
-def test_token_expiry_faults_and_late_files_are_survived(kafka, registry, tmp_path):
+def test_token_expiry_faults_and_late_files_are_survived(
+    kafka: str, registry: str, tmp_path: Path
+) -> None:
     faults = FaultPlan(seed=5, error_rate=0.1, timeout_rate=0.03, timeout_s=1.5)
     app, sandbox = serve(seed_people=3000, token_expiry_s=1.0, faults=faults,
                          late_file_rate=1.0, late_file_s=1.0)
@@ -105,12 +119,14 @@ def test_token_expiry_faults_and_late_files_are_survived(kafka, registry, tmp_pa
     assert sorted(c["marketo_id"] for c in changes) == sorted(owned_ids(3000))
 
 
-def test_a_stopped_load_resumes_the_same_file_at_its_byte_offset(kafka, registry, tmp_path):
+def test_a_stopped_load_resumes_the_same_file_at_its_byte_offset(
+    kafka: str, registry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app, sandbox = serve(seed_people=3000)
     db = f"sqlite:///{tmp_path}/s.db"
 
-    async def stop_after_first_chunk(ctx):
-        ctx.commit = _then_stop(ctx, ctx.commit, after=3)
+    async def stop_after_first_chunk(ctx: SourceContext) -> bool:
+        monkeypatch.setattr(ctx, "commit", _then_stop(ctx, ctx.commit, after=3))
         return await load(chunk=16_384)(ctx)
     with sandbox as server:
         stopped, mid, _ = run_source(server, kafka, registry, db, stop_after_first_chunk)
@@ -123,10 +139,12 @@ def test_a_stopped_load_resumes_the_same_file_at_its_byte_offset(kafka, registry
     assert len(ranges) > 2
 
 
-def _then_stop(ctx, commit, after):
+def _then_stop(
+    ctx: SourceContext, commit: Callable[[str, dict[str, Any]], None], after: int
+) -> Callable[[str, dict[str, Any]], None]:
     calls = []
 
-    def wrapped(name, position):
+    def wrapped(name: str, position: dict[str, Any]) -> None:
         commit(name, position)
         calls.append(name)
         if name == INITIAL and position.get("offset") and len(calls) >= after:
@@ -134,12 +152,14 @@ def _then_stop(ctx, commit, after):
     return wrapped
 
 
-def test_daily_quota_607_pauses_at_a_checkpoint_then_resumes(kafka, registry, tmp_path):
+def test_daily_quota_607_pauses_at_a_checkpoint_then_resumes(
+    kafka: str, registry: str, tmp_path: Path
+) -> None:
     app, sandbox = serve(seed_people=1000, daily_quota=6)
     with sandbox as server:
-        async def reset_later(ctx):
-            async def reset():
-                while "607" not in codes(app):
+        async def reset_later(ctx: SourceContext) -> bool:
+            async def reset() -> None:
+                while "607" not in codes(app):  # noqa: ASYNC110 - the sandbox's journal
                     await asyncio.sleep(0.05)
                 async with httpx.AsyncClient() as http:
                     await http.post(f"{server.url}/_sandbox/marketo/quota/reset")
@@ -154,7 +174,9 @@ def test_daily_quota_607_pauses_at_a_checkpoint_then_resumes(kafka, registry, tm
     assert {c["marketo_id"] for c in published(kafka, registry)} == owned_ids(1000)
 
 
-def test_too_many_export_jobs_1029_defers_the_pipeline(kafka, registry, tmp_path):
+def test_too_many_export_jobs_1029_defers_the_pipeline(
+    kafka: str, registry: str, tmp_path: Path
+) -> None:
     # Jobs process for 0.5 s (Marketo-like, the sandbox's default), not 0.05: the source
     # enqueues its next jobs well within that, also on a busy machine, so the queue is full.
     app, sandbox = serve(seed_people=1000, export_max_queued=1, export_max_running=1,
@@ -165,13 +187,13 @@ def test_too_many_export_jobs_1029_defers_the_pipeline(kafka, registry, tmp_path
     assert {c["marketo_id"] for c in published(kafka, registry)} == owned_ids(1000)
 
 
-def test_lead_changes_publish_current_state_owner_changes_and_deletes(kafka, registry,
-                                                                      tmp_path):
+def test_lead_changes_publish_current_state_owner_changes_and_deletes(kafka: str, registry: str,
+                                                                      tmp_path: Path) -> None:
     owned = sorted(owned_ids(40))
     unowned = sorted(set(range(1, 41)) - set(owned))
     _, sandbox = serve(seed_people=40)
     with sandbox as server:
-        async def follow(ctx):
+        async def follow(ctx: SourceContext) -> dict[str, Any]:
             tokens = await LeadChanges(ctx, 0.1)._tokens()
             async with httpx.AsyncClient(base_url=f"{server.url}/_sandbox/marketo") as http:
                 await http.post("/leads", json={"action": "updateOnly", "lookupField": "id",
@@ -183,7 +205,7 @@ def test_lead_changes_publish_current_state_owner_changes_and_deletes(kafka, reg
                 await http.post("/leads/delete", json={"ids": [owned[2]]})
             while await LeadChanges(ctx, 0.1).cycle(tokens):
                 pass
-            return ctx.store.checkpoint(INCREMENTAL)
+            return ctx.store.checkpoint(INCREMENTAL) or {}
         saved, _, _ = run_source(server, kafka, registry, f"sqlite:///{tmp_path}/s.db", follow)
     by_id = {c["marketo_id"]: c for c in published(kafka, registry)}
     assert set(by_id) == {owned[0], owned[1], unowned[0], owned[2]}  # unowned[1]: skipped

@@ -154,7 +154,7 @@ def test_new_required_field_is_409_and_journaled(server: SandboxServer, http: ht
     response = register(http, WITH_REQUIRED_NICKNAME)
 
     assert error_code(response) == (409, 409)
-    assert "PersonChange.nickname" in response.json()["message"]
+    assert "READER_FIELD_MISSING_DEFAULT_VALUE: nickname" in response.json()["message"]
     assert http.get("/_sandbox/journal").json()[-1]["code"] == "409"
 
 
@@ -179,7 +179,7 @@ def test_compatibility_check_against_latest_with_verbose_messages(http: httpx.Cl
 
     assert good == {"is_compatible": True}
     assert bad["is_compatible"] is False
-    assert any("PersonChange.nickname" in m for m in bad["messages"])
+    assert any("READER_FIELD_MISSING_DEFAULT_VALUE: nickname" in m for m in bad["messages"])
 
 
 def test_config_defaults_to_backward_and_none_lets_anything_in(http: httpx.Client) -> None:

@@ -73,7 +73,9 @@ def deliver(org: Org, store: Store, *batches: list[dict[str, Any]]) -> list[list
     return asyncio.run(go())
 
 
-def test_opt_outs_go_200_a_call_leads_and_contacts_mixed_and_twice_is_one_effect(org, store):
+def test_opt_outs_go_200_a_call_leads_and_contacts_mixed_and_twice_is_one_effect(
+    org: Org, store: Store
+) -> None:
     leads, contacts = org.ids("Lead")[:250], org.ids("Contact")[:50]
     batch = [write("Lead", i) for i in leads] + [write("Contact", i) for i in contacts]
     assert deliver(org, store, batch) == [[Kind.ACCEPTED] * 300]
@@ -87,8 +89,9 @@ def test_opt_outs_go_200_a_call_leads_and_contacts_mixed_and_twice_is_one_effect
     assert org.updates() == 2
 
 
-def test_a_later_unsubscribe_is_written_again_and_one_id_twice_in_a_batch_is_one_write(org,
-                                                                                      store):
+def test_a_later_unsubscribe_is_written_again_and_one_id_twice_in_a_batch_is_one_write(
+    org: Org, store: Store
+) -> None:
     lead = org.ids("Lead")[0]
     deliver(org, store, [write("Lead", lead)])
     assert deliver(org, store, [write("Lead", lead, at=5), write("Lead", lead, at=5,
@@ -98,7 +101,9 @@ def test_a_later_unsubscribe_is_written_again_and_one_id_twice_in_a_batch_is_one
     assert org.value("Lead", lead, "ActionsSync_Opt_Out__c") is True
 
 
-def test_a_field_the_org_lacks_is_refused_with_its_reason_and_the_rest_written(org, store):
+def test_a_field_the_org_lacks_is_refused_with_its_reason_and_the_rest_written(
+    org: Org, store: Store
+) -> None:
     leads = org.ids("Lead")[:3]
     kinds = deliver(org, store, [write("Lead", leads[0]), write("Lead", leads[1], field="Nope__c"),
                                  write("Lead", leads[2])])

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 import requests
 from requests.adapters import HTTPAdapter
 from requests.models import PreparedRequest, Response
-from simple_salesforce import Salesforce
+from simple_salesforce.api import Salesforce, SFType
 from simple_salesforce.exceptions import SalesforceResourceNotFound
 
 from sandboxes.base import FaultPlan
@@ -243,20 +243,22 @@ def test_simple_salesforce_queries_and_updates_as_an_extra_user(
     clock.advance(600)  # ten minutes after the seeding
     before, after = clock.now - timedelta(minutes=1), clock.now + timedelta(minutes=1)
     sf = simple_salesforce(answer)
+    # simple_salesforce types sf.<SObject> as a union with its bulk handlers
+    contact, lead = cast(SFType, sf.Contact), cast(SFType, sf.Lead)
 
-    sf.Contact.update(CONTACT[:15], NEW_OPT_OUT)
+    contact.update(CONTACT[:15], NEW_OPT_OUT)
     found = sf.query_all(f"SELECT Id, HasOptedOutOfEmail, LastModifiedById FROM Contact "
                          f"WHERE Id = '{CONTACT[:15]}'")["records"]
-    changed = sf.Contact.updated(before, after)
-    sf.Lead.delete(LEAD)
-    gone = sf.Lead.deleted(before, after)
+    changed = contact.updated(before, after)
+    lead.delete(LEAD)
+    gone = lead.deleted(before, after)
 
     assert [(r["Id"], r["HasOptedOutOfEmail"], r["LastModifiedById"]) for r in found] == [
         (CONTACT, True, PERSON)]
     assert changed["ids"] == [CONTACT]
     assert [r["id"] for r in gone["deletedRecords"]] == [LEAD]
     with pytest.raises(SalesforceResourceNotFound):  # 404 ENTITY_IS_DELETED
-        sf.Lead.get(LEAD[:15])
+        lead.get(LEAD[:15])
 
 
 def test_simple_salesforce_reads_every_page(make_org: Callable[..., Org]) -> None:

@@ -7,7 +7,7 @@ import itertools
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -83,7 +83,7 @@ def task(n: int, who: str, *, op: str = "UPSERT", at: int = 0, **fields: Any) ->
             "occurred_at": T0 + timedelta(seconds=at), "origin": f"activity:{n}"}
 
 
-def test_tasks_are_upserted_once_by_external_id_even_when_redelivered(org):
+def test_tasks_are_upserted_once_by_external_id_even_when_redelivered(org: Org) -> None:
     who = org.ids("Contact")[0]
     batch = [task(n, who) for n in range(450)]
     kinds = deliver(sink_for(org), batch, batch)
@@ -93,7 +93,7 @@ def test_tasks_are_upserted_once_by_external_id_even_when_redelivered(org):
     assert len(upserts) == 6  # 200 + 200 + 50, twice
 
 
-def test_a_batch_is_collapsed_to_the_newest_change_per_task(org):
+def test_a_batch_is_collapsed_to_the_newest_change_per_task(org: Org) -> None:
     who = org.ids("Contact")[0]
     batch = [task(1, who, at=2, Subject="newest"), task(1, who, at=1, Subject="older"),
              task(2, who, at=5), task(2, who, at=5, Subject="same time, later in batch")]
@@ -104,7 +104,7 @@ def test_a_batch_is_collapsed_to_the_newest_change_per_task(org):
     assert tasks["activity:2"]["Subject"] == "same time, later in batch"
 
 
-def test_deletes_remove_the_task_and_a_missing_task_counts_as_deleted(org):
+def test_deletes_remove_the_task_and_a_missing_task_counts_as_deleted(org: Org) -> None:
     who = org.ids("Contact")[0]
     kinds = deliver(sink_for(org), [task(1, who), task(2, who)],
                     [task(1, who, op="DELETE", at=1), task(3, who, op="DELETE", at=1)])
@@ -112,7 +112,7 @@ def test_deletes_remove_the_task_and_a_missing_task_counts_as_deleted(org):
     assert set(org.tasks()) == {"activity:2"}
 
 
-def test_invalid_records_are_rejected_with_their_reason_and_the_rest_written(org):
+def test_invalid_records_are_rejected_with_their_reason_and_the_rest_written(org: Org) -> None:
     lead, contact = org.ids("Lead")[0], org.ids("Contact")[0]
     batch = [task(1, contact), task(2, contact, Subject="Email: [[invalid]]"),
              task(3, contact, Subject=None), task(4, lead, WhatId="001000000000000001"),
@@ -134,7 +134,7 @@ def test_invalid_records_are_rejected_with_their_reason_and_the_rest_written(org
 
 @pytest.mark.parametrize("org", [{"lock_error_rate": 0.3,
                                   "faults": FaultPlan(seed=2, error_rate=0.3)}], indirect=True)
-def test_lock_errors_ask_for_a_retry_and_server_errors_are_retried(org):
+def test_lock_errors_ask_for_a_retry_and_server_errors_are_retried(org: Org) -> None:
     who = org.ids("Contact")[0]
     batch = [task(n, who) for n in range(100)]
     kinds = deliver(sink_for(org), batch)[0]
@@ -149,14 +149,15 @@ def test_lock_errors_ask_for_a_retry_and_server_errors_are_retried(org):
     assert any(e.status >= 500 for e in org.calls("/services/data"))
 
 
-def test_an_expired_session_is_renewed_and_the_call_replayed_once(org):
+def test_an_expired_session_is_renewed_and_the_call_replayed_once(org: Org) -> None:
     who = org.ids("Contact")[0]
 
     async def go() -> list[Kind]:
         sink = sink_for(org)
         try:
             await sink.deliver([task(1, who)])
-            httpx.post(f"{org.server.url}/_sandbox/salesforce/sessions/expire")
+            async with httpx.AsyncClient() as http:
+                await http.post(f"{org.server.url}/_sandbox/salesforce/sessions/expire")
             return [o.kind for o in await sink.deliver([task(2, who)])]
         finally:
             await sink.aclose()
@@ -165,7 +166,7 @@ def test_an_expired_session_is_renewed_and_the_call_replayed_once(org):
     assert codes.count("INVALID_SESSION_ID") == 1 and len(org.tasks()) == 2
 
 
-def test_the_sink_pauses_before_the_daily_budget_runs_out(org):
+def test_the_sink_pauses_before_the_daily_budget_runs_out(org: Org) -> None:
     who = org.ids("Contact")[0]
     org.state.reconfigure(daily_budget=1000)
     org.state.budget.set_used(990)
@@ -185,7 +186,7 @@ def test_the_sink_pauses_before_the_daily_budget_runs_out(org):
     assert org.state.budget.used == 995  # stopped with the reserve untouched, no 403
 
 
-def test_a_spent_daily_budget_pauses_instead_of_spinning(org):
+def test_a_spent_daily_budget_pauses_instead_of_spinning(org: Org) -> None:
     who = org.ids("Contact")[0]
     org.state.reconfigure(daily_budget=10)
     org.state.budget.set_used(10)
@@ -217,7 +218,9 @@ def test_a_spent_daily_budget_pauses_instead_of_spinning(org):
     (404, [{"errorCode": "NOT_FOUND", "message": "x"}], Action.FATAL),
     (200, [], Action.SUCCESS),
 ])
-def test_call_level_answers_are_classified(status, body, action):
+def test_call_level_answers_are_classified(
+    status: int, body: list[dict[str, str]], action: Action
+) -> None:
     request = httpx.Request("PATCH", "https://x/services/data/v62.0/composite/sobjects")
     assert classify(httpx.Response(status, json=body, request=request)).action is action
 
@@ -231,7 +234,9 @@ def test_call_level_answers_are_classified(status, body, action):
     ("ENTITY_IS_DELETED", "delete", Kind.ACCEPTED),
     ("SOMETHING_NEW", "upsert", Kind.REJECTED),
 ])
-def test_record_results_are_classified(code, op, kind):
+def test_record_results_are_classified(
+    code: str, op: Literal["upsert", "delete"], kind: Kind
+) -> None:
     result = {"success": False, "errors": [{"statusCode": code, "message": "m", "fields": []}]}
     assert record_outcome(result, op).kind is kind
 
@@ -242,7 +247,9 @@ _EXAMPLES = itertools.count(10)
 @settings(max_examples=12, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), n=st.integers(2, 200))
-def test_only_the_records_that_refuse_a_call_are_rejected_the_rest_written_once(org, data, n):
+def test_only_the_records_that_refuse_a_call_are_rejected_the_rest_written_once(
+    org: Org, data: st.DataObject, n: int
+) -> None:
     bad = data.draw(st.sets(st.integers(0, n - 1), min_size=1, max_size=min(5, n)))
     who, first = org.ids("Contact")[0], next(_EXAMPLES) * 1000
     batch = [task(first + i, who) for i in range(n)]

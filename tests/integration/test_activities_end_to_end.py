@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,7 +39,7 @@ CONTACT, LEAD, REMOVED, LATE, NEVER = 700_001, 700_002, 700_003, 700_004, 700_00
 LATER = T0 + timedelta(hours=1)
 
 
-def people() -> list[dict]:
+def people() -> list[dict[str, Any]]:
     return [
         person_row(person_change(CONTACT, 1, sfdc_contact_id="003C", sfdc_account_id="001A",
                                  sfdc_opportunity_id="006O")),
@@ -45,7 +48,7 @@ def people() -> list[dict]:
     ]
 
 
-def activity(type_: str, marketo_id: int, **fields) -> dict:
+def activity(type_: str, marketo_id: int, **fields: Any) -> dict[str, Any]:
     return sales_activity(type_, marketo_id, occurred_at=LATER, **fields)
 
 
@@ -58,14 +61,15 @@ class Topics:
         self.publisher = Publisher(kafka, self.registry)
         self.ends: Ends = {}
 
-    def publish(self, activities: list[dict], raw: list[tuple[bytes, bytes]] = ()) -> None:
+    def publish(self, activities: list[dict[str, Any]],
+                raw: Sequence[tuple[bytes | None, bytes]] = ()) -> None:
         self.publisher.publish(SALES_ACTIVITIES, "SalesActivity",
                                [(str(a["marketo_id"]), a) for a in activities])
         self.publisher.publish_raw(SALES_ACTIVITIES, raw)
         self.publisher.flush()
         self.ends.update(self.publisher.ends)
 
-    def read(self, topic: str, record: str) -> dict[str, dict]:
+    def read(self, topic: str, record: str) -> dict[str, dict[str, Any]]:
         decode = Deserializer(self.registry, record)
         out = {}
         for msg in read_topic(self.kafka, topic, idle_s=0.5):
@@ -73,10 +77,10 @@ class Topics:
             out[value.get("activity_id") or value["external_id"]] = value
         return out
 
-    def marketo(self) -> dict[str, dict]:
+    def marketo(self) -> dict[str, dict[str, Any]]:
         return self.read(OUTBOUND_MARKETO_ACTIVITIES, "MarketoActivityOut")
 
-    def salesforce(self) -> dict[str, dict]:
+    def salesforce(self) -> dict[str, dict[str, Any]]:
         return self.read(OUTBOUND_SALESFORCE_TASKS, "SalesforceTaskOut")
 
     def dead(self) -> dict[str, dict[str, str]]:
@@ -91,7 +95,7 @@ class Topics:
         self.registry.close()
 
 
-def wait_until(predicate, what: str, timeout_s: float = 30.0) -> None:
+def wait_until(predicate: Callable[[], object], what: str, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
         assert time.monotonic() < deadline, f"{what} not within {timeout_s:.0f}s"
@@ -99,7 +103,7 @@ def wait_until(predicate, what: str, timeout_s: float = 30.0) -> None:
 
 
 @pytest.fixture
-def topics(kafka, registry):
+def topics(kafka: str, registry: str) -> Iterator[Topics]:
     ensure_topics(kafka, specs((SALES_ACTIVITIES,), 8))
     t = Topics(kafka, registry)
     yield t
@@ -107,7 +111,7 @@ def topics(kafka, registry):
 
 
 def test_activities_are_routed_parked_and_dead_lettered_with_live_settings(
-        kafka, registry, tmp_path, topics):
+        kafka: str, registry: str, tmp_path: Path, topics: Topics) -> None:
     database_url = f"sqlite:///{tmp_path}/store.db"
     settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
                         database_url=database_url, group_prefix=f"t-{uuid.uuid4().hex[:8]}")
@@ -185,7 +189,7 @@ def test_activities_are_routed_parked_and_dead_lettered_with_live_settings(
 
 
 def test_an_activity_breaking_the_contract_is_dead_lettered_and_the_next_one_routed(
-        kafka, registry, tmp_path, topics):
+        kafka: str, registry: str, tmp_path: Path, topics: Topics) -> None:
     """No key, a date from the future, a 500,000-character subject (the contract's limit
     is 255, as for person fields): each dead-lettered with its reason; the good activity
     published after them is routed."""

@@ -4,9 +4,11 @@ interval."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import Engine
 
 from actions_sync.store import Store
 from actions_sync.store import parked as parking
@@ -19,13 +21,15 @@ def item(activity_id: str, marketo_id: int = 7) -> parking.Parked:
 
 
 @pytest.fixture
-def engine(database_url):
+def engine(database_url: str) -> Iterator[Engine]:
     with Store(database_url) as store:
         store.migrate()
         yield store.engine
 
 
-def test_parked_activities_survive_a_restart_and_keep_their_origin(engine, database_url):
+def test_parked_activities_survive_a_restart_and_keep_their_origin(
+    engine: Engine, database_url: str
+) -> None:
     parking.park(engine, [item("a"), item("b")], retry_s=5)
     parking.park(engine, [item("a")], retry_s=5)  # a retried batch parks again: no-op
     with Store(database_url) as restarted:
@@ -35,7 +39,7 @@ def test_parked_activities_survive_a_restart_and_keep_their_origin(engine, datab
     assert (due[0].source_partition, due[0].source_offset) == (3, 41)
 
 
-def test_a_due_row_is_claimed_once_until_its_lease_ends(engine):
+def test_a_due_row_is_claimed_once_until_its_lease_ends(engine: Engine) -> None:
     parking.park(engine, [item("a")], retry_s=1)
     now = T0 + timedelta(seconds=1)
     assert [p.activity_id for p in parking.claim_due(engine, now, lease_s=10)] == ["a"]
@@ -44,7 +48,7 @@ def test_a_due_row_is_claimed_once_until_its_lease_ends(engine):
     assert len(parking.claim_due(engine, now + timedelta(seconds=10), lease_s=10)) == 1
 
 
-def test_not_due_before_the_retry_interval_and_gone_once_removed(engine):
+def test_not_due_before_the_retry_interval_and_gone_once_removed(engine: Engine) -> None:
     parking.park(engine, [item("a"), item("b")], retry_s=5)
     assert parking.claim_due(engine, T0 + timedelta(seconds=4), lease_s=5) == []
     parking.remove(engine, ["a"])

@@ -3,6 +3,10 @@ validated and audited changes, the audit log."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import httpx
 import pytest
 from pydantic import SecretStr
@@ -18,7 +22,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}", "X-Admin-User": "ada"}
 
 
 @pytest.fixture
-def api(tmp_path):
+def api(tmp_path: Path) -> Iterator[httpx.Client]:
     settings = Settings(database_url=f"sqlite:///{tmp_path}/store.db",
                         admin_token=SecretStr(TOKEN))
     with Store(settings.database_url) as store:
@@ -30,14 +34,14 @@ def api(tmp_path):
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"},
                                      {"Authorization": TOKEN}])
-def test_every_call_needs_the_token(api, headers):
+def test_every_call_needs_the_token(api: httpx.Client, headers: dict[str, str]) -> None:
     assert api.get("/settings", headers=headers).status_code == 401
     assert api.put("/settings/people_sync", json={"value": True},
                    headers=headers).status_code == 401
     assert api.get("/health").status_code == 200
 
 
-def test_read_change_and_audit(api):
+def test_read_change_and_audit(api: httpx.Client) -> None:
     before = api.get("/settings", headers=AUTH).json()
     assert before["settings"]["salesforce_log_emails"] is True
     changed = api.put("/settings/salesforce_log_emails", json={"value": False}, headers=AUTH)
@@ -50,7 +54,7 @@ def test_read_change_and_audit(api):
     assert entry["key"] == "salesforce_log_emails" and entry["changed_by"] == "api:ada"
 
 
-def test_several_changes_are_all_or_nothing(api):
+def test_several_changes_are_all_or_nothing(api: httpx.Client) -> None:
     bad = api.put("/settings", json={"reminder_task_sync": True,
                                      "unsubscribe_objects": ["Account"]}, headers=AUTH)
     assert bad.status_code == 400 and "unsubscribe_objects" in bad.json()["error"]
@@ -68,12 +72,17 @@ def test_several_changes_are_all_or_nothing(api):
     ("/settings/people_sync", {"val": True}, '{"value": ...}'),
     ("/settings/salesforce_subject_template", {"value": "{{x}}"}, "unknown placeholder"),
 ])
-def test_bad_changes_are_400_with_the_reason(api, path, body, message):
+def test_bad_changes_are_400_with_the_reason(
+    api: httpx.Client,
+    path: str,
+    body: dict[str, int] | dict[str, str] | dict[str, bool],
+    message: str,
+) -> None:
     response = api.put(path, json=body, headers=AUTH)
     assert response.status_code == 400 and message in response.json()["error"]
 
 
-def test_the_api_refuses_to_run_without_a_token(tmp_path):
+def test_the_api_refuses_to_run_without_a_token(tmp_path: Path) -> None:
     with Store(f"sqlite:///{tmp_path}/s.db") as store, pytest.raises(ConfigError,
                                                                      match="ADMIN_TOKEN"):
         create_app(Settings(), store)
@@ -98,8 +107,10 @@ def test_the_api_refuses_to_run_without_a_token(tmp_path):
     ("GET", "/settings/audit?limit=%C2%B2", AUTH, None, 400, "limit"),  # "²".isdigit()
     ("GET", "/settings/audit?limit=ten", AUTH, None, 400, "limit"),
 ])
-def test_malformed_requests_are_4xx_with_a_one_line_reason(api, method, path, headers, body,
-                                                           status, message):
+def test_malformed_requests_are_4xx_with_a_one_line_reason(
+    api: httpx.Client, method: str, path: str, headers: dict[str, Any], body: bytes | None,
+    status: int, message: str
+) -> None:
     response = api.request(method, path, headers=headers, content=body)
     assert response.status_code == status
     reason = response.json()["error"]
@@ -107,7 +118,7 @@ def test_malformed_requests_are_4xx_with_a_one_line_reason(api, method, path, he
     assert api.get("/settings/audit", headers=AUTH).json() == []  # nothing was changed
 
 
-def test_the_audit_limit_takes_whole_numbers_from_1_to_1000(api):
+def test_the_audit_limit_takes_whole_numbers_from_1_to_1000(api: httpx.Client) -> None:
     for value in (True, False):
         api.put("/settings/people_sync", json={"value": value}, headers=AUTH)
     assert len(api.get("/settings/audit?limit=1", headers=AUTH).json()) == 1

@@ -7,9 +7,14 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # not in its __all__
+    AdminClient,
+    ConfigResource,
+)
 from prometheus_client import REGISTRY
 
 from actions_sync.admin import LiveSettings, set_value
@@ -29,7 +34,7 @@ def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
                           env=env, capture_output=True, text=True, timeout=60)
 
 
-def wait_until(predicate, timeout_s: float = 10.0) -> float:
+def wait_until(predicate: Callable[[], object], timeout_s: float = 10.0) -> float:
     started = time.monotonic()
     while not predicate():
         assert time.monotonic() - started < timeout_s, "not within the time limit"
@@ -38,11 +43,11 @@ def wait_until(predicate, timeout_s: float = 10.0) -> float:
 
 
 @pytest.fixture
-def sqlite_url(tmp_path) -> str:
+def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/store.db"
 
 
-def test_cli_sets_shows_and_audits_a_setting(sqlite_url):
+def test_cli_sets_shows_and_audits_a_setting(sqlite_url: str) -> None:
     changed = cli(sqlite_url, "set", "salesforce_log_calls", "false")
     assert changed.returncode == 0, changed.stderr
     assert changed.stdout.strip() == "salesforce_log_calls: true -> false"
@@ -65,7 +70,9 @@ def test_cli_sets_shows_and_audits_a_setting(sqlite_url):
     (("set", "unsubscribe_objects", "Account"), "'Lead' or 'Contact'"),
     (("set", "salesforce_subject_template", "{{nope}}"), "{{activity_type}}"),
 ])
-def test_cli_rejects_bad_settings_in_one_line(sqlite_url, args, names):
+def test_cli_rejects_bad_settings_in_one_line(
+    sqlite_url: str, args: tuple[str, str, str], names: str
+) -> None:
     result = cli(sqlite_url, *args)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and names in result.stderr
@@ -74,7 +81,7 @@ def test_cli_rejects_bad_settings_in_one_line(sqlite_url, args, names):
         assert stored.audit_log(store.engine) == []  # nothing written
 
 
-def test_every_change_is_audited_in_order(database_url):
+def test_every_change_is_audited_in_order(database_url: str) -> None:
     settings = Settings(database_url=database_url)
     for value in ("Contact", "Lead", "Lead,Contact"):
         set_value(settings, "unsubscribe_objects", value)
@@ -86,7 +93,9 @@ def test_every_change_is_audited_in_order(database_url):
         assert stored.read(store.engine).revision == log[0].id
 
 
-def test_a_change_is_published_compacted_and_live_within_seconds(kafka, sqlite_url):
+def test_a_change_is_published_compacted_and_live_within_seconds(
+    kafka: str, sqlite_url: str
+) -> None:
     settings = Settings(kafka_bootstrap_servers=kafka, database_url=sqlite_url)
     set_value(settings, "salesforce_log_replies", "false")
     *_, newest = read_topic(kafka, SETTINGS_TOPIC, idle_s=1.0)  # older runs' on Apache Kafka
@@ -103,7 +112,7 @@ def test_a_change_is_published_compacted_and_live_within_seconds(kafka, sqlite_u
     assert took < 5
 
 
-def test_the_store_wins_over_a_snapshot_left_by_another_store(kafka, tmp_path):
+def test_the_store_wins_over_a_snapshot_left_by_another_store(kafka: str, tmp_path: Path) -> None:
     elsewhere = Settings(kafka_bootstrap_servers=kafka,
                          database_url=f"sqlite:///{tmp_path}/other.db")
     for value in ("false", "true", "false"):  # a higher revision than ours
@@ -116,7 +125,7 @@ def test_the_store_wins_over_a_snapshot_left_by_another_store(kafka, tmp_path):
             assert live.current().salesforce_log_emails is True
 
 
-def test_without_a_broker_live_settings_follow_the_store(sqlite_url):
+def test_without_a_broker_live_settings_follow_the_store(sqlite_url: str) -> None:
     settings = Settings(database_url=sqlite_url)
     with Store(sqlite_url) as store:
         store.migrate()

@@ -21,14 +21,14 @@ def tansu_processes(bootstrap: str) -> int:
     return int(out.stdout.strip() or 0)
 
 
-def test_embedded_broker_starts_and_stops_without_orphans():
+def test_embedded_broker_starts_and_stops_without_orphans() -> None:
     with EmbeddedBroker() as broker:
         assert broker.bootstrap.startswith("127.0.0.1:")
         assert tansu_processes(broker.bootstrap) == 1
     assert tansu_processes(broker.bootstrap) == 0
 
 
-def test_topics_and_their_dead_letter_topics_get_our_partition_count(kafka):
+def test_topics_and_their_dead_letter_topics_get_our_partition_count(kafka: str) -> None:
     created = ensure_topics(kafka, specs(INPUT_TOPICS, partitions=8))
     topics = AdminClient(admin_config(kafka)).list_topics(timeout=10).topics
     assert len(created) == 2 * len(INPUT_TOPICS)
@@ -37,7 +37,7 @@ def test_topics_and_their_dead_letter_topics_get_our_partition_count(kafka):
     assert ensure_topics(kafka, specs(INPUT_TOPICS, partitions=8)) == []
 
 
-def test_group_join_is_fast_with_the_default_session_timeout(kafka):
+def test_group_join_is_fast_with_the_default_session_timeout(kafka: str) -> None:
     ensure_topics(kafka, specs(("marketo.person.changes",), partitions=8))
     producer = Producer(producer_config(kafka))
     for i in range(100):
@@ -58,7 +58,7 @@ def test_group_join_is_fast_with_the_default_session_timeout(kafka):
 
 
 @pytest.mark.parametrize("bad", ["localhost", "host:port", ""])
-def test_bad_bootstrap_setting_is_one_line_exit_2(bad):
+def test_bad_bootstrap_setting_is_one_line_exit_2(bad: str) -> None:
     from tests.integration.test_cli import run_cli
 
     result = run_cli("dlq", "list", "marketo.person.changes", env={"KAFKA_BOOTSTRAP_SERVERS": bad})

@@ -12,6 +12,7 @@ import pytest
 
 from actions_sync.kafka import dlq_topic, ensure_topics, read_topic
 from actions_sync.topics import PERSON_CHANGES, specs
+from tests.support.checks import present
 
 ALL_COMMANDS = ("demo", "up", "worker", "broker", "sandbox", "produce", "sync", "settings", "dlq",
                 "reconcile")
@@ -27,13 +28,13 @@ def run_cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = N
                           timeout=timeout)
 
 
-def test_help_lists_every_command():
+def test_help_lists_every_command() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
     assert all(command in result.stdout for command in ALL_COMMANDS)
 
 
-def test_a_part_not_built_names_the_part_of_the_product_it_belongs_to():
+def test_a_part_not_built_names_the_part_of_the_product_it_belongs_to() -> None:
     from actions_sync.errors import ConfigError
     from app.cli import _entry
 
@@ -54,7 +55,7 @@ def test_a_part_not_built_names_the_part_of_the_product_it_belongs_to():
         (["reconcile", "unsubscribes"], "ACTIONS_SYNC_SALESFORCE_URL must be set"),
     ],
 )
-def test_bad_arguments_print_one_line_and_exit_2(args, message):
+def test_bad_arguments_print_one_line_and_exit_2(args: list[str], message: str) -> None:
     result = run_cli(*args)
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
@@ -66,19 +67,21 @@ def test_bad_arguments_print_one_line_and_exit_2(args, message):
     [("ACTIONS_SYNC_PARTITIONS", "many"), ("DATABASE_URL", "mysql://x"),
      ("ACTIONS_SYNC_LOG_LEVEL", "loud")],
 )
-def test_bad_settings_name_the_variable_and_exit_2(variable, value):
+def test_bad_settings_name_the_variable_and_exit_2(variable: str, value: str) -> None:
     result = run_cli("worker", "people", env={variable: value})
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and variable in result.stderr
 
 
-def test_worker_without_a_broker_says_how_to_fix_it():
+def test_worker_without_a_broker_says_how_to_fix_it() -> None:
     result = run_cli("worker", "people")
     assert result.returncode == 2
     assert "KAFKA_BOOTSTRAP_SERVERS" in result.stderr and "actions-sync up" in result.stderr
 
 
-def test_produce_publishes_good_lines_and_names_each_bad_one(kafka, registry, tmp_path):
+def test_produce_publishes_good_lines_and_names_each_bad_one(
+    kafka: str, registry: str, tmp_path: Path
+) -> None:
     lines = [
         json.dumps({"event_id": "6b0e4c52-2f39-4c3c-9f0e-0d1c5c4f7a11", "marketo_id": 1,
                     "changed_at": "2026-03-01T12:00:00Z", "sfdc_lead_owner_id": "005x"}),
@@ -99,7 +102,7 @@ def test_produce_publishes_good_lines_and_names_each_bad_one(kafka, registry, tm
     assert len(read_topic(kafka, PERSON_CHANGES)) == 2
 
 
-def test_dlq_list_shows_reasons_and_replay_republishes(kafka, registry):
+def test_dlq_list_shows_reasons_and_replay_republishes(kafka: str, registry: str) -> None:
     from actions_sync.dead_letter import DeadLetterProducer, dead_letter
     from actions_sync.errors import UndecodableRecord
 
@@ -118,7 +121,7 @@ def test_dlq_list_shows_reasons_and_replay_republishes(kafka, registry):
     assert len(read_topic(kafka, dlq_topic(PERSON_CHANGES))) == 1
 
 
-def test_dlq_list_filters_and_replay_selects_on_a_real_broker(kafka):
+def test_dlq_list_filters_and_replay_selects_on_a_real_broker(kafka: str) -> None:
     from actions_sync.dead_letter import DeadLetterProducer, dead_letter
     from actions_sync.errors import RuleViolation, UndecodableRecord
 
@@ -164,7 +167,7 @@ def test_dlq_list_filters_and_replay_selects_on_a_real_broker(kafka):
     assert len(read_topic(kafka, dlq_topic(PERSON_CHANGES))) == 3  # the DLQ keeps its records
 
 
-def test_top_level_packages_import_from_this_repo():
+def test_top_level_packages_import_from_this_repo() -> None:
     import connectors
     import sandboxes
     import schemas
@@ -172,12 +175,12 @@ def test_top_level_packages_import_from_this_repo():
 
     root = Path(__file__).resolve().parents[2]
     for package in (streams, schemas, connectors, sandboxes):
-        assert Path(package.__file__).resolve().is_relative_to(root)
+        assert Path(present(package.__file__)).resolve().is_relative_to(root)
 
 
 
 
-def test_readme_documents_every_setting():
+def test_readme_documents_every_setting() -> None:
     from actions_sync.settings import Settings, env_name
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
@@ -185,7 +188,7 @@ def test_readme_documents_every_setting():
     assert missing == []
 
 
-def test_up_runs_the_stack_and_writes_its_endpoints(tmp_path):
+def test_up_runs_the_stack_and_writes_its_endpoints(tmp_path: Path) -> None:
     import signal
     import time
 
@@ -222,7 +225,7 @@ def test_up_runs_the_stack_and_writes_its_endpoints(tmp_path):
     assert not endpoints.exists()  # removed on exit: a later script never reads stale URLs
 
 
-def test_broker_command_creates_the_topics_and_leaves_no_orphan():
+def test_broker_command_creates_the_topics_and_leaves_no_orphan() -> None:
     import signal
 
     from confluent_kafka.admin import AdminClient
@@ -234,7 +237,7 @@ def test_broker_command_creates_the_topics_and_leaves_no_orphan():
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "broker"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        line = proc.stdout.readline().strip()
+        line = present(proc.stdout).readline().strip()
         bootstrap = line.removeprefix("KAFKA_BOOTSTRAP_SERVERS=")
         topics = AdminClient(admin_config(bootstrap)).list_topics(timeout=10).topics
         for name in INPUT_TOPICS:
@@ -243,7 +246,7 @@ def test_broker_command_creates_the_topics_and_leaves_no_orphan():
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
-        proc.stdout.close()
+        present(proc.stdout).close()
     leftover = subprocess.run(["pgrep", "-f", f"{tansu_binary()}.*{bootstrap}"],
                               capture_output=True, text=True)
     assert proc.returncode == 0 and leftover.stdout == ""

@@ -88,7 +88,7 @@ def test_an_unknown_flow_is_refused_in_one_line(tmp_path):
     assert leftovers(tmp_path) == []
 
 
-def test_a_negative_activity_count_is_refused(tmp_path):
+def test_a_negative_activity_count_is_refused(tmp_path: Path) -> None:
     result = run_demo("--activities", "-1", cwd=tmp_path)
 
     assert result.returncode == 2

@@ -183,7 +183,7 @@ def promtool() -> str:
 # -- (a) docker-compose.yml against the project ----------------------------------------------
 
 
-def test_compose_runs_the_whole_stack(services):
+def test_compose_runs_the_whole_stack(services: dict[str, dict[str, Any]]) -> None:
     assert set(services) >= STACK
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert services["schema-registry"]["image"].startswith("confluentinc/cp-schema-registry:")
@@ -192,7 +192,9 @@ def test_compose_runs_the_whole_stack(services):
     assert services["grafana"]["image"].startswith("grafana/grafana:")
 
 
-def test_people_service_runs_copies_of_the_people_worker(services):
+def test_people_service_runs_copies_of_the_people_worker(
+    services: dict[str, dict[str, Any]]
+) -> None:
     people = services["people"]
     assert people["command"] == ["worker", "people"]
     assert "people" in WORKERS
@@ -200,14 +202,18 @@ def test_people_service_runs_copies_of_the_people_worker(services):
     assert 2 <= people["deploy"]["replicas"] <= partitions  # a copy beyond that sits idle
 
 
-def test_kafka_is_one_kraft_node_with_the_design_partitions(services):
+def test_kafka_is_one_kraft_node_with_the_design_partitions(
+    services: dict[str, dict[str, Any]]
+) -> None:
     env = environment(services["kafka"])
     assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
     assert int(env["KAFKA_NUM_PARTITIONS"]) == Settings.model_fields["partitions"].default == 8
     assert int(env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"]) == 1
 
 
-def test_workers_dial_addresses_the_broker_and_registry_advertise(services):
+def test_workers_dial_addresses_the_broker_and_registry_advertise(
+    services: dict[str, dict[str, Any]]
+) -> None:
     kafka = environment(services["kafka"])
     advertised = {url.split("://", 1)[1] for url in kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")}
     for name, service in ours(services).items():
@@ -220,14 +226,16 @@ def test_workers_dial_addresses_the_broker_and_registry_advertise(services):
             f"{name}: the password goes in ACTIONS_SYNC_DATABASE_PASSWORD, not in the URL"
 
 
-def test_every_worker_variable_is_a_real_setting(services):
+def test_every_worker_variable_is_a_real_setting(services: dict[str, dict[str, Any]]) -> None:
     known = setting_names()
     for name, service in ours(services).items():
         unknown = set(environment(service)) - known
         assert not unknown, f"{name}: not read by actions_sync.settings: {sorted(unknown)}"
 
 
-def test_worker_environment_passes_settings_validation(services, monkeypatch):
+def test_worker_environment_passes_settings_validation(
+    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     for variable in list(os.environ):
         if variable.startswith(PREFIX) or variable in setting_names():
             monkeypatch.delenv(variable)
@@ -244,7 +252,7 @@ def test_worker_environment_passes_settings_validation(services, monkeypatch):
     assert environment(services["postgres"])["POSTGRES_PASSWORD"] == url.password
 
 
-def test_settings_named_anywhere_in_the_deployment_exist():
+def test_settings_named_anywhere_in_the_deployment_exist() -> None:
     files = [COMPOSE, ROOT / "Dockerfile", *PROMETHEUS.glob("*.yml"), DASHBOARD]
     for path in files:
         named = set(re.findall(rf"\b{PREFIX}[A-Z0-9_]+", path.read_text()))
@@ -252,7 +260,7 @@ def test_settings_named_anywhere_in_the_deployment_exist():
         assert not unknown, f"{path.relative_to(ROOT)} names unknown settings {sorted(unknown)}"
 
 
-def test_every_healthy_dependency_has_a_healthcheck(services):
+def test_every_healthy_dependency_has_a_healthcheck(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
         depends = service.get("depends_on") or {}
         assert isinstance(depends, dict), f"{name}: depends_on needs conditions"
@@ -264,14 +272,18 @@ def test_every_healthy_dependency_has_a_healthcheck(services):
                 assert services[target].get("restart") == "no", target
 
 
-def test_people_waits_for_broker_registry_and_migrated_store(services):
+def test_people_waits_for_broker_registry_and_migrated_store(
+    services: dict[str, dict[str, Any]]
+) -> None:
     depends = services["people"]["depends_on"]
     for target in ("kafka", "schema-registry", "postgres"):
         assert depends[target]["condition"] == "service_healthy"
     assert depends["migrate"]["condition"] == "service_completed_successfully"
 
 
-def test_migrate_command_migrates_a_store(services, tmp_path):
+def test_migrate_command_migrates_a_store(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
     entrypoint = services["migrate"]["entrypoint"]
     assert entrypoint[:2] == ["python", "-c"]
     db = tmp_path / "store.db"
@@ -283,7 +295,7 @@ def test_migrate_command_migrates_a_store(services, tmp_path):
     assert db.stat().st_size > 0
 
 
-def test_mounted_files_and_build_context_exist(services):
+def test_mounted_files_and_build_context_exist(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
         for source, _ in bind_mounts(service):
             assert source.exists(), f"{name} mounts missing {source.relative_to(ROOT)}"
@@ -293,7 +305,7 @@ def test_mounted_files_and_build_context_exist(services):
             assert (context / "Dockerfile").is_file(), name
 
 
-def test_image_holds_every_package_of_the_distribution():
+def test_image_holds_every_package_of_the_distribution() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -311,7 +323,9 @@ def test_image_holds_every_package_of_the_distribution():
         assert f"!{package}/" in ignore, package
 
 
-def test_prometheus_loads_the_repository_config_and_rules(services):
+def test_prometheus_loads_the_repository_config_and_rules(
+    services: dict[str, dict[str, Any]]
+) -> None:
     prometheus = services["prometheus"]
     flag = next(a for a in prometheus["command"] if a.startswith("--config.file="))
     config_path = host_path(prometheus, flag.split("=", 1)[1])
@@ -323,7 +337,9 @@ def test_prometheus_loads_the_repository_config_and_rules(services):
         assert (config_path.parent / rule_file).is_file()
 
 
-def test_prometheus_scrapes_every_worker_copy_on_its_metrics_port(services):
+def test_prometheus_scrapes_every_worker_copy_on_its_metrics_port(
+    services: dict[str, dict[str, Any]]
+) -> None:
     config = load_yaml(PROMETHEUS / "prometheus.yml")
     job = next(j for j in config["scrape_configs"] if j["job_name"] == "actions-sync")
     (discovery,) = job["dns_sd_configs"]
@@ -333,7 +349,9 @@ def test_prometheus_scrapes_every_worker_copy_on_its_metrics_port(services):
     assert f":{port}/healthz" in " ".join(services["people"]["healthcheck"]["test"])
 
 
-def test_grafana_provisions_the_datasource_and_dashboard_it_mounts(services):
+def test_grafana_provisions_the_datasource_and_dashboard_it_mounts(
+    services: dict[str, dict[str, Any]]
+) -> None:
     grafana = services["grafana"]
     (datasource,) = load_yaml(GRAFANA / "provisioning" / "datasources" / "prometheus.yml")[
         "datasources"]
@@ -356,13 +374,13 @@ def test_grafana_provisions_the_datasource_and_dashboard_it_mounts(services):
     ["check", "rules", "alerts.yml"],
     ["test", "rules", "alerts_test.yml"],
 ], ids=["check-config", "check-rules", "test-rules"])
-def test_promtool_accepts_the_prometheus_files(promtool, args):
+def test_promtool_accepts_the_prometheus_files(promtool: str, args: list[str]) -> None:
     result = subprocess.run([promtool, *args], cwd=PROMETHEUS, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_dashboard_queries_are_valid_promql(promtool, tmp_path):
+def test_dashboard_queries_are_valid_promql(promtool: str, tmp_path: Path) -> None:
     grafana_variables = {"$__rate_interval": "1m", "$__range": "1h", "$worker": ".*"}
     rules = []
     for n, (_, expr) in enumerate(dashboard_targets()):
@@ -379,24 +397,24 @@ def test_dashboard_queries_are_valid_promql(promtool, tmp_path):
 # -- (c) dashboard and alerts against actions_sync/metrics.py ----------------------------------
 
 
-def test_metrics_module_declares_metrics():
+def test_metrics_module_declares_metrics() -> None:
     assert DECLARED and all(name.startswith("actions_sync_") for name in DECLARED)
 
 
 @pytest.mark.parametrize("family", sorted(DECLARED))
-def test_dashboard_has_a_panel_for_each_metric(family):
+def test_dashboard_has_a_panel_for_each_metric(family: str) -> None:
     panels = [title for title, expr in dashboard_targets()
               if metric_names(expr) & DECLARED[family]]
     assert panels, f"no dashboard panel queries {family}"
 
 
-def test_dashboard_queries_only_declared_metrics():
+def test_dashboard_queries_only_declared_metrics() -> None:
     for title, expr in dashboard_targets():
         unknown = metric_names(expr) - ALL_EXPORTED - BUILTIN_METRICS
         assert not unknown, f"panel {title!r} queries unknown metrics {sorted(unknown)}"
 
 
-def test_dashboard_is_provisionable_grafana_json():
+def test_dashboard_is_provisionable_grafana_json() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     assert dashboard["uid"] == "actions-sync" and dashboard["schemaVersion"] >= 36
     ids = [p["id"] for p in dashboard["panels"]]
@@ -413,14 +431,14 @@ def test_dashboard_is_provisionable_grafana_json():
         assert len(refs) == len(set(refs)), panel["title"]
 
 
-def test_alerts_query_only_declared_metrics():
+def test_alerts_query_only_declared_metrics() -> None:
     recorded = {rule["record"] for rule in alert_rules() if "record" in rule}
     for rule in alert_rules():
         unknown = metric_names(rule["expr"]) - ALL_EXPORTED - BUILTIN_METRICS - recorded
         assert not unknown, f"{rule.get('alert')} queries unknown metrics {sorted(unknown)}"
 
 
-def test_alerts_wait_and_tell_the_operator_what_to_do():
+def test_alerts_wait_and_tell_the_operator_what_to_do() -> None:
     alerts = [rule for rule in alert_rules() if "alert" in rule]
     assert {a["alert"] for a in alerts} >= {
         "ActionsSyncConsumerLagHigh", "ActionsSyncDeadLetters", "ActionsSyncWorkerDown",
@@ -431,7 +449,7 @@ def test_alerts_wait_and_tell_the_operator_what_to_do():
         assert alert["annotations"]["summary"] and alert["annotations"]["description"]
 
 
-def test_every_alert_is_unit_tested():
+def test_every_alert_is_unit_tested() -> None:
     tests = load_yaml(PROMETHEUS / "alerts_test.yml")["tests"]
     cases = [case for test in tests for case in test.get("alert_rule_test", [])]
     for alert in (rule["alert"] for rule in alert_rules() if "alert" in rule):

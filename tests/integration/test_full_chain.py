@@ -271,7 +271,7 @@ def stack(kafka: str, registry: str, tmp_path: Path) -> Iterator[Stack]:
             worker.proc.terminate()
 
 
-def test_activities_reach_marketo_once_and_salesforce_as_the_admin_chose(stack):
+def test_activities_reach_marketo_once_and_salesforce_as_the_admin_chose(stack: Stack) -> None:
     set_value(stack.settings, "salesforce_log_calls", "false")
     set_value(stack.settings, "salesforce_subject_template", TEMPLATE)
     for name in ("people", "activities", "marketo-sink", "salesforce-sink"):

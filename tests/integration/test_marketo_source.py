@@ -11,8 +11,11 @@ import subprocess
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -24,13 +27,14 @@ from actions_sync.settings import Settings
 from actions_sync.store import PERSON_FIELDS, Store
 from actions_sync.store import admin_settings as stored_settings
 from actions_sync.topics import PERSON_CHANGES
-from app.people_scenario import Expected, reconcile
+from app.people_scenario import Expected, Report, reconcile
 from app.process import spawn
 from app.stack import CLI, Stack, scrape_sum
 from sandboxes.base import free_port
 from sandboxes.marketo.fields import FIELDS
 from sandboxes.population import generate
 
+T = TypeVar("T")
 pytestmark = pytest.mark.slow
 SINCE, UNTIL = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC)  # 2 windows
 METRICS_PORT = free_port()
@@ -40,7 +44,7 @@ CHUNK = 32_768  # bytes per ranged download, and per checkpoint
 FAST = ("--set", "export_processing_s=0.05")
 
 
-def start(kafka, registry, tmp_path, *sandbox_args):
+def start(kafka: str, registry: str, tmp_path: Path, *sandbox_args: str) -> tuple[Stack, str]:
     settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
                         database_url=f"sqlite:///{tmp_path}/store.db",
                         group_prefix=f"t-{uuid.uuid4().hex[:8]}")
@@ -50,7 +54,7 @@ def start(kafka, registry, tmp_path, *sandbox_args):
     return stack, marketo
 
 
-def source_env(stack, marketo, **extra):
+def source_env(stack: Stack, marketo: str, **extra: str) -> dict[str, str]:
     return {**stack.env, "ACTIONS_SYNC_MARKETO_URL": marketo,
             "ACTIONS_SYNC_MARKETO_SINCE": SINCE.isoformat(),
             "ACTIONS_SYNC_MARKETO_UNTIL": UNTIL.isoformat(),
@@ -58,14 +62,15 @@ def source_env(stack, marketo, **extra):
             "ACTIONS_SYNC_MARKETO_POLL_INTERVAL_S": "0.2", **extra}
 
 
-def source(stack, marketo, *command, **extra):
+def source(stack: Stack, marketo: str, *command: str, **extra: str) -> subprocess.Popen[bytes]:
     """`actions-sync sync start` or `actions-sync worker marketo-source` as a process."""
     name = "-".join(command)
     return spawn([*CLI, *command], log=stack.logdir / f"{name}-{time.monotonic_ns()}.log",
                  env=source_env(stack, marketo, **extra))
 
 
-def wait_for(predicate, timeout_s=60.0, what="condition", every_s=0.05):
+def wait_for(predicate: Callable[[], T], timeout_s: float = 60.0, what: str = "condition",
+             every_s: float = 0.05) -> T:
     deadline = time.monotonic() + timeout_s
     while not (found := predicate()):
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -73,13 +78,14 @@ def wait_for(predicate, timeout_s=60.0, what="condition", every_s=0.05):
     return found
 
 
-def checkpoint(stack, name):
+def checkpoint(stack: Stack, name: str) -> dict[str, Any]:
+    """The checkpoint `name`, {} before the first."""
     with Store(stack.settings.database_url) as store:
         store.migrate()
-        return store.checkpoint(name)
+        return store.checkpoint(name) or {}
 
 
-def drain(stack) -> list:
+def drain(stack: Stack) -> list[Any]:
     """Every record the source published; waits until the people worker committed them."""
     records = read_topic(stack.bootstrap, PERSON_CHANGES, idle_s=1.0)
     stack.wait_drained("people", PERSON_CHANGES, ends_of(records), timeout_s=60)
@@ -97,7 +103,7 @@ def initial_oracle(people: int) -> Expected:
     return expected
 
 
-def current(marketo: str, ids, expected: Expected) -> None:
+def current(marketo: str, ids: set[int], expected: Expected) -> None:
     """Set the oracle of `ids` to the sandbox's current leads (read with its own field
     table, 300 a call); a lead it no longer has was deleted."""
     names = ",".join(f.name for f in FIELDS)
@@ -105,9 +111,9 @@ def current(marketo: str, ids, expected: Expected) -> None:
         token = http.get("/identity/oauth/token", params={
             "grant_type": "client_credentials", "client_id": "actions-sync",
             "client_secret": "sandbox-secret"}).json()["access_token"]
-        ids = sorted(ids)
-        for at in range(0, len(ids), 300):
-            batch = ids[at:at + 300]
+        ordered = sorted(ids)
+        for at in range(0, len(ordered), 300):
+            batch = ordered[at:at + 300]
             leads = http.post("/rest/v1/leads.json", params={"_method": "GET"}, data={
                 "filterType": "id", "filterValues": ",".join(map(str, batch)), "fields": names},
                 headers={"Authorization": f"Bearer {token}"}).json()["result"]
@@ -116,7 +122,7 @@ def current(marketo: str, ids, expected: Expected) -> None:
                 expected.newest[mid] = _oracle(mid, found.get(mid))
 
 
-def _oracle(mid: int, lead: dict | None) -> dict:
+def _oracle(mid: int, lead: dict[str, Any] | None) -> dict[str, Any]:
     if lead is None:
         return {"marketo_id": mid, "deleted": True}
     change = {f.source: lead[f.name] for f in FIELDS if f.source in PERSON_FIELDS}
@@ -124,28 +130,30 @@ def _oracle(mid: int, lead: dict | None) -> dict:
             "changed_at": datetime.fromisoformat(lead["updatedAt"])}
 
 
-def check_store(stack, expected: Expected) -> None:
+def check_store(stack: Stack, expected: Expected) -> None:
     report = store_report(stack, expected)
     assert report.ok, report.mismatches
     assert report.stored_present == report.expected_present > 0
 
 
-def store_report(stack, expected: Expected):
+def store_report(stack: Stack, expected: Expected) -> Report:
     with Store(stack.settings.database_url) as store:
         return reconcile(store, expected)
 
 
-def title(stack, marketo_id: int) -> str | None:
+def title(stack: Stack, marketo_id: int) -> str | None:
     with Store(stack.settings.database_url) as store:
-        return (store.person(marketo_id) or {}).get("title")
+        title: str | None = (store.person(marketo_id) or {}).get("title")
+        return title
 
 
-def control(marketo: str, path: str, body: dict) -> list:
+def control(marketo: str, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
     answer = httpx.post(f"{marketo}/_sandbox/marketo/{path}", json=body, timeout=60).json()
-    return answer["result"]
+    result: list[dict[str, Any]] = answer["result"]
+    return result
 
 
-def update(marketo: str, *leads: dict) -> list[int]:
+def update(marketo: str, *leads: dict[str, Any]) -> list[int]:
     control(marketo, "leads", {"action": "updateOnly", "lookupField": "id", "input": leads})
     return [lead["id"] for lead in leads]
 
@@ -165,23 +173,23 @@ def edits_in_order(marketo: str, owned: list[int], unowned: list[int]) -> list[i
     return [*touched, *owned[10:15], *(r["id"] for r in new)]
 
 
-def republished(records) -> int:
+def republished(records: list[Any]) -> int:
     """Records beyond the first of each (person, version): what the restarts cost. The
     source's event ids are derived from (person, version), so a re-publish is byte-equal."""
     seen = Counter((msg.key(), msg.value()[5:]) for msg in records)  # key, Avro body
     return sum(seen.values()) - len(seen)
 
 
-def finished(proc, timeout_s=60.0) -> int:
+def finished(proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> int:
     return proc.wait(timeout_s)
 
 
 def test_initial_sync_killed_mid_export_resumes_and_lands_exactly_the_owned_people(
-        kafka, registry, tmp_path):
+        kafka: str, registry: str, tmp_path: Path) -> None:
     stack, marketo = start(kafka, registry, tmp_path, "--seed-people", "30000")
     try:
         first = source(stack, marketo, "sync", "start")
-        wait_for(lambda: (checkpoint(stack, "marketo.initial_sync") or {}).get("offset"),
+        wait_for(lambda: checkpoint(stack, "marketo.initial_sync").get("offset"),
                  what="a mid-file checkpoint")
         first.send_signal(signal.SIGKILL)
         first.wait()
@@ -195,12 +203,12 @@ def test_initial_sync_killed_mid_export_resumes_and_lands_exactly_the_owned_peop
 
 
 def test_an_admin_turning_the_people_sync_off_stops_the_load_at_a_checkpoint(
-        kafka, registry, tmp_path):
+        kafka: str, registry: str, tmp_path: Path) -> None:
     stack, marketo = start(kafka, registry, tmp_path, "--seed-people", "30000",
                            "--latency-ms", "150")  # ~6 s of ranged downloads
     try:
         first = source(stack, marketo, "sync", "start")
-        wait_for(lambda: (checkpoint(stack, "marketo.initial_sync") or {}).get("offset"),
+        wait_for(lambda: checkpoint(stack, "marketo.initial_sync").get("offset"),
                  what="a mid-file checkpoint")
         set_value(stack.settings, "people_sync", "off")
         assert finished(first) == 0  # stopped, not failed
@@ -213,7 +221,7 @@ def test_an_admin_turning_the_people_sync_off_stops_the_load_at_a_checkpoint(
 
 
 def test_lead_changes_reach_the_store_in_order_across_a_kill_mid_paging(
-        kafka, registry, tmp_path):
+        kafka: str, registry: str, tmp_path: Path) -> None:
     stack, marketo = start(kafka, registry, tmp_path, "--seed-people", "3000", "--latency-ms", "60")
     expected = initial_oracle(3000)
     owned = sorted(expected.present())
@@ -257,7 +265,9 @@ def calls_to(marketo: str, endpoint: str) -> int:
     return sum(endpoint in e["path"] for e in httpx.get(f"{marketo}/_sandbox/journal").json())
 
 
-def test_the_people_sync_runs_only_while_an_admin_has_it_on(kafka, registry, tmp_path):
+def test_the_people_sync_runs_only_while_an_admin_has_it_on(
+    kafka: str, registry: str, tmp_path: Path
+) -> None:
     """SPEC S12 "initiate data sync": `sync start` turns the people_sync setting on (audited);
     with it off the lead-changes worker waits, checkpoint kept, and catches up once on."""
     stack, marketo = start(kafka, registry, tmp_path, "--seed-people", "300")
@@ -284,9 +294,10 @@ def test_the_people_sync_runs_only_while_an_admin_has_it_on(kafka, registry, tmp
 
 
 def token(http: httpx.Client) -> str:
-    return http.get("/identity/oauth/token", params={
+    answer = http.get("/identity/oauth/token", params={
         "grant_type": "client_credentials", "client_id": "actions-sync",
-        "client_secret": "sandbox-secret"}).json()["access_token"]
+        "client_secret": "sandbox-secret"}).json()
+    return str(answer["access_token"])
 
 
 def burst(marketo: str, calls: int = 130, concurrency: int = 20) -> tuple[float, float]:
@@ -302,7 +313,7 @@ def burst(marketo: str, calls: int = 130, concurrency: int = 20) -> tuple[float,
         return begun, time.time()
 
 
-def limited_outside(marketo: str, bursts: list[tuple[float, float]]) -> list[dict]:
+def limited_outside(marketo: str, bursts: list[tuple[float, float]]) -> list[dict[str, Any]]:
     """606/615 answers to the source that no burst explains (the window is 20 s)."""
     journal = httpx.get(f"{marketo}/_sandbox/journal").json()
     return [e for e in journal if e["code"] in ("606", "615")
@@ -311,7 +322,7 @@ def limited_outside(marketo: str, bursts: list[tuple[float, float]]) -> list[dic
 
 
 def test_initial_sync_completes_through_faults_token_expiry_and_rate_limit_bursts(
-        kafka, registry, tmp_path):
+        kafka: str, registry: str, tmp_path: Path) -> None:
     stack, marketo = start(kafka, registry, tmp_path, "--seed-people", "30000",
                            "--error-rate", "0.1", "--set", "timeout_rate=0.03", "--set",
                            "timeout_s=1.0", "--token-expiry-s", "2", "--set", "late_file_rate=0.5")
@@ -331,7 +342,7 @@ def test_initial_sync_completes_through_faults_token_expiry_and_rate_limit_burst
 
 
 @pytest.mark.parametrize("command", [("sync", "start"), ("worker", "marketo-source")])
-def test_the_source_names_the_missing_setting_and_exits_2(command):
+def test_the_source_names_the_missing_setting_and_exits_2(command: tuple[str, str]) -> None:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("ACTIONS_SYNC_", "KAFKA_", "SCHEMA_REGISTRY"))}
     done = subprocess.run([*CLI, *command], env=env, capture_output=True, text=True, timeout=60)

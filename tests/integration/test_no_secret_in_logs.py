@@ -40,6 +40,11 @@ class Hostile:
     headers: dict[str, str | bytes]
     body: bytes = b""
 
+    def wire_headers(self) -> dict[bytes, bytes]:
+        """The headers as bytes, as httpx sends them (text is ASCII)."""
+        return {k.encode("ascii"): v if isinstance(v, bytes) else v.encode("ascii")
+                for k, v in self.headers.items()}
+
 
 def corpus(paths: list[str], token: str = TOKEN) -> list[Hostile]:
     """Malformed auth, bodies and parameters, each carrying secrets where a careless
@@ -75,7 +80,7 @@ class Servers:
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory) -> Iterator[Servers]:
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     tmp = tmp_path_factory.mktemp("hostile")
     admin_port = free_port()
     env = {"DATABASE_URL": f"sqlite:///{tmp}/store.db", "ACTIONS_SYNC_ADMIN_TOKEN": TOKEN,
@@ -120,12 +125,12 @@ PATHS = {
 
 
 def send(client: httpx.Client, item: Hostile) -> int:
-    return client.request(item.method, item.path, headers=item.headers,
+    return client.request(item.method, item.path, headers=item.wire_headers(),
                           content=item.body or None).status_code
 
 
 @pytest.mark.parametrize("name", list(PATHS))
-def test_hostile_requests_never_make_a_server_fail(servers, name):
+def test_hostile_requests_never_make_a_server_fail(servers: Servers, name: str) -> None:
     with httpx.Client(base_url=servers.urls[name], timeout=60) as client:
         answers = {(i.method, i.path[:40], repr(i.headers)[:50], i.body[:12]): send(client, i)
                    for i in corpus(PATHS[name], servers.tokens[name])}
@@ -150,7 +155,7 @@ def use_the_page(url: str) -> str:
     return session
 
 
-def test_no_log_line_of_any_server_holds_a_secret(servers):
+def test_no_log_line_of_any_server_holds_a_secret(servers: Servers) -> None:
     for name, paths in PATHS.items():
         with httpx.Client(base_url=servers.urls[name], timeout=60) as client:
             for item in corpus(paths, servers.tokens[name]):

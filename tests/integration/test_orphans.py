@@ -91,7 +91,7 @@ def kill_9_and_wait(proc: subprocess.Popen[bytes], mark: str) -> dict[int, str]:
     return left
 
 
-def test_kill_9_of_up_leaves_no_process_behind(tmp_path):
+def test_kill_9_of_up_leaves_no_process_behind(tmp_path: Path) -> None:
     endpoints = tmp_path / "stack.json"
     with cli("up", "--endpoints-file", str(endpoints), cwd=tmp_path) as (proc, mark):
         wait_for(endpoints.exists, 90, "the stack to come up")
@@ -100,7 +100,7 @@ def test_kill_9_of_up_leaves_no_process_behind(tmp_path):
         assert kill_9_and_wait(proc, mark) == {}
 
 
-def test_kill_9_of_demo_mid_run_leaves_no_process_behind(tmp_path):
+def test_kill_9_of_demo_mid_run_leaves_no_process_behind(tmp_path: Path) -> None:
     with cli("demo", "--people", "20000", "--activities", "0", cwd=tmp_path) as (proc, mark):
         wait_for(lambda: kinds(marked(mark)) >= {"broker", "sandbox", "worker", "helper"}, 90,
                  "the demo's broker, sandboxes, people worker and its helper")

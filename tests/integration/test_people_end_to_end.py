@@ -5,9 +5,10 @@ PostgreSQL). Producers use confluent-kafka's own Avro serializer."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
@@ -21,6 +22,7 @@ from app.demo import bad_person_records
 from app.people_scenario import Scenario, reconcile
 from app.stack import Stack
 from tests.factories import person_change
+from tests.support.checks import present
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +31,7 @@ REMOVED, TWIN_A, TWIN_B, OUT_OF_ORDER, NEVER_OWNED, DELETED, WRONG_KEY, TOO_LONG
     900_001, 900_009)
 
 
-def first_wave() -> list[tuple[str, dict]]:
+def first_wave() -> list[tuple[str, dict[str, Any]]]:
     """(key, change) pairs, in publication order."""
     return [
         (str(REMOVED), person_change(REMOVED, 1)),
@@ -44,7 +46,7 @@ def first_wave() -> list[tuple[str, dict]]:
     ]
 
 
-def second_wave() -> list[tuple[str, dict]]:
+def second_wave() -> list[tuple[str, dict[str, Any]]]:
     """Published once the first wave is in the store."""
     return [
         (str(REMOVED), person_change(REMOVED, 2, sfdc_lead_owner_id=None)),
@@ -53,14 +55,15 @@ def second_wave() -> list[tuple[str, dict]]:
     ]
 
 
-def publish(kafka: str, registry: str, changes: list[tuple[str, dict]], ends: Ends,
+def publish(kafka: str, registry: str, changes: list[tuple[str, dict[str, Any]]], ends: Ends,
             bad: bool = False) -> None:
     """Publish with confluent-kafka's serializer; record what the broker acknowledged."""
 
-    def delivered(err, msg) -> None:
+    def delivered(err: KafkaError | None, msg: Message) -> None:
         assert err is None, err
-        key = (msg.topic(), msg.partition())
-        ends[key] = max(ends.get(key, 0), msg.offset() + 1)
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        assert topic is not None and partition is not None and offset is not None
+        ends[topic, partition] = max(ends.get((topic, partition), 0), offset + 1)
 
     with SchemaRegistryClient({"url": registry}) as client:
         serialize = AvroSerializer(client, schemas.schema_text("PersonChange"))
@@ -70,8 +73,8 @@ def publish(kafka: str, registry: str, changes: list[tuple[str, dict]], ends: En
             producer.produce(PERSON_CHANGES, serialize(change, ctx), key.encode(),
                              on_delivery=delivered)
             producer.poll(0)
-        for key, value in bad_person_records() if bad else []:
-            producer.produce(PERSON_CHANGES, value, key, on_delivery=delivered)
+        for raw_key, value in bad_person_records() if bad else []:
+            producer.produce(PERSON_CHANGES, value, raw_key, on_delivery=delivered)
         assert producer.flush(30) == 0
 
 
@@ -81,7 +84,9 @@ def dead_letter_headers(kafka: str) -> list[dict[str, str]]:
 
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["one-worker", "two-workers"])
-def test_people_reach_the_store_and_bad_records_the_dlq(kafka, registry, database_url, workers):
+def test_people_reach_the_store_and_bad_records_the_dlq(
+    kafka: str, registry: str, database_url: str, workers: int
+) -> None:
     settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
                         database_url=database_url, group_prefix=f"t-{uuid.uuid4().hex[:8]}",
                         people_batch_size=500)
@@ -98,7 +103,7 @@ def test_people_reach_the_store_and_bad_records_the_dlq(kafka, registry, databas
             stack.add_worker("people")
         stack.wait_drained("people", PERSON_CHANGES, ends, timeout_s=120)
         with Store(database_url) as store:
-            assert store.person(REMOVED)["removed_at"] is None
+            assert present(store.person(REMOVED))["removed_at"] is None
         publish(kafka, registry, second_wave(), ends)
         stack.wait_drained("people", PERSON_CHANGES, ends, timeout_s=60)
         per_worker = [stack.handled_by(w) for w in stack.workers]
@@ -106,12 +111,14 @@ def test_people_reach_the_store_and_bad_records_the_dlq(kafka, registry, databas
     store = Store(database_url)
     try:
         report = reconcile(store, scenario.expected)
-        removed, twin_a, twin_b = store.person(REMOVED), store.person(TWIN_A), store.person(TWIN_B)
+        removed = store.person(REMOVED)
+        twin_a, twin_b = present(store.person(TWIN_A)), present(store.person(TWIN_B))
         assert removed is not None and removed["removed_at"] is not None  # owner removed
         assert twin_a["removed_at"] is None and twin_b["removed_at"] is None  # copied, not merged
-        assert store.person(OUT_OF_ORDER)["title"] == "newest"  # older never overwrites newer
+        # older never overwrites newer
+        assert present(store.person(OUT_OF_ORDER))["title"] == "newest"
         assert store.person(NEVER_OWNED) is None  # not sales-owned: never written
-        assert store.person(DELETED)["removed_at"] is not None  # deleted lead leaves
+        assert present(store.person(DELETED))["removed_at"] is not None  # deleted lead leaves
         assert store.person(WRONG_KEY) is None and store.person(TOO_LONG) is None
     finally:
         store.close()

@@ -84,7 +84,8 @@ def undurable_commits(placed: Placed, offsets: dict[int, int], store: Store) -> 
         if qualifies(change) and (row is None or row["changed_at"] < change["changed_at"]):
             stored = row and row["changed_at"]
             problems.append(f"{mid}: committed version {change['changed_at']}, stored {stored}")
-        elif not qualifies(change) and present and row["changed_at"] <= change["changed_at"]:
+        elif (not qualifies(change) and present and row is not None
+              and row["changed_at"] <= change["changed_at"]):
             problems.append(f"{mid}: committed removal {change['changed_at']} not applied")
     return problems
 
@@ -145,7 +146,7 @@ def check_oracle(scenario: Scenario, database_url: str) -> None:
 
 
 def test_a_worker_killed_mid_drain_never_committed_what_was_not_stored(
-        kafka, registry, database_url):
+        kafka: str, registry: str, database_url: str) -> None:
     settings, scenario, placed, ends = scenario_stack(kafka, registry, database_url, 25_000)
     with Stack(settings) as stack:
         first = start(stack, settings)
@@ -159,7 +160,7 @@ def test_a_worker_killed_mid_drain_never_committed_what_was_not_stored(
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_worker_stopped_mid_drain_finishes_its_batch_commits_and_exits_cleanly(
-        kafka, registry, database_url):
+        kafka: str, registry: str, database_url: str) -> None:
     settings, scenario, placed, ends = scenario_stack(kafka, registry, database_url, 25_000)
     with Stack(settings) as stack:
         first = start(stack, settings)
@@ -175,7 +176,7 @@ def test_a_worker_stopped_mid_drain_finishes_its_batch_commits_and_exits_cleanly
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_partitions_handed_over_mid_drain_are_neither_lost_nor_written_twice_out_of_order(
-        kafka, registry, database_url):
+        kafka: str, registry: str, database_url: str) -> None:
     # Changes keep arriving (~2k/s for ~24 s, small batches) until the second worker has taken
     # partitions over: the hand-over happens mid-drain however fast the first worker is.
     settings, scenario, placed, ends = scenario_stack(kafka, registry, database_url, 60_000,
@@ -226,7 +227,7 @@ class Feeder(threading.Thread):
             time.sleep(0.5)
 
 
-def lag_partitions(worker) -> set[str]:
+def lag_partitions(worker: Worker) -> set[str]:
     """The partitions whose consumer lag `worker`'s /metrics reports."""
     from prometheus_client.parser import text_string_to_metric_families
 

@@ -23,6 +23,7 @@ from streams.rules.people import person_row
 from tests.factories import person_change, sales_activity
 from tests.integration.test_activities_end_to_end import Topics
 from tests.integration.test_people_end_to_end import dead_letter_headers, publish
+from tests.support.checks import present
 from tests.support.postgres import PostgresServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -56,7 +57,9 @@ def refuse_person(url: str, marketo_id: int, table: str = "persons") -> None:
     engine.dispose()
 
 
-def test_a_poison_record_is_dead_lettered_and_a_store_outage_retried(kafka, registry, pg):
+def test_a_poison_record_is_dead_lettered_and_a_store_outage_retried(
+    kafka: str, registry: str, pg: PostgresServer
+) -> None:
     settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
                         database_url=pg.url, group_prefix=f"t-{uuid.uuid4().hex[:8]}")
     ensure_topics(kafka, specs((PERSON_CHANGES,), settings.partitions))
@@ -100,7 +103,7 @@ def test_a_poison_record_is_dead_lettered_and_a_store_outage_retried(kafka, regi
         assert scrape_sum([worker.metrics_url], RETRIES) > 0
         assert "outage: retried until it ends" in worker.log.read_text()
     with Store(pg.url) as store:
-        assert all(store.person(i)["title"] == "after the outage" for i in range(1, 201))
+        assert all(present(store.person(i))["title"] == "after the outage" for i in range(1, 201))
     assert len(dead_letter_headers(kafka)) == len(letters)  # the outage dead-lettered nothing
 
 
@@ -111,8 +114,9 @@ def poison_position(kafka: str) -> tuple[str, str]:
     return str(found[0].partition()), str(found[0].offset())
 
 
-def test_the_activity_router_dead_letters_a_poison_activity_and_moves_on(kafka, registry,
-                                                                          pg):
+def test_the_activity_router_dead_letters_a_poison_activity_and_moves_on(
+    kafka: str, registry: str, pg: PostgresServer
+) -> None:
     """The same mechanism in the router: an activity whose parking the store refuses."""
     settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
                         database_url=pg.url, group_prefix=f"t-{uuid.uuid4().hex[:8]}")

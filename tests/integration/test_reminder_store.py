@@ -3,7 +3,9 @@ by Salesforce id, the catch-up's page and the first enable."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pytest
 
@@ -16,14 +18,14 @@ SFDC = "00T000000000001AAA"
 
 
 @pytest.fixture
-def store(database_url: str):
+def store(database_url: str) -> Iterator[Store]:
     store = Store(database_url)
     store.migrate()
     yield store
     store.close()
 
 
-def row(task_id: str, revision: int = 0, **fields):
+def row(task_id: str, revision: int = 0, **fields: Any) -> dict[str, Any]:
     return {"task_id": task_id, "marketo_id": 1, "subject": "Call", "status": "OPEN",
             "priority": "NORMAL", "due_date": date(2026, 12, 24), "details": None,
             "deleted": False, "sfdc_task_id": None, "actions_version": NOW,
@@ -32,7 +34,7 @@ def row(task_id: str, revision: int = 0, **fields):
             "written": [], "unpushed": False, "revision": revision} | fields
 
 
-def test_a_write_from_a_stale_revision_loses_and_changes_nothing(store):
+def test_a_write_from_a_stale_revision_loses_and_changes_nothing(store: Store) -> None:
     assert table.save(store.engine, [row("t1")], NOW) == set()
     assert table.save(store.engine, [row("t1", 1, status="COMPLETE")], NOW) == set()
     assert table.save(store.engine, [row("t1", 1, status="OPEN")], NOW) == {"t1"}
@@ -42,7 +44,7 @@ def test_a_write_from_a_stale_revision_loses_and_changes_nothing(store):
     assert stored["salesforce_synced"] == {"Status": "Not Started"}
 
 
-def test_tasks_are_found_by_salesforce_id_and_unpushed_ones_paged(store):
+def test_tasks_are_found_by_salesforce_id_and_unpushed_ones_paged(store: Store) -> None:
     table.save(store.engine, [row("a", unpushed=True), row("b", sfdc_task_id=SFDC),
                               row("c", unpushed=True)], NOW)
     assert table.by_salesforce_id(store.engine, [SFDC])[SFDC]["task_id"] == "b"
@@ -50,7 +52,7 @@ def test_tasks_are_found_by_salesforce_id_and_unpushed_ones_paged(store):
     assert [r["task_id"] for r in table.unpushed(store.engine, "a", 10)] == ["c"]
 
 
-def test_the_first_enable_is_the_oldest_change_to_true(store):
+def test_the_first_enable_is_the_oldest_change_to_true(store: Store) -> None:
     assert table.first_enabled(store.engine) is None
     default = AdminSettings().reminder_task_sync
     first = admin_settings.write(store.engine, "reminder_task_sync", True, "t", default)

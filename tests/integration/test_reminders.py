@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from sandboxes.population import generate
 from streams.rules.people import person_row
 from tests.conftest import EXTERNAL_KAFKA, _delete_topics
 from tests.factories import person_change
+from tests.support.checks import present
 
 pytestmark = pytest.mark.slow
 
@@ -146,7 +148,9 @@ def writes(stack: Stack) -> int:
 
 # -- Actions -> Salesforce ---------------------------------------------------------------
 
-def test_an_actions_task_is_created_edited_completed_and_deleted_in_salesforce(stack):
+def test_an_actions_task_is_created_edited_completed_and_deleted_in_salesforce(
+    stack: Stack
+) -> None:
     start(stack)
     from_actions(stack, reminder("t1", priority="HIGH"))
     row = eventually(lambda: sf_task(stack, "t1"), "the Task in Salesforce")
@@ -163,10 +167,10 @@ def test_an_actions_task_is_created_edited_completed_and_deleted_in_salesforce(s
 
     from_actions(stack, reminder("t1", deleted=True))
     eventually(lambda: sf_task(stack, "t1") is None, "the delete")
-    assert stored(stack, "t1")["deleted"] is True
+    assert present(stored(stack, "t1"))["deleted"] is True
 
 
-def test_a_lead_only_person_gets_the_lead_as_who(stack):
+def test_a_lead_only_person_gets_the_lead_as_who(stack: Stack) -> None:
     start(stack)
     lead_only = next(m for m in (1, 2, 3) if not CONTACT[m])
     from_actions(stack, reminder("t2", marketo_id=lead_only))
@@ -176,7 +180,7 @@ def test_a_lead_only_person_gets_the_lead_as_who(stack):
 
 # -- Salesforce -> Actions ---------------------------------------------------------------
 
-def test_salesforce_edits_reach_actions_and_what_does_not_sync_stays(stack):
+def test_salesforce_edits_reach_actions_and_what_does_not_sync_stays(stack: Stack) -> None:
     start(stack)
     from_actions(stack, reminder("t3"))
     row = eventually(lambda: sf_task(stack, "t3"), "the Task")
@@ -200,20 +204,20 @@ def test_salesforce_edits_reach_actions_and_what_does_not_sync_stays(stack):
     assert writes(stack) == before  # nothing went back to Salesforce
 
 
-def test_a_salesforce_delete_deletes_in_actions_within_15_days_only(stack):
+def test_a_salesforce_delete_deletes_in_actions_within_15_days_only(stack: Stack) -> None:
     start(stack)
     now = datetime.now(UTC)
     for task_id in ("t4", "t5"):
         from_actions(stack, reminder(task_id))
-    rows = {t: eventually(lambda t=t: sf_task(stack, t), t) for t in ("t4", "t5")}
+    rows = {t: eventually(partial(sf_task, stack, t), t) for t in ("t4", "t5")}
     as_source(stack, rows["t4"], at=now - timedelta(days=14), deleted=True)
     as_source(stack, rows["t5"], at=now - timedelta(days=16), deleted=True)
-    eventually(lambda: stored(stack, "t4")["deleted"], "the 14-day-old delete")
+    eventually(lambda: present(stored(stack, "t4"))["deleted"], "the 14-day-old delete")
     time.sleep(1.0)
-    assert stored(stack, "t5")["deleted"] is False  # reported, not guessed
+    assert present(stored(stack, "t5"))["deleted"] is False  # reported, not guessed
 
 
-def test_a_task_born_in_salesforce_is_imported_and_goes_back_by_its_id(stack):
+def test_a_task_born_in_salesforce_is_imported_and_goes_back_by_its_id(stack: Stack) -> None:
     start(stack)
     row = sandbox(stack, "POST", "records/Task", fields={
         "Subject": "Follow up", "WhoId": LEAD[2], "Status": "Not Started",
@@ -233,18 +237,18 @@ def test_a_task_born_in_salesforce_is_imported_and_goes_back_by_its_id(stack):
                 if r["Subject"] == "Follow up"]) == 1  # updated, not duplicated
 
 
-def test_the_syncs_own_write_coming_back_changes_nothing(stack):
+def test_the_syncs_own_write_coming_back_changes_nothing(stack: Stack) -> None:
     start(stack)
     from_actions(stack, reminder("t6", status="COMPLETE"))
     row = eventually(lambda: sf_task(stack, "t6"), "the Task")
-    before = stored(stack, "t6")
+    before = present(stored(stack, "t6"))
     as_source(stack, row)  # as if the echo filter had missed it
     time.sleep(2.0)
-    after = stored(stack, "t6")
+    after = present(stored(stack, "t6"))
     assert (after["status"], after["stamps"]) == ("COMPLETE", before["stamps"])
 
 
-def test_conflicting_edits_the_newer_wins(stack):
+def test_conflicting_edits_the_newer_wins(stack: Stack) -> None:
     start(stack)
     t0 = datetime.now(UTC)
     from_actions(stack, reminder("t7", at=t0))
@@ -255,12 +259,12 @@ def test_conflicting_edits_the_newer_wins(stack):
                "the newer Actions edit in Salesforce")
     as_source(stack, edited, at=t0 + timedelta(seconds=10))
     time.sleep(2.0)
-    assert stored(stack, "t7")["details"] == "Actions, newer"
+    assert present(stored(stack, "t7"))["details"] == "Actions, newer"
 
 
 # -- settings, first enable --------------------------------------------------------------
 
-def test_nothing_flows_while_off_and_turning_on_catches_up(stack):
+def test_nothing_flows_while_off_and_turning_on_catches_up(stack: Stack) -> None:
     start(stack)
     set_value(stack.settings, "salesforce_log_reminder_tasks", "false")
     time.sleep(1.0)  # the workers' live settings
@@ -271,10 +275,10 @@ def test_nothing_flows_while_off_and_turning_on_catches_up(stack):
     set_value(stack.settings, "salesforce_log_reminder_tasks", "true")
     row = eventually(lambda: sf_task(stack, "t8"), "the catch-up")
     assert row["Subject"] == "Call Ada"
-    assert stored(stack, "t8")["unpushed"] is False
+    assert present(stored(stack, "t8"))["unpushed"] is False
 
 
-def test_first_enable_imports_the_last_24_hours_and_pushes_no_existing_task(stack):
+def test_first_enable_imports_the_last_24_hours_and_pushes_no_existing_task(stack: Stack) -> None:
     earlier = datetime.now(UTC) - timedelta(minutes=5)
     start(stack)  # the first enable: now
     from_actions(stack, reminder("old", at=earlier))  # a task from before the enable

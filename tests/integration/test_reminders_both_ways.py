@@ -33,6 +33,7 @@ from sandboxes.population import generate
 from streams.rules.people import person_row
 from tests.conftest import EXTERNAL_KAFKA, _delete_topics
 from tests.factories import person_change
+from tests.support.checks import present
 
 pytestmark = pytest.mark.slow
 POPULATION = {p["marketo_id"]: p for p in generate(10, 7)}
@@ -91,7 +92,7 @@ def eventually(check: Callable[[], Any], what: str, timeout_s: float = 90.0) -> 
     return found
 
 
-def test_a_persons_task_follows_in_actions_from_creation_to_deletion(stack):
+def test_a_persons_task_follows_in_actions_from_creation_to_deletion(stack: Stack) -> None:
     start(stack)
     time.sleep(2.0)  # the source's first poll: the enable is older than the Task
     row = sandbox(stack, "POST", "records/Task", fields={
@@ -103,14 +104,14 @@ def test_a_persons_task_follows_in_actions_from_creation_to_deletion(stack):
         "Follow up", "HIGH", date(2026, 12, 24), 1)
 
     sandbox(stack, "PATCH", f"records/Task/{row['Id']}", fields={"Description": "notes"})
-    eventually(lambda: stored(stack, task_id)["details"] == "notes", "the edit")
+    eventually(lambda: present(stored(stack, task_id))["details"] == "notes", "the edit")
     sandbox(stack, "PATCH", f"records/Task/{row['Id']}", fields={"Status": "Completed"})
-    eventually(lambda: stored(stack, task_id)["status"] == "COMPLETE", "the completion")
+    eventually(lambda: present(stored(stack, task_id))["status"] == "COMPLETE", "the completion")
     sandbox(stack, "DELETE", f"records/Task/{row['Id']}")
-    eventually(lambda: stored(stack, task_id)["deleted"], "the deletion")
+    eventually(lambda: present(stored(stack, task_id))["deleted"], "the deletion")
 
 
-def test_the_syncs_writes_never_come_back_from_the_source(stack):
+def test_the_syncs_writes_never_come_back_from_the_source(stack: Stack) -> None:
     start(stack)
     registry = RegistryClient(stack.registry_url)
     try:
@@ -130,7 +131,7 @@ def test_the_syncs_writes_never_come_back_from_the_source(stack):
     assert rows[0]["Id"] not in published(stack)
 
 
-def test_first_enable_imports_tasks_changed_in_the_last_24_hours(stack):
+def test_first_enable_imports_tasks_changed_in_the_last_24_hours(stack: Stack) -> None:
     recent = sandbox(stack, "POST", "records/Task", fields={"Subject": "23 h",
                                                              "WhoId": LEAD[1]})
     stale = sandbox(stack, "POST", "records/Task", fields={"Subject": "25 h",

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -46,6 +46,7 @@ from streams.rules.people import person_row
 from streams.rules.reminders import actions_value, salesforce_value
 from tests.conftest import EXTERNAL_KAFKA, _delete_topics
 from tests.factories import person_change
+from tests.support.checks import present
 
 pytestmark = pytest.mark.slow
 EXAMPLES = int(os.environ.get("REMINDERS_STATEFUL_EXAMPLES", "2"))
@@ -138,93 +139,98 @@ details = st.none() | st.sampled_from(["a", "b", "notes"])
 dates = st.none() | st.dates(date(2026, 1, 1), date(2027, 12, 31))
 
 
-def machine(sides: Sides) -> type[RuleBasedStateMachine]:
-    class Reminders(RuleBasedStateMachine):
-        @initialize(status=statuses, priority=priorities)
-        def create_in_actions(self, status: str, priority: str) -> None:
-            self.task_id = f"t-{uuid.uuid4().hex[:10]}"
-            self.oracle = {"status": status, "priority": priority, "due_date": None,
-                           "details": None}
-            self.unmapped: dict[str, Any] = {}  # Salesforce values that do not sync
-            self.actions_edits, self.sf_edits = 1, 0
-            sides.actions_publishes(self.record())
-            self.sfdc_id = eventually(lambda: sides.in_salesforce(self.task_id),
-                                      "the new Task")["Id"]
-            self.converge()
+class Reminders(RuleBasedStateMachine):
+    """The rules; `machine` binds them to the sides of one test."""
 
-        def record(self, **edits: Any) -> dict[str, Any]:
-            return {"task_id": self.task_id, "marketo_id": 1, "subject": "Call",
-                    "deleted": False, "changed_at": datetime.now(UTC), **self.oracle, **edits}
+    sides: ClassVar[Sides]
 
-        @rule(status=statuses, priority=priorities, details=details, due=dates)
-        def edit_in_actions(self, status: str, priority: str, details: str | None,
-                            due: date | None) -> None:
-            edits = {"status": status, "priority": priority, "details": details,
-                     "due_date": due}
-            if all(self.oracle[k] == v for k, v in edits.items()):
-                return  # not an edit
-            self.actions_edits += 1
-            for name, value in edits.items():
-                if self.oracle[name] != value:
-                    self.unmapped.pop(name, None)
-            self.oracle |= edits
-            sides.actions_publishes(self.record())
-            self.converge()
+    @initialize(status=statuses, priority=priorities)
+    def create_in_actions(self, status: str, priority: str) -> None:
+        self.task_id = f"t-{uuid.uuid4().hex[:10]}"
+        self.oracle: dict[str, Any] = {"status": status, "priority": priority,
+                                       "due_date": None, "details": None}
+        self.unmapped: dict[str, Any] = {}  # Salesforce values that do not sync
+        self.actions_edits, self.sf_edits = 1, 0
+        self.sides.actions_publishes(self.record())
+        self.sfdc_id = eventually(lambda: self.sides.in_salesforce(self.task_id),
+                                  "the new Task")["Id"]
+        self.converge()
 
-        @rule(name=st.sampled_from(list(SF_NAMES)),
-              status=st.sampled_from(["Not Started", "Completed", "In Progress", "Deferred"]),
-              priority=st.sampled_from(["Normal", "High", "Low"]), details=details, due=dates)
-        def edit_in_salesforce(self, name: str, status: str, priority: str,
-                               details: str | None, due: date | None) -> None:
-            value = {"status": status, "priority": priority, "details": details,
-                     "due_date": due.isoformat() if due else None}[name]
-            shown = self.unmapped.get(name, salesforce_value(name, self.oracle[name]))
-            if shown == value:
-                return  # not an edit
-            self.sf_edits += 1
-            sides.sandbox("PATCH", f"records/Task/{self.sfdc_id}",
-                          fields={SF_NAMES[name]: value})
-            mapped = actions_value(SF_NAMES[name], value)
-            if mapped is None:
-                self.unmapped[name] = value
-            else:
+    def record(self, **edits: Any) -> dict[str, Any]:
+        return {"task_id": self.task_id, "marketo_id": 1, "subject": "Call",
+                "deleted": False, "changed_at": datetime.now(UTC), **self.oracle, **edits}
+
+    @rule(status=statuses, priority=priorities, details=details, due=dates)
+    def edit_in_actions(self, status: str, priority: str, details: str | None,
+                        due: date | None) -> None:
+        edits = {"status": status, "priority": priority, "details": details,
+                 "due_date": due}
+        if all(self.oracle[k] == v for k, v in edits.items()):
+            return  # not an edit
+        self.actions_edits += 1
+        for name, value in edits.items():
+            if self.oracle[name] != value:
                 self.unmapped.pop(name, None)
-                self.oracle[name] = mapped[1]
-            self.converge()
+        self.oracle |= edits
+        self.sides.actions_publishes(self.record())
+        self.converge()
 
-        @rule(worker=st.sampled_from(["reminders", "salesforce-source"]))
-        def kill_and_restart(self, worker: str) -> None:
-            sides.restart(worker)
+    @rule(name=st.sampled_from(list(SF_NAMES)),
+          status=st.sampled_from(["Not Started", "Completed", "In Progress", "Deferred"]),
+          priority=st.sampled_from(["Normal", "High", "Low"]), details=details, due=dates)
+    def edit_in_salesforce(self, name: str, status: str, priority: str,
+                           details: str | None, due: date | None) -> None:
+        value = {"status": status, "priority": priority, "details": details,
+                 "due_date": due.isoformat() if due else None}[name]
+        shown = self.unmapped.get(name, salesforce_value(name, self.oracle[name]))
+        if shown == value:
+            return  # not an edit
+        self.sf_edits += 1
+        self.sides.sandbox("PATCH", f"records/Task/{self.sfdc_id}",
+                      fields={SF_NAMES[name]: value})
+        mapped = actions_value(SF_NAMES[name], value)
+        if mapped is None:
+            self.unmapped[name] = value
+        else:
+            self.unmapped.pop(name, None)
+            self.oracle[name] = mapped[1]
+        self.converge()
 
-        def converge(self) -> None:
-            def agreed() -> bool:
-                mine, theirs = sides.stored(self.task_id), sides.in_salesforce(self.task_id)
-                if mine is None or theirs is None:
+    @rule(worker=st.sampled_from(["reminders", "salesforce-source"]))
+    def kill_and_restart(self, worker: str) -> None:
+        self.sides.restart(worker)
+
+    def converge(self) -> None:
+        def agreed() -> bool:
+            mine, theirs = self.sides.stored(self.task_id), self.sides.in_salesforce(self.task_id)
+            if mine is None or theirs is None:
+                return False
+            for name, sf_name in SF_NAMES.items():
+                if mine[name] != self.oracle[name]:
                     return False
-                for name, sf_name in SF_NAMES.items():
-                    if mine[name] != self.oracle[name]:
-                        return False
-                    sf = theirs.get(sf_name)
-                    sf = sf[:10] if name == "due_date" and sf else sf
-                    if sf != self.unmapped.get(name, salesforce_value(name, self.oracle[name])):
-                        return False
-                return True
-            eventually(agreed, f"both sides at the oracle {self.oracle} / {self.unmapped}")
+                sf = theirs.get(sf_name)
+                sf = sf[:10] if name == "due_date" and sf else sf
+                if sf != self.unmapped.get(name, salesforce_value(name, self.oracle[name])):
+                    return False
+            return True
+        eventually(agreed, f"both sides at the oracle {self.oracle} / {self.unmapped}")
 
-        def teardown(self) -> None:
-            if not hasattr(self, "sfdc_id"):
-                return  # the creation itself failed: that error is the report
-            assert sides.writes_to_salesforce(self.task_id) <= self.actions_edits
-            revisions = sides.stored(self.task_id)["revision"]
-            # +1: the row may be written once more to record the Task's Id, when the echo
-            # of the sync's first write reaches the agent (the source lets it through if
-            # it polls between the agent's publish and its save); it changes no value
-            assert revisions <= self.actions_edits + self.sf_edits + 1
-
-    return Reminders
+    def teardown(self) -> None:
+        if not hasattr(self, "sfdc_id"):
+            return  # the creation itself failed: that error is the report
+        assert self.sides.writes_to_salesforce(self.task_id) <= self.actions_edits
+        revisions = present(self.sides.stored(self.task_id))["revision"]
+        # +1: the row may be written once more to record the Task's Id, when the echo
+        # of the sync's first write reaches the agent (the source lets it through if
+        # it polls between the agent's publish and its save); it changes no value
+        assert revisions <= self.actions_edits + self.sf_edits + 1
 
 
-def test_both_sides_converge_to_the_oracle_through_kills_without_ping_pong(stack):
+def machine(sides: Sides) -> type[RuleBasedStateMachine]:
+    return type("Reminders", (Reminders,), {"sides": sides})
+
+
+def test_both_sides_converge_to_the_oracle_through_kills_without_ping_pong(stack: Stack) -> None:
     sides = Sides(stack)
     try:
         run_state_machine_as_test(machine(sides), settings=settings(

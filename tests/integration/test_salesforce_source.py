@@ -14,7 +14,7 @@ import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -139,7 +139,9 @@ def finished(proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> int:
 
 
 @pytest.fixture
-def rig(kafka: str, registry: str, tmp_path: Path, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+def rig(
+    kafka: str, registry: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Rig]:
     rig = Rig(kafka, registry, tmp_path, getattr(request, "param", 100))
     try:
         yield rig

@@ -7,7 +7,7 @@ recycle bin lost, a field the org lacks, a spent budget."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,6 +36,7 @@ from sandboxes.salesforce import (
     human_delete,
     human_update,
 )
+from tests.support.checks import present
 
 T0 = datetime(2026, 11, 23, 18, 0, tzinfo=UTC)
 OPT_OUT = {"HasOptedOutOfEmail": True}
@@ -134,7 +135,7 @@ def test_equal_stamps_across_a_page_boundary_are_all_published_once(rig: Rig) ->
     rig.poll()  # re-reads the window: nothing new
 
     assert sorted(r["sfdc_id"] for r in rig.published()) == leads(*range(1, 9))
-    assert rig.store.checkpoint("salesforce.optouts.Lead")["id"] == leads(8)[0]
+    assert present(rig.store.checkpoint("salesforce.optouts.Lead"))["id"] == leads(8)[0]
 
 
 def test_a_late_commit_inside_the_lookback_is_published(rig: Rig) -> None:
@@ -216,12 +217,18 @@ def test_a_spent_budget_stops_the_calls_while_the_loop_runs_on(rig: Rig) -> None
 
 
 def test_hard_deletions_are_read_from_the_deleted_feed(rig: Rig) -> None:
-    stream, handed, gaps = Stream("test.tasks", "Lead"), [], []
+    stream = Stream("test.tasks", "Lead")
+    handed: list[dict[str, Any]] = []
+    gaps: list[str] = []
+
+    def hand(_: Stream, rows: Sequence[dict[str, Any]]) -> int:
+        handed.extend(rows)
+        return 0
 
     async def deletions() -> int:
         poller = rig.poller()
         try:
-            return await poller.deletions(stream, lambda _, rows: handed.extend(rows) or 0,
+            return await poller.deletions(stream, hand,
                                           lambda _, why: gaps.append(why))
         finally:
             await poller.client.aclose()

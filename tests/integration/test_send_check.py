@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -51,7 +51,8 @@ class Checks:
         self.decode = Deserializer(self.registry, "SendDecision")
 
     def send(self, *people: tuple[int, str], requested_at: datetime | None = None) -> list[str]:
-        checks = [{"check_id": str(uuid.uuid4()), "marketo_id": marketo_id, "email": email,
+        checks: list[dict[str, Any]] = [
+                  {"check_id": str(uuid.uuid4()), "marketo_id": marketo_id, "email": email,
                    "requested_at": requested_at or datetime.now(UTC)}
                   for marketo_id, email in people]
         self.publisher.publish(SEND_CHECKS, "SendCheck",
@@ -148,7 +149,9 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = 60) ->
         time.sleep(0.3)
 
 
-def test_checks_are_answered_from_the_store_and_marketo_and_follow_the_setting(stack, checks):
+def test_checks_are_answered_from_the_store_and_marketo_and_follow_the_setting(
+    stack: Stack, checks: Checks
+) -> None:
     marketo = stack.sandbox("marketo", "--seed-people", "20")
     marketo_sync(marketo, {"email": "person3@example.com", "unsubscribed": True})
     twin = marketo_sync(marketo, {"email": "person4@example.com"}, action="createDuplicate")
@@ -197,7 +200,7 @@ def codes_to_worker(marketo: str, since: int) -> list[str | None]:
     return [e["code"] for e in lookups(marketo)[since:]]
 
 
-def test_marketo_unable_to_answer_in_time_blocks_the_send(stack, checks):
+def test_marketo_unable_to_answer_in_time_blocks_the_send(stack: Stack, checks: Checks) -> None:
     marketo = stack.sandbox("marketo", "--seed-people", "20", "--set", "rate_calls=30",
                             "--set", "daily_quota=400")
     stack.add_worker("send-check", {"ACTIONS_SYNC_MARKETO_URL": marketo,
@@ -229,7 +232,7 @@ def test_marketo_unable_to_answer_in_time_blocks_the_send(stack, checks):
     assert len(lookups(marketo)) == seen
 
 
-def test_a_used_up_daily_quota_blocks_without_calling_again(stack, checks):
+def test_a_used_up_daily_quota_blocks_without_calling_again(stack: Stack, checks: Checks) -> None:
     marketo = stack.sandbox("marketo", "--seed-people", "20", "--set", "daily_quota=3")
     stack.add_worker("send-check", {"ACTIONS_SYNC_MARKETO_URL": marketo,
                                     "ACTIONS_SYNC_SEND_CHECK_DEADLINE_S": "10"})
@@ -246,7 +249,7 @@ def test_a_used_up_daily_quota_blocks_without_calling_again(stack, checks):
     assert len(lookups(marketo)) == 4
 
 
-def test_sandbox_stopped_or_wrong_credentials_block_the_send(stack, checks):
+def test_sandbox_stopped_or_wrong_credentials_block_the_send(stack: Stack, checks: Checks) -> None:
     marketo = stack.sandbox("marketo", "--seed-people", "20")
     wrong = stack.add_worker("send-check", {"ACTIONS_SYNC_MARKETO_URL": marketo,
                                             "ACTIONS_SYNC_MARKETO_CLIENT_SECRET": "wrong",
@@ -263,13 +266,16 @@ def test_sandbox_stopped_or_wrong_credentials_block_the_send(stack, checks):
                                     "ACTIONS_SYNC_SEND_CHECK_DEADLINE_S": "5"})
     checks.ready()
     assert set(checks.wait(checks.send(person)).values()) == {"allowed/OK"}
-    sandbox = next(p for p in stack._sandboxes if str(marketo.rsplit(":", 1)[1]) in p.args)
+    port = str(marketo.rsplit(":", 1)[1])
+    sandbox = next(p for p in stack._sandboxes if port in cast("list[str]", p.args))  # argv list
     stop(sandbox)
     assert set(checks.wait(checks.send(person, person)).values()) == {
         "blocked/CHECK_UNAVAILABLE"}
 
 
-def test_a_burst_of_checks_is_looked_up_in_few_calls_the_long_one_as_a_form(stack, checks):
+def test_a_burst_of_checks_is_looked_up_in_few_calls_the_long_one_as_a_form(
+    stack: Stack, checks: Checks
+) -> None:
     marketo = stack.sandbox("marketo")
     emails = [f"a.rather.long.address.of.person.{i:04d}@sales.example.com" for i in range(350)]
     created = marketo_sync(marketo, *({"email": e, "unsubscribed": i % 7 == 0}
@@ -318,13 +324,16 @@ def assert_answered_once(checks: Checks, ids: list[str], blocked: set[str]) -> N
     assert {reason(decisions[i][0]) for i in set(ids) - blocked} == {"allowed/OK"}
 
 
-def test_kill_9_mid_batch_answers_every_check_once(stack, checks):
+def test_kill_9_mid_batch_answers_every_check_once(stack: Stack, checks: Checks) -> None:
     marketo, ids, blocked = many_checks(stack, checks)
     env = {"ACTIONS_SYNC_MARKETO_URL": marketo, **REPLAY}
     worker = stack.add_worker("send-check", env)
     for _ in range(3):  # kill once this copy looks up, at a random moment of a batch
         seen = len(lookups(marketo))
-        wait_for(lambda seen=seen: len(lookups(marketo)) > seen + 2,
+        def more(seen: int = seen) -> bool:
+            return len(lookups(marketo)) > seen + 2
+
+        wait_for(more,
                  f"lookups after a restart (logs in {stack.logdir})")
         time.sleep(random.uniform(0, 0.5))
         worker.proc.kill()
@@ -336,7 +345,9 @@ def test_kill_9_mid_batch_answers_every_check_once(stack, checks):
     assert_answered_once(checks, ids, blocked)
 
 
-def test_a_second_copy_joining_mid_stream_answers_each_check_once(stack, checks):
+def test_a_second_copy_joining_mid_stream_answers_each_check_once(
+    stack: Stack, checks: Checks
+) -> None:
     marketo, ids, blocked = many_checks(stack, checks)
     env = {"ACTIONS_SYNC_MARKETO_URL": marketo, **REPLAY}
     first = stack.add_worker("send-check", env)

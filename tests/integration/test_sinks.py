@@ -96,7 +96,7 @@ def dead_letters(stack: Stack, topic: str) -> dict[str, dict[str, str]]:
     return out
 
 
-def test_activities_reach_marketo_once_and_bad_ones_the_dlq(stack):
+def test_activities_reach_marketo_once_and_bad_ones_the_dlq(stack: Stack) -> None:
     marketo = stack.sandbox("marketo", "--seed-people", "60", "--error-rate", "0.1",
                             "--fault-seed", "4", "--token-expiry-s", "2",
                             "--set", "timeout_rate=0.05", "--set", "timeout_s=1.5")
@@ -128,7 +128,7 @@ def test_activities_reach_marketo_once_and_bad_ones_the_dlq(stack):
                for h in letters.values())
 
 
-def test_tasks_reach_salesforce_and_invalid_ones_the_dlq_with_their_reason(stack):
+def test_tasks_reach_salesforce_and_invalid_ones_the_dlq_with_their_reason(stack: Stack) -> None:
     salesforce = stack.sandbox("salesforce", "--seed-people", "40", "--error-rate", "0.2",
                                "--fault-seed", "11", "--session-ttl-s", "2",
                                "--set", "lock_error_rate=0.1", "--set", "timeout_rate=0.05",
@@ -201,7 +201,7 @@ class _Victim:
         return True
 
 
-def test_kill_9_mid_batch_neither_duplicates_nor_loses(stack):
+def test_kill_9_mid_batch_neither_duplicates_nor_loses(stack: Stack) -> None:
     # Slow calls, one at a time: each sink streams for seconds, so kills land mid-batch.
     marketo = stack.sandbox("marketo", "--seed-people", "60", "--latency-ms", "150")
     salesforce = stack.sandbox("salesforce", "--seed-people", "40", "--latency-ms", "150")
@@ -240,7 +240,7 @@ def test_kill_9_mid_batch_neither_duplicates_nor_loses(stack):
     assert not dead_letters(stack, OUTBOUND_SALESFORCE_TASKS)
 
 
-def test_a_second_copy_joining_mid_stream_shares_the_work_without_duplicates(stack):
+def test_a_second_copy_joining_mid_stream_shares_the_work_without_duplicates(stack: Stack) -> None:
     marketo = stack.sandbox("marketo", "--seed-people", "60", "--latency-ms", "100")
     activities = [activity(n, lead=n % 60 + 1) for n in range(6000)]
     ends: dict[tuple[str, int], int] = {}
@@ -272,7 +272,7 @@ def test_a_second_copy_joining_mid_stream_shares_the_work_without_duplicates(sta
 
 
 @pytest.mark.parametrize("vendor", ["marketo", "salesforce"])
-def test_only_the_records_that_refuse_a_whole_call_reach_the_dlq(stack, vendor):
+def test_only_the_records_that_refuse_a_whole_call_reach_the_dlq(stack: Stack, vendor: str) -> None:
     n, positions = 600, sorted(random.Random(5).sample(range(600), 5))
     url = stack.sandbox(vendor, "--seed-people", "60")
     if vendor == "marketo":

@@ -11,7 +11,7 @@ from actions_sync.store.ledger import ACCEPTED, PENDING, Accepted, Ledger
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
 
-def test_one_claim_wins_and_release_only_drops_its_own_rows(database_url):
+def test_one_claim_wins_and_release_only_drops_its_own_rows(database_url: str) -> None:
     with Store(database_url) as store:
         store.migrate()
         ledger = Ledger(store.engine)
@@ -23,7 +23,7 @@ def test_one_claim_wins_and_release_only_drops_its_own_rows(database_url):
         assert entries["a"].sent_at == NOW and entries["a"].state == PENDING
 
 
-def test_accepted_rows_record_marketos_id_and_survive_a_release(database_url):
+def test_accepted_rows_record_marketos_id_and_survive_a_release(database_url: str) -> None:
     with Store(database_url) as store:
         store.migrate()
         ledger = Ledger(store.engine)
@@ -35,7 +35,9 @@ def test_accepted_rows_record_marketos_id_and_survive_a_release(database_url):
         assert ledger.entries(["a"])["a"].state == ACCEPTED
 
 
-def test_accepted_rows_older_than_the_retention_are_pruned_and_pending_ones_never(database_url):
+def test_accepted_rows_older_than_the_retention_are_pruned_and_pending_ones_never(
+    database_url: str
+) -> None:
     with Store(database_url) as store:
         store.migrate()
         ledger = Ledger(store.engine)
@@ -46,7 +48,7 @@ def test_accepted_rows_older_than_the_retention_are_pruned_and_pending_ones_neve
         assert set(ledger.entries(["old", "new", "unsure"])) == {"new", "unsure"}
 
 
-def test_the_marketo_sink_prunes_its_ledger_hourly(database_url):
+def test_the_marketo_sink_prunes_its_ledger_hourly(database_url: str) -> None:
     import asyncio
 
     from connectors.marketo.sink import ActivitySink, Timing

@@ -158,7 +158,7 @@ def eventually(check: Callable[[], bool], what: str, timeout_s: float = 60.0) ->
         time.sleep(0.25)
 
 
-def test_an_actions_unsubscribe_opts_out_lead_and_contact_once(stack):
+def test_an_actions_unsubscribe_opts_out_lead_and_contact_once(stack: Stack) -> None:
     people(stack, person(1), person(2), person(4, sfdc_lead_id=None))
     start(stack)
     send_unsubscribes(stack, unsubscribe(1, 1), unsubscribe(2, 2), unsubscribe(4, 4),
@@ -198,7 +198,7 @@ def test_an_actions_unsubscribe_opts_out_lead_and_contact_once(stack):
         assert not read_topic(stack.bootstrap, dlq_topic(topic), idle_s=0.5), topic
 
 
-def test_a_custom_field_and_sync_off_then_on_catches_up_both_ways(stack):
+def test_a_custom_field_and_sync_off_then_on_catches_up_both_ways(stack: Stack) -> None:
     set_value(stack.settings, "unsubscribe_field", CUSTOM)
     set_value(stack.settings, "unsubscribe_sync", "false")
     people(stack, person(6), person(7))
@@ -226,7 +226,7 @@ def test_a_custom_field_and_sync_off_then_on_catches_up_both_ways(stack):
         assert not list(conn.execute(select(held_optouts)))
 
 
-def test_salesforce_opt_outs_reach_actions_as_salesforce_sync(stack):
+def test_salesforce_opt_outs_reach_actions_as_salesforce_sync(stack: Stack) -> None:
     # (15-character ids in the store: tests/integration/test_store.py.) Person 9 arrives
     # later.
     people(stack, person(1), person(2), person(3))
@@ -269,7 +269,7 @@ def reconcile(stack: Stack, *args: str) -> list[str]:
     return done.stdout.splitlines()
 
 
-def test_reconciliation_fixes_drift_both_ways_and_resumes(stack):
+def test_reconciliation_fixes_drift_both_ways_and_resumes(stack: Stack) -> None:
     # Pages of 2 rows: the walk follows nextRecordsUrl.
     stack.salesforce_url = stack.sandbox("salesforce", "--seed-people", "10",
                                          "--set", "query_page_size=2")
@@ -326,7 +326,7 @@ def test_reconciliation_fixes_drift_both_ways_and_resumes(stack):
                                 " to Salesforce, 1 held (no person), 0 refused"]
 
 
-def test_kill_9_of_the_agent_mid_stream_loses_nothing(stack):
+def test_kill_9_of_the_agent_mid_stream_loses_nothing(stack: Stack) -> None:
     stack.salesforce_url = stack.sandbox("salesforce", "--seed-people", "300")
     population = list(generate(300, 7))
     people(stack, *(person_change(p["marketo_id"], 0, sfdc_lead_id=p["sfdc_lead_id"],

@@ -34,8 +34,8 @@ from app.stack import Stack
 from sandboxes.population import generate
 
 pytest.importorskip("streams.unsubscribes", reason="the unsubscribe agent is not merged yet")
-from streams.rules.people import person_row  # noqa: E402
-from tests.factories import person_change  # noqa: E402
+from streams.rules.people import person_row
+from tests.factories import person_change
 
 pytestmark = pytest.mark.slow
 ALICE = ("alice-app", "alice-secret", "0050000000000ALICE")

@@ -31,14 +31,14 @@ def scenario(count: int = 400) -> list[dict[str, Any]]:
     return ActivityScenario(activities=count, seed=3).generate(PEOPLE)
 
 
-def test_activities_cover_every_type_for_the_given_people_only():
+def test_activities_cover_every_type_for_the_given_people_only() -> None:
     activities = scenario()
     assert {a["type"] for a in activities} == set(KINDS) == set(BY_SYMBOL)
     assert {a["marketo_id"] for a in activities} == set(PEOPLE)
     assert len({a["activity_id"] for a in activities}) == len(activities)
 
 
-def test_the_oracle_restates_s4_s7_s8():
+def test_the_oracle_restates_s4_s7_s8() -> None:
     by_type = {(a["type"], a["marketo_id"]): a for a in scenario()}
     email = by_type[("SEND_SALES_EMAIL", 6)]
     want = expect([email], PEOPLE, AdminSettings())[email["activity_id"]]
@@ -61,7 +61,7 @@ def test_the_oracle_restates_s4_s7_s8():
 @pytest.mark.parametrize("settings", [
     AdminSettings(), AdminSettings(salesforce_log_emails=False, salesforce_log_replies=False),
 ])
-def test_the_oracle_agrees_with_the_routing_rules(settings):
+def test_the_oracle_agrees_with_the_routing_rules(settings: AdminSettings) -> None:
     """Two independent statements of the spec: where they differ, one of them is wrong."""
     for activity in scenario():
         want = expect([activity], PEOPLE, settings)[activity["activity_id"]]
@@ -89,14 +89,14 @@ def held(activities: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[d
     return marketo, tasks
 
 
-def test_what_was_delivered_right_reconciles():
+def test_what_was_delivered_right_reconciles() -> None:
     activities = scenario()
     report = reconcile_activities(expect(activities, PEOPLE, AdminSettings()), *held(activities))
     assert report.ok and report.held_marketo == report.expected_marketo == 400
     assert report.duplicates == 0 and report.held_tasks == report.expected_tasks > 0
 
 
-def test_duplicates_losses_and_wrong_tasks_are_each_reported():
+def test_duplicates_losses_and_wrong_tasks_are_each_reported() -> None:
     activities = scenario()
     marketo, tasks = held(activities)
     opened = next(a for a in activities if a["type"] == "OPEN_SALES_EMAIL")

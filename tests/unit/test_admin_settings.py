@@ -10,7 +10,7 @@ from actions_sync.errors import ConfigError
 from actions_sync.topics import SETTINGS
 
 
-def test_defaults_cover_every_setting_of_s12():
+def test_defaults_cover_every_setting_of_s12() -> None:
     settings = AdminSettings()
     assert settings.people_sync is False  # nothing syncs until an admin initiates it
     assert settings.salesforce_log_emails and settings.salesforce_log_replies
@@ -34,7 +34,9 @@ def test_defaults_cover_every_setting_of_s12():
      "{{ call_outcome }} {{activity_subject}}"),
     ("salesforce_subject_template", "[Sales] {{activity_type}}", "[Sales] {{activity_type}}"),
 ])
-def test_text_values_are_parsed_and_validated(key, text, expected):
+def test_text_values_are_parsed_and_validated(
+    key: str, text: str, expected: bool | tuple[str] | tuple[str, str] | str
+) -> None:
     settings = AdminSettings().with_value(key, parse_value(key, text))
     assert getattr(settings, key) == expected
 
@@ -49,13 +51,15 @@ def test_text_values_are_parsed_and_validated(key, text, expected):
     ("salesforce_subject_template", "", "at least 1"),
     ("unsubscribe_objects", "[" * 100_000, "nested too deeply"),
 ])
-def test_bad_keys_and_values_are_one_line_config_errors(key, text, names):
+def test_bad_keys_and_values_are_one_line_config_errors(
+    key: str, text: str, names: str
+) -> None:
     with pytest.raises(ConfigError) as err:
         AdminSettings().with_value(key, parse_value(key, text))
     assert names in str(err.value) and "\n" not in str(err.value)
 
 
-def test_every_key_is_settable_from_its_shown_value():
+def test_every_key_is_settable_from_its_shown_value() -> None:
     dumped = AdminSettings().model_dump(mode="json")
     for key in KEYS:
         text = dumped[key] if isinstance(dumped[key], str) else str(dumped[key]).lower()
@@ -64,14 +68,14 @@ def test_every_key_is_settable_from_its_shown_value():
         assert AdminSettings().with_value(key, parse_value(key, text)) == AdminSettings()
 
 
-def test_stored_values_no_longer_valid_fall_back_to_defaults():
+def test_stored_values_no_longer_valid_fall_back_to_defaults() -> None:
     settings = from_stored({"salesforce_log_calls": False, "retired_key": 1,
                             "unsubscribe_field": "not valid"})
     assert settings.salesforce_log_calls is False
     assert settings.unsubscribe_field == "HasOptedOutOfEmail"
 
 
-def test_snapshot_round_trips_and_names_the_design_topic():
+def test_snapshot_round_trips_and_names_the_design_topic() -> None:
     snapshot = Versioned(AdminSettings(salesforce_log_emails=False), 7)
     assert decode(encode(snapshot)) == snapshot
     assert SETTINGS_TOPIC == SETTINGS

@@ -102,7 +102,7 @@ def values_of(schema: Any) -> st.SearchStrategy[Any]:
 
 
 @pytest.mark.parametrize("record", schemas.RECORDS)
-def test_records_of_primitives_compile_and_the_rest_is_left_to_fastavro(record):
+def test_records_of_primitives_compile_and_the_rest_is_left_to_fastavro(record: str) -> None:
     parsed = schemas.parsed(record)
     assert (compile_reader(parsed) is not None) == (record in COMPILED)
     assert (compile_writer(parsed) is not None) == (record in COMPILED)
@@ -111,7 +111,9 @@ def test_records_of_primitives_compile_and_the_rest_is_left_to_fastavro(record):
 @pytest.mark.parametrize("record", COMPILED)
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
-def test_a_generated_record_reads_the_same_as_with_fastavro(record, data):
+def test_a_generated_record_reads_the_same_as_with_fastavro(
+    record: str, data: st.DataObject
+) -> None:
     value = data.draw(values_of(schemas.parsed(record)))
     fast, reference = readers(record)
     wire = encode(record, value)
@@ -120,7 +122,9 @@ def test_a_generated_record_reads_the_same_as_with_fastavro(record, data):
 
 @settings(max_examples=400, deadline=None)
 @given(body=st.binary(max_size=400), keep=st.integers(0, 400))
-def test_corrupt_bytes_are_undecodable_or_read_as_fastavro_reads_them(body, keep):
+def test_corrupt_bytes_are_undecodable_or_read_as_fastavro_reads_them(
+    body: bytes, keep: int
+) -> None:
     valid = encode("PersonChange", person_change(7, 3))[5:]
     wire = frame(1, valid[:keep] + body)  # a valid prefix, then anything
     fast, reference = readers("PersonChange")
@@ -145,7 +149,7 @@ HOSTILE = st.lists(st.one_of(st.binary(max_size=24), st.binary(min_size=1, max_s
 @pytest.mark.parametrize("record", COMPILED)
 @settings(max_examples=150, deadline=timedelta(seconds=2))  # per input: ~1 ms when bounded
 @given(body=HOSTILE)
-def test_random_bytes_read_as_fastavro_reads_them_or_are_refused(record, body):
+def test_random_bytes_read_as_fastavro_reads_them_or_are_refused(record: str, body: bytes) -> None:
     """The compiled reader against fastavro on arbitrary bodies: the same record, or both
     refuse; the compiled reader refuses alone only what is out of range (an index fastavro
     wraps around, a varint past the Avro spec's 10 bytes / 64 bits, which fastavro wraps
@@ -164,7 +168,7 @@ def test_random_bytes_read_as_fastavro_reads_them_or_are_refused(record, body):
         assert "out of range" in str(exc)
 
 
-def test_a_varint_that_never_ends_is_refused_at_once():
+def test_a_varint_that_never_ends_is_refused_at_once() -> None:
     """2 MB of 0xff where a long is read: ~3 minutes of CPU before the varint was bounded
     (issue 10); refused after 10 bytes now. The bound here is generous (the figure is
     microseconds; bench/avro_hostile.py compares with fastavro)."""
@@ -181,7 +185,7 @@ def test_a_varint_that_never_ends_is_refused_at_once():
     (b"\xfe\xff\xff\xff\xff\xff\xff\xff\xff\x01", 2**63 - 1),  # the largest long: 10 bytes
     (b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", -2**63),
 ])
-def test_the_extreme_longs_still_read(varint, value):
+def test_the_extreme_longs_still_read(varint: bytes, value: int) -> None:
     from actions_sync.avro.reader import _long
 
     assert _long(varint, 0) == (value, 10)
@@ -189,14 +193,14 @@ def test_the_extreme_longs_still_read(varint, value):
 
 
 @pytest.mark.parametrize("varint", [b"\xff" * 10 + b"\x01", b"\xff" * 9 + b"\x02"])
-def test_a_varint_past_64_bits_is_refused(varint):
+def test_a_varint_past_64_bits_is_refused(varint: bytes) -> None:
     from actions_sync.avro.reader import _long
 
     with pytest.raises(ValueError, match="out of range for an Avro long"):
         _long(varint, 0)
 
 
-def test_logical_types_come_out_as_python_objects():
+def test_logical_types_come_out_as_python_objects() -> None:
     fast, _ = readers("PersonChange")
     change = person_change(5, 0, changed_at=datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC))
     got = fast(encode("PersonChange", change))
@@ -211,25 +215,25 @@ def test_logical_types_come_out_as_python_objects():
 
 
 @pytest.mark.parametrize("wire", [None, b"", b"\x00\x00\x00", b"\x01\x00\x00\x00\x01abc"])
-def test_bytes_that_are_not_confluent_framing_are_undecodable(wire):
+def test_bytes_that_are_not_confluent_framing_are_undecodable(wire: bytes | None) -> None:
     fast, _ = readers("PersonChange")
     with pytest.raises(UndecodableRecord, match="magic byte"):
         fast(wire)
 
 
-def test_an_unknown_schema_id_is_undecodable():
+def test_an_unknown_schema_id_is_undecodable() -> None:
     fast, _ = readers("PersonChange")
     with pytest.raises(UndecodableRecord, match="no schema 9"):
         fast(encode("PersonChange", person_change(), schema_id=9))
 
 
-def test_bytes_left_after_the_record_are_undecodable():
+def test_bytes_left_after_the_record_are_undecodable() -> None:
     fast, _ = readers("PersonChange")
     with pytest.raises(UndecodableRecord, match="1 bytes left"):
         fast(encode("PersonChange", person_change()) + b"\x00")
 
 
-def test_another_writer_schema_is_resolved_by_fastavro():
+def test_another_writer_schema_is_resolved_by_fastavro() -> None:
     older = json.loads(schemas.schema_text("PersonChange"))
     older["fields"] = [f for f in older["fields"] if f["name"] != "sfdc_opportunity_id"]
     writer = fastavro.parse_schema(older)
@@ -248,7 +252,7 @@ def test_another_writer_schema_is_resolved_by_fastavro():
 @pytest.mark.parametrize("record", COMPILED)
 @settings(max_examples=200, deadline=None)
 @given(data=st.data())
-def test_a_generated_record_writes_fastavros_bytes(record, data):
+def test_a_generated_record_writes_fastavros_bytes(record: str, data: st.DataObject) -> None:
     value = data.draw(values_of(schemas.parsed(record)))
     assert compiled_body(record, value) == body(record, value)
 
@@ -289,7 +293,9 @@ def fastavro_bytes(record: str, value: dict[str, Any]) -> bytes | None:
 @pytest.mark.parametrize("record", COMPILED)
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
-def test_a_value_fastavro_rejects_raises_and_any_other_writes_fastavros_bytes(record, data):
+def test_a_value_fastavro_rejects_raises_and_any_other_writes_fastavros_bytes(
+    record: str, data: st.DataObject
+) -> None:
     value = data.draw(values_of(schemas.parsed(record)))
     value[data.draw(st.sampled_from(sorted(value)))] = data.draw(ODD_VALUES)
     expected = fastavro_bytes(record, value)
@@ -300,7 +306,7 @@ def test_a_value_fastavro_rejects_raises_and_any_other_writes_fastavros_bytes(re
         assert compiled_body(record, value) == expected
 
 
-def test_a_symbol_equal_to_a_value_but_hashed_apart_is_written_as_fastavro_writes_it():
+def test_a_symbol_equal_to_a_value_but_hashed_apart_is_written_as_fastavro_writes_it() -> None:
     task = {"task_id": "t", "marketo_id": 1, "subject": Text("s"), "status": Text("COMPLETE"),
             "priority": "HIGH", "due_date": None,
             "details": None, "deleted": False, "changed_at": 0}
@@ -321,7 +327,7 @@ def test_a_symbol_equal_to_a_value_but_hashed_apart_is_written_as_fastavro_write
     ("occurred_at", date(2026, 3, 1), "is not an integer"),
     ("occurred_at", "2026-03-01T00:00:00Z", "is not an integer"),
 ])
-def test_an_invalid_value_raises_instead_of_writing(field, value, error):
+def test_an_invalid_value_raises_instead_of_writing(field: str, value: object, error: str) -> None:
     unsubscribe = {"event_id": str(uuid.uuid4()), "marketo_id": 42, "email": "a@example.com",
                    "occurred_at": datetime(2026, 3, 1, tzinfo=UTC), "source": "BOUNCE",
                    "deleted": False}
@@ -338,25 +344,27 @@ def test_an_invalid_value_raises_instead_of_writing(field, value, error):
     ("email_subject", ("string", "Hi"), "is not a string"),  # union tuple notation: unsupported
     ("email_subject", "\ud800", "surrogates not allowed"),
 ])
-def test_a_value_matching_no_branch_of_an_optional_field_raises(field, value, error):
+def test_a_value_matching_no_branch_of_an_optional_field_raises(
+    field: str, value: Any, error: str
+) -> None:
     with pytest.raises((TypeError, ValueError), match=error):
         compiled_body("SalesActivity", sales_activity(**{field: value}))
 
 
 @given(st.integers(-(2**63), 2**63 - 1))
-def test_a_long_on_its_own_is_written_as_fastavro_writes_it(value):
+def test_a_long_on_its_own_is_written_as_fastavro_writes_it(value: int) -> None:
     out = io.BytesIO()
     fastavro.schemaless_writer(out, "long", value)
     assert long_bytes(value) == out.getvalue()
 
 
 @pytest.mark.parametrize("value", [2**63, -(2**63) - 1])
-def test_a_long_out_of_range_raises(value):
+def test_a_long_out_of_range_raises(value: int) -> None:
     with pytest.raises(ValueError, match="out of range"):
         long_bytes(value, "marketo_id")
 
 
-def test_a_missing_field_takes_its_default_or_none_and_a_required_one_raises():
+def test_a_missing_field_takes_its_default_or_none_and_a_required_one_raises() -> None:
     change = {"event_id": str(uuid.uuid4()), "marketo_id": 1,
               "changed_at": datetime(2026, 3, 1, tzinfo=UTC), "unknown_key": "ignored"}
     assert compiled_body("PersonChange", change) == body("PersonChange", change)
@@ -372,7 +380,7 @@ class _Defaulting(dict[str, Any]):
         return "never written"
 
 
-def test_any_mapping_is_a_record_and_anything_else_is_not():
+def test_any_mapping_is_a_record_and_anything_else_is_not() -> None:
     change = person_change(3)
     del change["first_name"]  # read as None, as fastavro reads it, not "never written"
     assert compiled_body("PersonChange", _Defaulting(change)) == body("PersonChange", change)
@@ -388,7 +396,9 @@ def test_any_mapping_is_a_record_and_anything_else_is_not():
     person_change(2**40, changed_at=datetime(1969, 7, 20, 20, 17, 40, 5000, tzinfo=UTC),
                   first_name="Zoë " * 40, deleted=True),
 ])
-def test_a_record_round_trips_through_serializer_and_both_deserializers(value):
+def test_a_record_round_trips_through_serializer_and_both_deserializers(
+    value: dict[str, Any]
+) -> None:
     registry: Any = FakeRegistry()
     data = Serializer(registry, "people", "PersonChange")(value)
     fast, reference = readers("PersonChange")
@@ -402,7 +412,9 @@ def test_a_record_round_trips_through_serializer_and_both_deserializers(value):
                             "activity_date": datetime(2026, 3, 1, tzinfo=UTC),
                             "primary_attribute_value": "Hi", "attributes": {"k": None}}),
 ])
-def test_the_serializer_frames_fastavros_body_with_the_registered_schema_id(record, value):
+def test_the_serializer_frames_fastavros_body_with_the_registered_schema_id(
+    record: str, value: dict[str, Any]
+) -> None:
     registry: Any = FakeRegistry(next_id=0x01020304)
     data = Serializer(registry, "topic", record)(value)
     assert data[:5] == b"\x00\x01\x02\x03\x04"  # magic byte, then the id big-endian

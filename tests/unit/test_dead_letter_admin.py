@@ -22,13 +22,13 @@ LETTER = {"key": "42", "error.class": "RuleViolation", "error.message": "key is 
     ("2026-12-01T10:00:00Z", datetime(2026, 12, 1, 10, 0, tzinfo=UTC)),
     ("2026-12-01T11:00:00+01:00", datetime(2026, 12, 1, 10, 0, tzinfo=UTC)),
 ])
-def test_since_takes_an_age_or_an_iso_time(text, expected):
+def test_since_takes_an_age_or_an_iso_time(text: str, expected: datetime) -> None:
     assert parse_since(text, now=NOW) == expected
 
 
 @pytest.mark.parametrize("text", ["yesterday", "10 minutes", "-1h", ""])
-def test_a_bad_since_is_a_one_line_config_error(text):
-    with pytest.raises(ConfigError, match="ISO 8601 time .* or an age"):
+def test_a_bad_since_is_a_one_line_config_error(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"ISO 8601 time .* or an age"):
         parse_since(text, now=NOW)
 
 
@@ -43,5 +43,7 @@ def test_a_bad_since_is_a_one_line_config_error(text):
     (Selection(since=datetime(2026, 12, 2, 7, 31, tzinfo=UTC)), False),
     (Selection(reason="rule", key="41"), False),
 ])
-def test_a_selection_takes_letters_by_reason_key_and_time(selection, taken):
+def test_a_selection_takes_letters_by_reason_key_and_time(
+    selection: Selection, taken: bool
+) -> None:
     assert selection(LETTER) is taken

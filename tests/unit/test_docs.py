@@ -27,7 +27,7 @@ def relative_links(path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("path", markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
-def test_every_relative_link_resolves(path):
+def test_every_relative_link_resolves(path: Path) -> None:
     targets = {link: (path.parent / link.split("#", 1)[0]).resolve()
                for link in relative_links(path)}
     broken = [link for link, target in targets.items() if not target.exists()]
@@ -35,14 +35,14 @@ def test_every_relative_link_resolves(path):
     assert (broken, outside) == ([], [])
 
 
-def test_docs_cover_the_product_the_contract_the_runbook_and_the_architecture():
+def test_docs_cover_the_product_the_contract_the_runbook_and_the_architecture() -> None:
     docs = {p.name for p in (ROOT / "docs").glob("*.md")}
     assert {"product.md", "contract.md", "runbook.md", "architecture.md"} <= docs
     product = (ROOT / "docs" / "product.md").read_text()
     assert all(f"| S{n} |" in product for n in range(1, 13))
 
 
-def test_every_alert_has_a_runbook_entry():
+def test_every_alert_has_a_runbook_entry() -> None:
     alerts = re.findall(r"- alert: (\w+)", (ROOT / "deploy/prometheus/alerts.yml").read_text())
     runbook = (ROOT / "docs" / "runbook.md").read_text()
     assert alerts and [a for a in alerts if f"`{a}`" not in runbook] == []

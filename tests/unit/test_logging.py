@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterator
 
 import pytest
 import structlog
@@ -17,7 +18,7 @@ SECRET = "s3cret-of-the-test"
 
 
 @pytest.fixture
-def logs(capsys):
+def logs(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], str]]:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     yield lambda: capsys.readouterr().err
@@ -32,7 +33,7 @@ def fail(token: str) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["console", "json"])
-def test_a_traceback_shows_no_locals_and_no_secret(logs, fmt):
+def test_a_traceback_shows_no_locals_and_no_secret(logs: Callable[[], str], fmt: str) -> None:
     configure_logging("info", fmt, secrets=[SECRET])
     try:
         fail(SECRET)
@@ -45,7 +46,7 @@ def test_a_traceback_shows_no_locals_and_no_secret(logs, fmt):
         assert json.loads(out)["exception"].startswith("Traceback")
 
 
-def test_structlog_events_are_scrubbed_too(logs):
+def test_structlog_events_are_scrubbed_too(logs: Callable[[], str]) -> None:
     configure_logging("info", "console", secrets=[SECRET])
     structlog.get_logger("test").info("calling", url=f"https://x/?client_secret={SECRET}",
                                       note=f"header Bearer {SECRET}", api_key=SECRET)
@@ -61,11 +62,11 @@ def test_structlog_events_are_scrubbed_too(logs):
     (f"value {SECRET}!", "value ***!"),
     ("short ones like 'abc' are left alone", "short ones like 'abc' are left alone"),
 ])
-def test_scrubber_masks_secrets_and_secret_shaped_text(line, scrubbed):
+def test_scrubber_masks_secrets_and_secret_shaped_text(line: str, scrubbed: str) -> None:
     assert scrubber([SECRET, "abc"])(line) == scrubbed
 
 
-def test_every_secret_setting_is_masked():
+def test_every_secret_setting_is_masked() -> None:
     settings = Settings(admin_token=SecretStr("admin-tok"),
                         marketo_client_secret=SecretStr("mkto-sec"))
     assert {"admin-tok", "mkto-sec", "sandbox-secret"} <= set(secrets_of(settings))

@@ -57,7 +57,7 @@ def sent(publisher: Publisher) -> list[tuple[Any, ...]]:
     return publisher._producer.sent  # type: ignore[attr-defined, no-any-return]
 
 
-def test_records_encoded_ahead_are_sent_as_publish_sends_them(publisher):
+def test_records_encoded_ahead_are_sent_as_publish_sends_them(publisher: Publisher) -> None:
     changes = [person_change(n) for n in range(3)]
     publisher.publish("t", "PersonChange", [(str(c["marketo_id"]), c) for c in changes])
     serialize = publisher.serializer("t", "PersonChange")
@@ -67,28 +67,32 @@ def test_records_encoded_ahead_are_sent_as_publish_sends_them(publisher):
     assert serialize is publisher.serializer("t", "PersonChange")
 
 
-def test_a_full_queue_is_waited_out_in_order_with_the_headers(publisher):
+def test_a_full_queue_is_waited_out_in_order_with_the_headers(publisher: Publisher) -> None:
     publisher._producer.full = 2  # type: ignore[attr-defined]
-    headers = [("error", b"bad")]
+    headers: list[tuple[str, str | bytes | None]] = [("error", b"bad")]
     assert publisher.publish_raw("dlq", [(b"1", b"a"), (b"2", b"b")], headers) == 2
     assert sent(publisher) == [("dlq", b"1", b"a", headers), ("dlq", b"2", b"b", headers)]
     assert publisher._producer.polls == [0.05, 0.05]  # type: ignore[attr-defined]
 
 
-def test_delivery_reports_are_served_every_few_hundred_records_across_calls(publisher):
+def test_delivery_reports_are_served_every_few_hundred_records_across_calls(
+    publisher: Publisher
+) -> None:
     for _ in range(3):
         publisher.publish_raw("t", [(b"k", b"v")] * (POLL_EVERY // 2 + 1))
     assert publisher._producer.polls == [0]  # type: ignore[attr-defined]
 
 
-def test_progress_is_reported_by_thousands_then_the_rest(publisher):
+def test_progress_is_reported_by_thousands_then_the_rest(publisher: Publisher) -> None:
     seen: list[int] = []
     changes = [(str(n), person_change(n)) for n in range(2500)]
     assert publisher.publish("t", "PersonChange", changes, seen.append) == 2500
     assert seen == [1000, 1000, 500]
 
 
-def test_flush_waits_out_a_broker_that_does_not_answer_by_the_shared_policy(monkeypatch):
+def test_flush_waits_out_a_broker_that_does_not_answer_by_the_shared_policy(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(publish, "Producer", FakeProducer)
     sleeps: list[float] = []
     publisher = Publisher("unused:9092", Registry(), sleep=sleeps.append)  # type: ignore[arg-type]
@@ -97,7 +101,9 @@ def test_flush_waits_out_a_broker_that_does_not_answer_by_the_shared_policy(monk
     assert len(sleeps) == 2
 
 
-def test_a_failed_delivery_is_reported_by_one_flush_not_every_later_one(publisher):
+def test_a_failed_delivery_is_reported_by_one_flush_not_every_later_one(
+    publisher: Publisher
+) -> None:
     publisher._producer.errors = ["MSG_TIMED_OUT"]  # type: ignore[attr-defined]
     with pytest.raises(Retriable, match="1 records failed: MSG_TIMED_OUT"):
         publisher.flush()

@@ -10,6 +10,7 @@ import sys
 import time
 
 from app.process import spawn, stop, stop_all
+from tests.support.checks import present
 
 # A parent that spawns `sleep` from a thread that ends at once, prints its pid, and waits.
 PARENT = """
@@ -43,10 +44,10 @@ def command_of(guard: int) -> int:
     raise AssertionError(f"guard {guard} started nothing")
 
 
-def test_a_child_outlives_the_spawning_thread_and_dies_with_the_process():
+def test_a_child_outlives_the_spawning_thread_and_dies_with_the_process() -> None:
     parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True)
     try:
-        guard = int(parent.stdout.readline())
+        guard = int(present(parent.stdout).readline())
         command = command_of(guard)
         time.sleep(1.0)
         assert alive(guard) and alive(command)  # the thread that spawned them is gone
@@ -58,10 +59,10 @@ def test_a_child_outlives_the_spawning_thread_and_dies_with_the_process():
     finally:
         parent.kill()
         parent.wait()
-        parent.stdout.close()
+        present(parent.stdout).close()
 
 
-def test_stop_ends_the_command_and_reports_its_status():
+def test_stop_ends_the_command_and_reports_its_status() -> None:
     proc = spawn(["sleep", "300"])
     command = command_of(proc.pid)
     assert stop(proc) == -signal.SIGTERM
@@ -69,7 +70,7 @@ def test_stop_ends_the_command_and_reports_its_status():
     assert spawn([sys.executable, "-c", "raise SystemExit(3)"]).wait(30) == 3
 
 
-def test_a_killed_guard_takes_its_command_with_it():
+def test_a_killed_guard_takes_its_command_with_it() -> None:
     proc = spawn(["sleep", "300"])
     command = command_of(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)

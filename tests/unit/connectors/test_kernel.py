@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -16,16 +18,18 @@ from connectors.ratelimit import Limiter, Pace, RollingWindow
 from connectors.resolution import Action, Resolution, ok
 from tests.fakes import FakeClock
 
+T = TypeVar("T")
 
-def run(coro):
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-def test_rolling_window_admits_at_most_n_calls_in_any_window():
+def test_rolling_window_admits_at_most_n_calls_in_any_window() -> None:
     clock = FakeClock()
     window = RollingWindow(calls=100, window_s=20, clock=clock, margin_s=0)
 
-    async def starts():
+    async def starts() -> list[float]:
         times = []
         for _ in range(250):
             await window.acquire()
@@ -37,11 +41,11 @@ def test_rolling_window_admits_at_most_n_calls_in_any_window():
     assert times[99] == 0 and times[100] == 20 and times[200] == 40
 
 
-def test_pace_spends_the_window_evenly_and_never_trips_it():
+def test_pace_spends_the_window_evenly_and_never_trips_it() -> None:
     clock = FakeClock()
     pace = Pace(calls=100, window_s=20, clock=clock)  # 0.25 s margin: every 0.2025 s
 
-    async def starts():
+    async def starts() -> list[float]:
         times = []
         for _ in range(250):
             await pace.wait()
@@ -54,7 +58,7 @@ def test_pace_spends_the_window_evenly_and_never_trips_it():
     assert all(sum(1 for t in times if s <= t < s + 20) <= 100 for s in times)
 
 
-def test_pace_says_how_long_until_the_next_call_may_start():
+def test_pace_says_how_long_until_the_next_call_may_start() -> None:
     clock = FakeClock()
     pace = Pace(calls=50, window_s=19.75, clock=clock)  # one call every 0.4 s
 
@@ -66,11 +70,11 @@ def test_pace_says_how_long_until_the_next_call_may_start():
     assert pace.due_in() == 0
 
 
-def test_pace_lets_unused_slots_be_used_late_within_the_window():
+def test_pace_lets_unused_slots_be_used_late_within_the_window() -> None:
     clock = FakeClock()
     pace = Pace(calls=100, window_s=19.75, clock=clock, burst=5)  # every 20 s / 96
 
-    async def starts(n):
+    async def starts(n: int) -> list[float]:
         times = []
         for _ in range(n):
             await pace.wait()
@@ -85,10 +89,10 @@ def test_pace_lets_unused_slots_be_used_late_within_the_window():
     assert all(sum(1 for t in times if s <= t < s + 20 - 1e-9) <= 100 for s in times)
 
 
-def test_limiter_caps_calls_in_flight():
+def test_limiter_caps_calls_in_flight() -> None:
     limiter, busy, peak = Limiter("test", max_in_flight=3), 0, 0
 
-    async def call():
+    async def call() -> None:
         nonlocal busy, peak
         async with limiter:
             busy += 1
@@ -96,17 +100,17 @@ def test_limiter_caps_calls_in_flight():
             await asyncio.sleep(0.01)
             busy -= 1
 
-    async def many():
+    async def many() -> None:
         await asyncio.gather(*(call() for _ in range(20)))
 
     run(many())
     assert peak == 3
 
 
-def test_token_is_fetched_once_for_concurrent_callers():
+def test_token_is_fetched_once_for_concurrent_callers() -> None:
     calls = 0
 
-    async def fetch():
+    async def fetch() -> tuple[str, float]:
         nonlocal calls
         calls += 1
         await asyncio.sleep(0.01)
@@ -114,21 +118,21 @@ def test_token_is_fetched_once_for_concurrent_callers():
 
     cache = TokenCache(fetch)
 
-    async def many():
+    async def many() -> list[str]:
         return await asyncio.gather(*(cache.get() for _ in range(10)))
 
     assert run(many()) == ["t1"] * 10 and calls == 1
 
 
-def test_token_is_refreshed_ahead_of_expiry_and_once_per_invalidation():
+def test_token_is_refreshed_ahead_of_expiry_and_once_per_invalidation() -> None:
     clock, tokens = FakeClock(), iter(["a", "b", "c"])
 
-    async def fetch():
+    async def fetch() -> tuple[str, float]:
         return next(tokens), 3600.0
 
     cache = TokenCache(fetch, clock, refresh_ahead_s=60)
 
-    async def scenario():
+    async def scenario() -> tuple[str, str, str]:
         first = await cache.get()
         clock.t = 3550  # within the refresh-ahead window
         second = await cache.get()
@@ -139,16 +143,16 @@ def test_token_is_refreshed_ahead_of_expiry_and_once_per_invalidation():
     assert run(scenario()) == ("a", "b", "c")
 
 
-def test_same_token_returned_early_is_kept_until_it_expires():
-    clock, fetched = FakeClock(), []
+def test_same_token_returned_early_is_kept_until_it_expires() -> None:
+    clock, fetched = FakeClock(), list[float]()
 
-    async def fetch():
+    async def fetch() -> tuple[str, float]:
         fetched.append(clock.t)
         return "same", 3600.0 - clock.t
 
     cache = TokenCache(fetch, clock, refresh_ahead_s=60)
 
-    async def scenario():
+    async def scenario() -> str:
         await cache.get()
         clock.t = 3560
         await cache.get()  # refresh: same token, 40 s left
@@ -165,8 +169,10 @@ def classify(response: httpx.Response) -> Resolution:
     return ok() if code is None else Resolution(table[code], code, retry_after=5.0)
 
 
-def client(answers, clock=None, auth=None):
-    seen = []
+def client(
+    answers: list[dict[str, Any]], clock: FakeClock | None = None, auth: TokenCache | None = None
+) -> tuple[ApiClient, list[str | None]]:
+    seen: list[str | None] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request.headers.get("authorization"))
@@ -178,7 +184,7 @@ def client(answers, clock=None, auth=None):
     return api, seen
 
 
-def test_transient_errors_are_retried_with_backoff_until_success():
+def test_transient_errors_are_retried_with_backoff_until_success() -> None:
     clock = FakeClock()
     api, seen = client([{"code": "retry"}, {"code": "slow"}, {}], clock)
     response = run(api.request("GET", "/x", "x"))
@@ -187,10 +193,10 @@ def test_transient_errors_are_retried_with_backoff_until_success():
     run(api.aclose())
 
 
-def test_expired_token_is_refreshed_and_the_call_replayed_once():
+def test_expired_token_is_refreshed_and_the_call_replayed_once() -> None:
     tokens = iter(["old", "new"])
 
-    async def fetch():
+    async def fetch() -> tuple[str, float]:
         return next(tokens), 3600.0
 
     api, seen = client([{"code": "expired"}, {}], auth=TokenCache(fetch))
@@ -201,7 +207,9 @@ def test_expired_token_is_refreshed_and_the_call_replayed_once():
 
 @pytest.mark.parametrize(("code", "error"), [("quota", QuotaExhausted), ("bad", Rejected),
                                              ("denied", ApiFatal)])
-def test_non_retryable_answers_raise_what_the_caller_must_do(code, error):
+def test_non_retryable_answers_raise_what_the_caller_must_do(
+    code: str, error: type[Exception]
+) -> None:
     api, seen = client([{"code": code}, {}])
     with pytest.raises(error):
         run(api.request("GET", "/x", "x"))
@@ -209,7 +217,7 @@ def test_non_retryable_answers_raise_what_the_caller_must_do(code, error):
     run(api.aclose())
 
 
-def test_retries_stop_after_max_attempts():
+def test_retries_stop_after_max_attempts() -> None:
     api, seen = client([{"code": "retry"}] * 4)
     with pytest.raises(Retriable):
         run(api.request("GET", "/x", "x"))

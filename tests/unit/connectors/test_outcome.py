@@ -50,7 +50,7 @@ def kinds(outcomes: list[Outcome]) -> dict[Kind, list[int]]:
     return found
 
 
-def test_one_bad_record_is_found_and_the_others_are_delivered():
+def test_one_bad_record_is_found_and_the_others_are_delivered() -> None:
     api = Api(bad={137})
     outcomes = deliver(api)
     assert kinds(outcomes) == {Kind.ACCEPTED: [i for i in range(300) if i != 137],
@@ -59,20 +59,20 @@ def test_one_bad_record_is_found_and_the_others_are_delivered():
     assert len(api.calls) <= 1 + 2 * 9  # ~2 log2(300) more calls
 
 
-def test_a_refusal_of_the_call_rejects_every_record_without_splitting():
+def test_a_refusal_of_the_call_rejects_every_record_without_splitting() -> None:
     api = Api(bad=set(range(300)), code="609", scope=Scope.CALL)
     outcomes = deliver(api)
     assert kinds(outcomes) == {Kind.REJECTED: list(range(300))}
     assert len(api.calls) == 1
 
 
-def test_bad_records_in_both_halves_are_each_found_and_the_others_delivered():
+def test_bad_records_in_both_halves_are_each_found_and_the_others_delivered() -> None:
     api = Api(bad={0, 299})
     assert kinds(deliver(api)) == {Kind.ACCEPTED: list(range(1, 299)), Kind.REJECTED: [0, 299]}
     assert len(api.calls) <= 1 + 2 * 2 * 9
 
 
-def test_splitting_stops_at_the_batch_cap_and_retries_the_rest_later():
+def test_splitting_stops_at_the_batch_cap_and_retries_the_rest_later() -> None:
     api = Api(bad=set(range(300)))  # record-scoped, yet every record refused
     outcomes = deliver(api)
     assert len(api.calls) == 1 + SPLIT_CALLS_MAX
@@ -81,20 +81,20 @@ def test_splitting_stops_at_the_batch_cap_and_retries_the_rest_later():
     assert all(outcomes[i].counted for i in found[Kind.RETRY])  # bounded by record attempts
 
 
-def test_the_cap_holds_for_all_the_calls_of_a_batch():
+def test_the_cap_holds_for_all_the_calls_of_a_batch() -> None:
     api = Api(bad={i * 7 for i in range(40)})
     outcomes = asyncio.run(fan_out(list(range(280)), 70, api.send, split_calls=20))
     assert len(api.calls) == 4 + 20
     assert {i for i, o in enumerate(outcomes) if o.kind is Kind.REJECTED} <= api.bad
 
 
-def test_too_large_a_request_is_split_until_it_fits():
+def test_too_large_a_request_is_split_until_it_fits() -> None:
     api = Api(largest=70)
     assert kinds(deliver(api)) == {Kind.ACCEPTED: list(range(300))}
     assert max(len(c) for c in api.calls if len(c) <= 70) <= 70
 
 
-def test_a_transient_failure_while_splitting_retries_only_that_half():
+def test_a_transient_failure_while_splitting_retries_only_that_half() -> None:
     outcomes = deliver(Api(bad={10}, flaky={200}))
     found = kinds(outcomes)
     assert found[Kind.REJECTED] == [10]
@@ -102,7 +102,7 @@ def test_a_transient_failure_while_splitting_retries_only_that_half():
     assert not any(outcomes[i].counted for i in found[Kind.RETRY])  # the call failed
 
 
-def test_a_fatal_answer_still_stops_the_batch():
+def test_a_fatal_answer_still_stops_the_batch() -> None:
     async def send(chunk: Sequence[int]) -> list[Outcome]:
         if len(chunk) < 300:
             raise ApiFatal("401 from identity")
@@ -115,7 +115,9 @@ def test_a_fatal_answer_still_stops_the_batch():
 @settings(max_examples=60, deadline=None)
 @given(items=st.integers(1, 120), size=st.integers(1, 50),
        bad=st.sets(st.integers(0, 119), max_size=3))
-def test_every_good_record_is_delivered_and_only_bad_ones_rejected(items, size, bad):
+def test_every_good_record_is_delivered_and_only_bad_ones_rejected(
+    items: int, size: int, bad: set[int]
+) -> None:
     bad = {b for b in bad if b < items}
     api = Api(bad=bad)
     outcomes = asyncio.run(fan_out(list(range(items)), size, api.send))

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pytest
 from confluent_kafka import TopicPartition
 from prometheus_client import REGISTRY
 
@@ -153,7 +154,8 @@ def run_until(runner: SinkRunner, done: Callable[[], bool], timeout_s: float = 1
     async def go() -> None:
         task = asyncio.create_task(runner.run())
         deadline = time.monotonic() + timeout_s
-        while not done() and time.monotonic() < deadline and not task.done():
+        # `done` reads the fakes' state: a test's condition, not an event the runner sets
+        while not done() and time.monotonic() < deadline and not task.done():  # noqa: ASYNC110
             await asyncio.sleep(0.005)
         runner.stop.set()
         await task
@@ -164,7 +166,7 @@ def records(partition: int, count: int, start: int = 0) -> list[dict[str, int]]:
     return [{"n": partition * 1000 + i} for i in range(start, start + count)]
 
 
-def test_offsets_are_committed_once_every_record_is_accepted_or_dead_lettered():
+def test_offsets_are_committed_once_every_record_is_accepted_or_dead_lettered() -> None:
     consumer = Consumer({0: records(0, 120), 1: [*records(1, 5), "garbage", *records(1, 5, 6)]})
     dead = DeadLetters()
     bad = {3, 1004}
@@ -177,7 +179,7 @@ def test_offsets_are_committed_once_every_record_is_accepted_or_dead_lettered():
     assert reasons == [("decode", "5"), ("deliver", "3"), ("deliver", "4")]
 
 
-def test_retried_records_are_delivered_again_and_dead_lettered_after_their_attempts():
+def test_retried_records_are_delivered_again_and_dead_lettered_after_their_attempts() -> None:
     consumer = Consumer({0: records(0, 10)})
     dead = DeadLetters()
 
@@ -194,7 +196,7 @@ def test_retried_records_are_delivered_again_and_dead_lettered_after_their_attem
     assert destination.tries[7] == 3 and destination.tries[0] == 3 and destination.tries[1] == 2
 
 
-def test_a_call_that_fails_as_a_whole_is_retried_without_counting_attempts():
+def test_a_call_that_fails_as_a_whole_is_retried_without_counting_attempts() -> None:
     consumer = Consumer({0: records(0, 4)})
     calls = 0
 
@@ -214,7 +216,7 @@ def test_a_call_that_fails_as_a_whole_is_retried_without_counting_attempts():
     assert consumer.commits == {0: 4} and not dead.letters and calls >= 8
 
 
-def test_a_used_up_quota_stops_fetching_until_it_is_back_and_keeps_polling():
+def test_a_used_up_quota_stops_fetching_until_it_is_back_and_keeps_polling() -> None:
     consumer = Consumer({0: records(0, 3), 1: records(1, 3)})
     quota_until = time.monotonic() + 0.3
 
@@ -231,7 +233,7 @@ def test_a_used_up_quota_stops_fetching_until_it_is_back_and_keeps_polling():
     assert max(destination.tries.values()) == 2  # one try, one after the pause: no spinning
 
 
-def test_a_partition_revoked_mid_batch_is_abandoned_and_never_committed():
+def test_a_partition_revoked_mid_batch_is_abandoned_and_never_committed() -> None:
     consumer = Consumer({0: records(0, 5), 1: records(1, 5)})
 
     def script(record: dict[str, Any], n: int) -> Outcome:
@@ -250,7 +252,7 @@ def test_a_partition_revoked_mid_batch_is_abandoned_and_never_committed():
     assert lag is None  # the new owner reports it; this worker's stale 7 is gone
 
 
-def test_stopping_mid_batch_leaves_it_uncommitted():
+def test_stopping_mid_batch_leaves_it_uncommitted() -> None:
     consumer = Consumer({0: records(0, 5)})
     destination = Destination(lambda _r, _n: retry(Retriable("HTTP 503")))
     runner = runner_for(consumer, destination, DeadLetters(), record_attempts=1000)
@@ -258,11 +260,16 @@ def test_stopping_mid_batch_leaves_it_uncommitted():
     assert consumer.commits == {}
 
 
-def test_a_batch_gathers_as_long_as_the_destination_asks():
+def test_a_batch_gathers_as_long_as_the_destination_asks(monkeypatch: pytest.MonkeyPatch) -> None:
     consumer = Consumer({0: records(0, 10)})
     timeouts: list[float] = []
     consume = consumer.consume
-    consumer.consume = lambda n, timeout: (timeouts.append(timeout), consume(n, timeout))[1]  # type: ignore[method-assign]
+
+    def timed(n: int, timeout: float) -> list[Message]:
+        timeouts.append(timeout)
+        return consume(n, timeout)
+
+    monkeypatch.setattr(consumer, "consume", timed)
     asked = iter([0.3, 0.0])
     runner = runner_for(consumer, Destination(), DeadLetters(), batch_within_s=0.01,
                         gather_s=lambda: next(asked, 0.0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -29,7 +30,7 @@ DEFAULTS = AdminSettings()
 ALL_TYPES = [t.symbol for t in ACTIVITY_TYPES]
 
 
-def person(**fields):
+def person(**fields: Any) -> dict[str, Any]:
     row = {k: v for k, v in person_change(42, **fields).items() if k not in ("event_id",
                                                                            "deleted")}
     return {**row, "removed_at": None}
@@ -43,13 +44,13 @@ LEAD = person(sfdc_contact_id=None, sfdc_lead_id="00QL", sfdc_account_id="001A",
 
 # -- S7: Marketo ------------------------------------------------------------------------------
 
-def test_every_glossary_attribute_has_a_value_rule():
+def test_every_glossary_attribute_has_a_value_rule() -> None:
     names = {a.api_name for t in ACTIVITY_TYPES for a in (t.primary_attribute, *t.attributes)}
     assert names <= set(VALUES)
 
 
 @pytest.mark.parametrize("type_", ALL_TYPES)
-def test_every_activity_logs_to_marketo_as_its_custom_type(type_):
+def test_every_activity_logs_to_marketo_as_its_custom_type(type_: str) -> None:
     activity = sales_activity(type_)
     out = marketo_activity(activity, CONTACT)
     declared = BY_SYMBOL[type_].attribute_names()
@@ -66,13 +67,13 @@ def test_every_activity_logs_to_marketo_as_its_custom_type(type_):
 @pytest.mark.parametrize("type_", ["SEND_SALES_EMAIL", "OPEN_SALES_EMAIL",
                                    "CLICK_SALES_EMAIL", "REPLY_TO_SALES_EMAIL",
                                    "SALES_EMAIL_BOUNCED"])
-def test_email_subject_carries_the_unique_suffix(type_):
+def test_email_subject_carries_the_unique_suffix(type_: str) -> None:
     activity = sales_activity(type_, email_subject="My Subject Line")
     out = marketo_activity(activity, CONTACT)
     assert out["primary_attribute_value"] == f"My Subject Line (SIA-{activity['activity_id']})"
 
 
-def test_a_long_email_subject_is_cut_before_the_suffix():
+def test_a_long_email_subject_is_cut_before_the_suffix() -> None:
     activity = sales_activity("SEND_SALES_EMAIL", email_subject="x" * 400)
     value = marketo_activity(activity, CONTACT)["primary_attribute_value"]
     assert len(value) == SUBJECT_MAX and value.endswith(f"(SIA-{activity['activity_id']})")
@@ -89,7 +90,9 @@ def test_a_long_email_subject_is_cut_before_the_suffix():
     ("RECEIVED_SALES_CALL", {"call_status": "no answer"}, "salesCallStatus", "no answer"),
     ("ADD_TO_SALES_CAMPAIGN", {"campaign_id": "c-9"}, "salesCampaignId", "c-9"),
 ])
-def test_attributes_come_from_the_activity_and_person(type_, fields, attribute, expected):
+def test_attributes_come_from_the_activity_and_person(
+    type_: str, fields: dict[str, Any], attribute: str, expected: str
+) -> None:
     out = marketo_activity(sales_activity(type_, **fields), CONTACT)
     assert out["attributes"][attribute] == expected
 
@@ -100,12 +103,14 @@ def test_attributes_come_from_the_activity_and_person(type_, fields, attribute, 
     ("ADD_TO_SALES_CAMPAIGN", {"campaign_name": "Q3 push"}, "Q3 push"),
     ("REMOVED_FROM_SALES_CAMPAIGN", {"campaign_name": None}, "Sales Campaign"),
 ])
-def test_primary_attribute_is_never_empty(type_, fields, primary):
+def test_primary_attribute_is_never_empty(
+    type_: str, fields: dict[str, str] | dict[str, None], primary: str
+) -> None:
     assert marketo_activity(sales_activity(type_, **fields), CONTACT)[
         "primary_attribute_value"] == primary
 
 
-def test_missing_values_are_left_out_not_sent_empty():
+def test_missing_values_are_left_out_not_sent_empty() -> None:
     out = marketo_activity(sales_activity("SEND_SALES_EMAIL", template_url=None,
                                           template_name=""), CONTACT)
     assert "salesTemplateUrl" not in out["attributes"]
@@ -121,7 +126,7 @@ LOGGED = {"SEND_SALES_EMAIL": ("Email", "Email", "salesforce_log_emails"),
 
 @pytest.mark.parametrize("type_", ALL_TYPES)
 @pytest.mark.parametrize("enabled", [True, False])
-def test_activities_log_to_salesforce_as_the_settings_allow(type_, enabled):
+def test_activities_log_to_salesforce_as_the_settings_allow(type_: str, enabled: bool) -> None:
     settings = AdminSettings(salesforce_log_emails=enabled, salesforce_log_replies=enabled,
                              salesforce_log_calls=enabled)
     task = salesforce_task(sales_activity(type_), CONTACT, settings)
@@ -129,7 +134,7 @@ def test_activities_log_to_salesforce_as_the_settings_allow(type_, enabled):
 
 
 @pytest.mark.parametrize(("type_", "off"), [(t, s) for t, (_, _, s) in LOGGED.items()])
-def test_each_switch_turns_off_only_its_own_kind(type_, off):
+def test_each_switch_turns_off_only_its_own_kind(type_: str, off: str) -> None:
     settings = AdminSettings(**{off: False})
     for other, (_, _, switch) in LOGGED.items():
         task = salesforce_task(sales_activity(other), CONTACT, settings)
@@ -137,7 +142,7 @@ def test_each_switch_turns_off_only_its_own_kind(type_, off):
 
 
 @pytest.mark.parametrize(("type_", "expected"), list(LOGGED.items()))
-def test_task_fields(type_, expected):
+def test_task_fields(type_: str, expected: tuple[str, str, str]) -> None:
     activity = sales_activity(type_)
     task = salesforce_task(activity, CONTACT, DEFAULTS)
     assert task is not None
@@ -151,7 +156,7 @@ def test_task_fields(type_, expected):
     assert all(v is not None for v in fields.values())
 
 
-def test_a_call_task_carries_duration_and_outcome():
+def test_a_call_task_carries_duration_and_outcome() -> None:
     task = salesforce_task(sales_activity("RECEIVED_SALES_CALL", call_duration_seconds=93,
                                           call_outcome="Interested"), CONTACT, DEFAULTS)
     assert task is not None
@@ -171,7 +176,9 @@ def test_a_call_task_carries_duration_and_outcome():
      "00QL", None),
     ({"sfdc_lead_id": "00QL"}, "00QL", None),
 ])
-def test_task_goes_to_contact_else_lead_and_to_opportunity_else_account(ids, who, what):
+def test_task_goes_to_contact_else_lead_and_to_opportunity_else_account(
+    ids: dict[str, str], who: str, what: str | None
+) -> None:
     base = {"sfdc_contact_id": None, "sfdc_lead_id": None, "sfdc_account_id": None,
             "sfdc_opportunity_id": None}
     task = salesforce_task(sales_activity("SEND_SALES_EMAIL"), person(**{**base, **ids}),
@@ -181,7 +188,7 @@ def test_task_goes_to_contact_else_lead_and_to_opportunity_else_account(ids, who
     assert task["fields"].get("WhatId") == what
 
 
-def test_no_task_without_a_salesforce_id():
+def test_no_task_without_a_salesforce_id() -> None:
     nobody = person(sfdc_contact_id=None, sfdc_lead_id=None)
     result = route(sales_activity("SEND_SALES_EMAIL"), nobody, DEFAULTS)
     assert result.salesforce is None and result.not_logged == "no_salesforce_id"
@@ -203,31 +210,35 @@ def test_no_task_without_a_salesforce_id():
     ("a\n{{activity_subject}}\nb", {"email_subject": "x"}, "a x b"),
     ("{{sales_campaign_name}}", {"campaign_name": None}, "Email"),  # never an empty Subject
 ])
-def test_subject_template(template, fields, expected):
+def test_subject_template(
+    template: str,
+    fields: dict[str, str] | dict[str, str | int] | dict[str, str | None] | dict[str, None],
+    expected: str,
+) -> None:
     activity = sales_activity("SEND_SALES_EMAIL", **fields)
     assert task_subject(template, activity) == expected
 
 
-def test_call_subject_template_uses_call_fields():
+def test_call_subject_template_uses_call_fields() -> None:
     activity = sales_activity("RECEIVED_SALES_CALL", call_subject="Intro",
                               call_outcome="Busy", call_reason="Follow-up")
     template = "{{activity_type}}: {{activity_subject}} ({{call_outcome}}, {{call_reason}})"
     assert task_subject(template, activity) == "Call: Intro (Busy, Follow-up)"
 
 
-def test_subject_is_cut_to_255():
+def test_subject_is_cut_to_255() -> None:
     activity = sales_activity("SEND_SALES_EMAIL", email_subject="y" * 300)
     assert len(task_subject("{{activity_subject}}", activity)) == 255
 
 
 @pytest.mark.parametrize("template", ["{{activity_type}}: {{activity_subject}}", "custom"])
-def test_replies_always_log_as_reply_subject(template):
+def test_replies_always_log_as_reply_subject(template: str) -> None:
     activity = sales_activity("REPLY_TO_SALES_EMAIL", email_subject="Re: pricing\nsheet")
     assert task_subject(template, activity) == "Reply: Re: pricing sheet"
 
 
 @given(template=st.text(max_size=400), subject=st.text(max_size=400))
-def test_rendered_subjects_fit_salesforce(template, subject):
+def test_rendered_subjects_fit_salesforce(template: str, subject: str) -> None:
     rendered = render_subject(template, {"activity_subject": subject})
     assert len(rendered) <= 255
     assert len(rendered.splitlines()) <= 1
@@ -235,12 +246,12 @@ def test_rendered_subjects_fit_salesforce(template, subject):
 
 # -- removed people and the topic contract ---------------------------------------------------------
 
-def test_activity_before_removal_still_routes():
+def test_activity_before_removal_still_routes() -> None:
     removed = {**CONTACT, "removed_at": T0 + timedelta(hours=1)}
     assert route(sales_activity("SEND_SALES_EMAIL"), removed, DEFAULTS).salesforce is not None
 
 
-def test_activity_after_removal_is_person_not_synced():
+def test_activity_after_removal_is_person_not_synced() -> None:
     removed = {**CONTACT, "removed_at": T0 - timedelta(hours=1)}
     with pytest.raises(PersonNotSynced, match="person_not_synced"):
         route(sales_activity("SEND_SALES_EMAIL"), removed, DEFAULTS)
@@ -258,11 +269,13 @@ READ_AT = T0 + timedelta(days=1)  # these activities are read a day after they h
     (b"42", {"email_subject": "x" * 2_000_000}, "email_subject is 2000000 characters"),
     (b"42", {"link": "https://example.com/" + "x" * 236}, "link is 256 characters"),
 ])
-def test_contract_violations_are_rejected(key, fields, reason):
+def test_contract_violations_are_rejected(
+    key: bytes | None, fields: dict[str, Any], reason: str
+) -> None:
     with pytest.raises(RuleViolation, match=reason):
         check(key, sales_activity("SEND_SALES_EMAIL", **fields), READ_AT)
 
 
-def test_a_good_activity_passes_the_check():
+def test_a_good_activity_passes_the_check() -> None:
     check(b"42", sales_activity("SEND_SALES_EMAIL", activity_id=str(uuid.uuid4()),
                                 email_subject="x" * 255, occurred_at=READ_AT), READ_AT)

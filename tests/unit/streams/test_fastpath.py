@@ -6,10 +6,12 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
 import pytest
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
+from faust.transport.drivers.aiokafka import Transport as AIOKafkaTransport
 from faust.types import TP
 
 from actions_sync.errors import ConfigError
@@ -65,25 +67,25 @@ def with_consumer(test: Callable[[fastpath.BatchConsumer], Any],
     asyncio.run(main())
 
 
-def test_this_faust_has_what_the_fast_path_relies_on():
+def test_this_faust_has_what_the_fast_path_relies_on() -> None:
     fastpath.check_faust()
 
 
-def test_an_unverified_faust_version_fails_at_start(monkeypatch):
+def test_an_unverified_faust_version_fails_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(faust, "__version__", "0.16.0")
-    with pytest.raises(ConfigError, match="0.16.0 is not one streams.fastpath was verified"):
+    with pytest.raises(ConfigError, match=r"0\.16\.0 is not one streams\.fastpath was verified"):
         fastpath.check_faust()
 
 
-def test_an_unverified_aiokafka_version_fails_at_start(monkeypatch):
+def test_an_unverified_aiokafka_version_fails_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
     import aiokafka
 
     monkeypatch.setattr(aiokafka, "__version__", "0.15.0")
-    with pytest.raises(ConfigError, match="aiokafka 0.15.0 is not one streams.fastpath was"):
+    with pytest.raises(ConfigError, match=r"aiokafka 0\.15\.0 is not one streams\.fastpath was"):
         fastpath.check_faust()
 
 
-def test_a_changed_faust_internal_fails_at_start(monkeypatch):
+def test_a_changed_faust_internal_fails_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
     from faust.transport.consumer import Consumer
 
     async def _new_offset(self: Any, tp: Any, extra: int) -> None: ...
@@ -93,13 +95,13 @@ def test_a_changed_faust_internal_fails_at_start(monkeypatch):
         fastpath.check_faust()
 
 
-def test_subscribe_needs_the_batch_transport():
+def test_subscribe_needs_the_batch_transport() -> None:
     app = faust.App("t-plain", broker="kafka://127.0.0.1:9", web_enabled=False)
     with pytest.raises(ConfigError, match="install"):
         fastpath.subscribe(app, fastpath.BatchRoute(TOPIC, lambda r, p: None, 10))
 
 
-def test_fetched_records_go_to_the_pipeline_whole_as_raw_records():
+def test_fetched_records_go_to_the_pipeline_whole_as_raw_records() -> None:
     async def test(consumer: fastpath.BatchConsumer) -> None:
         records = {**fetched(TOPIC, 0, 5, 6, 7), **fetched(TOPIC, 1, 2)}
         await consumer._dispatch(records, None)
@@ -114,7 +116,7 @@ def test_fetched_records_go_to_the_pipeline_whole_as_raw_records():
     with_consumer(test)
 
 
-def test_records_already_in_hand_or_of_paused_partitions_are_not_taken():
+def test_records_already_in_hand_or_of_paused_partitions_are_not_taken() -> None:
     async def test(consumer: fastpath.BatchConsumer) -> None:
         pipeline = consumer._pipelines[TOPIC]
         await consumer._dispatch(fetched(TOPIC, 0, 5, 6), None)
@@ -126,7 +128,7 @@ def test_records_already_in_hand_or_of_paused_partitions_are_not_taken():
     with_consumer(test)
 
 
-def test_records_returned_while_the_flow_is_stopped_are_fetched_again_from_the_commits():
+def test_records_returned_while_the_flow_is_stopped_are_fetched_again_from_the_commits() -> None:
     async def test(consumer: fastpath.BatchConsumer) -> None:
         seeks: list[None] = []
 
@@ -144,7 +146,7 @@ def test_records_returned_while_the_flow_is_stopped_are_fetched_again_from_the_c
     with_consumer(test)
 
 
-def test_a_written_batch_makes_its_offsets_committable_and_only_then():
+def test_a_written_batch_makes_its_offsets_committable_and_only_then() -> None:
     async def test(consumer: fastpath.BatchConsumer) -> None:
         tp = TP(TOPIC, 3)
         assert consumer._new_offset(tp) is None
@@ -166,7 +168,7 @@ def test_a_written_batch_makes_its_offsets_committable_and_only_then():
     with_consumer(test)
 
 
-def test_other_topics_keep_fausts_per_message_path():
+def test_other_topics_keep_fausts_per_message_path() -> None:
     async def test(consumer: fastpath.BatchConsumer) -> None:
         seen: list[int] = []
 
@@ -181,13 +183,14 @@ def test_other_topics_keep_fausts_per_message_path():
 
 
 def test_a_revocation_settles_the_batch_in_flight_and_commits_it_before_faust_goes_on(
-        monkeypatch):
+        monkeypatch: pytest.MonkeyPatch) -> None:
     from faust.transport.consumer import Consumer
 
-    release, events = threading.Event(), []
+    release, started, events = threading.Event(), threading.Event(), []
 
     def write(records: Any, prepared: Any) -> None:
         events.append("write started")
+        started.set()
         assert release.wait(5)
         events.append("write returned")
 
@@ -200,11 +203,10 @@ def test_a_revocation_settles_the_batch_in_flight_and_commits_it_before_faust_go
         async def commit_now() -> None:
             events.append(f"commit {consumer._committable.get(TP(TOPIC, 0))}")
 
-        consumer._commit_now = commit_now  # type: ignore[method-assign]
+        monkeypatch.setattr(consumer, "_commit_now", commit_now)
         pipeline = consumer._pipelines[TOPIC]
         await consumer._dispatch(fetched(TOPIC, 0, 1, 2), None)
-        while "write started" not in events:
-            await asyncio.sleep(0.001)
+        assert await asyncio.to_thread(started.wait, 5)
         await consumer._dispatch(fetched(TOPIC, 0, 3, 4), None)  # pending
         revoking = asyncio.ensure_future(
             consumer.on_partitions_revoked({TP(TOPIC, 0), TP(TOPIC, 1)}))
@@ -220,15 +222,15 @@ def test_a_revocation_settles_the_batch_in_flight_and_commits_it_before_faust_go
     with_consumer(test, write)
 
 
-def test_the_aiokafka_consumer_fetches_with_the_configured_wait():
+def test_the_aiokafka_consumer_fetches_with_the_configured_wait() -> None:
     async def main() -> None:
         app = faust.App("t-fetch-wait", broker="kafka://127.0.0.1:9", web_enabled=False,
                         store="memory://")
         fastpath.install(app, fetch_max_wait_ms=40)
-        consumer = app.consumer
+        consumer = cast(AIOKafkaConsumer, app.consumer)  # typed as faust's ConsumerT
         thread = consumer._thread
         try:
-            made = thread._create_worker_consumer(app.transport)
+            made = thread._create_worker_consumer(cast(AIOKafkaTransport, app.transport))
             assert made._fetch_max_wait_ms == 40  # not faust's fixed 1500
             await made.stop()
         finally:

@@ -26,7 +26,7 @@ def stage() -> ProcessStage:
     return ProcessStage("test", set_prefix, ("set up once: ",), work)
 
 
-def test_work_runs_in_a_helper_process_set_up_once():
+def test_work_runs_in_a_helper_process_set_up_once() -> None:
     helper = stage()
     try:
         (first, pid), (second, same) = helper("a"), helper("b")
@@ -36,7 +36,7 @@ def test_work_runs_in_a_helper_process_set_up_once():
     assert pid == same != os.getpid()
 
 
-def test_a_dead_helper_fails_the_call_retriably_and_is_replaced():
+def test_a_dead_helper_fails_the_call_retriably_and_is_replaced() -> None:
     helper = stage()
     try:
         _, pid = helper("a")

@@ -6,8 +6,10 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
@@ -39,7 +41,7 @@ class Store:
         self.most_at_once = 0
         self._lock = threading.Lock()
 
-    def write(self, records: list[RawRecord], prepared: list[RawRecord]) -> None:
+    def write(self, records: Sequence[RawRecord], prepared: Any) -> None:
         assert prepared is records or prepared == records
         with self._lock:
             self.running += 1
@@ -59,7 +61,7 @@ class Store:
 def run(scenario: Callable[[BatchPipeline, Store, list[Batch]], Awaitable[None]],
         size: int = 4, failures: int = 0,
         prepare: Callable[[Any], Any] | None = None) -> tuple[Store, list[Batch]]:
-    store, acked = Store(failures), []
+    store, acked = Store(failures), list[Batch]()
 
     async def main() -> None:
         pipeline = BatchPipeline("test", store.write, size, acked.append, prepare=prepare,
@@ -76,11 +78,12 @@ def run(scenario: Callable[[BatchPipeline, Store, list[Batch]], Awaitable[None]]
 
 
 async def until(condition: Callable[[], bool]) -> None:
-    while not condition():
+    """Wait for a test's condition over the fakes' state (no event of the pipeline's)."""
+    while not condition():  # noqa: ASYNC110
         await asyncio.sleep(0.001)
 
 
-def test_batches_are_written_whole_in_order_and_acknowledged_after_the_write():
+def test_batches_are_written_whole_in_order_and_acknowledged_after_the_write() -> None:
     async def scenario(pipeline: BatchPipeline, store: Store, acked: list[Batch]) -> None:
         store.release.clear()
         pipeline.add(("t", 0), records(0, 0, 3))
@@ -99,7 +102,7 @@ def test_batches_are_written_whole_in_order_and_acknowledged_after_the_write():
                                        {("t", 0): 6}]
 
 
-def test_a_failing_write_is_retried_until_it_succeeds_and_acknowledged_once():
+def test_a_failing_write_is_retried_until_it_succeeds_and_acknowledged_once() -> None:
     async def scenario(pipeline: BatchPipeline, store: Store, acked: list[Batch]) -> None:
         pipeline.add(("t", 0), records(0, 0, 2))
         await until(lambda: bool(acked))
@@ -109,7 +112,7 @@ def test_a_failing_write_is_retried_until_it_succeeds_and_acknowledged_once():
     assert store.written == [[(0, 0), (0, 1)]] and len(acked) == 1
 
 
-def test_writes_never_overlap_and_the_next_batch_is_prepared_meanwhile():
+def test_writes_never_overlap_and_the_next_batch_is_prepared_meanwhile() -> None:
     prepared: list[int] = []
 
     def prepare(batch: list[RawRecord]) -> list[RawRecord]:
@@ -129,7 +132,7 @@ def test_writes_never_overlap_and_the_next_batch_is_prepared_meanwhile():
     assert store.most_at_once == 1
 
 
-def test_fetching_waits_while_a_full_batch_is_pending():
+def test_fetching_waits_while_a_full_batch_is_pending() -> None:
     async def scenario(pipeline: BatchPipeline, store: Store, acked: list[Batch]) -> None:
         store.release.clear()
         pipeline.add(("t", 0), records(0, 0, 4))
@@ -147,7 +150,7 @@ def test_fetching_waits_while_a_full_batch_is_pending():
     run(scenario)
 
 
-def test_settling_finishes_the_write_in_flight_and_drops_what_was_not_written():
+def test_settling_finishes_the_write_in_flight_and_drops_what_was_not_written() -> None:
     async def scenario(pipeline: BatchPipeline, store: Store, acked: list[Batch]) -> None:
         store.release.clear()
         pipeline.add(("t", 0), records(0, 0, 4))
@@ -167,7 +170,7 @@ def test_settling_finishes_the_write_in_flight_and_drops_what_was_not_written():
     assert [b.ends for b in acked] == [{("t", 0): 4}]
 
 
-def test_settling_abandons_a_failing_batch_unacknowledged():
+def test_settling_abandons_a_failing_batch_unacknowledged() -> None:
     async def scenario(pipeline: BatchPipeline, store: Store, acked: list[Batch]) -> None:
         pipeline.add(("t", 0), records(0, 0, 2))
         await asyncio.to_thread(store.started.wait, 5)
@@ -180,7 +183,7 @@ def test_settling_abandons_a_failing_batch_unacknowledged():
     assert acked == [] and store.written == []
 
 
-def test_dropping_partitions_keeps_the_others():
+def test_dropping_partitions_keeps_the_others() -> None:
     async def scenario(pipeline: BatchPipeline, store: Store, acked: list[Batch]) -> None:
         store.release.clear()
         pipeline.add(("t", 0), records(0, 0, 4))
@@ -201,7 +204,7 @@ class Poisoned:
     """A stage that refuses any batch holding one of `bad` (a bug, a row the store
     refuses), or fails `outage` times first as a store outage does."""
 
-    def __init__(self, bad: set[int] = frozenset(), outage: int = 0) -> None:
+    def __init__(self, bad: AbstractSet[int] = frozenset(), outage: int = 0) -> None:
         self.bad, self.outage = bad, outage
         self.written: list[int] = []
         self.calls = 0
@@ -245,8 +248,9 @@ def retries(stage: str) -> float:
 
 @settings(max_examples=40, deadline=None)
 @given(count=st.integers(1, 64), bad=st.sets(st.integers(0, 63), min_size=1, max_size=4))
-def test_a_poison_record_is_dead_lettered_after_bounded_attempts_and_the_rest_written(count,
-                                                                                      bad):
+def test_a_poison_record_is_dead_lettered_after_bounded_attempts_and_the_rest_written(
+    count: int, bad: set[int]
+) -> None:
     bad = {b for b in bad if b < count} or {count - 1}
     write = Poisoned(bad)
     dead, acked = poisoned(write, count)
@@ -258,7 +262,7 @@ def test_a_poison_record_is_dead_lettered_after_bounded_attempts_and_the_rest_wr
     assert write.calls <= 3 + len(bad) * (2 * max(1, (count - 1).bit_length()) + 2)
 
 
-def test_a_record_its_preparation_fails_on_is_dead_lettered_with_that_stage():
+def test_a_record_its_preparation_fails_on_is_dead_lettered_with_that_stage() -> None:
     write = Poisoned()
     dead, _ = poisoned(write, 10, prepare=Poisoned({4}))
     assert [(d.header("source.offset"), d.header("error.stage")) for d in dead] == \
@@ -267,7 +271,9 @@ def test_a_record_its_preparation_fails_on_is_dead_lettered_with_that_stage():
     assert write.written == [o for o in range(10) if o != 4]
 
 
-def test_a_store_outage_is_retried_past_the_attempts_and_counted_and_logged(caplog):
+def test_a_store_outage_is_retried_past_the_attempts_and_counted_and_logged(
+    caplog: pytest.LogCaptureFixture
+) -> None:
     before = retries("write")
     write = Poisoned(outage=8)
     with caplog.at_level(logging.WARNING, logger="streams.pipeline"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -41,7 +42,9 @@ TABLE = [
 
 
 @pytest.mark.parametrize(("enabled", "held", "marketo", "expected"), TABLE)
-def test_decision_table(enabled, held, marketo, expected):
+def test_decision_table(
+    enabled: bool, held: bool, marketo: bool | None, expected: Decision
+) -> None:
     assert decide(enabled, held, marketo) == expected
 
 
@@ -51,23 +54,28 @@ def test_decision_table(enabled, held, marketo, expected):
     (True, False, True, BLOCKED_UNAVAILABLE),
     (True, False, False, None),  # ask Marketo
 ])
-def test_precheck_answers_without_a_call_or_asks_marketo(enabled, held, late, expected):
+def test_precheck_answers_without_a_call_or_asks_marketo(
+    enabled: bool, held: bool, late: bool, expected: Decision | None
+) -> None:
     assert precheck(enabled, held, late) == expected
 
 
 @given(st.booleans(), st.booleans(), st.sampled_from([None, False, True]))
-def test_never_allowed_unless_marketo_answered_or_the_check_is_off(enabled, held, marketo):
+def test_never_allowed_unless_marketo_answered_or_the_check_is_off(
+    enabled: bool, held: bool, marketo: bool | None
+) -> None:
     decision = decide(enabled, held, marketo)
     assert not decision.allowed or not enabled or (not held and marketo is False)
 
 
-def test_a_check_expires_at_its_deadline_from_requested_at():
+def test_a_check_expires_at_its_deadline_from_requested_at() -> None:
     assert not expired(T0, T0 + timedelta(seconds=1.999), 2.0)
     assert expired(T0, T0 + timedelta(seconds=2), 2.0)
 
 
-def test_any_lead_with_the_email_unsubscribed_blocks_the_email():
-    leads = [{"id": 1, "email": "Ann@Example.com ", "unsubscribed": False},
+def test_any_lead_with_the_email_unsubscribed_blocks_the_email() -> None:
+    leads: list[dict[str, Any]] = [
+             {"id": 1, "email": "Ann@Example.com ", "unsubscribed": False},
              {"id": 2, "email": "ann@example.com", "unsubscribed": True},
              {"id": 3, "email": "bob@example.com", "unsubscribed": False},
              {"id": 4, "email": None, "unsubscribed": True}]

@@ -20,15 +20,17 @@ DAY = datetime(2026, 12, 2, tzinfo=UTC)
     (DAY + timedelta(hours=3), DAY + timedelta(hours=2, minutes=5), False),  # done today
     (DAY + timedelta(hours=1), DAY - timedelta(hours=22), False),  # not yet today
 ])
-def test_due_once_a_day_after_its_time(now, finished, want):
+def test_due_once_a_day_after_its_time(
+    now: datetime, finished: datetime | None, want: bool
+) -> None:
     assert due("02:00", now, finished) is want
 
 
-def test_off_is_never_due():
+def test_off_is_never_due() -> None:
     assert due("off", DAY + timedelta(hours=23), None) is False
 
 
-def test_nightly_by_default_and_validated():
+def test_nightly_by_default_and_validated() -> None:
     assert AdminSettings().unsubscribe_reconcile_at == "02:00"
     assert AdminSettings().with_value("unsubscribe_reconcile_at", "off")
     with pytest.raises(ConfigError, match="HH:MM"):
