@@ -9,6 +9,8 @@ import json
 import os
 import re
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -27,8 +29,12 @@ TOKEN = "page-t0ken-of-the-test"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
+Server = tuple[str, Store]  # the admin server's URL, its store
+Client = httpx.Client
+
+
 @pytest.fixture
-def server(tmp_path):
+def server(tmp_path: Path) -> Iterator[tuple[str, Store]]:
     settings = Settings(database_url=f"sqlite:///{tmp_path}/store.db", admin_token=SecretStr(TOKEN))
     with Store(settings.database_url) as store:
         store.migrate()
@@ -37,7 +43,7 @@ def server(tmp_path):
 
 
 @pytest.fixture
-def client():
+def client() -> Iterator[httpx.Client]:
     with httpx.Client(timeout=30) as opened:
         yield opened
 
@@ -62,7 +68,8 @@ def form(values: dict[str, object], csrf: str | None) -> dict[str, list[str]]:
     return fields
 
 
-def test_login_sets_a_strict_http_only_session_cookie_and_a_wrong_token_is_refused(server):
+def test_login_sets_a_strict_http_only_session_cookie_and_a_wrong_token_is_refused(
+        server: Server) -> None:
     url, _ = server
     with httpx.Client(base_url=url, timeout=30) as client:
         assert 'name="token"' in client.get("/ui/").text
@@ -77,7 +84,8 @@ def test_login_sets_a_strict_http_only_session_cookie_and_a_wrong_token_is_refus
         assert client.get("/favicon.ico").status_code == 404  # not a 401 in every page view
 
 
-def test_a_change_is_audited_and_a_bad_value_is_shown_beside_its_field(server, client):
+def test_a_change_is_audited_and_a_bad_value_is_shown_beside_its_field(
+        server: Server, client: Client) -> None:
     url, store = server
     client, csrf = logged_in(client, url)
     saved = client.post("/ui/settings", data=form({"salesforce_log_calls": False}, csrf))
@@ -100,7 +108,9 @@ def test_a_change_is_audited_and_a_bad_value_is_shown_beside_its_field(server, c
 
 
 @pytest.mark.parametrize("csrf", [None, "forged"])
-def test_a_state_change_without_the_sessions_csrf_token_is_refused(server, client, csrf):
+def test_a_state_change_without_the_sessions_csrf_token_is_refused(
+    server: Server, client: Client, csrf: str | None
+) -> None:
     url, store = server
     client, _ = logged_in(client, url)
     refused = client.post("/ui/settings", data=form({"people_sync": True}, csrf))
@@ -109,7 +119,8 @@ def test_a_state_change_without_the_sessions_csrf_token_is_refused(server, clien
     assert stored.audit_log(store.engine) == []
 
 
-def test_the_preview_is_the_routers_subject_and_needs_a_session(server, client):
+def test_the_preview_is_the_routers_subject_and_needs_a_session(
+        server: Server, client: Client) -> None:
     url, _ = server
     client, _ = logged_in(client, url)
     shown = client.get(
@@ -122,7 +133,7 @@ def test_the_preview_is_the_routers_subject_and_needs_a_session(server, client):
     assert httpx.get(f"{url}/ui/preview?template=x", follow_redirects=False).status_code == 303
 
 
-def test_the_sampler_charts_rate_and_lag_per_flow(tmp_path):
+def test_the_sampler_charts_rate_and_lag_per_flow(tmp_path: Path) -> None:
     pages = {
         "http://a/metrics": "# TYPE actions_sync_events_in counter\n"
         'actions_sync_events_in_total{worker="activities",topic="t"} %s\n'
@@ -143,7 +154,7 @@ def test_the_sampler_charts_rate_and_lag_per_flow(tmp_path):
     assert svg.count("<polyline") == 2 and "now 20.0/s" in svg and "now 2" in svg
 
 
-def test_the_status_reads_group_lag_members_and_dlq_sizes_from_the_broker(kafka):
+def test_the_status_reads_group_lag_members_and_dlq_sizes_from_the_broker(kafka: str) -> None:
     """Committed offsets against end offsets, per group and partition, and the members,
     from the broker itself; a dead-letter topic's size."""
     from confluent_kafka import Consumer, Producer
@@ -167,7 +178,7 @@ def test_the_status_reads_group_lag_members_and_dlq_sizes_from_the_broker(kafka)
             msg = consumer.poll(0.5)
             if msg is not None and not msg.error():
                 seen += 1
-                consumer.commit(msg, asynchronous=False)
+                consumer.commit(message=msg, asynchronous=False)
         [group] = consumer_groups(kafka, "p")
         assert group.group == "p-router"
         if EXTERNAL_KAFKA or os.environ.get("ACTIONS_SYNC_TEST_BROKER") == "apache":

@@ -79,7 +79,7 @@ def in_marketo(stack: Stack, activity_id: str) -> bool:
 
 def task_ids(stack: Stack) -> set[str]:
     assert stack.salesforce_url
-    return {t.get("ActionsSync_Id__c") for t in salesforce_tasks(stack.salesforce_url)}
+    return {str(t.get("ActionsSync_Id__c")) for t in salesforce_tasks(stack.salesforce_url)}
 
 
 @pytest.fixture(scope="module")
@@ -188,8 +188,8 @@ def log_in(browser: Any, stack: Stack, token: str | None = None) -> None:
 
 
 def test_a_wrong_token_is_refused_and_the_right_one_opens_a_strict_session(
-    stack, browser, tmp_path
-):
+    stack: Stack, browser: Any, tmp_path: Path
+) -> None:
     log_in(browser, stack, token="not-the-token")
     assert "wrong token" in by_id(browser, "login-error").text
     assert browser.get_cookies() == []
@@ -209,7 +209,9 @@ def test_a_wrong_token_is_refused_and_the_right_one_opens_a_strict_session(
     shot(browser, tmp_path, "admin")
 
 
-def test_calls_turned_off_on_the_page_reach_marketo_and_not_salesforce(stack, browser, tmp_path):
+def test_calls_turned_off_on_the_page_reach_marketo_and_not_salesforce(
+    stack: Stack, browser: Any, tmp_path: Path
+) -> None:
     log_in(browser, stack)
     box = by_id(browser, "salesforce_log_calls")
     assert box.is_selected()
@@ -260,7 +262,9 @@ def test_calls_turned_off_on_the_page_reach_marketo_and_not_salesforce(stack, br
     assert call["activity_id"] not in task_ids(stack)
 
 
-def test_a_dead_letter_replays_from_the_page_after_its_cause_is_fixed(stack, browser, tmp_path):
+def test_a_dead_letter_replays_from_the_page_after_its_cause_is_fixed(
+    stack: Stack, browser: Any, tmp_path: Path
+) -> None:
     unknown = activity("SEND_SALES_EMAIL", LEAD)  # LEAD is not in the store yet
     registry = RegistryClient(stack.registry_url)
     publisher = Publisher(stack.bootstrap, registry)
@@ -310,7 +314,9 @@ def test_a_dead_letter_replays_from_the_page_after_its_cause_is_fixed(stack, bro
     )
 
 
-def test_a_change_without_the_csrf_token_is_refused(stack, browser, tmp_path):
+def test_a_change_without_the_csrf_token_is_refused(
+    stack: Stack, browser: Any, tmp_path: Path
+) -> None:
     log_in(browser, stack)
     by_id(browser, "settings-form")
     with Store(stack.settings.database_url) as store:

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.postgres
 PASSWORD = "p@ss:w/o?r#d%41 ;'\"x"  # every character a URL reserves, and a %-escape
 
 
-def test_a_password_with_url_reserved_characters_reaches_postgres():
+def test_a_password_with_url_reserved_characters_reaches_postgres() -> None:
     role = f"pw_{uuid.uuid4().hex[:8]}"
     with PostgresServer() as server:
         admin = create_engine(server.url)
@@ -48,7 +48,9 @@ def test_a_password_with_url_reserved_characters_reaches_postgres():
         engine.dispose()
 
 
-def test_the_password_replaces_one_in_the_url_and_is_refused_for_sqlite(monkeypatch):
+def test_the_password_replaces_one_in_the_url_and_is_refused_for_sqlite(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = Settings(
         database_url="postgresql+psycopg://actions:old@db:5432/actions", database_password=PASSWORD
     )

@@ -44,7 +44,7 @@ def leftovers(cwd: Path) -> list[str]:
     return sorted(str(p.relative_to(cwd)) for p in cwd.rglob("*") if p != cwd / "tmp")
 
 
-def test_demo_runs_every_flow_and_every_spec_row_agrees(tmp_path):
+def test_demo_runs_every_flow_and_every_spec_row_agrees(tmp_path: Path) -> None:
     result = run_demo("--people", "1500", "--activities", "300", cwd=tmp_path)
 
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
@@ -65,7 +65,7 @@ def test_demo_runs_every_flow_and_every_spec_row_agrees(tmp_path):
     assert leftovers(tmp_path) == []  # nothing in the working tree or the temp directory
 
 
-def test_flows_picks_a_subset_and_keep_keeps_the_run(tmp_path):
+def test_flows_picks_a_subset_and_keep_keeps_the_run(tmp_path: Path) -> None:
     result = run_demo("--people", "300", "--flows", "people", "--keep", cwd=tmp_path)
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -79,7 +79,7 @@ def test_flows_picks_a_subset_and_keep_keeps_the_run(tmp_path):
     assert not (tmp_path / "var").exists()
 
 
-def test_an_unknown_flow_is_refused_in_one_line(tmp_path):
+def test_an_unknown_flow_is_refused_in_one_line(tmp_path: Path) -> None:
     result = run_demo("--flows", "people,nope", cwd=tmp_path)
 
     assert result.returncode == 2

@@ -467,7 +467,7 @@ def seconds(duration: str) -> float:
     return int(parts.group(1) or 0) * 60 + int(parts.group(2) or 0)
 
 
-def test_no_secret_has_a_default():
+def test_no_secret_has_a_default() -> None:
     """`${POSTGRES_PASSWORD:-actions}` started a stack with a guessable password: every
     password is required (`${VAR:?message}`), none has a default."""
     text = COMPOSE.read_text()
@@ -478,13 +478,17 @@ def test_no_secret_has_a_default():
     assert set(REQUIRED) <= set(re.findall(r"\$\{(\w+):\?", text))
 
 
-def test_stateful_services_get_time_to_shut_down_cleanly(services):
+def test_stateful_services_get_time_to_shut_down_cleanly(
+    services: dict[str, dict[str, Any]]
+) -> None:
     for name in ("postgres", "kafka"):
         assert seconds(services[name].get("stop_grace_period", "10s")) >= 30, name
     assert seconds(services["people"]["stop_grace_period"]) >= 30  # commit and leave the group
 
 
-def test_every_service_has_cpu_and_memory_limits_and_rotated_logs(services):
+def test_every_service_has_cpu_and_memory_limits_and_rotated_logs(
+    services: dict[str, dict[str, Any]]
+) -> None:
     for name, service in services.items():
         limits = (service.get("deploy") or {}).get("resources", {}).get("limits", {})
         assert float(limits.get("cpus", 0)) > 0, f"{name}: no CPU limit"
@@ -495,17 +499,21 @@ def test_every_service_has_cpu_and_memory_limits_and_rotated_logs(services):
     assert services["people"]["deploy"]["replicas"] >= 2  # the merge kept the replicas
 
 
-def test_prometheus_has_no_unauthenticated_lifecycle_endpoint(services):
+def test_prometheus_has_no_unauthenticated_lifecycle_endpoint(
+    services: dict[str, dict[str, Any]]
+) -> None:
     assert "--web.enable-lifecycle" not in services["prometheus"]["command"]
 
 
-def test_compose_runs_the_kafka_version_of_the_test_tier(services):
+def test_compose_runs_the_kafka_version_of_the_test_tier(
+    services: dict[str, dict[str, Any]]
+) -> None:
     script = (ROOT / "scripts" / "apache-kafka").read_text()
     (tested,) = re.findall(r'^DEFAULT_KAFKA_VERSION = "([\d.]+)"', script, re.M)
     assert services["kafka"]["image"] == f"apache/kafka:{tested}"
 
 
-def test_alert_texts_name_todays_batch_size():
+def test_alert_texts_name_todays_batch_size() -> None:
     batch = Settings.model_fields["people_batch_size"].default
     text = (PROMETHEUS / "alerts.yml").read_text()
     assert f"batches of up to {batch} changes" in text
@@ -515,7 +523,9 @@ def test_alert_texts_name_todays_batch_size():
             assert f"> {2 * batch}" in rule["expr"]
 
 
-def test_expected_copies_in_the_alerts_are_the_compose_replicas(services):
+def test_expected_copies_in_the_alerts_are_the_compose_replicas(
+    services: dict[str, dict[str, Any]]
+) -> None:
     (rule,) = [r for r in alert_rules() if r.get("record") == "actions_sync:expected_copies"]
     expected = dict(re.findall(r'label_replace\(vector\((\d+)\), "service", "([\w-]+)"',
                                rule["expr"]))
@@ -526,7 +536,9 @@ def test_expected_copies_in_the_alerts_are_the_compose_replicas(services):
         name: services[name]["deploy"]["replicas"] for name in discovered}
 
 
-def test_prometheus_sends_alerts_to_the_compose_alertmanager(services):
+def test_prometheus_sends_alerts_to_the_compose_alertmanager(
+    services: dict[str, dict[str, Any]]
+) -> None:
     config = load_yaml(PROMETHEUS / "prometheus.yml")
     (target,) = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     host, port = target.split(":")
@@ -534,7 +546,9 @@ def test_prometheus_sends_alerts_to_the_compose_alertmanager(services):
     assert f"127.0.0.1:{port}:{port}" in services[host]["ports"]
 
 
-def test_alertmanager_posts_to_the_webhook_url_from_the_environment(services):
+def test_alertmanager_posts_to_the_webhook_url_from_the_environment(
+    services: dict[str, dict[str, Any]]
+) -> None:
     alertmanager = services["alertmanager"]
     flag = next(a for a in alertmanager["command"] if a.startswith("--config.file="))
     config_path = host_path(alertmanager, flag.split("=", 1)[1])
@@ -561,7 +575,7 @@ def amtool() -> str:
     pytest.skip(message)
 
 
-def test_amtool_accepts_the_alertmanager_config(amtool, tmp_path):
+def test_amtool_accepts_the_alertmanager_config(amtool: str, tmp_path: Path) -> None:
     config = (ALERTMANAGER / "alertmanager.yml").read_text()
     version = subprocess.run([amtool, "--version"], capture_output=True, text=True,
                              timeout=60).stdout + ""
@@ -581,7 +595,7 @@ def test_amtool_accepts_the_alertmanager_config(amtool, tmp_path):
     assert routed.stdout.split() == ["webhook"], routed.stdout + routed.stderr
 
 
-def test_the_image_installs_the_tested_versions():
+def test_the_image_installs_the_tested_versions() -> None:
     """constraints.txt pins every run-time dependency at the version the tests ran with
     (the fast path patches faust/aiokafka internals): regenerate with
     scripts/lock-constraints when this fails."""
@@ -610,7 +624,7 @@ sys.meta_path.insert(0, Absent())
 """
 
 
-def test_the_workers_run_without_the_sandboxes_and_the_embedded_broker():
+def test_the_workers_run_without_the_sandboxes_and_the_embedded_broker() -> None:
     """What the image lacks, nothing a worker, the migration or the CLI's operator
     commands imports needs."""
     modules = sorted({target.split(":")[0] for target, _ in WORKERS.values()})

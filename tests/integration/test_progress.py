@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,9 +21,10 @@ from actions_sync.progress import ProgressMonitor
 from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.topics import OUTBOUND_SALESFORCE_TASKS, PERSON_CHANGES, specs
-from app.stack import Stack, scrape_sum
+from app.stack import Stack, Worker, scrape_sum
 from tests.factories import person_change
 from tests.integration.test_people_end_to_end import publish
+from tests.support.checks import present
 from tests.support.postgres import PostgresServer
 
 PARTITIONS = 2
@@ -68,7 +70,7 @@ def gauge(name: str, worker: str, partition: int) -> float | None:
     )
 
 
-def test_lag_and_stall_come_from_the_group_committed_offsets(kafka):
+def test_lag_and_stall_come_from_the_group_committed_offsets(kafka: str) -> None:
     ensure_topics(kafka, specs((PERSON_CHANGES,), PARTITIONS))
     produce(kafka, 0, 5)
     produce(kafka, 1, 3)
@@ -114,7 +116,7 @@ def test_lag_and_stall_come_from_the_group_committed_offsets(kafka):
         monitor.close()
 
 
-def test_a_group_that_committed_nothing_lags_from_the_earliest_record(kafka):
+def test_a_group_that_committed_nothing_lags_from_the_earliest_record(kafka: str) -> None:
     ensure_topics(kafka, specs((PERSON_CHANGES,), PARTITIONS))
     produce(kafka, 1, 4)
     worker = f"w-{uuid.uuid4().hex[:6]}"
@@ -127,7 +129,7 @@ def test_a_group_that_committed_nothing_lags_from_the_earliest_record(kafka):
         monitor.close()
 
 
-def test_healthz_answers_what_the_health_function_says():
+def test_healthz_answers_what_the_health_function_says() -> None:
     problem: list[str] = []
     port = serve_metrics("127.0.0.1", 0, lambda: problem[0] if problem else None)
     base = f"http://127.0.0.1:{port}"
@@ -149,14 +151,14 @@ def pg() -> Iterator[PostgresServer]:
         yield server
 
 
-def wait_for(what: str, check, timeout_s: float = 120.0) -> None:
+def wait_for(what: str, check: Callable[[], object], timeout_s: float = 120.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.5)
 
 
-def healthz(worker) -> int:
+def healthz(worker: Worker) -> int:
     try:
         return httpx.get(worker.metrics_url.replace("/metrics", "/healthz"), timeout=5).status_code
     except httpx.TransportError:
@@ -164,7 +166,9 @@ def healthz(worker) -> int:
 
 
 @pytest.mark.slow
-def test_a_worker_stuck_on_a_store_outage_shows_lag_and_turns_unhealthy(kafka, registry, pg):
+def test_a_worker_stuck_on_a_store_outage_shows_lag_and_turns_unhealthy(
+    kafka: str, registry: str, pg: PostgresServer
+) -> None:
     """Caught up, then the store goes down: the people worker retries its batch without
     end, its own consumer lag stays 0, but the broker lag rises and /healthz answers 503
     (then 200 again once the store is back and the batch is committed)."""
@@ -217,13 +221,14 @@ def test_a_worker_stuck_on_a_store_outage_shows_lag_and_turns_unhealthy(kafka, r
             lambda: scrape_sum([worker.metrics_url], "actions_sync_broker_lag") == 0,
         )
     with Store(pg.url) as store:
-        assert all(store.person(i)["title"] == "during the outage" for i in range(1, 51))
+        assert all(present(store.person(i))["title"] == "during the outage"
+                   for i in range(1, 51))
 
 
 @pytest.mark.slow
 def test_a_sink_whose_api_answers_503_forever_shows_lag_and_turns_unhealthy(
-    kafka, registry, tmp_path
-):
+    kafka: str, registry: str, tmp_path: Path
+) -> None:
     """The Salesforce sink, caught up, then every data call answers 503
     SERVER_UNAVAILABLE: it retries the batch without end (a whole-call failure says
     nothing against the records); the broker lag rises and /healthz answers 503 until
