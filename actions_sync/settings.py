@@ -219,6 +219,11 @@ class Settings(BaseSettings):
         5.0, gt=0, le=3600, description="reminder agent: seconds between catch-ups (tasks "
         "stored while the sync was off)",
     )
+    # Sinks: calls of a record that failed as a whole (connectors/runner.py)
+    sink_call_attempts: int = Field(
+        0, ge=0, le=100_000, description="sinks: deliveries of a record whose API call failed "
+        "as a whole (5xx, timeouts) before it is dead-lettered; 0: retried until the API is back",
+    )
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod
