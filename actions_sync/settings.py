@@ -224,6 +224,11 @@ class Settings(BaseSettings):
         0, ge=0, le=100_000, description="sinks: deliveries of a record whose API call failed "
         "as a whole (5xx, timeouts) before it is dead-lettered; 0: retried until the API is back",
     )
+    # Activity router: its own batch (it ran on the people agent's)
+    router_batch_size: int | None = Field(
+        None, ge=1, le=100_000, description="activity router: activities per batch, at most "
+        "(unset: ACTIONS_SYNC_PEOPLE_BATCH_SIZE)",
+    )
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod
