@@ -120,7 +120,7 @@ def batch_agent(app: faust.App, topic: str, worker: str, handle: Handler, size: 
 
     @app.on_partitions_revoked.connect
     async def forget_revoked_lag(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
-        # Sent (with the revoked set) after the batches in flight were drained
+        # Sent (with the revoked set) after the batches in flight were finished
         # (streams.fastpath), so no late batch re-sets a revoked partition's lag.
         revoked: set[TP] = args[0]
         forget_lag(worker, ((tp.topic, tp.partition) for tp in revoked if tp.topic == topic))

@@ -8,6 +8,8 @@ without a ledger. A DELETE finds the Task ids by external id (one SOQL query per
 and deletes them; a Task that is already gone counts as deleted. Each record's result
 is classified by `classify.record_outcome`: retry (UNABLE_TO_LOCK_ROW ...) or
 dead-letter with the reason (REQUIRED_FIELD_MISSING, FIELD_CUSTOM_VALIDATION_EXCEPTION ...).
+Retries are the runner's (`connectors.runner`): the sinks' client makes one attempt per
+call (`client_from`).
 """
 
 from __future__ import annotations

@@ -180,7 +180,7 @@ def test_other_topics_keep_fausts_per_message_path():
     with_consumer(test)
 
 
-def test_a_revocation_drains_the_batch_in_flight_and_commits_it_before_faust_goes_on(
+def test_a_revocation_finishes_the_batch_in_flight_and_commits_it_before_faust_goes_on(
         monkeypatch):
     from faust.transport.consumer import Consumer
 
