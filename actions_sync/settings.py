@@ -251,6 +251,17 @@ class Settings(BaseSettings):
         "@ : / ? # % may occur); replaces a password in the URL",
     )
 
+    # Sinks: calls of a record that failed as a whole (connectors/runner.py)
+    sink_call_attempts: int = Field(
+        0, ge=0, le=100_000, description="sinks: deliveries of a record whose API call failed "
+        "as a whole (5xx, timeouts) before it is dead-lettered; 0: retried until the API is back",
+    )
+    # Activity router: its own batch (it ran on the people agent's)
+    router_batch_size: int | None = Field(
+        None, ge=1, le=100_000, description="activity router: activities per batch, at most "
+        "(unset: ACTIONS_SYNC_PEOPLE_BATCH_SIZE)",
+    )
+
     @field_validator("kafka_bootstrap_servers")
     @classmethod
     def _hosts_have_ports(cls, value: str | None) -> str | None:

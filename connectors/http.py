@@ -5,6 +5,12 @@ Every call goes: limiter (pace + in-flight cap) -> bearer token -> httpx -> the 
 once, retry with backoff and full jitter (`actions_sync.retry`), or raise an error named
 by what the caller must do (`QuotaExhausted`, `Rejected`, `ApiFatal`). Transports and the
 clock are injected so tests can swap them.
+
+Whether this client retries a transient answer is its owner's choice, made once when it
+is built (`max_attempts`): a sink's client makes one attempt (`ONE_ATTEMPT`), since the
+runner owns the retries of a delivery; a source's or a reader's client retries a call
+(`CALL_ATTEMPTS`), so that one failed page does not restart a whole poll. A refused token
+is refreshed and the call replayed once either way: the API did nothing with it.
 """
 
 from __future__ import annotations
@@ -25,14 +31,16 @@ from connectors.errors import ApiFatal, QuotaExhausted, Rejected
 from connectors.ratelimit import Limiter
 from connectors.resolution import Action, Resolution
 
-__all__ = ["ApiClient"]
+__all__ = ["CALL_ATTEMPTS", "ONE_ATTEMPT", "ApiClient"]
 
 Classify = Callable[[httpx.Response], Resolution]
 T = TypeVar("T")
+CALL_ATTEMPTS = 8  # a reader's client: attempts of one call (~30 s of backoff)
+ONE_ATTEMPT = 1  # a sink's client: the runner retries the delivery instead
 
 
 class ApiClient:
-    """An authenticated, paced, self-retrying client for one API."""
+    """An authenticated, paced client for one API, retrying a call `max_attempts` times."""
 
     def __init__(
         self,
@@ -43,7 +51,7 @@ class ApiClient:
         auth: TokenCache | None = None,
         backoff: Backoff | None = None,
         clock: Clock | None = None,
-        max_attempts: int = 8,
+        max_attempts: int = CALL_ATTEMPTS,
         timeout_s: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -57,7 +65,8 @@ class ApiClient:
         self.http = httpx.AsyncClient(base_url=base_url, timeout=timeout_s, transport=transport)
 
     async def request(self, method: str, url: str, endpoint: str, **kwargs: Any) -> httpx.Response:
-        """Send until the API accepts it; `endpoint` is the bounded metric label."""
+        """Send until the API accepts it, at most `max_attempts` times; `endpoint` is the
+        bounded metric label."""
 
         async def attempt() -> httpx.Response:
             return await self._attempt(method, url, endpoint, kwargs)

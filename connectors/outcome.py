@@ -5,6 +5,10 @@ A sink's `deliver(records)` answers one `Outcome` per record, in input order; th
 go to the dead-letter topic with their reason, and retry ones are delivered again after
 the shared backoff (or after `retry_after`, e.g. a rate limit). A retry outcome whose
 error is `QuotaExhausted` makes the runner stop fetching until the quota comes back.
+
+The runner is the one owner of a delivery's retries: nothing below it retries a sink's
+call (`fan_out` sends each call once, the sinks' API clients make one attempt). What a
+retry outcome `counts` against tells the runner which bound applies (`Counts`).
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from connectors.errors import QuotaExhausted, Rejected
 from connectors.resolution import Scope
 
 __all__ = [
-    "SPLIT_CALLS_MAX", "Kind", "Outcome", "accepted", "chunks", "fan_out", "rejected", "retry",
-    "skipped",
+    "SPLIT_CALLS_MAX", "Counts", "Kind", "Outcome", "accepted", "call_failed", "chunks",
+    "fan_out", "rejected", "retry", "skipped",
 ]
 
 T = TypeVar("T")
@@ -39,17 +43,32 @@ class Kind(Enum):
     RETRY = "retry"  # transient: deliver it again later
 
 
+class Counts(Enum):
+    """What a retry outcome counts against (the runner bounds each of a record's counts)."""
+
+    RECORD_ATTEMPT = "record_attempt"  # the API refused this record for now: `record_attempts`
+    FAILED_CALL = "failed_call"  # its call failed as a whole (the API is down, 5xx, a
+    # timeout), which says nothing of the record: `call_attempts`
+    NOTHING = "nothing"  # no call failed: the API asked to wait (rate limit), or a wait of
+    # our own (the Marketo sink's settle time, another worker's claim)
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     kind: Kind
     error: BaseException | None = None
     retry_after: float = 0.0  # seconds, a floor on the wait before the retry
-    counted: bool = True  # False: the whole call failed, which says nothing of the record
+    counts: Counts = Counts.RECORD_ATTEMPT  # (read for RETRY only)
 
     @property
     def quota(self) -> bool:
         """A daily quota is used up: stop fetching, not just back off."""
         return isinstance(self.error, QuotaExhausted)
+
+    @property
+    def counts_as_attempt(self) -> bool:
+        """Counts against the record's attempts (`RunnerConfig.record_attempts`)."""
+        return self.counts is Counts.RECORD_ATTEMPT
 
 
 _ACCEPTED = Outcome(Kind.ACCEPTED)
@@ -68,9 +87,16 @@ def rejected(error: BaseException) -> Outcome:
     return Outcome(Kind.REJECTED, error)
 
 
-def retry(error: BaseException, counted: bool = True) -> Outcome:
+def retry(error: BaseException, counts: Counts = Counts.RECORD_ATTEMPT) -> Outcome:
     after = error.retry_after if isinstance(error, Backpressure) else 0.0
-    return Outcome(Kind.RETRY, error, after, counted)
+    return Outcome(Kind.RETRY, error, after, counts)
+
+
+def call_failed(error: Retriable) -> Outcome:
+    """The outcome of each record of a call that failed as a whole with `error`: a failed
+    call (an unavailable API), or nothing when the API only asked to wait (606, 615,
+    `Retry-After`; a used-up quota pauses the runner instead)."""
+    return retry(error, Counts.NOTHING if isinstance(error, Backpressure) else Counts.FAILED_CALL)
 
 
 def chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
@@ -84,9 +110,10 @@ async def fan_out(items: Sequence[T], size: int,
     """Send `items` in calls of at most `size`, concurrently (the client's limiter caps
     calls in flight), and answer one outcome per item, in order.
 
-    A call that fails as a whole gives each of its records the outcome of the error: a
-    transient one (`Retriable`, including rate limits and quotas) -> retry, not counted
-    against the record's attempts (the API is down, the record may be fine). A `Rejected`
+    Each call is sent once: retrying is the runner's. A call that fails as a whole gives
+    each of its records the outcome of the error: a transient one (`Retriable`, including
+    rate limits and quotas) -> retry (`call_failed`), not counted against the record's
+    attempts (the API is down, the record may be fine). A `Rejected`
     call is rejected whole when the refusal is about the call (`Scope.CALL`); when it is
     about some of its records, it is split in halves until they are found (`_bisect`),
     with at most `split_calls` more calls for all of `items`. Other errors (`Fatal`)
@@ -125,7 +152,7 @@ def _joined(answers: Sequence[list[Outcome] | BaseException]) -> list[Outcome]:
 
 
 async def _answer(part: Sequence[T], send: Send[T], splits: _Splits) -> list[Outcome]:
-    """Send one call and settle what its answer means for each of its records."""
+    """Send one call and resolve what its answer means for each of its records."""
     try:
         answer: list[Outcome] | BaseException = await send(part)
     except (Retriable, Rejected) as exc:
@@ -133,7 +160,7 @@ async def _answer(part: Sequence[T], send: Send[T], splits: _Splits) -> list[Out
     if isinstance(answer, Rejected):
         return await _bisect(part, send, answer, splits)
     if isinstance(answer, Retriable):
-        return [retry(answer, counted=False)] * len(part)
+        return [call_failed(answer)] * len(part)
     if isinstance(answer, BaseException):
         raise answer
     return answer

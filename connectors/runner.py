@@ -8,7 +8,12 @@ dead-letter topic. In between:
 - records the destination asks to retry are delivered again after the shared backoff with
   full jitter (`actions_sync.retry`, the one retry loop), at most `record_attempts` times
   each, then dead-lettered with the last reason; whole-call failures (the API is down)
-  are retried without limit: they say nothing against the records;
+  say nothing against the records: they are retried `call_attempts` times (None: without
+  limit), and waits the API or the destination asks for (a rate limit) without limit;
+- this loop is the only one that retries a delivery: the destinations' API clients make
+  one attempt per call (a refused token is refreshed and replayed once), and
+  `connectors.outcome.fan_out` sends each call once, so a record costs at most one call
+  per attempt, never attempts x client retries;
 - a used-up daily quota (`QuotaExhausted`) stops fetching (`consumer.pause()`) until its
   `retry_after` has passed, instead of spinning against the API;
 - while a batch takes longer than `keepalive_s` (limits, retries, pauses), the assigned
@@ -24,7 +29,6 @@ dead-letter topic. In between:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -34,7 +38,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from actions_sync.clock import Clock, SystemClock
+from actions_sync.clock import Clock, StopClock
 from actions_sync.dead_letter import DeadLetter, DeadLetterProducer, dead_letter
 from actions_sync.errors import ActionsSyncError, Backpressure, ConfigError, Retriable, Skippable
 from actions_sync.metrics import (
@@ -47,7 +51,7 @@ from actions_sync.metrics import (
 )
 from actions_sync.retry import Backoff, retrying
 from connectors.errors import QuotaExhausted
-from connectors.outcome import Kind, Outcome
+from connectors.outcome import Counts, Kind, Outcome
 
 __all__ = ["Destination", "Item", "RetriesExhausted", "RunnerConfig", "SinkRunner", "StopClock"]
 
@@ -68,7 +72,8 @@ class Destination(Protocol):
 
 
 class RetriesExhausted(Skippable):
-    """The API asked to retry this record `record_attempts` times: dead-letter it."""
+    """The API asked to retry this record `record_attempts` times, or failed
+    `call_attempts` calls of it: dead-letter it."""
 
     stage = "deliver"
 
@@ -84,6 +89,7 @@ class RunnerConfig:
     batch_size: int = 1000
     batch_within_s: float = 0.5
     record_attempts: int = 10
+    call_attempts: int | None = None  # deliveries whose call failed as a whole; None: no end
     keepalive_s: float = 1.0
     backoff: Backoff = field(default_factory=lambda: Backoff(base_s=0.5, cap_s=30.0))
     # Seconds the destination cannot use another batch yet (a paced API): a batch gathers
@@ -101,7 +107,8 @@ class Item:
     key: bytes | None
     value: bytes | None
     record: dict[str, Any]
-    attempts: int = 0
+    attempts: int = 0  # answers asking to retry this record
+    failed_calls: int = 0  # calls of it that failed as a whole
 
     @property
     def tp(self) -> TP:
@@ -117,17 +124,6 @@ class _Batch:
     pending: list[Item]
     dead: list[DeadLetter] = field(default_factory=list)
     abandoned: set[TP] = field(default_factory=set)
-
-
-class StopClock(SystemClock):
-    """The system clock whose sleeps end early when `stop` is set (prompt SIGTERM)."""
-
-    def __init__(self, stop: asyncio.Event) -> None:
-        self.stop = stop
-
-    async def sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stop.wait(), timeout=max(seconds, 0.0))
 
 
 class SinkRunner:
@@ -259,16 +255,25 @@ class SinkRunner:
             batch.pending.append(item)
             assert isinstance(outcome.error, QuotaExhausted)
             return outcome.error
-        if not outcome.counted:  # the whole call failed: retried without limit
+        if outcome.counts is Counts.NOTHING:  # a wait, not a failure: without limit
             batch.pending.append(item)
-            return quota
-        item.attempts += 1
-        if item.attempts >= self.config.record_attempts:
-            error = RetriesExhausted(f"{item.attempts} attempts: {outcome.error}")
-            batch.dead.append(item.dead(error))
+        elif outcome.counts is Counts.FAILED_CALL:
+            item.failed_calls += 1
+            limit = self.config.call_attempts
+            self._again_or_dead(batch, item, limit is not None and item.failed_calls >= limit,
+                                f"{item.failed_calls} failed calls: {outcome.error}")
+        else:
+            item.attempts += 1
+            self._again_or_dead(batch, item, item.attempts >= self.config.record_attempts,
+                                f"{item.attempts} attempts: {outcome.error}")
+        return quota
+
+    @staticmethod
+    def _again_or_dead(batch: _Batch, item: Item, spent: bool, why: str) -> None:
+        if spent:
+            batch.dead.append(item.dead(RetriesExhausted(why)))
         else:
             batch.pending.append(item)
-        return quota
 
     async def _pause_for(self, exc: QuotaExhausted) -> None:
         log.warning("%s: daily quota used up, not fetching for %.0fs: %s",

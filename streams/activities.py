@@ -232,7 +232,8 @@ def run(settings: Settings) -> None:
         return router
 
     try:
-        run_agent(settings, WORKER, SALES_ACTIVITIES, "SalesActivity", make_handler)
+        run_agent(settings, WORKER, SALES_ACTIVITIES, "SalesActivity", make_handler,
+                  batch_size=settings.router_batch_size)
     finally:
         for close in closers:
             close()

@@ -71,8 +71,10 @@ def _faust_dir() -> Path:
     return path
 
 
-def create_app(settings: Settings, name: str) -> faust.App:
-    """A faust app for worker `name`; its consumer group is `<group_prefix>-<name>`."""
+def create_app(settings: Settings, name: str, batch_size: int | None = None) -> faust.App:
+    """A faust app for worker `name`; its consumer group is `<group_prefix>-<name>`; its
+    buffers fit batches of `batch_size` (None: `people_batch_size`)."""
+    batch_size = batch_size or settings.people_batch_size
     assert settings.kafka_bootstrap_servers, "checked by the CLI"
     app = faust.App(
         f"{settings.group_prefix}-{name}",
@@ -86,8 +88,8 @@ def create_app(settings: Settings, name: str) -> faust.App:
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=False,  # topics are pre-created with our partition count
         consumer_auto_offset_reset="earliest",
-        stream_buffer_maxsize=max(4096, settings.people_batch_size * 2),
-        broker_max_poll_records=max(500, settings.people_batch_size),
+        stream_buffer_maxsize=max(4096, batch_size * 2),
+        broker_max_poll_records=max(500, batch_size),
         producer_acks=-1,
         store="memory://",
         # Tables live in memory, but faust still makes a data directory: not in the cwd.
@@ -119,7 +121,7 @@ def batch_agent(app: faust.App, topic: str, worker: str, handle: Handler, size: 
 
     @app.on_partitions_revoked.connect
     async def forget_revoked_lag(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
-        # Sent (with the revoked set) after the batches in flight settled
+        # Sent (with the revoked set) after the batches in flight were finished
         # (streams.fastpath), so no late batch re-sets a revoked partition's lag.
         revoked: set[TP] = args[0]
         forget_lag(worker, ((tp.topic, tp.partition) for tp in revoked if tp.topic == topic))
@@ -145,14 +147,15 @@ MakeHandler = Callable[[Store, Decode, DeadLetterProducer], Handler]
 def run_agent(
     settings: Settings, worker: str, topic: str, record: str,
     make_handler: MakeHandler, offload: Prepare | None = None,
-    more: Sequence[tuple[str, str, MakeHandler]] = (),
+    more: Sequence[tuple[str, str, MakeHandler]] = (), batch_size: int | None = None,
 ) -> None:
     """Wire and run one stream worker: topics, store, registry, dead letters, metrics.
 
     With `offload` (a module-level `prepare(records, decode)`, the handler's own), each
     batch is prepared by `offload` in a helper process (`streams.offload`) and written
     by the handler's `write` in the worker. `more` are further (topic, record, handler)
-    inputs of the same worker, each consumed in batches of its own.
+    inputs of the same worker, each consumed in batches of its own. `batch_size` is the
+    worker's own batch setting (None: `people_batch_size`).
     """
     bootstrap = settings.kafka_bootstrap_servers
     registry_url = settings.schema_registry_url
@@ -172,13 +175,13 @@ def run_agent(
         helper = ProcessStage(f"{worker}-prepare", _helper_setup, (registry_url, record),
                               partial(_helper_prepare, offload))
         handler = _Offloaded(handler, helper, topic)
-    app = create_app(settings, worker)
-    batch_agent(app, topic, worker, handler, settings.people_batch_size, dead_letters.send,
-                settings.batch_attempts)
+    size = batch_size or settings.people_batch_size
+    app = create_app(settings, worker, size)
+    batch_agent(app, topic, worker, handler, size, dead_letters.send, settings.batch_attempts)
     for other, other_record, make_other in more:
         batch_agent(app, other, worker, make_other(
             store, FastDeserializer(registry, other_record), dead_letters),
-            settings.people_batch_size, dead_letters.send, settings.batch_attempts)
+            size, dead_letters.send, settings.batch_attempts)
     topics = (topic, *(m[0] for m in more))
     monitor = ProgressMonitor(bootstrap, f"{settings.group_prefix}-{worker}", worker, topics,
                               settings.lag_interval_s, settings.health_stall_s,

@@ -319,21 +319,21 @@ class BatchConsumer(_aiokafka.Consumer):
 
     # -- rebalancing and shutdown ---------------------------------------------------------
 
-    async def _settle(self) -> None:
+    async def _finish_in_flight(self) -> None:
         """Nothing in hand afterwards: the records dropped are fetched again after the
         seek to the committed offsets that follows every rebalance (faust's recovery)."""
         for pipeline in self._pipelines.values():
-            await pipeline.settle()
+            await pipeline.finish_in_flight()
         self._next_offset.clear()
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         if revoked and self._pipelines:
             self.stop_flow()  # nothing enters a batch until recovery seeks and resumes
-            await self._settle()
+            await self._finish_in_flight()
             await self._commit_now()  # while the partitions are still ours
             for tp in revoked:
                 self._committable.pop(tp, None)
-            self.log.info("%d partitions revoked: batches settled, offsets committed",
+            self.log.info("%d partitions revoked: batches in flight finished, offsets committed",
                           len(revoked))
         await super().on_partitions_revoked(revoked)
 
@@ -345,7 +345,7 @@ class BatchConsumer(_aiokafka.Consumer):
 
     async def wait_empty(self) -> None:
         if self._pipelines:
-            await self._settle()
+            await self._finish_in_flight()
             await self._commit_now()
         await super().wait_empty()
 
@@ -380,7 +380,8 @@ def install(app: faust.App, fetch_max_wait_ms: int | None = None) -> None:
 
 
 def subscribe(app: faust.App, route: BatchRoute) -> None:
-    """Consume `route.topic` in batches with `route.handle`."""
+    """Consume `route.topic` in batches of at most `route.size`, each prepared by
+    `route.prepare` (when given) and written by `route.write` (`streams.pipeline`)."""
     transport = app.transport
     if not isinstance(transport, BatchTransport):
         raise ConfigError("streams.fastpath.install(app) must run before subscribe()")

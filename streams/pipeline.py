@@ -20,7 +20,7 @@ Kafka- and faust-agnostic (the faust side is `streams.fastpath`):
   could otherwise be overtaken by it).
 - **Never ack unhandled.** A stage that raised is retried with backoff (effects are
   idempotent); `acknowledge(batch)` runs only after `write` returned, i.e. after the
-  effect is durable. `settle()` (rebalance, shutdown) drops what was not started, makes
+  effect is durable. `finish_in_flight()` (rebalance, shutdown) drops what was not started, makes
   the attempt in progress the last one and waits for it: a batch is then acknowledged,
   or left unacknowledged to be redelivered, never half of each.
 - **Never stuck on one record.** An outage (`OUTAGES`: the store's `OperationalError`,
@@ -67,7 +67,7 @@ class Batch:
     ends: dict[Partition, int]  # per partition: the offset after its last record here
     first_at: float  # time.monotonic() when the first of them was in hand
     prepared: Any = None
-    settled: asyncio.Event = field(default_factory=asyncio.Event)  # last attempt now
+    last_attempt: asyncio.Event = field(default_factory=asyncio.Event)  # none after this one
 
 
 @dataclass(slots=True)
@@ -85,7 +85,7 @@ DeadLetters = Callable[[list[DeadLetter]], object]
 
 
 class _Abandoned(Exception):
-    """A settled batch failed its last attempt: leave it unacknowledged."""
+    """A batch on its last attempt failed it: leave it unacknowledged."""
 
 
 class _Poisoned(Exception):
@@ -97,15 +97,16 @@ class _Poisoned(Exception):
         self.error = error
 
 
-class _SettleClock(SystemClock):
-    """The retry loop's clock for one batch: a backoff sleep ends when the batch settles."""
+class _LastAttemptClock(SystemClock):
+    """The retry loop's clock for one batch: a backoff sleep ends when the batch is on
+    its last attempt (`finish_in_flight`)."""
 
     def __init__(self, batch: Batch, clock: Clock) -> None:
         self._batch = batch
         self._clock = clock
 
     async def sleep(self, seconds: float) -> None:
-        waits = [asyncio.ensure_future(self._batch.settled.wait()),
+        waits = [asyncio.ensure_future(self._batch.last_attempt.wait()),
                  asyncio.ensure_future(self._clock.sleep(seconds))]
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -194,7 +195,7 @@ class BatchPipeline:
         """Prepare and write batches, for as long as the task lives."""
         await asyncio.gather(self._prepare_loop(), self._write_loop())
 
-    async def settle(self) -> None:
+    async def finish_in_flight(self) -> None:
         """Drop what no write has started on; the batches being prepared and written
         make their current attempt their last; return when both are done."""
         dropped = self.drop()
@@ -206,15 +207,15 @@ class BatchPipeline:
         busy = [stage for stage in (self._preparing, self._writing) if stage is not None]
         if not busy and not dropped:
             return
-        log.info("%s: settling %d batch(es) in progress; %d records dropped",
+        log.info("%s: finishing %d batch(es) in flight; %d records dropped",
                  self.name, len(busy), dropped)
         for batch, _ in busy:
-            batch.settled.set()
+            batch.last_attempt.set()
         for _, done in busy:
             await asyncio.shield(done)
 
     def close(self) -> None:
-        """Release the threads (after the last `settle()`)."""
+        """Release the threads (after the last `finish_in_flight()`)."""
         for executor in self._threads.values():
             executor.shutdown(wait=False)
         self._threads.clear()
@@ -232,10 +233,10 @@ class BatchPipeline:
                 done = asyncio.ensure_future(self._prepare_whole(batch))
                 self._preparing = (batch, done)
                 # Shielded here and below: cancelling the task (shutdown) must not tear a
-                # stage in half; `settle()` waits for it instead.
+                # stage in half; `finish_in_flight()` waits for it instead.
                 try:
-                    if not await asyncio.shield(done) or batch.settled.is_set():
-                        continue  # abandoned, or settled meanwhile: dropped, not written
+                    if not await asyncio.shield(done) or batch.last_attempt.is_set():
+                        continue  # abandoned, or made the last meanwhile: dropped, not written
                 finally:
                     self._preparing = None
             self._ready = batch
@@ -320,7 +321,7 @@ class BatchPipeline:
 
         An outage is retried without end; another failure `attempts` times (None: also
         without end), then `_Poisoned` is raised. `_Abandoned` is raised instead once
-        the batch settled and an attempt failed."""
+        the batch is on its last attempt and an attempt failed."""
         thread = "prepare" if stage == "prepare" else "write"  # dead letters: the writer's
         executor = self._threads.get(thread)
         if executor is None:
@@ -330,14 +331,14 @@ class BatchPipeline:
         failures: list[BaseException] = []
 
         async def attempt() -> Any:
-            if failures and batch.settled.is_set():
-                raise _Abandoned  # settled during a backoff sleep: no further attempt
+            if failures and batch.last_attempt.is_set():
+                raise _Abandoned  # made the last during a backoff sleep: no further attempt
             return await loop.run_in_executor(executor, call, arg)
 
         def before_retry(exc: BaseException, wait: float) -> None:
             if not isinstance(exc, _Abandoned):
                 failures.append(exc)
-            if batch.settled.is_set():
+            if batch.last_attempt.is_set():
                 raise _Abandoned
             outage = isinstance(exc, OUTAGES)
             poisons = sum(not isinstance(f, OUTAGES) for f in failures)
@@ -351,7 +352,7 @@ class BatchPipeline:
 
         try:
             return await retrying(attempt, backoff=self._backoff,
-                                  clock=_SettleClock(batch, self._clock),
+                                  clock=_LastAttemptClock(batch, self._clock),
                                   retry_on=(Exception,), on_retry=before_retry)
         except _Abandoned:
             log.warning("%s: batch of %d records left unacknowledged at %s (it will be"

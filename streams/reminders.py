@@ -121,7 +121,7 @@ class ReminderAgent:
         def handle(records: Sequence[Any]) -> None:
             batch = split(records, decode, rules.check_reminder)
             with self._lock:
-                self._settle([t for _, t in batch.good], self._from_actions)
+                self._resolve_and_save([t for _, t in batch.good], self._from_actions)
             if batch.dead:
                 self.dead_letters.send(batch.dead)
         return handle
@@ -183,7 +183,7 @@ class ReminderAgent:
         def handle(records: Sequence[Any]) -> None:
             batch = split(records, decode, rules.check_salesforce_task)
             with self._lock:
-                self._settle([t for _, t in batch.good], self._from_salesforce)
+                self._resolve_and_save([t for _, t in batch.good], self._from_salesforce)
             if batch.dead:
                 self.dead_letters.send(batch.dead)
         return handle
@@ -243,8 +243,10 @@ class ReminderAgent:
 
     # -- both -----------------------------------------------------------------------------
 
-    def _settle(self, items: Sequence[Record],
-                resolve: Callable[[Sequence[Record]], tuple[list[Row], list[Record]]]) -> None:
+    def _resolve_and_save(
+        self, items: Sequence[Record],
+        resolve: Callable[[Sequence[Record]], tuple[list[Row], list[Record]]],
+    ) -> None:
         """Resolve, publish the writes, save; what lost a compare-and-set is resolved again
         from the row the other writer stored."""
         for _ in range(CAS_ATTEMPTS):

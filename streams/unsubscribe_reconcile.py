@@ -39,6 +39,7 @@ from actions_sync.metrics import UNSUBSCRIBES_RECONCILED
 from actions_sync.settings import Settings
 from actions_sync.store import Store, persons
 from actions_sync.store import unsubscribes as table
+from connectors.http import CALL_ATTEMPTS
 from connectors.outcome import Kind
 from connectors.salesforce.client import SalesforceClient, soql_quote
 from connectors.salesforce.ids import to18
@@ -265,7 +266,7 @@ async def run_once(settings: Settings, store: Store, say: Callable[[str], None],
     if not admin.unsubscribe_sync:
         say("unsubscribe_sync is off: nothing is pushed or pulled, nothing to reconcile")
         return Report(dry_run)
-    client = client_from(settings)
+    client = client_from(settings, max_attempts=CALL_ATTEMPTS)  # a reader: retries a call
     try:
         report = await Reconciler(store, client, admin, say).run(dry_run)
     finally:

@@ -17,7 +17,7 @@ import httpx
 from actions_sync.clock import Clock
 from actions_sync.errors import Fatal
 from connectors.auth import TokenCache
-from connectors.http import ApiClient
+from connectors.http import CALL_ATTEMPTS, ApiClient
 from connectors.marketo.classify import classify
 from connectors.ratelimit import Limiter, RollingWindow
 
@@ -49,6 +49,7 @@ class MarketoClient:
         self, base_url: str, client_id: str, client_secret: str,
         limits: MarketoLimits | None = None, clock: Clock | None = None,
         transport: httpx.AsyncBaseTransport | None = None, timeout_s: float = 30.0,
+        max_attempts: int = CALL_ATTEMPTS,
     ) -> None:
         limits = limits or MarketoLimits()
         self._identity = httpx.AsyncClient(base_url=base_url, transport=transport, timeout=30)
@@ -58,7 +59,7 @@ class MarketoClient:
         window = RollingWindow(limits.calls_per_window, limits.window_s, clock)
         self.api = ApiClient(API, base_url, classify, Limiter(API, limits.max_in_flight, window),
                              auth=self.auth, clock=clock, transport=transport,
-                             timeout_s=timeout_s)
+                             timeout_s=timeout_s, max_attempts=max_attempts)
 
     async def _fetch_token(self) -> tuple[str, float]:
         response = await self._identity.get("/identity/oauth/token", params=self._credentials)

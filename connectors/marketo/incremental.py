@@ -10,6 +10,9 @@ both streams report `moreResult:false`, it waits `poll_interval_s` before the ne
 It runs only while the admin setting `people_sync` is on ("initiate data sync", SPEC
 S12); while it is off it waits, its tokens kept, and catches up from them once it is on.
 
+Retries: the client retries each call; a cycle that still fails is this loop's to retry
+(`actions_sync.retry.retrying_step`), from the saved tokens.
+
 A lead whose current state has no owner is published only when the page shows an owner
 change (it may be in the store and must leave it, SPEC S2); otherwise it is skipped.
 A lead missing from `leads.json` was deleted meanwhile: its Delete Lead activity says so.
@@ -24,8 +27,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from actions_sync.clock import utcnow
-from actions_sync.errors import Retriable
 from actions_sync.metrics import SOURCE_ENABLED
+from actions_sync.retry import Interrupted, retrying_step
 from connectors.errors import QuotaExhausted
 from connectors.marketo.client import BATCH_MAX
 from connectors.marketo.context import INCREMENTAL, SourceContext
@@ -41,7 +44,6 @@ from connectors.marketo.payloads import (
 __all__ = ["CHANGE_FIELDS", "LeadChanges", "changes_to_publish"]
 
 CHANGE_FIELDS = tuple(FIELDS.values())  # leadchanges.json reports activities touching these
-RETRY_PAUSE_S = 5.0
 OFF_CHECK_S = 1.0  # while the people sync is off: how often the setting is looked at
 log = logging.getLogger(__name__)
 
@@ -64,26 +66,29 @@ class LeadChanges:
         self.poll_interval_s = poll_interval_s
         self.enabled = enabled  # the admin's "initiate data sync" (people_sync, SPEC S12)
         self._was_enabled: bool | None = None
+        self._position: dict[str, str] | None = None  # the tokens, once read
 
     async def run(self) -> None:
         """Follow the changes until shutdown, while the people sync is turned on."""
-        tokens: dict[str, str] | None = None
         while not self.ctx.stopping.is_set():
             if not self._check_enabled():
                 await self.ctx.wait(OFF_CHECK_S)  # the checkpoint waits where it is
                 continue
             try:
-                tokens = tokens or await self._tokens()
-                more = await self.cycle(tokens)
+                more = await retrying_step(self._poll, what="lead changes",
+                                           stop=self.ctx.stopping, running=self.enabled,
+                                           give_up_on=(QuotaExhausted,))
             except QuotaExhausted as exc:
                 await self.ctx.quota_pause(exc)
                 continue
-            except Retriable as exc:
-                log.warning("lead changes: %s; retrying from the checkpoint", str(exc))
-                await self.ctx.wait(RETRY_PAUSE_S)
-                continue
+            except Interrupted:
+                continue  # stopping, or the sync turned off: the loop's checks say which
             if not more:
                 await self.ctx.wait(self.poll_interval_s)
+
+    async def _poll(self) -> bool:
+        self._position = self._position or await self._tokens()
+        return await self.cycle(self._position)
 
     def _check_enabled(self) -> bool:
         enabled = self.enabled()

@@ -23,10 +23,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from actions_sync.clock import utcnow
-from actions_sync.errors import Retriable
+from actions_sync.retry import Interrupted, retrying_step
 from connectors.errors import QuotaExhausted, Rejected
 from connectors.marketo.context import INCREMENTAL, INITIAL, SourceContext
 from connectors.marketo.csvrows import CsvRows
@@ -39,7 +40,6 @@ __all__ = ["AHEAD", "InitialSync", "Position"]
 
 AHEAD = 4  # export jobs enqueued ahead: 2 processing + 2 queued (Marketo: 2 + 10)
 STATUS_POLL_S = (0.2, 5.0)  # first and longest wait between status calls
-RETRY_PAUSE_S = 5.0  # after a call gave up retrying (the client already backed off)
 log = logging.getLogger(__name__)
 
 
@@ -83,17 +83,25 @@ class InitialSync:
         with LoadProgress(len(pos.windows)) as progress:
             while not pos.done:
                 try:
-                    await self._fill(pos)
-                    await self._window(pos, progress)
+                    # The client retried each call; a step that still fails is retried
+                    # here, from the checkpoint (resumed at its byte offset).
+                    await retrying_step(partial(self._step, pos, progress),
+                                        what="initial sync", stop=self.ctx.stopping,
+                                        give_up_on=(QuotaExhausted,))
                 except QuotaExhausted as exc:
                     self.ctx.commit(INITIAL, asdict(pos))
                     await self.ctx.quota_pause(exc)
-                except (Retriable, _Redo) as exc:
+                except _Redo as exc:  # at once: a new job, nothing failed transiently
                     log.warning("initial sync: %s; resuming from the checkpoint", str(exc))
-                    await self.ctx.wait(RETRY_PAUSE_S if isinstance(exc, Retriable) else 0)
+                except Interrupted:
+                    pass  # stopping
                 if self.ctx.stopping.is_set():
                     return False
         return True
+
+    async def _step(self, pos: Position, progress: LoadProgress) -> None:
+        await self._fill(pos)
+        await self._window(pos, progress)
 
     async def _start(self) -> Position:
         saved = self.ctx.store.checkpoint(INITIAL)

@@ -6,7 +6,8 @@ through the delivery ledger (`actions_sync.store.ledger`).
 1. Already accepted -> skipped (a redelivery after a crash, a DLQ replay).
 2. Pending -> once older than the settle time, reconciled against Marketo (read back,
    matched by the ledger attribute): found -> accepted, missing -> sent again; younger
-   -> retried later (the call that wrote it may still land).
+   -> retried later (the call that wrote it may still land). A read-back that fails is a
+   failed call for its records, like a failed send.
 3. New -> claimed pending (durable), sent 300 per call in ONE attempt, then accepted
    with Marketo's id, or released when Marketo provably did nothing (606/615 limits,
    607 quota, a refused connection, a whole-call 1003/609...), or left pending when the
@@ -14,6 +15,9 @@ through the delivery ledger (`actions_sync.store.ledger`).
 
 Per-record `skipped` results (1004 lead not found, 1003 invalid, 1006 unknown attribute)
 are dead-lettered with their reason and released, so a replay after a fix sends them.
+
+Retries are the runner's (`connectors.runner`): this sink's client makes one attempt per
+call (`client_from`), and every call is made once per delivery.
 """
 
 from __future__ import annotations
@@ -35,11 +39,21 @@ from actions_sync.store import Store
 from actions_sync.store.ledger import ACCEPTED, Accepted, Entry, Ledger
 from actions_sync.topics import OUTBOUND_MARKETO_ACTIVITIES
 from connectors.errors import Rejected
+from connectors.http import ONE_ATTEMPT
 from connectors.marketo.client import BATCH_MAX, MarketoClient, MarketoLimits
 from connectors.marketo.outbound import activity_input, skip_reason
 from connectors.marketo.reconcile import find_written
 from connectors.marketo.registration import register_types
-from connectors.outcome import Kind, Outcome, accepted, fan_out, rejected, retry, skipped
+from connectors.outcome import (
+    Counts,
+    Outcome,
+    accepted,
+    call_failed,
+    fan_out,
+    rejected,
+    retry,
+    skipped,
+)
 from connectors.runner import RunnerConfig
 from connectors.sink_worker import require, require_broker, run_sink
 
@@ -85,7 +99,7 @@ class ActivitySink:
                 continue  # the same activity twice in a batch: it shares the first's fate
             else:
                 first[record["activity_id"]] = i
-        fresh = await self._settle([records[i] for i in first.values()], out, first)
+        fresh = await self._from_ledger([records[i] for i in first.values()], out, first)
         for i, outcome in zip(fresh, await fan_out([records[i] for i in fresh], BATCH_MAX,
                                                    self._send), strict=True):
             out[i] = outcome
@@ -104,8 +118,8 @@ class ActivitySink:
             log.info("ledger: %d accepted entries older than %.0f days pruned", gone,
                      self.timing.retention_s / 86400)
 
-    async def _settle(self, records: list[Record], out: list[Outcome | None],
-                      first: dict[str, int]) -> list[int]:
+    async def _from_ledger(self, records: list[Record], out: list[Outcome | None],
+                           first: dict[str, int]) -> list[int]:
         """Resolve what the ledger knows; answer the indexes still to send."""
         entries = await _off_loop(self.ledger.entries, [r["activity_id"] for r in records])
         now = self.clock.now()
@@ -117,8 +131,8 @@ class ActivitySink:
             if entry.state == ACCEPTED:
                 out[i] = skipped()
             elif (wait := self.timing.settle_s - (now - entry.sent_at).total_seconds()) > 0:
-                out[i] = Outcome(Kind.RETRY, Backpressure("an unanswered write may still "
-                                 "land: reconciling it later", wait), wait, counted=False)
+                out[i] = retry(Backpressure("an unanswered write may still land: "
+                                            "reconciling it later", wait), Counts.NOTHING)
             else:
                 due.append(entry)
         await self._reconcile(due, out, first, now)
@@ -129,7 +143,12 @@ class ActivitySink:
                          first: dict[str, int], now: datetime) -> None:
         if not due:
             return
-        written = await find_written(self.client, due, self.timing.skew_s)
+        try:
+            written = await find_written(self.client, due, self.timing.skew_s)
+        except Retriable as exc:  # Marketo did not answer: try again in the next round
+            for entry in due:
+                out[first[entry.activity_id]] = call_failed(exc)
+            return
         await _off_loop(self.ledger.accept, [
             Accepted(e.activity_id, e.lead_id, e.type_id, *written[e.activity_id])
             for e in due if e.activity_id in written], now)
@@ -191,12 +210,13 @@ async def _off_loop(call: Callable[..., T], *args: Any) -> T:
 
 
 def client_from(settings: Settings) -> MarketoClient:
+    """The sink's client: one attempt per call (the runner retries the delivery)."""
     url = require(settings.marketo_url, "ACTIONS_SYNC_MARKETO_URL", f"worker {WORKER}")
     limits = MarketoLimits(calls_per_window=settings.marketo_calls_per_window,
                            max_in_flight=settings.marketo_max_in_flight)
     return MarketoClient(url, settings.marketo_client_id,
                          settings.marketo_client_secret.get_secret_value(), limits,
-                         timeout_s=settings.api_timeout_s)
+                         timeout_s=settings.api_timeout_s, max_attempts=ONE_ATTEMPT)
 
 
 def run(settings: Settings) -> None:
@@ -211,7 +231,8 @@ def run(settings: Settings) -> None:
         config = RunnerConfig(WORKER, OUTBOUND_MARKETO_ACTIVITIES,
                               batch_size=settings.marketo_sink_batch_size,
                               batch_within_s=settings.sink_batch_within_s,
-                              record_attempts=settings.sink_record_attempts)
+                              record_attempts=settings.sink_record_attempts,
+                              call_attempts=settings.sink_call_attempts or None)
         run_sink(settings, config, "MarketoActivityOut",
                  lambda: ActivitySink(client_from(settings), Ledger(store.engine), timing))
     finally:

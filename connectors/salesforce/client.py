@@ -19,7 +19,7 @@ import httpx
 from actions_sync.clock import Clock
 from actions_sync.errors import Fatal
 from connectors.auth import TokenCache
-from connectors.http import ApiClient
+from connectors.http import CALL_ATTEMPTS, ApiClient
 from connectors.ratelimit import Limiter
 from connectors.salesforce.budget import Budget
 from connectors.salesforce.classify import classify
@@ -42,7 +42,7 @@ class SalesforceClient:
         self, login_url: str, client_id: str, client_secret: str, *,
         api_version: str = "v62.0", max_in_flight: int = 5, budget: Budget | None = None,
         timeout_s: float = 30.0, clock: Clock | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | None = None, max_attempts: int = CALL_ATTEMPTS,
     ) -> None:
         self.version = api_version
         self.budget = budget or Budget(reserve=0, pause_s=900.0, clock=clock)
@@ -55,7 +55,8 @@ class SalesforceClient:
         self.auth = TokenCache(self._fetch_token, clock)
         self.api = ApiClient(API, login_url, partial(classify, quota_pause_s=self.budget.pause_s),
                              Limiter(API, max_in_flight), auth=self.auth, clock=clock,
-                             timeout_s=timeout_s, transport=transport)
+                             timeout_s=timeout_s, transport=transport,
+                             max_attempts=max_attempts)
 
     async def _fetch_token(self) -> tuple[str, float]:
         response = await self._login.post("/services/oauth2/token", data=self._credentials)

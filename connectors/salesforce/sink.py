@@ -8,6 +8,8 @@ without a ledger. A DELETE finds the Task ids by external id (one SOQL query per
 and deletes them; a Task that is already gone counts as deleted. Each record's result
 is classified by `classify.record_outcome`: retry (UNABLE_TO_LOCK_ROW ...) or
 dead-letter with the reason (REQUIRED_FIELD_MISSING, FIELD_CUSTOM_VALIDATION_EXCEPTION ...).
+Retries are the runner's (`connectors.runner`): the sinks' client makes one attempt per
+call (`client_from`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from actions_sync.settings import Settings
 from actions_sync.topics import OUTBOUND_SALESFORCE_TASKS
+from connectors.http import ONE_ATTEMPT
 from connectors.outcome import Kind, Outcome, accepted, chunks, fan_out, skipped
 from connectors.runner import RunnerConfig
 from connectors.salesforce.budget import Budget
@@ -97,14 +100,16 @@ def _worst(outcomes: list[Outcome]) -> Outcome:
     return next((o for o in outcomes if o.kind is not Kind.ACCEPTED), accepted())
 
 
-def client_from(settings: Settings) -> SalesforceClient:
+def client_from(settings: Settings, max_attempts: int = ONE_ATTEMPT) -> SalesforceClient:
+    """A Salesforce client: a sink's makes one attempt per call (the runner retries the
+    delivery); a reader (a source, a reconciliation) asks for `CALL_ATTEMPTS`."""
     url = require(settings.salesforce_url, "ACTIONS_SYNC_SALESFORCE_URL", f"worker {WORKER}")
     budget = Budget(settings.salesforce_budget_reserve, settings.salesforce_quota_pause_s)
     return SalesforceClient(url, settings.salesforce_client_id,
                             settings.salesforce_client_secret.get_secret_value(),
                             api_version=settings.salesforce_api_version,
                             max_in_flight=settings.salesforce_max_in_flight, budget=budget,
-                            timeout_s=settings.api_timeout_s)
+                            timeout_s=settings.api_timeout_s, max_attempts=max_attempts)
 
 
 def runner_config(settings: Settings, worker: str, topic: str) -> RunnerConfig:
@@ -114,7 +119,8 @@ def runner_config(settings: Settings, worker: str, topic: str) -> RunnerConfig:
     require_broker(settings, f"worker {worker}")
     return RunnerConfig(worker, topic, batch_size=settings.salesforce_sink_batch_size,
                         batch_within_s=settings.sink_batch_within_s,
-                        record_attempts=settings.sink_record_attempts)
+                        record_attempts=settings.sink_record_attempts,
+                        call_attempts=settings.sink_call_attempts or None)
 
 
 def run(settings: Settings) -> None:

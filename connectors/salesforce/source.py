@@ -15,7 +15,9 @@ is 24 hours back (S11's first enable). The admin settings are read live: a strea
 setting is off is not polled and its position waits; turned on, it catches up from it.
 
 The daily API budget is the sink's (`Sforce-Limit-Info`, `budget.py`): the client stops
-while only `salesforce_budget_reserve` calls remain, and the source pauses.
+while only `salesforce_budget_reserve` calls remain, and the source pauses. The client
+retries each call; a poll that still fails is this loop's to retry
+(`actions_sync.retry.retrying_step`), from the saved positions.
 """
 
 from __future__ import annotations
@@ -31,16 +33,17 @@ from typing import Any
 
 from actions_sync.admin.live import LiveSettings
 from actions_sync.admin.model import AdminSettings
-from actions_sync.errors import Retriable
 from actions_sync.kafka import ensure_topics
 from actions_sync.metrics import RECORDS_PUBLISHED, SKIPPED, SOURCE_ENABLED, serve_metrics
 from actions_sync.publish import Publisher
+from actions_sync.retry import Interrupted, retrying_step
 from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store, reminder_tasks
 from actions_sync.store.unsubscribes import written_optouts
 from actions_sync.topics import RECORD_OF, SALESFORCE_OPTOUTS, SALESFORCE_TASKS, specs
 from connectors.errors import QuotaExhausted, Rejected
+from connectors.http import CALL_ATTEMPTS
 from connectors.salesforce import sink
 from connectors.salesforce.client import EXTERNAL_ID
 from connectors.salesforce.cursor import Row, Stream
@@ -53,7 +56,6 @@ __all__ = ["WORKER", "OptOutSource", "run"]
 
 WORKER = "salesforce-source"
 OFF_CHECK_S = 1.0  # while unsubscribe_sync is off: how often the setting is looked at
-RETRY_PAUSE_S = 5.0
 log = logging.getLogger(__name__)
 
 
@@ -75,16 +77,15 @@ class OptOutSource:
                 await self.wait(OFF_CHECK_S)  # the positions wait where they are
                 continue
             try:
-                await self.cycle()
+                await retrying_step(self.cycle, what="opt-out poll", stop=self.stopping,
+                                    running=self._enabled, give_up_on=(QuotaExhausted,))
             except QuotaExhausted as exc:
                 log.warning("Salesforce API budget: %s; pausing %.0f s", str(exc),
                             exc.retry_after)
                 await self.wait(exc.retry_after)
                 continue
-            except Retriable as exc:
-                log.warning("opt-out poll: %s; retrying from the checkpoint", str(exc))
-                await self.wait(RETRY_PAUSE_S)
-                continue
+            except Interrupted:
+                continue  # stopping, or every stream turned off: the loop's checks say which
             except Rejected as exc:  # INVALID_FIELD: the admin's field is not in the org;
                 # INVALID_QUERY_LOCATOR: a page's cursor expired. The next poll starts over.
                 log.error("opt-out poll refused by Salesforce (%s): %s; an INVALID_FIELD "
@@ -138,9 +139,12 @@ class OptOutSource:
         self.published += count
         return count
 
-    def _check_enabled(self) -> bool:
+    def _enabled(self) -> bool:
         admin = self.admin()
-        enabled = admin.unsubscribe_sync or _tasks_on(admin)
+        return admin.unsubscribe_sync or _tasks_on(admin)
+
+    def _check_enabled(self) -> bool:
+        enabled = self._enabled()
         if enabled != self._was_enabled:
             SOURCE_ENABLED.labels(WORKER).set(int(enabled))
             log.info("unsubscribe and reminder-task sync are %s",
@@ -190,7 +194,8 @@ def run(settings: Settings) -> None:
 async def _poller(settings: Settings, kafka: str, registry_url: str) -> AsyncIterator[Poller]:
     ensure_topics(kafka, specs((SALESFORCE_OPTOUTS, SALESFORCE_TASKS), settings.partitions,
                                settings.replication_factor))
-    client = sink.client_from(settings)  # the sink's budget keeper and limits
+    # The sink's budget keeper and limits; a reader's client retries a failed call.
+    client = sink.client_from(settings, max_attempts=CALL_ATTEMPTS)
     with contextlib.ExitStack() as closing:
         store = closing.enter_context(Store(settings.database_url))
         store.migrate()

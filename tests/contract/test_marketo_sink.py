@@ -150,7 +150,7 @@ def test_a_timed_out_write_waits_to_settle_and_is_reconciled_before_it_is_resent
     assert kinds(first) == [Kind.RETRY] * 10 and marketo.ledger.count(PENDING) == 10
     marketo.faults(timeout_rate=0.0)
     (waiting,) = deliver(sink_for(marketo, settle_s=1.5), batch)
-    assert kinds(waiting) == [Kind.RETRY] * 10 and not waiting[0].counted  # still settling
+    assert kinds(waiting) == [Kind.RETRY] * 10 and not waiting[0].counts_as_attempt  # settling
     asyncio.run(asyncio.sleep(1.6))
     (settled,) = deliver(sink_for(marketo, settle_s=1.5), batch)
     # The sandbox drops a request whose client went away (a crash that lands is below).

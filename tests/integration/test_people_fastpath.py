@@ -165,7 +165,7 @@ def test_a_worker_stopped_mid_drain_finishes_its_batch_commits_and_exits_cleanly
     with Stack(settings) as stack:
         first = start(stack, settings)
         wait_handled(stack, 0.3, len(placed))
-        first.proc.terminate()  # SIGTERM: settle the batch in flight, commit, stop
+        first.proc.terminate()  # SIGTERM: finish the batch in flight, commit, stop
         assert first.proc.wait(30) == 0
         stack.workers.remove(first)
         check_killed(kafka, settings, placed, database_url)

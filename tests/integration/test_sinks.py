@@ -312,3 +312,49 @@ def test_only_the_records_that_refuse_a_whole_call_reach_the_dlq(stack: Stack, v
              and e["method"] != "GET"]
     # Each refused call costs ~2·log2(size) more per bad record in it.
     assert len(calls) <= 2 * -(-n // per_call) + 2 * len(positions) * 9
+
+
+OUTAGE_ATTEMPTS = 3  # ACTIONS_SYNC_SINK_CALL_ATTEMPTS in the outage test
+
+
+@pytest.mark.parametrize("vendor", ["marketo", "salesforce"])
+def test_an_api_that_fails_every_call_costs_at_most_the_configured_calls_per_record(
+        stack: Stack, vendor: str) -> None:
+    """One owner per retry: the runner alone retries a delivery (the sinks' clients make
+    one attempt per call), so a record whose every call fails costs at most
+    ACTIONS_SYNC_SINK_CALL_ATTEMPTS calls, counted in the sandbox's journal, and is then
+    dead-lettered (before, the client's 8 attempts per call multiplied the runner's
+    rounds, which had no end)."""
+    url = stack.sandbox(vendor, "--seed-people", "5")
+    if vendor == "marketo":
+        topic, schema, worker = OUTBOUND_MARKETO_ACTIVITIES, "MarketoActivityOut", "marketo-sink"
+        first, down = (activity(n, lead=1) for n in (0, 1))
+        items = [[(str(first["lead_id"]), first)], [(str(down["lead_id"]), down)]]
+        data = "/rest/"
+    else:
+        topic, schema, worker = OUTBOUND_SALESFORCE_TASKS, "SalesforceTaskOut", "salesforce-sink"
+        who = contacts(url)[0]
+        items = [[("activity:0", task(0, who))], [("activity:1", task(1, who))]]
+        data = "/services/data/"
+    stack.add_worker(worker, {f"ACTIONS_SYNC_{vendor.upper()}_URL": url, **FAST,
+                              "ACTIONS_SYNC_SINK_CALL_ATTEMPTS": str(OUTAGE_ATTEMPTS)})
+    ends: dict[tuple[str, int], int] = {}
+    publish(stack, topic, schema, items[0], ends)  # the sink is up and has written once
+    stack.wait_drained(worker, topic, ends, timeout_s=90)
+
+    httpx.post(f"{url}/_sandbox/faults", json={"error_rate": 1.0}, timeout=10)
+    httpx.post(f"{url}/_sandbox/reset", timeout=10)
+    publish(stack, topic, schema, items[1], ends)
+    deadline = time.monotonic() + 60
+    while (done := stack.progress(worker, topic, ends))[0] < done[1] \
+            and time.monotonic() < deadline:
+        time.sleep(0.25)
+    time.sleep(2)  # any call made after the record was given up would show now
+
+    calls = [e for e in httpx.get(f"{url}/_sandbox/journal", timeout=10).json()
+             if e["path"].startswith(data)]
+    assert all(e["status"] >= 500 or e["code"] for e in calls)  # every one of them failed
+    assert 1 <= len(calls) <= OUTAGE_ATTEMPTS, f"{len(calls)} calls for one record"
+    letters = list(dead_letters(stack, topic).values())
+    assert [h["error.class"] for h in letters] == ["RetriesExhausted"]
+    assert f"{OUTAGE_ATTEMPTS} failed calls" in letters[0]["error.message"]

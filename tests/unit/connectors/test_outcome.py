@@ -78,7 +78,7 @@ def test_splitting_stops_at_the_batch_cap_and_retries_the_rest_later() -> None:
     assert len(api.calls) == 1 + SPLIT_CALLS_MAX
     found = kinds(outcomes)
     assert set(found) == {Kind.RETRY}  # not one leaf reached: nothing dead-lettered yet
-    assert all(outcomes[i].counted for i in found[Kind.RETRY])  # bounded by record attempts
+    assert all(outcomes[i].counts_as_attempt for i in found[Kind.RETRY])  # bounded
 
 
 def test_the_cap_holds_for_all_the_calls_of_a_batch() -> None:
@@ -99,7 +99,7 @@ def test_a_transient_failure_while_splitting_retries_only_that_half() -> None:
     found = kinds(outcomes)
     assert found[Kind.REJECTED] == [10]
     assert found[Kind.RETRY] == list(range(150, 300))  # the half the 503 answered
-    assert not any(outcomes[i].counted for i in found[Kind.RETRY])  # the call failed
+    assert not any(outcomes[i].counts_as_attempt for i in found[Kind.RETRY])  # the call failed
 
 
 def test_a_fatal_answer_still_stops_the_batch() -> None:

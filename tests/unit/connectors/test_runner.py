@@ -16,11 +16,11 @@ import pytest
 from confluent_kafka import TopicPartition
 from prometheus_client import REGISTRY
 
-from actions_sync.errors import Retriable, UndecodableRecord
+from actions_sync.errors import Backpressure, Retriable, UndecodableRecord
 from actions_sync.metrics import CONSUMER_LAG
 from actions_sync.retry import Backoff
 from connectors.errors import QuotaExhausted, Rejected
-from connectors.outcome import Outcome, accepted, fan_out, rejected, retry
+from connectors.outcome import Outcome, accepted, call_failed, fan_out, rejected, retry
 from connectors.runner import RunnerConfig, SinkRunner
 
 TOPIC = "outbound.test"
@@ -214,6 +214,40 @@ def test_a_call_that_fails_as_a_whole_is_retried_without_counting_attempts() -> 
     dead = DeadLetters()
     run_until(runner_for(consumer, Whole(), dead), lambda: 0 in consumer.commits)
     assert consumer.commits == {0: 4} and not dead.letters and calls >= 8
+
+
+def test_calls_that_fail_as_a_whole_are_dead_lettered_after_the_call_attempts() -> None:
+    consumer = Consumer({0: records(0, 4)})
+    calls: list[int] = []
+
+    async def send(chunk: Sequence[dict[str, Any]]) -> list[Outcome]:
+        calls.append(len(chunk))
+        raise Retriable("HTTP 503")  # the API is down for good
+
+    class Whole(Destination):
+        async def deliver(self, records: Sequence[dict[str, Any]]) -> list[Outcome]:
+            return await fan_out(records, 2, send)
+
+    dead = DeadLetters()
+    run_until(runner_for(consumer, Whole(), dead, call_attempts=5),
+              lambda: 0 in consumer.commits)
+    assert consumer.commits == {0: 4} and len(dead.letters) == 4
+    assert {d.header("error.class") for d in dead.letters} == {"RetriesExhausted"}
+    assert "5 failed calls" in dead.letters[0].header("error.message")
+    assert len(calls) == 2 * 5  # each record in one call per attempt: 5, not 5 x retries
+
+
+def test_waits_the_api_asks_for_count_against_no_attempts() -> None:
+    consumer = Consumer({0: records(0, 2)})
+
+    def script(_: dict[str, Any], n: int) -> Outcome:
+        return call_failed(Backpressure("606 rate limit", 0.001)) if n <= 4 else accepted()
+
+    destination = Destination(script)
+    dead = DeadLetters()
+    run_until(runner_for(consumer, destination, dead, call_attempts=2),
+              lambda: 0 in consumer.commits)
+    assert consumer.commits == {0: 2} and not dead.letters and destination.tries[0] == 5
 
 
 def test_a_used_up_quota_stops_fetching_until_it_is_back_and_keeps_polling() -> None:

@@ -182,7 +182,7 @@ def test_other_topics_keep_fausts_per_message_path() -> None:
     with_consumer(test)
 
 
-def test_a_revocation_settles_the_batch_in_flight_and_commits_it_before_faust_goes_on(
+def test_a_revocation_finishes_the_batch_in_flight_and_commits_it_before_faust_goes_on(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from faust.transport.consumer import Consumer
 

@@ -150,18 +150,18 @@ def test_fetching_waits_while_a_full_batch_is_pending() -> None:
     run(scenario)
 
 
-def test_settling_finishes_the_write_in_flight_and_drops_what_was_not_written() -> None:
+def test_finishing_in_flight_ends_the_write_in_flight_and_drops_what_was_not_written() -> None:
     async def scenario(pipeline: BatchPipeline, store: Store, acked: list[Batch]) -> None:
         store.release.clear()
         pipeline.add(("t", 0), records(0, 0, 4))
         await asyncio.to_thread(store.started.wait, 5)
         pipeline.add(("t", 0), records(0, 4, 4))  # prepared, not written
         pipeline.add(("t", 0), records(0, 8, 2))  # pending
-        settled = asyncio.ensure_future(pipeline.settle())
+        finished = asyncio.ensure_future(pipeline.finish_in_flight())
         await asyncio.sleep(0.02)
-        assert not settled.done()  # waits for the write in flight
+        assert not finished.done()  # waits for the write in flight
         store.release.set()
-        await asyncio.wait_for(settled, 5)
+        await asyncio.wait_for(finished, 5)
         assert len(acked) == 1 and pipeline.pending == 0
         await asyncio.sleep(0.05)
 
@@ -170,12 +170,12 @@ def test_settling_finishes_the_write_in_flight_and_drops_what_was_not_written() 
     assert [b.ends for b in acked] == [{("t", 0): 4}]
 
 
-def test_settling_abandons_a_failing_batch_unacknowledged() -> None:
+def test_finishing_in_flight_abandons_a_failing_batch_unacknowledged() -> None:
     async def scenario(pipeline: BatchPipeline, store: Store, acked: list[Batch]) -> None:
         pipeline.add(("t", 0), records(0, 0, 2))
         await asyncio.to_thread(store.started.wait, 5)
         await asyncio.sleep(0.02)  # failing, retrying
-        await asyncio.wait_for(pipeline.settle(), 5)
+        await asyncio.wait_for(pipeline.finish_in_flight(), 5)
         pipeline.add(("t", 0), records(0, 0, 2))  # redelivered after the rebalance
         await asyncio.sleep(0.05)
 
