@@ -86,7 +86,7 @@ async def retrying(
         await clock.sleep(wait)
 
 
-class Interrupted(Exception):  # noqa: N818 - what happened, not an error of the call
+class Interrupted(Exception):  # what happened, not an error of the call
     """A source's step was left mid-retries: shutdown, or its setting turned off."""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import pytest
 
@@ -12,7 +13,7 @@ from actions_sync.retry import Backoff, retrying, retrying_blocking
 from tests.fakes import FakeClock
 
 
-def failing(times: int):
+def failing(times: int) -> Callable[[], str]:
     left = [times]
 
     def call() -> str:
