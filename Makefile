@@ -20,13 +20,15 @@ demo: setup
 	$(PY)/actions-sync demo
 
 # Lint and the two tiers run side by side (the tiers' brokers are separate: ~6 minutes
-# instead of ~16 on 2 cores); the output of each is printed whole when it ends.
+# instead of ~16 on 2 cores); the output of each is printed whole when it ends. Meanwhile
+# each tier writes a progress line every 30 s to the terminal, handed to it as file
+# descriptor 3, which --output-sync does not hold (tests/support/progress.py).
 # test-floors is listed last: with -j3 it starts when lint ends (~1 minute in), beside the
 # two tiers, which spend most of their time waiting on brokers and processes, not on CPU;
 # after them it would add its 3-4 minutes to the ~6 (see test-floors).
 test:
 	@scripts/bootstrap --test
-	$(MAKE) --no-print-directory -j3 --output-sync=target lint test-tansu test-apache test-floors
+	PROGRESS_FD=3 $(MAKE) --no-print-directory -j3 --output-sync=target lint test-tansu test-apache test-floors 3>&2
 
 lint:
 	$(PY)/ruff check .
@@ -35,7 +37,7 @@ lint:
 
 # Every test, broker-facing ones on the embedded Tansu broker.
 test-tansu:
-	$(PYTEST) -q -n $(TANSU_WORKERS) --maxschedchunk=1
+	PROGRESS_TIER=tansu PYTHONPATH=. $(PYTEST) -p tests.support.progress -q -n $(TANSU_WORKERS) --maxschedchunk=1
 
 # The broker-facing tests again, on a real single-node Apache Kafka (KRaft) from Maven jars
 # (their PostgreSQL variants test the store, not the broker: the Tansu tier runs those).
@@ -43,7 +45,7 @@ test-tansu:
 test-apache:
 	@if [ -z "$$CI" ] && ! { command -v java && command -v mvn; } >/dev/null 2>&1; then \
 	  echo "SKIPPED Apache Kafka tier: java or mvn not found (run scripts/bootstrap --test)"; \
-	else scripts/apache-kafka exec -- $(PYTEST) -q -m "broker and not postgres"; fi
+	else PROGRESS_TIER=apache PYTHONPATH=. scripts/apache-kafka exec -- $(PYTEST) -p tests.support.progress -q -m "broker and not postgres"; fi
 
 bench: setup
 	$(PY)/python bench/people_throughput.py
