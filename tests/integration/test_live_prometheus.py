@@ -80,6 +80,14 @@ EMPTY_PANELS = {
     "API errors / s by api and result": "no API call fails: the sandboxes inject no errors",
 }
 DEAD_LETTER_FOR = "2s"
+FOLLOW_SETTINGS = {
+    "activities",
+    "unsubscribes",
+    "send-check",
+    "reminders",
+    "salesforce-source",
+    "marketo-source",
+}
 
 
 @pytest.fixture(scope="module")
@@ -240,6 +248,13 @@ def test_dashboard_and_alerts_against_live_workers(prometheus_bin, tmp_path):
             (r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"
         ]
         assert live.alerts() == []
+        # Only the workers that follow the admin settings export the revision they apply
+        # (the others exported a 0 that the dashboard showed as behind).
+        following = {
+            r["metric"]["service"]
+            for r in live.query("count by (service) (actions_sync_admin_settings_revision)")
+        }
+        assert following == FOLLOW_SETTINGS & {n.rsplit("-", 1)[0] for n in workers}
 
         problems = []
         for title, expr in dashboard_targets():
