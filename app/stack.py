@@ -192,6 +192,9 @@ class Stack:
         }
 
     def stop(self, keep_logs: bool = False) -> None:
+        for worker in self.workers:  # all at once: the slowest one's grace, not the sum
+            if worker.proc.poll() is None:
+                worker.proc.terminate()
         for worker in self.workers:
             stop(worker.proc)
         for proc in self._sandboxes:

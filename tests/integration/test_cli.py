@@ -223,7 +223,7 @@ def test_up_runs_the_stack_and_writes_its_endpoints(tmp_path):
             assert httpx.get(url).status_code == 200
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(30) == 0
+        assert proc.wait(120) == 0  # ten workers stopping on 2 busy cores
     assert not endpoints.exists()  # removed on exit: a later script never reads stale URLs
 
 
@@ -292,3 +292,22 @@ def test_env_waits_for_a_running_ups_endpoints_and_skips_a_stale_file(tmp_path):
                                  "pid": os.getpid()}))
     assert run_cli("env", str(stale)).stdout.splitlines() == [
         "KAFKA_BOOTSTRAP_SERVERS=new:9092", "SCHEMA_REGISTRY_URL=http://new"]
+
+
+def test_the_stack_and_the_broker_remove_the_temp_files_they_made(tmp_path, monkeypatch):
+    import tempfile
+
+    from actions_sync.settings import Settings
+    from app.broker import EmbeddedBroker
+    from app.stack import Stack
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where they make them
+    with EmbeddedBroker() as broker:
+        assert broker.log.parent == tmp_path and broker.log.exists()
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/s.db")
+    with Stack(settings) as stack:
+        assert stack.logdir.parent == tmp_path and (stack.logdir / "broker.log").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # the store was never opened
+    with pytest.raises(RuntimeError), Stack(settings) as failed:
+        raise RuntimeError("a failure names the logs: they stay")
+    assert (failed.logdir / "broker.log").exists()
