@@ -456,6 +456,12 @@ def reconcile_unsubscribes(
     raise typer.Exit(1 if report.failed else 0)
 
 
+def _bootstrap(settings: Settings) -> str:
+    if not settings.kafka_bootstrap_servers:
+        raise ConfigError("KAFKA_BOOTSTRAP_SERVERS is not set: point it at the cluster")
+    return settings.kafka_bootstrap_servers
+
+
 @app.command()
 def tail(
     topic: Annotated[str, typer.Argument(help="Any topic of the project, its .dlq too.")],
@@ -543,12 +549,6 @@ def _live_endpoints(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return endpoints
-
-
-def _bootstrap(settings: Settings) -> str:
-    if not settings.kafka_bootstrap_servers:
-        raise ConfigError("KAFKA_BOOTSTRAP_SERVERS is not set: point it at the cluster")
-    return settings.kafka_bootstrap_servers
 
 
 # What every usage error of typer derives from: click's ClickException up to typer 0.27,

@@ -140,7 +140,7 @@ class Stack:
         proc = spawn([*CLI, "worker", "admin-api"], log=log,
                      env={**self.env, "ACTIONS_SYNC_ADMIN_PORT": str(port), **(extra_env or {})})
         self.admin_url = f"http://127.0.0.1:{port}"
-        wait_http(f"{self.admin_url}/health", timeout_s=120, proc=proc)
+        wait_http(f"{self.admin_url}/health", proc=proc)
         worker = Worker("admin-api", "", proc, log)  # no /metrics of its own
         self.workers.append(worker)
         return worker
@@ -191,24 +191,22 @@ class Stack:
             "logs": str(self.logdir),
         }
 
-    def stop(self, keep_logs: bool = False) -> None:
-        for worker in self.workers:  # all at once: the slowest one's grace, not the sum
-            if worker.proc.poll() is None:
-                worker.proc.terminate()
+    def stop(self) -> None:
         for worker in self.workers:
             stop(worker.proc)
         for proc in self._sandboxes:
             stop(proc)
         if self.broker:
             self.broker.stop()
-        if self._own_logdir and not (keep_logs or self.keep_logs):
+        if self._own_logdir and not self.keep_logs:
             shutil.rmtree(self.logdir, ignore_errors=True)
 
     def __enter__(self) -> Stack:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        self.stop(keep_logs=exc_type is not None)  # an error names the logs: keep them
+        self.keep_logs |= exc_type is not None  # an error names the logs: keep them
+        self.stop()
 
 
 def scrape_sum(urls: list[str], metric: str) -> float:
