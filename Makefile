@@ -5,7 +5,8 @@
 .PHONY: demo test test-tansu test-apache lint bench setup test-floors
 
 PY := .venv/bin
-PYTEST := $(PY)/pytest -p no:cacheprovider
+# `python -m` puts the repository on sys.path, where the progress plugin is found.
+PYTEST := $(PY)/python -m pytest -p no:cacheprovider -p tests.support.progress
 # pytest-xdist workers of the Tansu tier. Every broker test there has a broker of its own
 # (and each worker its own PostgreSQL server); a test spends most of its time waiting on
 # group joins, worker processes starting and the sandboxes' latency, not on CPU, so more
@@ -37,7 +38,7 @@ lint:
 
 # Every test, broker-facing ones on the embedded Tansu broker.
 test-tansu:
-	PROGRESS_TIER=tansu PYTHONPATH=. $(PYTEST) -p tests.support.progress -q -n $(TANSU_WORKERS) --maxschedchunk=1
+	$(PYTEST) -q -n $(TANSU_WORKERS) --maxschedchunk=1
 
 # The broker-facing tests again, on a real single-node Apache Kafka (KRaft) from Maven jars
 # (their PostgreSQL variants test the store, not the broker: the Tansu tier runs those).
@@ -45,7 +46,7 @@ test-tansu:
 test-apache:
 	@if [ -z "$$CI" ] && ! { command -v java && command -v mvn; } >/dev/null 2>&1; then \
 	  echo "SKIPPED Apache Kafka tier: java or mvn not found (run scripts/bootstrap --test)"; \
-	else PROGRESS_TIER=apache PYTHONPATH=. scripts/apache-kafka exec -- $(PYTEST) -p tests.support.progress -q -m "broker and not postgres"; fi
+	else scripts/apache-kafka exec -- $(PYTEST) -q -m "broker and not postgres"; fi
 
 bench: setup
 	$(PY)/python bench/people_throughput.py

@@ -3,9 +3,9 @@ tier's output.
 
 `make test` runs the tiers side by side with `--output-sync`, which prints each tier's
 output whole when it ends: ~5 minutes of silence. The Makefile hands the terminal to the
-tiers as file descriptor PROGRESS_FD (3) and names the tier in PROGRESS_TIER; this writes
-one line there every PROGRESS_EVERY_S seconds (30) and when the run ends. Without
-PROGRESS_FD it does nothing.
+tiers as file descriptor PROGRESS_FD (3); this writes one line there every
+PROGRESS_EVERY_S seconds (30) and when the run ends, named `[tansu]` or `[apache]` (or
+PROGRESS_TIER). Without PROGRESS_FD it does nothing.
 """
 
 from __future__ import annotations
@@ -64,6 +64,8 @@ def pytest_configure(config: pytest.Config) -> None:
         os.fstat(int(fd))
     except (OSError, ValueError):
         return
-    config.pluginmanager.register(
-        Progress(int(fd), os.environ.get("PROGRESS_TIER", "tests")), "actions-sync-progress"
+    apache = os.environ.get("ACTIONS_SYNC_TEST_BROKER") == "apache" or os.environ.get(
+        "KAFKA_BOOTSTRAP_SERVERS"
     )
+    tier = os.environ.get("PROGRESS_TIER") or ("apache" if apache else "tansu")
+    config.pluginmanager.register(Progress(int(fd), tier), "actions-sync-progress")
