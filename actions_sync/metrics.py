@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Iterable
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 __all__ = [
     "ACTIVITIES_PARKED",
@@ -39,7 +39,6 @@ __all__ = [
     "BATCH_RETRIES",
     "forget_lag",
     "serve_metrics",
-    "applied_revision",
 ]
 
 log = logging.getLogger(__name__)
@@ -123,6 +122,8 @@ def applied_revision(revision: int) -> None:
     """Report the admin settings revision this process applies. The gauge is registered on
     first use: a worker that does not follow the settings (people, the sinks) must not
     export a 0 that a dashboard would show as "behind"."""
+    from prometheus_client import REGISTRY
+
     global _revision_registered
     with _revision_lock:
         if not _revision_registered:
