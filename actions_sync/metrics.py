@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
@@ -114,7 +113,6 @@ ADMIN_SETTINGS_REVISION = Gauge(
     "The admin settings revision this worker applies (-1: defaults, nothing stored yet)",
     registry=None,  # exported only by workers that follow the settings: applied_revision()
 )
-_revision_lock = threading.Lock()
 _revision_registered = False
 
 
@@ -125,11 +123,13 @@ def applied_revision(revision: int) -> None:
     from prometheus_client import REGISTRY
 
     global _revision_registered
-    with _revision_lock:
-        if not _revision_registered:
+    if not _revision_registered:
+        with contextlib.suppress(ValueError):  # another thread registered it first
             REGISTRY.register(ADMIN_SETTINGS_REVISION)
-            _revision_registered = True
+        _revision_registered = True
     ADMIN_SETTINGS_REVISION.set(revision)
+
+
 SOURCE_ENABLED = Gauge(
     "actions_sync_source_enabled",
     "1 while a source connector's admin setting turns it on (people_sync), 0 while it waits",
