@@ -5,7 +5,8 @@
 .PHONY: demo test test-tansu test-apache lint bench setup test-floors
 
 PY := .venv/bin
-PYTEST := $(PY)/pytest -p no:cacheprovider
+# `python -m` puts the repository on sys.path, where the progress plugin is found.
+PYTEST := $(PY)/python -m pytest -p no:cacheprovider -p tests.support.progress
 # pytest-xdist workers of the Tansu tier. Every broker test there has a broker of its own
 # (and each worker its own PostgreSQL server); a test spends most of its time waiting on
 # group joins, worker processes starting and the sandboxes' latency, not on CPU, so more
@@ -20,13 +21,15 @@ demo: setup
 	$(PY)/actions-sync demo
 
 # Lint and the two tiers run side by side (the tiers' brokers are separate: ~6 minutes
-# instead of ~16 on 2 cores); the output of each is printed whole when it ends.
+# instead of ~16 on 2 cores); the output of each is printed whole when it ends. Meanwhile
+# each tier writes a progress line every 30 s to the terminal, handed to it as file
+# descriptor 3, which --output-sync does not hold (tests/support/progress.py).
 # test-floors is listed last: with -j3 it starts when lint ends (~1 minute in), beside the
 # two tiers, which spend most of their time waiting on brokers and processes, not on CPU;
 # after them it would add its 3-4 minutes to the ~6 (see test-floors).
 test:
 	@scripts/bootstrap --test
-	$(MAKE) --no-print-directory -j3 --output-sync=target lint test-tansu test-apache test-floors
+	PROGRESS_FD=3 $(MAKE) --no-print-directory -j3 --output-sync=target lint test-tansu test-apache test-floors 3>&2
 
 lint:
 	$(PY)/ruff check .

@@ -117,7 +117,25 @@ RECORDS_PUBLISHED = Counter(
 ADMIN_SETTINGS_REVISION = Gauge(
     "actions_sync_admin_settings_revision",
     "The admin settings revision this worker applies (-1: defaults, nothing stored yet)",
+    registry=None,  # exported only by workers that follow the settings: applied_revision()
 )
+_revision_registered = False
+
+
+def applied_revision(revision: int) -> None:
+    """Report the admin settings revision this process applies. The gauge is registered on
+    first use: a worker that does not follow the settings (people, the sinks) must not
+    export a 0 that a dashboard would show as "behind"."""
+    from prometheus_client import REGISTRY
+
+    global _revision_registered
+    if not _revision_registered:
+        with contextlib.suppress(ValueError):  # another thread registered it first
+            REGISTRY.register(ADMIN_SETTINGS_REVISION)
+        _revision_registered = True
+    ADMIN_SETTINGS_REVISION.set(revision)
+
+
 SOURCE_ENABLED = Gauge(
     "actions_sync_source_enabled",
     "1 while a source connector's admin setting turns it on (people_sync), 0 while it waits",

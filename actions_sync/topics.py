@@ -22,6 +22,7 @@ __all__ = [
     "SETTINGS",
     "UNSUBSCRIBES",
     "specs",
+    "ALL_TOPICS",
 ]
 
 PERSON_CHANGES = "marketo.person.changes"  # key: Marketo ID, value: PersonChange
@@ -61,3 +62,8 @@ def specs(names: tuple[str, ...], partitions: int, replication: int = 1) -> list
         for name in names
         for topic in (name, dlq_topic(name))
     ]
+
+# Every topic of the project (each may have its `.dlq`): what `actions-sync topics` lists.
+ALL_TOPICS = (PERSON_CHANGES, SALES_ACTIVITIES, UNSUBSCRIBES, REMINDER_TASKS, SEND_CHECKS,
+              SEND_DECISIONS, SALESFORCE_OPTOUTS, SALESFORCE_TASKS, OUTBOUND_MARKETO_ACTIVITIES,
+              OUTBOUND_SALESFORCE_TASKS, OUTBOUND_SALESFORCE_OPTOUTS, SETTINGS)

@@ -33,6 +33,8 @@ class EmbeddedBroker:
     def __init__(self, port: int = 0, host: str = "127.0.0.1", log: Path | None = None) -> None:
         self.host = host
         self.port = port or free_port(host)
+        # Without a log given, a temp file removed on a clean stop (tests start hundreds).
+        self._own_log = log is None
         self.log = log or Path(tempfile.gettempdir()) / f"actions-sync-tansu-{self.port}.log"
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -51,14 +53,16 @@ class EmbeddedBroker:
             wait_for_broker(self.bootstrap, timeout_s)
         except Exception as exc:
             code = self._proc.poll()
-            self.stop()
+            self.stop(keep_log=True)
             raise Fatal(f"Tansu did not start on {url} (exit {code}); see {self.log}") from exc
         return self
 
-    def stop(self) -> None:
+    def stop(self, keep_log: bool = False) -> None:
         if self._proc is not None:
             stop(self._proc)
             self._proc = None
+        if self._own_log and not keep_log:
+            self.log.unlink(missing_ok=True)
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()

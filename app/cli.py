@@ -7,8 +7,10 @@ exit 2 for bad arguments or configuration, 1 for a failed run.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
+import threading
 import time
 from enum import StrEnum
 from pathlib import Path
@@ -150,11 +152,16 @@ def up(
                          + ").")] = None,
     seed_people: Annotated[int, typer.Option(
         min=0, help="People to seed into the Marketo and Salesforce sandboxes.")] = 0,
+    keep_logs: Annotated[bool, typer.Option(
+        "--keep-logs", help="Keep the log directory after a clean stop (it is always kept "
+                            "when a worker fails).")] = False,
 ) -> None:
     """Run the whole embedded stack in the foreground until Ctrl-C: broker, schema
     registry, Marketo and Salesforce sandboxes, and the workers."""
+    from actions_sync.kafka import ensure_topics
     from actions_sync.store import Store
-    from app.stack import Stack
+    from actions_sync.topics import INPUT_TOPICS, specs
+    from app.stack import Stack, wait_http
 
     chosen = list(workers) if workers is not None else list(UP_WORKERS)
     for name in chosen:
@@ -164,15 +171,24 @@ def up(
     if endpoints_file:  # a stale one would tell a script waiting for it the wrong URLs
         endpoints_file.unlink(missing_ok=True)
     signal.signal(signal.SIGTERM, _interrupted)  # `kill %1` stops it as Ctrl-C does
-    with Stack(settings) as stack:
-        say(f"logs in {stack.logdir}")
-        stack.start_vendors(seed_people)
-        with Store(settings.database_url) as store:
-            store.migrate()
-        for name in chosen:
-            stack.add_worker(name)
-        endpoints = stack.endpoints()
-        try:
+    with Stack(settings, keep_logs=keep_logs) as stack:
+        try:  # Ctrl-C (or `kill`) at any point, start-up included, stops it cleanly
+            say(f"logs in {stack.logdir}" + ("" if keep_logs else
+                                              " (removed on a clean stop unless --keep-logs)"))
+            stack.start_vendors(seed_people)
+            with Store(settings.database_url) as store:
+                store.migrate()
+            # The input topics exist before anyone publishes (an auto-created topic would get
+            # the broker's partition count), and every worker answers before the endpoints
+            # file appears: a script waiting for it can publish at once.
+            ensure_topics(stack.bootstrap, specs(INPUT_TOPICS, settings.partitions,
+                                                 settings.replication_factor))
+            for name in chosen:
+                stack.add_worker(name)
+            for running in stack.workers:
+                if running.metrics_url:
+                    wait_http(running.metrics_url, timeout_s=300, proc=running.proc)
+            endpoints = {**stack.endpoints(), "pid": os.getpid()}  # `env` skips a stale file
             if endpoints_file:  # whole or not at all: scripts wait for it to appear
                 partial = endpoints_file.with_name(endpoints_file.name + ".partial")
                 partial.write_text(json.dumps(endpoints, indent=2))
@@ -181,6 +197,8 @@ def up(
             for worker in stack.workers:
                 say(f"{worker.log.stem.removeprefix('worker-')}: "
                     f"{worker.metrics_url or 'no /metrics'}, log {worker.log}")
+            say("ready: every worker answers" + (f"; endpoints in {endpoints_file}"
+                                                 if endpoints_file else "") + "; Ctrl-C stops")
             while all(w.proc.poll() is None for w in stack.workers):
                 time.sleep(0.5)
             say(f"a worker exited; stopping (logs in {stack.logdir})")
@@ -312,7 +330,9 @@ def produce(
                                               "marketo.person.changes.")],
     file: Annotated[str, typer.Argument(help="JSON lines file, or - for standard input.")],
 ) -> None:
-    """Publish JSON lines as Avro records (Confluent wire format) on TOPIC."""
+    """Publish JSON lines as Avro records (Confluent wire format) on TOPIC. A bad line is
+    named on stderr (FILE:LINE: reason) and skipped; the good ones are published. Exit
+    status: 0 when every line was published, 1 when any line was bad."""
     from actions_sync.produce import LineError, parse_lines
     from actions_sync.publish import Publisher
     from actions_sync.serialization import RegistryClient
@@ -490,6 +510,95 @@ def _bootstrap(settings: Settings) -> str:
     if not settings.kafka_bootstrap_servers:
         raise ConfigError("KAFKA_BOOTSTRAP_SERVERS is not set: point it at the cluster")
     return settings.kafka_bootstrap_servers
+
+
+@app.command()
+def tail(
+    topic: Annotated[str, typer.Argument(help="Any topic of the project, its .dlq too.")],
+    from_beginning: Annotated[bool, typer.Option(
+        "--from-beginning", help="Start at each partition's first record, not its end.")] = False,
+    key: Annotated[str | None, typer.Option(help="Only records with this key.")] = None,
+    max_records: Annotated[int | None, typer.Option(
+        "--max", min=1, help="Stop after N records (default: follow until Ctrl-C).")] = None,
+) -> None:
+    """Print TOPIC's records as JSON lines: topic, partition, offset, timestamp, key,
+    headers and the value decoded from Avro through the schema registry (a .dlq topic's
+    values, and any that do not decode, as value_base64). Joins no consumer group."""
+    from actions_sync.topic_admin import tail as tail_topic
+
+    settings = _settings()
+    stop = threading.Event()
+    lines = tail_topic(_bootstrap(settings), settings.schema_registry_url, topic,
+                       from_beginning, key, max_records, stop)
+    signal.signal(signal.SIGTERM, _interrupted)
+    try:
+        for line in lines:
+            print(line, flush=True)
+    except KeyboardInterrupt:  # Ctrl-C ends it: close the consumer, exit 0
+        stop.set()
+    except BrokenPipeError:  # `| head`: the reader has what it wanted
+        stop.set()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        lines.close()
+
+
+@app.command()
+def topics(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per topic.")] = False,
+) -> None:
+    """Every topic of the project on the broker: partitions, end offsets, and each consumer
+    group's lag (committed offsets against the ends), in total and per partition."""
+    from actions_sync.topic_admin import project_topics, topic_ends
+
+    bootstrap = _bootstrap(_settings())
+    found = topic_ends(bootstrap, project_topics(bootstrap))
+    if not found:
+        say(f"no topics of the project on {bootstrap}")
+    for entry in found:
+        if as_json:
+            print(json.dumps({"topic": entry.topic, "partitions": len(entry.ends),
+                              "ends": entry.ends, "records": entry.records,
+                              "groups": [{"group": g.group, "lag": g.total,
+                                          "committed": g.committed, "lag_by_partition": g.lag}
+                                         for g in entry.groups]}), flush=True)
+            continue
+        ends = " ".join(f"{p}:{end}" for p, end in entry.ends.items())
+        print(f"{entry.topic}  partitions {len(entry.ends)}  end offsets {entry.records}"
+              f" ({ends})", flush=True)
+        for group in entry.groups:
+            lags = " ".join(f"{p}:{lag}" for p, lag in group.lag.items())
+            print(f"  group {group.group}  lag {group.total} ({lags})", flush=True)
+
+
+@app.command()
+def env(
+    endpoints_file: Annotated[Path, typer.Argument(
+        help="The file `actions-sync up --endpoints-file F` writes once the stack is up.")],
+    wait: Annotated[float, typer.Option(
+        min=0, help="Seconds to wait for the file to appear.")] = 300.0,
+) -> None:
+    """Print KAFKA_BOOTSTRAP_SERVERS=... and SCHEMA_REGISTRY_URL=... of a running `up`
+    (waiting for it to be ready), for `export $(actions-sync env F)`."""
+    deadline = time.monotonic() + wait
+    while (endpoints := _live_endpoints(endpoints_file)) is None:
+        if time.monotonic() > deadline:
+            raise ConfigError(f"{endpoints_file} did not appear within {wait:.0f}s: is "
+                              f"`actions-sync up --endpoints-file {endpoints_file}` running?")
+        time.sleep(0.2)
+    print(f"KAFKA_BOOTSTRAP_SERVERS={endpoints['kafka']}")
+    print(f"SCHEMA_REGISTRY_URL={endpoints['schema_registry']}")
+
+
+def _live_endpoints(path: Path) -> dict[str, Any] | None:
+    """The endpoints `up` wrote to `path`, if that `up` is still running (a file left by
+    one that was killed names a stack that is gone)."""
+    try:
+        endpoints: dict[str, Any] = json.loads(path.read_text())
+        os.kill(int(endpoints["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return endpoints
 
 
 # What every usage error of typer derives from: click's ClickException up to typer 0.27,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,7 +60,10 @@ class Stack:
     """Start with `start()`, read `endpoints`, add workers, `stop()` everything."""
 
     settings: Settings
-    logdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="actions-sync-")))
+    # Without a logdir given, the stack makes a temp dir and removes it when it stops
+    # (kept with keep_logs, and when it stops on an error, whose message names it).
+    logdir: Path = None  # type: ignore[assignment]  # set in __post_init__
+    keep_logs: bool = False
     broker: EmbeddedBroker | None = None
     bootstrap: str = ""
     registry_url: str = ""
@@ -69,6 +73,12 @@ class Stack:
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     workers: list[Worker] = field(default_factory=list)
     _sandboxes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _own_logdir: bool = False
+
+    def __post_init__(self) -> None:
+        if self.logdir is None:
+            self.logdir = Path(tempfile.mkdtemp(prefix="actions-sync-"))
+            self._own_logdir = True
 
     def start(self) -> Stack:
         self.bootstrap = self.settings.kafka_bootstrap_servers or ""
@@ -92,7 +102,7 @@ class Stack:
                      log=self.logdir / f"sandbox-{name}.log")
         self._sandboxes.append(proc)
         url = f"http://127.0.0.1:{port}"
-        wait_http(f"{url}/_sandbox/journal", proc=proc)
+        wait_http(f"{url}/_sandbox/journal", timeout_s=120, proc=proc)  # slow on busy cores
         return url
 
     @property
@@ -201,11 +211,14 @@ class Stack:
         stop_all(self._sandboxes)
         if self.broker:
             self.broker.stop()
+        if self._own_logdir and not self.keep_logs:
+            shutil.rmtree(self.logdir, ignore_errors=True)
 
     def __enter__(self) -> Stack:
         return self.start()
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self.keep_logs |= exc_type is not None  # an error names the logs: keep them
         self.stop()
 
 

@@ -39,7 +39,7 @@ def bench_stack(topics: tuple[str, ...], **settings: Any) -> Iterator[Stack]:
     with tempfile.TemporaryDirectory() as tmp:
         config = Settings(database_url=f"sqlite:///{tmp}/store.db",
                           group_prefix=f"bench-{uuid.uuid4().hex[:6]}", **settings)
-        with Stack(config) as stack:
+        with Stack(config, keep_logs=True) as stack:
             ensure_topics(stack.bootstrap, specs(topics, config.partitions))
             with Store(config.database_url) as store:
                 store.migrate()

@@ -121,7 +121,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-outbound-"))
     settings = Settings(database_url=f"sqlite:///{workdir}/store.db",
                         group_prefix=f"bench-{uuid.uuid4().hex[:6]}")
-    with Stack(settings) as stack:
+    with Stack(settings, keep_logs=True) as stack:
         marketo = stack.sandbox("marketo", "--seed-people", str(LEADS))
         salesforce = stack.sandbox("salesforce", "--seed-people", "200")
         who = [r["Id"] for r in httpx.get(

@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 
 from actions_sync.admin.model import AdminSettings
 from actions_sync.admin.snapshot import SETTINGS_TOPIC, Versioned, decode, ensure_topic, from_stored
-from actions_sync.metrics import ADMIN_SETTINGS_REVISION
+from actions_sync.metrics import applied_revision
 from actions_sync.store import admin_settings as stored
 
 __all__ = ["LiveSettings", "load"]
@@ -68,7 +68,7 @@ class LiveSettings:
         if snapshot.settings != self._latest.settings:
             log.info("admin settings revision %d applied", snapshot.revision)
         self._latest = snapshot  # one reference swap: readers see old or new, never a mix
-        ADMIN_SETTINGS_REVISION.set(snapshot.revision)  # which workers have applied a change
+        applied_revision(snapshot.revision)  # which workers have applied a change
 
     def start(self) -> LiveSettings:
         """Read the store once (so the first batch already has the real settings), then

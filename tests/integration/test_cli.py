@@ -15,7 +15,7 @@ from actions_sync.topics import PERSON_CHANGES, specs
 from tests.support.checks import present
 
 ALL_COMMANDS = ("demo", "up", "worker", "broker", "sandbox", "produce", "sync", "settings", "dlq",
-                "reconcile")
+                "reconcile", "tail", "topics", "env")
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None,
@@ -188,6 +188,7 @@ def test_readme_documents_every_setting() -> None:
     assert missing == []
 
 
+@pytest.mark.timeout(600)  # `up` waits for every worker: minutes on 2 busy cores
 def test_up_runs_the_stack_and_writes_its_endpoints(tmp_path: Path) -> None:
     import signal
     import time
@@ -201,7 +202,7 @@ def test_up_runs_the_stack_and_writes_its_endpoints(tmp_path: Path) -> None:
             env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/s.db"},
             stdout=subprocess.DEVNULL, stderr=err)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300  # every worker answers first: slow on a busy machine
         while not endpoints.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         urls = json.loads(endpoints.read_text())
@@ -216,12 +217,16 @@ def test_up_runs_the_stack_and_writes_its_endpoints(tmp_path: Path) -> None:
             "people-0", "activities-0", "marketo-sink-0", "salesforce-sink-0",
             "unsubscribes-0", "salesforce-optout-sink-0", "send-check-0",
             "salesforce-source-0", "reminders-0"}
-        said = (tmp_path / "up.err").read_text()
+        while "ready:" not in (said := (tmp_path / "up.err").read_text()):
+            assert time.monotonic() < deadline, said  # said right after the file is written
+            time.sleep(0.2)
         assert f"logs in {urls['logs']}" in said
         assert f"people-0: {urls['metrics']['people-0']}, log {urls['logs']}" in said
+        for url in urls["metrics"].values():  # the file appears once every worker answers
+            assert httpx.get(url).status_code == 200
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(30) == 0
+        assert proc.wait(120) == 0  # ten workers stopping on 2 busy cores
     assert not endpoints.exists()  # removed on exit: a later script never reads stale URLs
 
 
@@ -250,3 +255,64 @@ def test_broker_command_creates_the_topics_and_leaves_no_orphan() -> None:
     leftover = subprocess.run(["pgrep", "-f", f"{tansu_binary()}.*{bootstrap}"],
                               capture_output=True, text=True)
     assert proc.returncode == 0 and leftover.stdout == ""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_the_readmes_publishing_by_hand_block_works_pasted(tmp_path: Path) -> None:
+    """The README's block, run line for line by bash as a user pastes it (its endpoints
+    file moved to tmp_path): no race with `up`, no tool the bootstrap does not install."""
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    block = re.search(r"Publishing by hand.*?```sh\n(.*?)```", readme, re.S).group(1)
+    endpoints = tmp_path / "stack.json"
+    script = block.replace("/tmp/stack.json", str(endpoints)) + "wait\n"  # `up` has stopped
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith("ACTIONS_SYNC_") and k not in ("KAFKA_BOOTSTRAP_SERVERS",
+                                                                 "SCHEMA_REGISTRY_URL")}
+    result = subprocess.run(["bash", "-e", "-c", script], cwd=root, capture_output=True,
+                            text=True, timeout=540,
+                            env={**clean, "DATABASE_URL": f"sqlite:///{tmp_path}/s.db"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "published 1 records to marketo.person.changes; 0 bad lines" in result.stderr
+    [ada] = [json.loads(line) for line in result.stdout.splitlines() if '"Ada"' in line]
+    assert ada["key"] == "1" and ada["value"]["first_name"] == "Ada"
+    assert re.search(r"^marketo\.person\.changes  partitions 8  end offsets 1 ",
+                     result.stdout, re.M)
+    assert "no dead letters in marketo.person.changes.dlq" in result.stderr
+    assert not endpoints.exists()
+
+
+def test_env_waits_for_a_running_ups_endpoints_and_skips_a_stale_file(tmp_path: Path) -> None:
+    stale = tmp_path / "stack.json"
+    stale.write_text(json.dumps({"kafka": "old:9092", "schema_registry": "http://old",
+                                 "pid": 2**22 + 1}))  # above pid_max's default: not running
+    waited = run_cli("env", str(stale), "--wait", "1")
+    assert waited.returncode == 2 and "did not appear within 1s" in waited.stderr
+    stale.write_text(json.dumps({"kafka": "new:9092", "schema_registry": "http://new",
+                                 "pid": os.getpid()}))
+    assert run_cli("env", str(stale)).stdout.splitlines() == [
+        "KAFKA_BOOTSTRAP_SERVERS=new:9092", "SCHEMA_REGISTRY_URL=http://new"]
+
+
+def test_the_stack_and_the_broker_remove_the_temp_files_they_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from actions_sync.settings import Settings
+    from app.broker import EmbeddedBroker
+    from app.stack import Stack
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where they make them
+    with EmbeddedBroker() as broker:
+        assert broker.log.parent == tmp_path and broker.log.exists()
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/s.db")
+    with Stack(settings) as stack:
+        assert stack.logdir.parent == tmp_path and (stack.logdir / "broker.log").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # the store was never opened
+    with pytest.raises(RuntimeError), Stack(settings) as failed:
+        raise RuntimeError("a failure names the logs: they stay")
+    assert (failed.logdir / "broker.log").exists()
