@@ -219,6 +219,10 @@ class Settings(BaseSettings):
         5.0, gt=0, le=3600, description="reminder agent: seconds between catch-ups (tasks "
         "stored while the sync was off)",
     )
+    salesforce_deleted_every_s: float = Field(
+        300.0, gt=0, le=86400, description="Salesforce source: least wait between two reads "
+        "of a deletion feed (`sobjects/Task/deleted`; Salesforce advises 5 minutes)",
+    )
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

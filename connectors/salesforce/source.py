@@ -11,8 +11,11 @@ and publishes the persons' opt-outs (`optouts.py`: never a re-subscribe, never t
 own write). The Task stream is a second stream of the same poller (`tasks.py`: every
 person's change of a Task, with its deletions from `sobjects/Task/deleted`), polled while
 `reminder_task_sync` and `salesforce_log_reminder_tasks` are both on; its first position
-is 24 hours back (S11's first enable). The admin settings are read live: a stream whose
-setting is off is not polled and its position waits; turned on, it catches up from it.
+is 24 hours back (S11's first enable). A deletion window the recycle bin no longer covers
+is logged by the poller and counted here (`actions_sync_salesforce_deletion_gaps_total`);
+`actions_sync_salesforce_task_poll_age_seconds` is the time since the last Task poll.
+The admin settings are read live: a stream whose setting is off is not polled and its
+position waits; turned on, it catches up from it.
 
 The daily API budget is the sink's (`Sforce-Limit-Info`, `budget.py`): the client stops
 while only `salesforce_budget_reserve` calls remain, and the source pauses.
@@ -24,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
 from functools import partial
@@ -33,7 +37,14 @@ from actions_sync.admin.live import LiveSettings
 from actions_sync.admin.model import AdminSettings
 from actions_sync.errors import Retriable
 from actions_sync.kafka import ensure_topics
-from actions_sync.metrics import RECORDS_PUBLISHED, SKIPPED, SOURCE_ENABLED, serve_metrics
+from actions_sync.metrics import (
+    RECORDS_PUBLISHED,
+    SALESFORCE_DELETION_GAPS,
+    SALESFORCE_TASK_POLL_AGE_SECONDS,
+    SKIPPED,
+    SOURCE_ENABLED,
+    serve_metrics,
+)
 from actions_sync.publish import Publisher
 from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings
@@ -68,6 +79,8 @@ class OptOutSource:
         self.stopping = stopping or asyncio.Event()
         self.published = 0
         self._was_enabled: bool | None = None
+        polled = self._tasks_polled = [time.monotonic()]  # the gauge holds the list, not us
+        SALESFORCE_TASK_POLL_AGE_SECONDS.set_function(lambda: time.monotonic() - polled[0])
 
     async def run(self) -> None:
         while not self.stopping.is_set():
@@ -104,7 +117,8 @@ class OptOutSource:
         if _tasks_on(admin):
             stream = task_stream()
             await self.poller.poll(stream, self._publish_tasks)
-            await self.poller.deletions(stream, self._publish_deleted)
+            self._tasks_polled[0] = time.monotonic()
+            await self.poller.deletions(stream, self._publish_deleted, _count_gap)
 
     def _publish_tasks(self, stream: Stream, rows: Sequence[Row]) -> int:
         mine = [r for r in rows if r.get("LastModifiedById") == self.poller.client.user_id]
@@ -157,6 +171,12 @@ class OptOutSource:
         return self.stopping.is_set()
 
 
+def _count_gap(stream: Stream, _reason: str) -> None:
+    """A deletion window lost to the recycle bin (the poller logged it): counted, so an
+    alert or a person can start a full reconciliation; nothing is guessed."""
+    SALESFORCE_DELETION_GAPS.labels(stream.sobject).inc()
+
+
 def _tasks_on(admin: AdminSettings) -> bool:
     return admin.reminder_task_sync and admin.salesforce_log_reminder_tasks
 
@@ -200,7 +220,8 @@ async def _poller(settings: Settings, kafka: str, registry_url: str) -> AsyncIte
         try:
             await client.auth.get()  # bad credentials fail before the first poll
             yield Poller(client, store, publisher, WORKER,
-                         timedelta(seconds=settings.salesforce_lookback_s))
+                         timedelta(seconds=settings.salesforce_lookback_s),
+                         deleted_every=timedelta(seconds=settings.salesforce_deleted_every_s))
             publisher.flush()
         finally:
             await client.aclose()
