@@ -150,12 +150,13 @@ def first_enabled(engine: Engine, key: str = "reminder_task_sync") -> datetime |
 def synced(engine: Engine, task_ids: Iterable[str], sfdc_ids: Iterable[str]
            ) -> dict[str, dict[str, Any]]:
     """The Task fields last synced, by task id and by 18-character Task id (the Salesforce
-    source's compare-before-write)."""
+    source's compare-before-write), with the Task's `Id` as the store knows it (None: not
+    yet)."""
     rows = list(load(engine, [i for i in task_ids if i]).values())
     rows += by_salesforce_id(engine, [i for i in sfdc_ids if len(i) == 18]).values()
     out: dict[str, dict[str, Any]] = {}
     for row in rows:
-        out[row["task_id"]] = dict(row["salesforce_synced"])
+        out[row["task_id"]] = dict(row["salesforce_synced"]) | {"Id": row["sfdc_task_id"]}
         if row["sfdc_task_id"]:
-            out[row["sfdc_task_id"]] = dict(row["salesforce_synced"])
+            out[row["sfdc_task_id"]] = out[row["task_id"]]
     return out

@@ -93,7 +93,9 @@ class Poller:
             self.commit(name, {"through": now.isoformat()})
             return 0
         start = parse_stamp(str(saved["through"]))
-        if now - start < self.deleted_every:
+        if now - start < self.deleted_every or _minute(now) <= _minute(start):
+            # Salesforce ignores the seconds: a window within one minute is refused
+            # (INVALID_REPLICATION_DATE, as a lost window is), so wait for the next minute
             return 0
         try:
             answer = await self.client.deleted(stream.sobject, start, now)
@@ -125,3 +127,7 @@ class Poller:
 
     def _now(self) -> datetime:
         return self._clock.now().astimezone(UTC)
+
+
+def _minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
