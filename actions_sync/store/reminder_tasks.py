@@ -42,8 +42,8 @@ from actions_sync.errors import Retriable
 from actions_sync.store.admin_settings import settings_audit
 from actions_sync.store.tables import metadata
 
-__all__ = ["by_salesforce_id", "first_enabled", "load", "reminder_tasks", "save", "synced",
-           "unpushed"]
+__all__ = ["by_salesforce_id", "first_enabled", "load", "record_task_ids", "reminder_tasks",
+           "save", "synced", "unpushed"]
 
 reminder_tasks = Table(
     "reminder_tasks",
@@ -111,6 +111,23 @@ def unpushed(engine: Engine, after: str, limit: int) -> list[Row]:
     t = reminder_tasks
     return _rows(engine, select(t).where(t.c.unpushed.is_(True), t.c.task_id > after)
                  .order_by(t.c.task_id).limit(limit))
+
+
+def record_task_ids(engine: Engine, ids: Mapping[str, str], now: datetime) -> int:
+    """Set the Salesforce Task id (18 characters) of tasks that lack it, by task id; how
+    many were set. The revision moves on, so a resolution holding the row without it is
+    done again (compare-and-set) rather than saving the id away."""
+    t = reminder_tasks
+    set_ = 0
+    try:
+        with engine.begin() as conn:
+            for task_id, sfdc_id in ids.items():
+                set_ += conn.execute(update(t).where(
+                    t.c.task_id == task_id, t.c.sfdc_task_id.is_(None)).values(
+                    sfdc_task_id=sfdc_id, revision=t.c.revision + 1, updated_at=now)).rowcount
+    except OperationalError as exc:
+        raise Retriable(f"recording Task ids failed: {exc.orig}") from exc
+    return set_
 
 
 def save(engine: Engine, rows: Sequence[Mapping[str, Any]], now: datetime) -> set[str]:

@@ -14,6 +14,9 @@ person's change of a Task, with its deletions from `sobjects/Task/deleted`), pol
 is 24 hours back (S11's first enable). A deletion window the recycle bin no longer covers
 is logged by the poller and counted here (`actions_sync_salesforce_deletion_gaps_total`);
 `actions_sync_salesforce_task_poll_age_seconds` is the time since the last Task poll.
+The echo of the sync's first write of a task carries the Task's Id: the source records it
+in the store (the agent has only the task id), so that a deletion `/deleted/` reports by
+Id alone finds its task; the echo itself is dropped as every echo is.
 The admin settings are read live: a stream whose setting is off is not polled and its
 position waits; turned on, it catches up from it.
 
@@ -29,7 +32,7 @@ import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -55,6 +58,7 @@ from connectors.errors import QuotaExhausted, Rejected
 from connectors.salesforce import sink
 from connectors.salesforce.client import EXTERNAL_ID
 from connectors.salesforce.cursor import Row, Stream
+from connectors.salesforce.ids import to18
 from connectors.salesforce.optouts import optout_stream, optouts
 from connectors.salesforce.poller import Poller
 from connectors.salesforce.tasks import deleted_task, task_stream, tasks
@@ -122,9 +126,14 @@ class OptOutSource:
 
     def _publish_tasks(self, stream: Stream, rows: Sequence[Row]) -> int:
         mine = [r for r in rows if r.get("LastModifiedById") == self.poller.client.user_id]
-        synced = reminder_tasks.synced(self.poller.store.engine,
-                                       [str(r.get(EXTERNAL_ID) or "") for r in mine],
+        engine = self.poller.store.engine
+        synced = reminder_tasks.synced(engine, [str(r.get(EXTERNAL_ID) or "") for r in mine],
                                        [str(r["Id"]) for r in mine])
+        learnt = {str(r[EXTERNAL_ID]): to18(str(r["Id"])) for r in mine
+                  if r.get(EXTERNAL_ID) and synced.get(str(r[EXTERNAL_ID]), {}).get("Id", "")
+                  is None}
+        if learnt:
+            reminder_tasks.record_task_ids(engine, learnt, datetime.now(UTC))
         records, skipped = tasks(rows, self.poller.client.user_id, synced)
         for reason, n in skipped.items():
             SKIPPED.labels(WORKER, reason).inc(n)

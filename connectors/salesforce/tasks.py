@@ -8,9 +8,6 @@ fields equal what the sync last wrote or read (the store's `salesforce_synced`:
 compare-before-write). Dropping every integration-user row would lose a person's edit
 made less than a poll before the sync wrote another field of the same Task: the row then
 shows the sync as its last modifier (bench/reminders.py found a completion lost so).
-The sync's first write of a task is let through once, while the store does not know the
-Task's Id (`synced` says `"Id": None`): the agent records it, and a deletion that only
-`/deleted/` reports (by Id alone) then finds its task (dropped, it never did).
 Deletions come two ways: rows `queryAll` still shows with
 `IsDeleted` (recycle bin), and `sobjects/Task/deleted/` (id and deletion time only),
 read every few minutes by the poller. Event ids derive from the row version.
@@ -65,8 +62,6 @@ def _as_synced(row: Row, synced: Mapping[str, Mapping[str, Any]]) -> bool:
     last = synced.get(str(row.get(EXTERNAL_ID) or "")) or synced.get(to18(str(row["Id"])))
     if last is None:
         return True  # the sync wrote it and knows nothing more: nothing for Actions
-    if "Id" in last and last["Id"] is None:
-        return False  # the store has yet to learn the Task's Id from it
     due = row.get("ActivityDate")
     now = {**{f: row.get(f) for f in SYNCED_FIELDS}, "ActivityDate": str(due)[:10] if due
            else None}

@@ -37,15 +37,6 @@ def test_the_syncs_own_write_is_dropped():
     assert tasks([mine], INTEGRATION, {})[0] == []  # a Task the store does not know
 
 
-def test_the_syncs_first_write_passes_once_so_the_store_learns_the_task_id():
-    """Else a deletion only `/deleted/` reports (by Id) finds no task in Actions."""
-    mine = ROW | {"LastModifiedById": INTEGRATION, "ActionsSync_Id__c": "t1"}
-    records, _ = tasks([mine], INTEGRATION, {"t1": SYNCED | {"Id": None}})
-    assert [r["external_id"] for r in records] == ["t1"]
-    known = {"t1": SYNCED | {"Id": to18(ROW["Id"])}}
-    assert tasks([mine], INTEGRATION, known) == ([], {"echo": 1})
-
-
 def test_a_persons_edit_hidden_behind_the_syncs_later_write_is_published():
     """A person completed the Task, then the sync wrote its due date before the poll:
     the row's last modifier is the sync, but its status is not what the sync knows."""
