@@ -40,6 +40,12 @@ __all__ = [
     "UNSUBSCRIBES_SYNCED",
     "UNSUBSCRIBES_UNSYNCED",
     "BATCH_RETRIES",
+    "REMINDER_CONFLICTS",
+    "REMINDER_DIRECTIONS",
+    "REMINDER_OUTCOMES",
+    "REMINDER_TASKS_SYNCED",
+    "SALESFORCE_DELETION_GAPS",
+    "SALESFORCE_TASK_POLL_AGE_SECONDS",
     "forget_lag",
     "serve_metrics",
     "BROKER_LAG",
@@ -223,6 +229,49 @@ SEND_CHECKS = Counter(
     "blocked because Marketo did not answer within the deadline)",
     ["reason"],
 )
+
+# Reminder tasks with Salesforce Tasks (streams/reminders.py, SPEC S11). Every label is
+# created at 0 on import, so a dashboard shows the series before the first task moves.
+REMINDER_DIRECTIONS = ("to_salesforce", "to_actions")
+REMINDER_OUTCOMES = (
+    "created", "updated", "completed", "deleted", "no_op", "conflict_lost",
+    "ignored_status", "ignored_priority", "held", "not_imported", "delete_too_old",
+)
+REMINDER_TASKS_SYNCED = Counter(
+    "actions_sync_reminder_tasks_synced_total",
+    "Reminder task changes the agent resolved, by direction (to_salesforce: an Actions "
+    "change; to_actions: a Salesforce change) and outcome (created, updated, completed, "
+    "deleted; no_op = nothing to sync, e.g. an echo; conflict_lost = an older change than "
+    "the other side's; ignored_status / ignored_priority = a Salesforce status other than "
+    "Not Started/Completed or priority Low, not synced; held = stored while the sync is off; "
+    "not_imported = a Salesforce task older than the first enable's 24 h or of no known "
+    "person; delete_too_old = a delete beyond Salesforce's 15-day horizon, reported)",
+    ["direction", "outcome"],
+)
+REMINDER_CONFLICTS = Counter(
+    "actions_sync_reminder_conflicts_total",
+    "Reminder task fields changed on both sides, resolved for the newer change, by the side "
+    "that won (actions, salesforce)",
+    ["winner"],
+)
+SALESFORCE_TASK_POLL_AGE_SECONDS = Gauge(
+    "actions_sync_salesforce_task_poll_age_seconds",
+    "Seconds since the Salesforce source last read the Task changes to the end (since it "
+    "started, before the first poll)",
+)
+SALESFORCE_DELETION_GAPS = Counter(
+    "actions_sync_salesforce_deletion_gaps_total",
+    "Deletion windows the Salesforce source could no longer read (INVALID_REPLICATION_DATE: "
+    "older than the 15-day recycle bin): deletions in them are reported, not applied",
+    ["sobject"],
+)
+for _direction in REMINDER_DIRECTIONS:
+    for _outcome in REMINDER_OUTCOMES:
+        REMINDER_TASKS_SYNCED.labels(_direction, _outcome)
+for _winner in ("actions", "salesforce"):
+    REMINDER_CONFLICTS.labels(_winner)
+SALESFORCE_DELETION_GAPS.labels("Task")
+
 
 # Consuming workers (actions_sync/progress.py): the group's progress read from the broker,
 # apart from the worker's own loop, so that a worker stuck retrying one batch shows.

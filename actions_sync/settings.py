@@ -261,6 +261,10 @@ class Settings(BaseSettings):
         None, ge=1, le=100_000, description="activity router: activities per batch, at most "
         "(unset: ACTIONS_SYNC_PEOPLE_BATCH_SIZE)",
     )
+    salesforce_deleted_every_s: float = Field(
+        300.0, gt=0, le=86400, description="Salesforce source: least wait between two reads "
+        "of a deletion feed (`sobjects/Task/deleted`; Salesforce advises 5 minutes)",
+    )
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 from actions_sync.kafka import TopicSpec, dlq_topic
 
 __all__ = [
+    "ALL_TOPICS",
     "INPUT_TOPICS",
     "OUTBOUND_MARKETO_ACTIVITIES",
     "OUTBOUND_SALESFORCE_OPTOUTS",
@@ -22,7 +23,6 @@ __all__ = [
     "SETTINGS",
     "UNSUBSCRIBES",
     "specs",
-    "ALL_TOPICS",
 ]
 
 PERSON_CHANGES = "marketo.person.changes"  # key: Marketo ID, value: PersonChange

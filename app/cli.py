@@ -14,13 +14,16 @@ import threading
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 
 from actions_sync.errors import ActionsSyncError, ConfigError
 from actions_sync.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from app.stack import Stack
 
 __all__ = ["app", "main"]
 
@@ -188,15 +191,7 @@ def up(
             for running in stack.workers:
                 if running.metrics_url:
                     wait_http(running.metrics_url, timeout_s=300, proc=running.proc)
-            endpoints = {**stack.endpoints(), "pid": os.getpid()}  # `env` skips a stale file
-            if endpoints_file:  # whole or not at all: scripts wait for it to appear
-                partial = endpoints_file.with_name(endpoints_file.name + ".partial")
-                partial.write_text(json.dumps(endpoints, indent=2))
-                partial.replace(endpoints_file)
-            Console().print_json(data=endpoints)
-            for worker in stack.workers:
-                say(f"{worker.log.stem.removeprefix('worker-')}: "
-                    f"{worker.metrics_url or 'no /metrics'}, log {worker.log}")
+            _announce({**stack.endpoints(), "pid": os.getpid()}, stack, endpoints_file)
             say("ready: every worker answers" + (f"; endpoints in {endpoints_file}"
                                                  if endpoints_file else "") + "; Ctrl-C stops")
             while all(w.proc.poll() is None for w in stack.workers):
@@ -208,6 +203,19 @@ def up(
         finally:
             if endpoints_file:
                 endpoints_file.unlink(missing_ok=True)
+
+
+def _announce(endpoints: dict[str, Any], stack: Stack, endpoints_file: Path | None) -> None:
+    """The endpoints (written whole or not at all: scripts wait for the file to appear;
+    `pid` lets `env` skip a stale one) and a line per worker."""
+    if endpoints_file:
+        partial = endpoints_file.with_name(endpoints_file.name + ".partial")
+        partial.write_text(json.dumps(endpoints, indent=2))
+        partial.replace(endpoints_file)
+    Console().print_json(data=endpoints)
+    for worker in stack.workers:
+        say(f"{worker.log.stem.removeprefix('worker-')}: "
+            f"{worker.metrics_url or 'no /metrics'}, log {worker.log}")
 
 
 def _interrupted(_signum: int, _frame: object) -> None:

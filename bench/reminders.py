@@ -15,12 +15,24 @@ ping-pong); the latency of each task's last edit to the other side (Actions ->
 Salesforce: the Task's SystemModstamp; Salesforce -> Actions: the row's updated_at),
 p50/p99; Salesforce API calls per task change (the sandbox's journal). The baseline,
 measured in the same run, is the create phase: one Actions change per task, no conflicts.
+
+    .venv/bin/python bench/reminders.py --stateful [--examples 10] [--steps 20]
+
+runs the stateful property test (tests/integration/test_reminders_stateful.py: random
+edits on both sides, simultaneous conflicting edits, kill -9 of the reminder worker and
+the Salesforce source) at a large size, and prints per example and in total the edits on
+each side, the sync's writes to the other side (<= 1 per edit: the strict bound the test
+asserts), conflicts and kills, and the time per step.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import re
+import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -170,6 +182,41 @@ def writes(bench: Bench) -> tuple[int, int]:
     return len(sent), revisions
 
 
+def stateful(examples: int, steps: int) -> None:
+    """The stateful property test at a large size, its per-example counts summed."""
+    env = {**os.environ, "REMINDERS_STATEFUL_EXAMPLES": str(examples),
+           "REMINDERS_STATEFUL_STEPS": str(steps)}
+    started = time.monotonic()
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+                          "tests/integration/test_reminders_stateful.py"], env=env,
+                         capture_output=True, text=True, check=False)
+    took = time.monotonic() - started
+    rows = [{k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
+            for line in run.stdout.splitlines() if line.startswith("stateful example:")]
+    total = {k: sum(r[k] for r in rows) for k in (rows[0] if rows else {})}
+    print(f"stateful: {len(rows)} examples of up to {steps} steps, {took:.0f} s, pytest "
+          f"{'passed' if run.returncode == 0 else f'FAILED ({run.returncode})'} "
+          f"[{uuid.uuid4().hex[:6]}]")
+    if run.returncode != 0:
+        print(run.stdout[-4000:], run.stderr[-2000:], sep="\n")
+    if not total:
+        return
+    print("| figure | value |")
+    print("|---|---|")
+    print(f"| edits: Actions / Salesforce (simultaneous pairs) | {total['actions_edits']} / "
+          f"{total['sf_edits']} ({total['conflicts']}) |")
+    print(f"| kill -9 of a worker | {total['kills']} |")
+    for writes_, edits_, what in (("salesforce_writes", "actions_edits", "Salesforce writes / "
+                                   "Actions edits"), ("actions_writes", "sf_edits",
+                                                      "Actions writes / Salesforce edits")):
+        print(f"| {what} | {total[writes_]} / {total[edits_]} = "
+              f"{total[writes_] / max(total[edits_], 1):.3f} (bound <= 1) |")
+    print(f"| most writes per edit in one example (Salesforce, Actions) | "
+          f"{max(r['salesforce_writes'] / max(r['actions_edits'], 1) for r in rows):.3f}, "
+          f"{max(r['actions_writes'] / max(r['sf_edits'], 1) for r in rows):.3f} |")
+    print(f"| wall time per example | {took / len(rows):.1f} s |")
+
+
 def main() -> None:
     cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     cli.add_argument("--tasks", type=int, default=1000)
@@ -177,7 +224,14 @@ def main() -> None:
     cli.add_argument("--span-s", type=float, default=120.0)
     cli.add_argument("--poll-s", type=float, default=5.0)
     cli.add_argument("--seed", type=int, default=7)
+    cli.add_argument("--stateful", action="store_true",
+                     help="run the stateful property test at --examples x --steps instead")
+    cli.add_argument("--examples", type=int, default=10)
+    cli.add_argument("--steps", type=int, default=20)
     args = cli.parse_args()
+    if args.stateful:
+        stateful(args.examples, args.steps)
+        return
     topics = (REMINDER_TASKS, SALESFORCE_TASKS, OUTBOUND_SALESFORCE_TASKS)
     with bench_stack(topics) as stack:
         stack.salesforce_url = stack.sandbox("salesforce", "--seed-people", "10")

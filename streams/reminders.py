@@ -17,6 +17,9 @@ store's `reminder_tasks` and `outbound.salesforce.tasks`, under `streams.rules.r
   is resolved again from what the other stored. Writes are published before the row is
   saved: a crash in between re-resolves the redelivered change to the same write, which
   the sink's upsert absorbs.
+- Each change is counted once its row is saved (`actions_sync_reminder_tasks_synced_total`
+  by direction and outcome, `actions_sync_reminder_conflicts_total` by the side that won),
+  and each Salesforce change written to Actions is logged at debug (`written to Actions`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from actions_sync.admin.live import LiveSettings
 from actions_sync.admin.model import AdminSettings
 from actions_sync.dead_letter import DeadLetterProducer
 from actions_sync.kafka import ensure_topics
+from actions_sync.metrics import REMINDER_CONFLICTS, REMINDER_TASKS_SYNCED
 from actions_sync.publish import Publisher
 from actions_sync.serialization import RegistryClient, Serializer
 from actions_sync.settings import Settings
@@ -62,6 +66,10 @@ log = logging.getLogger(__name__)
 Decode = Callable[[bytes | None], dict[str, Any]]
 Record = Mapping[str, Any]
 Row = dict[str, Any]
+# (task id, outcome label, side that won a conflict) of one resolved change
+Tally = tuple[str, str, str | None]
+Resolved = tuple[list[Row], list[Record], list[Tally]]
+TO = {"ACTIONS": "to_salesforce", "SALESFORCE": "to_actions"}
 VALUES = ("subject", "status", "priority", "due_date", "details", "deleted")
 
 
@@ -121,18 +129,19 @@ class ReminderAgent:
         def handle(records: Sequence[Any]) -> None:
             batch = split(records, decode, rules.check_reminder)
             with self._lock:
-                self._resolve_and_save([t for _, t in batch.good], self._from_actions)
+                self._resolve_and_save([t for _, t in batch.good], self._from_actions, "ACTIONS")
             if batch.dead:
                 self.dead_letters.send(batch.dead)
         return handle
 
-    def _from_actions(self, tasks: Sequence[Record]) -> tuple[list[Row], list[Record]]:
+    def _from_actions(self, tasks: Sequence[Record]) -> Resolved:
         held = rules.held(self.settings())
         enabled_at, now = self.enabled_at(), self.now()
         rows = table.load(self.store.engine, (t["task_id"] for t in tasks))
         people = self.store.people_by_id(list({t["marketo_id"] for t in tasks}))
         changed: dict[str, Row] = {}
         writes: list[Record] = []
+        tallies: list[Tally] = []
         for task in tasks:
             task_id = task["task_id"]
             base = changed.get(task_id) or rows.get(task_id) or _new_row(task_id,
@@ -141,6 +150,8 @@ class ReminderAgent:
             change = rules.actions_change(task)
             out = rules.resolve(before, change, now)
             if not out.applied:
+                tallies.append((task_id, rules.outcome_of(before, out, "ACTIONS"),
+                                _winner(out, "ACTIONS")))
                 continue
             pushed = (held is None and enabled_at is not None
                       and rules.pushed_after_enable(change.at, enabled_at))
@@ -155,7 +166,10 @@ class ReminderAgent:
                 extra = self._identity(base, before, people.get(task["marketo_id"]))
                 if (record := rules.task_out(task_id, out, change.at, extra)) is not None:
                     writes.append(record)
+                tallies.append((task_id, rules.outcome_of(before, out, "ACTIONS"),
+                                _winner(out, "ACTIONS")))
             else:
+                tallies.append((task_id, "held", None))
                 state = dataclasses.replace(
                     state, salesforce=unsent, written_at=before.written_at if before else None,
                     written=before.written if before else frozenset())
@@ -163,7 +177,7 @@ class ReminderAgent:
             changed[task_id] = row_of(state, base) | {
                 "actions_version": version,
                 "unpushed": not pushed and held is not None and enabled_at is not None}
-        return list(changed.values()), writes
+        return list(changed.values()), writes, tallies
 
     @staticmethod
     def _identity(base: Row, before: rules.TaskState | None,
@@ -183,15 +197,16 @@ class ReminderAgent:
         def handle(records: Sequence[Any]) -> None:
             batch = split(records, decode, rules.check_salesforce_task)
             with self._lock:
-                self._resolve_and_save([t for _, t in batch.good], self._from_salesforce)
+                self._resolve_and_save([t for _, t in batch.good], self._from_salesforce,
+                                       "SALESFORCE")
             if batch.dead:
                 self.dead_letters.send(batch.dead)
         return handle
 
-    def _from_salesforce(self, tasks: Sequence[Record]) -> tuple[list[Row], list[Record]]:
+    def _from_salesforce(self, tasks: Sequence[Record]) -> Resolved:
         if (reason := rules.held(self.settings())) is not None:
             log.info("%d Salesforce Task changes not applied: %s", len(tasks), reason)
-            return [], []
+            return [], [], [(_task_key(t), "held", None) for t in tasks]
         enabled_at, now = self.enabled_at(), self.now()
         ids = [to18(t["sfdc_id"]) for t in tasks]
         by_id = table.by_salesforce_id(self.store.engine, ids)
@@ -200,6 +215,7 @@ class ReminderAgent:
         people = people_by_salesforce_id(self.store.engine,
                                          [to18(t["who_id"]) for t in tasks if t.get("who_id")])
         rows: dict[str, Row] = {}
+        tallies: list[Tally] = []
         for task, sfdc_id in zip(tasks, ids, strict=True):
             change = rules.salesforce_change(task)
             task_id = task.get("external_id") or None
@@ -209,20 +225,25 @@ class ReminderAgent:
             if base is None:
                 base = self._born(task, sfdc_id, change, enabled_at, people)
                 if base is None:
+                    tallies.append((_task_key(task), "no_op" if task["is_deleted"]
+                                    else "not_imported", None))
                     continue
             if task["is_deleted"] and not rules.delete_reaches(change.at, now):
                 log.warning("Task %s deleted at %s, beyond Salesforce's 15-day horizon: "
                             "reported, not applied", sfdc_id, change.at.isoformat())
+                tallies.append((base["task_id"], "delete_too_old", None))
                 continue
             before = _known(base)
             out = rules.resolve(before, change, now)
+            tallies.append((base["task_id"], rules.outcome_of(before, out, "SALESFORCE"),
+                            _winner(out, "SALESFORCE")))
             if (before is not None and not out.applied and base["sfdc_task_id"] == sfdc_id
                     and out.state.salesforce == before.salesforce):
                 continue  # an echo or a change of what does not sync: no store write
             version = max(filter(None, (base["salesforce_version"], change.at)))
             rows[base["task_id"]] = row_of(out.state, base) | {
                 "sfdc_task_id": sfdc_id, "salesforce_version": version}
-        return list(rows.values()), []
+        return list(rows.values()), [], tallies
 
     def _born(self, task: Record, sfdc_id: str, change: rules.Change,
               enabled_at: datetime | None, people: Mapping[str, list[dict[str, Any]]]
@@ -243,16 +264,16 @@ class ReminderAgent:
 
     # -- both -----------------------------------------------------------------------------
 
-    def _resolve_and_save(
-        self, items: Sequence[Record],
-        resolve: Callable[[Sequence[Record]], tuple[list[Row], list[Record]]],
-    ) -> None:
+    def _resolve_and_save(self, items: Sequence[Record],
+                          resolve: Callable[[Sequence[Record]], Resolved],
+                          side: rules.Side) -> None:
         """Resolve, publish the writes, save; what lost a compare-and-set is resolved again
-        from the row the other writer stored."""
+        from the row the other writer stored. What was saved is counted."""
         for _ in range(CAS_ATTEMPTS):
-            rows, writes = resolve(items)
+            rows, writes, tallies = resolve(items)
             self._publish(writes)
             lost = table.save(self.store.engine, rows, self.now())
+            _count(side, [t for t in tallies if t[0] not in lost])
             if not lost:
                 return
             items = [i for i in items if _task_key(i) in lost or i.get("external_id") in lost]
@@ -275,7 +296,7 @@ class ReminderAgent:
             with self._lock:
                 people = self.store.people_by_id([r["marketo_id"] for r in page
                                                   if r["marketo_id"] is not None])
-                rows, writes = [], []
+                rows, writes, tallies = [], [], []
                 for row in page:
                     before = state_of(row)
                     out = rules.catch_up(before, self.now())
@@ -283,12 +304,34 @@ class ReminderAgent:
                     record = rules.task_out(row["task_id"], out, self.now(), extra)
                     if record is not None:
                         writes.append(record)
+                    tallies.append((row["task_id"], rules.outcome_of(before, out, "ACTIONS"),
+                                    None))
                     rows.append(row_of(out.state, row) | {"unpushed": False})
                 self._publish(writes)
-                table.save(self.store.engine, rows, self.now())  # a loser goes next time
+                lost = table.save(self.store.engine, rows, self.now())  # a loser goes next time
+                _count("ACTIONS", [t for t in tallies if t[0] not in lost])
             moved += len(writes)
             after = page[-1]["task_id"]
         return moved
+
+
+def _winner(out: rules.Outcome, side: rules.Side) -> str | None:
+    """The side that won a conflict the change lost (None: it lost none)."""
+    if not out.lost:
+        return None
+    return "salesforce" if side == "ACTIONS" else "actions"
+
+
+def _count(side: rules.Side, tallies: Sequence[Tally]) -> None:
+    for task_id, outcome, winner in tallies:
+        REMINDER_TASKS_SYNCED.labels(TO[side], outcome).inc()
+        if winner is not None:
+            REMINDER_CONFLICTS.labels(winner).inc()
+        if side == "SALESFORCE" and outcome in WRITTEN:
+            log.debug("reminder task %s: %s, written to Actions", task_id, outcome)
+
+
+WRITTEN = frozenset({"created", "updated", "completed", "deleted"})
 
 
 def _task_key(item: Record) -> str:

@@ -42,8 +42,8 @@ from actions_sync.errors import Retriable
 from actions_sync.store.admin_settings import settings_audit
 from actions_sync.store.tables import metadata
 
-__all__ = ["by_salesforce_id", "first_enabled", "load", "reminder_tasks", "save", "synced",
-           "unpushed"]
+__all__ = ["by_salesforce_id", "first_enabled", "load", "record_task_ids", "reminder_tasks",
+           "save", "synced", "unpushed"]
 
 reminder_tasks = Table(
     "reminder_tasks",
@@ -113,6 +113,23 @@ def unpushed(engine: Engine, after: str, limit: int) -> list[Row]:
                  .order_by(t.c.task_id).limit(limit))
 
 
+def record_task_ids(engine: Engine, ids: Mapping[str, str], now: datetime) -> int:
+    """Set the Salesforce Task id (18 characters) of tasks that lack it, by task id; how
+    many were set. The revision moves on, so a resolution holding the row without it is
+    done again (compare-and-set) rather than saving the id away."""
+    t = reminder_tasks
+    set_ = 0
+    try:
+        with engine.begin() as conn:
+            for task_id, sfdc_id in ids.items():
+                set_ += conn.execute(update(t).where(
+                    t.c.task_id == task_id, t.c.sfdc_task_id.is_(None)).values(
+                    sfdc_task_id=sfdc_id, revision=t.c.revision + 1, updated_at=now)).rowcount
+    except OperationalError as exc:
+        raise Retriable(f"recording Task ids failed: {exc.orig}") from exc
+    return set_
+
+
 def save(engine: Engine, rows: Sequence[Mapping[str, Any]], now: datetime) -> set[str]:
     """Write each row if its `revision` is still the stored one (0: a new task); the
     task ids that lost the race (resolve them again from what is stored now)."""
@@ -150,12 +167,13 @@ def first_enabled(engine: Engine, key: str = "reminder_task_sync") -> datetime |
 def synced(engine: Engine, task_ids: Iterable[str], sfdc_ids: Iterable[str]
            ) -> dict[str, dict[str, Any]]:
     """The Task fields last synced, by task id and by 18-character Task id (the Salesforce
-    source's compare-before-write)."""
+    source's compare-before-write), with the Task's `Id` as the store knows it (None: not
+    yet)."""
     rows = list(load(engine, [i for i in task_ids if i]).values())
     rows += by_salesforce_id(engine, [i for i in sfdc_ids if len(i) == 18]).values()
     out: dict[str, dict[str, Any]] = {}
     for row in rows:
-        out[row["task_id"]] = dict(row["salesforce_synced"])
+        out[row["task_id"]] = dict(row["salesforce_synced"]) | {"Id": row["sfdc_task_id"]}
         if row["sfdc_task_id"]:
-            out[row["sfdc_task_id"]] = dict(row["salesforce_synced"])
+            out[row["sfdc_task_id"]] = out[row["task_id"]]
     return out

@@ -7,7 +7,8 @@ A crash between the two re-reads that page; the lookback's `seen` or the consume
 ids derive from the row version) absorbs the duplicates, and nothing is skipped.
 
 Hard deletions (`sobjects/{type}/deleted/`, for objects whose deletions matter, e.g. the
-S11 Tasks) are read at most every `DELETED_EVERY` (Salesforce's advice: 5 minutes) from
+S11 Tasks) are read at most every `deleted_every` (default `DELETED_EVERY`, Salesforce's
+advice: 5 minutes; the setting `salesforce_deleted_every_s`) from
 where the last read stopped (`latestDateCovered`; seconds are ignored, so a window starts
 at its minute and may hand a deletion on twice). A window older than the recycle bin
 keeps (INVALID_REPLICATION_DATE) is reported, `on_gap` is called (the caller's full
@@ -41,8 +42,9 @@ log = logging.getLogger(__name__)
 class Poller:
     def __init__(self, client: SalesforceClient, store: Store, publisher: Publisher,
                  worker: str, lookback: timedelta, batch_size: int | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, deleted_every: timedelta = DELETED_EVERY) -> None:
         self.client = client
+        self.deleted_every = deleted_every
         self.store = store
         self.publisher = publisher
         self.lookback = lookback
@@ -91,7 +93,9 @@ class Poller:
             self.commit(name, {"through": now.isoformat()})
             return 0
         start = parse_stamp(str(saved["through"]))
-        if now - start < DELETED_EVERY:
+        if now - start < self.deleted_every or _minute(now) <= _minute(start):
+            # Salesforce ignores the seconds: a window within one minute is refused
+            # (INVALID_REPLICATION_DATE, as a lost window is), so wait for the next minute
             return 0
         try:
             answer = await self.client.deleted(stream.sobject, start, now)
@@ -123,3 +127,7 @@ class Poller:
 
     def _now(self) -> datetime:
         return self._clock.now().astimezone(UTC)
+
+
+def _minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)

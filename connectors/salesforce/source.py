@@ -11,8 +11,14 @@ and publishes the persons' opt-outs (`optouts.py`: never a re-subscribe, never t
 own write). The Task stream is a second stream of the same poller (`tasks.py`: every
 person's change of a Task, with its deletions from `sobjects/Task/deleted`), polled while
 `reminder_task_sync` and `salesforce_log_reminder_tasks` are both on; its first position
-is 24 hours back (S11's first enable). The admin settings are read live: a stream whose
-setting is off is not polled and its position waits; turned on, it catches up from it.
+is 24 hours back (S11's first enable). A deletion window the recycle bin no longer covers
+is logged by the poller and counted here (`actions_sync_salesforce_deletion_gaps_total`);
+`actions_sync_salesforce_task_poll_age_seconds` is the time since the last Task poll.
+The echo of the sync's first write of a task carries the Task's Id: the source records it
+in the store (the agent has only the task id), so that a deletion `/deleted/` reports by
+Id alone finds its task; the echo itself is dropped as every echo is.
+The admin settings are read live: a stream whose setting is off is not polled and its
+position waits; turned on, it catches up from it.
 
 The daily API budget is the sink's (`Sforce-Limit-Info`, `budget.py`): the client stops
 while only `salesforce_budget_reserve` calls remain, and the source pauses. The client
@@ -26,15 +32,23 @@ import asyncio
 import contextlib
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
 from actions_sync.admin.live import LiveSettings
 from actions_sync.admin.model import AdminSettings
 from actions_sync.kafka import ensure_topics
-from actions_sync.metrics import RECORDS_PUBLISHED, SKIPPED, SOURCE_ENABLED, serve_metrics
+from actions_sync.metrics import (
+    RECORDS_PUBLISHED,
+    SALESFORCE_DELETION_GAPS,
+    SALESFORCE_TASK_POLL_AGE_SECONDS,
+    SKIPPED,
+    SOURCE_ENABLED,
+    serve_metrics,
+)
 from actions_sync.publish import Publisher
 from actions_sync.retry import Interrupted, retrying_step
 from actions_sync.serialization import RegistryClient
@@ -47,6 +61,7 @@ from connectors.http import CALL_ATTEMPTS
 from connectors.salesforce import sink
 from connectors.salesforce.client import EXTERNAL_ID
 from connectors.salesforce.cursor import Row, Stream
+from connectors.salesforce.ids import to18
 from connectors.salesforce.optouts import optout_stream, optouts
 from connectors.salesforce.poller import Poller
 from connectors.salesforce.tasks import deleted_task, task_stream, tasks
@@ -70,6 +85,8 @@ class OptOutSource:
         self.stopping = stopping or asyncio.Event()
         self.published = 0
         self._was_enabled: bool | None = None
+        polled = self._tasks_polled = [time.monotonic()]  # the gauge holds the list, not us
+        SALESFORCE_TASK_POLL_AGE_SECONDS.set_function(lambda: time.monotonic() - polled[0])
 
     async def run(self) -> None:
         while not self.stopping.is_set():
@@ -105,13 +122,19 @@ class OptOutSource:
         if _tasks_on(admin):
             stream = task_stream()
             await self.poller.poll(stream, self._publish_tasks)
-            await self.poller.deletions(stream, self._publish_deleted)
+            self._tasks_polled[0] = time.monotonic()
+            await self.poller.deletions(stream, self._publish_deleted, _count_gap)
 
     def _publish_tasks(self, stream: Stream, rows: Sequence[Row]) -> int:
         mine = [r for r in rows if r.get("LastModifiedById") == self.poller.client.user_id]
-        synced = reminder_tasks.synced(self.poller.store.engine,
-                                       [str(r.get(EXTERNAL_ID) or "") for r in mine],
+        engine = self.poller.store.engine
+        synced = reminder_tasks.synced(engine, [str(r.get(EXTERNAL_ID) or "") for r in mine],
                                        [str(r["Id"]) for r in mine])
+        learnt = {str(r[EXTERNAL_ID]): to18(str(r["Id"])) for r in mine
+                  if r.get(EXTERNAL_ID) and synced.get(str(r[EXTERNAL_ID]), {}).get("Id", "")
+                  is None}
+        if learnt:
+            reminder_tasks.record_task_ids(engine, learnt, datetime.now(UTC))
         records, skipped = tasks(rows, self.poller.client.user_id, synced)
         for reason, n in skipped.items():
             SKIPPED.labels(WORKER, reason).inc(n)
@@ -161,6 +184,12 @@ class OptOutSource:
         return self.stopping.is_set()
 
 
+def _count_gap(stream: Stream, _reason: str) -> None:
+    """A deletion window lost to the recycle bin (the poller logged it): counted, so an
+    alert or a person can start a full reconciliation; nothing is guessed."""
+    SALESFORCE_DELETION_GAPS.labels(stream.sobject).inc()
+
+
 def _tasks_on(admin: AdminSettings) -> bool:
     return admin.reminder_task_sync and admin.salesforce_log_reminder_tasks
 
@@ -205,7 +234,8 @@ async def _poller(settings: Settings, kafka: str, registry_url: str) -> AsyncIte
         try:
             await client.auth.get()  # bad credentials fail before the first poll
             yield Poller(client, store, publisher, WORKER,
-                         timedelta(seconds=settings.salesforce_lookback_s))
+                         timedelta(seconds=settings.salesforce_lookback_s),
+                         deleted_every=timedelta(seconds=settings.salesforce_deleted_every_s))
             publisher.flush()
         finally:
             await client.aclose()

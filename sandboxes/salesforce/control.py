@@ -16,6 +16,10 @@ They let a test or the demo drive a sandbox running in another process:
     GET    /config                the running configuration
     POST   /config                {"lock_error_rate": 0.1, "session_ttl_s": 60, ...}
     POST   /clear                 forget every record
+    POST   /clock                 {"advance_s": N} the org's time moves N seconds on (it
+                                  runs on from there); answers {"now": ..., "offset_s": ...}
+    POST   /recycle-bin/empty     deleted records are gone for `queryAll` too; `/deleted/`
+                                  still reports them within its 15 days
 
 A person's edits carry their user id in `LastModifiedById` (default `human_user_id`).
 Validation errors answer 400 with Salesforce's error array.
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -57,6 +62,8 @@ def add_salesforce_control_routes(app: web.Application, state: SalesforceState) 
     add.add_get(f"{PREFIX}/config", routes.get_config)
     add.add_post(f"{PREFIX}/config", routes.set_config)
     add.add_post(f"{PREFIX}/clear", routes.clear)
+    add.add_post(f"{PREFIX}/clock", routes.clock)
+    add.add_post(f"{PREFIX}/recycle-bin/empty", routes.empty_recycle_bin)
 
 
 def _error(exc: RecordError) -> web.Response:
@@ -190,3 +197,17 @@ class _Routes:
     async def clear(self, _: web.Request) -> web.Response:
         self.state.clear()
         return web.json_response({"ok": True})
+
+    async def clock(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        try:
+            advance = float(body.get("advance_s", 0.0))
+        except (TypeError, ValueError):
+            return _bad("advance_s must be a number of seconds")
+        with self.state.lock:
+            self.state.clock_offset += timedelta(seconds=advance)
+            return web.json_response({"now": self.state.now(), "offset_s":
+                                      self.state.clock_offset.total_seconds()})
+
+    async def empty_recycle_bin(self, _: web.Request) -> web.Response:
+        return web.json_response({"purged": self.state.empty_recycle_bin()})

@@ -93,7 +93,11 @@ class SalesforceState:
                  ) -> None:
         self.lock = threading.RLock()
         self.config = config or SalesforceConfig()
-        self.clock: Clock = clock or _utc_now
+        self._base_clock: Clock = clock or _utc_now
+        # The org's time runs `clock_offset` ahead of its clock: a test moves a sandbox in
+        # another process days on (the recycle bin's horizon) without waiting for them.
+        self.clock_offset = timedelta(0)
+        self.clock: Clock = self._offset_now
         self.schemas = build_schemas(self.config)
         self.records: dict[str, dict[str, Record]] = {name: {} for name in self.schemas}
         self.deletions: list[Deletion] = []
@@ -125,6 +129,9 @@ class SalesforceState:
         """True for the share `lock_error_rate` of draws (seeded, so runs repeat)."""
         rate = self.config.lock_error_rate
         return rate > 0 and self._lock_rng.random() < rate
+
+    def _offset_now(self) -> datetime:
+        return self._base_clock() + self.clock_offset
 
     def now(self) -> str:
         return format_datetime(self.clock())
@@ -232,6 +239,17 @@ class SalesforceState:
         record["IsDeleted"] = True
         self._stamp(sobject, record, user, now)
         self.deletions.append(Deletion(sobject, record["Id"], now))
+
+    def empty_recycle_bin(self) -> int:
+        """Hard-delete the deleted records (as emptying the recycle bin does): `queryAll`
+        no longer shows them; `/deleted/` still reports them within its horizon."""
+        with self.lock:
+            purged = 0
+            for table in self.records.values():
+                for record_id in [i for i, r in table.items() if r["IsDeleted"]]:
+                    del table[record_id]
+                    purged += 1
+            return purged
 
     def clear(self) -> None:
         """Forget every record, deletion and cursor (sessions and budget stay)."""

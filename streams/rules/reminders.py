@@ -53,6 +53,7 @@ __all__ = [
     "delete_reaches",
     "held",
     "imported_on_first_enable",
+    "outcome_of",
     "pushed_after_enable",
     "resolve",
     "salesforce_change",
@@ -162,6 +163,11 @@ class Outcome:
     applied: frozenset[str] = frozenset()
     write: Mapping[str, Any] = field(default_factory=dict)
     delete: bool = False
+    # Fields the change claimed and lost to a newer change of the other side (a conflict
+    # the other side won), and the Salesforce fields it changed to a value that does not
+    # sync (another status, priority Low).
+    lost: frozenset[str] = frozenset()
+    ignored: frozenset[str] = frozenset()
 
 
 def _overwritten(state: TaskState | None, change: Change) -> frozenset[str]:
@@ -199,6 +205,16 @@ def _claims(state: TaskState | None, change: Change) -> dict[str, Any]:
     return out
 
 
+def _ignored(state: TaskState | None, change: Change) -> frozenset[str]:
+    """The Salesforce status/priority a change set to a value that does not sync."""
+    if change.side != "SALESFORCE":
+        return frozenset()
+    last = state.salesforce if state else {}
+    return frozenset(n for n in ("Status", "Priority") if n in change.values
+                     and change.values[n] is not None and last.get(n) != change.values[n]
+                     and actions_value(n, change.values[n]) is None)
+
+
 def resolve(state: TaskState | None, change: Change, now: datetime | None = None) -> Outcome:
     """Apply one side's change to a task (None: not known yet) under S11's rules; `now`
     (the agent's clock, default the change's time) is when a write it makes is sent."""
@@ -207,10 +223,12 @@ def resolve(state: TaskState | None, change: Change, now: datetime | None = None
     stamp = Stamp(change.at, change.side)
     values = dict(state.values) if state else dict(ACTIONS_DEFAULTS)
     stamps = dict(state.stamps) if state else {}
-    applied = set()
+    applied, lost = set(), set()
     for name, value in _claims(state, change).items():
-        if (state is not None and values.get(name) == value) or not (
-                name == DELETED or stamp.beats(stamps.get(name))):
+        if state is not None and values.get(name) == value:
+            continue
+        if not (name == DELETED or stamp.beats(stamps.get(name))):
+            lost.add(name)
             continue
         values[name], stamps[name] = value, stamp
         applied.add(name)
@@ -233,7 +251,31 @@ def resolve(state: TaskState | None, change: Change, now: datetime | None = None
     if write:
         written_at, written = now or change.at, frozenset(write)
     return Outcome(TaskState(values, stamps, synced, written_at, written), frozenset(applied),
-                   write, delete)
+                   write, delete, frozenset(lost), _ignored(state, change))
+
+
+def outcome_of(before: TaskState | None, out: Outcome, side: Side) -> str:
+    """What a resolved change did on the other side (the `outcome` label of
+    `actions_sync_reminder_tasks_synced_total`): created, completed, updated, deleted, or
+    why nothing went (conflict_lost, ignored_status, ignored_priority, no_op)."""
+    if side == "ACTIONS":
+        changed, created = bool(out.write), not (before and before.salesforce)
+        deleted, completed = out.delete, out.write.get("Status") == "Completed"
+    else:
+        changed, created = bool(out.applied), before is None
+        deleted = DELETED in out.applied and out.state.deleted
+        completed = "status" in out.applied and out.state.values["status"] == "COMPLETE"
+    if deleted:
+        return "deleted"
+    if changed:
+        return "created" if created else "completed" if completed else "updated"
+    if out.lost:
+        return "conflict_lost"
+    if "Status" in out.ignored:
+        return "ignored_status"
+    if "Priority" in out.ignored:
+        return "ignored_priority"
+    return "no_op"
 
 
 def _differing(values: Mapping[str, Any], synced: Mapping[str, Any],

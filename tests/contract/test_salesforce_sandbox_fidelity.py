@@ -96,6 +96,36 @@ def test_query_all_answers_deleted_rows_until_the_recycle_bin_is_emptied(
     assert purged == []
 
 
+def test_an_emptied_recycle_bin_leaves_the_deletion_to_the_deleted_feed(org: Org) -> None:
+    human_delete(org.state, LEAD)
+    soql = f"SELECT Id, IsDeleted FROM Lead WHERE Id = '{LEAD}'"
+    before = org.query(soql, "queryAll").json()["records"]
+
+    emptied = org.http.post("/_sandbox/salesforce/recycle-bin/empty").json()
+    now = datetime.now(UTC)
+    feed = org.call("GET", "/sobjects/Lead/deleted/", params={
+        "start": f"{now - timedelta(minutes=5):%Y-%m-%dT%H:%M:%SZ}",
+        "end": f"{now + timedelta(minutes=1):%Y-%m-%dT%H:%M:%SZ}"}).json()
+
+    assert [r["Id"] for r in before] == [LEAD] and emptied == {"purged": 1}
+    assert org.query(soql, "queryAll").json()["records"] == []
+    assert [r["id"] for r in feed["deletedRecords"]] == [LEAD]
+
+
+def test_the_orgs_clock_moves_on_by_a_control_call(org: Org) -> None:
+    human_delete(org.state, LEAD)
+    start = datetime.now(UTC) - timedelta(minutes=5)
+
+    moved = org.http.post("/_sandbox/salesforce/clock", json={"advance_s": 16 * 86400}).json()
+    stale = org.call("GET", "/sobjects/Lead/deleted/", params={
+        "start": f"{start:%Y-%m-%dT%H:%M:%SZ}",
+        "end": f"{start + timedelta(days=16, minutes=10):%Y-%m-%dT%H:%M:%SZ}"})
+
+    assert moved["offset_s"] == 16 * 86400
+    assert moved["now"] > f"{datetime.now(UTC) + timedelta(days=15):%Y-%m-%dT%H:%M:%S}"
+    assert (stale.status_code, stale.json()[0]["errorCode"]) == (400, "INVALID_REPLICATION_DATE")
+
+
 # -- /updated/ and /deleted/ -----------------------------------------------------------------
 
 

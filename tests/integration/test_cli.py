@@ -266,7 +266,7 @@ def test_the_readmes_publishing_by_hand_block_works_pasted(tmp_path: Path) -> No
 
     root = Path(__file__).resolve().parents[2]
     readme = (root / "README.md").read_text()
-    block = re.search(r"Publishing by hand.*?```sh\n(.*?)```", readme, re.S).group(1)
+    block = present(re.search(r"Publishing by hand.*?```sh\n(.*?)```", readme, re.S)).group(1)
     endpoints = tmp_path / "stack.json"
     script = block.replace("/tmp/stack.json", str(endpoints)) + "wait\n"  # `up` has stopped
     clean = {k: v for k, v in os.environ.items()

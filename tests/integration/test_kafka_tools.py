@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -20,6 +21,7 @@ from actions_sync.serialization import RegistryClient
 from actions_sync.topics import PERSON_CHANGES, specs
 from tests.factories import person_change
 from tests.integration.test_cli import run_cli
+from tests.support.checks import present
 
 pytestmark = pytest.mark.broker
 
@@ -38,7 +40,7 @@ def _publish_people(kafka: str, registry: str, ids: list[int]) -> None:
         client.close()
 
 
-def _lines(text: str) -> list[dict]:
+def _lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines()]
 
 
@@ -160,7 +162,8 @@ def _clean_env() -> dict[str, str]:
 def _readline(proc: subprocess.Popen[str], timeout_s: float) -> str:
     """The next line of the process's stdout, or fail after `timeout_s`."""
     got: list[str] = []
-    reader = threading.Thread(target=lambda: got.append(proc.stdout.readline()), daemon=True)
+    out = present(proc.stdout)
+    reader = threading.Thread(target=lambda: got.append(out.readline()), daemon=True)
     reader.start()
     reader.join(timeout_s)
     assert got and got[0], f"no line within {timeout_s}s"

@@ -44,6 +44,19 @@ def test_a_write_from_a_stale_revision_loses_and_changes_nothing(store: Store) -
     assert stored["salesforce_synced"] == {"Status": "Not Started"}
 
 
+def test_a_task_id_learnt_from_the_source_is_kept_and_a_resolution_without_it_loses(
+    store: Store
+) -> None:
+    table.save(store.engine, [row("t1")], NOW)
+    assert table.synced(store.engine, ["t1"], [])["t1"]["Id"] is None
+    assert table.record_task_ids(store.engine, {"t1": SFDC, "unknown": SFDC}, NOW) == 1
+    assert table.record_task_ids(store.engine, {"t1": SFDC}, NOW) == 0  # known already
+    assert table.save(store.engine, [row("t1", 1, status="COMPLETE")], NOW) == {"t1"}
+    stored = table.load(store.engine, ["t1"])["t1"]
+    assert (stored["sfdc_task_id"], stored["status"], stored["revision"]) == (SFDC, "OPEN", 2)
+    assert table.synced(store.engine, [], [SFDC])[SFDC]["Id"] == SFDC
+
+
 def test_tasks_are_found_by_salesforce_id_and_unpushed_ones_paged(store: Store) -> None:
     table.save(store.engine, [row("a", unpushed=True), row("b", sfdc_task_id=SFDC),
                               row("c", unpushed=True)], NOW)

@@ -23,6 +23,7 @@ from streams.rules.reminders import (
     delete_reaches,
     held,
     imported_on_first_enable,
+    outcome_of,
     pushed_after_enable,
     resolve,
     salesforce_change,
@@ -376,3 +377,42 @@ def test_a_salesforce_task_with_a_bad_id_or_key_is_refused(key: bytes, sfdc_id: 
     with pytest.raises(RuleViolation):
         check_salesforce_task(key, {"sfdc_id": sfdc_id})
     check_reminder(b"t1", {"task_id": "t1", "subject": "s"})
+
+
+# -- outcomes (the labels of actions_sync_reminder_tasks_synced_total) -------------------
+
+@pytest.mark.parametrize("before, change, want", [
+    (None, actions(1), "created"),
+    ("synced", actions(1, details="new"), "updated"),
+    ("synced", actions(1, status="COMPLETE"), "completed"),
+    ("synced", actions(1, deleted=True), "deleted"),
+    ("synced", actions(1), "no_op"),
+    ("sf_newer", actions(1, details="older in Actions"), "conflict_lost"),
+    ("synced", salesforce(1, Description="new"), "updated"),
+    ("synced", salesforce(1, Status="Completed"), "completed"),
+    ("synced", salesforce(1, IsDeleted=True), "deleted"),
+    ("synced", salesforce(1, Status="Deferred"), "ignored_status"),
+    ("synced", salesforce(1, Priority="Low"), "ignored_priority"),
+    ("synced", salesforce(1, Status="Deferred", Description="still syncs"), "updated"),
+    ("synced", salesforce(1, Subject="renamed"), "no_op"),
+    ("synced", salesforce(1), "no_op"),
+    ("actions_newer", salesforce(3, Description="older in Salesforce"), "conflict_lost"),
+    (None, salesforce(1), "created"),
+])
+def test_each_change_has_one_outcome(before: str | None, change: Change,
+                                     want: str) -> None:
+    state = {None: None, "synced": synced(0),
+             "sf_newer": resolve(synced(0), salesforce(5, Description="newer")).state,
+             # its write went at 2: a Salesforce record of 3 is no stale read
+             "actions_newer": resolve(synced(0), actions(5, details="newer"), at(2)).state,
+             }[before]
+    out = resolve(state, change)
+    assert outcome_of(state, out, change.side) == want
+
+
+def test_a_lost_conflict_names_the_field_the_other_side_won() -> None:
+    state = resolve(synced(0), actions(5, details="newer", priority="HIGH"), at(2)).state
+    out = resolve(state, salesforce(3, Description="older", Priority="High",
+                                    Status="Completed"))
+    assert out.lost == {"details"}  # priority: the same value; status: newer than 0
+    assert out.applied == {"status"}
