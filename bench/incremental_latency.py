@@ -26,7 +26,7 @@ import threading
 import time
 
 import httpx
-from _common import bench_stack
+from _common import add_backend_options, bench_stack
 
 from actions_sync.kafka import read_topic
 from actions_sync.publish import Publisher
@@ -136,11 +136,12 @@ def main() -> None:
     parser.add_argument("--pace", type=int, default=100_000, help="client calls per 20 s")
     parser.add_argument("--fetch-wait-ms", type=int, default=Settings().fetch_max_wait_ms,
                         help="the people agent's fetch wait (ACTIONS_SYNC_FETCH_MAX_WAIT_MS)")
+    add_backend_options(parser)
     args = parser.parse_args()
     people = int(args.rate * args.seconds / 0.55) + 1000  # ~60 % are sales-owned
     owned = [p["marketo_id"] for p in generate(people, 7)
              if p["sfdc_lead_owner_id"] or p["sfdc_contact_owner_id"]]
-    with bench_stack((PERSON_CHANGES,)) as stack:
+    with bench_stack(args, (PERSON_CHANGES,)) as stack:
         settings = stack.settings
         marketo = stack.sandbox("marketo", "--seed-people", str(people), "--set",
                                 "rate_calls=1000000", "--set", "max_concurrent=100",

@@ -24,7 +24,7 @@ import time
 from datetime import UTC, datetime
 
 import httpx
-from _common import bench_stack, cpu_seconds, raw_rate, warm_up_people
+from _common import add_backend_options, bench_stack, cpu_seconds, raw_rate, warm_up_people
 
 from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings
@@ -96,8 +96,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--people", type=int, default=300_000)
     parser.add_argument("--workers", type=int, default=1)
+    add_backend_options(parser)
     args = parser.parse_args()
-    with bench_stack((PERSON_CHANGES,)) as stack:
+    with bench_stack(args, (PERSON_CHANGES,)) as stack:
         marketo = stack.sandbox("marketo")
         seed(marketo, args.people)
         print(f"started {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; logs in {stack.logdir}")

@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
-from _common import bench_stack
+from _common import add_backend_options, bench_stack
 
 from actions_sync.admin.commands import set_value
 from actions_sync.kafka import read_topic
@@ -177,9 +177,10 @@ def main() -> None:
     cli.add_argument("--span-s", type=float, default=120.0)
     cli.add_argument("--poll-s", type=float, default=5.0)
     cli.add_argument("--seed", type=int, default=7)
+    add_backend_options(cli)
     args = cli.parse_args()
     topics = (REMINDER_TASKS, SALESFORCE_TASKS, OUTBOUND_SALESFORCE_TASKS)
-    with bench_stack(topics) as stack:
+    with bench_stack(args, topics) as stack:
         stack.salesforce_url = stack.sandbox("salesforce", "--seed-people", "10")
         with Store(stack.settings.database_url) as store:
             population = {p["marketo_id"]: p for p in generate(10, 7)}
