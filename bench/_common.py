@@ -17,6 +17,7 @@ own defaults.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import tempfile
@@ -61,6 +62,15 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
                         help="with --store postgres: PostgreSQL with fsync and synchronous_commit"
                              " off (fast, the tests' settings) or on (durable); benchmarks that"
                              " measure several configurations take a list")
+    parser.add_argument("--json", metavar="PATH",
+                        help="also write the run's figures here (bench/matrix.py reads them)")
+
+
+def write_json(args: argparse.Namespace, figures: dict[str, Any]) -> None:
+    """The figures of a run, with what it ran on, to `--json` (if given)."""
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"broker": args.broker, "store": args.store, **figures}, indent=1))
 
 
 def durabilities(args: argparse.Namespace) -> list[str]:

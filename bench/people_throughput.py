@@ -41,6 +41,7 @@ from _common import (
     durabilities,
     load_average,
     raw_rate,
+    write_json,
 )
 
 from actions_sync.kafka import Ends
@@ -193,6 +194,7 @@ def main() -> None:
             target = PG_TARGET if pg else TARGET
             print(f"{text}; agent ({counts[0]} worker) / store alone {first / alone:.1%},"
                   f" / {target // 1000}k target {first / target:.1%}")
+        write_json(args, {"people": total, "workers": counts, "medians": med})
         print(f"logs: {stack.logdir}")
 
 
