@@ -257,7 +257,9 @@ def cpu_seconds(pids: list[int]) -> float:
             fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
         except (FileNotFoundError, ProcessLookupError):
             continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        # utime + stime, and cutime + cstime: the children it reaped (a helper process
+        # replaced, a PostgreSQL backend that ended) would go uncounted otherwise
+        total += sum(map(int, fields[11:15])) / os.sysconf("SC_CLK_TCK")
     return total
 
 

@@ -48,7 +48,8 @@ BATCH_EVERY_S = 0.025
 
 
 def follow(stack: Stack, marketo: str, pace: int, poll_s: float, ready: threading.Event,
-           stop: threading.Event, steps: dict[str, list[float]]) -> None:
+           stop: threading.Event, steps: dict[str, list[float]], producer: dict[str, str]
+           ) -> None:
     """Run the incremental source until `stop` (in its own thread and event loop); the
     seconds of each of its cycles and of their steps go to `steps` (the breakdown)."""
     async def main() -> None:
@@ -56,8 +57,8 @@ def follow(stack: Stack, marketo: str, pace: int, poll_s: float, ready: threadin
                                MarketoLimits(calls_per_window=pace, max_in_flight=10))
         registry = RegistryClient(stack.registry_url)
         with Store(stack.settings.database_url) as store:
-            ctx = SourceContext(client, Publisher(stack.bootstrap, registry), store,
-                                "marketo-source")
+            ctx = SourceContext(client, Publisher(stack.bootstrap, registry, **producer),
+                                store, "marketo-source")
             source = LeadChanges(ctx, poll_s)
             timed(source, "cycle", steps, is_async=True)
             timed(ctx, "publish", steps)  # encode + produce calls
@@ -179,6 +180,9 @@ def main() -> None:
     parser.add_argument("--pace", type=int, default=100_000, help="client calls per 20 s")
     parser.add_argument("--fetch-wait-ms", type=int, default=Settings().fetch_max_wait_ms,
                         help="the people agent's fetch wait (ACTIONS_SYNC_FETCH_MAX_WAIT_MS)")
+    parser.add_argument("--producer", action="append", default=[], metavar="KEY=VALUE",
+                        help="a librdkafka setting of the source's producer over the"
+                             " project's (actions_sync.kafka.producer_config), to compare")
     add_backend_options(parser)
     args = parser.parse_args()
     people = int(args.rate * args.seconds / 0.55) + 1000  # ~60 % are sales-owned
@@ -193,7 +197,9 @@ def main() -> None:
         ready, stop = threading.Event(), threading.Event()
         steps: dict[str, list[float]] = {}
         source = threading.Thread(target=follow, args=(stack, marketo, args.pace,
-                                                       args.poll_s, ready, stop, steps))
+                                                       args.poll_s, ready, stop, steps,
+                                                       dict(kv.split("=", 1)
+                                                            for kv in args.producer)))
         source.start()
         ready.wait(60)
         warm_up(marketo, settings, owned.pop())  # steady state: the worker has joined
@@ -206,7 +212,8 @@ def main() -> None:
         produced = produced_at(stack.bootstrap, sent)
     reached = len(sent) / args.seconds
     print(f"rate {reached:,.0f} changes/s (asked {args.rate:,}); poll {args.poll_s}s, people "
-          f"agent fetch wait {args.fetch_wait_ms} ms, pace {args.pace:,} calls/20 s")
+          f"agent fetch wait {args.fetch_wait_ms} ms, pace {args.pace:,} calls/20 s;"
+          f" source producer {' '.join(args.producer) or 'as configured'}")
     figures = {
         "change -> topic (source)": report("change -> topic (source)",
                                            [produced[m] - sent[m] for m in produced]),

@@ -155,8 +155,8 @@ def main() -> None:
                                                             args.batch, rowwise=True))
                     line.append(f"row by row {found[f'rowwise {d}'][-1]:,.0f}/s")
             print("   ".join(line), flush=True)
-            for d in durabilities(args):
-                for workers in counts:
+            for workers in counts:  # the configurations interleaved: the load varies
+                for d in durabilities(args):
                     got = agent_rate(stack, backends, d, ends, workers, total,
                                      args.batch)
                     for key, value in got.items():
