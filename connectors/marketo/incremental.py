@@ -6,10 +6,6 @@ changed leads (`leads.json`, <= 300 ids a call) so every record carries all 13 f
 and the owners, publishes, flushes, then saves both tokens. A restart therefore
 re-publishes at most the last page; the people agent absorbs it idempotently. Once
 both streams report `moreResult:false`, it waits `poll_interval_s` before the next cycle.
-While following, a page's flush and checkpoint run in a thread during the next page's
-Marketo calls (the flush waits on the broker's acks: on Apache Kafka about half a cycle,
-bench/RESULTS.md); the next page is published only after they succeeded, and after a
-failure the source goes back to its checkpoint.
 
 It runs only while the admin setting `people_sync` is on ("initiate data sync", SPEC
 S12); while it is off it waits, its tokens kept, and catches up from them once it is on.
@@ -68,48 +64,26 @@ class LeadChanges:
         self.poll_interval_s = poll_interval_s
         self.enabled = enabled  # the admin's "initiate data sync" (people_sync, SPEC S12)
         self._was_enabled: bool | None = None
-        self._committing: asyncio.Future[None] | None = None  # the last page's flush + save
 
     async def run(self) -> None:
         """Follow the changes until shutdown, while the people sync is turned on."""
         tokens: dict[str, str] | None = None
-        try:
-            while not self.ctx.stopping.is_set():
-                if not self._check_enabled():
-                    await self.ctx.wait(OFF_CHECK_S)  # the checkpoint waits where it is
-                    continue
-                try:
-                    tokens = tokens or await self._tokens()
-                    more = await self._cycle(tokens)
-                except QuotaExhausted as exc:
-                    tokens = tokens if await self._settle() else None
-                    await self.ctx.quota_pause(exc)
-                    continue
-                except Retriable as exc:
-                    log.warning("lead changes: %s; retrying from the checkpoint", str(exc))
-                    await self._settle()
-                    tokens = None  # the saved position: a page whose commit failed is redone
-                    await self.ctx.wait(RETRY_PAUSE_S)
-                    continue
-                if not more:
-                    await self.ctx.wait(self.poll_interval_s)
-        finally:
-            await self._settle()  # the last page flushed and saved before the worker stops
-
-    async def _committed(self) -> None:
-        """Wait for the last page's flush and checkpoint; raise if they failed."""
-        committing, self._committing = self._committing, None
-        if committing is not None:
-            await committing
-
-    async def _settle(self) -> bool:
-        """`_committed`, its failure logged: False when the checkpoint was not saved."""
-        try:
-            await self._committed()
-        except Retriable as exc:
-            log.warning("lead changes: %s; retrying from the checkpoint", str(exc))
-            return False
-        return True
+        while not self.ctx.stopping.is_set():
+            if not self._check_enabled():
+                await self.ctx.wait(OFF_CHECK_S)  # the checkpoint waits where it is
+                continue
+            try:
+                tokens = tokens or await self._tokens()
+                more = await self.cycle(tokens)
+            except QuotaExhausted as exc:
+                await self.ctx.quota_pause(exc)
+                continue
+            except Retriable as exc:
+                log.warning("lead changes: %s; retrying from the checkpoint", str(exc))
+                await self.ctx.wait(RETRY_PAUSE_S)
+                continue
+            if not more:
+                await self.ctx.wait(self.poll_interval_s)
 
     def _check_enabled(self) -> bool:
         enabled = self.enabled()
@@ -126,22 +100,14 @@ class LeadChanges:
 
     async def cycle(self, tokens: dict[str, str]) -> bool:
         """One page of each stream, published and checkpointed; True if more is waiting."""
-        more = await self._cycle(tokens)
-        await self._committed()
-        return more
-
-    async def _cycle(self, tokens: dict[str, str]) -> bool:
-        """`cycle`, leaving the page's flush and checkpoint running (`_committed`)."""
         changes, deletes = await asyncio.gather(  # two round trips in the time of one
             self.ctx.client.lead_changes(tokens["lead_token"], CHANGE_FIELDS),
             self.ctx.client.deleted_leads(tokens["deleted_token"]))
         published, skipped = await self._current(changes.result)
-        await self._committed()  # the previous page acknowledged and saved: publish this one
         self.ctx.publish([*published, *(deleted_change(a) for a in deletes.result)])
         self.ctx.skip(skipped)
         position = {"lead_token": changes.next_token, "deleted_token": deletes.next_token}
-        self._committing = asyncio.ensure_future(
-            asyncio.to_thread(self.ctx.commit, INCREMENTAL, position))
+        self.ctx.commit(INCREMENTAL, position)
         tokens.update(position)
         return changes.more or deletes.more
 
