@@ -55,8 +55,10 @@ test-apache:
 	else scripts/apache-kafka fetch >/dev/null && ACTIONS_SYNC_TEST_BROKER=apache \
 	  $(PYTEST) -q -n $(APACHE_WORKERS) --maxschedchunk=1 -m "broker and not postgres"; fi
 
+# The benchmark matrix (broker x store) at a size that fits in ~10 minutes, one summary
+# table (bench/matrix.py; each benchmark alone: bench/RESULTS.md).
 bench: setup
-	$(PY)/python bench/people_throughput.py
+	$(PY)/python bench/matrix.py
 
 # The tests that need no broker and no PostgreSQL server, on the lowest versions
 # pyproject.toml allows (scripts/floors: its own virtualenv, rebuilt only when

@@ -8,13 +8,16 @@ In one run, on one machine:
   3. a steady stream of field edits through the sandbox's control route (`--rate` changes/s,
      each to a different sales-owned person, in batches every 25 ms) for `--seconds`.
 Latency of a change = the store row's `synced_at` - the moment its edit was sent. Prints
-p50/p95/p99/max and the rate reached.
+p50/p95/p99/max and the rate reached, and the breakdown: change -> topic (the record's
+CreateTime, set at the source's produce call), topic -> store, and the source's cycles
+(poll Marketo, publish, flush until acknowledged, save the checkpoint), each timed.
 
 Marketo's published pace (100 calls / 20 s) carries at most ~1,000 changes/s through this
 path (each page of 300 activities costs leadchanges + deletedleads + leads = 3 calls), so
 the sandbox's limits and the client's pace are lifted here (`--pace`, calls per 20 s).
 
     .venv/bin/python bench/incremental_latency.py [--rate 2000] [--seconds 20]
+        [--broker tansu|apache] [--store sqlite|postgres]
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ import asyncio
 import statistics
 import threading
 import time
+from typing import Any
 
 import httpx
-from _common import bench_stack
+from _common import add_backend_options, bench_stack, write_json
 
 from actions_sync.kafka import read_topic
 from actions_sync.publish import Publisher
@@ -44,16 +48,23 @@ BATCH_EVERY_S = 0.025
 
 
 def follow(stack: Stack, marketo: str, pace: int, poll_s: float, ready: threading.Event,
-           stop: threading.Event) -> None:
-    """Run the incremental source until `stop` (in its own thread and event loop)."""
+           stop: threading.Event, steps: dict[str, list[float]], producer: dict[str, Any]
+           ) -> None:
+    """Run the incremental source until `stop` (in its own thread and event loop); the
+    seconds of each of its cycles and of their steps go to `steps` (the breakdown)."""
     async def main() -> None:
         client = MarketoClient(marketo, "actions-sync", "sandbox-secret",
                                MarketoLimits(calls_per_window=pace, max_in_flight=10))
         registry = RegistryClient(stack.registry_url)
         with Store(stack.settings.database_url) as store:
-            ctx = SourceContext(client, Publisher(stack.bootstrap, registry), store,
-                                "marketo-source")
-            task = asyncio.create_task(LeadChanges(ctx, poll_s).run())
+            ctx = SourceContext(client, Publisher(stack.bootstrap, registry, **producer),
+                                store, "marketo-source")
+            source = LeadChanges(ctx, poll_s)
+            timed(source, "cycle", steps, is_async=True)
+            timed(ctx, "publish", steps)  # encode + produce calls
+            timed(ctx.publisher, "flush", steps)  # until the broker acknowledged
+            timed(store, "save_checkpoint", steps)
+            task = asyncio.create_task(source.run())
             # the store is the source's own: its first checkpoint has no event to wait on
             while not ctx.store.checkpoint("marketo.lead_changes"):  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
@@ -64,6 +75,28 @@ def follow(stack: Stack, marketo: str, pace: int, poll_s: float, ready: threadin
         await client.aclose()
         registry.close()
     asyncio.run(main())
+
+
+def timed(owner: Any, name: str, steps: dict[str, list[float]], is_async: bool = False) -> None:
+    """Wrap method `name` of `owner` (this instance only) to record each call's seconds."""
+    method, spent = getattr(owner, name), steps.setdefault(name, [])
+    if is_async:
+        async def wrapper_async(*args: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await method(*args)
+            finally:
+                spent.append(time.perf_counter() - started)
+        setattr(owner, name, wrapper_async)
+        return
+
+    def wrapper(*args: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return method(*args)
+        finally:
+            spent.append(time.perf_counter() - started)
+    setattr(owner, name, wrapper)
 
 
 def edit(marketo: str, ids: list[int], rate: int, seconds: float) -> dict[int, float]:
@@ -97,7 +130,9 @@ def warm_up(marketo: str, settings: Settings, marketo_id: int, timeout_s: float 
             time.sleep(0.1)
 
 
-def latencies(settings: Settings, sent: dict[int, float], timeout_s: float = 60) -> list[float]:
+def stored_at(settings: Settings, sent: dict[int, float], timeout_s: float = 60
+              ) -> dict[int, float]:
+    """When each edit reached the store (its row's `synced_at`)."""
     deadline = time.monotonic() + timeout_s
     with Store(settings.database_url) as store:
         while True:
@@ -109,23 +144,32 @@ def latencies(settings: Settings, sent: dict[int, float], timeout_s: float = 60)
     missing = len(sent) - len(landed)
     if missing:
         print(f"{missing:,} edits had not reached the store after {timeout_s:.0f}s")
-    return sorted(r["synced_at"].timestamp() - sent[r["marketo_id"]] for r in landed)
+    return {r["marketo_id"]: r["synced_at"].timestamp() for r in landed}
 
 
-def publish_latencies(bootstrap: str, sent: dict[int, float]) -> list[float]:
-    """Change -> on the topic (the record's CreateTime, set when the source produced it)."""
+def produced_at(bootstrap: str, sent: dict[int, float]) -> dict[int, float]:
+    """When the source produced each edit's change: the record's CreateTime (librdkafka
+    sets it at the produce call)."""
     stamps: dict[int, float] = {}
     for msg in read_topic(bootstrap, PERSON_CHANGES, idle_s=1.0):
         mid = int(msg.key())
         if mid in sent:
             stamps[mid] = max(stamps.get(mid, 0.0), msg.timestamp()[1] / 1000)
-    return sorted(stamps[mid] - sent[mid] for mid in stamps)
+    return stamps
 
 
-def report(what: str, found: list[float]) -> None:
-    pct = statistics.quantiles(found, n=100)
-    print(f"{what}: p50 {pct[49] * 1000:.0f} ms  p95 {pct[94] * 1000:.0f} ms"
-          f"  p99 {pct[98] * 1000:.0f} ms  max {found[-1] * 1000:.0f} ms  ({len(found):,})")
+def report(what: str, found: list[float]) -> dict[str, float]:
+    """Print p50/p95/p99/max of `found` (seconds) in ms; return them."""
+    found = sorted(found)
+    if len(found) < 2:
+        print(f"{what}: {len(found)} value(s)")
+        return {}
+    pct = statistics.quantiles(found, n=100, method="inclusive")
+    figures = {"p50": pct[49] * 1000, "p95": pct[94] * 1000, "p99": pct[98] * 1000,
+               "max": found[-1] * 1000, "count": len(found)}
+    print(f"{what:<34} p50 {figures['p50']:6.0f} ms  p95 {figures['p95']:6.0f} ms"
+          f"  p99 {figures['p99']:6.0f} ms  max {figures['max']:6.0f} ms  ({len(found):,})")
+    return figures
 
 
 def main() -> None:
@@ -136,32 +180,53 @@ def main() -> None:
     parser.add_argument("--pace", type=int, default=100_000, help="client calls per 20 s")
     parser.add_argument("--fetch-wait-ms", type=int, default=Settings().fetch_max_wait_ms,
                         help="the people agent's fetch wait (ACTIONS_SYNC_FETCH_MAX_WAIT_MS)")
+    parser.add_argument("--producer", action="append", default=[], metavar="KEY=VALUE",
+                        help="a librdkafka setting of the source's producer over the"
+                             " project's (actions_sync.kafka.producer_config), to compare")
+    add_backend_options(parser)
     args = parser.parse_args()
     people = int(args.rate * args.seconds / 0.55) + 1000  # ~60 % are sales-owned
     owned = [p["marketo_id"] for p in generate(people, 7)
              if p["sfdc_lead_owner_id"] or p["sfdc_contact_owner_id"]]
-    with bench_stack((PERSON_CHANGES,)) as stack:
+    with bench_stack(args, (PERSON_CHANGES,)) as stack:
         settings = stack.settings
         marketo = stack.sandbox("marketo", "--seed-people", str(people), "--set",
                                 "rate_calls=1000000", "--set", "max_concurrent=100",
                                 "--set", "daily_quota=100000000")
         stack.add_worker("people", {"ACTIONS_SYNC_FETCH_MAX_WAIT_MS": str(args.fetch_wait_ms)})
         ready, stop = threading.Event(), threading.Event()
+        steps: dict[str, list[float]] = {}
         source = threading.Thread(target=follow, args=(stack, marketo, args.pace,
-                                                       args.poll_s, ready, stop))
+                                                       args.poll_s, ready, stop, steps,
+                                                       dict(kv.split("=", 1)
+                                                            for kv in args.producer)))
         source.start()
         ready.wait(60)
         warm_up(marketo, settings, owned.pop())  # steady state: the worker has joined
+        for spent in steps.values():
+            spent.clear()  # the breakdown covers the edits only
         sent = edit(marketo, owned, args.rate, args.seconds)
-        found = latencies(settings, sent)
+        stored = stored_at(settings, sent)
         stop.set()
         source.join()
-        published = publish_latencies(stack.bootstrap, sent)
+        produced = produced_at(stack.bootstrap, sent)
     reached = len(sent) / args.seconds
     print(f"rate {reached:,.0f} changes/s (asked {args.rate:,}); poll {args.poll_s}s, people "
-          f"agent fetch wait {args.fetch_wait_ms} ms, pace {args.pace:,} calls/20 s")
-    report("change -> topic (source)", published)
-    report("change -> store (end to end)", found)
+          f"agent fetch wait {args.fetch_wait_ms} ms, pace {args.pace:,} calls/20 s;"
+          f" source producer {' '.join(args.producer) or 'as configured'}")
+    figures = {
+        "change -> topic (source)": report("change -> topic (source)",
+                                           [produced[m] - sent[m] for m in produced]),
+        "topic -> store (people agent)": report(
+            "topic -> store (people agent)",
+            [stored[m] - produced[m] for m in stored if m in produced]),
+        "change -> store (end to end)": report("change -> store (end to end)",
+                                               [stored[m] - sent[m] for m in stored])}
+    print(f"the source's cycles ({len(steps['cycle']):,}: poll Marketo, publish, flush, save"
+          " the checkpoint), each:")
+    for name, spent in steps.items():
+        figures[f"source {name}"] = report(f"  {name}", spent)
+    write_json(args, {"rate": reached, "latency_ms": figures})
 
 
 if __name__ == "__main__":

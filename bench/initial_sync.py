@@ -1,5 +1,6 @@
 """Initial sync end to end: Marketo bulk extract -> marketo.person.changes -> people agent
--> Actions store (SQLite), with real processes on one machine.
+-> Actions store, with real processes on one machine (`--broker tansu|apache`, `--store
+sqlite|postgres`).
 
 In one run:
   1. a Marketo sandbox process seeded with N people (not timed; ~60 % sales-owned);
@@ -8,7 +9,9 @@ In one run:
      time from that launch until the store holds every person the source published (end
      to end), and until the source process exited (bulk extract -> topic alone), with the
      CPU each process used meanwhile;
-  3. raw consume + decode of the same topic right after (confluent-kafka + fastavro, the
+  3. each people worker's peak resident memory (its helper included), sampled during the
+     run and printed as the store passes 100k, 500k, 1M and 1.5M people (and at the end);
+  4. raw consume + decode of the same topic right after (confluent-kafka + fastavro, the
      rate a consumer reaches on this machine now), to put the agent's rate in proportion.
 The source paces itself at Marketo's published limit (100 calls / 20 s, 10 in flight).
 
@@ -24,7 +27,15 @@ import time
 from datetime import UTC, datetime
 
 import httpx
-from _common import bench_stack, cpu_seconds, raw_rate, warm_up_people
+from _common import (
+    Backends,
+    PeakRss,
+    add_backend_options,
+    bench_stack,
+    cpu_seconds,
+    raw_rate,
+    warm_up_people,
+)
 
 from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings
@@ -35,6 +46,7 @@ from app.stack import CLI, Stack
 
 ORIGINAL = 1000 / 90  # the original product: ~1,000 people per 1-2 minutes
 TARGET_S = 60.0  # 1.5M people within a minute on 2 cores
+MEMORY_AT = (100_000, 500_000, 1_000_000, 1_500_000)  # stored people: print the peak RSS
 
 
 def seed(marketo: str, people: int) -> None:
@@ -63,9 +75,13 @@ def run(stack: Stack, marketo: str, workers: int) -> tuple[float, float, int]:
     for _ in range(workers):
         stack.add_worker("people")
     warm_up_people(stack)
+    backends: Backends = stack.backends  # type: ignore[attr-defined]
     meters = {"people worker(s) + helpers": [w.proc.pid for w in stack.workers],
               "Marketo sandbox": pids_of(f"sandbox marketo.*{marketo.rsplit(':', 1)[1]}"),
-              "broker": pids_of(f"listener-url tcp://{stack.bootstrap} ")}
+              "broker": backends.broker_pids(stack.bootstrap),
+              "store server": backends.store_pids()}
+    memory = PeakRss({f"people worker {n}": [w.proc.pid]
+                      for n, w in enumerate(stack.workers)})
     env = {**stack.env, "ACTIONS_SYNC_MARKETO_URL": marketo,
            "ACTIONS_SYNC_MARKETO_SINCE": "2026-01-01T00:00:00Z",
            "ACTIONS_SYNC_MARKETO_UNTIL": "2027-01-02T00:00:00Z",
@@ -74,17 +90,26 @@ def run(stack: Stack, marketo: str, workers: int) -> tuple[float, float, int]:
     started = time.perf_counter()
     before = {what: cpu_seconds(pids) for what, pids in meters.items()}
     sync = spawn([*CLI, "sync", "start"], log=stack.logdir / "sync-start.log", env=env)
-    source_cpu = 0.0
+    source_cpu, marks = 0.0, list(MEMORY_AT)
+
+    def memory_marks(count: int) -> None:
+        while marks and count >= marks[0]:
+            print(f"peak RSS at {marks.pop(0):,} people stored: {memory.reading()}", flush=True)
+
     while sync.poll() is None:
         source_cpu = cpu_seconds([sync.pid]) or source_cpu  # gone once it exited
+        memory_marks(stored(stack.settings))
         time.sleep(0.2)
     assert sync.returncode == 0, f"sync start failed: see {stack.logdir / 'sync-start.log'}"
     source_s = time.perf_counter() - started
     total = published(stack.settings)
-    while stored(stack.settings) < total + 1:  # + the warm-up person
+    while (count := stored(stack.settings)) < total + 1:  # + the warm-up person
+        memory_marks(count)
         stack.check_workers()
         time.sleep(0.1)
     total_s = time.perf_counter() - started
+    memory.close()
+    print(f"peak RSS at {total:,} people stored (the end): {memory.reading()}")
     print(f"CPU during the run ({total_s:.1f}s), in cores: source process ~"
           f"{source_cpu / total_s:.2f} (sampled until it exited), " + ", ".join(
               f"{what} {(cpu_seconds(pids) - before[what]) / total_s:.2f}"
@@ -96,8 +121,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--people", type=int, default=300_000)
     parser.add_argument("--workers", type=int, default=1)
+    add_backend_options(parser)
     args = parser.parse_args()
-    with bench_stack((PERSON_CHANGES,)) as stack:
+    with bench_stack(args, (PERSON_CHANGES,)) as stack:
         marketo = stack.sandbox("marketo")
         seed(marketo, args.people)
         print(f"started {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; logs in {stack.logdir}")

@@ -3,7 +3,8 @@ sandboxes with their real limits (Marketo: 100 calls per rolling 20 s, 10 in fli
 activities per call; Salesforce: 200 records per collection call, daily budget 100,000).
 
 In one run:
-  1. start the embedded stack (Tansu, registry) and both sandboxes as processes;
+  1. start the stack (the broker and store of `--broker`/`--store`, the registry) and both
+     sandboxes as processes;
   2. publish N `MarketoActivityOut` and N `SalesforceTaskOut` records (not timed);
   3. start one `actions-sync worker marketo-sink` and one `salesforce-sink` process, and
      time each from its first write call to its last (sandbox journals), and end to end
@@ -25,20 +26,18 @@ conservative figure.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
+from _common import Backends, add_backend_options, durabilities
 
 from actions_sync.kafka import Ends, ensure_topics
 from actions_sync.publish import Publisher
 from actions_sync.serialization import RegistryClient
-from actions_sync.settings import Settings
 from actions_sync.topics import OUTBOUND_MARKETO_ACTIVITIES, OUTBOUND_SALESFORCE_TASKS, specs
 from app.stack import Stack
 from connectors.marketo.activity_types import ACTIVITY_TYPES
@@ -116,12 +115,13 @@ def main() -> None:
     parser.add_argument("--calls-per-window", type=int, default=100,
                         help="Marketo sink's limiter: calls per rolling 20 s (<= 100)")
     parser.add_argument("--in-flight", type=int, default=5)
+    add_backend_options(parser)
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-outbound-"))
-    settings = Settings(database_url=f"sqlite:///{workdir}/store.db",
-                        group_prefix=f"bench-{uuid.uuid4().hex[:6]}")
-    with Stack(settings, keep_logs=True) as stack:
+    with (Backends(args.broker, args.store, durabilities(args)) as backends,
+          Stack(backends.settings(), keep_logs=True) as stack):
+        settings = stack.settings
+        print(f"running on: {backends.label()} ({stack.bootstrap})")
         marketo = stack.sandbox("marketo", "--seed-people", str(LEADS))
         salesforce = stack.sandbox("salesforce", "--seed-people", "200")
         who = [r["Id"] for r in httpx.get(

@@ -39,7 +39,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
-from _common import bench_stack
+from _common import add_backend_options, bench_stack
 
 from actions_sync.admin.commands import set_value
 from actions_sync.kafka import read_topic
@@ -228,12 +228,13 @@ def main() -> None:
                      help="run the stateful property test at --examples x --steps instead")
     cli.add_argument("--examples", type=int, default=10)
     cli.add_argument("--steps", type=int, default=20)
+    add_backend_options(cli)
     args = cli.parse_args()
     if args.stateful:
         stateful(args.examples, args.steps)
         return
     topics = (REMINDER_TASKS, SALESFORCE_TASKS, OUTBOUND_SALESFORCE_TASKS)
-    with bench_stack(topics) as stack:
+    with bench_stack(args, topics) as stack:
         stack.salesforce_url = stack.sandbox("salesforce", "--seed-people", "10")
         with Store(stack.settings.database_url) as store:
             population = {p["marketo_id"]: p for p in generate(10, 7)}

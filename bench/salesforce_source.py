@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from _common import Arrivals, bench_stack, pct
+from _common import Arrivals, add_backend_options, bench_stack, pct
 
 from actions_sync.admin.model import AdminSettings
 from actions_sync.publish import Publisher
@@ -52,12 +52,13 @@ class Result:
         return pct(self.latencies, q)
 
 
-def run(opt_outs: int, span_s: float, poll_s: float, lookback_s: float) -> Result:
+def run(args: argparse.Namespace, opt_outs: int, span_s: float, poll_s: float, lookback_s: float
+        ) -> Result:
     app = create_app(SalesforceConfig(seed_people=opt_outs))
     state = app[STATE_KEY]
     ids = [sfdc_id("00Q", n) for n in range(1, opt_outs + 1)]
     edited: dict[str, float] = {}
-    with SandboxServer(app) as server, bench_stack((SALESFORCE_OPTOUTS,)) as stack:
+    with SandboxServer(app) as server, bench_stack(args, (SALESFORCE_OPTOUTS,)) as stack:
         stop = threading.Event()
         reader = Arrivals(stack.bootstrap, SALESFORCE_OPTOUTS)
         arrived = reader.first
@@ -116,8 +117,9 @@ def main() -> None:
     cli.add_argument("--opt-outs", type=int, default=20_000)
     cli.add_argument("--span-s", type=float, default=60.0)
     cli.add_argument("--poll-s", type=float, default=30.0)
+    add_backend_options(cli)
     args = cli.parse_args()
-    results = [run(args.opt_outs, args.span_s, args.poll_s, lookback)
+    results = [run(args, args.opt_outs, args.span_s, args.poll_s, lookback)
                for lookback in (0.0, 600.0)]
     print(f"{args.opt_outs:,} opt-outs over {args.span_s:.0f} s, poll every {args.poll_s:.0f} s")
     print("| lookback | p50 s | p99 s | max s | data calls | calls per opt-out | published |")

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from _common import bench_stack
+from _common import add_backend_options, bench_stack
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from actions_sync.admin import set_value
@@ -181,9 +181,10 @@ def main() -> None:
     parser.add_argument("--fetch-max-wait-ms", type=int, default=10,
                         help="the worker's ACTIONS_SYNC_FETCH_MAX_WAIT_MS (Tansu holds every "
                         "fetch this long)")
+    add_backend_options(parser)
     args = parser.parse_args()
 
-    with bench_stack((SEND_CHECKS, SEND_DECISIONS)) as stack:
+    with bench_stack(args, (SEND_CHECKS, SEND_DECISIONS)) as stack:
         marketo = stack.sandbox("marketo", "--latency-ms", str(args.latency_ms), "--set",
                                 f"latency_jitter_ms={args.latency_ms}")
         for first in range(0, LEADS, 10_000):  # bodies under the sandbox's 1 MB

@@ -49,6 +49,7 @@ from typing import Any
 import httpx
 from _common import (
     Arrivals,
+    add_backend_options,
     bench_stack,
     cpu_seconds,
     load_average,
@@ -228,7 +229,7 @@ def run(args: argparse.Namespace) -> None:
     app = create_app(config)
     state, counted = app[STATE_KEY], WriteCount(app[STATE_KEY])
     integration = config.integration_user_id
-    with SandboxServer(app) as server, bench_stack(TOPICS) as stack:
+    with SandboxServer(app) as server, bench_stack(args, TOPICS) as stack:
         url = server.url
         seed_store(stack.settings.database_url, people)
         env = {"ACTIONS_SYNC_SALESFORCE_URL": url,
@@ -369,6 +370,7 @@ def main() -> None:
     cli.add_argument("--span-s", type=float, default=120.0)
     cli.add_argument("--poll-s", type=float,
                      default=Settings.model_fields["salesforce_poll_interval_s"].default)
+    add_backend_options(cli)
     args = cli.parse_args()
     if min(args.unsubscribes, args.optouts) < 1 or args.span_s <= 0 or args.poll_s <= 0:
         cli.error("--unsubscribes and --optouts must be >= 1, --span-s and --poll-s > 0")

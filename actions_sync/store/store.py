@@ -1,8 +1,9 @@
 """The Store API: every read and write of the Actions store goes through here.
 
-SQLite (WAL) by default, PostgreSQL by URL. Writes are batched: one transaction and one
-`executemany` per batch, upserts with `ON CONFLICT ... DO UPDATE ... WHERE` the stored
-version is older, so replays and out-of-order changes are no-ops. A person's version is
+SQLite (WAL) by default, PostgreSQL by URL. Writes are batched: one transaction per batch,
+upserts with `ON CONFLICT ... DO UPDATE ... WHERE` the stored version is older, so replays
+and out-of-order changes are no-ops (one `executemany` on SQLite; on PostgreSQL the rows
+are copied into a staging table and upserted by one statement). A person's version is
 (`changed_at`, `log_position`): Marketo's times have one-second resolution, and of two
 changes in one second the later in the partition's log is the newer (README, "Operating
 it", says what producers guarantee for that).
@@ -38,6 +39,11 @@ MIGRATION_LOCK = 7_201_309  # pg_advisory_xact_lock key of actions-sync's migrat
 PERSON_COLUMNS = ("marketo_id", *PERSON_FIELDS, "changed_at", "removed_at", "log_position",
                   "synced_at")
 NO_POSITION = -1  # the `log_position` of a row given without one (older than any offset)
+# PostgreSQL: a batch of people is COPYed into per-connection temp tables (emptied at each
+# commit), then upserted by one INSERT ... SELECT and removed by one UPDATE ... FROM.
+PEOPLE_STAGE = "persons_stage"
+REMOVALS_STAGE = "persons_removal_stage"
+REMOVAL_COLUMNS = ("marketo_id", *PERSON_FIELDS, "changed_at", "log_position", "synced_at")
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,26 @@ def people_params(upserts: Sequence[Mapping[str, Any]], removals: Sequence[Mappi
     return PeopleParams(upsert_rows, removal_rows)
 
 
+# A row upserted as removed keeps the first removal's time (as `_person_removal_sql`).
+_PERSON_CONFLICT = (
+    "ON CONFLICT (marketo_id) DO UPDATE SET " + ", ".join(
+        f"{c} = excluded.{c}" if c != "removed_at" else
+        "removed_at = CASE WHEN excluded.removed_at IS NULL THEN NULL"
+        " ELSE COALESCE(persons.removed_at, excluded.removed_at) END"
+        for c in PERSON_COLUMNS if c != "marketo_id")
+    + " WHERE (persons.changed_at, persons.log_position)"
+    " < (excluded.changed_at, excluded.log_position)")
+
+
+_REMOVAL_ID = len(PERSON_FIELDS) + 3  # the marketo_id in `PeopleParams.removals`' rows
+
+
+def _one_per_person(rows: list[tuple[Any, ...]], id_at: int) -> bool:
+    """No two rows of one person (a batch `plan` made never has: callers that pass
+    several get the row-by-row statements, which apply them in order)."""
+    return len({row[id_at] for row in rows}) == len(rows)
+
+
 def _aware(value: Any) -> Any:
     """SQLite hands datetimes back naive; the store only ever holds UTC."""
     if isinstance(value, datetime) and value.tzinfo is None:
@@ -128,6 +154,8 @@ class Store:
         self._mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"  # driver's
         self._upsert_sql = self._person_upsert_sql()
         self._remove_sql = self._person_removal_sql()
+        self._staged_upsert_sql = self._person_staged_upsert_sql()
+        self._staged_removal_sql = self._person_staged_removal_sql()
 
     @staticmethod
     def _engine(url: str) -> Engine:
@@ -180,17 +208,44 @@ class Store:
         tuples through `exec_driver_sql` cost a fraction (bench/RESULTS.md).
         """
         mark = self._mark
-        # A row upserted as removed keeps the first removal's time (as `_remove_sql`).
-        updates = ", ".join(
-            f"{c} = excluded.{c}" if c != "removed_at" else
-            "removed_at = CASE WHEN excluded.removed_at IS NULL THEN NULL"
-            " ELSE COALESCE(persons.removed_at, excluded.removed_at) END"
-            for c in PERSON_COLUMNS if c != "marketo_id")
         return (f"INSERT INTO persons ({', '.join(PERSON_COLUMNS)})"
-                f" VALUES ({', '.join([mark] * len(PERSON_COLUMNS))})"
-                f" ON CONFLICT (marketo_id) DO UPDATE SET {updates}"
-                " WHERE (persons.changed_at, persons.log_position)"
-                " < (excluded.changed_at, excluded.log_position)")
+                f" VALUES ({', '.join([mark] * len(PERSON_COLUMNS))}) {_PERSON_CONFLICT}")
+
+    @staticmethod
+    def _person_staged_upsert_sql() -> str:
+        """PostgreSQL: the upsert of the rows COPYed into `PEOPLE_STAGE` (one statement a
+        batch instead of one per row: the per-row statement overhead was most of
+        PostgreSQL's time in a batch, bench/RESULTS.md). Only for batches with one row per
+        person: a statement may not update a row twice."""
+        columns = ", ".join(PERSON_COLUMNS)
+        return (f"INSERT INTO persons ({columns}) SELECT {columns} FROM {PEOPLE_STAGE}"
+                f" {_PERSON_CONFLICT}")
+
+    @staticmethod
+    def _person_staged_removal_sql() -> str:
+        """PostgreSQL: `_person_removal_sql` of the rows COPYed into `REMOVALS_STAGE`."""
+        fields = ", ".join(f"{c} = s.{c}" for c in PERSON_FIELDS)
+        return (f"UPDATE persons SET synced_at = s.synced_at, {fields},"
+                " changed_at = s.changed_at, log_position = s.log_position,"
+                " removed_at = COALESCE(persons.removed_at, s.changed_at)"
+                f" FROM {REMOVALS_STAGE} s WHERE persons.marketo_id = s.marketo_id"
+                " AND (persons.changed_at, persons.log_position) < (s.changed_at, s.log_position)")
+
+    @staticmethod
+    def _copy_staged(conn: Any, stage: str, columns: Sequence[str],
+                     rows: list[tuple[Any, ...]], sql: str) -> int:
+        """PostgreSQL: COPY `rows` into the temp table `stage` and run `sql` over it, in the
+        transaction of `conn`; the rows `sql` changed."""
+        cursor = conn.connection.driver_connection.cursor()  # psycopg 3's, for its COPY
+        with cursor:
+            # IF NOT EXISTS: a temp table lives as long as its connection (in the pool).
+            cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS"
+                           f" AS SELECT {', '.join(columns)} FROM persons WITH NO DATA")
+            with cursor.copy(f"COPY {stage} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(sql)
+            return max(int(cursor.rowcount), 0)
 
     def _person_removal_sql(self) -> str:
         """Mark stored people removed (driver SQL, as the upsert): the fields and version
@@ -222,12 +277,23 @@ class Store:
         try:
             with self.engine.begin() as conn:
                 if params.upserts:
-                    conn.exec_driver_sql(self._upsert_sql,
-                                         [(*row, synced) for row in params.upserts])
-                if params.removals:
+                    rows = [(*row, synced) for row in params.upserts]
+                    if self.is_sqlite or not _one_per_person(rows, 0):
+                        conn.exec_driver_sql(self._upsert_sql, rows)
+                    else:
+                        self._copy_staged(conn, PEOPLE_STAGE, PERSON_COLUMNS, rows,
+                                          self._staged_upsert_sql)
+                if params.removals and (self.is_sqlite
+                                        or not _one_per_person(params.removals, _REMOVAL_ID)):
                     result = conn.exec_driver_sql(self._remove_sql,
                                                   [(synced, *row) for row in params.removals])
                     removed = max(result.rowcount, 0)  # summed over the rows (both drivers)
+                elif params.removals:
+                    n = len(PERSON_FIELDS)
+                    removed = self._copy_staged(
+                        conn, REMOVALS_STAGE, REMOVAL_COLUMNS,
+                        [(row[_REMOVAL_ID], *row[:n], row[n], row[n + 1], synced)
+                         for row in params.removals], self._staged_removal_sql)
         except OperationalError as exc:
             raise Retriable(f"store write failed: {exc.orig}") from exc
         return PeopleWrite(upserted=len(params.upserts), removed=removed)

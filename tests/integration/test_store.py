@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import inspect
 
-from actions_sync.store import Store, metadata
+from actions_sync.store import PeopleWrite, Store, metadata
 from actions_sync.store.store import SQLITE_CACHE_KIB, SQLITE_WAL_CHECKPOINT_PAGES
 from streams.rules.people import person_row
 from tests.factories import person_change
@@ -172,6 +172,34 @@ def test_a_batch_of_removals_counts_each_person_removed(store: Store) -> None:
         person_change(1, 2)["changed_at"]
     assert present(store.person(3))["removed_at"] is None and store.person(4) is None
     assert store.count_persons() == 1
+
+
+def test_rows_of_one_person_in_one_call_apply_in_order(store: Store) -> None:
+    # A batch `plan` made has one row per person (PostgreSQL upserts those through a
+    # staging table in one statement); a caller passing several gets them in order.
+    written = store.apply_people([row(1, 5, title="new"), row(1, 3, title="old"),
+                                  row(2, 1, title="first"), row(2, 1, title="second")], [])
+    assert written.upserted == 4
+    assert present(store.person(1))["title"] == "new"
+    assert present(store.person(2))["title"] == "first"
+    written = store.apply_people([], [row(1, 6, sfdc_lead_owner_id=None),
+                                      row(1, 7, sfdc_lead_owner_id=None)])
+    assert written.removed == 2
+    assert present(store.person(1))["removed_at"] == person_change(1, 6)["changed_at"]
+    assert present(store.person(1))["changed_at"] == person_change(1, 7)["changed_at"]
+
+
+def test_a_batch_of_upserts_and_removals_keeps_the_first_removal_time(store: Store) -> None:
+    store.apply_people([row(n, 1) for n in range(1, 101)], [])
+    written = store.apply_people([{**row(1, 2), "removed_at": person_change(1, 2)["changed_at"]}],
+                                 [row(n, 3, sfdc_lead_owner_id=None) for n in range(2, 102)])
+    assert written == PeopleWrite(upserted=1, removed=99)
+    store.apply_people([{**row(1, 4), "removed_at": person_change(1, 4)["changed_at"]}],
+                       [row(2, 4, sfdc_lead_owner_id=None)])
+    assert present(store.person(1))["removed_at"] == person_change(1, 2)["changed_at"]
+    assert present(store.person(2))["removed_at"] == person_change(2, 3)["changed_at"]
+    assert present(store.person(2))["changed_at"] == person_change(2, 4)["changed_at"]
+    assert store.count_persons() == 0 and store.person(101) is None
 
 
 def test_sqlite_datetime_text_is_sqlalchemys_for_every_year() -> None:

@@ -33,7 +33,7 @@ from types import TracebackType
 import psycopg
 from psycopg import sql
 
-__all__ = ["PostgresError", "PostgresServer", "find_pg_bin"]
+__all__ = ["DURABLE_SETTINGS", "PostgresError", "PostgresServer", "find_pg_bin"]
 
 INSTALL_HINT = "apt-get install postgresql"
 SERVICE_USER = "postgres"
@@ -42,6 +42,9 @@ DEFAULT_DATABASE = "actions_sync"
 SERVER_SETTINGS = (
     "-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 )
+# PostgreSQL's own defaults (fsync, synchronous_commit, full_page_writes on): what a
+# production server runs, for benchmarks that measure beside the fast test settings.
+DURABLE_SETTINGS = "-c listen_addresses=127.0.0.1"
 START_ATTEMPTS = 3  # a freshly picked free port can be taken before postgres binds it
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -83,8 +86,12 @@ def _tail(path: Path, lines: int = 30) -> str:
 class PostgresServer:
     """Context manager for a private PostgreSQL instance; ``stop()`` leaves nothing behind."""
 
-    def __init__(self, database: str = DEFAULT_DATABASE, port: int | None = None) -> None:
+    def __init__(
+        self, database: str = DEFAULT_DATABASE, port: int | None = None,
+        settings: str = SERVER_SETTINGS,
+    ) -> None:
         self.database = database
+        self.settings = settings
         self.host = "127.0.0.1"
         self.port = port or 0
         self._fixed_port = port is not None
@@ -168,7 +175,7 @@ class PostgresServer:
         for attempt in range(1, attempts + 1):
             if not self._fixed_port:
                 self.port = _free_port()
-            options = f"-p {self.port} -k {self.root / 'sock'} {SERVER_SETTINGS}"
+            options = f"-p {self.port} -k {self.root / 'sock'} {self.settings}"
             result = self._run(
                 "pg_ctl",
                 "-D", str(self.data_dir),
