@@ -49,6 +49,7 @@ __all__ = [
     "forget_lag",
     "serve_metrics",
     "BROKER_LAG",
+    "SALESFORCE_API_USAGE",
     "COMMIT_STALLED_SECONDS",
 ]
 
@@ -272,6 +273,16 @@ for _winner in ("actions", "salesforce"):
     REMINDER_CONFLICTS.labels(_winner)
 SALESFORCE_DELETION_GAPS.labels("Task")
 
+
+# Salesforce's daily API allocation as the org last reported it (connectors/salesforce/
+# budget.py, from every answer's Sforce-Limit-Info): shared with the org's other
+# integrations, so it is read from Salesforce, not counted here.
+SALESFORCE_API_USAGE = Gauge(
+    "actions_sync_salesforce_api_usage",
+    "The org's Salesforce API calls over the last 24 h (kind=used) and its daily "
+    "allocation (kind=limit), as the newest answer's Sforce-Limit-Info reported them",
+    ["kind"],
+)
 
 # Consuming workers (actions_sync/progress.py): the group's progress read from the broker,
 # apart from the worker's own loop, so that a worker stuck retrying one batch shows.

@@ -60,6 +60,7 @@ KEEP = 240  # one hour of 15 s samples
 EVENTS_IN = "actions_sync_events_in_total"
 LAG = "actions_sync_consumer_lag"
 API_CALLS = "actions_sync_api_calls_total"
+SALESFORCE_USAGE = "actions_sync_salesforce_api_usage"
 EARLIEST = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
 LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 COPY = re.compile(r"-\d+$")  # people-0, people-1: copies of the flow "people"
@@ -257,6 +258,8 @@ class Sampler:
         self.every_s = every_s
         self.series: dict[str, deque[Point]] = {}
         self.api_calls: dict[str, float] = {}  # api -> calls counted by running workers
+        # (used, limit) of the org's Salesforce API calls over 24 h, as Salesforce said
+        self.salesforce_usage: tuple[float, float] | None = None
         self._keep = keep
         self._fetch = fetch
         self._last: dict[str, tuple[float, float]] = {}  # worker -> (at, events in)
@@ -277,6 +280,7 @@ class Sampler:
         at = time.time() if now is None else now
         flows: dict[str, list[float]] = {}
         calls: dict[str, float] = {}
+        usage = self.salesforce_usage
         for worker, url in self.targets().items():
             try:
                 values = _values(self._fetch(url))
@@ -294,9 +298,14 @@ class Sampler:
                 if key.startswith(API_CALLS + "/"):
                     api = key.split("/", 1)[1]
                     calls[api] = calls.get(api, 0.0) + value
+            used = values.get(f"{SALESFORCE_USAGE}/used")
+            limit = values.get(f"{SALESFORCE_USAGE}/limit")
+            if used is not None and limit is not None:
+                usage = (used, limit)
         for flow, (rate, lag) in flows.items():
             self.series.setdefault(flow, deque(maxlen=self._keep)).append(Point(at, rate, lag))
         self.api_calls = calls
+        self.salesforce_usage = usage
 
     def start(self) -> Sampler:
         self._thread = threading.Thread(target=self._run, name="metrics-sampler", daemon=True)
@@ -319,6 +328,8 @@ def _values(text: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
+            if s.name == SALESFORCE_USAGE:  # the org's figure: the newest, never a sum
+                out[f"{SALESFORCE_USAGE}/{s.labels.get('kind', '?')}"] = s.value
             if s.name not in (EVENTS_IN, LAG, API_CALLS):
                 continue
             key = f"{API_CALLS}/{s.labels.get('api', '?')}" if s.name == API_CALLS else s.name

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from actions_sync.clock import Clock, SystemClock
+from actions_sync.metrics import SALESFORCE_API_USAGE
 from connectors.errors import QuotaExhausted
 
 __all__ = ["Budget", "parse_usage"]
@@ -38,6 +39,8 @@ class Budget:
         if usage:
             self.used, self.limit = usage
             self._seen_at = self._clock.monotonic()
+            SALESFORCE_API_USAGE.labels("used").set(self.used)
+            SALESFORCE_API_USAGE.labels("limit").set(self.limit)
 
     @property
     def remaining(self) -> int | None:

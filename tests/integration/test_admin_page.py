@@ -154,6 +154,24 @@ def test_the_sampler_charts_rate_and_lag_per_flow(tmp_path: Path) -> None:
     assert svg.count("<polyline") == 2 and "now 20.0/s" in svg and "now 2" in svg
 
 
+def test_the_salesforce_usage_is_the_orgs_newest_figure_from_a_real_budget(tmp_path: Path) -> None:
+    """Salesforce's own count of the org's calls (Sforce-Limit-Info, seen by the sinks'
+    budget and exported) is what the page shows: the newest figure, never a sum."""
+    from prometheus_client import generate_latest
+
+    from connectors.salesforce.budget import Budget
+
+    Budget(reserve=10, pause_s=1).observe("api-usage=1234/15000")
+    exported = generate_latest().decode()
+    pages = {"http://a/metrics": exported, "http://b/metrics": exported}
+    targets = tmp_path / "targets.json"
+    targets.write_text(json.dumps({"salesforce-sink-0": "http://a/metrics",
+                                   "salesforce-source-0": "http://b/metrics"}))
+    sampler = Sampler(targets, keep=3, fetch=pages.__getitem__)
+    sampler.sample(now=1000.0)
+    assert sampler.salesforce_usage == (1234.0, 15000.0)
+
+
 def test_the_status_reads_group_lag_members_and_dlq_sizes_from_the_broker(kafka: str) -> None:
     """Committed offsets against end offsets, per group and partition, and the members,
     from the broker itself; a dead-letter topic's size."""

@@ -65,6 +65,8 @@ ABSENT_ON_A_HEALTHY_STACK = {
     "actions_sync_unsubscribes_unsynced_total": "counted only for an unsubscribe whose "
     "person has no Salesforce id or is unknown",
     "actions_sync_salesforce_optouts_held_total": "the Salesforce sandbox holds no opt-out",
+    "actions_sync_salesforce_api_usage": "reported from a Salesforce answer: no worker calls "
+    "Salesforce while unsubscribe and reminder sync are off",
     "actions_sync_unsubscribes_reconciled_total": "the daily reconciliation (02:00 UTC) "
     "has not run",
     "actions_sync_records_published_total": "the sources publish only what changed in "
