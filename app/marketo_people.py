@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from actions_sync.errors import Fatal
 from actions_sync.kafka import written
 from actions_sync.store import PERSON_FIELDS
 from actions_sync.topics import PERSON_CHANGES
@@ -76,18 +77,19 @@ def run(demo: DemoRun) -> list[Row]:
     initial = _matching(demo, loaded)
     _merge(demo, loaded.values())
 
-    source = spawn(
-        [*CLI, "worker", "marketo-source"],
-        log=stack.logdir / "worker-marketo-source-0.log",
-        env=env,
-    )
+    log = stack.logdir / "worker-marketo-source-0.log"
+    source = spawn([*CLI, "worker", "marketo-source"], log=log, env=env)
     try:
         touched = _edit(demo, leads)
         changed = read_leads(demo, touched)
         _merge(demo, changed.values())
-        demo.follow(
-            {"live Marketo changes in the store": lambda: (_matching(demo, changed), len(changed))}
-        )
+
+        def landed() -> tuple[int, int]:
+            if source.poll() is not None:  # not a stack worker: `DemoRun.ticks` cannot see it
+                raise Fatal(f"worker marketo-source exited with {source.returncode}; see {log}")
+            return _matching(demo, changed), len(changed)
+
+        demo.follow({"live Marketo changes in the store": landed})
         live = _matching(demo, changed)
     finally:
         stop(source)
