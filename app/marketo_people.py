@@ -19,8 +19,8 @@ back as person changes.
 
 from __future__ import annotations
 
+import asyncio
 import random
-import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,6 +32,7 @@ from actions_sync.topics import PERSON_CHANGES
 from app.demo_support import DemoRun, Row
 from app.process import spawn, stop
 from app.stack import CLI
+from connectors.marketo.client import BATCH_MAX, MarketoClient
 from sandboxes.marketo.fields import FIELDS
 from sandboxes.population import EPOCH, generate, owner_id
 from streams.rules.people import is_owned, qualifies
@@ -40,7 +41,7 @@ __all__ = ["WINDOW", "run"]
 
 WINDOW = (EPOCH, EPOCH + timedelta(days=31))  # one export window of `sync start`
 EDITS = {"edited": 20, "owner_removed": 5, "owner_added": 5, "deleted": 3}  # live changes
-PAGE = 300  # ids per leads.json call (Marketo's limit)
+
 Lead = dict[str, Any]
 
 
@@ -112,42 +113,30 @@ def run(demo: DemoRun) -> list[Row]:
 
 
 def read_leads(demo: DemoRun, ids: Iterable[int]) -> dict[int, Lead]:
-    """The sandbox's current leads as person changes (its own field table); a lead it no
-    longer has is a delete."""
-    stack = demo.stack
-    names = ",".join(f.name for f in FIELDS)
-    credentials = {
-        "grant_type": "client_credentials",
-        "client_id": stack.settings.marketo_client_id,
-        "client_secret": stack.settings.marketo_client_secret.get_secret_value(),
-    }
-    wanted = sorted(ids)
+    """The sandbox's current leads as person changes (the sandbox's own field table), read
+    with the connector's client (`MarketoClient`: paced, authenticated and retried like
+    the sync's calls); a lead it no longer has is a delete."""
+    settings = demo.stack.settings
+    assert demo.stack.marketo_url
+    client = MarketoClient(
+        demo.stack.marketo_url,
+        settings.marketo_client_id,
+        settings.marketo_client_secret.get_secret_value(),
+    )
+    return asyncio.run(_read_leads(client, sorted(ids)))
+
+
+async def _read_leads(client: MarketoClient, ids: list[int]) -> dict[int, Lead]:
+    names = [f.name for f in FIELDS]
     out: dict[int, Lead] = {}
-    for at in range(0, len(wanted), PAGE):
-        batch = wanted[at : at + PAGE]
-        found = {lead["id"]: lead for lead in _get_leads(demo, credentials, batch, names)}
-        for mid in batch:
-            out[mid] = _change(mid, found.get(mid))
+    try:
+        for at in range(0, len(ids), BATCH_MAX):
+            batch = ids[at : at + BATCH_MAX]
+            found = {lead["id"]: lead for lead in await client.leads("id", batch, names)}
+            out |= {mid: _change(mid, found.get(mid)) for mid in batch}
+    finally:
+        await client.aclose()
     return out
-
-
-def _get_leads(
-    demo: DemoRun, credentials: dict[str, str], batch: list[int], names: str
-) -> list[Lead]:
-    url = demo.stack.marketo_url
-    body: dict[str, Any] = {}
-    for _ in range(60):
-        token = demo.http.get(f"{url}/identity/oauth/token", params=credentials).json()
-        body = demo.http.post(
-            f"{url}/rest/v1/leads.json",
-            params={"_method": "GET"},
-            data={"filterType": "id", "filterValues": ",".join(map(str, batch)), "fields": names},
-            headers={"Authorization": f"Bearer {token['access_token']}"},
-        ).json()
-        if body.get("success"):
-            return list(body.get("result") or ())
-        time.sleep(0.5)  # 606/615 rate limits (the source calls too), a token gone: again
-    raise RuntimeError(f"Marketo leads.json: {body.get('errors')}")
 
 
 def _change(mid: int, lead: Lead | None) -> Lead:
