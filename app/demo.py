@@ -5,8 +5,10 @@ Flows, in this order (`--flows` picks a subset; the people flow always runs firs
 other flow is about people in the store):
 
 - people (S1-S3, S5, S6): a generated population with edits, owner changes, deletes,
-  stale versions and a few bad records, published on the person-change topic; the store
-  against the rules' outcome, the dead-letter topic against the bad records.
+  stale versions and a few bad records, published on the person-change topic; then the
+  initial sync from the Marketo sandbox (seeded with the same population) and live
+  changes made there while `worker marketo-source` follows them (`marketo_people`); the
+  store against the rules' outcome, the dead-letter topic against the bad records.
 - activities (S4, S7, S8): sales activities of every type through the router and both
   sinks into the Marketo and Salesforce sandboxes (`activities_scenario`).
 - settings (S12): an admin switches call logging off mid-run; calls published afterwards
@@ -27,7 +29,7 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +56,13 @@ from actions_sync.topics import (
     UNSUBSCRIBES,
     specs,
 )
-from app import reminders_scenario, send_check_scenario, settings_scenario, unsubscribes_scenario
+from app import (
+    marketo_people,
+    reminders_scenario,
+    send_check_scenario,
+    settings_scenario,
+    unsubscribes_scenario,
+)
 from app.activities_scenario import (
     ActivityReport,
     ActivityScenario,
@@ -167,12 +175,15 @@ def _run(settings: Settings, options: DemoOptions, console: Console, logdir: Pat
             store.migrate()  # once, before the workers race to do it
         run = DemoRun(stack, console, options.timeout_s, options.seed, scenario)
         vendors = [f for f in flows if f != "people"]
-        with ThreadPoolExecutor(1) as pool:  # seeding them takes a while: meanwhile, people
-            sandboxes = pool.submit(_start_sandboxes, stack, options.people, options.seed) \
-                if vendors else None
-            rows = _people_phase(run, options.workers)
-            if sandboxes is not None:
-                sandboxes.result()
+        # The sandboxes hold the demo's population (its seed too: Marketo IDs and Salesforce
+        # ids match the people in the store); seeding takes a while: meanwhile, people.
+        with ThreadPoolExecutor(1) as pool:
+            seeded = ("--seed-people", str(options.people), "--seed", str(options.seed))
+            marketo = pool.submit(stack.sandbox, "marketo", *seeded)
+            salesforce = pool.submit(stack.sandbox, "salesforce", *seeded) if vendors else None
+            rows = _people_phase(run, options.workers, marketo)
+            if salesforce is not None:
+                stack.salesforce_url = salesforce.result()
         if vendors and run.present():
             ensure_topics(stack.bootstrap, specs(TOPICS, settings.partitions))
             console.print(f"[bold]vendors[/] marketo={stack.marketo_url}"
@@ -223,7 +234,7 @@ def _print_table(console: Console, rows: list[Row], problems: list[str]) -> bool
 
 # -- the people flow ---------------------------------------------------------------------------
 
-def _people_phase(run: DemoRun, workers: int) -> list[Row]:
+def _people_phase(run: DemoRun, workers: int, marketo: Future[str]) -> list[Row]:
     for _ in range(workers):
         run.stack.add_worker("people")
     ends = _publish(run.stack, run.people, run.console)
@@ -232,8 +243,12 @@ def _people_phase(run: DemoRun, workers: int) -> list[Row]:
     dead = len(read_topic(run.stack.bootstrap, dlq_topic(PERSON_CHANGES)))
     run.console.print("changes published: " + ", ".join(
         f"{k}={v}" for k, v in run.people.counts.items()))
+    run.stack.marketo_url = marketo.result()
+    run.console.print(f"[bold]marketo[/] sandbox={run.stack.marketo_url}")
+    rows = marketo_people.run(run)  # its versions are newer: the oracle takes them in
     with run.store() as store:
-        return people_rows(store, run.people, dead, len(bad_person_records()), run.problems)
+        return people_rows(store, run.people, dead, len(bad_person_records()),
+                           run.problems) + rows
 
 
 def people_rows(store: Store, scenario: Scenario, dead: int, bad: int,
@@ -291,14 +306,6 @@ def _publish(stack: Stack, scenario: Scenario, console: Console) -> Ends:
         progress.update(task, total=count, completed=count)
     registry.close()
     return publisher.ends
-
-
-def _start_sandboxes(stack: Stack, people: int, seed: int) -> None:
-    """Marketo and Salesforce sandboxes holding the demo's population (its seed too, so
-    that Marketo IDs and Salesforce ids match the people in the store)."""
-    seeded = ("--seed-people", str(people), "--seed", str(seed))
-    stack.marketo_url = stack.sandbox("marketo", *seeded)
-    stack.salesforce_url = stack.sandbox("salesforce", *seeded)
 
 
 # -- the activity flow -------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """`actions-sync demo` run as a real process on a small population: every flow (people,
-activities, settings, unsubscribes, send checks, reminders) through the real workers and
-the Marketo and Salesforce sandboxes, one reconciliation table with a row per SPEC
-behaviour, exit 0; `--flows` picks a subset; nothing left behind without `--keep`."""
+with the initial sync from the Marketo sandbox and live changes there, activities,
+settings, unsubscribes, send checks, reminders) through the real workers and the Marketo
+and Salesforce sandboxes, one reconciliation table with a row per SPEC behaviour, exit 0;
+`--flows` picks a subset; nothing left behind without `--keep`."""
 
 from __future__ import annotations
 
@@ -58,6 +59,9 @@ def test_demo_runs_every_flow_and_every_spec_row_agrees(tmp_path: Path) -> None:
     people = table["S1"][0]
     assert int(people[1]) > 500
     assert table["S7"][0][1] == "300"  # every activity in Marketo once
+    marketo = {r[0].split(":")[0].split(" (")[0]: r for r in table["S6"]}
+    assert int(marketo["initial sync"][1]) > 20  # the owned leads of one export window
+    assert int(marketo["live Marketo changes"][1]) == 33  # every live edit, read back
     assert any("re-subscribes" in r[0] for r in table["S9"])
     assert len(table["S10"]) == 3 and len(table["S11"]) == 3 and len(table["S12"]) == 3
     logs = re.search(r"logs in (\S+)", out)
@@ -72,7 +76,8 @@ def test_flows_picks_a_subset_and_keep_keeps_the_run(tmp_path: Path) -> None:
     table = rows(result.stdout)
     assert table["S1"][0][3] == "agrees"
     assert all(r[3] == "skipped" for s in ("S7", "S9", "S10", "S11", "S12") for r in table[s])
-    assert "vendors" not in result.stdout  # no sandbox started for the people flow
+    assert "vendors" not in result.stdout  # Marketo only (the initial sync): no Salesforce
+    assert any(r[0].startswith("initial sync") for r in table["S6"])
     kept = list((tmp_path / "tmp").glob("actions-sync-demo-*"))
     assert len(kept) == 1 and (kept[0] / "actions-sync.db").is_file()
     assert (kept[0] / "logs" / "worker-people-0.log").is_file()
