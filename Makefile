@@ -33,8 +33,7 @@ test:
 
 lint:
 	$(PY)/ruff check .
-# enabled by the lead after the merge (the tree is formatted once, then kept so):
-# 	$(PY)/ruff format --check .
+	$(PY)/ruff format --check .
 	$(PY)/mypy actions_sync streams schemas sandboxes app connectors bench tests
 	$(PY)/lint-imports --no-cache
 

@@ -34,8 +34,12 @@ from actions_sync.retry import Backoff, retrying_blocking
 __all__ = ["HEADERS", "TRUNCATED", "DeadLetter", "DeadLetterProducer", "dead_letter"]
 
 HEADERS = (
-    "error.class", "error.message", "error.stage",
-    "source.topic", "source.partition", "source.offset",
+    "error.class",
+    "error.message",
+    "error.stage",
+    "source.topic",
+    "source.partition",
+    "source.offset",
 )
 TRUNCATED = ("truncated", "original_size")  # `value.truncated`, `value.original_size`
 MAX_MESSAGE = 2000  # characters of the error message kept in a header
@@ -63,8 +67,11 @@ class DeadLetter:
     @property
     def size(self) -> int:
         """Bytes of key, value and headers."""
-        return (len(self.key or b"") + len(self.value or b"")
-                + sum(len(h) + len(v) for h, v in self.headers))
+        return (
+            len(self.key or b"")
+            + len(self.value or b"")
+            + sum(len(h) + len(v) for h, v in self.headers)
+        )
 
     def fitted(self, limit: int) -> DeadLetter:
         """This letter, cut to fit a record batch of `limit` bytes: the value first, the
@@ -78,24 +85,42 @@ class DeadLetter:
         return DeadLetter(self.topic, key, value, self.headers + key_cut + value_cut)
 
 
-def _cut(name: str, data: bytes | None,
-         room: int) -> tuple[bytes | None, tuple[tuple[str, bytes], ...]]:
+def _cut(
+    name: str, data: bytes | None, room: int
+) -> tuple[bytes | None, tuple[tuple[str, bytes], ...]]:
     if data is None or len(data) <= room:
         return data, ()
-    return data[:max(room, 0)], ((f"{name}.{TRUNCATED[0]}", b"true"),
-                                 (f"{name}.{TRUNCATED[1]}", str(len(data)).encode()))
+    return data[: max(room, 0)], (
+        (f"{name}.{TRUNCATED[0]}", b"true"),
+        (f"{name}.{TRUNCATED[1]}", str(len(data)).encode()),
+    )
 
 
 def dead_letter(
-    topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
-    error: BaseException, stage: str | None = None,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    error: BaseException,
+    stage: str | None = None,
 ) -> DeadLetter:
     """The dead letter for one record of `topic` that failed with `error`."""
     stage = stage or (error.stage if isinstance(error, Skippable) else "process")
-    values = (type(error).__name__, str(error)[:MAX_MESSAGE], stage, topic, str(partition),
-              str(offset))
-    return DeadLetter(dlq_topic(topic), key, value,
-                      tuple((h, v.encode()) for h, v in zip(HEADERS, values, strict=True)))
+    values = (
+        type(error).__name__,
+        str(error)[:MAX_MESSAGE],
+        stage,
+        topic,
+        str(partition),
+        str(offset),
+    )
+    return DeadLetter(
+        dlq_topic(topic),
+        key,
+        value,
+        tuple((h, v.encode()) for h, v in zip(HEADERS, values, strict=True)),
+    )
 
 
 class DeadLetterProducer:
@@ -106,8 +131,13 @@ class DeadLetterProducer:
     through the shared retry policy (`actions_sync.retry`): `send` does not give up.
     """
 
-    def __init__(self, bootstrap: str, backoff: Backoff | None = None,
-                 sleep: Callable[[float], None] = time.sleep, **config: Any) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        **config: Any,
+    ) -> None:
         settings = producer_config(bootstrap, **{"linger.ms": 5, **config})
         self._bootstrap = bootstrap
         self._local_max = int(settings.get("message.max.bytes", LIBRDKAFKA_MESSAGE_MAX))
@@ -154,8 +184,9 @@ class DeadLetterProducer:
             failed.append(letter)
 
         try:
-            self._producer.produce(fit.topic, fit.value, fit.key, headers=list(fit.headers),
-                                   on_delivery=delivered)
+            self._producer.produce(
+                fit.topic, fit.value, fit.key, headers=list(fit.headers), on_delivery=delivered
+            )
         except BufferError:  # local queue full: deliver what is queued, then this one
             acknowledged(self._producer, "dead letters", self._backoff, self._sleep)
             self._produce(letter, fit, failed)
@@ -173,8 +204,12 @@ class DeadLetterProducer:
                 log.warning("%s", exc)
                 return self._local_max
             if told is None:
-                log.info("the broker does not say how large a record %s takes: %d bytes"
-                         " (the producer's message.max.bytes)", topic, self._local_max)
+                log.info(
+                    "the broker does not say how large a record %s takes: %d bytes"
+                    " (the producer's message.max.bytes)",
+                    topic,
+                    self._local_max,
+                )
             limit = self._limits[topic] = min(told or self._local_max, self._local_max)
         return limit
 
@@ -186,8 +221,9 @@ class DeadLetterProducer:
         self._producer.flush(10)
 
 
-def _runs(fitted: list[tuple[DeadLetter, DeadLetter]],
-          room: int) -> Iterator[list[tuple[DeadLetter, DeadLetter]]]:
+def _runs(
+    fitted: list[tuple[DeadLetter, DeadLetter]], room: int
+) -> Iterator[list[tuple[DeadLetter, DeadLetter]]]:
     """Consecutive letters whose fitted sizes add up to at most `room`: sent and
     acknowledged one run at a time, no record batch can exceed the topic's limit."""
     run: list[tuple[DeadLetter, DeadLetter]] = []

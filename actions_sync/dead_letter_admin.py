@@ -31,8 +31,10 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ConfigError(f"--since {text!r}: expected an ISO 8601 time"
-                          " (2026-12-02T08:00:00Z) or an age (30m, 2h, 1d)") from None
+        raise ConfigError(
+            f"--since {text!r}: expected an ISO 8601 time"
+            " (2026-12-02T08:00:00Z) or an age (30m, 2h, 1d)"
+        ) from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
@@ -47,12 +49,17 @@ class Selection:
 
     def __call__(self, letter: dict[str, Any]) -> bool:
         reason = f"{letter.get('error.class', '')}: {letter.get('error.message', '')}"
-        return ((self.reason is None or self.reason.lower() in reason.lower())
-                and (self.key is None or letter["key"] == self.key)
-                and (self.since is None
-                     or datetime.fromisoformat(letter["dead_lettered_at"]) >= self.since)
-                and (self.positions is None
-                     or (letter["partition"], letter["offset"]) in self.positions))
+        return (
+            (self.reason is None or self.reason.lower() in reason.lower())
+            and (self.key is None or letter["key"] == self.key)
+            and (
+                self.since is None
+                or datetime.fromisoformat(letter["dead_lettered_at"]) >= self.since
+            )
+            and (
+                self.positions is None or (letter["partition"], letter["offset"]) in self.positions
+            )
+        )
 
 
 def describe(msg: Message) -> dict[str, Any]:
@@ -61,14 +68,19 @@ def describe(msg: Message) -> dict[str, Any]:
     headers = {k: (v.decode(errors="replace") if v else "") for k, v in raw}
     key = msg.key()
     _, millis = msg.timestamp()
-    return {"partition": msg.partition(), "offset": msg.offset(),
-            "key": key.decode(errors="replace") if key else None,
-            "dead_lettered_at": datetime.fromtimestamp(millis / 1000, UTC).isoformat(),
-            "value_bytes": len(msg.value() or b""), **headers}
+    return {
+        "partition": msg.partition(),
+        "offset": msg.offset(),
+        "key": key.decode(errors="replace") if key else None,
+        "dead_lettered_at": datetime.fromtimestamp(millis / 1000, UTC).isoformat(),
+        "value_bytes": len(msg.value() or b""),
+        **headers,
+    }
 
 
-def read_dead_letters(bootstrap: str, topic: str, limit: int = 100,
-                      selection: Selection = Selection()) -> Iterator[dict[str, Any]]:
+def read_dead_letters(
+    bootstrap: str, topic: str, limit: int = 100, selection: Selection = Selection()
+) -> Iterator[dict[str, Any]]:
     """The first `limit` dead letters of `topic` that `selection` takes, with reasons."""
     letters = (describe(msg) for msg in read_topic(bootstrap, dlq_topic(topic)))
     for count, letter in enumerate(filter(selection, letters)):
@@ -77,8 +89,13 @@ def read_dead_letters(bootstrap: str, topic: str, limit: int = 100,
         yield letter
 
 
-def replay_dead_letters(bootstrap: str, topic: str, selection: Selection = Selection(),
-                        dry_run: bool = False, idle_s: float = 3.0) -> list[dict[str, Any]]:
+def replay_dead_letters(
+    bootstrap: str,
+    topic: str,
+    selection: Selection = Selection(),
+    dry_run: bool = False,
+    idle_s: float = 3.0,
+) -> list[dict[str, Any]]:
     """Publish the not-yet-replayed dead letters of `topic` that `selection` takes back to
     it; return them (with `dry_run`, only say which they would be). Letters whose value
     was truncated to fit the dead-letter topic are not replayed: they stay there, listed.
@@ -112,25 +129,38 @@ def replay_dead_letters(bootstrap: str, topic: str, selection: Selection = Selec
             partition, offset = letter["partition"], letter["offset"]
             if not selection(letter) or _truncated(msg):
                 if _truncated(msg):
-                    log.warning("not replaying %s@%d: its value was truncated to fit the"
-                                " dead-letter topic (see `dlq list`)", msg.topic(), offset)
+                    log.warning(
+                        "not replaying %s@%d: its value was truncated to fit the"
+                        " dead-letter topic (see `dlq list`)",
+                        msg.topic(),
+                        offset,
+                    )
                 skipped.add(partition)
                 continue
             replayed.append(letter)
             if partition not in skipped:
                 done[partition] = offset + 1
             if not dry_run:
-                producer.produce(topic, msg.value(), msg.key(), headers=[(
-                    "replayed.from", f"{msg.topic()}/{partition}@{offset}".encode())],
-                    on_delivery=lambda err, _: failures.append(str(err)) if err else None)
+                producer.produce(
+                    topic,
+                    msg.value(),
+                    msg.key(),
+                    headers=[("replayed.from", f"{msg.topic()}/{partition}@{offset}".encode())],
+                    on_delivery=lambda err, _: failures.append(str(err)) if err else None,
+                )
         acknowledged(producer, "replayed records")
         if failures:  # committing now would skip them for good
-            raise Retriable(f"{len(failures)} replayed records failed ({failures[0]});"
-                            " nothing was committed")
+            raise Retriable(
+                f"{len(failures)} replayed records failed ({failures[0]}); nothing was committed"
+            )
         if done and not dry_run:
-            consumer.commit(offsets=[TopicPartition(dlq_topic(topic), partition, offset)
-                                     for partition, offset in done.items()],
-                            asynchronous=False)
+            consumer.commit(
+                offsets=[
+                    TopicPartition(dlq_topic(topic), partition, offset)
+                    for partition, offset in done.items()
+                ],
+                asynchronous=False,
+            )
     finally:
         consumer.close()
     return replayed

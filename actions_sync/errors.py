@@ -1,13 +1,13 @@
 """One exception tree, named by what the caller should do.
 
-    ActionsSyncError
-     +-- ConfigError        fix the configuration; nothing will work until then (exit 2)
-     +-- Fatal              stop the worker: a bug or a broken contract with an API
-     +-- Retriable          try the same thing again later, with backoff
-     |    +-- Backpressure  ... after `retry_after` seconds (rate limit, daily quota)
-     +-- Skippable          this record cannot be processed: dead-letter it and go on
-          +-- UndecodableRecord   bytes that are not a record of the expected schema
-          +-- RuleViolation       a well-formed record that breaks a sync rule
+ActionsSyncError
+ +-- ConfigError        fix the configuration; nothing will work until then (exit 2)
+ +-- Fatal              stop the worker: a bug or a broken contract with an API
+ +-- Retriable          try the same thing again later, with backoff
+ |    +-- Backpressure  ... after `retry_after` seconds (rate limit, daily quota)
+ +-- Skippable          this record cannot be processed: dead-letter it and go on
+      +-- UndecodableRecord   bytes that are not a record of the expected schema
+      +-- RuleViolation       a well-formed record that breaks a sync rule
 """
 
 from __future__ import annotations

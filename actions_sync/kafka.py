@@ -113,8 +113,13 @@ def wait_for_broker(bootstrap: str, timeout_s: float = 30.0) -> None:
     raise Retriable(f"Kafka at {bootstrap} did not answer within {timeout_s:.0f}s: {last}")
 
 
-def acknowledged(producer: Producer, what: str, backoff: Backoff | None = None,
-                 sleep: Callable[[float], None] = time.sleep, wait_s: float = ACK_WAIT_S) -> None:
+def acknowledged(
+    producer: Producer,
+    what: str,
+    backoff: Backoff | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    wait_s: float = ACK_WAIT_S,
+) -> None:
     """Block until the broker acknowledged (or refused) everything `producer` holds.
 
     A broker that does not answer (paused, restarting, a leader moving) is waited for
@@ -123,6 +128,7 @@ def acknowledged(producer: Producer, what: str, backoff: Backoff | None = None,
     to the delivery callback, so this returns at the latest then. The callers read their
     delivery reports afterwards.
     """
+
     def flushed() -> None:
         left = producer.flush(wait_s)
         if left:
@@ -137,20 +143,29 @@ def max_message_bytes(bootstrap: str, topic: str, timeout_s: float = 10.0) -> in
     DescribeConfigs with no entries). `Retriable` when it cannot be asked now."""
     admin = AdminClient(admin_config(bootstrap))
     try:
-        limit = _config_value(admin, ConfigResource(ConfigResource.Type.TOPIC, topic),
-                              "max.message.bytes", timeout_s)
+        limit = _config_value(
+            admin, ConfigResource(ConfigResource.Type.TOPIC, topic), "max.message.bytes", timeout_s
+        )
         if limit is None:
             brokers = list(admin.list_topics(timeout=timeout_s).brokers)
-            limit = _config_value(admin, ConfigResource(ConfigResource.Type.BROKER,
-                                                        str(brokers[0])),
-                                  "message.max.bytes", timeout_s) if brokers else None
+            limit = (
+                _config_value(
+                    admin,
+                    ConfigResource(ConfigResource.Type.BROKER, str(brokers[0])),
+                    "message.max.bytes",
+                    timeout_s,
+                )
+                if brokers
+                else None
+            )
     except (KafkaException, TimeoutError) as exc:
         raise Retriable(f"cannot read the size limit of {topic}: {exc}") from exc
     return limit
 
 
-def _config_value(admin: AdminClient, resource: ConfigResource, name: str,
-                  timeout_s: float) -> int | None:
+def _config_value(
+    admin: AdminClient, resource: ConfigResource, name: str, timeout_s: float
+) -> int | None:
     future = admin.describe_configs([resource], request_timeout=timeout_s)[resource]
     entry = future.result(timeout_s).get(name)
     return None if entry is None or entry.value is None else int(entry.value)
@@ -173,13 +188,13 @@ def group_progress(bootstrap: str, group: str, topic: str, ends: Ends) -> tuple[
     if not mine:
         return 0, 0
     # A consumer that never subscribes does not join (or disturb) the group.
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+    )
     try:
         for attempt in range(10):
             try:
-                committed = consumer.committed([TopicPartition(topic, p) for p in mine],
-                                               timeout=10)
+                committed = consumer.committed([TopicPartition(topic, p) for p in mine], timeout=10)
                 break
             except KafkaException:  # NOT_COORDINATOR / loading on a fresh broker
                 if attempt == 9:
@@ -191,8 +206,9 @@ def group_progress(bootstrap: str, group: str, topic: str, ends: Ends) -> tuple[
         consumer.close()
 
 
-def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0,
-               ends_within_s: float = 30.0) -> list[Any]:
+def read_topic(
+    bootstrap: str, topic: str, idle_s: float = 2.0, ends_within_s: float = 30.0
+) -> list[Any]:
     """Every record of `topic` from the beginning: at least up to each partition's end
     when the read began (given `ends_within_s` to get there: a first fetch of many
     partitions can take longer than `idle_s` on some brokers), then until none arrives
@@ -202,8 +218,13 @@ def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0,
     """
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "actions-sync-reader",
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "actions-sync-reader",
+            "enable.auto.commit": False,
+        }
+    )
     records: list[Any] = []
     try:
         meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
@@ -211,22 +232,27 @@ def read_topic(bootstrap: str, topic: str, idle_s: float = 2.0,
             return records
         partitions = [TopicPartition(topic, p, 0) for p in meta.partitions]
         try:  # where each partition ends now; an empty one is already there
-            ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1]
-                    for tp in partitions}
+            ends = {
+                tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions
+            }
         except KafkaException:  # the broker will not say: read until idle alone
             ends = {}
         behind = {p for p, end in ends.items() if end > 0}
         consumer.assign(partitions)
         started = last = time.monotonic()
-        while (time.monotonic() - last < idle_s
-               or (behind and time.monotonic() - started < ends_within_s)):
+        while time.monotonic() - last < idle_s or (
+            behind and time.monotonic() - started < ends_within_s
+        ):
             msg = consumer.poll(0.2)
             if msg is not None and not msg.error():
                 records.append(msg)
                 last = time.monotonic()
                 partition, offset = msg.partition(), msg.offset()
-                if partition is not None and offset is not None \
-                        and offset + 1 >= ends.get(partition, 0):
+                if (
+                    partition is not None
+                    and offset is not None
+                    and offset + 1 >= ends.get(partition, 0)
+                ):
                     behind.discard(partition)
         return records
     finally:

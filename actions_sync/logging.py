@@ -64,14 +64,17 @@ def secrets_of(settings: BaseModel) -> list[str]:
     return [v.get_secret_value() for v in values if isinstance(v, SecretStr)]
 
 
-def configure_logging(level: str = "info", fmt: str = "console",
-                      secrets: Iterable[str] = ()) -> None:
+def configure_logging(
+    level: str = "info", fmt: str = "console", secrets: Iterable[str] = ()
+) -> None:
     """Route stdlib and structlog records through one redacting renderer; `secrets` are
     masked wherever they appear in a line."""
     renderer: Any = (
-        structlog.processors.JSONRenderer() if fmt == "json"
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
         else structlog.dev.ConsoleRenderer(
-            colors=False, exception_formatter=structlog.dev.plain_traceback)
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
     )
     scrub = scrubber(secrets)
     shared: list[Any] = [
@@ -87,16 +90,18 @@ def configure_logging(level: str = "info", fmt: str = "console",
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler()
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            # the traceback as plain text (no locals), so that the scrub below sees it
-            structlog.processors.format_exc_info,
-            renderer,
-            lambda _logger, _name, line: scrub(cast(str, line)),  # the renderer's text
-        ],
-    ))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                # the traceback as plain text (no locals), so that the scrub below sees it
+                structlog.processors.format_exc_info,
+                renderer,
+                lambda _logger, _name, line: scrub(cast(str, line)),  # the renderer's text
+            ],
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

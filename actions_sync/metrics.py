@@ -208,8 +208,7 @@ SALESFORCE_OPTOUTS_HELD = Counter(
 )
 UNSUBSCRIBES_RECONCILED = Counter(
     "actions_sync_unsubscribes_reconciled_total",
-    "Drift fixed by the unsubscribe reconciliation, by direction (to_salesforce, "
-    "from_salesforce)",
+    "Drift fixed by the unsubscribe reconciliation, by direction (to_salesforce, from_salesforce)",
     ["direction"],
 )
 
@@ -235,8 +234,17 @@ SEND_CHECKS = Counter(
 # created at 0 on import, so a dashboard shows the series before the first task moves.
 REMINDER_DIRECTIONS = ("to_salesforce", "to_actions")
 REMINDER_OUTCOMES = (
-    "created", "updated", "completed", "deleted", "no_op", "conflict_lost",
-    "ignored_status", "ignored_priority", "held", "not_imported", "delete_too_old",
+    "created",
+    "updated",
+    "completed",
+    "deleted",
+    "no_op",
+    "conflict_lost",
+    "ignored_status",
+    "ignored_priority",
+    "held",
+    "not_imported",
+    "delete_too_old",
 )
 REMINDER_TASKS_SYNCED = Counter(
     "actions_sync_reminder_tasks_synced_total",

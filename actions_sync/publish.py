@@ -21,9 +21,14 @@ POLL_EVERY = 500  # records produced between two polls for delivery reports
 class Publisher:
     """An idempotent producer that encodes records in the Confluent wire format."""
 
-    def __init__(self, bootstrap: str, registry: RegistryClient,
-                 backoff: Backoff | None = None, sleep: Callable[[float], None] = time.sleep,
-                 **config: Any) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        registry: RegistryClient,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        **config: Any,
+    ) -> None:
         self._registry = registry
         self._backoff = backoff
         self._sleep = sleep
@@ -34,8 +39,11 @@ class Publisher:
         # One delivery callback for the producer, not one per record (~0.7 us each). It
         # holds the two containers, not `self`: no cycle, so a Publisher dropped is freed
         # at once with its producer (whose threads would otherwise outlive the broker).
-        self._producer = Producer(producer_config(
-            bootstrap, on_delivery=_delivery_callback(self.ends, self._failures), **config))
+        self._producer = Producer(
+            producer_config(
+                bootstrap, on_delivery=_delivery_callback(self.ends, self._failures), **config
+            )
+        )
 
     def serializer(self, topic: str, record: str) -> Serializer:
         """The one serializer of `record` on `topic` (it registers the schema once): for
@@ -43,27 +51,40 @@ class Publisher:
         serializer = self._serializers.get((topic, record))
         if serializer is None:
             serializer = self._serializers[topic, record] = Serializer(
-                self._registry, topic, record)
+                self._registry, topic, record
+            )
         return serializer
 
     def publish(
-        self, topic: str, record: str, items: Iterable[tuple[str, dict[str, Any]]],
+        self,
+        topic: str,
+        record: str,
+        items: Iterable[tuple[str, dict[str, Any]]],
         progress: Callable[[int], None] | None = None,
     ) -> int:
         """Encode and send (key, record) pairs; `progress(n)` every 1,000. Returns the count."""
         serialize = self.serializer(topic, record)
-        return self._send(topic, ((key.encode(), serialize(value)) for key, value in items),
-                          None, progress)
+        return self._send(
+            topic, ((key.encode(), serialize(value)) for key, value in items), None, progress
+        )
 
-    def publish_raw(self, topic: str, items: Iterable[tuple[bytes | None, bytes | None]],
-                    headers: list[tuple[str, str | bytes | None]] | None = None) -> int:
+    def publish_raw(
+        self,
+        topic: str,
+        items: Iterable[tuple[bytes | None, bytes | None]],
+        headers: list[tuple[str, str | bytes | None]] | None = None,
+    ) -> int:
         """Send bytes as they are: records encoded ahead (the initial sync's rows), bad
         records for tests, DLQ replays."""
         return self._send(topic, items, headers)
 
-    def _send(self, topic: str, items: Iterable[tuple[bytes | None, bytes | None]],
-              headers: list[tuple[str, str | bytes | None]] | None,
-              progress: Callable[[int], None] | None = None) -> int:
+    def _send(
+        self,
+        topic: str,
+        items: Iterable[tuple[bytes | None, bytes | None]],
+        headers: list[tuple[str, str | bytes | None]] | None,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
         """The one produce loop. A big load sends ~1M records through it: per record it
         makes the produce call and little else (a call around it, or `headers=None`
         passed as a keyword, each cost ~0.4 us more)."""
@@ -88,8 +109,13 @@ class Publisher:
             progress(count % 1000)
         return count
 
-    def _produce_when_room(self, topic: str, key: bytes | None, value: bytes | None,
-                           headers: list[tuple[str, str | bytes | None]] | None) -> None:
+    def _produce_when_room(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, str | bytes | None]] | None,
+    ) -> None:
         while True:
             self._producer.poll(0.05)
             try:

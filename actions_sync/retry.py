@@ -30,8 +30,14 @@ from typing import TypeVar
 from actions_sync.clock import Clock, StopClock, SystemClock
 from actions_sync.errors import Backpressure, Retriable
 
-__all__ = ["POLL_BACKOFF", "Backoff", "Interrupted", "retrying", "retrying_blocking",
-           "retrying_step"]
+__all__ = [
+    "POLL_BACKOFF",
+    "Backoff",
+    "Interrupted",
+    "retrying",
+    "retrying_blocking",
+    "retrying_step",
+]
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -112,8 +118,13 @@ async def retrying_step(
         # str(exc): a kept log record must not hold the traceback (and the clients in it)
         log.warning("%s: %s; again from the checkpoint in %.1fs", what, str(exc), wait)
 
-    return await retrying(step, backoff=backoff or POLL_BACKOFF, clock=StopClock(stop),
-                          give_up_on=give_up_on, on_retry=logged)
+    return await retrying(
+        step,
+        backoff=backoff or POLL_BACKOFF,
+        clock=StopClock(stop),
+        give_up_on=give_up_on,
+        on_retry=logged,
+    )
 
 
 def retrying_blocking(
@@ -139,8 +150,12 @@ def retrying_blocking(
         sleep(wait)
 
 
-def _wait(exc: BaseException, attempt: int, backoff: Backoff,
-          on_retry: Callable[[BaseException, float], None] | None) -> float:
+def _wait(
+    exc: BaseException,
+    attempt: int,
+    backoff: Backoff,
+    on_retry: Callable[[BaseException, float], None] | None,
+) -> float:
     """Seconds before retry `attempt` (1-based) after `exc`; tells `on_retry`, or else the
     log (not both: a caller's `on_retry` logs the retry its own way, and both made two
     lines per attempt)."""

@@ -26,7 +26,12 @@ from actions_sync.avro import Reader, compile_reader, compile_writer
 from actions_sync.errors import Fatal, Retriable, UndecodableRecord
 
 __all__ = [
-    "MAGIC", "Deserializer", "FastDeserializer", "RegistryClient", "Serializer", "frame",
+    "MAGIC",
+    "Deserializer",
+    "FastDeserializer",
+    "RegistryClient",
+    "Serializer",
+    "frame",
     "subject_for",
 ]
 

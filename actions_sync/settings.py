@@ -45,15 +45,18 @@ class Settings(BaseSettings):
 
     # Kafka. None means "no broker given": `demo` and `up` start the embedded one.
     kafka_bootstrap_servers: str | None = Field(
-        None, validation_alias=_standard("KAFKA_BOOTSTRAP_SERVERS"),
+        None,
+        validation_alias=_standard("KAFKA_BOOTSTRAP_SERVERS"),
         description="host:port[,host:port] of a Kafka cluster",
     )
     schema_registry_url: str | None = Field(
-        None, validation_alias=_standard("SCHEMA_REGISTRY_URL"),
+        None,
+        validation_alias=_standard("SCHEMA_REGISTRY_URL"),
         description="Confluent-compatible schema registry base URL",
     )
     database_url: str = Field(
-        "sqlite:///var/actions-sync.db", validation_alias=_standard("DATABASE_URL"),
+        "sqlite:///var/actions-sync.db",
+        validation_alias=_standard("DATABASE_URL"),
         description="SQLAlchemy URL of the Actions store (sqlite:///FILE or postgresql+psycopg://…)",
     )
     partitions: int = Field(8, ge=1, le=1024, description="partitions of topics it creates")
@@ -64,7 +67,10 @@ class Settings(BaseSettings):
     )
 
     fetch_max_wait_ms: int = Field(
-        100, ge=1, le=10_000, description="longest a consumer's fetch waits for records; some"
+        100,
+        ge=1,
+        le=10_000,
+        description="longest a consumer's fetch waits for records; some"
         " brokers (Tansu) hold every fetch this long, so it bounds end-to-end latency",
     )
 
@@ -75,12 +81,17 @@ class Settings(BaseSettings):
 
     # Activity router (SPEC S7/S8)
     activities_park_s: float = Field(
-        3600.0, gt=0, le=30 * 86400, description="activity router: how long an activity waits"
+        3600.0,
+        gt=0,
+        le=30 * 86400,
+        description="activity router: how long an activity waits"
         " for its person to reach the store before it is dead-lettered person_unknown",
     )
     activities_retry_s: float = Field(
-        5.0, gt=0, le=3600, description="activity router: seconds between retries of parked"
-        " activities",
+        5.0,
+        gt=0,
+        le=3600,
+        description="activity router: seconds between retries of parked activities",
     )
 
     # Admin HTTP API (SPEC S12)
@@ -106,12 +117,18 @@ class Settings(BaseSettings):
     # rolling 20 s, 10 in flight): by default marketo-sink 30 + marketo-source 30 +
     # send-check 40 = 100, and 3 + 3 + 4 = 10 in flight.
     marketo_calls_per_window: int = Field(
-        30, ge=1, le=100, description="Marketo calls per rolling 20 s of this process (the "
-        "instance's limit, 100, is shared by every process that calls it)"
+        30,
+        ge=1,
+        le=100,
+        description="Marketo calls per rolling 20 s of this process (the "
+        "instance's limit, 100, is shared by every process that calls it)",
     )
     marketo_max_in_flight: int = Field(
-        3, ge=1, le=10, description="Marketo calls in flight of this process (the "
-        "instance's limit, 10, is shared by every process that calls it)"
+        3,
+        ge=1,
+        le=10,
+        description="Marketo calls in flight of this process (the "
+        "instance's limit, 10, is shared by every process that calls it)",
     )
     # Marketo source (people sync, SPEC S6)
     marketo_since: datetime = Field(
@@ -125,7 +142,9 @@ class Settings(BaseSettings):
         15.0, gt=0, le=3600, description="lead changes: wait between polls once caught up"
     )
     marketo_export_chunk_bytes: int = Field(
-        8 * 1024 * 1024, ge=4096, le=256 * 1024 * 1024,
+        8 * 1024 * 1024,
+        ge=4096,
+        le=256 * 1024 * 1024,
         description="bulk export file: bytes per ranged download (and per checkpoint)",
     )
     marketo_quota_probe_s: float = Field(
@@ -139,7 +158,10 @@ class Settings(BaseSettings):
         0.5, gt=0, le=60, description="sinks: longest wait to fill a batch (bounds latency)"
     )
     sink_record_attempts: int = Field(
-        10, ge=1, le=1000, description="sinks: attempts of a record the API asks to retry "
+        10,
+        ge=1,
+        le=1000,
+        description="sinks: attempts of a record the API asks to retry "
         "(e.g. UNABLE_TO_LOCK_ROW) before it is dead-lettered",
     )
     api_timeout_s: float = Field(30.0, gt=0, le=600, description="sinks: HTTP timeout per call")
@@ -147,65 +169,95 @@ class Settings(BaseSettings):
         1500, ge=1, le=30_000, description="Marketo sink: records per batch (300 per call)"
     )
     marketo_settle_s: float = Field(
-        60.0, ge=0, le=3600, description="Marketo sink: how long an unanswered write may "
+        60.0,
+        ge=0,
+        le=3600,
+        description="Marketo sink: how long an unanswered write may "
         "still land; pending ledger entries are reconciled only after it",
     )
     marketo_clock_skew_s: float = Field(
-        30.0, ge=0, le=3600, description="Marketo sink: reconciliation reads activities "
+        30.0,
+        ge=0,
+        le=3600,
+        description="Marketo sink: reconciliation reads activities "
         "from this long before the write (clock difference with Marketo)",
     )
     marketo_ledger_retention_days: float = Field(
-        30.0, gt=0, le=3650, description="Marketo sink: days an accepted ledger entry is "
+        30.0,
+        gt=0,
+        le=3650,
+        description="Marketo sink: days an accepted ledger entry is "
         "kept; a record redelivered later (a replay from older offsets) is sent again",
     )
     salesforce_sink_batch_size: int = Field(
         1000, ge=1, le=20_000, description="Salesforce sink: records per batch (200 per call)"
     )
-    salesforce_max_in_flight: int = Field(
-        5, ge=1, le=25, description="Salesforce calls in flight"
+    salesforce_max_in_flight: int = Field(5, ge=1, le=25, description="Salesforce calls in flight")
+    salesforce_api_version: str = Field(
+        "v62.0", pattern=r"^v\d+\.\d$", description="Salesforce REST API version"
     )
-    salesforce_api_version: str = Field("v62.0", pattern=r"^v\d+\.\d$",
-                                        description="Salesforce REST API version")
     salesforce_budget_reserve: int = Field(
-        1000, ge=0, description="Salesforce sink: daily API calls left to other integrations; "
+        1000,
+        ge=0,
+        description="Salesforce sink: daily API calls left to other integrations; "
         "the sink pauses when only this many remain",
     )
     salesforce_quota_pause_s: float = Field(
-        900.0, gt=0, le=86400, description="Salesforce daily budget spent: seconds between "
+        900.0,
+        gt=0,
+        le=86400,
+        description="Salesforce daily budget spent: seconds between "
         "probes until calls leave the rolling 24 h",
     )
     # Unsubscribe agent (streams/unsubscribes.py, SPEC S9)
     unsubscribes_retry_s: float = Field(
-        5.0, gt=0, le=3600, description="unsubscribe agent: seconds between catch-ups (what "
+        5.0,
+        gt=0,
+        le=3600,
+        description="unsubscribe agent: seconds between catch-ups (what "
         "could not sync yet: sync off, person or Salesforce id missing)",
     )
 
     # Stream workers (streams/pipeline.py): a batch failing for another reason than an outage
     batch_attempts: int = Field(
-        5, ge=1, le=100, description="stream workers: attempts of a batch that fails for "
+        5,
+        ge=1,
+        le=100,
+        description="stream workers: attempts of a batch that fails for "
         "another reason than a store or broker outage before it is split to the records "
         "that fail, which are dead-lettered",
     )
 
     # People and activity workers: versions from the future (streams/rules/contract.py)
     future_skew_s: float = Field(
-        86_400.0, gt=0, le=365 * 86400, description="people and activity workers: a change"
+        86_400.0,
+        gt=0,
+        le=365 * 86400,
+        description="people and activity workers: a change"
         " or activity dated more than this after the worker reads it is dead-lettered (a"
         " version from the future would outrank every later real change)",
     )
 
     # Send check (streams/send_check.py, SPEC S10): its own share of Marketo's limits
     send_check_deadline_s: float = Field(
-        2.0, gt=0, le=600, description="send check: a check not answered by Marketo this long "
+        2.0,
+        gt=0,
+        le=600,
+        description="send check: a check not answered by Marketo this long "
         "after its requested_at is blocked (CHECK_UNAVAILABLE)",
     )
     send_check_window_s: float = Field(
-        0.05, gt=0, le=5, description="send check: longest wait to gather checks into one "
+        0.05,
+        gt=0,
+        le=5,
+        description="send check: longest wait to gather checks into one "
         "lookup (unless the pace of calls asks for longer)",
     )
     send_check_calls_per_window: int = Field(
-        40, ge=1, le=100, description="send check: its share of Marketo's 100 calls per "
-        "rolling 20 s, spent evenly",
+        40,
+        ge=1,
+        le=100,
+        description="send check: its share of Marketo's 100 calls per rolling 20 s, spent evenly",
     )
     send_check_max_in_flight: int = Field(
         4, ge=1, le=10, description="send check: its share of Marketo's 10 calls in flight"
@@ -219,27 +271,40 @@ class Settings(BaseSettings):
         30.0, gt=0, le=3600, description="Salesforce source: wait between polls"
     )
     salesforce_lookback_s: float = Field(
-        600.0, ge=0, le=86400, description="Salesforce source: each poll re-reads this much "
+        600.0,
+        ge=0,
+        le=86400,
+        description="Salesforce source: each poll re-reads this much "
         "before its cursor (rows of long transactions become visible late)",
     )
     # Reminder agent (streams/reminders.py, SPEC S11)
     reminders_retry_s: float = Field(
-        5.0, gt=0, le=3600, description="reminder agent: seconds between catch-ups (tasks "
+        5.0,
+        gt=0,
+        le=3600,
+        description="reminder agent: seconds between catch-ups (tasks "
         "stored while the sync was off)",
     )
     # Admin page (actions_sync/admin/page.py, SPEC S12)
     admin_metrics_file: Path | None = Field(
-        None, description="JSON file of worker -> /metrics URL the admin page samples every"
+        None,
+        description="JSON file of worker -> /metrics URL the admin page samples every"
         " 15 s for its charts (re-read each time; `up` writes one)",
     )
 
     # Consuming workers' progress read from the broker (actions_sync/progress.py)
     lag_interval_s: float = Field(
-        15.0, gt=0, le=3600, description="consuming workers: seconds between reads of the "
+        15.0,
+        gt=0,
+        le=3600,
+        description="consuming workers: seconds between reads of the "
         "group's committed and end offsets from the broker (actions_sync_broker_lag)",
     )
     health_stall_s: float = Field(
-        300.0, gt=0, le=7 * 86400, description="consuming workers: /healthz answers 503 once "
+        300.0,
+        gt=0,
+        le=7 * 86400,
+        description="consuming workers: /healthz answers 503 once "
         "records of a partition the worker owns have waited this long with its committed "
         "offset not moving",
     )
@@ -247,22 +312,32 @@ class Settings(BaseSettings):
     # The store's password apart from DATABASE_URL: one value can then be given raw to
     # PostgreSQL (POSTGRES_PASSWORD) and to the workers, whatever characters it holds.
     database_password: SecretStr | None = Field(
-        None, description="password of the Actions store, merged into DATABASE_URL (escaped: "
+        None,
+        description="password of the Actions store, merged into DATABASE_URL (escaped: "
         "@ : / ? # % may occur); replaces a password in the URL",
     )
 
     # Sinks: calls of a record that failed as a whole (connectors/runner.py)
     sink_call_attempts: int = Field(
-        0, ge=0, le=100_000, description="sinks: deliveries of a record whose API call failed "
+        0,
+        ge=0,
+        le=100_000,
+        description="sinks: deliveries of a record whose API call failed "
         "as a whole (5xx, timeouts) before it is dead-lettered; 0: retried until the API is back",
     )
     # Activity router: its own batch (it ran on the people agent's)
     router_batch_size: int | None = Field(
-        None, ge=1, le=100_000, description="activity router: activities per batch, at most "
+        None,
+        ge=1,
+        le=100_000,
+        description="activity router: activities per batch, at most "
         "(unset: ACTIONS_SYNC_PEOPLE_BATCH_SIZE)",
     )
     salesforce_deleted_every_s: float = Field(
-        300.0, gt=0, le=86400, description="Salesforce source: least wait between two reads "
+        300.0,
+        gt=0,
+        le=86400,
+        description="Salesforce source: least wait between two reads "
         "of a deletion feed (`sobjects/Task/deleted`; Salesforce advises 5 minutes)",
     )
 
@@ -300,7 +375,7 @@ class Settings(BaseSettings):
         """The database file when the store is SQLite on disk."""
         prefix = "sqlite:///"
         if self.database_url.startswith(prefix) and ":memory:" not in self.database_url:
-            return Path(self.database_url[len(prefix):])
+            return Path(self.database_url[len(prefix) :])
         return None
 
 

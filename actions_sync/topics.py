@@ -63,7 +63,19 @@ def specs(names: tuple[str, ...], partitions: int, replication: int = 1) -> list
         for topic in (name, dlq_topic(name))
     ]
 
+
 # Every topic of the project (each may have its `.dlq`): what `actions-sync topics` lists.
-ALL_TOPICS = (PERSON_CHANGES, SALES_ACTIVITIES, UNSUBSCRIBES, REMINDER_TASKS, SEND_CHECKS,
-              SEND_DECISIONS, SALESFORCE_OPTOUTS, SALESFORCE_TASKS, OUTBOUND_MARKETO_ACTIVITIES,
-              OUTBOUND_SALESFORCE_TASKS, OUTBOUND_SALESFORCE_OPTOUTS, SETTINGS)
+ALL_TOPICS = (
+    PERSON_CHANGES,
+    SALES_ACTIVITIES,
+    UNSUBSCRIBES,
+    REMINDER_TASKS,
+    SEND_CHECKS,
+    SEND_DECISIONS,
+    SALESFORCE_OPTOUTS,
+    SALESFORCE_TASKS,
+    OUTBOUND_MARKETO_ACTIVITIES,
+    OUTBOUND_SALESFORCE_TASKS,
+    OUTBOUND_SALESFORCE_OPTOUTS,
+    SETTINGS,
+)

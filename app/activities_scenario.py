@@ -62,8 +62,7 @@ KINDS: dict[str, Kind] = {
     "SEND_SALES_EMAIL": Kind("sendSalesEmail", "email", "Email", "salesforce_log_emails"),
     "OPEN_SALES_EMAIL": Kind("openSalesEmail", "email"),
     "CLICK_SALES_EMAIL": Kind("clickSalesEmail", "email"),
-    "REPLY_TO_SALES_EMAIL": Kind("replyToSalesEmail", "email", "Reply",
-                                 "salesforce_log_replies"),
+    "REPLY_TO_SALES_EMAIL": Kind("replyToSalesEmail", "email", "Reply", "salesforce_log_replies"),
     "SALES_EMAIL_BOUNCED": Kind("salesEmailBounced", "email"),
     "RECEIVED_SALES_CALL": Kind("receivedSalesCall", "call", "Call", "salesforce_log_calls"),
     "ADD_TO_SALES_CAMPAIGN": Kind("addToSalesCampaign", "campaign"),
@@ -86,31 +85,45 @@ class ActivityScenario:
     def generate(self, people: Mapping[int, Record]) -> list[Record]:
         rng = random.Random(self.seed + 2)
         ids = sorted(people)
-        return [self._activity(n, rng, rng.choice(ids), rng.choice(tuple(KINDS)))
-                for n in range(self.activities)]
+        return [
+            self._activity(n, rng, rng.choice(ids), rng.choice(tuple(KINDS)))
+            for n in range(self.activities)
+        ]
 
     @staticmethod
     def _activity(n: int, rng: random.Random, marketo_id: int, type_: str) -> Record:
         campaign = rng.choice(CAMPAIGNS)
         record: Record = {
-            "activity_id": str(uuid.uuid4()), "type": type_, "marketo_id": marketo_id,
-            "occurred_at": START + timedelta(seconds=7 * n), "seller_email":
-            f"seller{n % 12}@example.com", "campaign_name": campaign,
+            "activity_id": str(uuid.uuid4()),
+            "type": type_,
+            "marketo_id": marketo_id,
+            "occurred_at": START + timedelta(seconds=7 * n),
+            "seller_email": f"seller{n % 12}@example.com",
+            "campaign_name": campaign,
             "campaign_id": f"c-{CAMPAIGNS.index(campaign)}",
             "campaign_url": f"https://actions.test/campaigns/{CAMPAIGNS.index(campaign)}",
         }
         if KINDS[type_].primary == "email":
-            record |= {"email_subject": f"{rng.choice(SUBJECTS)} #{n}", "template_id": "t-1",
-                       "template_name": "Intro", "link": "https://example.com/pricing",
-                       "bounce_details": "550 mailbox unavailable"}
+            record |= {
+                "email_subject": f"{rng.choice(SUBJECTS)} #{n}",
+                "template_id": "t-1",
+                "template_name": "Intro",
+                "link": "https://example.com/pricing",
+                "bounce_details": "550 mailbox unavailable",
+            }
         elif KINDS[type_].primary == "call":
-            record |= {"call_subject": f"Discovery call #{n}", "call_status": "completed",
-                       "call_outcome": rng.choice(OUTCOMES), "call_duration_seconds":
-                       rng.randrange(30, 1800), "phone_number_called": "+1-555-0100"}
+            record |= {
+                "call_subject": f"Discovery call #{n}",
+                "call_status": "completed",
+                "call_outcome": rng.choice(OUTCOMES),
+                "call_duration_seconds": rng.randrange(30, 1800),
+                "phone_number_called": "+1-555-0100",
+            }
         return record
 
 
 # -- the oracle -----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ExpectedTask:
@@ -147,20 +160,27 @@ def _task(activity: Record, person: Record, settings: AdminSettings) -> Expected
     else:
         text = None
     contact = person.get("sfdc_contact_id")
-    what = (person.get("sfdc_opportunity_id") or person.get("sfdc_account_id")) if contact \
-        else None
+    what = (person.get("sfdc_opportunity_id") or person.get("sfdc_account_id")) if contact else None
     return ExpectedTask(kind.task_type, text, contact or person["sfdc_lead_id"], what)
 
 
-def expect(activities: list[Record], people: Mapping[int, Record],
-           settings: AdminSettings) -> dict[str, ExpectedActivity]:
+def expect(
+    activities: list[Record], people: Mapping[int, Record], settings: AdminSettings
+) -> dict[str, ExpectedActivity]:
     """Activity id -> what Marketo and Salesforce must hold for it."""
-    return {a["activity_id"]: ExpectedActivity(
-        a["marketo_id"], KINDS[a["type"]].marketo_type, _primary(a),
-        _task(a, people[a["marketo_id"]], settings)) for a in activities}
+    return {
+        a["activity_id"]: ExpectedActivity(
+            a["marketo_id"],
+            KINDS[a["type"]].marketo_type,
+            _primary(a),
+            _task(a, people[a["marketo_id"]], settings),
+        )
+        for a in activities
+    }
 
 
 # -- reading the vendors back ------------------------------------------------------------------
+
 
 def marketo_activities(url: str, client_id: str, client_secret: str) -> list[Record]:
     """Every custom activity in a Marketo instance, read with the connector's own client
@@ -177,7 +197,7 @@ async def _marketo_activities(client: MarketoClient) -> list[Record]:
         for at in range(0, len(ids), TYPES_PER_CALL):
             token, more = since, True
             while more:
-                page = await client.activities(token, ids[at:at + TYPES_PER_CALL])
+                page = await client.activities(token, ids[at : at + TYPES_PER_CALL])
                 out += [a | {"activityType": names[a["activityTypeId"]]} for a in page.result]
                 token, more = page.next_token, page.more
         return out
@@ -185,8 +205,9 @@ async def _marketo_activities(client: MarketoClient) -> list[Record]:
         await client.aclose()
 
 
-def sandbox_counts(marketo_url: str, salesforce_url: str,
-                   http: httpx.Client | None = None) -> tuple[int, int]:
+def sandbox_counts(
+    marketo_url: str, salesforce_url: str, http: httpx.Client | None = None
+) -> tuple[int, int]:
     """(custom activities in the Marketo sandbox, live Tasks in the Salesforce sandbox),
     from their control routes: no API limits spent."""
     get = http.get if http is not None else httpx.get
@@ -201,6 +222,7 @@ def salesforce_tasks(url: str) -> list[Record]:
 
 
 # -- the check --------------------------------------------------------------------------------
+
 
 @dataclass
 class ActivityReport:
@@ -225,12 +247,19 @@ class ActivityReport:
 
 
 def _ledger_id(activity: Record) -> str | None:
-    return next((str(a["value"]) for a in activity.get("attributes") or ()
-                 if a.get("apiName") == LEDGER_ATTRIBUTE), None)
+    return next(
+        (
+            str(a["value"])
+            for a in activity.get("attributes") or ()
+            if a.get("apiName") == LEDGER_ATTRIBUTE
+        ),
+        None,
+    )
 
 
-def reconcile_activities(expected: Mapping[str, ExpectedActivity], marketo: list[Record],
-                         tasks: list[Record]) -> ActivityReport:
+def reconcile_activities(
+    expected: Mapping[str, ExpectedActivity], marketo: list[Record], tasks: list[Record]
+) -> ActivityReport:
     """Compare what the vendors hold with the oracle (other ids are not ours: ignored)."""
     held: dict[str, list[Record]] = {}
     for activity in marketo:
@@ -242,17 +271,22 @@ def reconcile_activities(expected: Mapping[str, ExpectedActivity], marketo: list
         if task.get(TASK_ID_FIELD) in expected:
             found.setdefault(task[TASK_ID_FIELD], []).append(task)
     want_tasks = {i for i, e in expected.items() if e.task is not None}
-    report = ActivityReport(len(expected), len(held),
-                            sum(len(copies) - 1 for copies in held.values()),
-                            len(want_tasks), sum(len(copies) for copies in found.values()))
+    report = ActivityReport(
+        len(expected),
+        len(held),
+        sum(len(copies) - 1 for copies in held.values()),
+        len(want_tasks),
+        sum(len(copies) for copies in found.values()),
+    )
     for activity_id, want in expected.items():
         _check_marketo(report, activity_id, want, held.get(activity_id, []))
         _check_task(report, activity_id, want.task, found.get(activity_id, []))
     return report
 
 
-def _check_marketo(report: ActivityReport, activity_id: str, want: ExpectedActivity,
-                   copies: list[Record]) -> None:
+def _check_marketo(
+    report: ActivityReport, activity_id: str, want: ExpectedActivity, copies: list[Record]
+) -> None:
     if not copies:
         report.wrong_marketo += 1
         report.problem(f"{activity_id}: not in Marketo")
@@ -263,12 +297,15 @@ def _check_marketo(report: ActivityReport, activity_id: str, want: ExpectedActiv
     if len(copies) > 1:
         report.problem(f"{activity_id}: {len(copies)} times in Marketo")
     if got != (want.marketo_type, want.lead_id, want.primary):
-        report.problem(f"{activity_id}: Marketo holds {got}, expected "
-                       f"{(want.marketo_type, want.lead_id, want.primary)}")
+        report.problem(
+            f"{activity_id}: Marketo holds {got}, expected "
+            f"{(want.marketo_type, want.lead_id, want.primary)}"
+        )
 
 
-def _check_task(report: ActivityReport, activity_id: str, want: ExpectedTask | None,
-                copies: list[Record]) -> None:
+def _check_task(
+    report: ActivityReport, activity_id: str, want: ExpectedTask | None, copies: list[Record]
+) -> None:
     if want is None:
         if copies:
             report.problem(f"{activity_id}: a Task, but it must not log to Salesforce")
@@ -283,8 +320,11 @@ def _check_task(report: ActivityReport, activity_id: str, want: ExpectedTask | N
     if got[1:] != (want.who, want.what):
         report.wrong_ids += 1
     if got != (want.type, want.who, want.what):
-        report.problem(f"{activity_id}: Task (Type, WhoId, WhatId) = {got}, expected "
-                       f"{(want.type, want.who, want.what)}")
+        report.problem(
+            f"{activity_id}: Task (Type, WhoId, WhatId) = {got}, expected "
+            f"{(want.type, want.who, want.what)}"
+        )
     if want.subject is not None and task.get("Subject") != want.subject:
-        report.problem(f"{activity_id}: Task Subject {task.get('Subject')!r}, expected "
-                       f"{want.subject!r}")
+        report.problem(
+            f"{activity_id}: Task Subject {task.get('Subject')!r}, expected {want.subject!r}"
+        )

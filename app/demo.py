@@ -78,22 +78,45 @@ from app.people_scenario import Scenario
 from app.stack import Stack
 from streams.rules.people import qualifies
 
-__all__ = ["FLOWS", "SPECS", "DemoOptions", "bad_person_records", "parse_flows", "run_demo",
-           "written"]
+__all__ = [
+    "FLOWS",
+    "SPECS",
+    "DemoOptions",
+    "bad_person_records",
+    "parse_flows",
+    "run_demo",
+    "written",
+]
 
 ACTIVITY_TOPICS = (SALES_ACTIVITIES, OUTBOUND_MARKETO_ACTIVITIES, OUTBOUND_SALESFORCE_TASKS)
-SINKS = (("marketo-sink", OUTBOUND_MARKETO_ACTIVITIES),
-         ("salesforce-sink", OUTBOUND_SALESFORCE_TASKS))
+SINKS = (
+    ("marketo-sink", OUTBOUND_MARKETO_ACTIVITIES),
+    ("salesforce-sink", OUTBOUND_SALESFORCE_TASKS),
+)
 # Every other topic a flow uses, created before its workers start.
-TOPICS = (*ACTIVITY_TOPICS, UNSUBSCRIBES, SALESFORCE_OPTOUTS, OUTBOUND_SALESFORCE_OPTOUTS,
-          SEND_CHECKS, SEND_DECISIONS, REMINDER_TASKS, SALESFORCE_TASKS)
+TOPICS = (
+    *ACTIVITY_TOPICS,
+    UNSUBSCRIBES,
+    SALESFORCE_OPTOUTS,
+    OUTBOUND_SALESFORCE_OPTOUTS,
+    SEND_CHECKS,
+    SEND_DECISIONS,
+    REMINDER_TASKS,
+    SALESFORCE_TASKS,
+)
 SPECS = {  # the SPEC's behaviours, the table's rows
-    "S1": "people flow Marketo -> Actions", "S2": "only sales-owned people sync",
-    "S3": "the 13 fields, fixed mapping", "S4": "cross-system IDs on Tasks",
-    "S5": "duplicates copied, not merged", "S6": "incremental changes, newest version wins",
-    "S7": "sales activities log to Marketo", "S8": "sales activities log to Salesforce",
-    "S9": "unsubscribes both ways with Salesforce", "S10": "the Marketo unsubscribe check",
-    "S11": "reminder tasks both ways", "S12": "admin settings apply live, audited",
+    "S1": "people flow Marketo -> Actions",
+    "S2": "only sales-owned people sync",
+    "S3": "the 13 fields, fixed mapping",
+    "S4": "cross-system IDs on Tasks",
+    "S5": "duplicates copied, not merged",
+    "S6": "incremental changes, newest version wins",
+    "S7": "sales activities log to Marketo",
+    "S8": "sales activities log to Salesforce",
+    "S9": "unsubscribes both ways with Salesforce",
+    "S10": "the Marketo unsubscribe check",
+    "S11": "reminder tasks both ways",
+    "S12": "admin settings apply live, audited",
 }
 FLOWS: dict[str, Callable[[DemoRun], list[Row]]] = {
     "people": lambda run: [],  # always runs first (`_people_phase`)
@@ -146,9 +169,12 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console) -> bool
     try:
         if "DATABASE_URL" not in settings.model_fields_set:
             settings = settings.model_copy(
-                update={"database_url": f"sqlite:///{run_dir}/actions-sync.db"})
-        console.print(f"[bold]logs[/] in {run_dir / 'logs'}"
-                      + ("" if options.keep else " (removed at the end; --keep keeps them)"))
+                update={"database_url": f"sqlite:///{run_dir}/actions-sync.db"}
+            )
+        console.print(
+            f"[bold]logs[/] in {run_dir / 'logs'}"
+            + ("" if options.keep else " (removed at the end; --keep keeps them)")
+        )
         (run_dir / "logs").mkdir()
         ok = _run(settings, options, console, run_dir / "logs")
     finally:
@@ -168,8 +194,10 @@ def _run(settings: Settings, options: DemoOptions, console: Console, logdir: Pat
     scenario = Scenario(people=options.people, seed=options.seed)
     flows = [f for f in options.flows if f != "activities" or options.activities]
     with Stack(settings, logdir=logdir) as stack:
-        console.print(f"[bold]stack[/] kafka={stack.bootstrap} registry={stack.registry_url}"
-                      f" store={settings.database_url}")
+        console.print(
+            f"[bold]stack[/] kafka={stack.bootstrap} registry={stack.registry_url}"
+            f" store={settings.database_url}"
+        )
         ensure_topics(stack.bootstrap, specs((PERSON_CHANGES,), settings.partitions))
         with Store(settings.database_url) as store:
             store.migrate()  # once, before the workers race to do it
@@ -186,8 +214,9 @@ def _run(settings: Settings, options: DemoOptions, console: Console, logdir: Pat
                 stack.salesforce_url = salesforce.result()
         if vendors and run.present():
             ensure_topics(stack.bootstrap, specs(TOPICS, settings.partitions))
-            console.print(f"[bold]vendors[/] marketo={stack.marketo_url}"
-                          f" salesforce={stack.salesforce_url}")
+            console.print(
+                f"[bold]vendors[/] marketo={stack.marketo_url} salesforce={stack.salesforce_url}"
+            )
             _start_workers(run, vendors)
             run.activities = options.activities
             try:
@@ -206,11 +235,13 @@ def _start_workers(run: DemoRun, flows: list[str]) -> None:
     its group, which then overlaps the flows before its own."""
     if "unsubscribes" in flows:
         unsubscribes_scenario.prepare(run)
-    needed = {"activities": ("activities", *(sink for sink, _ in SINKS)),
-              "settings": ("activities", *(sink for sink, _ in SINKS)),
-              "unsubscribes": unsubscribes_scenario.WORKERS,
-              "send-checks": send_check_scenario.WORKERS,
-              "reminders": reminders_scenario.WORKERS}
+    needed = {
+        "activities": ("activities", *(sink for sink, _ in SINKS)),
+        "settings": ("activities", *(sink for sink, _ in SINKS)),
+        "unsubscribes": unsubscribes_scenario.WORKERS,
+        "send-checks": send_check_scenario.WORKERS,
+        "reminders": reminders_scenario.WORKERS,
+    }
     for name in dict.fromkeys(w for flow in flows for w in needed.get(flow, ())):
         run.worker(name)
 
@@ -224,8 +255,13 @@ def _print_table(console: Console, rows: list[Row], problems: list[str]) -> bool
         if not rows_of:
             table.add_row(spec, f"{behaviour}: flow not run", "-", "-", "[dim]skipped[/]")
         for row in rows_of:
-            table.add_row(spec, row.behaviour, row.expected, row.found,
-                          "[green]agrees[/]" if row.ok else "[red]DIFFERS[/]")
+            table.add_row(
+                spec,
+                row.behaviour,
+                row.expected,
+                row.found,
+                "[green]agrees[/]" if row.ok else "[red]DIFFERS[/]",
+            )
     console.print(table)
     for problem in problems[:40]:
         console.print(f"  [red]{problem}[/]")
@@ -234,31 +270,41 @@ def _print_table(console: Console, rows: list[Row], problems: list[str]) -> bool
 
 # -- the people flow ---------------------------------------------------------------------------
 
+
 def _people_phase(run: DemoRun, workers: int, marketo: Future[str]) -> list[Row]:
     for _ in range(workers):
         run.stack.add_worker("people")
     ends = _publish(run.stack, run.people, run.console)
-    run.follow({"people agent: changes committed":
-                lambda: run.stack.progress("people", PERSON_CHANGES, ends)})
+    run.follow(
+        {
+            "people agent: changes committed": lambda: run.stack.progress(
+                "people", PERSON_CHANGES, ends
+            )
+        }
+    )
     dead = len(read_topic(run.stack.bootstrap, dlq_topic(PERSON_CHANGES)))
-    run.console.print("changes published: " + ", ".join(
-        f"{k}={v}" for k, v in run.people.counts.items()))
+    run.console.print(
+        "changes published: " + ", ".join(f"{k}={v}" for k, v in run.people.counts.items())
+    )
     run.stack.marketo_url = marketo.result()
     run.console.print(f"[bold]marketo[/] sandbox={run.stack.marketo_url}")
     rows = marketo_people.run(run)  # its versions are newer: the oracle takes them in
     with run.store() as store:
-        return people_rows(store, run.people, dead, len(bad_person_records()),
-                           run.problems) + rows
+        return people_rows(store, run.people, dead, len(bad_person_records()), run.problems) + rows
 
 
-def people_rows(store: Store, scenario: Scenario, dead: int, bad: int,
-                problems: list[str]) -> list[Row]:
+def people_rows(
+    store: Store, scenario: Scenario, dead: int, bad: int, problems: list[str]
+) -> list[Row]:
     """S1, S2, S3, S5, S6 from the store against the newest change of each person, as the
     rules (`streams.rules.people.qualifies`) judge it."""
     newest = scenario.expected.newest
     want = {mid: c for mid, c in newest.items() if qualifies(c)}
-    stored = {r["marketo_id"]: r for r in store.iter_persons()
-              if r["marketo_id"] in newest and r["removed_at"] is None}
+    stored = {
+        r["marketo_id"]: r
+        for r in store.iter_persons()
+        if r["marketo_id"] in newest and r["removed_at"] is None
+    }
     equal = 0
     for mid, change in want.items():
         row = stored.get(mid)
@@ -266,8 +312,10 @@ def people_rows(store: Store, scenario: Scenario, dead: int, bad: int,
         if row is not None and not diff:
             equal += 1
         elif len(problems) < 20:
-            problems.append(f"person {mid}: " + (f"fields differ: {', '.join(diff)}" if row
-                                                else "missing from the store"))
+            problems.append(
+                f"person {mid}: "
+                + (f"fields differ: {', '.join(diff)}" if row else "missing from the store")
+            )
     left_out = [mid for mid in newest if mid not in want]
 
     def shared_emails(people: dict[int, dict[str, object]]) -> int:
@@ -279,14 +327,25 @@ def people_rows(store: Store, scenario: Scenario, dead: int, bad: int,
 
     return [
         Row("S1", "people in Actions", str(len(want)), str(len(stored))),
-        Row("S2", "people without an owner or deleted: not in Actions", str(len(left_out)),
-            str(sum(1 for mid in left_out if mid not in stored))),
-        Row("S3", "people with all 13 fields as their newest change", str(len(want)),
-            str(equal)),
-        Row("S5", "people sharing an email with another, each kept", str(shared_emails(want)),
-            str(shared_emails(stored))),
-        Row("S6", f"stale versions ({scenario.counts.get('stale', 0)} published late) kept",
-            str(stale(want)), str(stale(stored))),
+        Row(
+            "S2",
+            "people without an owner or deleted: not in Actions",
+            str(len(left_out)),
+            str(sum(1 for mid in left_out if mid not in stored)),
+        ),
+        Row("S3", "people with all 13 fields as their newest change", str(len(want)), str(equal)),
+        Row(
+            "S5",
+            "people sharing an email with another, each kept",
+            str(shared_emails(want)),
+            str(shared_emails(stored)),
+        ),
+        Row(
+            "S6",
+            f"stale versions ({scenario.counts.get('stale', 0)} published late) kept",
+            str(stale(want)),
+            str(stale(stored)),
+        ),
         Row("S6", "malformed person changes dead-lettered", str(bad), str(dead)),
     ]
 
@@ -297,7 +356,8 @@ def _publish(stack: Stack, scenario: Scenario, console: Console) -> Ends:
     with progress_bars(console) as progress:
         task = progress.add_task("publish person changes", total=None)
         count = publisher.publish(
-            PERSON_CHANGES, "PersonChange",
+            PERSON_CHANGES,
+            "PersonChange",
             ((str(c["marketo_id"]), c) for c in scenario.changes()),
             progress=lambda n: progress.advance(task, n),
         )
@@ -310,6 +370,7 @@ def _publish(stack: Stack, scenario: Scenario, console: Console) -> Ends:
 
 # -- the activity flow -------------------------------------------------------------------------
 
+
 def _activity_phase(run: DemoRun) -> list[Row]:
     """Sales activities -> router -> sinks -> the sandboxes: S4, S7, S8."""
     activities = ActivityScenario(run.activities, run.seed).generate(run.present())
@@ -318,43 +379,64 @@ def _activity_phase(run: DemoRun) -> list[Row]:
     run.console.print("activities published: " + ", ".join(f"{k}={v}" for k, v in kinds.items()))
     run.problems.extend(report.mismatches)
     return [
-        Row("S4", "Tasks with the person's WhoId / WhatId", str(report.expected_tasks),
-            str(report.held_tasks - report.wrong_ids)),
-        Row("S7", "activities once in Marketo, as their custom type",
-            str(report.expected_marketo), str(report.expected_marketo - report.wrong_marketo)),
-        Row("S8", "Tasks in Salesforce (emails, replies, calls)", str(report.expected_tasks),
-            str(report.held_tasks)),
+        Row(
+            "S4",
+            "Tasks with the person's WhoId / WhatId",
+            str(report.expected_tasks),
+            str(report.held_tasks - report.wrong_ids),
+        ),
+        Row(
+            "S7",
+            "activities once in Marketo, as their custom type",
+            str(report.expected_marketo),
+            str(report.expected_marketo - report.wrong_marketo),
+        ),
+        Row(
+            "S8",
+            "Tasks in Salesforce (emails, replies, calls)",
+            str(report.expected_tasks),
+            str(report.held_tasks),
+        ),
         Row("S8", "dead-lettered activities", "0", str(dead)),
     ]
 
 
-def deliver_activities(run: DemoRun, activities: list[dict[str, object]], what: str
-                       ) -> tuple[ActivityReport, int]:
+def deliver_activities(
+    run: DemoRun, activities: list[dict[str, object]], what: str
+) -> tuple[ActivityReport, int]:
     """Publish `activities`, follow them to both sandboxes, reconcile against the rules
     with the settings in force now; (report, records dead-lettered on the way)."""
     stack = run.stack
     for name in ("activities", *(sink for sink, _ in SINKS)):
         run.worker(name)
     expected = expect(activities, run.present(), run.settings())
-    before = {t: len(read_topic(stack.bootstrap, dlq_topic(t), idle_s=0.5))
-              for t in ACTIVITY_TOPICS}
+    before = {
+        t: len(read_topic(stack.bootstrap, dlq_topic(t), idle_s=0.5)) for t in ACTIVITY_TOPICS
+    }
     registry = RegistryClient(stack.registry_url)
     publisher = Publisher(stack.bootstrap, registry)
     with progress_bars(run.console) as progress:
         task = progress.add_task(f"publish {what}", total=len(activities))
-        publisher.publish(SALES_ACTIVITIES, "SalesActivity",
-                          ((str(a["marketo_id"]), a) for a in activities),
-                          progress=lambda n: progress.advance(task, n))
+        publisher.publish(
+            SALES_ACTIVITIES,
+            "SalesActivity",
+            ((str(a["marketo_id"]), a) for a in activities),
+            progress=lambda n: progress.advance(task, n),
+        )
         publisher.flush()
     registry.close()
     _follow_activities(run, publisher.ends, expected)
     assert stack.marketo_url and stack.salesforce_url
     secret = stack.settings.marketo_client_secret.get_secret_value()
     report = reconcile_activities(
-        expected, marketo_activities(stack.marketo_url, stack.settings.marketo_client_id, secret),
-        salesforce_tasks(stack.salesforce_url))
-    dead = sum(len(read_topic(stack.bootstrap, dlq_topic(t), idle_s=1.0)) - before[t]
-               for t in ACTIVITY_TOPICS)
+        expected,
+        marketo_activities(stack.marketo_url, stack.settings.marketo_client_id, secret),
+        salesforce_tasks(stack.salesforce_url),
+    )
+    dead = sum(
+        len(read_topic(stack.bootstrap, dlq_topic(t), idle_s=1.0)) - before[t]
+        for t in ACTIVITY_TOPICS
+    )
     return report, dead
 
 
@@ -368,14 +450,16 @@ def _follow_activities(run: DemoRun, ends: Ends, expected: dict[str, ExpectedAct
     with progress_bars(run.console) as progress:
         router = progress.add_task("activity router: activities committed", total=None)
         marketo = progress.add_task("Marketo: custom activities held", total=len(expected))
-        salesforce = progress.add_task("Salesforce: Tasks held", total=sum(
-            e.task is not None for e in expected.values()))
+        salesforce = progress.add_task(
+            "Salesforce: Tasks held", total=sum(e.task is not None for e in expected.values())
+        )
         for _ in run.ticks():
             done, total = stack.progress("activities", SALES_ACTIVITIES, ends)
             if outbound is None and done >= total:
                 outbound = written(stack.bootstrap, tuple(topic for _, topic in SINKS))
-            finished = outbound is not None and all(_drained(stack, sink, topic, outbound)
-                                                    for sink, topic in SINKS)
+            finished = outbound is not None and all(
+                _drained(stack, sink, topic, outbound) for sink, topic in SINKS
+            )
             held = sandbox_counts(stack.marketo_url, stack.salesforce_url, run.http)
             progress.update(router, completed=done, total=total)
             progress.update(marketo, completed=held[0] - start[0])

@@ -38,6 +38,7 @@ def _die_with(guard: int) -> Callable[[], None]:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != guard:  # the guard died before prctl took effect
             os._exit(1)
+
     return preexec
 
 
@@ -65,8 +66,9 @@ def main(argv: Sequence[str]) -> int:
 
     signal.signal(signal.SIGTERM, pass_on)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # after the spawn: COMMAND keeps ^C
-    threading.Thread(target=_watch, args=(int(lifeline), child, float(grace_s)),
-                     name="lifeline", daemon=True).start()
+    threading.Thread(
+        target=_watch, args=(int(lifeline), child, float(grace_s)), name="lifeline", daemon=True
+    ).start()
     code = child.wait()
     if code < 0:  # end the way COMMAND ended, so the parent sees the same status
         with contextlib.suppress(OSError):  # SIGKILL and SIGSTOP keep their default

@@ -43,7 +43,8 @@ class Expected:
     def present(self) -> dict[int, Change]:
         """People whose newest change is live and has an owner (SPEC S2, restated)."""
         return {
-            mid: c for mid, c in self.newest.items()
+            mid: c
+            for mid, c in self.newest.items()
             if not c["deleted"] and (c["sfdc_lead_owner_id"] or c["sfdc_contact_owner_id"])
         }
 
@@ -67,14 +68,20 @@ class Scenario:
         for person in population:
             yield self._emit("created", rng, person, person["created_at"] - HISTORY)
         for kind, share, offset in (
-            ("edited", self.edit_share, 1), ("owner_removed", self.owner_removed_share, 2),
-            ("owner_added", self.owner_added_share, 3), ("deleted", self.deleted_share, 4),
+            ("edited", self.edit_share, 1),
+            ("owner_removed", self.owner_removed_share, 2),
+            ("owner_added", self.owner_added_share, 3),
+            ("deleted", self.deleted_share, 4),
             ("stale", self.stale_share, -1),
         ):
             for person in population:
                 if rng.random() < share:
-                    yield self._emit(kind, rng, self._edit(kind, person, rng),
-                                     person["created_at"] + timedelta(days=offset) - HISTORY)
+                    yield self._emit(
+                        kind,
+                        rng,
+                        self._edit(kind, person, rng),
+                        person["created_at"] + timedelta(days=offset) - HISTORY,
+                    )
 
     @staticmethod
     def _edit(kind: str, person: Change, rng: random.Random) -> Change:
@@ -147,5 +154,4 @@ def reconcile(store: Store, expected: Expected, limit: int = 20) -> Report:
         if diff:
             mismatches.append(Mismatch(mid, f"fields differ: {', '.join(diff)}"))
     mismatches += [Mismatch(mid, "missing from the store") for mid in present if mid not in seen]
-    return Report(len(present), stored_present, stored_removed, len(mismatches),
-                  mismatches[:limit])
+    return Report(len(present), stored_present, stored_removed, len(mismatches), mismatches[:limit])

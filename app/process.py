@@ -57,9 +57,13 @@ def spawn(
     out: IO[bytes] | int = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
     try:
         return subprocess.Popen(
-            [*GUARD, str(fd), str(GRACE_S), "--", *argv], stdout=out,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})}, pass_fds=(fd,), **kwargs,
+            [*GUARD, str(fd), str(GRACE_S), "--", *argv],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            pass_fds=(fd,),
+            **kwargs,
         )
     finally:
         if not isinstance(out, int):
@@ -92,4 +96,3 @@ def stop_all(procs: Sequence[subprocess.Popen[bytes]], grace_s: float = 10.0) ->
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
-

@@ -98,8 +98,10 @@ class Stack:
     def sandbox(self, name: str, *args: str) -> str:
         """Start `actions-sync sandbox NAME` on a free port; return its base URL."""
         port = free_port()
-        proc = spawn([*CLI, "sandbox", name, "--port", str(port), *args],
-                     log=self.logdir / f"sandbox-{name}.log")
+        proc = spawn(
+            [*CLI, "sandbox", name, "--port", str(port), *args],
+            log=self.logdir / f"sandbox-{name}.log",
+        )
         self._sandboxes.append(proc)
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/_sandbox/journal", timeout_s=120, proc=proc)  # slow on busy cores
@@ -129,8 +131,11 @@ class Stack:
         port = free_port()
         index = sum(1 for w in self.workers if w.name == name)
         log = self.logdir / f"worker-{name}-{index}.log"
-        proc = spawn([*CLI, "worker", name], log=log,
-                     env={**self.env, "ACTIONS_SYNC_METRICS_PORT": str(port), **(extra_env or {})})
+        proc = spawn(
+            [*CLI, "worker", name],
+            log=log,
+            env={**self.env, "ACTIONS_SYNC_METRICS_PORT": str(port), **(extra_env or {})},
+        )
         worker = Worker(name, f"http://127.0.0.1:{port}/metrics", proc, log)
         self.workers.append(worker)
         self._write_metrics_targets()
@@ -150,10 +155,16 @@ class Stack:
     def _add_admin_api(self, extra_env: dict[str, str] | None) -> Worker:
         port = free_port()
         log = self.logdir / "admin-api.log"
-        proc = spawn([*CLI, "worker", "admin-api"], log=log,
-                     env={**self.env, "ACTIONS_SYNC_ADMIN_PORT": str(port),
-                          "ACTIONS_SYNC_ADMIN_METRICS_FILE": str(self.metrics_targets),
-                          **(extra_env or {})})
+        proc = spawn(
+            [*CLI, "worker", "admin-api"],
+            log=log,
+            env={
+                **self.env,
+                "ACTIONS_SYNC_ADMIN_PORT": str(port),
+                "ACTIONS_SYNC_ADMIN_METRICS_FILE": str(self.metrics_targets),
+                **(extra_env or {}),
+            },
+        )
         self.admin_url = f"http://127.0.0.1:{port}"
         wait_http(f"{self.admin_url}/health", timeout_s=60, proc=proc)  # loaded machines
         worker = Worker("admin-api", "", proc, log)  # no /metrics of its own
@@ -177,8 +188,9 @@ class Stack:
         """Raise if a worker process has exited."""
         for worker in self.workers:
             if worker.proc.poll() is not None:
-                raise Fatal(f"worker {worker.name} exited with {worker.proc.returncode};"
-                            f" see {worker.log}")
+                raise Fatal(
+                    f"worker {worker.name} exited with {worker.proc.returncode}; see {worker.log}"
+                )
 
     def wait_drained(self, worker: str, topic: str, ends: Ends, timeout_s: float) -> None:
         """Block until worker group `worker` has committed every record up to `ends`."""
@@ -186,8 +198,10 @@ class Stack:
         while (done := self.progress(worker, topic, ends))[0] < done[1]:
             self.check_workers()
             if time.monotonic() > deadline:
-                raise Fatal(f"{worker} committed {done[0]} of {done[1]} records of {topic}"
-                            f" in {timeout_s:.0f}s; logs in {self.logdir}")
+                raise Fatal(
+                    f"{worker} committed {done[0]} of {done[1]} records of {topic}"
+                    f" in {timeout_s:.0f}s; logs in {self.logdir}"
+                )
             time.sleep(0.25)
 
     def endpoints(self) -> dict[str, object]:
@@ -197,11 +211,17 @@ class Stack:
             "marketo": self.marketo_url,
             "salesforce": self.salesforce_url,
             "admin": self.admin_url,
-            "admin_token": (None if self.settings.admin_token is not None or not self.admin_url
-                            else self.admin_token),
+            "admin_token": (
+                None
+                if self.settings.admin_token is not None or not self.admin_url
+                else self.admin_token
+            ),
             # worker (its log file's name: people-0, people-1, ...) -> its /metrics
-            "metrics": {w.log.stem.removeprefix("worker-"): w.metrics_url
-                        for w in self.workers if w.metrics_url},
+            "metrics": {
+                w.log.stem.removeprefix("worker-"): w.metrics_url
+                for w in self.workers
+                if w.metrics_url
+            },
             "database": self.settings.database_url,
             "logs": str(self.logdir),
         }

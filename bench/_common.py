@@ -52,25 +52,40 @@ DURABILITIES = ("fast", "durable")  # PostgreSQL: the tests' settings, its own d
 
 def add_backend_options(parser: argparse.ArgumentParser) -> None:
     """`--broker` and `--store`: every benchmark's choice of what it runs on."""
-    parser.add_argument("--broker", choices=BROKERS,
-                        default="apache" if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else "tansu",
-                        help="the embedded Tansu, or Apache Kafka (KRaft; default: apache when"
-                             " KAFKA_BOOTSTRAP_SERVERS is set, else tansu)")
-    parser.add_argument("--store", choices=STORES, default="sqlite",
-                        help="SQLite file in a temp dir, or a PostgreSQL server started in one")
-    parser.add_argument("--pg", default="fast", metavar="fast,durable",
-                        help="with --store postgres: PostgreSQL with fsync and synchronous_commit"
-                             " off (fast, the tests' settings) or on (durable); benchmarks that"
-                             " measure several configurations take a list")
-    parser.add_argument("--json", metavar="PATH",
-                        help="also write the run's figures here (bench/matrix.py reads them)")
+    parser.add_argument(
+        "--broker",
+        choices=BROKERS,
+        default="apache" if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else "tansu",
+        help="the embedded Tansu, or Apache Kafka (KRaft; default: apache when"
+        " KAFKA_BOOTSTRAP_SERVERS is set, else tansu)",
+    )
+    parser.add_argument(
+        "--store",
+        choices=STORES,
+        default="sqlite",
+        help="SQLite file in a temp dir, or a PostgreSQL server started in one",
+    )
+    parser.add_argument(
+        "--pg",
+        default="fast",
+        metavar="fast,durable",
+        help="with --store postgres: PostgreSQL with fsync and synchronous_commit"
+        " off (fast, the tests' settings) or on (durable); benchmarks that"
+        " measure several configurations take a list",
+    )
+    parser.add_argument(
+        "--json",
+        metavar="PATH",
+        help="also write the run's figures here (bench/matrix.py reads them)",
+    )
 
 
 def write_json(args: argparse.Namespace, figures: dict[str, Any]) -> None:
     """The figures of a run, with what it ran on, to `--json` (if given)."""
     if args.json:
-        Path(args.json).write_text(json.dumps(
-            {"broker": args.broker, "store": args.store, **figures}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"broker": args.broker, "store": args.store, **figures}, indent=1)
+        )
 
 
 def durabilities(args: argparse.Namespace) -> list[str]:
@@ -106,8 +121,9 @@ class Backends:
                 from _postgres import DURABLE_SETTINGS, SERVER_SETTINGS, PostgresServer
 
                 for durability in self.durabilities:
-                    server = PostgresServer(settings=SERVER_SETTINGS if durability == "fast"
-                                            else DURABLE_SETTINGS)
+                    server = PostgresServer(
+                        settings=SERVER_SETTINGS if durability == "fast" else DURABLE_SETTINGS
+                    )
                     self.servers[durability] = self._exit.enter_context(server)
         except BaseException:
             self._exit.close()
@@ -119,8 +135,10 @@ class Backends:
         if self.bootstrap:
             return
         ready = Path(self.tmp) / "kafka.ready"
-        proc = spawn([str(ROOT / "scripts" / "apache-kafka"), "run", "--ready-file", str(ready)],
-                     log=Path(self.tmp) / "apache-kafka.log")
+        proc = spawn(
+            [str(ROOT / "scripts" / "apache-kafka"), "run", "--ready-file", str(ready)],
+            log=Path(self.tmp) / "apache-kafka.log",
+        )
         self._exit.callback(stop, proc, 30.0)
         deadline = time.monotonic() + 180
         while not ready.exists():
@@ -143,17 +161,23 @@ class Backends:
 
     def settings(self, durability: str = "", **settings: Any) -> Settings:
         """Settings on these backends: a fresh database, a fresh group prefix."""
-        return Settings(kafka_bootstrap_servers=self.bootstrap,
-                        database_url=self.database_url(durability),
-                        group_prefix=f"bench-{uuid.uuid4().hex[:6]}", **settings)
+        return Settings(
+            kafka_bootstrap_servers=self.bootstrap,
+            database_url=self.database_url(durability),
+            group_prefix=f"bench-{uuid.uuid4().hex[:6]}",
+            **settings,
+        )
 
     def broker_pids(self, bootstrap: str) -> list[int]:
         """The broker's processes, to meter its CPU (none for an external broker)."""
         if self.broker == "apache":
             return [self.broker_pid] if self.broker_pid else []
-        return [int(pid) for pid in subprocess.run(  # the embedded Tansu, by its port
-            ["pgrep", "-f", f"listener-url tcp://{bootstrap} "], capture_output=True,
-            text=True).stdout.split()]
+        return [
+            int(pid)
+            for pid in subprocess.run(  # the embedded Tansu, by its port
+                ["pgrep", "-f", f"listener-url tcp://{bootstrap} "], capture_output=True, text=True
+            ).stdout.split()
+        ]
 
     def store_pids(self, durability: str = "") -> list[int]:
         """PostgreSQL's postmaster (its backends are its children); SQLite: none."""
@@ -168,14 +192,18 @@ class Backends:
         if self.store == "sqlite":
             return f"broker {broker}, store SQLite (WAL)"
         durability = durability or self.durabilities[0]
-        how = ("fsync and synchronous_commit off" if durability == "fast"
-               else "fsync and synchronous_commit on")
+        how = (
+            "fsync and synchronous_commit off"
+            if durability == "fast"
+            else "fsync and synchronous_commit on"
+        )
         return f"broker {broker}, store PostgreSQL ({durability}: {how})"
 
 
 @contextmanager
-def bench_stack(args: argparse.Namespace, topics: tuple[str, ...], **settings: Any
-                ) -> Iterator[Stack]:
+def bench_stack(
+    args: argparse.Namespace, topics: tuple[str, ...], **settings: Any
+) -> Iterator[Stack]:
     """The broker asked for (`args.broker`), the registry and a migrated store of
     `args.store`, `topics` created; prints what it runs on. The stack's `backends` make
     more fresh stores on the same servers."""
@@ -186,8 +214,11 @@ def bench_stack(args: argparse.Namespace, topics: tuple[str, ...], **settings: A
             ensure_topics(stack.bootstrap, specs(topics, config.partitions))
             with Store(config.database_url) as store:
                 store.migrate()
-            print(f"running on: {backends.label()} ({stack.bootstrap});"
-                  f" load average {load_average()}", flush=True)
+            print(
+                f"running on: {backends.label()} ({stack.bootstrap});"
+                f" load average {load_average()}",
+                flush=True,
+            )
             yield stack
 
 
@@ -197,9 +228,14 @@ def warm_up_people(stack: Stack, timeout_s: float = 60) -> None:
     count it)."""
     registry = RegistryClient(stack.registry_url)
     publisher = Publisher(stack.bootstrap, registry)
-    change = {"event_id": str(uuid.uuid4()), "marketo_id": WARM_UP_ID,
-              "changed_at": datetime.now(UTC), "deleted": False,
-              "sfdc_lead_owner_id": "005000000000000001", "email": "warm-up@example.com"}
+    change = {
+        "event_id": str(uuid.uuid4()),
+        "marketo_id": WARM_UP_ID,
+        "changed_at": datetime.now(UTC),
+        "deleted": False,
+        "sfdc_lead_owner_id": "005000000000000001",
+        "email": "warm-up@example.com",
+    }
     publisher.publish(PERSON_CHANGES, "PersonChange", [(str(WARM_UP_ID), change)])
     publisher.flush()
     registry.close()
@@ -216,8 +252,11 @@ def raw_rate(bootstrap: str, registry: RegistryClient, total: int) -> float:
     """Consume and decode `total` person changes with confluent-kafka + fastavro (the
     rate a plain consumer reaches on this machine now); records/s."""
     decode = Deserializer(registry, "PersonChange")
-    consumer = Consumer(consumer_config(bootstrap, f"bench-raw-{uuid.uuid4().hex[:6]}",
-                                        **{"fetch.max.bytes": 52_428_800}))
+    consumer = Consumer(
+        consumer_config(
+            bootstrap, f"bench-raw-{uuid.uuid4().hex[:6]}", **{"fetch.max.bytes": 52_428_800}
+        )
+    )
     consumer.subscribe([PERSON_CHANGES])
     seen, started = 0, None
     try:
@@ -244,8 +283,12 @@ def process_tree(pids: list[int]) -> set[int]:
         pid = todo.pop()
         if pid not in seen:
             seen.add(pid)
-            todo += map(int, subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
-                                            text=True).stdout.split())
+            todo += map(
+                int,
+                subprocess.run(
+                    ["pgrep", "-P", str(pid)], capture_output=True, text=True
+                ).stdout.split(),
+            )
     return seen
 
 
@@ -308,8 +351,9 @@ class Arrivals:
         self.first: dict[str, float] = {}
         self.records = 0
         self._stop = threading.Event()
-        self._consumer = Consumer(consumer_config(bootstrap, f"bench-{uuid.uuid4().hex[:6]}",
-                                                  **{"fetch.wait.max.ms": 10}))
+        self._consumer = Consumer(
+            consumer_config(bootstrap, f"bench-{uuid.uuid4().hex[:6]}", **{"fetch.wait.max.ms": 10})
+        )
         self._consumer.subscribe([topic])
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -345,6 +389,9 @@ def metric_sum(url: str, metric: str, **labels: str) -> float:
     from prometheus_client.parser import text_string_to_metric_families
 
     text = httpx.get(url, timeout=10).text
-    return sum(s.value for family in text_string_to_metric_families(text)
-               for s in family.samples
-               if s.name == metric and labels.items() <= s.labels.items())
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == metric and labels.items() <= s.labels.items()
+    )

@@ -53,14 +53,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     registry: Any = _Registry()
-    compiled, reference = FastDeserializer(registry, "PersonChange"), Deserializer(
-        registry, "PersonChange")
+    compiled, reference = (
+        FastDeserializer(registry, "PersonChange"),
+        Deserializer(registry, "PersonChange"),
+    )
     event_id = str(uuid.uuid4()).encode()
     for size in args.sizes:
         wire = frame(1, bytes([len(event_id) << 1]) + event_id + b"\xff" * size)
         ours, theirs = _cpu_s(compiled, wire, args.rounds), _cpu_s(reference, wire, args.rounds)
-        print(f"{size:>10,} bytes of 0xff: compiled {ours * 1e3:9.3f} ms CPU   fastavro"
-              f" {theirs * 1e3:9.3f} ms CPU   compiled/fastavro {ours / theirs:7.4f}")
+        print(
+            f"{size:>10,} bytes of 0xff: compiled {ours * 1e3:9.3f} ms CPU   fastavro"
+            f" {theirs * 1e3:9.3f} ms CPU   compiled/fastavro {ours / theirs:7.4f}"
+        )
 
 
 if __name__ == "__main__":

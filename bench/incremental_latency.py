@@ -47,18 +47,31 @@ from sandboxes.population import generate
 BATCH_EVERY_S = 0.025
 
 
-def follow(stack: Stack, marketo: str, pace: int, poll_s: float, ready: threading.Event,
-           stop: threading.Event, steps: dict[str, list[float]], producer: dict[str, Any]
-           ) -> None:
+def follow(
+    stack: Stack,
+    marketo: str,
+    pace: int,
+    poll_s: float,
+    ready: threading.Event,
+    stop: threading.Event,
+    steps: dict[str, list[float]],
+    producer: dict[str, Any],
+) -> None:
     """Run the incremental source until `stop` (in its own thread and event loop); the
     seconds of each of its cycles and of their steps go to `steps` (the breakdown)."""
+
     async def main() -> None:
-        client = MarketoClient(marketo, "actions-sync", "sandbox-secret",
-                               MarketoLimits(calls_per_window=pace, max_in_flight=10))
+        client = MarketoClient(
+            marketo,
+            "actions-sync",
+            "sandbox-secret",
+            MarketoLimits(calls_per_window=pace, max_in_flight=10),
+        )
         registry = RegistryClient(stack.registry_url)
         with Store(stack.settings.database_url) as store:
-            ctx = SourceContext(client, Publisher(stack.bootstrap, registry, **producer),
-                                store, "marketo-source")
+            ctx = SourceContext(
+                client, Publisher(stack.bootstrap, registry, **producer), store, "marketo-source"
+            )
             source = LeadChanges(ctx, poll_s)
             timed(source, "cycle", steps, is_async=True)
             timed(ctx, "publish", steps)  # encode + produce calls
@@ -74,6 +87,7 @@ def follow(stack: Stack, marketo: str, pace: int, poll_s: float, ready: threadin
             await task
         await client.aclose()
         registry.close()
+
     asyncio.run(main())
 
 
@@ -81,12 +95,14 @@ def timed(owner: Any, name: str, steps: dict[str, list[float]], is_async: bool =
     """Wrap method `name` of `owner` (this instance only) to record each call's seconds."""
     method, spent = getattr(owner, name), steps.setdefault(name, [])
     if is_async:
+
         async def wrapper_async(*args: Any) -> Any:
             started = time.perf_counter()
             try:
                 return await method(*args)
             finally:
                 spent.append(time.perf_counter() - started)
+
         setattr(owner, name, wrapper_async)
         return
 
@@ -96,6 +112,7 @@ def timed(owner: Any, name: str, steps: dict[str, list[float]], is_async: bool =
             return method(*args)
         finally:
             spent.append(time.perf_counter() - started)
+
     setattr(owner, name, wrapper)
 
 
@@ -107,10 +124,16 @@ def edit(marketo: str, ids: list[int], rate: int, seconds: float) -> dict[int, f
         start = time.monotonic()
         for n, at in enumerate(range(0, min(len(ids), int(rate * seconds)), per_batch)):
             time.sleep(max(0.0, start + n * BATCH_EVERY_S - time.monotonic()))
-            batch = ids[at:at + per_batch]
+            batch = ids[at : at + per_batch]
             now = time.time()
-            http.post("/leads", json={"action": "updateOnly", "lookupField": "id",
-                                      "input": [{"id": i, "title": f"edit {n}"} for i in batch]})
+            http.post(
+                "/leads",
+                json={
+                    "action": "updateOnly",
+                    "lookupField": "id",
+                    "input": [{"id": i, "title": f"edit {n}"} for i in batch],
+                },
+            )
             sent.update(dict.fromkeys(batch, now))
     print(f"sent {len(sent):,} edits in {time.monotonic() - start:.1f}s")
     return sent
@@ -120,8 +143,14 @@ def warm_up(marketo: str, settings: Settings, marketo_id: int, timeout_s: float 
     """Edit one person and wait until the store has the edit: from then on the source,
     the broker and the people worker (group joined, partitions assigned) are all running."""
     with httpx.Client(base_url=f"{marketo}/_sandbox/marketo", timeout=30) as http:
-        http.post("/leads", json={"action": "updateOnly", "lookupField": "id",
-                                  "input": [{"id": marketo_id, "title": "warm-up"}]})
+        http.post(
+            "/leads",
+            json={
+                "action": "updateOnly",
+                "lookupField": "id",
+                "input": [{"id": marketo_id, "title": "warm-up"}],
+            },
+        )
     deadline = time.monotonic() + timeout_s
     with Store(settings.database_url) as store:
         while store.people_by_id([marketo_id]).get(marketo_id, {}).get("title") != "warm-up":
@@ -130,8 +159,9 @@ def warm_up(marketo: str, settings: Settings, marketo_id: int, timeout_s: float 
             time.sleep(0.1)
 
 
-def stored_at(settings: Settings, sent: dict[int, float], timeout_s: float = 60
-              ) -> dict[int, float]:
+def stored_at(
+    settings: Settings, sent: dict[int, float], timeout_s: float = 60
+) -> dict[int, float]:
     """When each edit reached the store (its row's `synced_at`)."""
     deadline = time.monotonic() + timeout_s
     with Store(settings.database_url) as store:
@@ -165,10 +195,17 @@ def report(what: str, found: list[float]) -> dict[str, float]:
         print(f"{what}: {len(found)} value(s)")
         return {}
     pct = statistics.quantiles(found, n=100, method="inclusive")
-    figures = {"p50": pct[49] * 1000, "p95": pct[94] * 1000, "p99": pct[98] * 1000,
-               "max": found[-1] * 1000, "count": len(found)}
-    print(f"{what:<34} p50 {figures['p50']:6.0f} ms  p95 {figures['p95']:6.0f} ms"
-          f"  p99 {figures['p99']:6.0f} ms  max {figures['max']:6.0f} ms  ({len(found):,})")
+    figures = {
+        "p50": pct[49] * 1000,
+        "p95": pct[94] * 1000,
+        "p99": pct[98] * 1000,
+        "max": found[-1] * 1000,
+        "count": len(found),
+    }
+    print(
+        f"{what:<34} p50 {figures['p50']:6.0f} ms  p95 {figures['p95']:6.0f} ms"
+        f"  p99 {figures['p99']:6.0f} ms  max {figures['max']:6.0f} ms  ({len(found):,})"
+    )
     return figures
 
 
@@ -178,28 +215,57 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--poll-s", type=float, default=0.02)
     parser.add_argument("--pace", type=int, default=100_000, help="client calls per 20 s")
-    parser.add_argument("--fetch-wait-ms", type=int, default=Settings().fetch_max_wait_ms,
-                        help="the people agent's fetch wait (ACTIONS_SYNC_FETCH_MAX_WAIT_MS)")
-    parser.add_argument("--producer", action="append", default=[], metavar="KEY=VALUE",
-                        help="a librdkafka setting of the source's producer over the"
-                             " project's (actions_sync.kafka.producer_config), to compare")
+    parser.add_argument(
+        "--fetch-wait-ms",
+        type=int,
+        default=Settings().fetch_max_wait_ms,
+        help="the people agent's fetch wait (ACTIONS_SYNC_FETCH_MAX_WAIT_MS)",
+    )
+    parser.add_argument(
+        "--producer",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a librdkafka setting of the source's producer over the"
+        " project's (actions_sync.kafka.producer_config), to compare",
+    )
     add_backend_options(parser)
     args = parser.parse_args()
     people = int(args.rate * args.seconds / 0.55) + 1000  # ~60 % are sales-owned
-    owned = [p["marketo_id"] for p in generate(people, 7)
-             if p["sfdc_lead_owner_id"] or p["sfdc_contact_owner_id"]]
+    owned = [
+        p["marketo_id"]
+        for p in generate(people, 7)
+        if p["sfdc_lead_owner_id"] or p["sfdc_contact_owner_id"]
+    ]
     with bench_stack(args, (PERSON_CHANGES,)) as stack:
         settings = stack.settings
-        marketo = stack.sandbox("marketo", "--seed-people", str(people), "--set",
-                                "rate_calls=1000000", "--set", "max_concurrent=100",
-                                "--set", "daily_quota=100000000")
+        marketo = stack.sandbox(
+            "marketo",
+            "--seed-people",
+            str(people),
+            "--set",
+            "rate_calls=1000000",
+            "--set",
+            "max_concurrent=100",
+            "--set",
+            "daily_quota=100000000",
+        )
         stack.add_worker("people", {"ACTIONS_SYNC_FETCH_MAX_WAIT_MS": str(args.fetch_wait_ms)})
         ready, stop = threading.Event(), threading.Event()
         steps: dict[str, list[float]] = {}
-        source = threading.Thread(target=follow, args=(stack, marketo, args.pace,
-                                                       args.poll_s, ready, stop, steps,
-                                                       dict(kv.split("=", 1)
-                                                            for kv in args.producer)))
+        source = threading.Thread(
+            target=follow,
+            args=(
+                stack,
+                marketo,
+                args.pace,
+                args.poll_s,
+                ready,
+                stop,
+                steps,
+                dict(kv.split("=", 1) for kv in args.producer),
+            ),
+        )
         source.start()
         ready.wait(60)
         warm_up(marketo, settings, owned.pop())  # steady state: the worker has joined
@@ -211,19 +277,27 @@ def main() -> None:
         source.join()
         produced = produced_at(stack.bootstrap, sent)
     reached = len(sent) / args.seconds
-    print(f"rate {reached:,.0f} changes/s (asked {args.rate:,}); poll {args.poll_s}s, people "
-          f"agent fetch wait {args.fetch_wait_ms} ms, pace {args.pace:,} calls/20 s;"
-          f" source producer {' '.join(args.producer) or 'as configured'}")
+    print(
+        f"rate {reached:,.0f} changes/s (asked {args.rate:,}); poll {args.poll_s}s, people "
+        f"agent fetch wait {args.fetch_wait_ms} ms, pace {args.pace:,} calls/20 s;"
+        f" source producer {' '.join(args.producer) or 'as configured'}"
+    )
     figures = {
-        "change -> topic (source)": report("change -> topic (source)",
-                                           [produced[m] - sent[m] for m in produced]),
+        "change -> topic (source)": report(
+            "change -> topic (source)", [produced[m] - sent[m] for m in produced]
+        ),
         "topic -> store (people agent)": report(
             "topic -> store (people agent)",
-            [stored[m] - produced[m] for m in stored if m in produced]),
-        "change -> store (end to end)": report("change -> store (end to end)",
-                                               [stored[m] - sent[m] for m in stored])}
-    print(f"the source's cycles ({len(steps['cycle']):,}: poll Marketo, publish, flush, save"
-          " the checkpoint), each:")
+            [stored[m] - produced[m] for m in stored if m in produced],
+        ),
+        "change -> store (end to end)": report(
+            "change -> store (end to end)", [stored[m] - sent[m] for m in stored]
+        ),
+    }
+    print(
+        f"the source's cycles ({len(steps['cycle']):,}: poll Marketo, publish, flush, save"
+        " the checkpoint), each:"
+    )
     for name, spent in steps.items():
         figures[f"source {name}"] = report(f"  {name}", spent)
     write_json(args, {"rate": reached, "latency_ms": figures})

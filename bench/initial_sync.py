@@ -76,17 +76,21 @@ def run(stack: Stack, marketo: str, workers: int) -> tuple[float, float, int]:
         stack.add_worker("people")
     warm_up_people(stack)
     backends: Backends = stack.backends  # type: ignore[attr-defined]
-    meters = {"people worker(s) + helpers": [w.proc.pid for w in stack.workers],
-              "Marketo sandbox": pids_of(f"sandbox marketo.*{marketo.rsplit(':', 1)[1]}"),
-              "broker": backends.broker_pids(stack.bootstrap),
-              "store server": backends.store_pids()}
-    memory = PeakRss({f"people worker {n}": [w.proc.pid]
-                      for n, w in enumerate(stack.workers)})
-    env = {**stack.env, "ACTIONS_SYNC_MARKETO_URL": marketo,
-           "ACTIONS_SYNC_MARKETO_SINCE": "2026-01-01T00:00:00Z",
-           "ACTIONS_SYNC_MARKETO_UNTIL": "2027-01-02T00:00:00Z",
-           "ACTIONS_SYNC_MARKETO_CALLS_PER_WINDOW": "100",
-           "ACTIONS_SYNC_MARKETO_MAX_IN_FLIGHT": "10"}
+    meters = {
+        "people worker(s) + helpers": [w.proc.pid for w in stack.workers],
+        "Marketo sandbox": pids_of(f"sandbox marketo.*{marketo.rsplit(':', 1)[1]}"),
+        "broker": backends.broker_pids(stack.bootstrap),
+        "store server": backends.store_pids(),
+    }
+    memory = PeakRss({f"people worker {n}": [w.proc.pid] for n, w in enumerate(stack.workers)})
+    env = {
+        **stack.env,
+        "ACTIONS_SYNC_MARKETO_URL": marketo,
+        "ACTIONS_SYNC_MARKETO_SINCE": "2026-01-01T00:00:00Z",
+        "ACTIONS_SYNC_MARKETO_UNTIL": "2027-01-02T00:00:00Z",
+        "ACTIONS_SYNC_MARKETO_CALLS_PER_WINDOW": "100",
+        "ACTIONS_SYNC_MARKETO_MAX_IN_FLIGHT": "10",
+    }
     started = time.perf_counter()
     before = {what: cpu_seconds(pids) for what, pids in meters.items()}
     sync = spawn([*CLI, "sync", "start"], log=stack.logdir / "sync-start.log", env=env)
@@ -110,10 +114,14 @@ def run(stack: Stack, marketo: str, workers: int) -> tuple[float, float, int]:
     total_s = time.perf_counter() - started
     memory.close()
     print(f"peak RSS at {total:,} people stored (the end): {memory.reading()}")
-    print(f"CPU during the run ({total_s:.1f}s), in cores: source process ~"
-          f"{source_cpu / total_s:.2f} (sampled until it exited), " + ", ".join(
-              f"{what} {(cpu_seconds(pids) - before[what]) / total_s:.2f}"
-              for what, pids in meters.items()))
+    print(
+        f"CPU during the run ({total_s:.1f}s), in cores: source process ~"
+        f"{source_cpu / total_s:.2f} (sampled until it exited), "
+        + ", ".join(
+            f"{what} {(cpu_seconds(pids) - before[what]) / total_s:.2f}"
+            for what, pids in meters.items()
+        )
+    )
     return source_s, total_s, total
 
 
@@ -133,16 +141,22 @@ def main() -> None:
         registry.close()
     e2e, source = people / total_s, people / source_s
     print(f"people published (sales-owned of {args.people:,}): {people:,}")
-    print(f"bulk extract -> topic (source alone): {source_s:6.1f}s  {source:>9,.0f} people/s"
-          f"  ({args.people / source_s:,.0f} rows/s)")
+    print(
+        f"bulk extract -> topic (source alone): {source_s:6.1f}s  {source:>9,.0f} people/s"
+        f"  ({args.people / source_s:,.0f} rows/s)"
+    )
     print(f"bulk extract -> store (end to end):   {total_s:6.1f}s  {e2e:>9,.0f} people/s")
     print(f"raw consume+decode, same topic:               {raw:>9,.0f} records/s")
     print(f"end to end / raw consume+decode (the agent's share): {e2e / raw:.1%}")
-    print(f"end to end / original product (1,000 people per 1-2 min): {e2e / ORIGINAL:,.0f}x"
-          f" ({e2e / (1000 / 60):,.0f}x-{e2e / (1000 / 120):,.0f}x)")
+    print(
+        f"end to end / original product (1,000 people per 1-2 min): {e2e / ORIGINAL:,.0f}x"
+        f" ({e2e / (1000 / 60):,.0f}x-{e2e / (1000 / 120):,.0f}x)"
+    )
     scale = 1_500_000 / args.people
-    print(f"a 1.5M-person instance at these rates: {total_s * scale:,.0f}s end to end, "
-          f"{source_s * scale:,.0f}s for the source alone (target {TARGET_S:.0f}s)")
+    print(
+        f"a 1.5M-person instance at these rates: {total_s * scale:,.0f}s end to end, "
+        f"{source_s * scale:,.0f}s for the source alone (target {TARGET_S:.0f}s)"
+    )
 
 
 if __name__ == "__main__":

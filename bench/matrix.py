@@ -32,13 +32,30 @@ def run(name: str, argv: list[str], logdir: Path, broker: str, store: str) -> di
     out, log = logdir / f"{name}-{broker}-{store}.json", logdir / f"{name}-{broker}-{store}.log"
     started = time.monotonic()
     with open(log, "wb") as sink:
-        done = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), *argv, "--broker",
-                               broker, "--store", store, "--pg", "fast", "--json", str(out)],
-                              stdout=sink, stderr=subprocess.STDOUT, check=False)
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(BENCH / f"{name}.py"),
+                *argv,
+                "--broker",
+                broker,
+                "--store",
+                store,
+                "--pg",
+                "fast",
+                "--json",
+                str(out),
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
     took = time.monotonic() - started
-    print(f"  {name} on {broker} + {store}: {took:.0f}s"
-          f"{'' if done.returncode == 0 else f', FAILED (exit {done.returncode}), see {log}'}",
-          flush=True)
+    print(
+        f"  {name} on {broker} + {store}: {took:.0f}s"
+        f"{'' if done.returncode == 0 else f', FAILED (exit {done.returncode}), see {log}'}",
+        flush=True,
+    )
     return json.loads(out.read_text()) if done.returncode == 0 and out.exists() else None
 
 
@@ -49,21 +66,35 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
     logdir = Path(tempfile.mkdtemp(prefix="bench-matrix-"))
-    print(f"bench matrix: {args.people:,} people, 1 and 2 workers; incremental {args.rate:,}"
-          f" changes/s for {args.seconds:.0f}s; load average {load_average()}; logs {logdir}",
-          flush=True)
+    print(
+        f"bench matrix: {args.people:,} people, 1 and 2 workers; incremental {args.rate:,}"
+        f" changes/s for {args.seconds:.0f}s; load average {load_average()}; logs {logdir}",
+        flush=True,
+    )
     rows = []
     for broker in BROKERS:
         for store in STORES:
-            people = run("people_throughput", ["--people", str(args.people), "--workers", "1,2",
-                                               "--rounds", "1"], logdir, broker, store)
-            latency = run("incremental_latency", ["--rate", str(args.rate), "--seconds",
-                                                  str(args.seconds)], logdir, broker, store)
+            people = run(
+                "people_throughput",
+                ["--people", str(args.people), "--workers", "1,2", "--rounds", "1"],
+                logdir,
+                broker,
+                store,
+            )
+            latency = run(
+                "incremental_latency",
+                ["--rate", str(args.rate), "--seconds", str(args.seconds)],
+                logdir,
+                broker,
+                store,
+            )
             rows.append((broker, store, people, latency))
     print(f"\nload average at the end {load_average()} (2 cores, shared: compare ratios)")
-    print("| broker | store | agent/raw (1 worker) | 2 workers / 1 | CPU per person 2/1 |"
-          " agent/store alone | people/s 1 worker | raw consume+decode/s | store alone/s |"
-          " change->store p50/p99 ms | change->topic p99 ms |")
+    print(
+        "| broker | store | agent/raw (1 worker) | 2 workers / 1 | CPU per person 2/1 |"
+        " agent/store alone | people/s 1 worker | raw consume+decode/s | store alone/s |"
+        " change->store p50/p99 ms | change->topic p99 ms |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for broker, store, people, latency in rows:
         cells = ["failed"] * 7
@@ -72,11 +103,20 @@ def main() -> None:
             one, two = med[f"rate {fast} 1"], med[f"rate {fast} 2"]
             cpu1, cpu2 = med[f"cpu_total {fast} 1"], med[f"cpu_total {fast} 2"]
             alone = med[f"alone {fast}"]
-            cells = [f"{one / med['raw']:.1%}", f"{two / one:.2f}x", f"{cpu2 / cpu1:.2f}x",
-                     f"{one / alone:.1%}", f"{one:,.0f}", f"{med['raw']:,.0f}", f"{alone:,.0f}"]
+            cells = [
+                f"{one / med['raw']:.1%}",
+                f"{two / one:.2f}x",
+                f"{cpu2 / cpu1:.2f}x",
+                f"{one / alone:.1%}",
+                f"{one:,.0f}",
+                f"{med['raw']:,.0f}",
+                f"{alone:,.0f}",
+            ]
         if latency:
-            end, topic = (latency["latency_ms"][k] for k in ("change -> store (end to end)",
-                                                              "change -> topic (source)"))
+            end, topic = (
+                latency["latency_ms"][k]
+                for k in ("change -> store (end to end)", "change -> topic (source)")
+            )
             cells += [f"{end['p50']:.0f} / {end['p99']:.0f}", f"{topic['p99']:.0f}"]
         else:
             cells += ["failed", "failed"]

@@ -51,22 +51,39 @@ def activities(n: int) -> Iterator[tuple[str, dict[str, Any]]]:
     for i in range(n):
         kind = ACTIVITY_TYPES[i % len(ACTIVITY_TYPES)]
         lead = i % LEADS + 1
-        yield str(lead), {
-            "activity_id": str(uuid.UUID(int=i + 1)), "lead_id": lead, "type": kind.symbol,
-            "activity_date": T0 + timedelta(seconds=i),
-            "primary_attribute_value": f"Quarterly check-in (SIA-{i:08d})",
-            "attributes": {"marketoSalesPersonId": str(i % 50)}}
+        yield (
+            str(lead),
+            {
+                "activity_id": str(uuid.UUID(int=i + 1)),
+                "lead_id": lead,
+                "type": kind.symbol,
+                "activity_date": T0 + timedelta(seconds=i),
+                "primary_attribute_value": f"Quarterly check-in (SIA-{i:08d})",
+                "attributes": {"marketoSalesPersonId": str(i % 50)},
+            },
+        )
 
 
 def tasks(n: int, who: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
     for i in range(n):
         external_id = f"activity:{uuid.UUID(int=i + 1)}"
-        yield external_id, {
-            "external_id": external_id, "operation": "UPSERT", "occurred_at": T0,
-            "fields": {"Subject": f"Email: Quarterly check-in {i}", "WhoId": who[i % len(who)],
-                       "Type": "Email", "TaskSubtype": "Email", "Status": "Completed",
-                       "Priority": "Normal"},
-            "origin": f"activity:{i}"}
+        yield (
+            external_id,
+            {
+                "external_id": external_id,
+                "operation": "UPSERT",
+                "occurred_at": T0,
+                "fields": {
+                    "Subject": f"Email: Quarterly check-in {i}",
+                    "WhoId": who[i % len(who)],
+                    "Type": "Email",
+                    "TaskSubtype": "Email",
+                    "Status": "Completed",
+                    "Priority": "Normal",
+                },
+                "origin": f"activity:{i}",
+            },
+        )
 
 
 def journal(url: str) -> list[dict[str, Any]]:
@@ -83,8 +100,15 @@ def busiest_window(stamps: list[float], window_s: float = 20.0) -> int:
     return best
 
 
-def report(name: str, url: str, path: str, records: int, per_call: int,
-           ceiling_rps: float | None, wall_s: float) -> dict[str, Any]:
+def report(
+    name: str,
+    url: str,
+    path: str,
+    records: int,
+    per_call: int,
+    ceiling_rps: float | None,
+    wall_s: float,
+) -> dict[str, Any]:
     entries = journal(url)
     writes = [e for e in entries if e["path"].endswith(path)]
     ok = [e for e in writes if e["code"] is None and e["status"] == 200]
@@ -92,11 +116,18 @@ def report(name: str, url: str, path: str, records: int, per_call: int,
     stamps = sorted(e["at"] for e in writes)
     span = stamps[-1] - stamps[0] if len(stamps) > 1 else float("nan")
     rate = records / span
-    row = {"sink": name, "records": records, "write calls": len(writes),
-           "records/call": records / len(ok), "share of per-call max":
-           records / len(ok) / per_call, "first->last write s": span, "records/s": rate,
-           "end-to-end s": wall_s, "rate-limit answers": len(limited),
-           "most calls in 20 s": busiest_window(stamps)}
+    row = {
+        "sink": name,
+        "records": records,
+        "write calls": len(writes),
+        "records/call": records / len(ok),
+        "share of per-call max": records / len(ok) / per_call,
+        "first->last write s": span,
+        "records/s": rate,
+        "end-to-end s": wall_s,
+        "rate-limit answers": len(limited),
+        "most calls in 20 s": busiest_window(stamps),
+    }
     row["end-to-end records/s"] = records / wall_s
     if ceiling_rps:
         row["share of rate ceiling"] = rate / ceiling_rps
@@ -112,57 +143,88 @@ def wait(stack: Stack, worker: str, topic: str, ends: Ends, timeout_s: float) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=100_000)
-    parser.add_argument("--calls-per-window", type=int, default=100,
-                        help="Marketo sink's limiter: calls per rolling 20 s (<= 100)")
+    parser.add_argument(
+        "--calls-per-window",
+        type=int,
+        default=100,
+        help="Marketo sink's limiter: calls per rolling 20 s (<= 100)",
+    )
     parser.add_argument("--in-flight", type=int, default=5)
     add_backend_options(parser)
     args = parser.parse_args()
 
-    with (Backends(args.broker, args.store, durabilities(args)) as backends,
-          Stack(backends.settings(), keep_logs=True) as stack):
+    with (
+        Backends(args.broker, args.store, durabilities(args)) as backends,
+        Stack(backends.settings(), keep_logs=True) as stack,
+    ):
         settings = stack.settings
         print(f"running on: {backends.label()} ({stack.bootstrap})")
         marketo = stack.sandbox("marketo", "--seed-people", str(LEADS))
         salesforce = stack.sandbox("salesforce", "--seed-people", "200")
-        who = [r["Id"] for r in httpx.get(
-            f"{salesforce}/_sandbox/salesforce/records/Contact", timeout=30).json()]
-        ensure_topics(stack.bootstrap, specs((OUTBOUND_MARKETO_ACTIVITIES,
-                                              OUTBOUND_SALESFORCE_TASKS), settings.partitions))
+        who = [
+            r["Id"]
+            for r in httpx.get(
+                f"{salesforce}/_sandbox/salesforce/records/Contact", timeout=30
+            ).json()
+        ]
+        ensure_topics(
+            stack.bootstrap,
+            specs((OUTBOUND_MARKETO_ACTIVITIES, OUTBOUND_SALESFORCE_TASKS), settings.partitions),
+        )
         registry = RegistryClient(stack.registry_url)
         publisher = Publisher(stack.bootstrap, registry)
         started = time.monotonic()
-        publisher.publish(OUTBOUND_MARKETO_ACTIVITIES, "MarketoActivityOut",
-                          activities(args.records))
-        publisher.publish(OUTBOUND_SALESFORCE_TASKS, "SalesforceTaskOut",
-                          tasks(args.records, who))
+        publisher.publish(
+            OUTBOUND_MARKETO_ACTIVITIES, "MarketoActivityOut", activities(args.records)
+        )
+        publisher.publish(OUTBOUND_SALESFORCE_TASKS, "SalesforceTaskOut", tasks(args.records, who))
         publisher.flush()
         registry.close()
         print(f"published 2 x {args.records:,} records in {time.monotonic() - started:.1f}s")
 
         common = {"ACTIONS_SYNC_MARKETO_URL": marketo, "ACTIONS_SYNC_SALESFORCE_URL": salesforce}
         begun = time.monotonic()
-        stack.add_worker("marketo-sink", {
-            **common, "ACTIONS_SYNC_MARKETO_CALLS_PER_WINDOW": str(args.calls_per_window),
-            "ACTIONS_SYNC_MARKETO_MAX_IN_FLIGHT": str(args.in_flight)})
-        stack.add_worker("salesforce-sink", {
-            **common, "ACTIONS_SYNC_SALESFORCE_MAX_IN_FLIGHT": str(args.in_flight)})
+        stack.add_worker(
+            "marketo-sink",
+            {
+                **common,
+                "ACTIONS_SYNC_MARKETO_CALLS_PER_WINDOW": str(args.calls_per_window),
+                "ACTIONS_SYNC_MARKETO_MAX_IN_FLIGHT": str(args.in_flight),
+            },
+        )
+        stack.add_worker(
+            "salesforce-sink",
+            {**common, "ACTIONS_SYNC_SALESFORCE_MAX_IN_FLIGHT": str(args.in_flight)},
+        )
         done_sf = wait(stack, "salesforce-sink", OUTBOUND_SALESFORCE_TASKS, publisher.ends, 600)
         done_mk = wait(stack, "marketo-sink", OUTBOUND_MARKETO_ACTIVITIES, publisher.ends, 900)
 
         held = httpx.get(f"{marketo}/_sandbox/marketo/counts", timeout=30).json()
         sf = httpx.get(f"{salesforce}/_sandbox/salesforce/counts", timeout=30).json()
-        rows = [report("marketo", marketo, MARKETO_WRITE, args.records, 300, 1500.0,
-                       done_mk - begun),
-                report("salesforce", salesforce, SALESFORCE_WRITE, args.records, 200, None,
-                       done_sf - begun)]
-        print(f"Marketo holds {held['custom_activities']:,} custom activities; "
-              f"Salesforce counts: {sf.get('Task', sf)}")
+        rows = [
+            report("marketo", marketo, MARKETO_WRITE, args.records, 300, 1500.0, done_mk - begun),
+            report(
+                "salesforce", salesforce, SALESFORCE_WRITE, args.records, 200, None, done_sf - begun
+            ),
+        ]
+        print(
+            f"Marketo holds {held['custom_activities']:,} custom activities; "
+            f"Salesforce counts: {sf.get('Task', sf)}"
+        )
         for row in rows:
             print()
             for key, value in row.items():
-                shown = f"{value:.1%}" if "share" in key else (
-                    f"{value:,.1f}" if isinstance(value, float) else f"{value:,}"
-                    if isinstance(value, int) else value)
+                shown = (
+                    f"{value:.1%}"
+                    if "share" in key
+                    else (
+                        f"{value:,.1f}"
+                        if isinstance(value, float)
+                        else f"{value:,}"
+                        if isinstance(value, int)
+                        else value
+                    )
+                )
                 print(f"  {key:>24}: {shown}")
 
 

@@ -67,7 +67,7 @@ def store_rate(url: str, changes: list[dict[str, Any]], batch: int, rowwise: boo
     store.migrate()
     started = time.perf_counter()
     for i in range(0, len(changes), batch):
-        plan = rules.plan(changes[i:i + batch])
+        plan = rules.plan(changes[i : i + batch])
         if not rowwise:
             store.apply_people(plan.upserts, plan.removals)
             continue
@@ -81,15 +81,25 @@ def store_rate(url: str, changes: list[dict[str, Any]], batch: int, rowwise: boo
     return len(changes) / elapsed
 
 
-def agent_rate(outer: Stack, backends: Backends, durability: str, ends: Ends, workers: int,
-               total: int, batch: int) -> dict[str, float]:
+def agent_rate(
+    outer: Stack,
+    backends: Backends,
+    durability: str,
+    ends: Ends,
+    workers: int,
+    total: int,
+    batch: int,
+) -> dict[str, float]:
     """One round: fresh group and store; people/s, wall s, CPU-seconds per 1,000 people of
     the workers (helpers included), the store server and the broker, peak RSS (MB) of the
     largest worker."""
-    settings = Settings(kafka_bootstrap_servers=outer.bootstrap,
-                        schema_registry_url=outer.registry_url,
-                        database_url=backends.database_url(durability),
-                        group_prefix=f"bench-{uuid.uuid4().hex[:6]}", people_batch_size=batch)
+    settings = Settings(
+        kafka_bootstrap_servers=outer.bootstrap,
+        schema_registry_url=outer.registry_url,
+        database_url=backends.database_url(durability),
+        group_prefix=f"bench-{uuid.uuid4().hex[:6]}",
+        people_batch_size=batch,
+    )
     with Store(settings.database_url) as store:
         store.migrate()
     broker, server = backends.broker_pids(outer.bootstrap), backends.store_pids(durability)
@@ -114,9 +124,15 @@ def agent_rate(outer: Stack, backends: Backends, durability: str, ends: Ends, wo
         cpu = [cpu_seconds(p) - c for p, c in zip((pids, server, broker), cpu0, strict=True)]
         memory.close()
     span, per_k = finished - first, 1000 / counted
-    return {"rate": counted / span, "wall": finished - started, "cpu_workers": cpu[0] * per_k,
-            "cpu_store": cpu[1] * per_k, "cpu_broker": cpu[2] * per_k,
-            "cpu_total": sum(cpu) * per_k, "rss": max(memory.peak.values())}
+    return {
+        "rate": counted / span,
+        "wall": finished - started,
+        "cpu_workers": cpu[0] * per_k,
+        "cpu_store": cpu[1] * per_k,
+        "cpu_broker": cpu[2] * per_k,
+        "cpu_total": sum(cpu) * per_k,
+        "rss": max(memory.peak.values()),
+    }
 
 
 def main() -> None:  # noqa: C901 - the options, then one measurement after another
@@ -134,71 +150,95 @@ def main() -> None:  # noqa: C901 - the options, then one measurement after anot
     with bench_stack(args, (PERSON_CHANGES,)) as stack:
         backends: Backends = stack.backends  # type: ignore[attr-defined]
         registry = RegistryClient(stack.registry_url)
-        scenario = Scenario(people=args.people, edit_share=0, owner_removed_share=0,
-                            owner_added_share=0, deleted_share=0, stale_share=0)
+        scenario = Scenario(
+            people=args.people,
+            edit_share=0,
+            owner_removed_share=0,
+            owner_added_share=0,
+            deleted_share=0,
+            stale_share=0,
+        )
         changes = list(scenario.changes())
         publisher = Publisher(stack.bootstrap, registry)
-        publisher.publish(PERSON_CHANGES, "PersonChange",
-                          ((str(c["marketo_id"]), c) for c in changes))
+        publisher.publish(
+            PERSON_CHANGES, "PersonChange", ((str(c["marketo_id"]), c) for c in changes)
+        )
         publisher.flush()
         ends = publisher.ends
         del publisher  # its producer's threads would outlive the broker, reconnecting
         total = len(changes)
-        print(f"published {total:,} person changes on {stack.settings.partitions} partitions;"
-              f" worker counts {counts}, batch {args.batch}, {args.rounds} round(s)")
+        print(
+            f"published {total:,} person changes on {stack.settings.partitions} partitions;"
+            f" worker counts {counts}, batch {args.batch}, {args.rounds} round(s)"
+        )
         found: dict[str, list[float]] = defaultdict(list)  # measure -> one figure a round
         for n in range(1, args.rounds + 1):
             found["raw"].append(raw_rate(stack.bootstrap, registry, total))
             line = [f"round {n}: raw {found['raw'][-1]:,.0f}/s"]
             for d in durabilities(args):
-                found[f"alone {d}"].append(store_rate(backends.database_url(d), changes,
-                                                      args.batch))
-                line.append(f"store alone{f' ({d})' if pg else ''}"
-                            f" {found[f'alone {d}'][-1]:,.0f}/s")
+                found[f"alone {d}"].append(
+                    store_rate(backends.database_url(d), changes, args.batch)
+                )
+                line.append(
+                    f"store alone{f' ({d})' if pg else ''} {found[f'alone {d}'][-1]:,.0f}/s"
+                )
                 if pg:
-                    found[f"rowwise {d}"].append(store_rate(backends.database_url(d), changes,
-                                                            args.batch, rowwise=True))
+                    found[f"rowwise {d}"].append(
+                        store_rate(backends.database_url(d), changes, args.batch, rowwise=True)
+                    )
                     line.append(f"row by row {found[f'rowwise {d}'][-1]:,.0f}/s")
             print("   ".join(line), flush=True)
             for workers in counts:  # the configurations interleaved: the load varies
                 for d in durabilities(args):
-                    got = agent_rate(stack, backends, d, ends, workers, total,
-                                     args.batch)
+                    got = agent_rate(stack, backends, d, ends, workers, total, args.batch)
                     for key, value in got.items():
                         found[f"{key} {d} {workers}"].append(value)
-                    print(f"  {workers} worker(s){f', PostgreSQL {d}' if pg else ''}:"
-                          f" {got['rate']:,.0f} people/s (wall {got['wall']:.1f}s incl."
-                          f" start-up and join); CPU-s per 1,000 people: workers"
-                          f" {got['cpu_workers']:.3f}, store {got['cpu_store']:.3f}, broker"
-                          f" {got['cpu_broker']:.3f}; peak RSS {got['rss']:,.0f} MB;"
-                          f" load {load_average()}", flush=True)
+                    print(
+                        f"  {workers} worker(s){f', PostgreSQL {d}' if pg else ''}:"
+                        f" {got['rate']:,.0f} people/s (wall {got['wall']:.1f}s incl."
+                        f" start-up and join); CPU-s per 1,000 people: workers"
+                        f" {got['cpu_workers']:.3f}, store {got['cpu_store']:.3f}, broker"
+                        f" {got['cpu_broker']:.3f}; peak RSS {got['rss']:,.0f} MB;"
+                        f" load {load_average()}",
+                        flush=True,
+                    )
         registry.close()
         med = {key: statistics.median(values) for key, values in found.items()}
         raw = med["raw"]
-        print(f"\nmedians over {args.rounds} round(s) on {backends.label()};"
-              f" raw consume+decode (confluent-kafka + fastavro) {raw:,.0f} records/s")
-        print("| store | workers | people/s | x 1 worker | agent/raw | CPU-s/1k people: all"
-              " (x 1 worker) | workers | store | broker | peak RSS/worker MB |")
+        print(
+            f"\nmedians over {args.rounds} round(s) on {backends.label()};"
+            f" raw consume+decode (confluent-kafka + fastavro) {raw:,.0f} records/s"
+        )
+        print(
+            "| store | workers | people/s | x 1 worker | agent/raw | CPU-s/1k people: all"
+            " (x 1 worker) | workers | store | broker | peak RSS/worker MB |"
+        )
         print("|---|---|---|---|---|---|---|---|---|---|")
         for d in durabilities(args):
             one = (med[f"rate {d} {counts[0]}"], med[f"cpu_total {d} {counts[0]}"])
             for w in counts:
                 rate, cpu = med[f"rate {d} {w}"], med[f"cpu_total {d} {w}"]
-                print(f"| {'SQLite' if not pg else f'PostgreSQL {d}'} | {w} | {rate:,.0f} |"
-                      f" {rate / one[0]:.2f}x | {rate / raw:.1%} | {cpu:.3f}"
-                      f" ({cpu / one[1]:.2f}x) | {med[f'cpu_workers {d} {w}']:.3f} |"
-                      f" {med[f'cpu_store {d} {w}']:.3f} | {med[f'cpu_broker {d} {w}']:.3f} |"
-                      f" {med[f'rss {d} {w}']:,.0f} |")
+                print(
+                    f"| {'SQLite' if not pg else f'PostgreSQL {d}'} | {w} | {rate:,.0f} |"
+                    f" {rate / one[0]:.2f}x | {rate / raw:.1%} | {cpu:.3f}"
+                    f" ({cpu / one[1]:.2f}x) | {med[f'cpu_workers {d} {w}']:.3f} |"
+                    f" {med[f'cpu_store {d} {w}']:.3f} | {med[f'cpu_broker {d} {w}']:.3f} |"
+                    f" {med[f'rss {d} {w}']:,.0f} |"
+                )
         for d in durabilities(args):
             alone = med[f"alone {d}"]
             text = f"store alone{f' ({d})' if pg else ''}: {alone:,.0f} people/s"
             if pg:
-                text += (f" (row by row {med[f'rowwise {d}']:,.0f}/s:"
-                         f" {alone / med[f'rowwise {d}']:.2f}x)")
+                text += (
+                    f" (row by row {med[f'rowwise {d}']:,.0f}/s:"
+                    f" {alone / med[f'rowwise {d}']:.2f}x)"
+                )
             first = med[f"rate {d} {counts[0]}"]
             target = PG_TARGET if pg else TARGET
-            print(f"{text}; agent ({counts[0]} worker) / store alone {first / alone:.1%},"
-                  f" / {target // 1000}k target {first / target:.1%}")
+            print(
+                f"{text}; agent ({counts[0]} worker) / store alone {first / alone:.1%},"
+                f" / {target // 1000}k target {first / target:.1%}"
+            )
         write_json(args, {"people": total, "workers": counts, "medians": med})
         print(f"logs: {stack.logdir}")
 

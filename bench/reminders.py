@@ -53,9 +53,12 @@ from sandboxes.population import generate
 from streams.rules.people import person_row
 from streams.rules.reminders import SF_FIELD, salesforce_value
 
-FIELDS: dict[str, list[Any]] = {"status": ["OPEN", "COMPLETE"], "priority": ["NORMAL", "HIGH"],
-          "details": [None, "a", "b", "c"],
-          "due_date": [None, *(date(2027, 1, 1) + timedelta(days=d) for d in range(30))]}
+FIELDS: dict[str, list[Any]] = {
+    "status": ["OPEN", "COMPLETE"],
+    "priority": ["NORMAL", "HIGH"],
+    "details": [None, "a", "b", "c"],
+    "due_date": [None, *(date(2027, 1, 1) + timedelta(days=d) for d in range(30))],
+}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -68,8 +71,9 @@ class Bench:
         self.stack = stack
         self.registry = RegistryClient(stack.registry_url)
         self.publisher = Publisher(stack.bootstrap, self.registry)
-        self.http = httpx.Client(base_url=f"{stack.salesforce_url}/_sandbox/salesforce/",
-                                 timeout=60)
+        self.http = httpx.Client(
+            base_url=f"{stack.salesforce_url}/_sandbox/salesforce/", timeout=60
+        )
         self.store = Store(stack.settings.database_url)
         self.ids = [f"b-{n:05d}" for n in range(tasks)]
         self.sfdc: dict[str, str] = {}
@@ -125,10 +129,22 @@ def create(bench: Bench) -> tuple[float, int, int]:
     now = datetime.now(UTC)
     calls = bench.calls()
     started = time.monotonic()
-    bench.publish([{"task_id": t, "marketo_id": 1 + n % 3, "subject": f"Call {t}",
-                    "status": "OPEN", "priority": "NORMAL", "due_date": None,
-                    "details": None, "deleted": False, "changed_at": now}
-                   for n, t in enumerate(bench.ids)])
+    bench.publish(
+        [
+            {
+                "task_id": t,
+                "marketo_id": 1 + n % 3,
+                "subject": f"Call {t}",
+                "status": "OPEN",
+                "priority": "NORMAL",
+                "due_date": None,
+                "details": None,
+                "deleted": False,
+                "changed_at": now,
+            }
+            for n, t in enumerate(bench.ids)
+        ]
+    )
     bench.wait_agree(600)
     bench.sfdc = {t: r["Id"] for t, r in bench.salesforce_rows().items()}
     return time.monotonic() - started, bench.calls() - calls, len(bench.ids)
@@ -146,13 +162,25 @@ def edit(bench: Bench, edits: int, span_s: float, seed: int) -> dict[str, Any]:
         row = table.load(bench.store.engine, [task_id])[task_id]
         value = rng.choice([v for v in FIELDS[name] if v != row[name]])
         if side == "ACTIONS":
-            task = {k: row[k] for k in ("task_id", "marketo_id", "subject", "status",
-                                        "priority", "due_date", "details", "deleted")}
+            task = {
+                k: row[k]
+                for k in (
+                    "task_id",
+                    "marketo_id",
+                    "subject",
+                    "status",
+                    "priority",
+                    "due_date",
+                    "details",
+                    "deleted",
+                )
+            }
             bench.publish([task | {name: value, "changed_at": datetime.now(UTC)}])
         else:
             sf_value = salesforce_value(name, value)
-            bench.http.patch(f"records/Task/{bench.sfdc[task_id]}",
-                             json={"fields": {SF_FIELD[name]: sf_value}}).raise_for_status()
+            bench.http.patch(
+                f"records/Task/{bench.sfdc[task_id]}", json={"fields": {SF_FIELD[name]: sf_value}}
+            ).raise_for_status()
         counts[side] += 1
         last[task_id] = (side, time.time())
         ahead = started + span_s * (n + 1) / edits - time.monotonic()
@@ -167,7 +195,8 @@ def latencies(bench: Bench, last: dict[str, tuple[str, float]]) -> dict[str, lis
     for task_id, (side, at) in last.items():
         if side == "ACTIONS":
             landed = datetime.fromisoformat(
-                str(theirs[task_id]["SystemModstamp"]).replace("+0000", "+00:00"))
+                str(theirs[task_id]["SystemModstamp"]).replace("+0000", "+00:00")
+            )
         else:
             landed = mine[task_id]["updated_at"]
         out[side].append(max(0.0, landed.timestamp() - at))
@@ -176,44 +205,73 @@ def latencies(bench: Bench, last: dict[str, tuple[str, float]]) -> dict[str, lis
 
 def writes(bench: Bench) -> tuple[int, int]:
     """(distinct Task writes the sync published, store row writes)."""
-    sent = {m.value() for m in read_topic(bench.stack.bootstrap, OUTBOUND_SALESFORCE_TASKS,
-                                          idle_s=2.0)}
+    sent = {
+        m.value() for m in read_topic(bench.stack.bootstrap, OUTBOUND_SALESFORCE_TASKS, idle_s=2.0)
+    }
     revisions = sum(r["revision"] for r in bench.stored().values())
     return len(sent), revisions
 
 
 def stateful(examples: int, steps: int) -> None:
     """The stateful property test at a large size, its per-example counts summed."""
-    env = {**os.environ, "REMINDERS_STATEFUL_EXAMPLES": str(examples),
-           "REMINDERS_STATEFUL_STEPS": str(steps)}
+    env = {
+        **os.environ,
+        "REMINDERS_STATEFUL_EXAMPLES": str(examples),
+        "REMINDERS_STATEFUL_STEPS": str(steps),
+    }
     started = time.monotonic()
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
-                          "tests/integration/test_reminders_stateful.py"], env=env,
-                         capture_output=True, text=True, check=False)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-s",
+            "-p",
+            "no:cacheprovider",
+            "tests/integration/test_reminders_stateful.py",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     took = time.monotonic() - started
-    rows = [{k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
-            for line in run.stdout.splitlines() if line.startswith("stateful example:")]
+    rows = [
+        {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
+        for line in run.stdout.splitlines()
+        if line.startswith("stateful example:")
+    ]
     total = {k: sum(r[k] for r in rows) for k in (rows[0] if rows else {})}
-    print(f"stateful: {len(rows)} examples of up to {steps} steps, {took:.0f} s, pytest "
-          f"{'passed' if run.returncode == 0 else f'FAILED ({run.returncode})'} "
-          f"[{uuid.uuid4().hex[:6]}]")
+    print(
+        f"stateful: {len(rows)} examples of up to {steps} steps, {took:.0f} s, pytest "
+        f"{'passed' if run.returncode == 0 else f'FAILED ({run.returncode})'} "
+        f"[{uuid.uuid4().hex[:6]}]"
+    )
     if run.returncode != 0:
         print(run.stdout[-4000:], run.stderr[-2000:], sep="\n")
     if not total:
         return
     print("| figure | value |")
     print("|---|---|")
-    print(f"| edits: Actions / Salesforce (simultaneous pairs) | {total['actions_edits']} / "
-          f"{total['sf_edits']} ({total['conflicts']}) |")
+    print(
+        f"| edits: Actions / Salesforce (simultaneous pairs) | {total['actions_edits']} / "
+        f"{total['sf_edits']} ({total['conflicts']}) |"
+    )
     print(f"| kill -9 of a worker | {total['kills']} |")
-    for writes_, edits_, what in (("salesforce_writes", "actions_edits", "Salesforce writes / "
-                                   "Actions edits"), ("actions_writes", "sf_edits",
-                                                      "Actions writes / Salesforce edits")):
-        print(f"| {what} | {total[writes_]} / {total[edits_]} = "
-              f"{total[writes_] / max(total[edits_], 1):.3f} (bound <= 1) |")
-    print(f"| most writes per edit in one example (Salesforce, Actions) | "
-          f"{max(r['salesforce_writes'] / max(r['actions_edits'], 1) for r in rows):.3f}, "
-          f"{max(r['actions_writes'] / max(r['sf_edits'], 1) for r in rows):.3f} |")
+    for writes_, edits_, what in (
+        ("salesforce_writes", "actions_edits", "Salesforce writes / Actions edits"),
+        ("actions_writes", "sf_edits", "Actions writes / Salesforce edits"),
+    ):
+        print(
+            f"| {what} | {total[writes_]} / {total[edits_]} = "
+            f"{total[writes_] / max(total[edits_], 1):.3f} (bound <= 1) |"
+        )
+    print(
+        f"| most writes per edit in one example (Salesforce, Actions) | "
+        f"{max(r['salesforce_writes'] / max(r['actions_edits'], 1) for r in rows):.3f}, "
+        f"{max(r['actions_writes'] / max(r['sf_edits'], 1) for r in rows):.3f} |"
+    )
     print(f"| wall time per example | {took / len(rows):.1f} s |")
 
 
@@ -224,8 +282,11 @@ def main() -> None:
     cli.add_argument("--span-s", type=float, default=120.0)
     cli.add_argument("--poll-s", type=float, default=5.0)
     cli.add_argument("--seed", type=int, default=7)
-    cli.add_argument("--stateful", action="store_true",
-                     help="run the stateful property test at --examples x --steps instead")
+    cli.add_argument(
+        "--stateful",
+        action="store_true",
+        help="run the stateful property test at --examples x --steps instead",
+    )
     cli.add_argument("--examples", type=int, default=10)
     cli.add_argument("--steps", type=int, default=20)
     add_backend_options(cli)
@@ -238,11 +299,23 @@ def main() -> None:
         stack.salesforce_url = stack.sandbox("salesforce", "--seed-people", "10")
         with Store(stack.settings.database_url) as store:
             population = {p["marketo_id"]: p for p in generate(10, 7)}
-            store.apply_people([person_row({
-                "event_id": str(uuid.uuid4()), "marketo_id": m, "deleted": False,
-                "changed_at": datetime.now(UTC), "email": f"person{m}@example.com",
-                "sfdc_lead_id": population[m]["sfdc_lead_id"],
-                "sfdc_contact_id": population[m]["sfdc_contact_id"]}) for m in (1, 2, 3)], [])
+            store.apply_people(
+                [
+                    person_row(
+                        {
+                            "event_id": str(uuid.uuid4()),
+                            "marketo_id": m,
+                            "deleted": False,
+                            "changed_at": datetime.now(UTC),
+                            "email": f"person{m}@example.com",
+                            "sfdc_lead_id": population[m]["sfdc_lead_id"],
+                            "sfdc_contact_id": population[m]["sfdc_contact_id"],
+                        }
+                    )
+                    for m in (1, 2, 3)
+                ],
+                [],
+            )
         set_value(stack.settings, "unsubscribe_sync", "false")
         set_value(stack.settings, "reminder_task_sync", "true")
         env = {"ACTIONS_SYNC_SALESFORCE_POLL_INTERVAL_S": str(args.poll_s)}
@@ -263,9 +336,11 @@ def main() -> None:
     a_edits, s_edits = done["counts"]["ACTIONS"], done["counts"]["SALESFORCE"]
     sf_writes = sent - sent_before
     store_writes = revisions - revisions_before
-    print(f"{args.tasks:,} tasks, {args.edits:,} edits ({a_edits:,} Actions, {s_edits:,} "
-          f"Salesforce) over {done['edited_s']:.0f} s, source poll {args.poll_s:.0f} s "
-          f"[{uuid.uuid4().hex[:6]}]")
+    print(
+        f"{args.tasks:,} tasks, {args.edits:,} edits ({a_edits:,} Actions, {s_edits:,} "
+        f"Salesforce) over {done['edited_s']:.0f} s, source poll {args.poll_s:.0f} s "
+        f"[{uuid.uuid4().hex[:6]}]"
+    )
     print("| phase | value |")
     print("|---|---|")
     print(f"| baseline: create {created:,} tasks, until both agree | {create_s:.1f} s |")
@@ -273,13 +348,19 @@ def main() -> None:
     print(f"| edits: converged after the last edit | {converge_s:.1f} s |")
     print(f"| Salesforce writes per Actions edit | {sf_writes / max(a_edits, 1):.3f} |")
     print(f"| store writes per edit (both sides) | {store_writes / max(args.edits, 1):.3f} |")
-    print(f"| Actions -> Salesforce p50 / p99 (last edit of {len(lat['ACTIONS'])} tasks) | "
-          f"{pct(lat['ACTIONS'], 0.5):.1f} / {pct(lat['ACTIONS'], 0.99):.1f} s |")
-    print(f"| Salesforce -> Actions p50 / p99 (last edit of {len(lat['SALESFORCE'])} tasks) | "
-          f"{pct(lat['SALESFORCE'], 0.5):.1f} / {pct(lat['SALESFORCE'], 0.99):.1f} s |")
+    print(
+        f"| Actions -> Salesforce p50 / p99 (last edit of {len(lat['ACTIONS'])} tasks) | "
+        f"{pct(lat['ACTIONS'], 0.5):.1f} / {pct(lat['ACTIONS'], 0.99):.1f} s |"
+    )
+    print(
+        f"| Salesforce -> Actions p50 / p99 (last edit of {len(lat['SALESFORCE'])} tasks) | "
+        f"{pct(lat['SALESFORCE'], 0.5):.1f} / {pct(lat['SALESFORCE'], 0.99):.1f} s |"
+    )
     print(f"| API calls per task change (edits phase) | {calls / max(args.edits, 1):.4f} |")
-    print(f"| ratio: API calls per change, edits / create baseline | "
-          f"{(calls / max(args.edits, 1)) / max(create_calls / created, 1e-9):.2f}x |")
+    print(
+        f"| ratio: API calls per change, edits / create baseline | "
+        f"{(calls / max(args.edits, 1)) / max(create_calls / created, 1e-9):.2f}x |"
+    )
 
 
 if __name__ == "__main__":

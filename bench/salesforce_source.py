@@ -52,8 +52,9 @@ class Result:
         return pct(self.latencies, q)
 
 
-def run(args: argparse.Namespace, opt_outs: int, span_s: float, poll_s: float, lookback_s: float
-        ) -> Result:
+def run(
+    args: argparse.Namespace, opt_outs: int, span_s: float, poll_s: float, lookback_s: float
+) -> Result:
     app = create_app(SalesforceConfig(seed_people=opt_outs))
     state = app[STATE_KEY]
     ids = [sfdc_id("00Q", n) for n in range(1, opt_outs + 1)]
@@ -63,8 +64,11 @@ def run(args: argparse.Namespace, opt_outs: int, span_s: float, poll_s: float, l
         reader = Arrivals(stack.bootstrap, SALESFORCE_OPTOUTS)
         arrived = reader.first
         source_done: list[OptOutSource] = []
-        loop_thread = threading.Thread(target=lambda: source_done.append(asyncio.run(
-            _follow(server.url, stack, poll_s, lookback_s, stop))))
+        loop_thread = threading.Thread(
+            target=lambda: source_done.append(
+                asyncio.run(_follow(server.url, stack, poll_s, lookback_s, stop))
+            )
+        )
         loop_thread.start()
         time.sleep(poll_s + 2)  # the source has saved its first positions
         started = time.monotonic()
@@ -84,19 +88,25 @@ def run(args: argparse.Namespace, opt_outs: int, span_s: float, poll_s: float, l
     missing = [i for i in ids if i not in arrived]
     if missing:
         raise SystemExit(f"{len(missing)} opt-outs never reached the topic")
-    return Result(lookback_s, [arrived[i] - edited[i] for i in ids], calls,
-                  source_done[0].published)
+    return Result(
+        lookback_s, [arrived[i] - edited[i] for i in ids], calls, source_done[0].published
+    )
 
 
-async def _follow(url: str, stack: Any, poll_s: float, lookback_s: float,
-                  stop: threading.Event) -> OptOutSource:
+async def _follow(
+    url: str, stack: Any, poll_s: float, lookback_s: float, stop: threading.Event
+) -> OptOutSource:
     registry = RegistryClient(stack.registry_url)
     client = SalesforceClient(url, "actions-sync", "sandbox-secret", budget=Budget(1000, 900))
     with Store(stack.settings.database_url) as store:
-        poller = Poller(client, store, Publisher(stack.bootstrap, registry),
-                        "salesforce-source", timedelta(seconds=lookback_s))
-        source = OptOutSource(poller, lambda: AdminSettings(unsubscribe_objects=("Lead",)),
-                              poll_s)
+        poller = Poller(
+            client,
+            store,
+            Publisher(stack.bootstrap, registry),
+            "salesforce-source",
+            timedelta(seconds=lookback_s),
+        )
+        source = OptOutSource(poller, lambda: AdminSettings(unsubscribe_objects=("Lead",)), poll_s)
 
         async def watch() -> None:
             await asyncio.to_thread(stop.wait)
@@ -119,19 +129,24 @@ def main() -> None:
     cli.add_argument("--poll-s", type=float, default=30.0)
     add_backend_options(cli)
     args = cli.parse_args()
-    results = [run(args, args.opt_outs, args.span_s, args.poll_s, lookback)
-               for lookback in (0.0, 600.0)]
+    results = [
+        run(args, args.opt_outs, args.span_s, args.poll_s, lookback) for lookback in (0.0, 600.0)
+    ]
     print(f"{args.opt_outs:,} opt-outs over {args.span_s:.0f} s, poll every {args.poll_s:.0f} s")
     print("| lookback | p50 s | p99 s | max s | data calls | calls per opt-out | published |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r.lookback_s:.0f} s | {r.pct(0.5):.1f} | {r.pct(0.99):.1f} | "
-              f"{max(r.latencies):.1f} | {r.data_calls} | {r.data_calls / len(r.latencies):.4f} |"
-              f" {r.published} |")
+        print(
+            f"| {r.lookback_s:.0f} s | {r.pct(0.5):.1f} | {r.pct(0.99):.1f} | "
+            f"{max(r.latencies):.1f} | {r.data_calls} | {r.data_calls / len(r.latencies):.4f} |"
+            f" {r.published} |"
+        )
     base, default = results
-    print(f"default/baseline: p99 {default.pct(0.99) / base.pct(0.99):.2f}x, calls "
-          f"{default.data_calls / base.data_calls:.2f}x, median latency "
-          f"{statistics.median(default.latencies) - statistics.median(base.latencies):+.1f} s")
+    print(
+        f"default/baseline: p99 {default.pct(0.99) / base.pct(0.99):.2f}x, calls "
+        f"{default.data_calls / base.data_calls:.2f}x, median latency "
+        f"{statistics.median(default.latencies) - statistics.median(base.latencies):+.1f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -56,11 +56,17 @@ class Decisions:
         self.decode = Deserializer(registry, "SendDecision")
         self.seen: dict[str, tuple[int, str]] = {}
         self._stop = threading.Event()
-        self._consumer = Consumer({"bootstrap.servers": stack.bootstrap,
-                                   "group.id": f"bench-{uuid.uuid4().hex[:6]}",
-                                   "enable.auto.commit": False, "fetch.wait.max.ms": 10})
-        parts = self._consumer.list_topics(SEND_DECISIONS, timeout=10).topics[
-            SEND_DECISIONS].partitions
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": stack.bootstrap,
+                "group.id": f"bench-{uuid.uuid4().hex[:6]}",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 10,
+            }
+        )
+        parts = (
+            self._consumer.list_topics(SEND_DECISIONS, timeout=10).topics[SEND_DECISIONS].partitions
+        )
         self._consumer.assign([TopicPartition(SEND_DECISIONS, p, OFFSET_END) for p in parts])
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -71,8 +77,7 @@ class Decisions:
                 if msg.error():
                     continue
                 decision = self.decode(msg.value())
-                self.seen.setdefault(decision["check_id"], (msg.timestamp()[1],
-                                                            decision["reason"]))
+                self.seen.setdefault(decision["check_id"], (msg.timestamp()[1], decision["reason"]))
 
     def wait(self, ids: list[str], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -97,8 +102,12 @@ def paced(publisher: Publisher, rate: float, seconds: float, start: int) -> dict
         if (wait := due - time.monotonic()) > 0:
             time.sleep(wait)
         now = datetime.now(UTC)
-        check: dict[str, Any] = {"check_id": str(uuid.uuid4()), "marketo_id": start + n + 1,
-                 "email": email(start + n), "requested_at": now}
+        check: dict[str, Any] = {
+            "check_id": str(uuid.uuid4()),
+            "marketo_id": start + n + 1,
+            "email": email(start + n),
+            "requested_at": now,
+        }
         publisher.publish(SEND_CHECKS, "SendCheck", [(str(check["marketo_id"]), check)])
         sent[check["check_id"]] = int(now.timestamp() * 1000)
         n += 1
@@ -109,8 +118,14 @@ def paced(publisher: Publisher, rate: float, seconds: float, start: int) -> dict
 def latency(name: str, sent: dict[str, int], decisions: Decisions) -> dict[str, Any]:
     ms = sorted(decisions.seen[i][0] - at for i, at in sent.items())
     reasons = Counter(decisions.seen[i][1] for i in sent)
-    return {"phase": name, "checks": len(sent), "p50 ms": statistics.median(ms),
-            "p99 ms": ms[int(len(ms) * 0.99) - 1], "max ms": ms[-1], "reasons": dict(reasons)}
+    return {
+        "phase": name,
+        "checks": len(sent),
+        "p50 ms": statistics.median(ms),
+        "p99 ms": ms[int(len(ms) * 0.99) - 1],
+        "max ms": ms[-1],
+        "reasons": dict(reasons),
+    }
 
 
 def journal(url: str) -> list[dict[str, Any]]:
@@ -126,14 +141,24 @@ def busiest_window(stamps: list[float], window_s: float = 20.0) -> int:
     return best
 
 
-def saturated(stack: Stack, marketo: str, publisher: Publisher, decisions: Decisions,
-              env: dict[str, str], backlog: int) -> dict[str, Any]:
+def saturated(
+    stack: Stack,
+    marketo: str,
+    publisher: Publisher,
+    decisions: Decisions,
+    env: dict[str, str],
+    backlog: int,
+) -> dict[str, Any]:
     calls_before = len(journal(marketo))
     ids: list[str] = []
     now = datetime.now(UTC)
     for i in range(backlog):
-        check: dict[str, Any] = {"check_id": str(uuid.uuid4()), "marketo_id": i + 1,
-                                 "email": email(i), "requested_at": now}
+        check: dict[str, Any] = {
+            "check_id": str(uuid.uuid4()),
+            "marketo_id": i + 1,
+            "email": email(i),
+            "requested_at": now,
+        }
         publisher.publish(SEND_CHECKS, "SendCheck", [(str(i + 1), check)])
         ids.append(check["check_id"])
     publisher.flush()
@@ -151,22 +176,35 @@ def saturated(stack: Stack, marketo: str, publisher: Publisher, decisions: Decis
     looked_up = reasons["OK"] + reasons["UNSUBSCRIBED"]
     stop(worker.proc)
     stack.workers.remove(worker)
-    return {"phase": "saturated", "checks": backlog, "lookup calls": len(calls),
-            "emails per call": looked_up / max(len(ok), 1),
-            "as _method=GET": sum(e["method"] == "POST" for e in calls),
-            "decisions/s first->last lookup": looked_up * per_span / span,
-            "share of 1,500/s": looked_up * per_span / span / CEILING,
-            "decisions/s end to end (worker start incl.)": looked_up / wall,
-            "606/615 answers": sum(e["code"] in ("606", "615") for e in calls),
-            "most calls in 20 s": busiest_window(stamps), "reasons": dict(reasons)}
+    return {
+        "phase": "saturated",
+        "checks": backlog,
+        "lookup calls": len(calls),
+        "emails per call": looked_up / max(len(ok), 1),
+        "as _method=GET": sum(e["method"] == "POST" for e in calls),
+        "decisions/s first->last lookup": looked_up * per_span / span,
+        "share of 1,500/s": looked_up * per_span / span / CEILING,
+        "decisions/s end to end (worker start incl.)": looked_up / wall,
+        "606/615 answers": sum(e["code"] in ("606", "615") for e in calls),
+        "most calls in 20 s": busiest_window(stamps),
+        "reasons": dict(reasons),
+    }
 
 
 def show(row: dict[str, Any]) -> None:
     print()
     for key, value in row.items():
-        shown = f"{value:.1%}" if "share" in key else (
-            f"{value:,.1f}" if isinstance(value, float) else f"{value:,}"
-            if isinstance(value, int) else value)
+        shown = (
+            f"{value:.1%}"
+            if "share" in key
+            else (
+                f"{value:,.1f}"
+                if isinstance(value, float)
+                else f"{value:,}"
+                if isinstance(value, int)
+                else value
+            )
+        )
         print(f"  {key:>44}: {shown}")
 
 
@@ -176,32 +214,57 @@ def main() -> None:
     parser.add_argument("--baseline-s", type=float, default=10.0)
     parser.add_argument("--paced-s", type=float, default=60.0)
     parser.add_argument("--backlog", type=int, default=40_000)
-    parser.add_argument("--latency-ms", type=float, default=0.0,
-                        help="the sandbox's latency per call (plus as much jitter)")
-    parser.add_argument("--fetch-max-wait-ms", type=int, default=10,
-                        help="the worker's ACTIONS_SYNC_FETCH_MAX_WAIT_MS (Tansu holds every "
-                        "fetch this long)")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="the sandbox's latency per call (plus as much jitter)",
+    )
+    parser.add_argument(
+        "--fetch-max-wait-ms",
+        type=int,
+        default=10,
+        help="the worker's ACTIONS_SYNC_FETCH_MAX_WAIT_MS (Tansu holds every fetch this long)",
+    )
     add_backend_options(parser)
     args = parser.parse_args()
 
     with bench_stack(args, (SEND_CHECKS, SEND_DECISIONS)) as stack:
-        marketo = stack.sandbox("marketo", "--latency-ms", str(args.latency_ms), "--set",
-                                f"latency_jitter_ms={args.latency_ms}")
+        marketo = stack.sandbox(
+            "marketo",
+            "--latency-ms",
+            str(args.latency_ms),
+            "--set",
+            f"latency_jitter_ms={args.latency_ms}",
+        )
         for first in range(0, LEADS, 10_000):  # bodies under the sandbox's 1 MB
-            httpx.post(f"{marketo}/_sandbox/marketo/leads", timeout=300, json={"input": [
-                {"email": email(i), "unsubscribed": i % 20 == 0}
-                for i in range(first, first + 10_000)]}).raise_for_status()
+            httpx.post(
+                f"{marketo}/_sandbox/marketo/leads",
+                timeout=300,
+                json={
+                    "input": [
+                        {"email": email(i), "unsubscribed": i % 20 == 0}
+                        for i in range(first, first + 10_000)
+                    ]
+                },
+            ).raise_for_status()
         registry = RegistryClient(stack.registry_url)
         paced_config: dict[str, Any] = {"linger.ms": 0}  # paced: no wait
         publisher = Publisher(stack.bootstrap, registry, **paced_config)
         decisions = Decisions(stack, registry)
-        env = {"ACTIONS_SYNC_MARKETO_URL": marketo,
-               "ACTIONS_SYNC_FETCH_MAX_WAIT_MS": str(args.fetch_max_wait_ms),
-               "ACTIONS_SYNC_SEND_CHECK_CALLS_PER_WINDOW": "100",
-               "ACTIONS_SYNC_SEND_CHECK_MAX_IN_FLIGHT": "10"}
+        env = {
+            "ACTIONS_SYNC_MARKETO_URL": marketo,
+            "ACTIONS_SYNC_FETCH_MAX_WAIT_MS": str(args.fetch_max_wait_ms),
+            "ACTIONS_SYNC_SEND_CHECK_CALLS_PER_WINDOW": "100",
+            "ACTIONS_SYNC_SEND_CHECK_MAX_IN_FLIGHT": "10",
+        }
         worker: Worker = stack.add_worker("send-check", env)
-        stale = {"check_id": "warm-up", "marketo_id": 0, "email": "warm-up@example.com",
-                 "requested_at": datetime(2026, 1, 1, tzinfo=UTC)}
+        stale = {
+            "check_id": "warm-up",
+            "marketo_id": 0,
+            "email": "warm-up@example.com",
+            "requested_at": datetime(2026, 1, 1, tzinfo=UTC),
+        }
         publisher.publish(SEND_CHECKS, "SendCheck", [("0", stale)])
         publisher.flush()
         decisions.wait(["warm-up"], timeout_s=120)
@@ -210,8 +273,11 @@ def main() -> None:
         decisions.wait(list(sent), timeout_s=60)
         rows = [latency("baseline (check off)", sent, decisions)]
         # published on actions.settings too (the stack's own settings name no broker)
-        set_value(stack.settings.model_copy(update={
-            "kafka_bootstrap_servers": stack.bootstrap}), "marketo_unsubscribe_check", "true")
+        set_value(
+            stack.settings.model_copy(update={"kafka_bootstrap_servers": stack.bootstrap}),
+            "marketo_unsubscribe_check",
+            "true",
+        )
         while True:  # until the worker applied it
             probe = paced(publisher, 10, 0.1, 20_000_000)
             decisions.wait(list(probe), timeout_s=60)

@@ -27,8 +27,7 @@ from actions_sync.store import PeopleParams, Store, people_params
 from sandboxes.population import generate
 
 CONFIGS = {  # name -> (pragmas run after the store's own, batch)
-    "defaults, batch 5000": (("PRAGMA cache_size=-2000", "PRAGMA wal_autocheckpoint=1000"),
-                             5000),
+    "defaults, batch 5000": (("PRAGMA cache_size=-2000", "PRAGMA wal_autocheckpoint=1000"), 5000),
     "tuned, batch 5000": ((), 5000),
     "tuned, batch 20000": ((), 20_000),
 }
@@ -51,12 +50,13 @@ def load(rows: list[tuple[Any, ...]], pragmas: tuple[str, ...], batch: int) -> l
         store = Store(f"sqlite:///{tmp}/store.db")
         store.migrate()
         store.engine.dispose()  # every connection from now on runs `pragmas` too
-        event.listen(store.engine, "connect",
-                     lambda dbapi, _: [dbapi.execute(pragma) for pragma in pragmas])
+        event.listen(
+            store.engine, "connect", lambda dbapi, _: [dbapi.execute(pragma) for pragma in pragmas]
+        )
         times = []
         for at in range(0, len(rows), batch):
             started = time.perf_counter()
-            store.write_people(PeopleParams(rows[at:at + batch], []))
+            store.write_people(PeopleParams(rows[at : at + batch], []))
             times.append(time.perf_counter() - started)
         store.close()
     return times
@@ -64,8 +64,12 @@ def load(rows: list[tuple[Any, ...]], pragmas: tuple[str, ...], batch: int) -> l
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--people", type=int, default=1_500_000,
-                        help="population size (~60 %% are sales-owned and written)")
+    parser.add_argument(
+        "--people",
+        type=int,
+        default=1_500_000,
+        help="population size (~60 %% are sales-owned and written)",
+    )
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     rows = people(args.people)
@@ -75,12 +79,16 @@ def main() -> None:
         for name, (pragmas, batch) in CONFIGS.items():
             times = load(rows, pragmas, batch)
             tenth = max(1, len(times) // 10)
-            per_row = (sum(times) / len(rows) * 1e6,
-                       sum(times[:tenth]) / (tenth * batch) * 1e6,
-                       sum(times[-tenth:]) / (tenth * batch) * 1e6)
+            per_row = (
+                sum(times) / len(rows) * 1e6,
+                sum(times[:tenth]) / (tenth * batch) * 1e6,
+                sum(times[-tenth:]) / (tenth * batch) * 1e6,
+            )
             results[name].append(per_row)
-            print(f"round {round_}: {name:22} {per_row[0]:5.1f} us/row (first tenth "
-                  f"{per_row[1]:5.1f}, last tenth {per_row[2]:5.1f})")
+            print(
+                f"round {round_}: {name:22} {per_row[0]:5.1f} us/row (first tenth "
+                f"{per_row[1]:5.1f}, last tenth {per_row[2]:5.1f})"
+            )
     base = statistics.median(r[0] for r in results["defaults, batch 5000"])
     for name, runs in results.items():
         median = statistics.median(r[0] for r in runs)

@@ -87,16 +87,23 @@ class Person:
     threads fed by a queue; the ids edited so far."""
 
     def __init__(self, url: str) -> None:
-        token = httpx.post(f"{url}/services/oauth2/token", data={
-            "grant_type": "client_credentials", "client_id": PERSON[0],
-            "client_secret": PERSON[1]}, timeout=30).json()["access_token"]
+        token = httpx.post(
+            f"{url}/services/oauth2/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": PERSON[0],
+                "client_secret": PERSON[1],
+            },
+            timeout=30,
+        ).json()["access_token"]
         self._base = f"{url}/services/data/v62.0/sobjects/Lead"
         self._headers = {"Authorization": f"Bearer {token}"}
         self.todo: queue.Queue[str | None] = queue.Queue()
         self.done = 0
         self.failed: list[str] = []
-        self._threads = [threading.Thread(target=self._run, daemon=True)
-                         for _ in range(PEOPLE_WRITERS)]
+        self._threads = [
+            threading.Thread(target=self._run, daemon=True) for _ in range(PEOPLE_WRITERS)
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -126,8 +133,9 @@ class WriteCount:
         self.writes: Counter[tuple[str, str]] = Counter()
         self._modify = state.modify
 
-        def modify(record: dict[str, Any], values: dict[str, Any], user: str, now: str,
-                   tx: Any) -> None:
+        def modify(
+            record: dict[str, Any], values: dict[str, Any], user: str, now: str, tx: Any
+        ) -> None:
             self.writes[user, record["Id"]] += 1
             self._modify(record, values, user, now, tx)
 
@@ -165,21 +173,33 @@ def seed_store(database_url: str, people: list[dict[str, Any]]) -> None:
     leaves them; last night's reconciliation finished (on a fresh store the unsubscribes
     worker would start one in its first minute, walking both sides mid-run)."""
     with Store(database_url) as store:
-        store.save_checkpoint(unsubscribe_reconcile.CHECKPOINT, {
-            "phase": "done", "finished_at": datetime.now(UTC).isoformat()})
+        store.save_checkpoint(
+            unsubscribe_reconcile.CHECKPOINT,
+            {"phase": "done", "finished_at": datetime.now(UTC).isoformat()},
+        )
         for start in range(0, len(people), 5000):
-            store.apply_people([person_row({**p, "changed_at": CHANGED_AT, "deleted": False})
-                                for p in people[start:start + 5000]], [])
+            store.apply_people(
+                [
+                    person_row({**p, "changed_at": CHANGED_AT, "deleted": False})
+                    for p in people[start : start + 5000]
+                ],
+                [],
+            )
 
 
 def unsubscribe(marketo_id: int) -> tuple[str, dict[str, Any]]:
-    return str(marketo_id), {"event_id": str(uuid.uuid4()), "marketo_id": marketo_id,
-                             "email": f"person{marketo_id}@example.com",
-                             "occurred_at": datetime.now(UTC), "source": "CLICKED_LINK"}
+    return str(marketo_id), {
+        "event_id": str(uuid.uuid4()),
+        "marketo_id": marketo_id,
+        "email": f"person{marketo_id}@example.com",
+        "occurred_at": datetime.now(UTC),
+        "source": "CLICKED_LINK",
+    }
 
 
-def schedule(actions: list[int], salesforce: list[int], span_s: float, seed: int = 7
-             ) -> Iterator[tuple[float, str, int]]:
+def schedule(
+    actions: list[int], salesforce: list[int], span_s: float, seed: int = 7
+) -> Iterator[tuple[float, str, int]]:
     """(offset s, side, Marketo id): both kinds shuffled, evenly over `span_s`."""
     events = [("actions", m) for m in actions] + [("salesforce", m) for m in salesforce]
     random.Random(seed).shuffle(events)
@@ -190,8 +210,9 @@ def schedule(actions: list[int], salesforce: list[int], span_s: float, seed: int
 def records(state: SalesforceState) -> dict[str, dict[str, Any]]:
     """Every Lead and Contact of the org, by Id (copies)."""
     with state.lock:
-        return {i: dict(r) for sobject in ("Lead", "Contact")
-                for i, r in state.records[sobject].items()}
+        return {
+            i: dict(r) for sobject in ("Lead", "Contact") for i, r in state.records[sobject].items()
+        }
 
 
 def stamp(record: dict[str, Any]) -> float:
@@ -202,8 +223,10 @@ def stamp(record: dict[str, Any]) -> float:
 
 def delivered(metrics_url: str) -> float:
     """Opt-out records the sink has resolved (written, or found written already)."""
-    return sum(metric_sum(metrics_url, "actions_sync_deliveries_total", outcome=outcome)
-               for outcome in ("accepted", "skipped"))
+    return sum(
+        metric_sum(metrics_url, "actions_sync_deliveries_total", outcome=outcome)
+        for outcome in ("accepted", "skipped")
+    )
 
 
 def wait_for(what: str, done: Any, stack: Stack, timeout_s: float) -> None:
@@ -221,8 +244,10 @@ def run(args: argparse.Namespace) -> None:
     by_id = {p["marketo_id"]: p for p in people}
     actions = list(range(1, args.unsubscribes + 1))
     salesforce = list(range(args.unsubscribes + 1, total + 1))
-    targets = {m: [by_id[m]["sfdc_lead_id"], *filter(None, [by_id[m]["sfdc_contact_id"]])]
-               for m in [*actions, total + 1]}
+    targets = {
+        m: [by_id[m]["sfdc_lead_id"], *filter(None, [by_id[m]["sfdc_contact_id"]])]
+        for m in [*actions, total + 1]
+    }
     writes_expected = sum(len(targets[m]) for m in actions)
     published: dict[str, float] = {}
     config = SalesforceConfig(seed_people=total + 2, users=(":".join(PERSON),))
@@ -232,10 +257,14 @@ def run(args: argparse.Namespace) -> None:
     with SandboxServer(app) as server, bench_stack(args, TOPICS) as stack:
         url = server.url
         seed_store(stack.settings.database_url, people)
-        env = {"ACTIONS_SYNC_SALESFORCE_URL": url,
-               "ACTIONS_SYNC_SALESFORCE_POLL_INTERVAL_S": str(args.poll_s)}
-        workers = [stack.add_worker(name, env) for name in
-                   ("salesforce-source", "unsubscribes", "salesforce-optout-sink")]
+        env = {
+            "ACTIONS_SYNC_SALESFORCE_URL": url,
+            "ACTIONS_SYNC_SALESFORCE_POLL_INTERVAL_S": str(args.poll_s),
+        }
+        workers = [
+            stack.add_worker(name, env)
+            for name in ("salesforce-source", "unsubscribes", "salesforce-optout-sink")
+        ]
         sink = workers[2]
         registry = RegistryClient(stack.registry_url)
         publisher = Publisher(stack.bootstrap, registry)
@@ -248,14 +277,22 @@ def run(args: argparse.Namespace) -> None:
         publisher.publish(UNSUBSCRIBES, "Unsubscribe", [unsubscribe(total + 1)])
         publisher.flush()
         person.todo.put(by_id[total + 2]["sfdc_lead_id"])
-        wait_for("the warm-up", lambda: {total + 1, total + 2} <= watch.seen.keys()
-                 and delivered(sink.metrics_url) >= len(targets[total + 1]),
-                 stack, 3 * args.poll_s + 120)
+        wait_for(
+            "the warm-up",
+            lambda: (
+                {total + 1, total + 2} <= watch.seen.keys()
+                and delivered(sink.metrics_url) >= len(targets[total + 1])
+            ),
+            stack,
+            3 * args.poll_s + 120,
+        )
         cpu_before = {w.name: cpu_seconds([w.proc.pid]) for w in workers}
         calls_before = len(app[JOURNAL_KEY].entries())
         writes_before = counted.writes.copy()
-        print(f"warm-up done; load average {load_average()}; "
-              f"{total:,} edits over {args.span_s:.0f} s, poll every {args.poll_s:.0f} s")
+        print(
+            f"warm-up done; load average {load_average()}; "
+            f"{total:,} edits over {args.span_s:.0f} s, poll every {args.poll_s:.0f} s"
+        )
 
         started = time.monotonic()
         pending: list[tuple[str, dict[str, Any]]] = []
@@ -277,10 +314,18 @@ def run(args: argparse.Namespace) -> None:
         publisher.flush()
         person.close()
         driven_s = time.monotonic() - started
-        wait_for("every Actions unsubscribe written to Salesforce", lambda: delivered(
-            sink.metrics_url) >= writes_expected + len(targets[total + 1]), stack, 600)
-        wait_for("every Salesforce opt-out in the store", lambda: set(salesforce)
-                 <= watch.seen.keys(), stack, 3 * args.poll_s + 600)
+        wait_for(
+            "every Actions unsubscribe written to Salesforce",
+            lambda: delivered(sink.metrics_url) >= writes_expected + len(targets[total + 1]),
+            stack,
+            600,
+        )
+        wait_for(
+            "every Salesforce opt-out in the store",
+            lambda: set(salesforce) <= watch.seen.keys(),
+            stack,
+            3 * args.poll_s + 600,
+        )
         time.sleep(args.poll_s + 5)  # one more poll: an echo would come now
         stack.check_workers()
         cpu = {w.name: cpu_seconds([w.proc.pid]) - cpu_before[w.name] for w in workers}
@@ -293,14 +338,24 @@ def run(args: argparse.Namespace) -> None:
         entries = app[JOURNAL_KEY].entries()[calls_before:]
         sfdc = records(state)
         sync_writes = counted.writes - writes_before
-        accepted = metric_sum(sink.metrics_url, "actions_sync_deliveries_total",
-                              outcome="accepted") - len(targets[total + 1])
-        outcomes = {o: metric_sum(sink.metrics_url, "actions_sync_deliveries_total", outcome=o)
-                    for o in ("accepted", "skipped", "rejected", "retried")}
-        source_published = metric_sum(workers[0].metrics_url,
-                                      "actions_sync_records_published_total") - 1
-        pulled_in_store = metric_sum(workers[1].metrics_url, "actions_sync_unsubscribes_synced"
-                                     "_total", direction="from_salesforce") - 1
+        accepted = metric_sum(
+            sink.metrics_url, "actions_sync_deliveries_total", outcome="accepted"
+        ) - len(targets[total + 1])
+        outcomes = {
+            o: metric_sum(sink.metrics_url, "actions_sync_deliveries_total", outcome=o)
+            for o in ("accepted", "skipped", "rejected", "retried")
+        }
+        source_published = (
+            metric_sum(workers[0].metrics_url, "actions_sync_records_published_total") - 1
+        )
+        pulled_in_store = (
+            metric_sum(
+                workers[1].metrics_url,
+                "actions_sync_unsubscribes_synced_total",
+                direction="from_salesforce",
+            )
+            - 1
+        )
 
     # Actions -> Salesforce
     a_to_s, unwritten = [], 0
@@ -326,41 +381,56 @@ def run(args: argparse.Namespace) -> None:
     written_twice = sum(1 for n in by_sync.values() if n > 1)
     wanted = {i for m in actions for i in targets[m]}
 
-    print(f"\n{args.unsubscribes:,} Actions unsubscribes + {args.optouts:,} Salesforce "
-          f"opt-outs, shuffled, driven in {driven_s:.0f} s (asked {args.span_s:.0f} s); "
-          f"poll {args.poll_s:.0f} s; load average at the end {load}")
+    print(
+        f"\n{args.unsubscribes:,} Actions unsubscribes + {args.optouts:,} Salesforce "
+        f"opt-outs, shuffled, driven in {driven_s:.0f} s (asked {args.span_s:.0f} s); "
+        f"poll {args.poll_s:.0f} s; load average at the end {load}"
+    )
     print("| measure | p50 | p99 | max | target | baseline (same run) |")
     print("|---|---|---|---|---|---|")
-    print(f"| Actions -> Salesforce (occurred_at -> SystemModstamp of the sync's write) | "
-          f"{pct(a_to_s, 0.5):.2f} s | {pct(a_to_s, 0.99):.2f} s | {max(a_to_s):.2f} s | "
-          f"p99 <= 2 s | publish -> consume of `{UNSUBSCRIBES}`: p50 {pct(topic, 0.5):.3f} s,"
-          f" p99 {pct(topic, 0.99):.3f} s |")
-    print(f"| Salesforce -> Actions (person's SystemModstamp -> store row) | "
-          f"{pct(s_to_a, 0.5):.1f} s | {pct(s_to_a, 0.99):.1f} s | {max(s_to_a):.1f} s | "
-          f"p99 <= {args.poll_s + 10:.0f} s | poll interval {args.poll_s:.0f} s; to "
-          f"`{SALESFORCE_OPTOUTS}`: p50 {pct(to_topic, 0.5):.1f} s, p99 "
-          f"{pct(to_topic, 0.99):.1f} s |")
+    print(
+        f"| Actions -> Salesforce (occurred_at -> SystemModstamp of the sync's write) | "
+        f"{pct(a_to_s, 0.5):.2f} s | {pct(a_to_s, 0.99):.2f} s | {max(a_to_s):.2f} s | "
+        f"p99 <= 2 s | publish -> consume of `{UNSUBSCRIBES}`: p50 {pct(topic, 0.5):.3f} s,"
+        f" p99 {pct(topic, 0.99):.3f} s |"
+    )
+    print(
+        f"| Salesforce -> Actions (person's SystemModstamp -> store row) | "
+        f"{pct(s_to_a, 0.5):.1f} s | {pct(s_to_a, 0.99):.1f} s | {max(s_to_a):.1f} s | "
+        f"p99 <= {args.poll_s + 10:.0f} s | poll interval {args.poll_s:.0f} s; to "
+        f"`{SALESFORCE_OPTOUTS}`: p50 {pct(to_topic, 0.5):.1f} s, p99 "
+        f"{pct(to_topic, 0.99):.1f} s |"
+    )
     full = -(-writes_expected // 200)  # the fewest calls: every collection 200 records
-    print(f"\npush: {push} collection calls for {args.unsubscribes:,} unsubscribes "
-          f"({writes_expected:,} records): {push / args.unsubscribes:.4f} calls per opt-out "
-          f"(target <= 0.02; full collections: {full / args.unsubscribes:.4f}),"
-          f" {writes_expected / max(push, 1):.0f} records per call; "
-          f"pull: {pull} query calls for {args.optouts:,} opt-outs "
-          f"({pull / args.optouts:.4f} per opt-out); REQUEST_LIMIT_EXCEEDED: {limited}")
-    print(f"writes per edit: the sync wrote {sum(by_sync.values()):,} records in Salesforce "
-          f"for {writes_expected:,} to opt out ({sum(by_sync.values()) / writes_expected:.3f}"
-          f"; {written_twice} written twice, {len(by_sync.keys() - wanted)} not asked for, "
-          f"{unwritten} unsubscribes not written; the sink counted {accepted:,.0f} accepted"
-          f"); store rows {pulled_in_store:,.0f} for "
-          f"{args.optouts:,} person's opt-outs ({pulled_in_store / args.optouts:.3f}); the "
-          f"source published {source_published:,.0f} ({source_published / args.optouts:.3f}"
-          f" per opt-out), the sync's own writes among them (echoes): {echoes}")
-    print(f"opt-out records for the sink on `{OUTBOUND_SALESFORCE_OPTOUTS}`: "
-          f"{outbound.records - len(targets[total + 1]):,} for {writes_expected:,} targets "
-          f"({len(outbound.first) - len(targets[total + 1]):,} distinct); the sink's "
-          f"deliveries: " + ", ".join(f"{o} {n:,.0f}" for o, n in outcomes.items()))
-    print("CPU s over the run: " + ", ".join(f"{n} {s:.1f}" for n, s in cpu.items())
-          + f"; mean A->S {statistics.fmean(a_to_s):.2f} s")
+    print(
+        f"\npush: {push} collection calls for {args.unsubscribes:,} unsubscribes "
+        f"({writes_expected:,} records): {push / args.unsubscribes:.4f} calls per opt-out "
+        f"(target <= 0.02; full collections: {full / args.unsubscribes:.4f}),"
+        f" {writes_expected / max(push, 1):.0f} records per call; "
+        f"pull: {pull} query calls for {args.optouts:,} opt-outs "
+        f"({pull / args.optouts:.4f} per opt-out); REQUEST_LIMIT_EXCEEDED: {limited}"
+    )
+    print(
+        f"writes per edit: the sync wrote {sum(by_sync.values()):,} records in Salesforce "
+        f"for {writes_expected:,} to opt out ({sum(by_sync.values()) / writes_expected:.3f}"
+        f"; {written_twice} written twice, {len(by_sync.keys() - wanted)} not asked for, "
+        f"{unwritten} unsubscribes not written; the sink counted {accepted:,.0f} accepted"
+        f"); store rows {pulled_in_store:,.0f} for "
+        f"{args.optouts:,} person's opt-outs ({pulled_in_store / args.optouts:.3f}); the "
+        f"source published {source_published:,.0f} ({source_published / args.optouts:.3f}"
+        f" per opt-out), the sync's own writes among them (echoes): {echoes}"
+    )
+    print(
+        f"opt-out records for the sink on `{OUTBOUND_SALESFORCE_OPTOUTS}`: "
+        f"{outbound.records - len(targets[total + 1]):,} for {writes_expected:,} targets "
+        f"({len(outbound.first) - len(targets[total + 1]):,} distinct); the sink's "
+        f"deliveries: " + ", ".join(f"{o} {n:,.0f}" for o, n in outcomes.items())
+    )
+    print(
+        "CPU s over the run: "
+        + ", ".join(f"{n} {s:.1f}" for n, s in cpu.items())
+        + f"; mean A->S {statistics.fmean(a_to_s):.2f} s"
+    )
 
 
 def main() -> None:
@@ -368,8 +438,9 @@ def main() -> None:
     cli.add_argument("--unsubscribes", type=int, default=20_000)
     cli.add_argument("--optouts", type=int, default=20_000)
     cli.add_argument("--span-s", type=float, default=120.0)
-    cli.add_argument("--poll-s", type=float,
-                     default=Settings.model_fields["salesforce_poll_interval_s"].default)
+    cli.add_argument(
+        "--poll-s", type=float, default=Settings.model_fields["salesforce_poll_interval_s"].default
+    )
     add_backend_options(cli)
     args = cli.parse_args()
     if min(args.unsubscribes, args.optouts) < 1 or args.span_s <= 0 or args.poll_s <= 0:

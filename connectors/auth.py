@@ -30,7 +30,9 @@ class Token:
 
 class TokenCache:
     def __init__(
-        self, fetch: Callable[[], Awaitable[tuple[str, float]]], clock: Clock | None = None,
+        self,
+        fetch: Callable[[], Awaitable[tuple[str, float]]],
+        clock: Clock | None = None,
         refresh_ahead_s: float = 60.0,
     ) -> None:
         """`fetch()` returns (token, seconds it lives)."""

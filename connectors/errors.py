@@ -25,8 +25,7 @@ class Rejected(Skippable):
 
     stage = "deliver"
 
-    def __init__(self, message: str, code: str | None = None,
-                 scope: Scope = Scope.RECORD) -> None:
+    def __init__(self, message: str, code: str | None = None, scope: Scope = Scope.RECORD) -> None:
         super().__init__(message)
         self.code = code
         self.scope = scope

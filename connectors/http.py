@@ -71,19 +71,26 @@ class ApiClient:
         async def attempt() -> httpx.Response:
             return await self._attempt(method, url, endpoint, kwargs)
 
-        return await retrying(attempt, backoff=self.backoff, clock=self.clock,
-                              max_attempts=self.max_attempts, give_up_on=(QuotaExhausted,))
+        return await retrying(
+            attempt,
+            backoff=self.backoff,
+            clock=self.clock,
+            max_attempts=self.max_attempts,
+            give_up_on=(QuotaExhausted,),
+        )
 
-    async def request_once(self, method: str, url: str, endpoint: str,
-                           **kwargs: Any) -> httpx.Response:
+    async def request_once(
+        self, method: str, url: str, endpoint: str, **kwargs: Any
+    ) -> httpx.Response:
         """One attempt, never retried here (a refused token is still refreshed and the call
         replayed once: the API refused it before doing anything). For writes that are not
         idempotent, e.g. Marketo custom activities: a failure may or may not have been
         applied, and only the caller can find out before sending again."""
         return await self._attempt(method, url, endpoint, kwargs)
 
-    async def _attempt(self, method: str, url: str, endpoint: str,
-                       kwargs: dict[str, Any]) -> httpx.Response:
+    async def _attempt(
+        self, method: str, url: str, endpoint: str, kwargs: dict[str, Any]
+    ) -> httpx.Response:
         replayed = False
         while True:
             token = await self._auth(self.auth.get) if self.auth else None
@@ -105,8 +112,9 @@ class ApiClient:
                 raise Retriable(f"{self.api} token: HTTP {exc.response.status_code}") from exc
             raise ApiFatal(f"{self.api} token: HTTP {exc.response.status_code}") from exc
 
-    async def _send(self, method: str, url: str, endpoint: str, token: str | None,
-                    kwargs: dict[str, Any]) -> tuple[httpx.Response, Resolution]:
+    async def _send(
+        self, method: str, url: str, endpoint: str, token: str | None, kwargs: dict[str, Any]
+    ) -> tuple[httpx.Response, Resolution]:
         # Copy, never pop: a retry or an auth replay sends the same kwargs again, and a
         # lost `Range` header turned a resumed bulk download into the whole file.
         headers = dict(kwargs.get("headers") or {})
@@ -122,13 +130,16 @@ class ApiClient:
             finally:
                 API_SECONDS.labels(self.api, endpoint).observe(time.perf_counter() - started)
         resolution = self.classify(response)
-        API_CALLS.labels(self.api, endpoint, "ok" if resolution.action is Action.SUCCESS
-                         else resolution.label).inc()
+        API_CALLS.labels(
+            self.api, endpoint, "ok" if resolution.action is Action.SUCCESS else resolution.label
+        ).inc()
         return response, resolution
 
     def _act(self, response: httpx.Response, r: Resolution) -> httpx.Response:
-        what = f"{self.api} {response.request.method} {response.request.url.path}: " \
-               f"{r.code or response.status_code} {r.message}"
+        what = (
+            f"{self.api} {response.request.method} {response.request.url.path}: "
+            f"{r.code or response.status_code} {r.message}"
+        )
         match r.action:
             case Action.SUCCESS:
                 return response

@@ -24,8 +24,17 @@ from connectors.errors import QuotaExhausted, Rejected
 from connectors.resolution import Scope
 
 __all__ = [
-    "SPLIT_CALLS_MAX", "Counts", "Kind", "Outcome", "accepted", "call_failed", "chunks",
-    "fan_out", "rejected", "retry", "skipped",
+    "SPLIT_CALLS_MAX",
+    "Counts",
+    "Kind",
+    "Outcome",
+    "accepted",
+    "call_failed",
+    "chunks",
+    "fan_out",
+    "rejected",
+    "retry",
+    "skipped",
 ]
 
 T = TypeVar("T")
@@ -101,12 +110,15 @@ def call_failed(error: Retriable) -> Outcome:
 
 def chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
     """`items` in slices of at most `size` (an API's batch maximum)."""
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-async def fan_out(items: Sequence[T], size: int,
-                  send: Callable[[Sequence[T]], Awaitable[list[Outcome]]],
-                  split_calls: int = SPLIT_CALLS_MAX) -> list[Outcome]:
+async def fan_out(
+    items: Sequence[T],
+    size: int,
+    send: Callable[[Sequence[T]], Awaitable[list[Outcome]]],
+    split_calls: int = SPLIT_CALLS_MAX,
+) -> list[Outcome]:
     """Send `items` in calls of at most `size`, concurrently (the client's limiter caps
     calls in flight), and answer one outcome per item, in order.
 
@@ -120,9 +132,11 @@ async def fan_out(items: Sequence[T], size: int,
     propagate once every call has ended, so that no call is left running unobserved.
     """
     splits = _Splits(split_calls)
-    return _joined(await asyncio.gather(*(_answer(part, send, splits)
-                                          for part in chunks(items, size)),
-                                        return_exceptions=True))
+    return _joined(
+        await asyncio.gather(
+            *(_answer(part, send, splits) for part in chunks(items, size)), return_exceptions=True
+        )
+    )
 
 
 Send = Callable[[Sequence[T]], Awaitable[list[Outcome]]]
@@ -166,8 +180,9 @@ async def _answer(part: Sequence[T], send: Send[T], splits: _Splits) -> list[Out
     return answer
 
 
-async def _bisect(part: Sequence[T], send: Send[T], refusal: Rejected,
-                  splits: _Splits) -> list[Outcome]:
+async def _bisect(
+    part: Sequence[T], send: Send[T], refusal: Rejected, splits: _Splits
+) -> list[Outcome]:
     """`part` was refused as a whole: find the records that cause it, send the rest.
 
     A refusal about the call (auth, configuration, a field every record carries) rejects
@@ -179,10 +194,14 @@ async def _bisect(part: Sequence[T], send: Send[T], refusal: Rejected,
     if refusal.scope is Scope.CALL or len(part) == 1:
         return [rejected(refusal)] * len(part)
     if not splits.take():
-        later = Retriable(f"refused call not split further (the batch spent its split "
-                          f"calls): {refusal}")
+        later = Retriable(
+            f"refused call not split further (the batch spent its split calls): {refusal}"
+        )
         return [retry(later)] * len(part)
     middle = len(part) // 2
-    return _joined(await asyncio.gather(*(_answer(half, send, splits)
-                                          for half in (part[:middle], part[middle:])),
-                                        return_exceptions=True))
+    return _joined(
+        await asyncio.gather(
+            *(_answer(half, send, splits) for half in (part[:middle], part[middle:])),
+            return_exceptions=True,
+        )
+    )

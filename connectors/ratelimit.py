@@ -26,8 +26,9 @@ class RollingWindow:
     call (network latency varies per call).
     """
 
-    def __init__(self, calls: int, window_s: float, clock: Clock | None = None,
-                 margin_s: float = 0.25) -> None:
+    def __init__(
+        self, calls: int, window_s: float, clock: Clock | None = None, margin_s: float = 0.25
+    ) -> None:
         if calls < 1 or window_s <= 0:
             raise ValueError("a rolling window needs calls >= 1 and window_s > 0")
         self.calls = calls
@@ -72,8 +73,12 @@ class Limiter:
                 RATE_LIMIT_WAIT_SECONDS.labels(self.api).inc(waited)
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self._slots.release()
 
 
@@ -90,8 +95,14 @@ class Pace:
     with a tolerance of `burst - 1` intervals.)
     """
 
-    def __init__(self, calls: int, window_s: float, clock: Clock | None = None,
-                 margin_s: float = 0.25, burst: int = 1) -> None:
+    def __init__(
+        self,
+        calls: int,
+        window_s: float,
+        clock: Clock | None = None,
+        margin_s: float = 0.25,
+        burst: int = 1,
+    ) -> None:
         if calls < 1 or window_s <= 0 or not 1 <= burst <= calls:
             raise ValueError("a pace needs calls >= 1, window_s > 0 and 1 <= burst <= calls")
         self.interval_s = (window_s + margin_s) / (calls - burst + 1)

@@ -129,10 +129,16 @@ class _Batch:
 class SinkRunner:
     """Runs one `Destination` on one topic in the consumer group of `consumer`."""
 
-    def __init__(self, consumer: Consumer, config: RunnerConfig,
-                 decode: Callable[[bytes | None], dict[str, Any]], destination: Destination,
-                 dead_letters: DeadLetterProducer, stop: asyncio.Event | None = None,
-                 clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        consumer: Consumer,
+        config: RunnerConfig,
+        decode: Callable[[bytes | None], dict[str, Any]],
+        destination: Destination,
+        dead_letters: DeadLetterProducer,
+        stop: asyncio.Event | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self.consumer = consumer
         self.config = config
         self.decode = decode
@@ -151,8 +157,12 @@ class SinkRunner:
         """Consume and deliver until `stop` is set."""
         # The API may be down or over quota at start: wait for it like for any call.
         await retrying(self.destination.start, backoff=self.config.backoff, clock=self.clock)
-        self.consumer.subscribe([self.config.topic], on_assign=self._on_assign,
-                                on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        self.consumer.subscribe(
+            [self.config.topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
         while not self.stop.is_set():
             messages = self._carry + self._consume()
             self._carry = []
@@ -175,7 +185,8 @@ class SinkRunner:
                     # Kafka's minimum is 6000 by default): retrying cannot help.
                     raise ConfigError(
                         "ACTIONS_SYNC_SESSION_TIMEOUT_MS: the broker refuses this session"
-                        " timeout (outside its group.min/max.session.timeout.ms)")
+                        " timeout (outside its group.min/max.session.timeout.ms)"
+                    )
                 log.warning("consume: %s", error)
                 continue
             good.append(message)
@@ -211,8 +222,11 @@ class SinkRunner:
             key, value = message.key(), message.value()
             try:
                 # The registry may be briefly unreachable (Retriable): retried, not dropped.
-                record = await retrying(partial(_call, self.decode, value),
-                                        backoff=self.config.backoff, clock=self.clock)
+                record = await retrying(
+                    partial(_call, self.decode, value),
+                    backoff=self.config.backoff,
+                    clock=self.clock,
+                )
             except Skippable as exc:
                 dead.append(dead_letter(topic, partition, offset, key, value, exc))
                 continue
@@ -222,8 +236,12 @@ class SinkRunner:
     async def _deliver(self, batch: _Batch) -> None:
         while batch.pending:
             try:
-                await retrying(lambda: self._round(batch), backoff=self.config.backoff,
-                               clock=self.clock, give_up_on=(QuotaExhausted, _Stopping))
+                await retrying(
+                    lambda: self._round(batch),
+                    backoff=self.config.backoff,
+                    clock=self.clock,
+                    give_up_on=(QuotaExhausted, _Stopping),
+                )
             except QuotaExhausted as exc:
                 await self._pause_for(exc)
 
@@ -234,8 +252,10 @@ class SinkRunner:
         live = [i for i in batch.pending if i.tp not in batch.abandoned]
         outcomes = await self.destination.deliver([i.record for i in live]) if live else []
         if len(outcomes) != len(live):
-            raise AssertionError(f"{type(self.destination).__name__} answered "
-                                 f"{len(outcomes)} outcomes for {len(live)} records")
+            raise AssertionError(
+                f"{type(self.destination).__name__} answered "
+                f"{len(outcomes)} outcomes for {len(live)} records"
+            )
         batch.pending = []
         quota: QuotaExhausted | None = None
         for item, outcome in zip(live, outcomes, strict=True):
@@ -249,8 +269,9 @@ class SinkRunner:
         if batch.pending:
             raise _retry_error(batch.pending, live, outcomes)
 
-    def _retry(self, batch: _Batch, item: Item, outcome: Outcome,
-               quota: QuotaExhausted | None) -> QuotaExhausted | None:
+    def _retry(
+        self, batch: _Batch, item: Item, outcome: Outcome, quota: QuotaExhausted | None
+    ) -> QuotaExhausted | None:
         if outcome.quota:  # not the record's fault: does not count as an attempt
             batch.pending.append(item)
             assert isinstance(outcome.error, QuotaExhausted)
@@ -260,12 +281,20 @@ class SinkRunner:
         elif outcome.counts is Counts.FAILED_CALL:
             item.failed_calls += 1
             limit = self.config.call_attempts
-            self._again_or_dead(batch, item, limit is not None and item.failed_calls >= limit,
-                                f"{item.failed_calls} failed calls: {outcome.error}")
+            self._again_or_dead(
+                batch,
+                item,
+                limit is not None and item.failed_calls >= limit,
+                f"{item.failed_calls} failed calls: {outcome.error}",
+            )
         else:
             item.attempts += 1
-            self._again_or_dead(batch, item, item.attempts >= self.config.record_attempts,
-                                f"{item.attempts} attempts: {outcome.error}")
+            self._again_or_dead(
+                batch,
+                item,
+                item.attempts >= self.config.record_attempts,
+                f"{item.attempts} attempts: {outcome.error}",
+            )
         return quota
 
     @staticmethod
@@ -276,8 +305,12 @@ class SinkRunner:
             batch.pending.append(item)
 
     async def _pause_for(self, exc: QuotaExhausted) -> None:
-        log.warning("%s: daily quota used up, not fetching for %.0fs: %s",
-                    self.config.worker, exc.retry_after, exc)
+        log.warning(
+            "%s: daily quota used up, not fetching for %.0fs: %s",
+            self.config.worker,
+            exc.retry_after,
+            exc,
+        )
         self._hold()
         started = time.monotonic()
         await self.clock.sleep(exc.retry_after)
@@ -294,8 +327,11 @@ class SinkRunner:
         dead = [d for d in batch.dead if _tp_of(d) not in batch.abandoned]
         if dead:
             await asyncio.to_thread(self.dead_letters.send, dead)
-        offsets = [TopicPartition(t, p, end) for (t, p), end in batch.ends.items()
-                   if (t, p) not in batch.abandoned and (t, p) in self.owned]
+        offsets = [
+            TopicPartition(t, p, end)
+            for (t, p), end in batch.ends.items()
+            if (t, p) not in batch.abandoned and (t, p) in self.owned
+        ]
         if not offsets:
             return
         try:
@@ -354,16 +390,19 @@ class SinkRunner:
                 continue  # revoked meanwhile: its new owner reports it
             try:
                 _, high = self.consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), cached=True)
+                    TopicPartition(topic, partition), cached=True
+                )
             except KafkaException:
                 continue
             if high >= 0:
                 CONSUMER_LAG.labels(self.config.worker, topic, str(partition)).set(
-                    max(high - offset - 1, 0))
+                    max(high - offset - 1, 0)
+                )
 
 
-async def _call(decode: Callable[[bytes | None], dict[str, Any]],
-                value: bytes | None) -> dict[str, Any]:
+async def _call(
+    decode: Callable[[bytes | None], dict[str, Any]], value: bytes | None
+) -> dict[str, Any]:
     return decode(value)
 
 
@@ -378,8 +417,7 @@ def _tp_of(letter: DeadLetter) -> TP:
     return (letter.header("source.topic"), int(letter.header("source.partition")))
 
 
-def _retry_error(pending: list[Item], live: list[Item],
-                 outcomes: list[Outcome]) -> Retriable:
+def _retry_error(pending: list[Item], live: list[Item], outcomes: list[Outcome]) -> Retriable:
     """The error the retry loop waits on: the largest `retry_after` asked for, if any."""
     asked = [o for o in outcomes if o.kind is Kind.RETRY]
     after = max((o.retry_after for o in asked), default=0.0)

@@ -103,8 +103,9 @@ class FaultPlan:
     latency_jitter_ms: float = 0.0
 
 
-FAULT_OPTIONS = frozenset({"error_rate", "latency_ms", "timeout_rate", "timeout_s",
-                           "latency_jitter_ms"})
+FAULT_OPTIONS = frozenset(
+    {"error_rate", "latency_ms", "timeout_rate", "timeout_s", "latency_jitter_ms"}
+)
 C = TypeVar("C")
 
 
@@ -227,9 +228,16 @@ def add_control_routes(app: web.Application, journal: Journal, faults: Faults) -
             status = exc.status
             raise
         finally:
-            journal.record(JournalEntry(
-                request.method, request.path, _SECRET_PARAM.sub(r"\1***", request.query_string),
-                status, code, time.time()))
+            journal.record(
+                JournalEntry(
+                    request.method,
+                    request.path,
+                    _SECRET_PARAM.sub(r"\1***", request.query_string),
+                    status,
+                    code,
+                    time.time(),
+                )
+            )
 
     app.middlewares.append(record)
     app.router.add_get("/_sandbox/journal", get_journal)
@@ -320,13 +328,20 @@ def _flag(text: str) -> bool:
 
 
 _FAULT_FLAGS: dict[str, Callable[[str], Any]] = {
-    "error_rate": float, "latency_ms": float, "timeout_rate": float, "timeout_s": float,
-    "fault_seed": int, "latency_jitter_ms": float,
+    "error_rate": float,
+    "latency_ms": float,
+    "timeout_rate": float,
+    "timeout_s": float,
+    "fault_seed": int,
+    "latency_jitter_ms": float,
 }
 
 
 def options_parser(
-    config_cls: type, prog: str, description: str, port: int,
+    config_cls: type,
+    prog: str,
+    description: str,
+    port: int,
     optional: Mapping[str, Callable[[str], Any]] | None = None,
 ) -> argparse.ArgumentParser:
     """An argparse parser with a flag per field of `config_cls` and of its fault plan.
@@ -342,20 +357,28 @@ def options_parser(
             continue
         default = getattr(defaults, f.name)
         kind = (optional or {}).get(f.name) or (
-            _flag if isinstance(default, bool) else type(default))
-        cli.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=None,
-                         help=f"default: {default}")
+            _flag if isinstance(default, bool) else type(default)
+        )
+        cli.add_argument(
+            f"--{f.name.replace('_', '-')}", type=kind, default=None, help=f"default: {default}"
+        )
     plan = FaultPlan()
     for name, kind in _FAULT_FLAGS.items():
         default = getattr(plan, "seed" if name == "fault_seed" else name)
-        cli.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None,
-                         help=f"fault plan, default: {default}")
+        cli.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=kind,
+            default=None,
+            help=f"fault plan, default: {default}",
+        )
     return cli
 
 
 def main_for(
-    parser: argparse.ArgumentParser, config_cls: type,
-    create_app: Callable[[Any], web.Application], argv: Sequence[str] | None = None,
+    parser: argparse.ArgumentParser,
+    config_cls: type,
+    create_app: Callable[[Any], web.Application],
+    argv: Sequence[str] | None = None,
 ) -> None:
     """`python -m sandboxes.NAME`: parse the flags and serve in the foreground."""
     options: dict[str, Any] = vars(parser.parse_args(argv))

@@ -18,10 +18,40 @@ from sandboxes.sfdc_ids import checksum
 __all__ = ["EPOCH", "FIRST_NAMES", "LAST_NAMES", "generate", "owner_id", "sfdc_id"]
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)  # people are created over the year after this
-FIRST_NAMES = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken",
-               "Margaret", "Dennis", "Radia", "Leslie", "Katherine", "Tim", "Sophie", "Niklaus")
-LAST_NAMES = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen",
-              "Thompson", "Hamilton", "Ritchie", "Perlman", "Lamport", "Johnson", "Wilson")
+FIRST_NAMES = (
+    "Ada",
+    "Grace",
+    "Alan",
+    "Edsger",
+    "Barbara",
+    "Donald",
+    "Frances",
+    "Ken",
+    "Margaret",
+    "Dennis",
+    "Radia",
+    "Leslie",
+    "Katherine",
+    "Tim",
+    "Sophie",
+    "Niklaus",
+)
+LAST_NAMES = (
+    "Lovelace",
+    "Hopper",
+    "Turing",
+    "Dijkstra",
+    "Liskov",
+    "Knuth",
+    "Allen",
+    "Thompson",
+    "Hamilton",
+    "Ritchie",
+    "Perlman",
+    "Lamport",
+    "Johnson",
+    "Wilson",
+)
 TITLES = ("VP Sales", "Engineer", "CTO", "Buyer", "Director", "Analyst", None)
 SOURCES = ("Web", "Trade Show", "Referral", "Paid Search", "Sales App")
 OWNERS = 40  # distinct Salesforce users that own people

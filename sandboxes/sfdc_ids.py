@@ -18,15 +18,14 @@ def checksum(id15: str) -> str:
     """The 3-character suffix of a 15-character id."""
     out = ""
     for start in (0, 5, 10):
-        chunk = id15[start:start + 5]
+        chunk = id15[start : start + 5]
         out += _ALPHABET[sum(1 << i for i, char in enumerate(chunk) if "A" <= char <= "Z")]
     return out
 
 
 def is_id(value: object) -> bool:
     """A 15- or 18-character alphanumeric (ASCII) id."""
-    return (isinstance(value, str) and len(value) in (15, 18) and value.isalnum()
-            and value.isascii())
+    return isinstance(value, str) and len(value) in (15, 18) and value.isalnum() and value.isascii()
 
 
 def full_id(value: str) -> str:

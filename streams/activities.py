@@ -77,19 +77,28 @@ class ActivityRouter:
     """The batch handler; also retries parked activities (`retry_parked`)."""
 
     def __init__(
-        self, store: Store, decode: Decode, dead_letters: DeadLetterProducer,
-        publisher: Publisher, registry: RegistryClient, settings: Callable[[], AdminSettings],
-        park_s: float, retry_s: float, future_skew_s: float,
+        self,
+        store: Store,
+        decode: Decode,
+        dead_letters: DeadLetterProducer,
+        publisher: Publisher,
+        registry: RegistryClient,
+        settings: Callable[[], AdminSettings],
+        park_s: float,
+        retry_s: float,
+        future_skew_s: float,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
         self.decode = decode
         self.dead_letters = dead_letters
         self.publisher = publisher
-        self.encode_activity = Serializer(registry, OUTBOUND_MARKETO_ACTIVITIES,
-                                          RECORD_OF[OUTBOUND_MARKETO_ACTIVITIES])
-        self.encode_task = Serializer(registry, OUTBOUND_SALESFORCE_TASKS,
-                                      RECORD_OF[OUTBOUND_SALESFORCE_TASKS])
+        self.encode_activity = Serializer(
+            registry, OUTBOUND_MARKETO_ACTIVITIES, RECORD_OF[OUTBOUND_MARKETO_ACTIVITIES]
+        )
+        self.encode_task = Serializer(
+            registry, OUTBOUND_SALESFORCE_TASKS, RECORD_OF[OUTBOUND_SALESFORCE_TASKS]
+        )
         self.settings = settings
         self.park_s = park_s
         self.retry_s = retry_s
@@ -99,25 +108,41 @@ class ActivityRouter:
         self._lock = threading.Lock()
 
     def __call__(self, records: Sequence[RawRecord]) -> None:
-        batch = split(records, self.decode,
-                      partial(rules.check, latest=self.now() + self.future_skew))
+        batch = split(
+            records, self.decode, partial(rules.check, latest=self.now() + self.future_skew)
+        )
         people = self.store.people_by_id([a["marketo_id"] for _, a in batch.good])
         settings = self.settings()  # one snapshot per batch: every record sees the same
         out = Outbound(dead=batch.dead)
         for raw, activity in batch.good:
             person = people.get(activity["marketo_id"])
             if person is None:
-                out.parked.append(parking.Parked(
-                    rules.activity_id(activity), activity["marketo_id"], raw.topic, raw.partition,
-                    raw.offset, raw.key, raw.value, self.now()))
+                out.parked.append(
+                    parking.Parked(
+                        rules.activity_id(activity),
+                        activity["marketo_id"],
+                        raw.topic,
+                        raw.partition,
+                        raw.offset,
+                        raw.key,
+                        raw.value,
+                        self.now(),
+                    )
+                )
             else:
                 self._route(raw, activity, person, settings, out)
         with self._lock:
             self._emit(out)
         out.count()
 
-    def _route(self, raw: RawRecord, activity: dict[str, Any], person: dict[str, Any],
-               settings: AdminSettings, out: Outbound) -> None:
+    def _route(
+        self,
+        raw: RawRecord,
+        activity: dict[str, Any],
+        person: dict[str, Any],
+        settings: AdminSettings,
+        out: Outbound,
+    ) -> None:
         try:
             route = rules.route(activity, person, settings)
             # Encoded here, one by one: a record the schema refuses is this record's
@@ -161,8 +186,9 @@ class ActivityRouter:
         settings = self.settings()
         out, done = Outbound(), []
         for item in claimed:
-            raw = RawRecord(item.source_topic, item.source_partition, item.source_offset,
-                            item.key, item.value)
+            raw = RawRecord(
+                item.source_topic, item.source_partition, item.source_offset, item.key, item.value
+            )
             person = people.get(item.marketo_id)
             if person is not None:
                 try:
@@ -171,9 +197,14 @@ class ActivityRouter:
                     out.dead.append(raw.dead(exc))
                 out.parking["routed"] += 1
             elif (now - item.parked_at).total_seconds() >= self.park_s:
-                out.dead.append(raw.dead(rules.PersonUnknown(
-                    f"person_unknown: Marketo ID {item.marketo_id} not in the Actions store"
-                    f" after {self.park_s:.0f}s")))
+                out.dead.append(
+                    raw.dead(
+                        rules.PersonUnknown(
+                            f"person_unknown: Marketo ID {item.marketo_id} not in the Actions store"
+                            f" after {self.park_s:.0f}s"
+                        )
+                    )
+                )
                 out.parking["expired"] += 1
             else:
                 continue
@@ -215,25 +246,47 @@ def run(settings: Settings) -> None:
     """`actions-sync worker activities`."""
     closers: list[Callable[[], None]] = []
 
-    def make_handler(store: Store, decode: Decode,
-                     dead_letters: DeadLetterProducer) -> ActivityRouter:
+    def make_handler(
+        store: Store, decode: Decode, dead_letters: DeadLetterProducer
+    ) -> ActivityRouter:
         bootstrap, registry_url = settings.kafka_bootstrap_servers, settings.schema_registry_url
         assert bootstrap and registry_url, "checked by run_agent"
-        ensure_topics(bootstrap, specs((OUTBOUND_MARKETO_ACTIVITIES, OUTBOUND_SALESFORCE_TASKS),
-                                       settings.partitions, settings.replication_factor))
+        ensure_topics(
+            bootstrap,
+            specs(
+                (OUTBOUND_MARKETO_ACTIVITIES, OUTBOUND_SALESFORCE_TASKS),
+                settings.partitions,
+                settings.replication_factor,
+            ),
+        )
         registry = RegistryClient(registry_url)
-        live = LiveSettings(store.engine, bootstrap,
-                            replication=settings.replication_factor).start()
-        router = ActivityRouter(store, decode, dead_letters, Publisher(bootstrap, registry),
-                                registry, live.current, settings.activities_park_s,
-                                settings.activities_retry_s, settings.future_skew_s)
+        live = LiveSettings(
+            store.engine, bootstrap, replication=settings.replication_factor
+        ).start()
+        router = ActivityRouter(
+            store,
+            decode,
+            dead_letters,
+            Publisher(bootstrap, registry),
+            registry,
+            live.current,
+            settings.activities_park_s,
+            settings.activities_retry_s,
+            settings.future_skew_s,
+        )
         sweeper = Sweeper(router, settings.activities_retry_s).start()
         closers.extend([sweeper.close, live.close, registry.close])
         return router
 
     try:
-        run_agent(settings, WORKER, SALES_ACTIVITIES, "SalesActivity", make_handler,
-                  batch_size=settings.router_batch_size)
+        run_agent(
+            settings,
+            WORKER,
+            SALES_ACTIVITIES,
+            "SalesActivity",
+            make_handler,
+            batch_size=settings.router_batch_size,
+        )
     finally:
         for close in closers:
             close()

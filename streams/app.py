@@ -99,8 +99,15 @@ def create_app(settings: Settings, name: str, batch_size: int | None = None) -> 
     return app
 
 
-def batch_agent(app: faust.App, topic: str, worker: str, handle: Handler, size: int,
-                dead_letters: DeadLetters | None = None, attempts: int = 5) -> None:
+def batch_agent(
+    app: faust.App,
+    topic: str,
+    worker: str,
+    handle: Handler,
+    size: int,
+    dead_letters: DeadLetters | None = None,
+    attempts: int = 5,
+) -> None:
     """Consume `topic` in batches of up to `size` records, each handed to `handle`.
 
     `handle` runs in the agent's store thread, one batch at a time; a batch is retried
@@ -117,7 +124,8 @@ def batch_agent(app: faust.App, topic: str, worker: str, handle: Handler, size: 
             highwater = app.consumer.highwater(cast(TP, tp))
             if highwater is not None:
                 CONSUMER_LAG.labels(worker, topic, str(cast(TP, tp).partition)).set(
-                    max(highwater - end, 0))
+                    max(highwater - end, 0)
+                )
 
     @app.on_partitions_revoked.connect
     async def forget_revoked_lag(sender: Any, /, *args: Any, signal: Any, **_: Any) -> None:
@@ -127,11 +135,20 @@ def batch_agent(app: faust.App, topic: str, worker: str, handle: Handler, size: 
         forget_lag(worker, ((tp.topic, tp.partition) for tp in revoked if tp.topic == topic))
 
     if isinstance(handle, StagedHandler):
-        route = fastpath.BatchRoute(topic, handle.write, size, written, handle.prepare,
-                                    dead_letters, attempts, worker)
+        route = fastpath.BatchRoute(
+            topic, handle.write, size, written, handle.prepare, dead_letters, attempts, worker
+        )
     else:
-        route = fastpath.BatchRoute(topic, lambda records, _: handle(records), size, written,
-                                    None, dead_letters, attempts, worker)
+        route = fastpath.BatchRoute(
+            topic,
+            lambda records, _: handle(records),
+            size,
+            written,
+            None,
+            dead_letters,
+            attempts,
+            worker,
+        )
     fastpath.subscribe(app, route)
 
 
@@ -145,9 +162,14 @@ MakeHandler = Callable[[Store, Decode, DeadLetterProducer], Handler]
 
 
 def run_agent(
-    settings: Settings, worker: str, topic: str, record: str,
-    make_handler: MakeHandler, offload: Prepare | None = None,
-    more: Sequence[tuple[str, str, MakeHandler]] = (), batch_size: int | None = None,
+    settings: Settings,
+    worker: str,
+    topic: str,
+    record: str,
+    make_handler: MakeHandler,
+    offload: Prepare | None = None,
+    more: Sequence[tuple[str, str, MakeHandler]] = (),
+    batch_size: int | None = None,
 ) -> None:
     """Wire and run one stream worker: topics, store, registry, dead letters, metrics.
 
@@ -160,10 +182,14 @@ def run_agent(
     bootstrap = settings.kafka_bootstrap_servers
     registry_url = settings.schema_registry_url
     if not bootstrap or not registry_url:
-        raise ConfigError("KAFKA_BOOTSTRAP_SERVERS and SCHEMA_REGISTRY_URL must be set"
-                          " to run a worker (or run `actions-sync up` for the embedded stack)")
-    ensure_topics(bootstrap, specs((topic, *(m[0] for m in more)), settings.partitions,
-                                   settings.replication_factor))
+        raise ConfigError(
+            "KAFKA_BOOTSTRAP_SERVERS and SCHEMA_REGISTRY_URL must be set"
+            " to run a worker (or run `actions-sync up` for the embedded stack)"
+        )
+    ensure_topics(
+        bootstrap,
+        specs((topic, *(m[0] for m in more)), settings.partitions, settings.replication_factor),
+    )
     store = Store(settings.database_url)
     store.migrate()
     registry = RegistryClient(registry_url)
@@ -172,20 +198,36 @@ def run_agent(
     helper = None
     if offload is not None:
         assert isinstance(handler, StagedHandler), "offload needs a handler in two steps"
-        helper = ProcessStage(f"{worker}-prepare", _helper_setup, (registry_url, record),
-                              partial(_helper_prepare, offload))
+        helper = ProcessStage(
+            f"{worker}-prepare",
+            _helper_setup,
+            (registry_url, record),
+            partial(_helper_prepare, offload),
+        )
         handler = _Offloaded(handler, helper, topic)
     size = batch_size or settings.people_batch_size
     app = create_app(settings, worker, size)
     batch_agent(app, topic, worker, handler, size, dead_letters.send, settings.batch_attempts)
     for other, other_record, make_other in more:
-        batch_agent(app, other, worker, make_other(
-            store, FastDeserializer(registry, other_record), dead_letters),
-            size, dead_letters.send, settings.batch_attempts)
+        batch_agent(
+            app,
+            other,
+            worker,
+            make_other(store, FastDeserializer(registry, other_record), dead_letters),
+            size,
+            dead_letters.send,
+            settings.batch_attempts,
+        )
     topics = (topic, *(m[0] for m in more))
-    monitor = ProgressMonitor(bootstrap, f"{settings.group_prefix}-{worker}", worker, topics,
-                              settings.lag_interval_s, settings.health_stall_s,
-                              _assignment(app, topics)).start()
+    monitor = ProgressMonitor(
+        bootstrap,
+        f"{settings.group_prefix}-{worker}",
+        worker,
+        topics,
+        settings.lag_interval_s,
+        settings.health_stall_s,
+        _assignment(app, topics),
+    ).start()
     serve_metrics(settings.metrics_host, settings.metrics_port, monitor.health)
     try:
         if helper is not None:
@@ -229,8 +271,9 @@ class _Offloaded:
 
     def prepare(self, records: Sequence[RawRecord]) -> Any:
         # Tuples pickle ~8x faster than RawRecords; one pipeline serves one topic.
-        return self._helper((self._topic, [(r.partition, r.offset, r.key, r.value)
-                                           for r in records]))
+        return self._helper(
+            (self._topic, [(r.partition, r.offset, r.key, r.value) for r in records])
+        )
 
     def write(self, records: Sequence[RawRecord], prepared: Any) -> object:
         return self._handler.write(records, prepared)

@@ -29,8 +29,9 @@ class RawRecord(NamedTuple):
     value: bytes | None
 
     def dead(self, error: BaseException, stage: str | None = None) -> DeadLetter:
-        return dead_letter(self.topic, self.partition, self.offset, self.key, self.value,
-                           error, stage)
+        return dead_letter(
+            self.topic, self.partition, self.offset, self.key, self.value, error, stage
+        )
 
 
 @dataclass

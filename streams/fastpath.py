@@ -65,8 +65,7 @@ from actions_sync.errors import ConfigError
 from streams.batch import RawRecord
 from streams.pipeline import Batch, BatchPipeline, DeadLetters
 
-__all__ = ["BatchConsumer", "BatchRoute", "BatchTransport", "check_faust", "install",
-           "subscribe"]
+__all__ = ["BatchConsumer", "BatchRoute", "BatchTransport", "check_faust", "install", "subscribe"]
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +93,15 @@ _REQUIRED: tuple[tuple[type, str, tuple[str, ...]], ...] = (
     (_aiokafka.AIOKafkaConsumerThread, "_create_worker_consumer", ("self", "transport")),
 )
 # Instance attributes of faust's Consumer read here.
-_REQUIRED_STATE = ("_read_offset", "_buffered_partitions", "_stopped", "flow_active",
-                   "suspend_flow", "callback", "consumer_stopped_errors")
+_REQUIRED_STATE = (
+    "_read_offset",
+    "_buffered_partitions",
+    "_stopped",
+    "flow_active",
+    "suspend_flow",
+    "callback",
+    "consumer_stopped_errors",
+)
 
 
 def check_faust() -> None:
@@ -106,12 +112,14 @@ def check_faust() -> None:
             f"faust-streaming {version} is not one streams.fastpath was verified against"
             f" ({', '.join(v + 'x' for v in SUPPORTED_FAUST)}): pin faust-streaming to it,"
             " or re-read the internals listed in streams/fastpath.py and extend"
-            " SUPPORTED_FAUST")
+            " SUPPORTED_FAUST"
+        )
     if not (client := aiokafka.__version__).startswith(SUPPORTED_AIOKAFKA):
         raise ConfigError(
             f"aiokafka {client} is not one streams.fastpath was verified against"
             f" ({', '.join(v + 'x' for v in SUPPORTED_AIOKAFKA)}): pin aiokafka to it, or"
-            " re-read AIOKafkaConsumer's _fetch_max_wait_ms and extend SUPPORTED_AIOKAFKA")
+            " re-read AIOKafkaConsumer's _fetch_max_wait_ms and extend SUPPORTED_AIOKAFKA"
+        )
     problems = []
     for cls, name, params in _REQUIRED:
         method = getattr(cls, name, None)
@@ -120,8 +128,9 @@ def check_faust() -> None:
         elif (found := tuple(inspect.signature(method).parameters)) != params:
             problems.append(f"{cls.__qualname__}.{name}({', '.join(found)}) changed")
     if problems:
-        raise ConfigError(f"faust-streaming {version}: {'; '.join(problems)}"
-                          " (streams.fastpath relies on them)")
+        raise ConfigError(
+            f"faust-streaming {version}: {'; '.join(problems)} (streams.fastpath relies on them)"
+        )
 
 
 @dataclass(frozen=True)
@@ -151,8 +160,9 @@ class _ConsumerThread(_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         if not hasattr(consumer, "_fetch_max_wait_ms"):  # read by its start() (aiokafka 0.12)
-            raise ConfigError("aiokafka's consumer lacks _fetch_max_wait_ms"
-                              " (streams.fastpath sets it)")
+            raise ConfigError(
+                "aiokafka's consumer lacks _fetch_max_wait_ms (streams.fastpath sets it)"
+            )
         consumer._fetch_max_wait_ms = cast(BatchTransport, transport).fetch_max_wait_ms
         return consumer
 
@@ -164,8 +174,10 @@ class BatchConsumer(_aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         missing = [name for name in _REQUIRED_STATE if not hasattr(self, name)]
         if missing:
-            raise ConfigError(f"faust-streaming {faust.__version__}: Consumer lacks"
-                              f" {', '.join(missing)} (streams.fastpath relies on them)")
+            raise ConfigError(
+                f"faust-streaming {faust.__version__}: Consumer lacks"
+                f" {', '.join(missing)} (streams.fastpath relies on them)"
+            )
         self._pipelines: dict[str, BatchPipeline] = {}
         self._committable: dict[TP, int] = {}  # offset after the last durable batch
         self._next_offset: dict[TP, int] = {}  # offset after the last record in hand
@@ -239,8 +251,7 @@ class BatchConsumer(_aiokafka.Consumer):
             if not fetched:
                 return
         make = RawRecord._make  # tuple.__new__: a third of the class call's cost
-        pipeline.add(tp, [make((r.topic, r.partition, r.offset, r.key, r.value))
-                          for r in fetched])
+        pipeline.add(tp, [make((r.topic, r.partition, r.offset, r.key, r.value)) for r in fetched])
         self._next_offset[tp] = fetched[-1].offset + 1
         monitor = self.app.monitor
         monitor.track_tp_end_offset(tp, self.highwater(tp))
@@ -252,8 +263,11 @@ class BatchConsumer(_aiokafka.Consumer):
             message = self._to_message(tp, record)
             read = self._read_offset[tp]
             if read is None or message.offset >= read:
-                if read and message.offset - read > 1 and self.app.topics.acks_enabled_for(
-                        tp.topic):
+                if (
+                    read
+                    and message.offset - read > 1
+                    and self.app.topics.acks_enabled_for(tp.topic)
+                ):
                     await self._add_gap(tp, read + 1, message.offset)
                 await self.wait_first(self.callback(message), self.suspend_flow.wait())
                 self._read_offset[tp] = message.offset
@@ -263,10 +277,16 @@ class BatchConsumer(_aiokafka.Consumer):
     def _start_writers(self) -> None:
         for topic, route in self.routes.items():
             if topic not in self._pipelines:
-                pipeline = BatchPipeline(topic, route.write, route.size,
-                                         partial(self._ack, route), prepare=route.prepare,
-                                         dead_letters=route.dead_letters,
-                                         attempts=route.attempts, worker=route.worker)
+                pipeline = BatchPipeline(
+                    topic,
+                    route.write,
+                    route.size,
+                    partial(self._ack, route),
+                    prepare=route.prepare,
+                    dead_letters=route.dead_letters,
+                    attempts=route.attempts,
+                    worker=route.worker,
+                )
                 self._pipelines[topic] = pipeline
                 self.add_future(self._run_writer(pipeline))
 
@@ -333,14 +353,18 @@ class BatchConsumer(_aiokafka.Consumer):
             await self._commit_now()  # while the partitions are still ours
             for tp in revoked:
                 self._committable.pop(tp, None)
-            self.log.info("%d partitions revoked: batches in flight finished, offsets committed",
-                          len(revoked))
+            self.log.info(
+                "%d partitions revoked: batches in flight finished, offsets committed", len(revoked)
+            )
         await super().on_partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
-        self.log.info("%d partitions assigned (generation %d): %s", len(assigned),
-                      generation_id, ", ".join(sorted(f"{tp.topic}[{tp.partition}]"
-                                                      for tp in assigned)))
+        self.log.info(
+            "%d partitions assigned (generation %d): %s",
+            len(assigned),
+            generation_id,
+            ", ".join(sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned)),
+        )
         await super().on_partitions_assigned(assigned, generation_id)
 
     async def wait_empty(self) -> None:
@@ -371,8 +395,9 @@ def install(app: faust.App, fetch_max_wait_ms: int | None = None) -> None:
     check_faust()
     url = app.conf.broker_consumer[0]
     if url.scheme not in ("kafka", "aiokafka"):
-        raise ConfigError(f"streams.fastpath needs faust's aiokafka driver (kafka://),"
-                          f" not {url.scheme}://")
+        raise ConfigError(
+            f"streams.fastpath needs faust's aiokafka driver (kafka://), not {url.scheme}://"
+        )
     transport = BatchTransport(app.conf.broker_consumer, app)
     if fetch_max_wait_ms is not None:
         transport.fetch_max_wait_ms = fetch_max_wait_ms

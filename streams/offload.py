@@ -61,8 +61,13 @@ def _exit_with_parent() -> None:
 class ProcessStage:
     """`stage(arg)` runs `work(arg)` in the helper process and returns its result."""
 
-    def __init__(self, name: str, setup: Callable[..., None], setup_args: tuple[Any, ...],
-                 work: Callable[[Any], Any]) -> None:
+    def __init__(
+        self,
+        name: str,
+        setup: Callable[..., None],
+        setup_args: tuple[Any, ...],
+        work: Callable[[Any], Any],
+    ) -> None:
         self.name = name
         self._setup = setup
         self._setup_args = setup_args
@@ -93,8 +98,11 @@ class ProcessStage:
         with self._lock:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(
-                    1, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_start_helper, initargs=(self._setup, self._setup_args))
+                    1,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_start_helper,
+                    initargs=(self._setup, self._setup_args),
+                )
             return self._pool
 
     def _discard(self, pool: ProcessPoolExecutor) -> None:

@@ -44,8 +44,9 @@ class PeopleBatch:
     dead: list[DeadLetter]
 
 
-def prepare(records: Sequence[RawRecord], decode: Decode, sqlite: bool,
-            future_skew_s: float) -> PeopleBatch:
+def prepare(
+    records: Sequence[RawRecord], decode: Decode, sqlite: bool, future_skew_s: float
+) -> PeopleBatch:
     """Decode, check and plan a batch, down to the store's parameters: CPU work only (and
     the registry, once per schema id), so it may run in a helper process
     (`streams.offload`); the worker is left the write itself."""
@@ -64,15 +65,15 @@ def _decoded(records: Sequence[RawRecord], decode: Decode, future_skew_s: float)
 
 
 def _batch(plan: rules.PeoplePlan, sqlite: bool, dead: list[DeadLetter]) -> PeopleBatch:
-    return PeopleBatch(people_params(plan.upserts, plan.removals, sqlite), plan.superseded,
-                       dead)
+    return PeopleBatch(people_params(plan.upserts, plan.removals, sqlite), plan.superseded, dead)
 
 
 class PeopleHandler:
     """Turns a batch of raw person-change records into store writes and dead letters."""
 
-    def __init__(self, store: Store, decode: Decode, dead_letters: DeadLetterProducer,
-                 future_skew_s: float) -> None:
+    def __init__(
+        self, store: Store, decode: Decode, dead_letters: DeadLetterProducer, future_skew_s: float
+    ) -> None:
         self.store = store
         self.decode = decode
         self.dead_letters = dead_letters
@@ -100,7 +101,11 @@ class PeopleHandler:
 def run(settings: Settings) -> None:
     """`actions-sync worker people`."""
     skew = settings.future_skew_s
-    run_agent(settings, WORKER, PERSON_CHANGES, "PersonChange",
-              partial(PeopleHandler, future_skew_s=skew),
-              offload=partial(prepare, sqlite=is_sqlite_url(settings.database_url),
-                              future_skew_s=skew))
+    run_agent(
+        settings,
+        WORKER,
+        PERSON_CHANGES,
+        "PersonChange",
+        partial(PeopleHandler, future_skew_s=skew),
+        offload=partial(prepare, sqlite=is_sqlite_url(settings.database_url), future_skew_s=skew),
+    )

@@ -106,8 +106,10 @@ class _LastAttemptClock(SystemClock):
         self._clock = clock
 
     async def sleep(self, seconds: float) -> None:
-        waits = [asyncio.ensure_future(self._batch.last_attempt.wait()),
-                 asyncio.ensure_future(self._clock.sleep(seconds))]
+        waits = [
+            asyncio.ensure_future(self._batch.last_attempt.wait()),
+            asyncio.ensure_future(self._clock.sleep(seconds)),
+        ]
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -126,7 +128,10 @@ class BatchPipeline:
     """
 
     def __init__(
-        self, name: str, write: Callable[[Sequence[RawRecord], Any], object], size: int,
+        self,
+        name: str,
+        write: Callable[[Sequence[RawRecord], Any], object],
+        size: int,
         acknowledge: Callable[[Batch], None],
         prepare: Callable[[Sequence[RawRecord]], Any] | None = None,
         backoff: Backoff | None = None,
@@ -207,8 +212,12 @@ class BatchPipeline:
         busy = [stage for stage in (self._preparing, self._writing) if stage is not None]
         if not busy and not dropped:
             return
-        log.info("%s: finishing %d batch(es) in flight; %d records dropped",
-                 self.name, len(busy), dropped)
+        log.info(
+            "%s: finishing %d batch(es) in flight; %d records dropped",
+            self.name,
+            len(busy),
+            dropped,
+        )
         for batch, _ in busy:
             batch.last_attempt.set()
         for _, done in busy:
@@ -262,9 +271,14 @@ class BatchPipeline:
         """Prepare `batch`; a poisoned one goes to the writer as such, to be split."""
         assert self._prepare is not None
         try:
-            batch.prepared = await self._attempts(batch, "prepare", self._prepare,
-                                                  batch.records, self._poison_attempts,
-                                                  len(batch.records))
+            batch.prepared = await self._attempts(
+                batch,
+                "prepare",
+                self._prepare,
+                batch.records,
+                self._poison_attempts,
+                len(batch.records),
+            )
         except _Poisoned as poisoned:
             batch.prepared = poisoned
         except _Abandoned:
@@ -275,8 +289,14 @@ class BatchPipeline:
         try:
             if isinstance(batch.prepared, _Poisoned):
                 raise batch.prepared
-            await self._attempts(batch, "write", partial(self._write, batch.records),
-                                 batch.prepared, self._poison_attempts, len(batch.records))
+            await self._attempts(
+                batch,
+                "write",
+                partial(self._write, batch.records),
+                batch.prepared,
+                self._poison_attempts,
+                len(batch.records),
+            )
         except _Poisoned as poisoned:
             try:
                 await self._isolate(batch, batch.records, poisoned)
@@ -287,35 +307,60 @@ class BatchPipeline:
         self._acknowledge(batch)
         return True
 
-    async def _isolate(self, batch: Batch, records: Sequence[RawRecord],
-                       poisoned: _Poisoned) -> None:
+    async def _isolate(
+        self, batch: Batch, records: Sequence[RawRecord], poisoned: _Poisoned
+    ) -> None:
         """`records` failed together, always alike: split them in halves, handled in
         order, until each failure holds one record, which is dead-lettered; k poison
         records in n cost ~2·k·log2(n) attempts (outages still wait)."""
         if len(records) == 1:
-            log.error("%s: %s@%d dead-lettered: %s failed %r", self.name, records[0].topic,
-                      records[0].offset, poisoned.stage, poisoned.error)
+            log.error(
+                "%s: %s@%d dead-lettered: %s failed %r",
+                self.name,
+                records[0].topic,
+                records[0].offset,
+                poisoned.stage,
+                poisoned.error,
+            )
             assert self._dead_letters is not None
             letter = records[0].dead(poisoned.error, stage=poisoned.stage)
             await self._attempts(batch, "dead_letter", self._dead_letters, [letter], None, 1)
             return
-        log.warning("%s: a batch of %d records fails at %s (%r): splitting it to find the"
-                    " records that cause it", self.name, len(records), poisoned.stage,
-                    poisoned.error)
+        log.warning(
+            "%s: a batch of %d records fails at %s (%r): splitting it to find the"
+            " records that cause it",
+            self.name,
+            len(records),
+            poisoned.stage,
+            poisoned.error,
+        )
         middle = len(records) // 2
         for half in (records[:middle], records[middle:]):
             # Halves fail fast; a record alone gets every attempt before its dead letter.
             attempts = self._poison_attempts if len(half) == 1 else 1
             try:
-                prepared = half if self._prepare is None else await self._attempts(
-                    batch, "prepare", self._prepare, half, attempts, len(half))
-                await self._attempts(batch, "write", partial(self._write, half), prepared,
-                                     attempts, len(half))
+                prepared = (
+                    half
+                    if self._prepare is None
+                    else await self._attempts(
+                        batch, "prepare", self._prepare, half, attempts, len(half)
+                    )
+                )
+                await self._attempts(
+                    batch, "write", partial(self._write, half), prepared, attempts, len(half)
+                )
             except _Poisoned as again:
                 await self._isolate(batch, half, again)
 
-    async def _attempts(self, batch: Batch, stage: str, call: Callable[[Any], Any],
-                        arg: Any, attempts: int | None, size: int) -> Any:
+    async def _attempts(
+        self,
+        batch: Batch,
+        stage: str,
+        call: Callable[[Any], Any],
+        arg: Any,
+        attempts: int | None,
+        size: int,
+    ) -> Any:
         """Run `call(arg)` (on `size` records) in the stage's thread until it succeeds;
         return its result.
 
@@ -326,7 +371,8 @@ class BatchPipeline:
         executor = self._threads.get(thread)
         if executor is None:
             executor = self._threads[thread] = ThreadPoolExecutor(
-                1, thread_name_prefix=f"{self.name}-{thread}")
+                1, thread_name_prefix=f"{self.name}-{thread}"
+            )
         loop = asyncio.get_running_loop()
         failures: list[BaseException] = []
 
@@ -345,19 +391,36 @@ class BatchPipeline:
             if not outage and attempts is not None and poisons >= attempts:
                 raise _Poisoned(stage, exc)
             BATCH_RETRIES.labels(self.worker, stage).inc()
-            log.warning("%s: %s of %d records failed (%s), retry %d in %.2fs: %r",
-                        self.name, stage, size, "outage: retried until it ends" if outage
-                        else f"attempt {poisons} of {attempts or 'unbounded'}",
-                        len(failures), wait, exc)
+            log.warning(
+                "%s: %s of %d records failed (%s), retry %d in %.2fs: %r",
+                self.name,
+                stage,
+                size,
+                "outage: retried until it ends"
+                if outage
+                else f"attempt {poisons} of {attempts or 'unbounded'}",
+                len(failures),
+                wait,
+                exc,
+            )
 
         try:
-            return await retrying(attempt, backoff=self._backoff,
-                                  clock=_LastAttemptClock(batch, self._clock),
-                                  retry_on=(Exception,), on_retry=before_retry)
+            return await retrying(
+                attempt,
+                backoff=self._backoff,
+                clock=_LastAttemptClock(batch, self._clock),
+                retry_on=(Exception,),
+                on_retry=before_retry,
+            )
         except _Abandoned:
-            log.warning("%s: batch of %d records left unacknowledged at %s (it will be"
-                        " redelivered) after %r", self.name, len(batch.records), stage,
-                        failures[-1])
+            log.warning(
+                "%s: batch of %d records left unacknowledged at %s (it will be"
+                " redelivered) after %r",
+                self.name,
+                len(batch.records),
+                stage,
+                failures[-1],
+            )
             raise
 
     def _take(self) -> Batch | None:

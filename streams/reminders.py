@@ -75,18 +75,30 @@ VALUES = ("subject", "status", "priority", "due_date", "details", "deleted")
 
 def state_of(row: Row) -> rules.TaskState:
     """A stored row as the rules see it."""
-    stamps = {n: rules.Stamp(datetime.fromisoformat(at), side)
-              for n, (at, side) in row["stamps"].items()}
-    return rules.TaskState({n: row[n] for n in VALUES}, stamps, dict(row["salesforce_synced"]),
-                           row["written_at"], frozenset(row["written"]))
+    stamps = {
+        n: rules.Stamp(datetime.fromisoformat(at), side) for n, (at, side) in row["stamps"].items()
+    }
+    return rules.TaskState(
+        {n: row[n] for n in VALUES},
+        stamps,
+        dict(row["salesforce_synced"]),
+        row["written_at"],
+        frozenset(row["written"]),
+    )
 
 
 def row_of(state: rules.TaskState, base: Row) -> Row:
     """`base` (the stored row, or a new one's identity) with `state` in it."""
-    return base | dict(state.values) | {
-        "salesforce_synced": dict(state.salesforce),
-        "stamps": {n: [s.at.isoformat(), s.side] for n, s in state.stamps.items()},
-        "written_at": state.written_at, "written": sorted(state.written)}
+    return (
+        base
+        | dict(state.values)
+        | {
+            "salesforce_synced": dict(state.salesforce),
+            "stamps": {n: [s.at.isoformat(), s.side] for n, s in state.stamps.items()},
+            "written_at": state.written_at,
+            "written": sorted(state.written),
+        }
+    )
 
 
 def _known(row: Row) -> rules.TaskState | None:
@@ -95,21 +107,34 @@ def _known(row: Row) -> rules.TaskState | None:
 
 
 def _new_row(task_id: str, marketo_id: int | None) -> Row:
-    return {"task_id": task_id, "marketo_id": marketo_id, "sfdc_task_id": None,
-            "actions_version": None, "salesforce_version": None, "unpushed": False,
-            "revision": 0}
+    return {
+        "task_id": task_id,
+        "marketo_id": marketo_id,
+        "sfdc_task_id": None,
+        "actions_version": None,
+        "salesforce_version": None,
+        "unpushed": False,
+        "revision": 0,
+    }
 
 
 class ReminderAgent:
     """Both batch handlers (`tasks`, `salesforce_tasks`) and the catch-up (`catch_up`)."""
 
-    def __init__(self, store: Store, publisher: Publisher, registry: RegistryClient,
-                 settings: Callable[[], AdminSettings], dead_letters: DeadLetterProducer,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        store: Store,
+        publisher: Publisher,
+        registry: RegistryClient,
+        settings: Callable[[], AdminSettings],
+        dead_letters: DeadLetterProducer,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.store = store
         self.publisher = publisher
-        self.encode = Serializer(registry, OUTBOUND_SALESFORCE_TASKS,
-                                 RECORD_OF[OUTBOUND_SALESFORCE_TASKS])
+        self.encode = Serializer(
+            registry, OUTBOUND_SALESFORCE_TASKS, RECORD_OF[OUTBOUND_SALESFORCE_TASKS]
+        )
         self.settings = settings
         self.dead_letters = dead_letters
         self.now = now
@@ -132,6 +157,7 @@ class ReminderAgent:
                 self._resolve_and_save([t for _, t in batch.good], self._from_actions, "ACTIONS")
             if batch.dead:
                 self.dead_letters.send(batch.dead)
+
         return handle
 
     def _from_actions(self, tasks: Sequence[Record]) -> Resolved:
@@ -144,44 +170,61 @@ class ReminderAgent:
         tallies: list[Tally] = []
         for task in tasks:
             task_id = task["task_id"]
-            base = changed.get(task_id) or rows.get(task_id) or _new_row(task_id,
-                                                                          task["marketo_id"])
+            base = (
+                changed.get(task_id) or rows.get(task_id) or _new_row(task_id, task["marketo_id"])
+            )
             before = _known(base)
             change = rules.actions_change(task)
             out = rules.resolve(before, change, now)
             if not out.applied:
-                tallies.append((task_id, rules.outcome_of(before, out, "ACTIONS"),
-                                _winner(out, "ACTIONS")))
+                tallies.append(
+                    (task_id, rules.outcome_of(before, out, "ACTIONS"), _winner(out, "ACTIONS"))
+                )
                 continue
-            pushed = (held is None and enabled_at is not None
-                      and rules.pushed_after_enable(change.at, enabled_at))
+            pushed = (
+                held is None
+                and enabled_at is not None
+                and rules.pushed_after_enable(change.at, enabled_at)
+            )
             unsent = before.salesforce if before else {}
             if pushed and base["unpushed"] and before is not None:
                 # earlier changes were stored while off: send what Salesforce lacks
-                out = rules.catch_up(dataclasses.replace(
-                    out.state, salesforce=unsent, written_at=before.written_at,
-                    written=before.written), now)
+                out = rules.catch_up(
+                    dataclasses.replace(
+                        out.state,
+                        salesforce=unsent,
+                        written_at=before.written_at,
+                        written=before.written,
+                    ),
+                    now,
+                )
             state = out.state
             if pushed:
                 extra = self._identity(base, before, people.get(task["marketo_id"]))
                 if (record := rules.task_out(task_id, out, change.at, extra)) is not None:
                     writes.append(record)
-                tallies.append((task_id, rules.outcome_of(before, out, "ACTIONS"),
-                                _winner(out, "ACTIONS")))
+                tallies.append(
+                    (task_id, rules.outcome_of(before, out, "ACTIONS"), _winner(out, "ACTIONS"))
+                )
             else:
                 tallies.append((task_id, "held", None))
                 state = dataclasses.replace(
-                    state, salesforce=unsent, written_at=before.written_at if before else None,
-                    written=before.written if before else frozenset())
+                    state,
+                    salesforce=unsent,
+                    written_at=before.written_at if before else None,
+                    written=before.written if before else frozenset(),
+                )
             version = max(filter(None, (base["actions_version"], change.at)))
             changed[task_id] = row_of(state, base) | {
                 "actions_version": version,
-                "unpushed": not pushed and held is not None and enabled_at is not None}
+                "unpushed": not pushed and held is not None and enabled_at is not None,
+            }
         return list(changed.values()), writes, tallies
 
     @staticmethod
-    def _identity(base: Row, before: rules.TaskState | None,
-                  person: Record | None) -> dict[str, Any]:
+    def _identity(
+        base: Row, before: rules.TaskState | None, person: Record | None
+    ) -> dict[str, Any]:
         """WhoId/WhatId for a Task Salesforce does not have yet; the Task Id of one born
         in Salesforce (its external id is written with it)."""
         if base.get("sfdc_task_id") and base["task_id"].startswith(SF_BORN):
@@ -197,10 +240,12 @@ class ReminderAgent:
         def handle(records: Sequence[Any]) -> None:
             batch = split(records, decode, rules.check_salesforce_task)
             with self._lock:
-                self._resolve_and_save([t for _, t in batch.good], self._from_salesforce,
-                                       "SALESFORCE")
+                self._resolve_and_save(
+                    [t for _, t in batch.good], self._from_salesforce, "SALESFORCE"
+                )
             if batch.dead:
                 self.dead_letters.send(batch.dead)
+
         return handle
 
     def _from_salesforce(self, tasks: Sequence[Record]) -> Resolved:
@@ -210,63 +255,98 @@ class ReminderAgent:
         enabled_at, now = self.enabled_at(), self.now()
         ids = [to18(t["sfdc_id"]) for t in tasks]
         by_id = table.by_salesforce_id(self.store.engine, ids)
-        by_task = table.load(self.store.engine, (t["external_id"] for t in tasks
-                                                 if t.get("external_id")))
-        people = people_by_salesforce_id(self.store.engine,
-                                         [to18(t["who_id"]) for t in tasks if t.get("who_id")])
+        by_task = table.load(
+            self.store.engine, (t["external_id"] for t in tasks if t.get("external_id"))
+        )
+        people = people_by_salesforce_id(
+            self.store.engine, [to18(t["who_id"]) for t in tasks if t.get("who_id")]
+        )
         rows: dict[str, Row] = {}
         tallies: list[Tally] = []
         for task, sfdc_id in zip(tasks, ids, strict=True):
             change = rules.salesforce_change(task)
             task_id = task.get("external_id") or None
-            base = (rows.get(task_id or "") or by_task.get(task_id or "")
-                    or next((r for r in rows.values() if r["sfdc_task_id"] == sfdc_id), None)
-                    or by_id.get(sfdc_id))
+            base = (
+                rows.get(task_id or "")
+                or by_task.get(task_id or "")
+                or next((r for r in rows.values() if r["sfdc_task_id"] == sfdc_id), None)
+                or by_id.get(sfdc_id)
+            )
             if base is None:
                 base = self._born(task, sfdc_id, change, enabled_at, people)
                 if base is None:
-                    tallies.append((_task_key(task), "no_op" if task["is_deleted"]
-                                    else "not_imported", None))
+                    tallies.append(
+                        (_task_key(task), "no_op" if task["is_deleted"] else "not_imported", None)
+                    )
                     continue
             if task["is_deleted"] and not rules.delete_reaches(change.at, now):
-                log.warning("Task %s deleted at %s, beyond Salesforce's 15-day horizon: "
-                            "reported, not applied", sfdc_id, change.at.isoformat())
+                log.warning(
+                    "Task %s deleted at %s, beyond Salesforce's 15-day horizon: "
+                    "reported, not applied",
+                    sfdc_id,
+                    change.at.isoformat(),
+                )
                 tallies.append((base["task_id"], "delete_too_old", None))
                 continue
             before = _known(base)
             out = rules.resolve(before, change, now)
-            tallies.append((base["task_id"], rules.outcome_of(before, out, "SALESFORCE"),
-                            _winner(out, "SALESFORCE")))
-            if (before is not None and not out.applied and base["sfdc_task_id"] == sfdc_id
-                    and out.state.salesforce == before.salesforce):
+            tallies.append(
+                (
+                    base["task_id"],
+                    rules.outcome_of(before, out, "SALESFORCE"),
+                    _winner(out, "SALESFORCE"),
+                )
+            )
+            if (
+                before is not None
+                and not out.applied
+                and base["sfdc_task_id"] == sfdc_id
+                and out.state.salesforce == before.salesforce
+            ):
                 continue  # an echo or a change of what does not sync: no store write
             version = max(filter(None, (base["salesforce_version"], change.at)))
             rows[base["task_id"]] = row_of(out.state, base) | {
-                "sfdc_task_id": sfdc_id, "salesforce_version": version}
+                "sfdc_task_id": sfdc_id,
+                "salesforce_version": version,
+            }
         return list(rows.values()), [], tallies
 
-    def _born(self, task: Record, sfdc_id: str, change: rules.Change,
-              enabled_at: datetime | None, people: Mapping[str, list[dict[str, Any]]]
-              ) -> Row | None:
+    def _born(
+        self,
+        task: Record,
+        sfdc_id: str,
+        change: rules.Change,
+        enabled_at: datetime | None,
+        people: Mapping[str, list[dict[str, Any]]],
+    ) -> Row | None:
         """The new row of a Task born in Salesforce, or None when it is not imported."""
         if task["is_deleted"]:
             return None
         if enabled_at is None or not rules.imported_on_first_enable(change.at, enabled_at):
-            log.info("Task %s changed at %s, more than 24 h before the first enable: not "
-                     "imported", sfdc_id, change.at.isoformat())
+            log.info(
+                "Task %s changed at %s, more than 24 h before the first enable: not imported",
+                sfdc_id,
+                change.at.isoformat(),
+            )
             return None
         found = people.get(to18(task["who_id"])) if task.get("who_id") else None
         if not found:
-            log.info("Task %s: no person in Actions has its WhoId %s: not imported",
-                     sfdc_id, task.get("who_id"))
+            log.info(
+                "Task %s: no person in Actions has its WhoId %s: not imported",
+                sfdc_id,
+                task.get("who_id"),
+            )
             return None
         return _new_row(SF_BORN + sfdc_id, int(found[0]["marketo_id"]))
 
     # -- both -----------------------------------------------------------------------------
 
-    def _resolve_and_save(self, items: Sequence[Record],
-                          resolve: Callable[[Sequence[Record]], Resolved],
-                          side: rules.Side) -> None:
+    def _resolve_and_save(
+        self,
+        items: Sequence[Record],
+        resolve: Callable[[Sequence[Record]], Resolved],
+        side: rules.Side,
+    ) -> None:
         """Resolve, publish the writes, save; what lost a compare-and-set is resolved again
         from the row the other writer stored. What was saved is counted."""
         for _ in range(CAS_ATTEMPTS):
@@ -281,8 +361,10 @@ class ReminderAgent:
 
     def _publish(self, writes: Sequence[Record]) -> None:
         if writes:
-            self.publisher.publish_raw(OUTBOUND_SALESFORCE_TASKS, [
-                (w["external_id"].encode(), self.encode(dict(w))) for w in writes])
+            self.publisher.publish_raw(
+                OUTBOUND_SALESFORCE_TASKS,
+                [(w["external_id"].encode(), self.encode(dict(w))) for w in writes],
+            )
             self.publisher.flush()
 
     # -- catch-up -------------------------------------------------------------------------
@@ -294,8 +376,9 @@ class ReminderAgent:
         moved, after = 0, ""
         while page := table.unpushed(self.store.engine, after, CATCH_UP_PAGE):
             with self._lock:
-                people = self.store.people_by_id([r["marketo_id"] for r in page
-                                                  if r["marketo_id"] is not None])
+                people = self.store.people_by_id(
+                    [r["marketo_id"] for r in page if r["marketo_id"] is not None]
+                )
                 rows, writes, tallies = [], [], []
                 for row in page:
                     before = state_of(row)
@@ -304,8 +387,7 @@ class ReminderAgent:
                     record = rules.task_out(row["task_id"], out, self.now(), extra)
                     if record is not None:
                         writes.append(record)
-                    tallies.append((row["task_id"], rules.outcome_of(before, out, "ACTIONS"),
-                                    None))
+                    tallies.append((row["task_id"], rules.outcome_of(before, out, "ACTIONS"), None))
                     rows.append(row_of(out.state, row) | {"unpushed": False})
                 self._publish(writes)
                 lost = table.save(self.store.engine, rows, self.now())  # a loser goes next time
@@ -345,8 +427,7 @@ class CatchUp:
         self.agent = agent
         self.interval_s = interval_s
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="reminders-catch-up",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="reminders-catch-up", daemon=True)
 
     def start(self) -> CatchUp:
         self._thread.start()
@@ -375,24 +456,37 @@ def run(settings: Settings) -> None:
             return agents[0]
         bootstrap, registry_url = settings.kafka_bootstrap_servers, settings.schema_registry_url
         assert bootstrap and registry_url, "checked by run_agent"
-        ensure_topics(bootstrap, specs((OUTBOUND_SALESFORCE_TASKS,), settings.partitions,
-                                       settings.replication_factor))
+        ensure_topics(
+            bootstrap,
+            specs((OUTBOUND_SALESFORCE_TASKS,), settings.partitions, settings.replication_factor),
+        )
         registry = RegistryClient(registry_url)
-        live = LiveSettings(store.engine, bootstrap,
-                            replication=settings.replication_factor).start()
-        made = ReminderAgent(store, Publisher(bootstrap, registry), registry, live.current,
-                             dead_letters)
+        live = LiveSettings(
+            store.engine, bootstrap, replication=settings.replication_factor
+        ).start()
+        made = ReminderAgent(
+            store, Publisher(bootstrap, registry), registry, live.current, dead_letters
+        )
         catch_up = CatchUp(made, settings.reminders_retry_s).start()
         closers.extend([catch_up.close, live.close, registry.close])
         agents.append(made)
         return made
 
     try:
-        run_agent(settings, WORKER, REMINDER_TASKS, RECORD_OF[REMINDER_TASKS],
-                  lambda store, decode, dead: agent(store, dead).tasks(decode),
-                  more=[(SALESFORCE_TASKS, RECORD_OF[SALESFORCE_TASKS],
-                         lambda store, decode, dead: agent(store, dead).salesforce_tasks(
-                             decode))])
+        run_agent(
+            settings,
+            WORKER,
+            REMINDER_TASKS,
+            RECORD_OF[REMINDER_TASKS],
+            lambda store, decode, dead: agent(store, dead).tasks(decode),
+            more=[
+                (
+                    SALESFORCE_TASKS,
+                    RECORD_OF[SALESFORCE_TASKS],
+                    lambda store, decode, dead: agent(store, dead).salesforce_tasks(decode),
+                )
+            ],
+        )
     finally:
         for close in closers:
             close()

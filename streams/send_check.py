@@ -78,9 +78,17 @@ class SendChecker:
     Store and broker round trips run in threads (`asyncio.to_thread`), so the event
     loop keeps the pace and the other calls' answers going meanwhile."""
 
-    def __init__(self, client: MarketoClient, engine: Engine, publisher: Publisher,
-                 serializer: Callable[[Record], bytes], settings: Callable[[], AdminSettings],
-                 pace: Pace, timing: Timing | None = None, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        client: MarketoClient,
+        engine: Engine,
+        publisher: Publisher,
+        serializer: Callable[[Record], bytes],
+        settings: Callable[[], AdminSettings],
+        pace: Pace,
+        timing: Timing | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self.client = client
         self.engine = engine
         self.publisher = publisher
@@ -112,8 +120,10 @@ class SendChecker:
         fresh = list({r["check_id"]: r for r in good if r["check_id"] not in before}.values())
         decided = await self._decide(fresh)
         now = self.clock.now()
-        new = [ledger.Given(r["check_id"], d.allowed, d.reason.value, now)
-               for r, d in zip(fresh, decided, strict=True)]
+        new = [
+            ledger.Given(r["check_id"], d.allowed, d.reason.value, now)
+            for r, d in zip(fresh, decided, strict=True)
+        ]
         held = {**before, **await asyncio.to_thread(ledger.record, self.engine, new)}
         await asyncio.to_thread(self._publish, [(r, held[r["check_id"]]) for r in good])
         for given in new:
@@ -127,13 +137,20 @@ class SendChecker:
         ids = [r["marketo_id"] for r in checks]
         held = await asyncio.to_thread(unsubscribed, self.engine, ids) if enabled else set()
         now = self.clock.now()
-        known = [rules.precheck(enabled, r["marketo_id"] in held,
-                                rules.expired(r["requested_at"], now, self.timing.deadline_s))
-                 for r in checks]
+        known = [
+            rules.precheck(
+                enabled,
+                r["marketo_id"] in held,
+                rules.expired(r["requested_at"], now, self.timing.deadline_s),
+            )
+            for r in checks
+        ]
         ask = [r for r, d in zip(checks, known, strict=True) if d is None]
         answers = await self._look_up(ask)
-        return [d if d is not None else rules.decide(True, False, answers.get(r["check_id"]))
-                for r, d in zip(checks, known, strict=True)]
+        return [
+            d if d is not None else rules.decide(True, False, answers.get(r["check_id"]))
+            for r, d in zip(checks, known, strict=True)
+        ]
 
     async def _look_up(self, checks: Sequence[Record]) -> dict[str, bool]:
         """check id -> whether any lead with its email is unsubscribed, for the checks
@@ -149,16 +166,19 @@ class SendChecker:
             found |= answer
         return found
 
-    async def _call(self, emails: Sequence[str],
-                    by_email: dict[str, list[Record]]) -> dict[str, bool]:
+    async def _call(
+        self, emails: Sequence[str], by_email: dict[str, list[Record]]
+    ) -> dict[str, bool]:
         checks = [c for e in emails for c in by_email[e]]
         deadline = max(self._deadline(c) for c in checks)
         try:
-            leads = await asyncio.wait_for(self._paced_lookup(emails),
-                                           (deadline - self.clock.now()).total_seconds())
+            leads = await asyncio.wait_for(
+                self._paced_lookup(emails), (deadline - self.clock.now()).total_seconds()
+            )
         except TimeoutError:
-            log.warning("send check: Marketo did not answer %d emails within the deadline",
-                        len(emails))
+            log.warning(
+                "send check: Marketo did not answer %d emails within the deadline", len(emails)
+            )
             return {}
         except (ActionsSyncError, OSError) as exc:  # every failure blocks: fail closed
             if isinstance(exc, QuotaExhausted):
@@ -167,8 +187,11 @@ class SendChecker:
             return {}
         answered = self.clock.now()
         unsubscribed_ = rules.unsubscribed_emails(leads)
-        return {c["check_id"]: rules.email_key(c["email"]) in unsubscribed_
-                for c in checks if answered <= self._deadline(c)}
+        return {
+            c["check_id"]: rules.email_key(c["email"]) in unsubscribed_
+            for c in checks
+            if answered <= self._deadline(c)
+        }
 
     async def _paced_lookup(self, emails: Sequence[str]) -> list[dict[str, Any]]:
         await self.pace.wait()
@@ -187,21 +210,36 @@ class SendChecker:
 
     def _publish(self, decisions: list[tuple[Record, ledger.Given]]) -> None:
         """Publish and wait for the broker: the runner commits the offsets after this."""
-        self.publisher.publish_raw(SEND_DECISIONS, [
-            (str(check["marketo_id"]).encode(), self.encode({
-                "check_id": given.check_id, "allowed": given.allowed, "reason": given.reason,
-                "decided_at": _aware(given.decided_at)}))
-            for check, given in decisions])
+        self.publisher.publish_raw(
+            SEND_DECISIONS,
+            [
+                (
+                    str(check["marketo_id"]).encode(),
+                    self.encode(
+                        {
+                            "check_id": given.check_id,
+                            "allowed": given.allowed,
+                            "reason": given.reason,
+                            "decided_at": _aware(given.decided_at),
+                        }
+                    ),
+                )
+                for check, given in decisions
+            ],
+        )
         self.publisher.flush()
 
     async def _prune(self) -> None:
         now = self.clock.now()
-        if self._pruned_at is not None and \
-                (now - self._pruned_at).total_seconds() < self.timing.prune_every_s:
+        if (
+            self._pruned_at is not None
+            and (now - self._pruned_at).total_seconds() < self.timing.prune_every_s
+        ):
             return
         self._pruned_at = now
-        await asyncio.to_thread(ledger.prune, self.engine,
-                        now - timedelta(seconds=self.timing.retention_s))
+        await asyncio.to_thread(
+            ledger.prune, self.engine, now - timedelta(seconds=self.timing.retention_s)
+        )
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -216,36 +254,60 @@ def run(settings: Settings) -> None:
     """`actions-sync worker send-check`."""
     url = require(settings.marketo_url, "ACTIONS_SYNC_MARKETO_URL", f"worker {WORKER}")
     bootstrap, registry_url = require_broker(settings, f"worker {WORKER}")
-    ensure_topics(bootstrap, specs((SEND_DECISIONS,), settings.partitions,
-                                   settings.replication_factor))
+    ensure_topics(
+        bootstrap, specs((SEND_DECISIONS,), settings.partitions, settings.replication_factor)
+    )
     store = Store(settings.database_url)
     registry = RegistryClient(registry_url)
     live: LiveSettings | None = None
     try:
         store.migrate()
-        live = LiveSettings(store.engine, bootstrap,
-                            replication=settings.replication_factor).start()
+        live = LiveSettings(
+            store.engine, bootstrap, replication=settings.replication_factor
+        ).start()
         calls = settings.send_check_calls_per_window
         pace = Pace(calls, MarketoLimits.window_s, burst=min(PACE_BURST, calls))
         if pace.interval_s >= settings.send_check_deadline_s:
             raise ConfigError(
                 f"ACTIONS_SYNC_SEND_CHECK_CALLS_PER_WINDOW={settings.send_check_calls_per_window}"
                 f": one call every {pace.interval_s:.2f}s cannot answer within "
-                f"ACTIONS_SYNC_SEND_CHECK_DEADLINE_S={settings.send_check_deadline_s}")
+                f"ACTIONS_SYNC_SEND_CHECK_DEADLINE_S={settings.send_check_deadline_s}"
+            )
         publisher = Publisher(bootstrap, registry)
         serializer = Serializer(registry, SEND_DECISIONS, RECORD_OF[SEND_DECISIONS])
-        config = RunnerConfig(WORKER, CHECKS_TOPIC, batch_size=settings.send_check_batch_size,
-                              batch_within_s=settings.send_check_window_s,
-                              gather_s=pace.due_in)
-        limits = MarketoLimits(calls_per_window=settings.send_check_calls_per_window,
-                               max_in_flight=settings.send_check_max_in_flight)
+        config = RunnerConfig(
+            WORKER,
+            CHECKS_TOPIC,
+            batch_size=settings.send_check_batch_size,
+            batch_within_s=settings.send_check_window_s,
+            gather_s=pace.due_in,
+        )
+        limits = MarketoLimits(
+            calls_per_window=settings.send_check_calls_per_window,
+            max_in_flight=settings.send_check_max_in_flight,
+        )
         timing = Timing(settings.send_check_deadline_s)
         settings_now = live.current
-        run_sink(settings, config, RECORD_OF[CHECKS_TOPIC], lambda: SendChecker(
-            MarketoClient(url, settings.marketo_client_id,
-                          settings.marketo_client_secret.get_secret_value(), limits,
-                          timeout_s=settings.api_timeout_s),
-            store.engine, publisher, serializer, settings_now, pace, timing))
+        run_sink(
+            settings,
+            config,
+            RECORD_OF[CHECKS_TOPIC],
+            lambda: SendChecker(
+                MarketoClient(
+                    url,
+                    settings.marketo_client_id,
+                    settings.marketo_client_secret.get_secret_value(),
+                    limits,
+                    timeout_s=settings.api_timeout_s,
+                ),
+                store.engine,
+                publisher,
+                serializer,
+                settings_now,
+                pace,
+                timing,
+            ),
+        )
     finally:
         if live is not None:
             live.close()

@@ -48,8 +48,7 @@ from connectors.salesforce.sink import client_from
 from connectors.sink_worker import require
 from streams.rules import unsubscribes as rules
 
-__all__ = ["CHECKPOINT", "Change", "Reconciler", "Report", "due", "pages", "reconcile",
-           "run_once"]
+__all__ = ["CHECKPOINT", "Change", "Reconciler", "Report", "due", "pages", "reconcile", "run_once"]
 
 CHECKPOINT = "reconcile-unsubscribes"
 PEOPLE_PAGE = 100  # people per Actions page: <= 200 ids per SOQL IN, well under 16 KB
@@ -66,10 +65,13 @@ class Change:
 
     def describe(self, dry_run: bool) -> str:
         verb = {"from_salesforce": ("store", "stored"), "to_salesforce": ("push", "pushed")}[
-            self.direction][0 if dry_run else 1]
+            self.direction
+        ][0 if dry_run else 1]
         arrow = "<-" if self.direction == "from_salesforce" else "->"
-        return (f"{'would ' if dry_run else ''}{verb}: person {self.marketo_id} {arrow} "
-                f"{self.sobject} {self.sfdc_id} {self.field}")
+        return (
+            f"{'would ' if dry_run else ''}{verb}: person {self.marketo_id} {arrow} "
+            f"{self.sobject} {self.sfdc_id} {self.field}"
+        )
 
 
 @dataclass
@@ -81,12 +83,16 @@ class Report:
     resumed: bool = False
 
     def summary(self) -> str:
-        count = {d: sum(1 for c in self.changes if c.direction == d)
-                 for d in ("from_salesforce", "to_salesforce")}
-        return (f"unsubscribe reconciliation{' (dry run)' if self.dry_run else ''}"
-                f"{' resumed' if self.resumed else ''}: {count['from_salesforce']} stored from"
-                f" Salesforce, {count['to_salesforce']} pushed to Salesforce, {self.held} held"
-                f" (no person), {len(self.failed)} refused")
+        count = {
+            d: sum(1 for c in self.changes if c.direction == d)
+            for d in ("from_salesforce", "to_salesforce")
+        }
+        return (
+            f"unsubscribe reconciliation{' (dry run)' if self.dry_run else ''}"
+            f"{' resumed' if self.resumed else ''}: {count['from_salesforce']} stored from"
+            f" Salesforce, {count['to_salesforce']} pushed to Salesforce, {self.held} held"
+            f" (no person), {len(self.failed)} refused"
+        )
 
 
 async def pages(client: SalesforceClient, soql: str) -> AsyncIterator[list[dict[str, Any]]]:
@@ -100,9 +106,14 @@ async def pages(client: SalesforceClient, soql: str) -> AsyncIterator[list[dict[
 
 
 class Reconciler:
-    def __init__(self, store: Store, client: SalesforceClient, settings: AdminSettings,
-                 say: Callable[[str], None] = print,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        store: Store,
+        client: SalesforceClient,
+        settings: AdminSettings,
+        say: Callable[[str], None] = print,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.store = store
         self.client = client
         self.settings = settings
@@ -144,13 +155,16 @@ class Reconciler:
         objects = self.settings.unsubscribe_objects
         for index in range(first, len(objects)):
             sobject = objects[index]
-            soql = (f"SELECT Id, Email, SystemModstamp FROM {sobject} WHERE {name} = true"
-                    f"{f' AND Id > {soql_quote(after)}' if after else ''} ORDER BY Id")
+            soql = (
+                f"SELECT Id, Email, SystemModstamp FROM {sobject} WHERE {name} = true"
+                f"{f' AND Id > {soql_quote(after)}' if after else ''} ORDER BY Id"
+            )
             async for rows in pages(self.client, soql):
                 if rows:
                     await asyncio.to_thread(self._pull_page, report, sobject, rows)
-                    self._save(report, {"phase": "salesforce", "sobject": index,
-                                        "after": rows[-1]["Id"]})
+                    self._save(
+                        report, {"phase": "salesforce", "sobject": index, "after": rows[-1]["Id"]}
+                    )
             after = ""
             self._save(report, {"phase": "salesforce", "sobject": index + 1, "after": ""})
 
@@ -163,22 +177,37 @@ class Reconciler:
         for row in rows:
             sfdc_id = to18(row["Id"])
             at = _when(row.get("SystemModstamp")) or self.now()
-            optout = {"event_id": f"reconcile:{sfdc_id}", "sobject": sobject,
-                      "sfdc_id": sfdc_id, "email": row.get("Email"), "field": name,
-                      "system_modstamp": at}
+            optout = {
+                "event_id": f"reconcile:{sfdc_id}",
+                "sobject": sobject,
+                "sfdc_id": sfdc_id,
+                "email": row.get("Email"),
+                "field": name,
+                "system_modstamp": at,
+            }
             people = found.get(sfdc_id, [])
             if not people:
                 report.held += 1
-                held.append(table.HeldOptOut(sfdc_id, name, sobject, row.get("Email"),
-                                             f"reconcile:{sfdc_id}", at,
-                                             "salesforce_record_unknown", self.now()))
+                held.append(
+                    table.HeldOptOut(
+                        sfdc_id,
+                        name,
+                        sobject,
+                        row.get("Email"),
+                        f"reconcile:{sfdc_id}",
+                        at,
+                        "salesforce_record_unknown",
+                        self.now(),
+                    )
+                )
             for person in people:
                 if person["marketo_id"] in have:
                     continue
                 have.add(person["marketo_id"])
                 new.append(rules.from_salesforce(optout, person))
-                self._record(report, Change("from_salesforce", person["marketo_id"], sobject,
-                                            sfdc_id, name))
+                self._record(
+                    report, Change("from_salesforce", person["marketo_id"], sobject, sfdc_id, name)
+                )
         if not report.dry_run:
             table.store_unsubscribes(engine, new)
             table.hold_optouts(engine, held)
@@ -194,34 +223,45 @@ class Reconciler:
     def _people_page(self, after: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """(unsubscribe, person) of Actions unsubscribes after Marketo id `after`."""
         u, p = table.unsubscribes, persons
-        query = (select(u, p.c.sfdc_lead_id, p.c.sfdc_contact_id)
-                 .join(p, p.c.marketo_id == u.c.marketo_id)
-                 .where(u.c.source != rules.SALESFORCE_SYNC, u.c.marketo_id > after)
-                 .order_by(u.c.marketo_id).limit(PEOPLE_PAGE))
+        query = (
+            select(u, p.c.sfdc_lead_id, p.c.sfdc_contact_id)
+            .join(p, p.c.marketo_id == u.c.marketo_id)
+            .where(u.c.source != rules.SALESFORCE_SYNC, u.c.marketo_id > after)
+            .order_by(u.c.marketo_id)
+            .limit(PEOPLE_PAGE)
+        )
         with self.store.engine.connect() as conn:
             return [(dict(r._mapping), dict(r._mapping)) for r in conn.execute(query)]
 
-    async def _push_page(self, report: Report, page: list[tuple[dict[str, Any],
-                                                                   dict[str, Any]]]) -> None:
+    async def _push_page(
+        self, report: Report, page: list[tuple[dict[str, Any], dict[str, Any]]]
+    ) -> None:
         wanted = [(u, t) for u, person in page for t in rules.targets(person, self.settings)]
         name = self.settings.unsubscribe_field
-        ever = await asyncio.to_thread(table.written_optouts, self.store.engine, name,
-                                       [t.sfdc_id for _, t in wanted])
+        ever = await asyncio.to_thread(
+            table.written_optouts, self.store.engine, name, [t.sfdc_id for _, t in wanted]
+        )
         missing = [(u, t) for u, t in wanted if t.sfdc_id not in ever]
         true = await self._true_in_salesforce([t for _, t in missing])
         todo = [(u, t) for u, t in missing if t.sfdc_id not in true]
         for u, t in todo:
-            self._record(report, Change("to_salesforce", u["marketo_id"], t.sobject,
-                                        t.sfdc_id, t.field))
+            self._record(
+                report, Change("to_salesforce", u["marketo_id"], t.sobject, t.sfdc_id, t.field)
+            )
         if report.dry_run or not todo:
             return
-        records = [rules.optout_write(t, u["marketo_id"], _aware(u["occurred_at"]),
-                                      f"reconcile:{u['event_id']}") for u, t in todo]
+        records = [
+            rules.optout_write(
+                t, u["marketo_id"], _aware(u["occurred_at"]), f"reconcile:{u['event_id']}"
+            )
+            for u, t in todo
+        ]
         for (u, t), outcome in zip(todo, await self.sink.deliver(records), strict=True):
             if outcome.kind not in (Kind.ACCEPTED, Kind.SKIPPED):
                 report.failed.append(f"{t.sobject} {t.sfdc_id}: {outcome.error}")
-                self.say(f"refused: person {u['marketo_id']} -> {t.sobject} {t.sfdc_id}: "
-                         f"{outcome.error}")
+                self.say(
+                    f"refused: person {u['marketo_id']} -> {t.sobject} {t.sfdc_id}: {outcome.error}"
+                )
 
     async def _true_in_salesforce(self, found: Sequence[rules.Target]) -> set[str]:
         """Ids of `found` whose field reads true in Salesforce (18 characters, as both
@@ -232,8 +272,10 @@ class Reconciler:
             ids = sorted({t.sfdc_id for t in found if t.sobject == sobject})
             if not ids:
                 continue
-            soql = (f"SELECT Id FROM {sobject} WHERE {name} = true AND Id IN "
-                    f"({', '.join(soql_quote(i) for i in ids)})")
+            soql = (
+                f"SELECT Id FROM {sobject} WHERE {name} = true AND Id IN "
+                f"({', '.join(soql_quote(i) for i in ids)})"
+            )
             async for rows in pages(self.client, soql):
                 out |= {to18(str(r["Id"])) for r in rows}
         return out
@@ -259,8 +301,9 @@ def due(at: str, now: datetime, finished_at: datetime | None) -> bool:
     return now >= today and (finished_at is None or finished_at < today)
 
 
-async def run_once(settings: Settings, store: Store, say: Callable[[str], None],
-                   dry_run: bool = False) -> Report:
+async def run_once(
+    settings: Settings, store: Store, say: Callable[[str], None], dry_run: bool = False
+) -> Report:
     """One reconciliation under the stored admin settings (nothing while the sync is off)."""
     admin = load(store.engine).settings
     if not admin.unsubscribe_sync:
@@ -276,8 +319,9 @@ async def run_once(settings: Settings, store: Store, say: Callable[[str], None],
     return report
 
 
-def reconcile(settings: Settings, dry_run: bool = False,
-              say: Callable[[str], None] = print) -> Report:
+def reconcile(
+    settings: Settings, dry_run: bool = False, say: Callable[[str], None] = print
+) -> Report:
     """`actions-sync reconcile unsubscribes [--dry-run]`."""
     require(settings.salesforce_url, "ACTIONS_SYNC_SALESFORCE_URL", "reconcile unsubscribes")
     with Store(settings.database_url) as store:

@@ -84,13 +84,20 @@ class _Out:
 class UnsubscribeAgent:
     """Both batch handlers (`unsubscribes`, `optouts`) and the catch-up (`catch_up`)."""
 
-    def __init__(self, store: Store, publisher: Publisher, registry: RegistryClient,
-                 settings: Callable[[], AdminSettings], dead_letters: DeadLetterProducer,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        store: Store,
+        publisher: Publisher,
+        registry: RegistryClient,
+        settings: Callable[[], AdminSettings],
+        dead_letters: DeadLetterProducer,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.store = store
         self.publisher = publisher
-        self.encode = Serializer(registry, OUTBOUND_SALESFORCE_OPTOUTS,
-                                 RECORD_OF[OUTBOUND_SALESFORCE_OPTOUTS])
+        self.encode = Serializer(
+            registry, OUTBOUND_SALESFORCE_OPTOUTS, RECORD_OF[OUTBOUND_SALESFORCE_OPTOUTS]
+        )
         self.settings = settings
         self.dead_letters = dead_letters
         self.now = now
@@ -104,12 +111,20 @@ class UnsubscribeAgent:
             batch = split(records, decode, rules.check_unsubscribe)
             with self._lock:
                 self._stored([u for _, u in batch.good], batch.dead)
+
         return handle
 
     def _stored(self, unsubscribes: Sequence[Record], dead: list[DeadLetter]) -> None:
-        rows = [{"marketo_id": u["marketo_id"], "email": u["email"], "source": u["source"],
-                 "occurred_at": u["occurred_at"], "event_id": str(u["event_id"])}
-                for u in unsubscribes]
+        rows = [
+            {
+                "marketo_id": u["marketo_id"],
+                "email": u["email"],
+                "source": u["source"],
+                "occurred_at": u["occurred_at"],
+                "event_id": str(u["event_id"]),
+            }
+            for u in unsubscribes
+        ]
         table.store_unsubscribes(self.store.engine, rows)
         out = _Out(dead=dead)
         self._plan(unsubscribes, out)
@@ -131,8 +146,14 @@ class UnsubscribeAgent:
                 continue  # came from Salesforce
             origin = f"unsubscribe:{u['event_id']}"
             for target in plan.targets:
-                out.writes.append((target.sfdc_id.encode(), self.encode(rules.optout_write(
-                    target, u["marketo_id"], u["occurred_at"], origin))))
+                out.writes.append(
+                    (
+                        target.sfdc_id.encode(),
+                        self.encode(
+                            rules.optout_write(target, u["marketo_id"], u["occurred_at"], origin)
+                        ),
+                    )
+                )
             out.pushed[u["marketo_id"]] = None
             UNSUBSCRIBES_SYNCED.labels("to_salesforce").inc()
 
@@ -154,6 +175,7 @@ class UnsubscribeAgent:
                 self._pulled([o for _, o in batch.good])
                 if batch.dead:
                     self.dead_letters.send(batch.dead)
+
         return handle
 
     def _pulled(self, optouts: Sequence[Record], fresh: bool = True) -> set[tuple[str, str]]:
@@ -172,8 +194,9 @@ class UnsubscribeAgent:
             else:
                 SALESFORCE_OPTOUTS_HELD.labels(reason).inc()
                 done.add(key)
-        people = table.people_by_salesforce_id(self.store.engine,
-                                               [to18(o["sfdc_id"]) for o in apply])
+        people = table.people_by_salesforce_id(
+            self.store.engine, [to18(o["sfdc_id"]) for o in apply]
+        )
         rows = []
         for o in apply:
             found = people.get(to18(o["sfdc_id"]), [])
@@ -221,9 +244,16 @@ class UnsubscribeAgent:
 
 
 def _held(optout: Record, reason: str, now: datetime) -> table.HeldOptOut:
-    return table.HeldOptOut(to18(optout["sfdc_id"]), optout["field"], optout["sobject"],
-                            optout.get("email"), str(optout["event_id"]),
-                            optout["system_modstamp"], reason, now)
+    return table.HeldOptOut(
+        to18(optout["sfdc_id"]),
+        optout["field"],
+        optout["sobject"],
+        optout.get("email"),
+        str(optout["event_id"]),
+        optout["system_modstamp"],
+        reason,
+        now,
+    )
 
 
 class CatchUp:
@@ -233,8 +263,7 @@ class CatchUp:
         self.agent = agent
         self.interval_s = interval_s
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="unsubscribes-catch-up",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="unsubscribes-catch-up", daemon=True)
 
     def start(self) -> CatchUp:
         self._thread.start()
@@ -261,22 +290,30 @@ class DailyReconcile:
     Two worker copies may both start it; every step is idempotent (stored unsubscribes
     stay, the sink skips what was written)."""
 
-    def __init__(self, settings: Settings, store: Store, admin: Callable[[], AdminSettings],
-                 check_s: float = 60.0,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        admin: Callable[[], AdminSettings],
+        check_s: float = 60.0,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.settings = settings
         self.store = store
         self.admin = admin
         self.check_s = check_s
         self.now = now
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="unsubscribes-reconcile",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="unsubscribes-reconcile", daemon=True
+        )
 
     def start(self) -> DailyReconcile:
         if not self.settings.salesforce_url:
-            log.warning("ACTIONS_SYNC_SALESFORCE_URL is not set: no scheduled unsubscribe "
-                        "reconciliation in this worker")
+            log.warning(
+                "ACTIONS_SYNC_SALESFORCE_URL is not set: no scheduled unsubscribe "
+                "reconciliation in this worker"
+            )
             return self
         self._thread.start()
         return self
@@ -286,8 +323,11 @@ class DailyReconcile:
         if saved and saved.get("phase") != "done":
             return True
         finished = saved.get("finished_at")
-        return reconciliation.due(self.admin().unsubscribe_reconcile_at, self.now(),
-                                  datetime.fromisoformat(finished) if finished else None)
+        return reconciliation.due(
+            self.admin().unsubscribe_reconcile_at,
+            self.now(),
+            datetime.fromisoformat(finished) if finished else None,
+        )
 
     def _run(self) -> None:
         while not self._stop.wait(self.check_s):
@@ -313,13 +353,17 @@ def run(settings: Settings) -> None:
             return agents[0]
         bootstrap, registry_url = settings.kafka_bootstrap_servers, settings.schema_registry_url
         assert bootstrap and registry_url, "checked by run_agent"
-        ensure_topics(bootstrap, specs((OUTBOUND_SALESFORCE_OPTOUTS,), settings.partitions,
-                                       settings.replication_factor))
+        ensure_topics(
+            bootstrap,
+            specs((OUTBOUND_SALESFORCE_OPTOUTS,), settings.partitions, settings.replication_factor),
+        )
         registry = RegistryClient(registry_url)
-        live = LiveSettings(store.engine, bootstrap,
-                            replication=settings.replication_factor).start()
-        made = UnsubscribeAgent(store, Publisher(bootstrap, registry), registry, live.current,
-                                dead_letters)
+        live = LiveSettings(
+            store.engine, bootstrap, replication=settings.replication_factor
+        ).start()
+        made = UnsubscribeAgent(
+            store, Publisher(bootstrap, registry), registry, live.current, dead_letters
+        )
         catch_up = CatchUp(made, settings.unsubscribes_retry_s).start()
         daily = DailyReconcile(settings, store, live.current).start()
         closers.extend([daily.close, catch_up.close, live.close, registry.close])
@@ -327,10 +371,20 @@ def run(settings: Settings) -> None:
         return made
 
     try:
-        run_agent(settings, WORKER, UNSUBSCRIBES, RECORD_OF[UNSUBSCRIBES],
-                  lambda store, decode, dead: agent(store, dead).unsubscribes(decode),
-                  more=[(SALESFORCE_OPTOUTS, RECORD_OF[SALESFORCE_OPTOUTS],
-                         lambda store, decode, dead: agent(store, dead).optouts(decode))])
+        run_agent(
+            settings,
+            WORKER,
+            UNSUBSCRIBES,
+            RECORD_OF[UNSUBSCRIBES],
+            lambda store, decode, dead: agent(store, dead).unsubscribes(decode),
+            more=[
+                (
+                    SALESFORCE_OPTOUTS,
+                    RECORD_OF[SALESFORCE_OPTOUTS],
+                    lambda store, decode, dead: agent(store, dead).optouts(decode),
+                )
+            ],
+        )
     finally:
         for close in closers:
             close()

@@ -35,8 +35,9 @@ def person_change(marketo_id: int = 1, version: int = 0, **fields: Any) -> dict[
     return change
 
 
-def sales_activity(type_: str = "SEND_SALES_EMAIL", marketo_id: int = 42,
-                   **fields: Any) -> dict[str, Any]:
+def sales_activity(
+    type_: str = "SEND_SALES_EMAIL", marketo_id: int = 42, **fields: Any
+) -> dict[str, Any]:
     """A SalesActivity of the person `marketo_id`, at T0, with every optional field set."""
     activity: dict[str, Any] = {
         "activity_id": str(uuid.uuid4()),

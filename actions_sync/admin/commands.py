@@ -39,15 +39,22 @@ def change(settings: Settings, store: Store, key: str, value: Any, who: str) -> 
     """Validate, store + audit, publish. Shared by the CLI and the HTTP API."""
     current = load(store.engine).settings
     validated = current.with_value(key, value)  # ConfigError names what is accepted
-    entry = stored.write(store.engine, key, validated.model_dump(mode="json")[key], who,
-                         default=current.model_dump(mode="json")[key])
+    entry = stored.write(
+        store.engine,
+        key,
+        validated.model_dump(mode="json")[key],
+        who,
+        default=current.model_dump(mode="json")[key],
+    )
     if settings.kafka_bootstrap_servers:
         try:
             ensure_topic(settings.kafka_bootstrap_servers, settings.replication_factor)
             publish(settings.kafka_bootstrap_servers, load(store.engine))
         except (Retriable, KafkaException) as exc:
-            raise Retriable(f"{key} is stored and audited but its snapshot was not published"
-                            f" ({exc}); running agents re-read the store within 30 s") from exc
+            raise Retriable(
+                f"{key} is stored and audited but its snapshot was not published"
+                f" ({exc}); running agents re-read the store within 30 s"
+            ) from exc
     return entry
 
 
@@ -59,14 +66,21 @@ def set_value(settings: Settings, key: str, value: str) -> None:
         entry = change(settings, store, key, parsed, cli_user())
     print(f"{key}: {json.dumps(entry.old_value)} -> {json.dumps(entry.new_value)}")
     if not settings.kafka_bootstrap_servers:  # stored, but no snapshot went out: say so
-        print(f"note: {key} is stored and audited but not published (KAFKA_BOOTSTRAP_SERVERS"
-              " is not set); running agents apply it when they next re-read the store"
-              " (within 30 s)", file=sys.stderr)
+        print(
+            f"note: {key} is stored and audited but not published (KAFKA_BOOTSTRAP_SERVERS"
+            " is not set); running agents apply it when they next re-read the store"
+            " (within 30 s)",
+            file=sys.stderr,
+        )
 
 
 def _table(snapshot: Versioned, rows: dict[str, Any]) -> Table:
-    table = Table("setting", "value", "changed", title=f"admin settings (revision "
-                  f"{max(snapshot.revision, 0)})")
+    table = Table(
+        "setting",
+        "value",
+        "changed",
+        title=f"admin settings (revision {max(snapshot.revision, 0)})",
+    )
     for key, value in snapshot.settings.model_dump(mode="json").items():
         table.add_row(key, json.dumps(value), rows.get(key, "default"))
     return table
@@ -77,6 +91,8 @@ def show(settings: Settings) -> None:
     with Store(settings.database_url) as store:
         store.migrate()
         snapshot = load(store.engine)
-        last = {e.key: f"{e.changed_at:%Y-%m-%d %H:%M:%S}Z by {e.changed_by}"
-                for e in reversed(stored.audit_log(store.engine, limit=1000))}
+        last = {
+            e.key: f"{e.changed_at:%Y-%m-%d %H:%M:%S}Z by {e.changed_by}"
+            for e in reversed(stored.audit_log(store.engine, limit=1000))
+        }
     Console(width=160).print(_table(snapshot, last))

@@ -80,14 +80,15 @@ def _who(request: web.Request) -> str:
 
 
 def _bad_request(message: str) -> web.HTTPBadRequest:
-    return web.HTTPBadRequest(text=json.dumps({"error": message}),
-                              content_type="application/json")
+    return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
 
 
 async def _snapshot(request: web.Request) -> dict[str, Any]:
     current = await asyncio.to_thread(load, request.app[STORE].engine)
-    return {"revision": max(current.revision, 0),
-            "settings": current.settings.model_dump(mode="json")}
+    return {
+        "revision": max(current.revision, 0),
+        "settings": current.settings.model_dump(mode="json"),
+    }
 
 
 async def get_settings(request: web.Request) -> web.Response:
@@ -150,13 +151,13 @@ async def health(_request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
-def create_app(settings: Settings, store: Store, preview: Preview | None = None
-               ) -> web.Application:
+def create_app(settings: Settings, store: Store, preview: Preview | None = None) -> web.Application:
     """The API and the page over `store`; `ConfigError` when no token is configured.
     `preview` renders the page's Task Subject preview (the router's rule, injected)."""
     if settings.admin_token is None or not settings.admin_token.get_secret_value():
-        raise ConfigError("ACTIONS_SYNC_ADMIN_TOKEN must be set: the admin API never runs"
-                          " without authentication")
+        raise ConfigError(
+            "ACTIONS_SYNC_ADMIN_TOKEN must be set: the admin API never runs without authentication"
+        )
     app = web.Application(middlewares=[_auth(settings.admin_token.get_secret_value())])
     app[STORE] = store
     app[SETTINGS] = settings
@@ -186,6 +187,7 @@ def run(settings: Settings, preview: Preview | None = None) -> None:
     with Store(settings.database_url) as store:
         store.migrate()
         app = create_app(settings, store, preview)
-        log.info("admin API on http://%s:%d (the page: /ui/)", settings.admin_host,
-                 settings.admin_port)
+        log.info(
+            "admin API on http://%s:%d (the page: /ui/)", settings.admin_host, settings.admin_port
+        )
         web.run_app(app, host=settings.admin_host, port=settings.admin_port, print=None)

@@ -39,8 +39,13 @@ def load(engine: Engine) -> Versioned:
 class LiveSettings:
     """`current()` is always a complete, valid snapshot; call `start()` then `close()`."""
 
-    def __init__(self, engine: Engine | None = None, bootstrap: str | None = None,
-                 store_every_s: float | None = None, replication: int = 1) -> None:
+    def __init__(
+        self,
+        engine: Engine | None = None,
+        bootstrap: str | None = None,
+        store_every_s: float | None = None,
+        replication: int = 1,
+    ) -> None:
         self._engine = engine
         self._bootstrap = bootstrap
         self._replication = replication
@@ -100,9 +105,13 @@ class LiveSettings:
     def _consumer(self) -> Consumer:
         assert self._bootstrap
         # No group: every worker reads the whole (one-partition, compacted) topic itself.
-        consumer = Consumer({"bootstrap.servers": self._bootstrap,
-                             "group.id": f"actions-sync-settings-{uuid.uuid4().hex[:8]}",
-                             "enable.auto.commit": False})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self._bootstrap,
+                "group.id": f"actions-sync-settings-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+            }
+        )
         consumer.assign([TopicPartition(SETTINGS_TOPIC, 0, OFFSET_BEGINNING)])
         return consumer
 
@@ -114,8 +123,9 @@ class LiveSettings:
         try:
             snapshot = decode(value)
         except (ValueError, KeyError, TypeError) as exc:
-            log.warning("skipping an unreadable settings snapshot at offset %d: %s",
-                        msg.offset(), exc)
+            log.warning(
+                "skipping an unreadable settings snapshot at offset %d: %s", msg.offset(), exc
+            )
             return
         if self._engine is None or not self._refresh_from_store():
             self.offer(snapshot)

@@ -25,8 +25,13 @@ __all__ = [
 ]
 
 PLACEHOLDERS = (  # SPEC S8: what a Salesforce Task subject template may use
-    "activity_type", "activity_subject", "sales_campaign_name", "sales_campaign_day",
-    "sales_campaign_step", "call_outcome", "call_reason",
+    "activity_type",
+    "activity_subject",
+    "sales_campaign_name",
+    "sales_campaign_day",
+    "sales_campaign_step",
+    "call_outcome",
+    "call_reason",
 )
 DEFAULT_SUBJECT_TEMPLATE = "{{activity_type}}: {{activity_subject}}"
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]*)\s*\}\}")
@@ -49,37 +54,52 @@ class AdminSettings(BaseModel):
     # StrictBool: over HTTP a boolean is JSON true/false, never "yes" or 0; the CLI's text
     # is parsed to one first (parse_value)
     people_sync: StrictBool = Field(
-        False, description="initiate data sync: people flow from Marketo into Actions (S1, S6)")
+        False, description="initiate data sync: people flow from Marketo into Actions (S1, S6)"
+    )
     salesforce_log_emails: StrictBool = Field(
-        True, description="log sent sales emails as Tasks (S8)")
+        True, description="log sent sales emails as Tasks (S8)"
+    )
     salesforce_log_replies: StrictBool = Field(True, description="log replies as Tasks (S8)")
     salesforce_log_calls: StrictBool = Field(True, description="log sales calls as Tasks (S8)")
     salesforce_log_reminder_tasks: StrictBool = Field(
-        True, description="log completed reminder tasks as Tasks (S8)")
+        True, description="log completed reminder tasks as Tasks (S8)"
+    )
     salesforce_subject_template: str = Field(
-        DEFAULT_SUBJECT_TEMPLATE, min_length=1, max_length=1000,
-        description="Task Subject template; placeholders: " + ", ".join(PLACEHOLDERS))
+        DEFAULT_SUBJECT_TEMPLATE,
+        min_length=1,
+        max_length=1000,
+        description="Task Subject template; placeholders: " + ", ".join(PLACEHOLDERS),
+    )
     unsubscribe_sync: StrictBool = Field(True, description="unsubscribes sync with Salesforce (S9)")
     unsubscribe_field: str = Field(
-        "HasOptedOutOfEmail", description="Salesforce opt-out field: HasOptedOutOfEmail or a"
-        " custom checkbox field ending in __c (S9)")
+        "HasOptedOutOfEmail",
+        description="Salesforce opt-out field: HasOptedOutOfEmail or a"
+        " custom checkbox field ending in __c (S9)",
+    )
     unsubscribe_objects: tuple[SubjectObject, ...] = Field(
-        ("Lead", "Contact"), min_length=1, description="objects to opt out: Lead, Contact (S9)")
+        ("Lead", "Contact"), min_length=1, description="objects to opt out: Lead, Contact (S9)"
+    )
     marketo_unsubscribe_check: StrictBool = Field(
-        False, description="check Marketo's unsubscribed before a send (S10)")
+        False, description="check Marketo's unsubscribed before a send (S10)"
+    )
     reminder_task_sync: StrictBool = Field(
-        False, description="reminder tasks sync both ways with Salesforce Tasks (S11)")
+        False, description="reminder tasks sync both ways with Salesforce Tasks (S11)"
+    )
     unsubscribe_reconcile_at: str = Field(
-        "02:00", description="daily time (UTC, HH:MM) of the full unsubscribe reconciliation"
-        " with Salesforce, or off (S9)")
+        "02:00",
+        description="daily time (UTC, HH:MM) of the full unsubscribe reconciliation"
+        " with Salesforce, or off (S9)",
+    )
 
     @field_validator("salesforce_subject_template")
     @classmethod
     def _known_placeholders(cls, value: str) -> str:
         unknown = [p for p in placeholders_in(value) if p not in PLACEHOLDERS]
         if unknown:
-            raise ValueError(f"unknown placeholder {{{{{unknown[0]}}}}}; use "
-                             + ", ".join(f"{{{{{p}}}}}" for p in PLACEHOLDERS))
+            raise ValueError(
+                f"unknown placeholder {{{{{unknown[0]}}}}}; use "
+                + ", ".join(f"{{{{{p}}}}}" for p in PLACEHOLDERS)
+            )
         return value
 
     @field_validator("unsubscribe_field")
@@ -152,8 +172,7 @@ def parse_value(key: str, text: str) -> Any:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{key}={_short(text)}: not a JSON list: {exc.msg}") from exc
         except RecursionError:  # [[[[... deeper than the parser goes
-            raise ConfigError(f"{key}={_short(text)}: not a JSON list: nested too deeply"
-                              ) from None
+            raise ConfigError(f"{key}={_short(text)}: not a JSON list: nested too deeply") from None
     return text
 
 

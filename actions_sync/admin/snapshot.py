@@ -23,8 +23,16 @@ from actions_sync.errors import Retriable
 from actions_sync.kafka import TopicSpec, acknowledged, ensure_topics, producer_config
 from actions_sync.topics import SETTINGS
 
-__all__ = ["SETTINGS_KEY", "SETTINGS_TOPIC", "Versioned", "decode", "encode", "ensure_topic",
-           "from_stored", "publish"]
+__all__ = [
+    "SETTINGS_KEY",
+    "SETTINGS_TOPIC",
+    "Versioned",
+    "decode",
+    "encode",
+    "ensure_topic",
+    "from_stored",
+    "publish",
+]
 
 SETTINGS_TOPIC = SETTINGS
 SETTINGS_KEY = b"admin-settings"
@@ -53,8 +61,9 @@ def from_stored(values: Mapping[str, Any]) -> AdminSettings:
 
 
 def encode(snapshot: Versioned) -> bytes:
-    return json.dumps({"revision": snapshot.revision,
-                       "settings": snapshot.settings.model_dump(mode="json")}).encode()
+    return json.dumps(
+        {"revision": snapshot.revision, "settings": snapshot.settings.model_dump(mode="json")}
+    ).encode()
 
 
 def decode(value: bytes) -> Versioned:
@@ -64,8 +73,9 @@ def decode(value: bytes) -> Versioned:
 
 def ensure_topic(bootstrap: str, replication: int = 1) -> None:
     """One partition (one order for every change), compacted (only the newest matters)."""
-    ensure_topics(bootstrap, [TopicSpec(SETTINGS_TOPIC, 1, replication,
-                                        (("cleanup.policy", "compact"),))])
+    ensure_topics(
+        bootstrap, [TopicSpec(SETTINGS_TOPIC, 1, replication, (("cleanup.policy", "compact"),))]
+    )
 
 
 def publish(bootstrap: str, snapshot: Versioned, timeout_s: float = 30.0) -> None:
@@ -73,10 +83,15 @@ def publish(bootstrap: str, snapshot: Versioned, timeout_s: float = 30.0) -> Non
     does not answer is waited out through the shared retry policy, for `timeout_s` at
     most (librdkafka's message timeout): the store holds the change either way."""
     failures: list[str] = []
-    producer = Producer(producer_config(bootstrap, **{
-        "linger.ms": 0, "message.timeout.ms": int(timeout_s * 1000)}))
-    producer.produce(SETTINGS_TOPIC, encode(snapshot), SETTINGS_KEY,
-                     on_delivery=lambda err, _msg: failures.append(str(err)) if err else None)
+    producer = Producer(
+        producer_config(bootstrap, **{"linger.ms": 0, "message.timeout.ms": int(timeout_s * 1000)})
+    )
+    producer.produce(
+        SETTINGS_TOPIC,
+        encode(snapshot),
+        SETTINGS_KEY,
+        on_delivery=lambda err, _msg: failures.append(str(err)) if err else None,
+    )
     acknowledged(producer, "settings snapshot")
     if failures:
         raise Retriable(f"settings snapshot not acknowledged by {bootstrap}: {failures[0]}")

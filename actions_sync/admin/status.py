@@ -213,13 +213,9 @@ def dlq_sizes(
             sizes[topic] = None
             continue
         parts = [TopicPartition(dlq_topic(topic), p) for p in meta.partitions]
-        futures = admin.list_offsets(
-            {tp: EARLIEST for tp in parts}, request_timeout=timeout_s
-        )
+        futures = admin.list_offsets({tp: EARLIEST for tp in parts}, request_timeout=timeout_s)
         first = {tp.partition: f.result(timeout_s).offset for tp, f in futures.items()}
-        futures = admin.list_offsets(
-            {tp: LATEST for tp in parts}, request_timeout=timeout_s
-        )
+        futures = admin.list_offsets({tp: LATEST for tp in parts}, request_timeout=timeout_s)
         sizes[topic] = sum(
             f.result(timeout_s).offset - first[tp.partition] for tp, f in futures.items()
         )

@@ -229,8 +229,10 @@ def _status(status: Status, sampler: st.Sampler | None) -> str:
         )
     if sampler is not None and sampler.salesforce_usage is not None:
         used, limit = sampler.salesforce_usage
-        calls += (f'; <span id="salesforce-usage">Salesforce API calls of the org over the last '
-                  f"24 h: {used:.0f} of {limit:.0f}</span> (Sforce-Limit-Info)")
+        calls += (
+            f'; <span id="salesforce-usage">Salesforce API calls of the org over the last '
+            f"24 h: {used:.0f} of {limit:.0f}</span> (Sforce-Limit-Info)"
+        )
     return f"""<section id="status"><h2>Sync status</h2>
 <p>People in the store: <strong id="people">{status.people}</strong></p>
 <h3>Quota used today (UTC), as the store knows it</h3>

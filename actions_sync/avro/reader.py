@@ -44,8 +44,10 @@ def _long(data: bytes, pos: int) -> tuple[int, int]:
             return (n >> 1) ^ -(n & 1), pos + 1
         shift += 7
         if shift >= 7 * MAX_VARINT_BYTES:
-            raise ValueError(f"varint at byte {start} runs past {MAX_VARINT_BYTES} bytes,"
-                             " out of range for an Avro long")
+            raise ValueError(
+                f"varint at byte {start} runs past {MAX_VARINT_BYTES} bytes,"
+                " out of range for an Avro long"
+            )
 
 
 def _bytes(data: bytes, pos: int) -> tuple[bytes, int]:
@@ -66,7 +68,7 @@ def _string(data: bytes, pos: int) -> tuple[str, int]:
         end = pos + 1 + (b >> 1)
         if end > len(data):
             raise ValueError(f"length {b >> 1} at byte {pos} runs past the record")
-        return data[pos + 1:end].decode(), end
+        return data[pos + 1 : end].decode(), end
     raw, pos = _bytes(data, pos)
     return raw.decode(), pos
 
@@ -83,7 +85,7 @@ def _optional_string(data: bytes, pos: int) -> tuple[str | None, int]:
         end = pos + 2 + (b >> 1)
         if end > len(data):
             raise ValueError(f"length {b >> 1} at byte {pos + 1} runs past the record")
-        return data[pos + 2:end].decode(), end
+        return data[pos + 2 : end].decode(), end
     return _string(data, pos + 1)
 
 
@@ -111,7 +113,11 @@ def _date(data: bytes, pos: int) -> tuple[date, int]:
 
 
 _PRIMITIVES: dict[str, Reader] = {
-    "null": _null, "boolean": _boolean, "int": _long, "long": _long, "string": _string,
+    "null": _null,
+    "boolean": _boolean,
+    "int": _long,
+    "long": _long,
+    "string": _string,
 }
 _LOGICAL: dict[tuple[str, str], Reader] = {
     ("string", "uuid"): _uuid,

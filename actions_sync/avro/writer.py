@@ -118,11 +118,23 @@ def _symbol_index(value: Any, symbols: list[str], field: str) -> int:
 
 
 _SCOPE: dict[str, Any] = {
-    "_Date": date, "_DateTime": datetime, "_EPOCH": _EPOCH, "_EPOCH_ORDINAL": _EPOCH_ORDINAL,
-    "_LENGTH": _LENGTH, "_MILLISECOND": _MILLISECOND, "_OPTIONAL_LENGTH": _OPTIONAL_LENGTH,
-    "_as_dict": _as_dict, "_days": _days, "_integer": _integer, "_millis": _millis,
-    "_missing": _missing, "_out_of_range": _out_of_range, "_reject": _reject,
-    "_symbol_index": _symbol_index, "_text": _text, "_uuid_text": _uuid_text,
+    "_Date": date,
+    "_DateTime": datetime,
+    "_EPOCH": _EPOCH,
+    "_EPOCH_ORDINAL": _EPOCH_ORDINAL,
+    "_LENGTH": _LENGTH,
+    "_MILLISECOND": _MILLISECOND,
+    "_OPTIONAL_LENGTH": _OPTIONAL_LENGTH,
+    "_as_dict": _as_dict,
+    "_days": _days,
+    "_integer": _integer,
+    "_millis": _millis,
+    "_missing": _missing,
+    "_out_of_range": _out_of_range,
+    "_reject": _reject,
+    "_symbol_index": _symbol_index,
+    "_text": _text,
+    "_uuid_text": _uuid_text,
     "_varint": _varint,
 }
 
@@ -131,9 +143,11 @@ class _Source:
     """The generated writer's lines and the constants they name."""
 
     def __init__(self) -> None:
-        self.lines = ["def write(record, out):",
-                      "    if type(record) is not dict:",
-                      "        record = _as_dict(record)"]
+        self.lines = [
+            "def write(record, out):",
+            "    if type(record) is not dict:",
+            "        record = _as_dict(record)",
+        ]
         self.scope = dict(_SCOPE)
 
     def constant(self, value: Any) -> str:
@@ -166,8 +180,9 @@ def _varint_lines(bits: int, prefix: bytes, field: str) -> list[str]:
 
 def _string_lines(convert: str, prefix: bytes, field: str) -> list[str]:
     """Append the string in `v` (`convert`ed first unless an exact str), after `prefix`."""
-    lengths, long_prefix = ("_OPTIONAL_LENGTH", [f"    out += {prefix!r}"]) if prefix else (
-        "_LENGTH", [])
+    lengths, long_prefix = (
+        ("_OPTIONAL_LENGTH", [f"    out += {prefix!r}"]) if prefix else ("_LENGTH", [])
+    )
     return [
         "if type(v) is not str:",
         f"    v = {convert}",
@@ -188,8 +203,12 @@ def _value_lines(schema: Any, source: _Source, field: str, prefix: bytes = b"") 
     if isinstance(schema, list):
         if len(schema) != 2 or schema[0] != "null" or schema[1] == "null" or prefix:
             raise _Unsupported("a union other than [null, X]")
-        return ["if v is None:", "    out += b'\\x00'", "else:",
-                *_indent(_value_lines(schema[1], source, field, b"\x02"))]
+        return [
+            "if v is None:",
+            "    out += b'\\x00'",
+            "else:",
+            *_indent(_value_lines(schema[1], source, field, b"\x02")),
+        ]
     kind = schema if isinstance(schema, str) else schema.get("type")
     logical = None if isinstance(schema, str) else schema.get("logicalType")
     if logical is not None:
@@ -199,19 +218,32 @@ def _value_lines(schema: Any, source: _Source, field: str, prefix: bytes = b"") 
         codes = [prefix + _varint(i << 1, 32, field) for i in range(len(symbols))]
         by_symbol = source.constant(dict(zip(symbols, codes, strict=True)))
         by_index = source.constant(codes)
-        return ["try:", f"    out += {by_symbol}[v]", "except (KeyError, TypeError):",
-                f"    out += {by_index}[_symbol_index(v, {source.constant(symbols)}, {f})]"]
+        return [
+            "try:",
+            f"    out += {by_symbol}[v]",
+            "except (KeyError, TypeError):",
+            f"    out += {by_index}[_symbol_index(v, {source.constant(symbols)}, {f})]",
+        ]
     if isinstance(schema, dict) and set(schema) - {"type"}:
         raise _Unsupported(str(schema))  # a record, a map, extra attributes...
     if kind == "null":
         return ["if v is not None:", f"    _reject(v, 'None', {f})"]
     if kind == "boolean":
         true, false = prefix + b"\x01", prefix + b"\x00"
-        return ["if v is True:", f"    out += {true!r}", "elif v is False:",
-                f"    out += {false!r}", "else:", f"    _reject(v, 'a boolean', {f})"]
+        return [
+            "if v is True:",
+            f"    out += {true!r}",
+            "elif v is False:",
+            f"    out += {false!r}",
+            "else:",
+            f"    _reject(v, 'a boolean', {f})",
+        ]
     if kind in ("int", "long"):
-        return ["if type(v) is not int:", f"    v = _integer(v, {f})",
-                *_varint_lines(32 if kind == "int" else 64, prefix, field)]
+        return [
+            "if type(v) is not int:",
+            f"    v = _integer(v, {f})",
+            *_varint_lines(32 if kind == "int" else 64, prefix, field),
+        ]
     if kind == "string":
         return _string_lines(f"_text(v, {f})", prefix, field)
     raise _Unsupported(str(kind))  # float, double, bytes, or a named reference
@@ -223,14 +255,21 @@ def _logical_lines(logical: str, schema: str, prefix: bytes, field: str) -> list
     if logical == "string-uuid":
         return _string_lines(f"_uuid_text(v, {schema}, {f})", prefix, field)
     if logical == "long-timestamp-millis":  # aware: exact and floored, as fastavro
-        return ["if type(v) is _DateTime and v.tzinfo is not None:",
-                "    v = (v - _EPOCH) // _MILLISECOND",
-                "else:", f"    v = _millis(v, {schema}, {f})",
-                *_varint_lines(64, prefix, field)]
+        return [
+            "if type(v) is _DateTime and v.tzinfo is not None:",
+            "    v = (v - _EPOCH) // _MILLISECOND",
+            "else:",
+            f"    v = _millis(v, {schema}, {f})",
+            *_varint_lines(64, prefix, field),
+        ]
     if logical == "int-date":
-        return ["if type(v) is _Date:", "    v = v.toordinal() - _EPOCH_ORDINAL",
-                "else:", f"    v = _days(v, {schema}, {f})",
-                *_varint_lines(32, prefix, field)]
+        return [
+            "if type(v) is _Date:",
+            "    v = v.toordinal() - _EPOCH_ORDINAL",
+            "else:",
+            f"    v = _days(v, {schema}, {f})",
+            *_varint_lines(32, prefix, field),
+        ]
     raise _Unsupported(logical)
 
 
@@ -243,8 +282,13 @@ def _field_lines(field: Mapping[str, Any], source: _Source) -> list[str]:
         fallback = "None"
     else:
         fallback = f"_missing({name!r})"
-    return ["try:", f"    v = record[{name!r}]", "except KeyError:", f"    v = {fallback}",
-            *_value_lines(kind, source, name)]
+    return [
+        "try:",
+        f"    v = record[{name!r}]",
+        "except KeyError:",
+        f"    v = {fallback}",
+        *_value_lines(kind, source, name),
+    ]
 
 
 def compile_writer(schema: Any) -> Writer | None:

@@ -18,5 +18,15 @@ from actions_sync.store.store import (
 )
 from actions_sync.store.tables import PERSON_FIELDS, checkpoints, metadata, persons
 
-__all__ = ["NO_POSITION", "PERSON_FIELDS", "PeopleParams", "PeopleWrite", "Store", "checkpoints",
-           "is_sqlite_url", "metadata", "people_params", "persons"]
+__all__ = [
+    "NO_POSITION",
+    "PERSON_FIELDS",
+    "PeopleParams",
+    "PeopleWrite",
+    "Store",
+    "checkpoints",
+    "is_sqlite_url",
+    "metadata",
+    "people_params",
+    "persons",
+]

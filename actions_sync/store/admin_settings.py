@@ -47,8 +47,9 @@ settings = Table(
 settings_audit = Table(
     "settings_audit",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("changed_at", DateTime(timezone=True), nullable=False),
     Column("changed_by", String(255), nullable=False),
     Column("key", String(100), nullable=False),
@@ -75,9 +76,14 @@ class AuditEntry:
     new_value: Any
 
     def as_json(self) -> dict[str, Any]:
-        return {"id": self.id, "changed_at": self.changed_at.isoformat(),
-                "changed_by": self.changed_by, "key": self.key, "old_value": self.old_value,
-                "new_value": self.new_value}
+        return {
+            "id": self.id,
+            "changed_at": self.changed_at.isoformat(),
+            "changed_by": self.changed_by,
+            "key": self.key,
+            "old_value": self.old_value,
+            "new_value": self.new_value,
+        }
 
 
 def _aware(value: datetime) -> datetime:
@@ -106,30 +112,54 @@ def write(engine: Engine, key: str, value: Any, who: str, default: Any = None) -
         with engine.begin() as conn:
             # FOR UPDATE serialises two admins changing the same key (PostgreSQL; SQLite
             # serialises all writers anyway), so old_value is the value actually replaced.
-            old = conn.execute(select(settings.c.value, settings.c.version)
-                               .where(settings.c.key == key).with_for_update()).first()
+            old = conn.execute(
+                select(settings.c.value, settings.c.version)
+                .where(settings.c.key == key)
+                .with_for_update()
+            ).first()
             if old is None:
-                conn.execute(insert(settings).values(key=key, value=new, version=1,
-                                                     updated_at=now, updated_by=who))
+                conn.execute(
+                    insert(settings).values(
+                        key=key, value=new, version=1, updated_at=now, updated_by=who
+                    )
+                )
             else:
-                conn.execute(update(settings).where(settings.c.key == key).values(
-                    value=new, version=old.version + 1, updated_at=now, updated_by=who))
-            audit_id = conn.execute(insert(settings_audit).values(
-                changed_at=now, changed_by=who, key=key,
-                old_value=old.value if old else json.dumps(default),
-                new_value=new)).inserted_primary_key
+                conn.execute(
+                    update(settings)
+                    .where(settings.c.key == key)
+                    .values(value=new, version=old.version + 1, updated_at=now, updated_by=who)
+                )
+            audit_id = conn.execute(
+                insert(settings_audit).values(
+                    changed_at=now,
+                    changed_by=who,
+                    key=key,
+                    old_value=old.value if old else json.dumps(default),
+                    new_value=new,
+                )
+            ).inserted_primary_key
     except OperationalError as exc:
         raise Retriable(f"settings write failed: {exc.orig}") from exc
     assert audit_id is not None
-    return AuditEntry(int(audit_id[0]), now, who, key,
-                      json.loads(old.value) if old else default, value)
+    return AuditEntry(
+        int(audit_id[0]), now, who, key, json.loads(old.value) if old else default, value
+    )
 
 
 def audit_log(engine: Engine, limit: int = 100) -> list[AuditEntry]:
     """The newest `limit` changes, newest first."""
     with engine.connect() as conn:
-        rows = conn.execute(select(settings_audit).order_by(settings_audit.c.id.desc())
-                            .limit(limit)).all()
-    return [AuditEntry(r.id, _aware(r.changed_at), r.changed_by, r.key,
-                       json.loads(r.old_value) if r.old_value is not None else None,
-                       json.loads(r.new_value)) for r in rows]
+        rows = conn.execute(
+            select(settings_audit).order_by(settings_audit.c.id.desc()).limit(limit)
+        ).all()
+    return [
+        AuditEntry(
+            r.id,
+            _aware(r.changed_at),
+            r.changed_by,
+            r.key,
+            json.loads(r.old_value) if r.old_value is not None else None,
+            json.loads(r.new_value),
+        )
+        for r in rows
+    ]

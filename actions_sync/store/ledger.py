@@ -95,41 +95,74 @@ class Ledger:
         if not ids:
             return {}
         t = marketo_ledger
-        query = select(t.c.activity_id, t.c.state, t.c.claim, t.c.lead_id, t.c.type_id,
-                       t.c.sent_at).where(t.c.activity_id.in_(ids))
+        query = select(
+            t.c.activity_id, t.c.state, t.c.claim, t.c.lead_id, t.c.type_id, t.c.sent_at
+        ).where(t.c.activity_id.in_(ids))
         with self._connect() as conn:
-            return {row.activity_id: Entry(row.activity_id, row.state, row.claim, row.lead_id,
-                                           row.type_id, _aware(row.sent_at))
-                    for row in conn.execute(query)}
+            return {
+                row.activity_id: Entry(
+                    row.activity_id,
+                    row.state,
+                    row.claim,
+                    row.lead_id,
+                    row.type_id,
+                    _aware(row.sent_at),
+                )
+                for row in conn.execute(query)
+            }
 
-    def claim(self, rows: Sequence[tuple[str, int, int]], claim: str,
-              now: datetime) -> set[str]:
+    def claim(self, rows: Sequence[tuple[str, int, int]], claim: str, now: datetime) -> set[str]:
         """Mark (activity_id, lead_id, type_id) rows pending under `claim`, durably, unless
         a row exists already; return the ids this claim now holds."""
         if not rows:
             return set()
-        values = [{"activity_id": a, "state": PENDING, "claim": claim, "lead_id": lead,
-                   "type_id": type_id, "sent_at": now, "updated_at": now}
-                  for a, lead, type_id in rows]
+        values = [
+            {
+                "activity_id": a,
+                "state": PENDING,
+                "claim": claim,
+                "lead_id": lead,
+                "type_id": type_id,
+                "sent_at": now,
+                "updated_at": now,
+            }
+            for a, lead, type_id in rows
+        ]
         t = marketo_ledger
         with self._begin() as conn:
             conn.execute(self._insert(t).on_conflict_do_nothing(), values)
-            held = conn.execute(select(t.c.activity_id).where(
-                t.c.claim == claim, t.c.activity_id.in_([r[0] for r in rows])))
+            held = conn.execute(
+                select(t.c.activity_id).where(
+                    t.c.claim == claim, t.c.activity_id.in_([r[0] for r in rows])
+                )
+            )
             return {row.activity_id for row in held}
 
     def accept(self, rows: Sequence[Accepted], now: datetime) -> None:
         """Marketo holds these activities (whoever's claim the rows were under)."""
         if not rows:
             return
-        values = [{"activity_id": r.activity_id, "state": ACCEPTED, "claim": "", "lead_id":
-                   r.lead_id, "type_id": r.type_id, "sent_at": now, "marketo_id": r.marketo_id,
-                   "marketo_guid": r.marketo_guid, "updated_at": now} for r in rows]
+        values = [
+            {
+                "activity_id": r.activity_id,
+                "state": ACCEPTED,
+                "claim": "",
+                "lead_id": r.lead_id,
+                "type_id": r.type_id,
+                "sent_at": now,
+                "marketo_id": r.marketo_id,
+                "marketo_guid": r.marketo_guid,
+                "updated_at": now,
+            }
+            for r in rows
+        ]
         stmt = self._insert(marketo_ledger)
         stmt = stmt.on_conflict_do_update(
             index_elements=[marketo_ledger.c.activity_id],
-            set_={c: stmt.excluded[c] for c in ("state", "marketo_id", "marketo_guid",
-                                                "updated_at")})
+            set_={
+                c: stmt.excluded[c] for c in ("state", "marketo_id", "marketo_guid", "updated_at")
+            },
+        )
         with self._begin() as conn:
             conn.execute(stmt, values)
 
@@ -140,16 +173,20 @@ class Ledger:
             return
         t = marketo_ledger
         with self._begin() as conn:
-            conn.execute(delete(t).where(and_(
-                t.c.state == PENDING, tuple_(t.c.activity_id, t.c.claim).in_(pairs))))
+            conn.execute(
+                delete(t).where(
+                    and_(t.c.state == PENDING, tuple_(t.c.activity_id, t.c.claim).in_(pairs))
+                )
+            )
 
     def prune(self, accepted_before: datetime) -> int:
         """Forget activities Marketo accepted before then (the table would grow by one
         row per activity forever); return how many rows went."""
         t = marketo_ledger
         with self._begin() as conn:
-            result = conn.execute(delete(t).where(and_(t.c.state == ACCEPTED,
-                                                       t.c.sent_at < accepted_before)))
+            result = conn.execute(
+                delete(t).where(and_(t.c.state == ACCEPTED, t.c.sent_at < accepted_before))
+            )
         return max(int(result.rowcount), 0)
 
     def count(self, state: str | None = None) -> int:

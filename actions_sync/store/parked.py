@@ -79,8 +79,10 @@ def park(engine: Engine, records: Sequence[Parked], retry_s: float) -> int:
         return 0
     insert = sqlite_insert if engine.dialect.name == "sqlite" else pg_insert
     stmt = insert(parked_activities).on_conflict_do_nothing(index_elements=["activity_id"])
-    rows = [{**vars(r), "next_try_at": r.parked_at + timedelta(seconds=retry_s),
-             "attempts": 0} for r in records]
+    rows = [
+        {**vars(r), "next_try_at": r.parked_at + timedelta(seconds=retry_s), "attempts": 0}
+        for r in records
+    ]
     try:
         with engine.begin() as conn:
             conn.execute(stmt, rows)
@@ -95,19 +97,32 @@ def claim_due(engine: Engine, now: datetime, lease_s: float, limit: int = 500) -
     claimed: list[Parked] = []
     try:
         with engine.begin() as conn:
-            due = conn.execute(select(parked_activities)
-                               .where(parked_activities.c.next_try_at <= now)
-                               .order_by(parked_activities.c.parked_at).limit(limit)).all()
+            due = conn.execute(
+                select(parked_activities)
+                .where(parked_activities.c.next_try_at <= now)
+                .order_by(parked_activities.c.parked_at)
+                .limit(limit)
+            ).all()
             for row in due:
                 won = conn.execute(
                     update(parked_activities)
                     .where(parked_activities.c.activity_id == row.activity_id)
                     .where(parked_activities.c.next_try_at <= now)
-                    .values(next_try_at=until, attempts=parked_activities.c.attempts + 1))
+                    .values(next_try_at=until, attempts=parked_activities.c.attempts + 1)
+                )
                 if won.rowcount == 1:
-                    claimed.append(Parked(
-                        row.activity_id, row.marketo_id, row.source_topic, row.source_partition,
-                        row.source_offset, row.key, row.value, _aware(row.parked_at)))
+                    claimed.append(
+                        Parked(
+                            row.activity_id,
+                            row.marketo_id,
+                            row.source_topic,
+                            row.source_partition,
+                            row.source_offset,
+                            row.key,
+                            row.value,
+                            _aware(row.parked_at),
+                        )
+                    )
     except OperationalError as exc:
         raise Retriable(f"claiming parked records failed: {exc.orig}") from exc
     return claimed
@@ -118,8 +133,9 @@ def remove(engine: Engine, activity_ids: Sequence[str]) -> None:
     if not activity_ids:
         return
     with engine.begin() as conn:
-        conn.execute(delete(parked_activities)
-                     .where(parked_activities.c.activity_id.in_(list(activity_ids))))
+        conn.execute(
+            delete(parked_activities).where(parked_activities.c.activity_id.in_(list(activity_ids)))
+        )
 
 
 def count(engine: Engine) -> int:

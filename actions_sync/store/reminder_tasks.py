@@ -42,8 +42,16 @@ from actions_sync.errors import Retriable
 from actions_sync.store.admin_settings import settings_audit
 from actions_sync.store.tables import metadata
 
-__all__ = ["by_salesforce_id", "first_enabled", "load", "record_task_ids", "reminder_tasks",
-           "save", "synced", "unpushed"]
+__all__ = [
+    "by_salesforce_id",
+    "first_enabled",
+    "load",
+    "record_task_ids",
+    "reminder_tasks",
+    "save",
+    "synced",
+    "unpushed",
+]
 
 reminder_tasks = Table(
     "reminder_tasks",
@@ -102,15 +110,19 @@ def by_salesforce_id(engine: Engine, sfdc_ids: Iterable[str]) -> dict[str, Row]:
     if not ids:
         return {}
     t = reminder_tasks
-    return {r["sfdc_task_id"]: r
-            for r in _rows(engine, select(t).where(t.c.sfdc_task_id.in_(ids)))}
+    return {r["sfdc_task_id"]: r for r in _rows(engine, select(t).where(t.c.sfdc_task_id.in_(ids)))}
 
 
 def unpushed(engine: Engine, after: str, limit: int) -> list[Row]:
     """Rows stored while the sync was off, in task-id order after `after`."""
     t = reminder_tasks
-    return _rows(engine, select(t).where(t.c.unpushed.is_(True), t.c.task_id > after)
-                 .order_by(t.c.task_id).limit(limit))
+    return _rows(
+        engine,
+        select(t)
+        .where(t.c.unpushed.is_(True), t.c.task_id > after)
+        .order_by(t.c.task_id)
+        .limit(limit),
+    )
 
 
 def record_task_ids(engine: Engine, ids: Mapping[str, str], now: datetime) -> int:
@@ -122,9 +134,11 @@ def record_task_ids(engine: Engine, ids: Mapping[str, str], now: datetime) -> in
     try:
         with engine.begin() as conn:
             for task_id, sfdc_id in ids.items():
-                set_ += conn.execute(update(t).where(
-                    t.c.task_id == task_id, t.c.sfdc_task_id.is_(None)).values(
-                    sfdc_task_id=sfdc_id, revision=t.c.revision + 1, updated_at=now)).rowcount
+                set_ += conn.execute(
+                    update(t)
+                    .where(t.c.task_id == task_id, t.c.sfdc_task_id.is_(None))
+                    .values(sfdc_task_id=sfdc_id, revision=t.c.revision + 1, updated_at=now)
+                ).rowcount
     except OperationalError as exc:
         raise Retriable(f"recording Task ids failed: {exc.orig}") from exc
     return set_
@@ -147,8 +161,11 @@ def save(engine: Engine, rows: Sequence[Mapping[str, Any]], now: datetime) -> se
                     except IntegrityError:
                         lost.add(row["task_id"])
                     continue
-                done = conn.execute(update(t).where(t.c.task_id == row["task_id"],
-                                                    t.c.revision == held).values(values))
+                done = conn.execute(
+                    update(t)
+                    .where(t.c.task_id == row["task_id"], t.c.revision == held)
+                    .values(values)
+                )
                 if done.rowcount != 1:
                     lost.add(row["task_id"])
     except OperationalError as exc:
@@ -159,13 +176,19 @@ def save(engine: Engine, rows: Sequence[Mapping[str, Any]], now: datetime) -> se
 def first_enabled(engine: Engine, key: str = "reminder_task_sync") -> datetime | None:
     """When the admin first turned `key` on (the audit's oldest change to true), if ever."""
     a = settings_audit
-    rows = _rows(engine, select(a.c.changed_at).where(a.c.key == key, a.c.new_value == "true")
-                 .order_by(a.c.id).limit(1))
+    rows = _rows(
+        engine,
+        select(a.c.changed_at)
+        .where(a.c.key == key, a.c.new_value == "true")
+        .order_by(a.c.id)
+        .limit(1),
+    )
     return rows[0]["changed_at"] if rows else None
 
 
-def synced(engine: Engine, task_ids: Iterable[str], sfdc_ids: Iterable[str]
-           ) -> dict[str, dict[str, Any]]:
+def synced(
+    engine: Engine, task_ids: Iterable[str], sfdc_ids: Iterable[str]
+) -> dict[str, dict[str, Any]]:
     """The Task fields last synced, by task id and by 18-character Task id (the Salesforce
     source's compare-before-write), with the Task's `Id` as the store knows it (None: not
     yet)."""

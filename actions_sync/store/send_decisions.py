@@ -52,8 +52,11 @@ def given(engine: Engine, check_ids: Iterable[str]) -> dict[str, Given]:
     t = send_decisions
     try:
         with engine.connect() as conn:
-            rows = conn.execute(select(t.c.check_id, t.c.allowed, t.c.reason, t.c.decided_at)
-                                .where(t.c.check_id.in_(ids))).all()
+            rows = conn.execute(
+                select(t.c.check_id, t.c.allowed, t.c.reason, t.c.decided_at).where(
+                    t.c.check_id.in_(ids)
+                )
+            ).all()
     except OperationalError as exc:
         raise Retriable(f"reading send decisions failed: {exc.orig}") from exc
     return {r[0]: Given(r[0], bool(r[1]), str(r[2]), r[3]) for r in rows}
@@ -68,9 +71,18 @@ def record(engine: Engine, decisions: Sequence[Given]) -> dict[str, Given]:
     stmt = insert(send_decisions).on_conflict_do_nothing(index_elements=["check_id"])
     try:
         with engine.begin() as conn:
-            conn.execute(stmt, [{"check_id": d.check_id, "allowed": d.allowed,
-                                 "reason": d.reason, "decided_at": d.decided_at}
-                                for d in decisions])
+            conn.execute(
+                stmt,
+                [
+                    {
+                        "check_id": d.check_id,
+                        "allowed": d.allowed,
+                        "reason": d.reason,
+                        "decided_at": d.decided_at,
+                    }
+                    for d in decisions
+                ],
+            )
     except OperationalError as exc:
         raise Retriable(f"recording send decisions failed: {exc.orig}") from exc
     return given(engine, (d.check_id for d in decisions))
@@ -80,8 +92,9 @@ def prune(engine: Engine, before: datetime) -> int:
     """Forget decisions given before then; return how many rows went."""
     try:
         with engine.begin() as conn:
-            result = conn.execute(delete(send_decisions)
-                                  .where(send_decisions.c.decided_at < before))
+            result = conn.execute(
+                delete(send_decisions).where(send_decisions.c.decided_at < before)
+            )
     except OperationalError as exc:
         raise Retriable(f"pruning send decisions failed: {exc.orig}") from exc
     return max(int(result.rowcount), 0)

@@ -31,13 +31,18 @@ from sqlalchemy.exc import OperationalError
 from actions_sync.errors import ConfigError, Retriable
 from actions_sync.store.tables import PERSON_FIELDS, checkpoints, persons
 
-__all__ = ["NO_POSITION", "PeopleParams", "PeopleWrite", "Store", "is_sqlite_url",
-           "people_params"]
+__all__ = ["NO_POSITION", "PeopleParams", "PeopleWrite", "Store", "is_sqlite_url", "people_params"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 7_201_309  # pg_advisory_xact_lock key of actions-sync's migrations
-PERSON_COLUMNS = ("marketo_id", *PERSON_FIELDS, "changed_at", "removed_at", "log_position",
-                  "synced_at")
+PERSON_COLUMNS = (
+    "marketo_id",
+    *PERSON_FIELDS,
+    "changed_at",
+    "removed_at",
+    "log_position",
+    "synced_at",
+)
 NO_POSITION = -1  # the `log_position` of a row given without one (older than any offset)
 # PostgreSQL: a batch of people is COPYed into per-connection temp tables (emptied at each
 # commit), then upserted by one INSERT ... SELECT and removed by one UPDATE ... FROM.
@@ -98,34 +103,47 @@ def is_sqlite_url(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def people_params(upserts: Sequence[Mapping[str, Any]], removals: Sequence[Mapping[str, Any]],
-                  sqlite: bool) -> PeopleParams:
+def people_params(
+    upserts: Sequence[Mapping[str, Any]], removals: Sequence[Mapping[str, Any]], sqlite: bool
+) -> PeopleParams:
     """`Store.apply_people`'s rows as parameters. On SQLite, datetimes are written as
     SQLAlchemy's DateTime stores them (UTC, "YYYY-MM-DD HH:MM:SS.ffffff"), so that the
     version comparison, which SQLite makes on the text, and every reader agree."""
     when = _sqlite_datetime if sqlite else _utc
     get_fields = itemgetter(*PERSON_FIELDS)
-    upsert_rows = [(row["marketo_id"], *get_fields(row), when(row["changed_at"]),
-                    when(removed) if (removed := row.get("removed_at")) is not None else None,
-                    row.get("log_position", NO_POSITION))
-                   for row in upserts]
+    upsert_rows = [
+        (
+            row["marketo_id"],
+            *get_fields(row),
+            when(row["changed_at"]),
+            when(removed) if (removed := row.get("removed_at")) is not None else None,
+            row.get("log_position", NO_POSITION),
+        )
+        for row in upserts
+    ]
     removal_rows = []
     for row in removals:
         version, position = when(row["changed_at"]), row.get("log_position", NO_POSITION)
-        removal_rows.append((*get_fields(row), version, position, version, row["marketo_id"],
-                             version, position))
+        removal_rows.append(
+            (*get_fields(row), version, position, version, row["marketo_id"], version, position)
+        )
     return PeopleParams(upsert_rows, removal_rows)
 
 
 # A row upserted as removed keeps the first removal's time (as `_person_removal_sql`).
 _PERSON_CONFLICT = (
-    "ON CONFLICT (marketo_id) DO UPDATE SET " + ", ".join(
-        f"{c} = excluded.{c}" if c != "removed_at" else
-        "removed_at = CASE WHEN excluded.removed_at IS NULL THEN NULL"
+    "ON CONFLICT (marketo_id) DO UPDATE SET "
+    + ", ".join(
+        f"{c} = excluded.{c}"
+        if c != "removed_at"
+        else "removed_at = CASE WHEN excluded.removed_at IS NULL THEN NULL"
         " ELSE COALESCE(persons.removed_at, excluded.removed_at) END"
-        for c in PERSON_COLUMNS if c != "marketo_id")
+        for c in PERSON_COLUMNS
+        if c != "marketo_id"
+    )
     + " WHERE (persons.changed_at, persons.log_position)"
-    " < (excluded.changed_at, excluded.log_position)")
+    " < (excluded.changed_at, excluded.log_position)"
+)
 
 
 _REMOVAL_ID = len(PERSON_FIELDS) + 3  # the marketo_id in `PeopleParams.removals`' rows
@@ -160,7 +178,7 @@ class Store:
     @staticmethod
     def _engine(url: str) -> Engine:
         if url.startswith("sqlite:///") and ":memory:" not in url:
-            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         try:
             engine = create_engine(url, pool_pre_ping=True)
         except Exception as exc:  # bad driver names, malformed URLs
@@ -208,8 +226,10 @@ class Store:
         tuples through `exec_driver_sql` cost a fraction (bench/RESULTS.md).
         """
         mark = self._mark
-        return (f"INSERT INTO persons ({', '.join(PERSON_COLUMNS)})"
-                f" VALUES ({', '.join([mark] * len(PERSON_COLUMNS))}) {_PERSON_CONFLICT}")
+        return (
+            f"INSERT INTO persons ({', '.join(PERSON_COLUMNS)})"
+            f" VALUES ({', '.join([mark] * len(PERSON_COLUMNS))}) {_PERSON_CONFLICT}"
+        )
 
     @staticmethod
     def _person_staged_upsert_sql() -> str:
@@ -218,29 +238,36 @@ class Store:
         PostgreSQL's time in a batch, bench/RESULTS.md). Only for batches with one row per
         person: a statement may not update a row twice."""
         columns = ", ".join(PERSON_COLUMNS)
-        return (f"INSERT INTO persons ({columns}) SELECT {columns} FROM {PEOPLE_STAGE}"
-                f" {_PERSON_CONFLICT}")
+        return (
+            f"INSERT INTO persons ({columns}) SELECT {columns} FROM {PEOPLE_STAGE}"
+            f" {_PERSON_CONFLICT}"
+        )
 
     @staticmethod
     def _person_staged_removal_sql() -> str:
         """PostgreSQL: `_person_removal_sql` of the rows COPYed into `REMOVALS_STAGE`."""
         fields = ", ".join(f"{c} = s.{c}" for c in PERSON_FIELDS)
-        return (f"UPDATE persons SET synced_at = s.synced_at, {fields},"
-                " changed_at = s.changed_at, log_position = s.log_position,"
-                " removed_at = COALESCE(persons.removed_at, s.changed_at)"
-                f" FROM {REMOVALS_STAGE} s WHERE persons.marketo_id = s.marketo_id"
-                " AND (persons.changed_at, persons.log_position) < (s.changed_at, s.log_position)")
+        return (
+            f"UPDATE persons SET synced_at = s.synced_at, {fields},"
+            " changed_at = s.changed_at, log_position = s.log_position,"
+            " removed_at = COALESCE(persons.removed_at, s.changed_at)"
+            f" FROM {REMOVALS_STAGE} s WHERE persons.marketo_id = s.marketo_id"
+            " AND (persons.changed_at, persons.log_position) < (s.changed_at, s.log_position)"
+        )
 
     @staticmethod
-    def _copy_staged(conn: Any, stage: str, columns: Sequence[str],
-                     rows: list[tuple[Any, ...]], sql: str) -> int:
+    def _copy_staged(
+        conn: Any, stage: str, columns: Sequence[str], rows: list[tuple[Any, ...]], sql: str
+    ) -> int:
         """PostgreSQL: COPY `rows` into the temp table `stage` and run `sql` over it, in the
         transaction of `conn`; the rows `sql` changed."""
         cursor = conn.connection.driver_connection.cursor()  # psycopg 3's, for its COPY
         with cursor:
             # IF NOT EXISTS: a temp table lives as long as its connection (in the pool).
-            cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS"
-                           f" AS SELECT {', '.join(columns)} FROM persons WITH NO DATA")
+            cursor.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS"
+                f" AS SELECT {', '.join(columns)} FROM persons WITH NO DATA"
+            )
             with cursor.copy(f"COPY {stage} ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
@@ -252,9 +279,11 @@ class Store:
         of the change, `removed_at` kept from the first removal."""
         mark = self._mark
         fields = ", ".join(f"{c} = {mark}" for c in PERSON_FIELDS)
-        return (f"UPDATE persons SET synced_at = {mark}, {fields}, changed_at = {mark},"
-                f" log_position = {mark}, removed_at = COALESCE(removed_at, {mark})"
-                f" WHERE marketo_id = {mark} AND (changed_at, log_position) < ({mark}, {mark})")
+        return (
+            f"UPDATE persons SET synced_at = {mark}, {fields}, changed_at = {mark},"
+            f" log_position = {mark}, removed_at = COALESCE(removed_at, {mark})"
+            f" WHERE marketo_id = {mark} AND (changed_at, log_position) < ({mark}, {mark})"
+        )
 
     def apply_people(
         self, upserts: Sequence[Mapping[str, Any]], removals: Sequence[Mapping[str, Any]]
@@ -281,19 +310,28 @@ class Store:
                     if self.is_sqlite or not _one_per_person(rows, 0):
                         conn.exec_driver_sql(self._upsert_sql, rows)
                     else:
-                        self._copy_staged(conn, PEOPLE_STAGE, PERSON_COLUMNS, rows,
-                                          self._staged_upsert_sql)
-                if params.removals and (self.is_sqlite
-                                        or not _one_per_person(params.removals, _REMOVAL_ID)):
-                    result = conn.exec_driver_sql(self._remove_sql,
-                                                  [(synced, *row) for row in params.removals])
+                        self._copy_staged(
+                            conn, PEOPLE_STAGE, PERSON_COLUMNS, rows, self._staged_upsert_sql
+                        )
+                if params.removals and (
+                    self.is_sqlite or not _one_per_person(params.removals, _REMOVAL_ID)
+                ):
+                    result = conn.exec_driver_sql(
+                        self._remove_sql, [(synced, *row) for row in params.removals]
+                    )
                     removed = max(result.rowcount, 0)  # summed over the rows (both drivers)
                 elif params.removals:
                     n = len(PERSON_FIELDS)
                     removed = self._copy_staged(
-                        conn, REMOVALS_STAGE, REMOVAL_COLUMNS,
-                        [(row[_REMOVAL_ID], *row[:n], row[n], row[n + 1], synced)
-                         for row in params.removals], self._staged_removal_sql)
+                        conn,
+                        REMOVALS_STAGE,
+                        REMOVAL_COLUMNS,
+                        [
+                            (row[_REMOVAL_ID], *row[:n], row[n], row[n + 1], synced)
+                            for row in params.removals
+                        ],
+                        self._staged_removal_sql,
+                    )
         except OperationalError as exc:
             raise Retriable(f"store write failed: {exc.orig}") from exc
         return PeopleWrite(upserted=len(params.upserts), removed=removed)
@@ -309,8 +347,7 @@ class Store:
             return {}
         with self.engine.connect() as conn:
             rows = conn.execute(select(persons).where(persons.c.marketo_id.in_(set(marketo_ids))))
-            return {row.marketo_id: {k: _aware(v) for k, v in row._mapping.items()}
-                    for row in rows}
+            return {row.marketo_id: {k: _aware(v) for k, v in row._mapping.items()} for row in rows}
 
     def iter_persons(self, batch: int = 10_000) -> Iterator[dict[str, Any]]:
         """Every stored person (present and removed), in Marketo ID order."""
@@ -349,8 +386,9 @@ class Store:
     def save_checkpoint(self, name: str, value: Mapping[str, Any]) -> None:
         """Durably record the position of source `name` (one row per source)."""
         insert = sqlite_insert if self.is_sqlite else pg_insert
-        stmt = insert(checkpoints).values(name=name, value=json.dumps(value, default=str),
-                                          updated_at=datetime.now(UTC))
+        stmt = insert(checkpoints).values(
+            name=name, value=json.dumps(value, default=str), updated_at=datetime.now(UTC)
+        )
         stmt = stmt.on_conflict_do_update(
             index_elements=[checkpoints.c.name],
             set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},

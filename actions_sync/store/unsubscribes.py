@@ -126,8 +126,9 @@ def unsubscribed(engine: Engine, marketo_ids: Iterable[int]) -> set[int]:
         return set()
     try:
         with engine.connect() as conn:
-            rows = conn.execute(select(unsubscribes.c.marketo_id)
-                                .where(unsubscribes.c.marketo_id.in_(ids)))
+            rows = conn.execute(
+                select(unsubscribes.c.marketo_id).where(unsubscribes.c.marketo_id.in_(ids))
+            )
             return {int(r[0]) for r in rows}
     except OperationalError as exc:
         raise Retriable(f"reading unsubscribes failed: {exc.orig}") from exc
@@ -149,9 +150,11 @@ def record_optout_writes(engine: Engine, writes: Sequence[OptOutWrite]) -> None:
     newer = or_(current.is_(None), and_(offered.is_not(None), offered > current))
     stmt = stmt.on_conflict_do_update(
         index_elements=["sfdc_id", "field"],
-        set_={"occurred_at": case((newer, offered), else_=current),
-              "written_at": case((newer, stmt.excluded.written_at),
-                                 else_=optout_writes.c.written_at)})
+        set_={
+            "occurred_at": case((newer, offered), else_=current),
+            "written_at": case((newer, stmt.excluded.written_at), else_=optout_writes.c.written_at),
+        },
+    )
     try:
         with engine.begin() as conn:
             conn.execute(stmt, [vars(w) for w in newest.values()])
@@ -163,8 +166,9 @@ def _later(a: datetime | None, b: datetime | None) -> bool:
     return b is None or (a is not None and a > b)
 
 
-def written_since(engine: Engine, wanted: Sequence[tuple[str, str, datetime]]
-                  ) -> set[tuple[str, str]]:
+def written_since(
+    engine: Engine, wanted: Sequence[tuple[str, str, datetime]]
+) -> set[tuple[str, str]]:
     """Which (sfdc_id, field) of `wanted` (sfdc_id, field, occurred_at) the sync already
     wrote for an unsubscribe at least as recent: writing them again changes nothing."""
     if not wanted:
@@ -172,14 +176,19 @@ def written_since(engine: Engine, wanted: Sequence[tuple[str, str, datetime]]
     ids = {w[0] for w in wanted}
     try:
         with engine.connect() as conn:
-            rows = conn.execute(select(optout_writes.c.sfdc_id, optout_writes.c.field,
-                                       optout_writes.c.occurred_at)
-                                .where(optout_writes.c.sfdc_id.in_(ids)))
+            rows = conn.execute(
+                select(
+                    optout_writes.c.sfdc_id, optout_writes.c.field, optout_writes.c.occurred_at
+                ).where(optout_writes.c.sfdc_id.in_(ids))
+            )
             held = {(r[0], r[1]): _aware(r[2]) for r in rows}
     except OperationalError as exc:
         raise Retriable(f"reading opt-out writes failed: {exc.orig}") from exc
-    return {(i, f) for i, f, at in wanted
-            if (i, f) in held and (held[(i, f)] is None or held[(i, f)] >= _aware(at))}
+    return {
+        (i, f)
+        for i, f, at in wanted
+        if (i, f) in held and (held[(i, f)] is None or held[(i, f)] >= _aware(at))
+    }
 
 
 def written_optouts(engine: Engine, field: str, sfdc_ids: Iterable[str]) -> set[str]:
@@ -189,9 +198,11 @@ def written_optouts(engine: Engine, field: str, sfdc_ids: Iterable[str]) -> set[
         return set()
     try:
         with engine.connect() as conn:
-            rows = conn.execute(select(optout_writes.c.sfdc_id)
-                                .where(optout_writes.c.field == field)
-                                .where(optout_writes.c.sfdc_id.in_(ids)))
+            rows = conn.execute(
+                select(optout_writes.c.sfdc_id)
+                .where(optout_writes.c.field == field)
+                .where(optout_writes.c.sfdc_id.in_(ids))
+            )
             return {str(r[0]) for r in rows}
     except OperationalError as exc:
         raise Retriable(f"reading opt-out writes failed: {exc.orig}") from exc
@@ -216,15 +227,15 @@ def store_unsubscribes(engine: Engine, rows: Sequence[Mapping[str, Any]]) -> set
     first: dict[int, Mapping[str, Any]] = {}
     for row in rows:
         first.setdefault(int(row["marketo_id"]), row)
-    columns = ("email", "source", "occurred_at", "event_id", "sfdc_id", "pushed_at",
-               "unsynced")
-    values = [{"marketo_id": mid, **{c: row.get(c) for c in columns}}
-              for mid, row in first.items()]
+    columns = ("email", "source", "occurred_at", "event_id", "sfdc_id", "pushed_at", "unsynced")
+    values = [{"marketo_id": mid, **{c: row.get(c) for c in columns}} for mid, row in first.items()]
     try:
         with engine.begin() as conn:
             before = unsubscribed_in(conn, first)
-            conn.execute(_insert(engine)(unsubscribes).on_conflict_do_nothing(
-                index_elements=["marketo_id"]), values)
+            conn.execute(
+                _insert(engine)(unsubscribes).on_conflict_do_nothing(index_elements=["marketo_id"]),
+                values,
+            )
     except OperationalError as exc:
         raise Retriable(f"storing unsubscribes failed: {exc.orig}") from exc
     return set(first) - before
@@ -234,8 +245,7 @@ def unsubscribed_in(conn: Connection, marketo_ids: Iterable[int]) -> set[int]:
     ids = list(marketo_ids)
     if not ids:
         return set()
-    rows = conn.execute(select(unsubscribes.c.marketo_id)
-                        .where(unsubscribes.c.marketo_id.in_(ids)))
+    rows = conn.execute(select(unsubscribes.c.marketo_id).where(unsubscribes.c.marketo_id.in_(ids)))
     return {int(r[0]) for r in rows}
 
 
@@ -251,26 +261,41 @@ def mark_pushed(engine: Engine, outcomes: Mapping[int, str | None], at: datetime
     try:
         with engine.begin() as conn:
             if pushed:
-                conn.execute(update(table).where(table.c.marketo_id.in_(pushed))
-                             .values(pushed_at=at, unsynced=None))
+                conn.execute(
+                    update(table)
+                    .where(table.c.marketo_id.in_(pushed))
+                    .values(pushed_at=at, unsynced=None)
+                )
             for reason, ids in held.items():
-                conn.execute(update(table).where(table.c.marketo_id.in_(ids))
-                             .where(table.c.pushed_at.is_(None)).values(unsynced=reason))
+                conn.execute(
+                    update(table)
+                    .where(table.c.marketo_id.in_(ids))
+                    .where(table.c.pushed_at.is_(None))
+                    .values(unsynced=reason)
+                )
     except OperationalError as exc:
         raise Retriable(f"marking unsubscribes pushed failed: {exc.orig}") from exc
 
 
-def to_push(engine: Engine, id_columns: Sequence[str], after: int,
-            limit: int) -> list[dict[str, Any]]:
+def to_push(
+    engine: Engine, id_columns: Sequence[str], after: int, limit: int
+) -> list[dict[str, Any]]:
     """Unsubscribes captured in Actions and never pushed, whose person now has one of the
     Salesforce ids `id_columns` (of `persons`), in Marketo id order after `after`: the
     catch-up's work."""
     u, p = unsubscribes, persons
-    query = (select(u.c.marketo_id, u.c.email, u.c.source, u.c.occurred_at, u.c.event_id)
-             .join(p, p.c.marketo_id == u.c.marketo_id)
-             .where(u.c.pushed_at.is_(None), u.c.source != "SALESFORCE_SYNC",
-                    u.c.marketo_id > after, or_(*(p.c[c].is_not(None) for c in id_columns)))
-             .order_by(u.c.marketo_id).limit(limit))
+    query = (
+        select(u.c.marketo_id, u.c.email, u.c.source, u.c.occurred_at, u.c.event_id)
+        .join(p, p.c.marketo_id == u.c.marketo_id)
+        .where(
+            u.c.pushed_at.is_(None),
+            u.c.source != "SALESFORCE_SYNC",
+            u.c.marketo_id > after,
+            or_(*(p.c[c].is_not(None) for c in id_columns)),
+        )
+        .order_by(u.c.marketo_id)
+        .limit(limit)
+    )
     try:
         with engine.connect() as conn:
             return [{k: _aware(v) for k, v in r._mapping.items()} for r in conn.execute(query)]
@@ -278,8 +303,9 @@ def to_push(engine: Engine, id_columns: Sequence[str], after: int,
         raise Retriable(f"reading unsubscribes failed: {exc.orig}") from exc
 
 
-def people_by_salesforce_id(engine: Engine, sfdc_ids: Iterable[str]
-                            ) -> dict[str, list[dict[str, Any]]]:
+def people_by_salesforce_id(
+    engine: Engine, sfdc_ids: Iterable[str]
+) -> dict[str, list[dict[str, Any]]]:
     """18-character id -> the persons whose Lead or Contact id it is: stored in that
     18-character form, or in its 15-character form (the first 15, case-sensitive).
     Duplicates in Marketo make several people share one record (SPEC S5)."""
@@ -288,8 +314,9 @@ def people_by_salesforce_id(engine: Engine, sfdc_ids: Iterable[str]
         return {}
     by_form = {i: i for i in ids} | {i[:15]: i for i in ids}
     p = persons
-    query = select(p).where(or_(p.c.sfdc_lead_id.in_(sorted(by_form)),
-                                p.c.sfdc_contact_id.in_(sorted(by_form))))
+    query = select(p).where(
+        or_(p.c.sfdc_lead_id.in_(sorted(by_form)), p.c.sfdc_contact_id.in_(sorted(by_form)))
+    )
     out: dict[str, list[dict[str, Any]]] = {}
     try:
         with engine.connect() as conn:
@@ -317,9 +344,14 @@ class HeldOptOut:
 
     def as_optout(self) -> dict[str, Any]:
         """The `SalesforceOptOut` fields the rules read."""
-        return {"event_id": self.event_id, "sobject": self.sobject, "sfdc_id": self.sfdc_id,
-                "email": self.email, "field": self.field,
-                "system_modstamp": self.system_modstamp}
+        return {
+            "event_id": self.event_id,
+            "sobject": self.sobject,
+            "sfdc_id": self.sfdc_id,
+            "email": self.email,
+            "field": self.field,
+            "system_modstamp": self.system_modstamp,
+        }
 
 
 def hold_optouts(engine: Engine, held: Sequence[HeldOptOut]) -> None:
@@ -328,8 +360,9 @@ def hold_optouts(engine: Engine, held: Sequence[HeldOptOut]) -> None:
         return
     rows = {(h.sfdc_id, h.field): vars(h) for h in held}
     stmt = _insert(engine)(held_optouts)
-    stmt = stmt.on_conflict_do_update(index_elements=["sfdc_id", "field"],
-                                      set_={"reason": stmt.excluded.reason})
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["sfdc_id", "field"], set_={"reason": stmt.excluded.reason}
+    )
     try:
         with engine.begin() as conn:
             conn.execute(stmt, list(rows.values()))
@@ -340,13 +373,18 @@ def hold_optouts(engine: Engine, held: Sequence[HeldOptOut]) -> None:
 def held(engine: Engine, limit: int, after: tuple[str, str] = ("", "")) -> list[HeldOptOut]:
     """Held opt-outs in (sfdc_id, field) order after `after`."""
     h = held_optouts
-    query = (select(h).where(or_(h.c.sfdc_id > after[0],
-                                 and_(h.c.sfdc_id == after[0], h.c.field > after[1])))
-             .order_by(h.c.sfdc_id, h.c.field).limit(limit))
+    query = (
+        select(h)
+        .where(or_(h.c.sfdc_id > after[0], and_(h.c.sfdc_id == after[0], h.c.field > after[1])))
+        .order_by(h.c.sfdc_id, h.c.field)
+        .limit(limit)
+    )
     try:
         with engine.connect() as conn:
-            return [HeldOptOut(**{k: _aware(v) for k, v in r._mapping.items()})
-                    for r in conn.execute(query)]
+            return [
+                HeldOptOut(**{k: _aware(v) for k, v in r._mapping.items()})
+                for r in conn.execute(query)
+            ]
     except OperationalError as exc:
         raise Retriable(f"reading held opt-outs failed: {exc.orig}") from exc
 

@@ -79,37 +79,106 @@ CALL_RECORDING_URL = Attribute("salesCallRecordingUrl", "Sales Call Recording UR
 CALL_ANSWERED_BY = Attribute("salesCallAnsweredBy", "Sales Call Answered By")
 
 # Send / Open Sales Email: the glossary's nine, minus Email Subject (the primary).
-_EMAIL = (SENT_BY, SOURCE_ATTR, TEMPLATE_ID, TEMPLATE_URL, CAMPAIGN_URL, TEMPLATE_NAME,
-                 CAMPAIGN_NAME, SALES_PERSON_ID)
+_EMAIL = (
+    SENT_BY,
+    SOURCE_ATTR,
+    TEMPLATE_ID,
+    TEMPLATE_URL,
+    CAMPAIGN_URL,
+    TEMPLATE_NAME,
+    CAMPAIGN_NAME,
+    SALES_PERSON_ID,
+)
 _CAMPAIGN = (CAMPAIGN_URL, CAMPAIGN_ID, SENT_BY, SOURCE_ATTR, SALES_PERSON_ID)
 
 
 ACTIVITY_TYPES: tuple[ActivityType, ...] = (
-    ActivityType("SEND_SALES_EMAIL", "sendSalesEmail", "Send Sales Email",
-                 "Sent Sales Email", "Was Sent Sales Email", EMAIL_SUBJECT, _EMAIL),
-    ActivityType("OPEN_SALES_EMAIL", "openSalesEmail", "Open Sales Email",
-                 "Opened Sales Email", "Opened Sales Email", EMAIL_SUBJECT, _EMAIL),
-    ActivityType("CLICK_SALES_EMAIL", "clickSalesEmail", "Click Sales Email",
-                 "Clicked Sales Email", "Clicked Sales Email", EMAIL_SUBJECT, (LINK, *_EMAIL)),
+    ActivityType(
+        "SEND_SALES_EMAIL",
+        "sendSalesEmail",
+        "Send Sales Email",
+        "Sent Sales Email",
+        "Was Sent Sales Email",
+        EMAIL_SUBJECT,
+        _EMAIL,
+    ),
+    ActivityType(
+        "OPEN_SALES_EMAIL",
+        "openSalesEmail",
+        "Open Sales Email",
+        "Opened Sales Email",
+        "Opened Sales Email",
+        EMAIL_SUBJECT,
+        _EMAIL,
+    ),
+    ActivityType(
+        "CLICK_SALES_EMAIL",
+        "clickSalesEmail",
+        "Click Sales Email",
+        "Clicked Sales Email",
+        "Clicked Sales Email",
+        EMAIL_SUBJECT,
+        (LINK, *_EMAIL),
+    ),
     # The glossary gives a reply no subject attribute; the replied-to subject is its
     # primary attribute, so the activity log says what was answered.
-    ActivityType("REPLY_TO_SALES_EMAIL", "replyToSalesEmail", "Reply to Sales Email",
-                 "Replied to Sales Email", "Replied to Sales Email", EMAIL_SUBJECT,
-                 (RECEIVED_BY, SOURCE_ATTR, SALES_PERSON_ID)),
+    ActivityType(
+        "REPLY_TO_SALES_EMAIL",
+        "replyToSalesEmail",
+        "Reply to Sales Email",
+        "Replied to Sales Email",
+        "Replied to Sales Email",
+        EMAIL_SUBJECT,
+        (RECEIVED_BY, SOURCE_ATTR, SALES_PERSON_ID),
+    ),
     # Bounced: the glossary lists no Source; Email Subject is its primary, like the others.
-    ActivityType("SALES_EMAIL_BOUNCED", "salesEmailBounced", "Sales Email Bounced",
-                 "Sales Email Bounced", "Had Sales Email Bounced", EMAIL_SUBJECT,
-                 (DETAILS, EMAIL, SENT_BY, TEMPLATE_ID, SALES_PERSON_ID)),
-    ActivityType("RECEIVED_SALES_CALL", "receivedSalesCall", "Received Sales Call",
-                 "Received Sales Call", "Received Sales Call", CALL_SUBJECT,
-                 (CALL_MADE_BY, CALL_STATUS, CAMPAIGN_NAME, CAMPAIGN_URL, PHONE_CALLED, SOURCE_ATTR,
-                  CALL_DURATION, CALL_RECORDING_URL, CALL_ANSWERED_BY, SALES_PERSON_ID)),
-    ActivityType("ADD_TO_SALES_CAMPAIGN", "addToSalesCampaign", "Add to Sales Campaign",
-                 "Added to Sales Campaign", "Was Added to Sales Campaign", CAMPAIGN_NAME,
-                 _CAMPAIGN),
-    ActivityType("REMOVED_FROM_SALES_CAMPAIGN", "removedFromSalesCampaign",
-                 "Removed from Sales Campaign", "Removed from Sales Campaign",
-                 "Was Removed from Sales Campaign", CAMPAIGN_NAME, _CAMPAIGN),
+    ActivityType(
+        "SALES_EMAIL_BOUNCED",
+        "salesEmailBounced",
+        "Sales Email Bounced",
+        "Sales Email Bounced",
+        "Had Sales Email Bounced",
+        EMAIL_SUBJECT,
+        (DETAILS, EMAIL, SENT_BY, TEMPLATE_ID, SALES_PERSON_ID),
+    ),
+    ActivityType(
+        "RECEIVED_SALES_CALL",
+        "receivedSalesCall",
+        "Received Sales Call",
+        "Received Sales Call",
+        "Received Sales Call",
+        CALL_SUBJECT,
+        (
+            CALL_MADE_BY,
+            CALL_STATUS,
+            CAMPAIGN_NAME,
+            CAMPAIGN_URL,
+            PHONE_CALLED,
+            SOURCE_ATTR,
+            CALL_DURATION,
+            CALL_RECORDING_URL,
+            CALL_ANSWERED_BY,
+            SALES_PERSON_ID,
+        ),
+    ),
+    ActivityType(
+        "ADD_TO_SALES_CAMPAIGN",
+        "addToSalesCampaign",
+        "Add to Sales Campaign",
+        "Added to Sales Campaign",
+        "Was Added to Sales Campaign",
+        CAMPAIGN_NAME,
+        _CAMPAIGN,
+    ),
+    ActivityType(
+        "REMOVED_FROM_SALES_CAMPAIGN",
+        "removedFromSalesCampaign",
+        "Removed from Sales Campaign",
+        "Removed from Sales Campaign",
+        "Was Removed from Sales Campaign",
+        CAMPAIGN_NAME,
+        _CAMPAIGN,
+    ),
 )
 
 BY_SYMBOL: dict[str, ActivityType] = {t.symbol: t for t in ACTIVITY_TYPES}

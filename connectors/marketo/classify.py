@@ -54,8 +54,9 @@ def seconds_until_quota_reset(now: datetime) -> float:
 def classify(response: httpx.Response, now: datetime | None = None) -> Resolution:
     status = response.status_code
     if status in (413, 414):
-        return Resolution(Action.REJECTED, str(status), "request too large for Marketo",
-                          scope=Scope.SIZE)
+        return Resolution(
+            Action.REJECTED, str(status), "request too large for Marketo", scope=Scope.SIZE
+        )
     if status == 401:
         return Resolution(Action.FATAL, "401", "Marketo refused the client id/secret")
     if status == 404 and "/bulk/" in response.request.url.path:
@@ -85,4 +86,5 @@ def _is_file(response: httpx.Response) -> bool:
     """A bulk file's bytes. Its failures (601/602 token, 606/615 limits, 604/608/611/713
     transient) still come as a JSON envelope, and must not be read as CSV."""
     return "/file.json" in response.request.url.path and not response.headers.get(
-        "content-type", "").startswith("application/json")
+        "content-type", ""
+    ).startswith("application/json")

@@ -49,12 +49,16 @@ class SourceContext:
         # The gauge holds the one-item list, not the context (and its producer).
         saved_at = self._saved_at
         CHECKPOINT_AGE_SECONDS.labels(self.worker).set_function(
-            lambda: time.monotonic() - saved_at[0])
+            lambda: time.monotonic() - saved_at[0]
+        )
 
     def publish(self, changes: Sequence[dict[str, Any]]) -> int:
         """Send person changes keyed by Marketo ID (not yet acknowledged: see `commit`)."""
-        return self._count(self.publisher.publish(
-            PERSON_CHANGES, RECORD, ((str(c["marketo_id"]), c) for c in changes)))
+        return self._count(
+            self.publisher.publish(
+                PERSON_CHANGES, RECORD, ((str(c["marketo_id"]), c) for c in changes)
+            )
+        )
 
     def serializer(self) -> Serializer:
         """The topic's serializer, for person changes encoded ahead (`publish_encoded`)."""

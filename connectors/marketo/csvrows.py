@@ -51,8 +51,11 @@ class CsvRows:
             return records
         # Mixed line ends (the csv module reads a bare CR as one too): csv throughout.
         text = data.decode("utf-8")
-        return [[cell.encode() for cell in row]
-                for row in csv.reader(io.StringIO(text, newline="")) if row]
+        return [
+            [cell.encode() for cell in row]
+            for row in csv.reader(io.StringIO(text, newline=""))
+            if row
+        ]
 
 
 def _records(data: bytes) -> _Records | None:

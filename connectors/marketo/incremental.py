@@ -48,20 +48,25 @@ OFF_CHECK_S = 1.0  # while the people sync is off: how often the setting is look
 log = logging.getLogger(__name__)
 
 
-def changes_to_publish(activities: Sequence[Mapping[str, Any]],
-                       leads: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+def changes_to_publish(
+    activities: Sequence[Mapping[str, Any]], leads: Sequence[Mapping[str, Any]]
+) -> tuple[list[dict[str, Any]], int]:
     """(PersonChanges to publish, leads skipped) for one page: pure."""
     by_lead: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
     for activity in activities:
         by_lead[int(activity["leadId"])].append(activity)
-    out = [person_change(lead) for lead in leads
-           if is_owned(lead) or touches_owner(by_lead.get(int(lead["id"]), ()))]
+    out = [
+        person_change(lead)
+        for lead in leads
+        if is_owned(lead) or touches_owner(by_lead.get(int(lead["id"]), ()))
+    ]
     return out, len(leads) - len(out)
 
 
 class LeadChanges:
-    def __init__(self, ctx: SourceContext, poll_interval_s: float,
-                 enabled: Callable[[], bool] = lambda: True) -> None:
+    def __init__(
+        self, ctx: SourceContext, poll_interval_s: float, enabled: Callable[[], bool] = lambda: True
+    ) -> None:
         self.ctx = ctx
         self.poll_interval_s = poll_interval_s
         self.enabled = enabled  # the admin's "initiate data sync" (people_sync, SPEC S12)
@@ -75,9 +80,13 @@ class LeadChanges:
                 await self.ctx.wait(OFF_CHECK_S)  # the checkpoint waits where it is
                 continue
             try:
-                more = await retrying_step(self._poll, what="lead changes",
-                                           stop=self.ctx.stopping, running=self.enabled,
-                                           give_up_on=(QuotaExhausted,))
+                more = await retrying_step(
+                    self._poll,
+                    what="lead changes",
+                    stop=self.ctx.stopping,
+                    running=self.enabled,
+                    give_up_on=(QuotaExhausted,),
+                )
             except QuotaExhausted as exc:
                 await self.ctx.quota_pause(exc)
                 continue
@@ -97,9 +106,11 @@ class LeadChanges:
             if enabled:
                 log.info("people sync is on: following lead changes from the checkpoint")
             else:
-                log.info("people sync is off (admin setting people_sync): waiting; "
-                         "`actions-sync sync start` or `actions-sync settings set "
-                         "people_sync on` turns it on")
+                log.info(
+                    "people sync is off (admin setting people_sync): waiting; "
+                    "`actions-sync sync start` or `actions-sync settings set "
+                    "people_sync on` turns it on"
+                )
             self._was_enabled = enabled
         return enabled
 
@@ -107,7 +118,8 @@ class LeadChanges:
         """One page of each stream, published and checkpointed; True if more is waiting."""
         changes, deletes = await asyncio.gather(  # two round trips in the time of one
             self.ctx.client.lead_changes(tokens["lead_token"], CHANGE_FIELDS),
-            self.ctx.client.deleted_leads(tokens["deleted_token"]))
+            self.ctx.client.deleted_leads(tokens["deleted_token"]),
+        )
         published, skipped = await self._current(changes.result)
         self.ctx.publish([*published, *(deleted_change(a) for a in deletes.result)])
         self.ctx.skip(skipped)
@@ -116,12 +128,11 @@ class LeadChanges:
         tokens.update(position)
         return changes.more or deletes.more
 
-    async def _current(self, activities: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
-                                                                          int]:
+    async def _current(self, activities: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
         ids = list(dict.fromkeys(int(a["leadId"]) for a in activities))
         leads: list[dict[str, Any]] = []
         for at in range(0, len(ids), BATCH_MAX):
-            leads += await self.ctx.client.leads("id", ids[at:at + BATCH_MAX], API_FIELDS)
+            leads += await self.ctx.client.leads("id", ids[at : at + BATCH_MAX], API_FIELDS)
         return changes_to_publish(activities, leads)
 
     async def _tokens(self) -> dict[str, str]:

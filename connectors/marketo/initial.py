@@ -68,8 +68,9 @@ class Position:
 
 
 class InitialSync:
-    def __init__(self, ctx: SourceContext, since: datetime, until: datetime | None,
-                 chunk_bytes: int) -> None:
+    def __init__(
+        self, ctx: SourceContext, since: datetime, until: datetime | None, chunk_bytes: int
+    ) -> None:
         self.ctx = ctx
         self.since, self.until = since, until
         self.chunk_bytes = chunk_bytes
@@ -85,9 +86,12 @@ class InitialSync:
                 try:
                     # The client retried each call; a step that still fails is retried
                     # here, from the checkpoint (resumed at its byte offset).
-                    await retrying_step(partial(self._step, pos, progress),
-                                        what="initial sync", stop=self.ctx.stopping,
-                                        give_up_on=(QuotaExhausted,))
+                    await retrying_step(
+                        partial(self._step, pos, progress),
+                        what="initial sync",
+                        stop=self.ctx.stopping,
+                        give_up_on=(QuotaExhausted,),
+                    )
                 except QuotaExhausted as exc:
                     self.ctx.commit(INITIAL, asdict(pos))
                     await self.ctx.quota_pause(exc)
@@ -107,14 +111,19 @@ class InitialSync:
         saved = self.ctx.store.checkpoint(INITIAL)
         if saved is not None:
             pos = Position(**saved)
-            log.info("initial sync: resuming at window %d/%d, byte %d", pos.next + 1,
-                     len(pos.windows), pos.offset)
+            log.info(
+                "initial sync: resuming at window %d/%d, byte %d",
+                pos.next + 1,
+                len(pos.windows),
+                pos.offset,
+            )
             return pos
         now = utcnow()
         if self.ctx.store.checkpoint(INCREMENTAL) is None:
             token = await self.ctx.client.paging_token(now)
-            self.ctx.store.save_checkpoint(INCREMENTAL, {"lead_token": token,
-                                                         "deleted_token": token})
+            self.ctx.store.save_checkpoint(
+                INCREMENTAL, {"lead_token": token, "deleted_token": token}
+            )
         pos = Position.new(now, self.since, self.until)
         self.ctx.store.save_checkpoint(INITIAL, asdict(pos))
         return pos
@@ -126,8 +135,10 @@ class InitialSync:
             try:
                 if job is None:
                     start, end = (parse_time(t) for t in pos.windows[index])
-                    job = {"id": await self.ctx.client.create_export(API_FIELDS, start, end),
-                           "enqueued": False}
+                    job = {
+                        "id": await self.ctx.client.create_export(API_FIELDS, start, end),
+                        "enqueued": False,
+                    }
                     pos.jobs[str(index)] = job
                 if not job["enqueued"]:
                     job["enqueued"] = await self._enqueue(job["id"])
@@ -210,12 +221,12 @@ class InitialSync:
                 await ahead
             await chunks.aclose()
 
-    def _feed(self, pos: Position, parser: CsvRows, chunk: bytes,
-              progress: LoadProgress) -> None:
+    def _feed(self, pos: Position, parser: CsvRows, chunk: bytes, progress: LoadProgress) -> None:
         self._handle(pos, parser.feed(chunk), parser.offset, progress)
 
-    def _handle(self, pos: Position, rows: Sequence[list[bytes]], offset: int,
-                progress: LoadProgress) -> None:
+    def _handle(
+        self, pos: Position, rows: Sequence[list[bytes]], offset: int, progress: LoadProgress
+    ) -> None:
         """Publish the owned rows, then checkpoint past them."""
         if pos.header is None and rows:
             pos.header, rows = [cell.decode() for cell in rows[0]], rows[1:]
@@ -225,8 +236,7 @@ class InitialSync:
         # Row by row from the split to the producer: no list of records in between.
         owned = self.ctx.publish_encoded(filter(None, map(self._encode, rows)))
         self.ctx.skip(len(rows) - owned)
-        pos.offset, pos.rows, pos.published = offset, pos.rows + len(rows), \
-            pos.published + owned
+        pos.offset, pos.rows, pos.published = offset, pos.rows + len(rows), pos.published + owned
         self.ctx.commit(INITIAL, asdict(pos))
         progress.advance(len(rows), pos.published)
 

@@ -17,14 +17,19 @@ def _iso(moment: datetime) -> str:
 
 def activity_input(record: Mapping[str, Any], type_id: int) -> dict[str, Any]:
     """One item of `POST /rest/v1/activities/external.json`, carrying its ledger key."""
-    attributes = [{"apiName": name, "value": value}
-                  for name, value in sorted(record["attributes"].items())
-                  if value is not None and name != LEDGER_ATTRIBUTE.api_name]
+    attributes = [
+        {"apiName": name, "value": value}
+        for name, value in sorted(record["attributes"].items())
+        if value is not None and name != LEDGER_ATTRIBUTE.api_name
+    ]
     attributes.append({"apiName": LEDGER_ATTRIBUTE.api_name, "value": record["activity_id"]})
-    return {"leadId": record["lead_id"], "activityDate": _iso(record["activity_date"]),
-            "activityTypeId": type_id,
-            "primaryAttributeValue": record["primary_attribute_value"],
-            "attributes": attributes}
+    return {
+        "leadId": record["lead_id"],
+        "activityDate": _iso(record["activity_date"]),
+        "activityTypeId": type_id,
+        "primaryAttributeValue": record["primary_attribute_value"],
+        "attributes": attributes,
+    }
 
 
 def ledger_key(activity: Mapping[str, Any]) -> str | None:

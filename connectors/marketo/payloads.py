@@ -72,8 +72,12 @@ def person_change(lead: Mapping[str, Any]) -> dict[str, Any]:
     marketo_id = int(lead["id"])
     changed_at = parse_time(str(lead["updatedAt"]))
     change: dict[str, Any] = {name: _text(lead.get(api)) for name, api in FIELDS.items()}
-    change.update(event_id=_event_id(marketo_id, changed_at, False), marketo_id=marketo_id,
-                  changed_at=changed_at, deleted=False)
+    change.update(
+        event_id=_event_id(marketo_id, changed_at, False),
+        marketo_id=marketo_id,
+        changed_at=changed_at,
+        deleted=False,
+    )
     return change
 
 
@@ -82,8 +86,12 @@ def deleted_change(activity: Mapping[str, Any]) -> dict[str, Any]:
     marketo_id = int(activity["leadId"])
     changed_at = parse_time(str(activity["activityDate"]))
     change: dict[str, Any] = dict.fromkeys(FIELDS)
-    change.update(event_id=_event_id(marketo_id, changed_at, True), marketo_id=marketo_id,
-                  changed_at=changed_at, deleted=True)
+    change.update(
+        event_id=_event_id(marketo_id, changed_at, True),
+        marketo_id=marketo_id,
+        changed_at=changed_at,
+        deleted=True,
+    )
     return change
 
 
@@ -93,8 +101,11 @@ def touches_owner(activities: Iterable[Mapping[str, Any]]) -> bool:
     A person who loses their owner must still reach the store as a removal, although
     their current state is not sales-owned (SPEC S2).
     """
-    return any(f.get("name") in OWNER_API_FIELDS
-               for activity in activities for f in activity.get("fields") or ())
+    return any(
+        f.get("name") in OWNER_API_FIELDS
+        for activity in activities
+        for f in activity.get("fields") or ()
+    )
 
 
 def _event_id(marketo_id: int, changed_at: datetime, deleted: bool) -> str:
@@ -140,8 +151,12 @@ def row_reader(header: Sequence[str]) -> Callable[[Sequence[str]], dict[str, Any
             return None
         marketo_id, changed_at = int(row[id_at]), parse_time(row[updated_at])
         change: dict[str, Any] = {name: row[i] or None for name, i in columns}
-        change.update(event_id=_event_id(marketo_id, changed_at, False), marketo_id=marketo_id,
-                      changed_at=changed_at, deleted=False)
+        change.update(
+            event_id=_event_id(marketo_id, changed_at, False),
+            marketo_id=marketo_id,
+            changed_at=changed_at,
+            deleted=False,
+        )
         return change
 
     return read

@@ -36,10 +36,18 @@ class LoadProgress:
         self.console = console or Console(stderr=True)
         self.live = self.console.is_terminal
         self._progress = Progress(
-            TextColumn("[bold]initial sync"), BarColumn(), TextColumn("{task.completed:,.0f}"
-            " rows, {task.fields[published]:,} people, window {task.fields[window]}/" +
-            str(windows)), _Rate(), TimeRemainingColumn(), console=self.console,
-            disable=not self.live)
+            TextColumn("[bold]initial sync"),
+            BarColumn(),
+            TextColumn(
+                "{task.completed:,.0f}"
+                " rows, {task.fields[published]:,} people, window {task.fields[window]}/"
+                + str(windows)
+            ),
+            _Rate(),
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=not self.live,
+        )
         self._task = self._progress.add_task("load", total=None, published=0, window=0)
 
     def __enter__(self) -> LoadProgress:
@@ -56,5 +64,9 @@ class LoadProgress:
         self._progress.update(self._task, window=index, total=total_estimate)
         if not self.live:
             task = self._progress.tasks[0]
-            log.info("initial sync: window %d, %d rows read, %d people published",
-                     index, task.completed, task.fields["published"])
+            log.info(
+                "initial sync: window %d, %d rows read, %d people published",
+                index,
+                task.completed,
+                task.fields["published"],
+            )

@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 LEAD_FILTER_MAX = 30  # leadIds per activities.json call
 
 
-async def find_written(client: MarketoClient, entries: Sequence[Entry],
-                       skew_s: float) -> dict[str, tuple[int | None, str | None]]:
+async def find_written(
+    client: MarketoClient, entries: Sequence[Entry], skew_s: float
+) -> dict[str, tuple[int | None, str | None]]:
     """activity_id -> (Marketo activity id, marketoGUID) of the entries Marketo holds."""
     if not entries:
         return {}
@@ -36,8 +37,9 @@ async def find_written(client: MarketoClient, entries: Sequence[Entry],
     token = await client.paging_token(since)
     found: dict[str, tuple[int | None, str | None]] = {}
     while True:
-        page = await client.activities(token, type_ids,
-                                       leads if len(leads) <= LEAD_FILTER_MAX else ())
+        page = await client.activities(
+            token, type_ids, leads if len(leads) <= LEAD_FILTER_MAX else ()
+        )
         for activity in page.result:
             key = ledger_key(activity)
             if key in wanted and key not in found:
@@ -47,6 +49,7 @@ async def find_written(client: MarketoClient, entries: Sequence[Entry],
             break
     LEDGER_RECONCILED.labels("found").inc(len(found))
     LEDGER_RECONCILED.labels("missing").inc(len(wanted) - len(found))
-    log.info("reconciled %d pending Marketo activities: %d already written",
-             len(wanted), len(found))
+    log.info(
+        "reconciled %d pending Marketo activities: %d already written", len(wanted), len(found)
+    )
     return found

@@ -25,8 +25,7 @@ LEDGER_ATTRIBUTE = Attribute("actionsSyncId", "Actions Sync ID")
 
 
 def _attribute(attribute: Attribute) -> dict[str, str]:
-    return {"apiName": attribute.api_name, "name": attribute.name,
-            "dataType": attribute.data_type}
+    return {"apiName": attribute.api_name, "name": attribute.name, "dataType": attribute.data_type}
 
 
 def attributes_of(activity_type: ActivityType) -> tuple[Attribute, ...]:
@@ -35,10 +34,13 @@ def attributes_of(activity_type: ActivityType) -> tuple[Attribute, ...]:
 
 def type_definition(activity_type: ActivityType) -> dict[str, Any]:
     """The body of Marketo's create-type call."""
-    return {"apiName": activity_type.api_name, "name": activity_type.name,
-            "triggerName": activity_type.trigger_name,
-            "filterName": activity_type.filter_name,
-            "primaryAttribute": _attribute(activity_type.primary_attribute)}
+    return {
+        "apiName": activity_type.api_name,
+        "name": activity_type.name,
+        "triggerName": activity_type.trigger_name,
+        "filterName": activity_type.filter_name,
+        "primaryAttribute": _attribute(activity_type.primary_attribute),
+    }
 
 
 async def register_types(client: MarketoClient) -> dict[str, int]:

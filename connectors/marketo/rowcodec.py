@@ -65,8 +65,9 @@ def _identity(id_cell: bytes, updated_at: bytes) -> tuple[bytes, int, int, bytes
     if not id_cell.isdigit() or id_cell[0] == 0x30 or len(id_cell) > 18:
         return None
     try:
-        seconds = (_DAYS[updated_at[:10]] + _HOURS_MINUTES[updated_at[10:16]]
-                   + _SECONDS[updated_at[16:]])
+        seconds = (
+            _DAYS[updated_at[:10]] + _HOURS_MINUTES[updated_at[10:16]] + _SECONDS[updated_at[16:]]
+        )
     except KeyError:
         return None
     # payloads._event_id's name for a live lead versioned at whole seconds
@@ -98,8 +99,7 @@ _DATE = re.compile(rb"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _MAX_DAYS = 100_000
 _DAYS = _Days()
-_HOURS_MINUTES = {b"T%02d:%02d" % (h, m): h * 3600 + m * 60 for h in range(24)
-                  for m in range(60)}
+_HOURS_MINUTES = {b"T%02d:%02d" % (h, m): h * 3600 + m * 60 for h in range(24) for m in range(60)}
 _SECONDS = {b":%02dZ" % s: s for s in range(60)}
 
 
@@ -125,8 +125,13 @@ def _field(field: dict[str, Any], column: dict[str, int], scope: dict[str, Any])
     name, kind = field["name"], field["type"]
     if name in _HEAD and kind == _HEAD[name][0]:
         return _HEAD[name][1]
-    if name in FIELDS and isinstance(kind, list) and len(kind) == 2 and "null" in kind \
-            and "string" in kind:
+    if (
+        name in FIELDS
+        and isinstance(kind, list)
+        and len(kind) == 2
+        and "null" in kind
+        and "string" in kind
+    ):
         prefixes = f"_p{len(scope)}"
         scope[prefixes], at = _optional_strings(tuple(kind)), column[FIELDS[name]]
         return f"{prefixes}[len(row[{at}])], row[{at}]"
@@ -138,8 +143,7 @@ def _field(field: dict[str, Any], column: dict[str, int], scope: dict[str, Any])
 _HEAD: dict[str, tuple[Any, str]] = {
     "event_id": ({"logicalType": "uuid", "type": "string"}, "_UUID_LENGTH, event_id"),
     "marketo_id": ("long", "_long(marketo_id)"),
-    "changed_at": ({"logicalType": "timestamp-millis", "type": "long"},
-                   "_long(seconds * 1000)"),
+    "changed_at": ({"logicalType": "timestamp-millis", "type": "long"}, "_long(seconds * 1000)"),
     "deleted": ("boolean", "_FALSE"),
 }
 
@@ -147,41 +151,48 @@ _HEAD: dict[str, tuple[Any, str]] = {
 def _compile(header: Sequence[str], framing: bytes, reference: RowEncoder) -> RowEncoder:
     """One function per header, e.g. (the API_FIELDS order):
 
-        def encode(row):
-            if not (row[13] or row[14]):
-                return None
-            identity = _identity(row[0], row[15])
-            if identity is None:
-                return _reference(row)
-            key, marketo_id, seconds, event_id = identity
-            try:
-                return key, b"".join((_FRAMING, _UUID_LENGTH, event_id, _long(marketo_id),
-                                      _long(seconds * 1000), _FALSE,
-                                      _p6[len(row[1])], row[1], ...))
-            except IndexError:  # a long cell, or a short row: the reference decides
-                return _reference(row)
+    def encode(row):
+        if not (row[13] or row[14]):
+            return None
+        identity = _identity(row[0], row[15])
+        if identity is None:
+            return _reference(row)
+        key, marketo_id, seconds, event_id = identity
+        try:
+            return key, b"".join((_FRAMING, _UUID_LENGTH, event_id, _long(marketo_id),
+                                  _long(seconds * 1000), _FALSE,
+                                  _p6[len(row[1])], row[1], ...))
+        except IndexError:  # a long cell, or a short row: the reference decides
+            return _reference(row)
     """
     column = {name: i for i, name in enumerate(header)}  # as row_reader: the last wins
     schema = schemas.parsed(RECORD)
     if {f["name"] for f in schema["fields"]} != {*_HEAD, *FIELDS}:
         raise _Unsupported("fields")  # the reference reads FIELDS, the schema writes
-    scope: dict[str, Any] = {"_identity": _identity, "_reference": reference,
-                             "_FRAMING": framing, "_UUID_LENGTH": long_bytes(36),
-                             "_long": long_bytes, "_FALSE": b"\x00"}
+    scope: dict[str, Any] = {
+        "_identity": _identity,
+        "_reference": reference,
+        "_FRAMING": framing,
+        "_UUID_LENGTH": long_bytes(36),
+        "_long": long_bytes,
+        "_FALSE": b"\x00",
+    }
     parts = ", ".join(_field(f, column, scope) for f in schema["fields"])
     owned = " or ".join(f"row[{column[api]}]" for api in OWNER_API_FIELDS)
-    source = "\n".join([
-        "def encode(row):",
-        f"    if not ({owned}):",
-        "        return None",
-        f"    identity = _identity(row[{column['id']}], row[{column['updatedAt']}])",
-        "    if identity is None:",
-        "        return _reference(row)",
-        "    key, marketo_id, seconds, event_id = identity",
-        "    try:",
-        f"        return key, b''.join((_FRAMING, {parts}))",
-        "    except IndexError:  # a long cell, or a short row: the reference decides",
-        "        return _reference(row)",
-    ])
+    source = "\n".join(
+        [
+            "def encode(row):",
+            f"    if not ({owned}):",
+            "        return None",
+            f"    identity = _identity(row[{column['id']}], row[{column['updatedAt']}])",
+            "    if identity is None:",
+            "        return _reference(row)",
+            "    key, marketo_id, seconds, event_id = identity",
+            "    try:",
+            f"        return key, b''.join((_FRAMING, {parts}))",
+            "    except IndexError:  # a long cell, or a short row: the reference decides",
+            "        return _reference(row)",
+        ]
+    )
     exec(source, scope)  # only column positions and field names enter it
     return scope["encode"]  # type: ignore[no-any-return]

@@ -76,8 +76,13 @@ class Timing:
 class ActivitySink:
     """`Destination` of Marketo custom activities (see `connectors.runner`)."""
 
-    def __init__(self, client: MarketoClient, ledger: Ledger, timing: Timing | None = None,
-                 clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        client: MarketoClient,
+        ledger: Ledger,
+        timing: Timing | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self.client = client
         self.ledger = ledger
         self.timing = timing or Timing()
@@ -100,26 +105,35 @@ class ActivitySink:
             else:
                 first[record["activity_id"]] = i
         fresh = await self._from_ledger([records[i] for i in first.values()], out, first)
-        for i, outcome in zip(fresh, await fan_out([records[i] for i in fresh], BATCH_MAX,
-                                                   self._send), strict=True):
+        for i, outcome in zip(
+            fresh, await fan_out([records[i] for i in fresh], BATCH_MAX, self._send), strict=True
+        ):
             out[i] = outcome
-        return [o if o is not None else out[first[r["activity_id"]]] or skipped()
-                for o, r in zip(out, records, strict=True)]
+        return [
+            o if o is not None else out[first[r["activity_id"]]] or skipped()
+            for o, r in zip(out, records, strict=True)
+        ]
 
     async def _prune(self) -> None:
         """Now and then, forget what Marketo accepted longer ago than the retention."""
         now = self.clock.now()
-        if self._pruned_at is not None and \
-                (now - self._pruned_at).total_seconds() < self.timing.prune_every_s:
+        if (
+            self._pruned_at is not None
+            and (now - self._pruned_at).total_seconds() < self.timing.prune_every_s
+        ):
             return
         self._pruned_at = now
         gone = await _off_loop(self.ledger.prune, now - timedelta(seconds=self.timing.retention_s))
         if gone:
-            log.info("ledger: %d accepted entries older than %.0f days pruned", gone,
-                     self.timing.retention_s / 86400)
+            log.info(
+                "ledger: %d accepted entries older than %.0f days pruned",
+                gone,
+                self.timing.retention_s / 86400,
+            )
 
-    async def _from_ledger(self, records: list[Record], out: list[Outcome | None],
-                           first: dict[str, int]) -> list[int]:
+    async def _from_ledger(
+        self, records: list[Record], out: list[Outcome | None], first: dict[str, int]
+    ) -> list[int]:
         """Resolve what the ledger knows; answer the indexes still to send."""
         entries = await _off_loop(self.ledger.entries, [r["activity_id"] for r in records])
         now = self.clock.now()
@@ -131,16 +145,18 @@ class ActivitySink:
             if entry.state == ACCEPTED:
                 out[i] = skipped()
             elif (wait := self.timing.settle_s - (now - entry.sent_at).total_seconds()) > 0:
-                out[i] = retry(Backpressure("an unanswered write may still land: "
-                                            "reconciling it later", wait), Counts.NOTHING)
+                out[i] = retry(
+                    Backpressure("an unanswered write may still land: reconciling it later", wait),
+                    Counts.NOTHING,
+                )
             else:
                 due.append(entry)
         await self._reconcile(due, out, first, now)
-        return [first[r["activity_id"]] for r in records
-                if out[first[r["activity_id"]]] is None]
+        return [first[r["activity_id"]] for r in records if out[first[r["activity_id"]]] is None]
 
-    async def _reconcile(self, due: list[Entry], out: list[Outcome | None],
-                         first: dict[str, int], now: datetime) -> None:
+    async def _reconcile(
+        self, due: list[Entry], out: list[Outcome | None], first: dict[str, int], now: datetime
+    ) -> None:
         if not due:
             return
         try:
@@ -149,11 +165,19 @@ class ActivitySink:
             for entry in due:
                 out[first[entry.activity_id]] = call_failed(exc)
             return
-        await _off_loop(self.ledger.accept, [
-            Accepted(e.activity_id, e.lead_id, e.type_id, *written[e.activity_id])
-            for e in due if e.activity_id in written], now)
-        await _off_loop(self.ledger.release, [(e.activity_id, e.claim) for e in due
-                                              if e.activity_id not in written])
+        await _off_loop(
+            self.ledger.accept,
+            [
+                Accepted(e.activity_id, e.lead_id, e.type_id, *written[e.activity_id])
+                for e in due
+                if e.activity_id in written
+            ],
+            now,
+        )
+        await _off_loop(
+            self.ledger.release,
+            [(e.activity_id, e.claim) for e in due if e.activity_id not in written],
+        )
         for entry in due:
             if entry.activity_id in written:
                 out[first[entry.activity_id]] = skipped()
@@ -164,8 +188,13 @@ class ActivitySink:
         held = await _off_loop(self.ledger.claim, rows, claim, self.clock.now())
         mine = [r for r in records if r["activity_id"] in held]
         try:
-            results = await self.client.add_custom_activities_once(
-                [activity_input(r, self.type_ids[r["type"]]) for r in mine]) if mine else []
+            results = (
+                await self.client.add_custom_activities_once(
+                    [activity_input(r, self.type_ids[r["type"]]) for r in mine]
+                )
+                if mine
+                else []
+            )
         except (Backpressure, Rejected):  # refused before anything was written
             await _off_loop(self.ledger.release, [(r["activity_id"], claim) for r in mine])
             raise
@@ -177,15 +206,24 @@ class ActivitySink:
         await _off_loop(self._record, mine, by_id, claim)
         return [self._outcome(by_id.get(r["activity_id"])) for r in records]
 
-    def _record(self, mine: list[Record], results: dict[str, dict[str, Any]],
-                claim: str) -> None:
-        added = [Accepted(r["activity_id"], r["lead_id"], self.type_ids[r["type"]],
-                          results[r["activity_id"]].get("id"),
-                          results[r["activity_id"]].get("marketoGUID"))
-                 for r in mine if results[r["activity_id"]].get("status") == "added"]
+    def _record(self, mine: list[Record], results: dict[str, dict[str, Any]], claim: str) -> None:
+        added = [
+            Accepted(
+                r["activity_id"],
+                r["lead_id"],
+                self.type_ids[r["type"]],
+                results[r["activity_id"]].get("id"),
+                results[r["activity_id"]].get("marketoGUID"),
+            )
+            for r in mine
+            if results[r["activity_id"]].get("status") == "added"
+        ]
         self.ledger.accept(added, self.clock.now())
-        self.ledger.release((r["activity_id"], claim) for r in mine
-                            if results[r["activity_id"]].get("status") != "added")
+        self.ledger.release(
+            (r["activity_id"], claim)
+            for r in mine
+            if results[r["activity_id"]].get("status") != "added"
+        )
 
     @staticmethod
     def _outcome(result: dict[str, Any] | None) -> Outcome:
@@ -212,11 +250,18 @@ async def _off_loop(call: Callable[..., T], *args: Any) -> T:
 def client_from(settings: Settings) -> MarketoClient:
     """The sink's client: one attempt per call (the runner retries the delivery)."""
     url = require(settings.marketo_url, "ACTIONS_SYNC_MARKETO_URL", f"worker {WORKER}")
-    limits = MarketoLimits(calls_per_window=settings.marketo_calls_per_window,
-                           max_in_flight=settings.marketo_max_in_flight)
-    return MarketoClient(url, settings.marketo_client_id,
-                         settings.marketo_client_secret.get_secret_value(), limits,
-                         timeout_s=settings.api_timeout_s, max_attempts=ONE_ATTEMPT)
+    limits = MarketoLimits(
+        calls_per_window=settings.marketo_calls_per_window,
+        max_in_flight=settings.marketo_max_in_flight,
+    )
+    return MarketoClient(
+        url,
+        settings.marketo_client_id,
+        settings.marketo_client_secret.get_secret_value(),
+        limits,
+        timeout_s=settings.api_timeout_s,
+        max_attempts=ONE_ATTEMPT,
+    )
 
 
 def run(settings: Settings) -> None:
@@ -226,14 +271,24 @@ def run(settings: Settings) -> None:
     store = Store(settings.database_url)
     try:
         store.migrate()
-        timing = Timing(settings.marketo_settle_s, settings.marketo_clock_skew_s,
-                        settings.marketo_ledger_retention_days * 86400)
-        config = RunnerConfig(WORKER, OUTBOUND_MARKETO_ACTIVITIES,
-                              batch_size=settings.marketo_sink_batch_size,
-                              batch_within_s=settings.sink_batch_within_s,
-                              record_attempts=settings.sink_record_attempts,
-                              call_attempts=settings.sink_call_attempts or None)
-        run_sink(settings, config, "MarketoActivityOut",
-                 lambda: ActivitySink(client_from(settings), Ledger(store.engine), timing))
+        timing = Timing(
+            settings.marketo_settle_s,
+            settings.marketo_clock_skew_s,
+            settings.marketo_ledger_retention_days * 86400,
+        )
+        config = RunnerConfig(
+            WORKER,
+            OUTBOUND_MARKETO_ACTIVITIES,
+            batch_size=settings.marketo_sink_batch_size,
+            batch_within_s=settings.sink_batch_within_s,
+            record_attempts=settings.sink_record_attempts,
+            call_attempts=settings.sink_call_attempts or None,
+        )
+        run_sink(
+            settings,
+            config,
+            "MarketoActivityOut",
+            lambda: ActivitySink(client_from(settings), Ledger(store.engine), timing),
+        )
     finally:
         store.close()

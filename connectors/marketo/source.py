@@ -52,17 +52,21 @@ class Endpoints:
 
 def validate(settings: Settings) -> Endpoints:
     """The endpoints the source needs, or a one-line `ConfigError` naming the variable."""
-    found = {"marketo_url": settings.marketo_url,
-             "kafka_bootstrap_servers": settings.kafka_bootstrap_servers,
-             "schema_registry_url": settings.schema_registry_url}
+    found = {
+        "marketo_url": settings.marketo_url,
+        "kafka_bootstrap_servers": settings.kafka_bootstrap_servers,
+        "schema_registry_url": settings.schema_registry_url,
+    }
     for field, value in found.items():
         if not value:
             raise ConfigError(f"{env_name(field)} is not set: the Marketo source needs it")
     if settings.marketo_until and settings.marketo_until <= settings.marketo_since:
-        raise ConfigError(f"{env_name('marketo_until')} must be after "
-                          f"{env_name('marketo_since')}")
-    return Endpoints(str(settings.marketo_url), str(settings.kafka_bootstrap_servers),
-                     str(settings.schema_registry_url))
+        raise ConfigError(f"{env_name('marketo_until')} must be after {env_name('marketo_since')}")
+    return Endpoints(
+        str(settings.marketo_url),
+        str(settings.kafka_bootstrap_servers),
+        str(settings.schema_registry_url),
+    )
 
 
 def initial_sync(settings: Settings) -> None:
@@ -76,8 +80,12 @@ def initial_sync(settings: Settings) -> None:
         with _live(settings, ctx.store, endpoints) as live:
             watch = asyncio.create_task(_stop_when_turned_off(ctx, live))
             try:
-                return await InitialSync(ctx, settings.marketo_since, settings.marketo_until,
-                                         settings.marketo_export_chunk_bytes).run()
+                return await InitialSync(
+                    ctx,
+                    settings.marketo_since,
+                    settings.marketo_until,
+                    settings.marketo_export_chunk_bytes,
+                ).run()
             finally:
                 watch.cancel()
 
@@ -93,8 +101,9 @@ def run(settings: Settings) -> None:
 
     async def follow(ctx: SourceContext) -> None:
         with _live(settings, ctx.store, endpoints) as live:
-            await LeadChanges(ctx, settings.marketo_poll_interval_s,
-                              enabled=lambda: live.current().people_sync).run()
+            await LeadChanges(
+                ctx, settings.marketo_poll_interval_s, enabled=lambda: live.current().people_sync
+            ).run()
 
     asyncio.run(_with_context(settings, endpoints, follow))
 
@@ -114,14 +123,17 @@ def _live(settings: Settings, store: Store, endpoints: Endpoints) -> LiveSetting
 async def _stop_when_turned_off(ctx: SourceContext, live: LiveSettings) -> None:
     while not await ctx.wait(OFF_CHECK_S):
         if not live.current().people_sync:
-            log.warning("people sync turned off by an admin: the initial sync stops at its "
-                        "next checkpoint; `actions-sync sync start` resumes it")
+            log.warning(
+                "people sync turned off by an admin: the initial sync stops at its "
+                "next checkpoint; `actions-sync sync start` resumes it"
+            )
             ctx.stopping.set()
             return
 
 
-async def _with_context(settings: Settings, endpoints: Endpoints,
-                        body: Callable[[SourceContext], Awaitable[T]]) -> T:
+async def _with_context(
+    settings: Settings, endpoints: Endpoints, body: Callable[[SourceContext], Awaitable[T]]
+) -> T:
     async with _context(settings, endpoints) as ctx:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -131,12 +143,19 @@ async def _with_context(settings: Settings, endpoints: Endpoints,
 
 @contextlib.asynccontextmanager
 async def _context(settings: Settings, endpoints: Endpoints) -> AsyncIterator[SourceContext]:
-    ensure_topics(endpoints.kafka, specs((PERSON_CHANGES,), settings.partitions,
-                                         settings.replication_factor))
-    limits = MarketoLimits(calls_per_window=settings.marketo_calls_per_window,
-                           max_in_flight=settings.marketo_max_in_flight)
-    client = MarketoClient(endpoints.marketo, settings.marketo_client_id,
-                           settings.marketo_client_secret.get_secret_value(), limits)
+    ensure_topics(
+        endpoints.kafka, specs((PERSON_CHANGES,), settings.partitions, settings.replication_factor)
+    )
+    limits = MarketoLimits(
+        calls_per_window=settings.marketo_calls_per_window,
+        max_in_flight=settings.marketo_max_in_flight,
+    )
+    client = MarketoClient(
+        endpoints.marketo,
+        settings.marketo_client_id,
+        settings.marketo_client_secret.get_secret_value(),
+        limits,
+    )
     with contextlib.ExitStack() as closing:
         store = closing.enter_context(Store(settings.database_url))
         store.migrate()

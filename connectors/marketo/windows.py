@@ -15,8 +15,9 @@ WINDOW = timedelta(days=31)
 _SECOND = timedelta(seconds=1)
 
 
-def windows(since: datetime, until: datetime,
-            span: timedelta = WINDOW) -> list[tuple[datetime, datetime]]:
+def windows(
+    since: datetime, until: datetime, span: timedelta = WINDOW
+) -> list[tuple[datetime, datetime]]:
     """[(startAt, endAt)] covering `since..until` (both inclusive), in order."""
     start, until = since.replace(microsecond=0), until.replace(microsecond=0)
     out = []

@@ -53,6 +53,8 @@ class Budget:
             return
         waited = self._clock.monotonic() - self._seen_at
         if waited < self.pause_s:
-            raise QuotaExhausted(f"Salesforce daily API budget: {remaining} calls left of "
-                                 f"{self.limit}, {self.reserve} kept in reserve",
-                                 self.pause_s - waited)
+            raise QuotaExhausted(
+                f"Salesforce daily API budget: {remaining} calls left of "
+                f"{self.limit}, {self.reserve} kept in reserve",
+                self.pause_s - waited,
+            )

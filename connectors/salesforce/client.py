@@ -39,31 +39,50 @@ def soql_quote(value: str) -> str:
 
 class SalesforceClient:
     def __init__(
-        self, login_url: str, client_id: str, client_secret: str, *,
-        api_version: str = "v62.0", max_in_flight: int = 5, budget: Budget | None = None,
-        timeout_s: float = 30.0, clock: Clock | None = None,
-        transport: httpx.AsyncBaseTransport | None = None, max_attempts: int = CALL_ATTEMPTS,
+        self,
+        login_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        api_version: str = "v62.0",
+        max_in_flight: int = 5,
+        budget: Budget | None = None,
+        timeout_s: float = 30.0,
+        clock: Clock | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_attempts: int = CALL_ATTEMPTS,
     ) -> None:
         self.version = api_version
         self.budget = budget or Budget(reserve=0, pause_s=900.0, clock=clock)
         self.instance_url = ""
         self.user_id = ""  # known after the first token
-        self._login = httpx.AsyncClient(base_url=login_url, transport=transport,
-                                        timeout=timeout_s)
-        self._credentials = {"grant_type": "client_credentials", "client_id": client_id,
-                             "client_secret": client_secret}
+        self._login = httpx.AsyncClient(base_url=login_url, transport=transport, timeout=timeout_s)
+        self._credentials = {
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": client_secret,
+        }
         self.auth = TokenCache(self._fetch_token, clock)
-        self.api = ApiClient(API, login_url, partial(classify, quota_pause_s=self.budget.pause_s),
-                             Limiter(API, max_in_flight), auth=self.auth, clock=clock,
-                             timeout_s=timeout_s, transport=transport,
-                             max_attempts=max_attempts)
+        self.api = ApiClient(
+            API,
+            login_url,
+            partial(classify, quota_pause_s=self.budget.pause_s),
+            Limiter(API, max_in_flight),
+            auth=self.auth,
+            clock=clock,
+            timeout_s=timeout_s,
+            transport=transport,
+            max_attempts=max_attempts,
+        )
 
     async def _fetch_token(self) -> tuple[str, float]:
         response = await self._login.post("/services/oauth2/token", data=self._credentials)
         if response.status_code in (400, 401):
-            raise Fatal(f"Salesforce refused the client id/secret ({response.text[:200]}): "
-                        "check ACTIONS_SYNC_SALESFORCE_CLIENT_ID and "
-                        "ACTIONS_SYNC_SALESFORCE_CLIENT_SECRET")
+            raise Fatal(
+                f"Salesforce refused the client id/secret ({response.text[:200]}): "
+                "check ACTIONS_SYNC_SALESFORCE_CLIENT_ID and "
+                "ACTIONS_SYNC_SALESFORCE_CLIENT_SECRET"
+            )
         response.raise_for_status()
         body = response.json()
         self.instance_url = str(body["instance_url"]).rstrip("/")
@@ -81,27 +100,40 @@ class SalesforceClient:
         self.budget.observe(response.headers.get("Sforce-Limit-Info"))
         return response.json() if response.content else None
 
-    async def upsert(self, sobject: str, field: str,
-                     records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def upsert(
+        self, sobject: str, field: str, records: Sequence[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
         """Upsert ≤ 200 records by external id `field`: one result per record, in order."""
         _check_size(records)
-        body = await self.call("PATCH", f"composite/sobjects/{sobject}/{field}", "upsert",
-                               json={"allOrNone": False, "records": list(records)})
+        body = await self.call(
+            "PATCH",
+            f"composite/sobjects/{sobject}/{field}",
+            "upsert",
+            json={"allOrNone": False, "records": list(records)},
+        )
         return list(body)
 
     async def update(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Update ≤ 200 records by `Id` (each with `attributes.type`; Lead and Contact may
         mix): one result per record, in order."""
         _check_size(records)
-        body = await self.call("PATCH", "composite/sobjects", "update",
-                               json={"allOrNone": False, "records": list(records)})
+        body = await self.call(
+            "PATCH",
+            "composite/sobjects",
+            "update",
+            json={"allOrNone": False, "records": list(records)},
+        )
         return list(body)
 
     async def delete(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         """Delete ≤ 200 records by id: one result per id, in order."""
         _check_size(ids)
-        body = await self.call("DELETE", "composite/sobjects", "delete",
-                               params={"ids": ",".join(ids), "allOrNone": "false"})
+        body = await self.call(
+            "DELETE",
+            "composite/sobjects",
+            "delete",
+            params={"ids": ",".join(ids), "allOrNone": "false"},
+        )
         return list(body)
 
     async def query(self, soql: str) -> list[dict[str, Any]]:
@@ -114,8 +146,9 @@ class SalesforceClient:
             rows += body["records"]
         return rows
 
-    async def pages(self, soql: str, *, include_deleted: bool = False,
-                    batch_size: int | None = None) -> AsyncIterator[list[dict[str, Any]]]:
+    async def pages(
+        self, soql: str, *, include_deleted: bool = False, batch_size: int | None = None
+    ) -> AsyncIterator[list[dict[str, Any]]]:
         """The rows of a SOQL query a page at a time, following `nextRecordsUrl`;
         `include_deleted` reads through `queryAll` (rows in the recycle bin, `IsDeleted`
         true); `batch_size` (200..2000) asks for smaller pages."""
@@ -136,13 +169,19 @@ class SalesforceClient:
         """`sobjects/{type}/deleted/`: `{"deletedRecords": [{"id","deletedDate"}],
         "earliestDateAvailable", "latestDateCovered"}` (minutes: seconds are ignored).
         A window the recycle bin no longer covers is `Rejected` INVALID_REPLICATION_DATE."""
-        return dict(await self.call("GET", f"sobjects/{sobject}/deleted/", "deleted",
-                                    params=_window(start, end)))
+        return dict(
+            await self.call(
+                "GET", f"sobjects/{sobject}/deleted/", "deleted", params=_window(start, end)
+            )
+        )
 
     async def updated(self, sobject: str, start: datetime, end: datetime) -> dict[str, Any]:
         """`sobjects/{type}/updated/`: `{"ids", "latestDateCovered"}` (30 days back)."""
-        return dict(await self.call("GET", f"sobjects/{sobject}/updated/", "updated",
-                                    params=_window(start, end)))
+        return dict(
+            await self.call(
+                "GET", f"sobjects/{sobject}/updated/", "updated", params=_window(start, end)
+            )
+        )
 
     async def aclose(self) -> None:
         await self.api.aclose()
@@ -150,8 +189,10 @@ class SalesforceClient:
 
 
 def _window(start: datetime, end: datetime) -> dict[str, str]:
-    return {"start": f"{start.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}",
-            "end": f"{end.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"}
+    return {
+        "start": f"{start.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}",
+        "end": f"{end.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}",
+    }
 
 
 def _check_size(items: Sequence[Any]) -> None:

@@ -26,8 +26,16 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["BASE_FIELDS", "Position", "Stream", "advance", "fresh", "parse_stamp", "soql",
-           "soql_datetime"]
+__all__ = [
+    "BASE_FIELDS",
+    "Position",
+    "Stream",
+    "advance",
+    "fresh",
+    "parse_stamp",
+    "soql",
+    "soql_datetime",
+]
 
 # Read on every stream: the cursor, echo prevention and deletions need them.
 BASE_FIELDS = ("Id", "SystemModstamp", "LastModifiedById", "IsDeleted")
@@ -68,8 +76,11 @@ class Position:
 
     @classmethod
     def load(cls, saved: Mapping[str, Any]) -> Position:
-        return cls(str(saved["stamp"]), str(saved.get("id", "")),
-                   {str(k): str(v) for k, v in dict(saved.get("seen", {})).items()})
+        return cls(
+            str(saved["stamp"]),
+            str(saved.get("id", "")),
+            {str(k): str(v) for k, v in dict(saved.get("seen", {})).items()},
+        )
 
     def dump(self) -> dict[str, Any]:
         return {"stamp": self.stamp, "id": self.id, "seen": dict(self.seen)}
@@ -93,13 +104,16 @@ def soql(stream: Stream, position: Position, lookback: timedelta) -> str:
         since = f"SystemModstamp >= {soql_datetime(at - lookback)}"
     elif position.id:
         literal = soql_datetime(at)
-        since = (f"(SystemModstamp > {literal} OR (SystemModstamp = {literal} AND "
-                 f"Id > '{position.id}'))")
+        since = (
+            f"(SystemModstamp > {literal} OR (SystemModstamp = {literal} AND Id > '{position.id}'))"
+        )
     else:
         since = f"SystemModstamp >= {soql_datetime(at)}"
     where = f"{since} AND ({stream.where})" if stream.where else since
-    return (f"SELECT {', '.join(stream.selected())} FROM {stream.sobject} WHERE {where} "
-            "ORDER BY SystemModstamp, Id")
+    return (
+        f"SELECT {', '.join(stream.selected())} FROM {stream.sobject} WHERE {where} "
+        "ORDER BY SystemModstamp, Id"
+    )
 
 
 def fresh(rows: Sequence[Row], position: Position) -> list[Row]:

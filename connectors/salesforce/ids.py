@@ -21,7 +21,7 @@ def to18(record_id: str) -> str:
         raise ValueError(f"not a Salesforce id: {record_id!r}")
     suffix = ""
     for start in (0, 5, 10):
-        bits = sum(1 << i for i, c in enumerate(record_id[start:start + 5]) if "A" <= c <= "Z")
+        bits = sum(1 << i for i, c in enumerate(record_id[start : start + 5]) if "A" <= c <= "Z")
         suffix += _SUFFIX[bits]
     return record_id + suffix
 

@@ -58,9 +58,13 @@ def optout_record(sobject: str, sfdc_id: str, fields: Sequence[str]) -> Record:
 class OptOutSink:
     """`Destination` of opt-outs (see `connectors.runner`)."""
 
-    def __init__(self, client: SalesforceClient, engine: Engine,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 close: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        client: SalesforceClient,
+        engine: Engine,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        close: Callable[[], None] | None = None,
+    ) -> None:
         self.client = client
         self.engine = engine
         self.now = now
@@ -89,13 +93,23 @@ class OptOutSink:
 
     async def _update(self, records: Sequence[Record], part: Sequence[_Write]) -> list[Outcome]:
         results = await self.client.update(
-            [optout_record(w.sobject, w.sfdc_id, sorted(w.fields)) for w in part])
+            [optout_record(w.sobject, w.sfdc_id, sorted(w.fields)) for w in part]
+        )
         outcomes = [record_outcome(r) for r in results]
         now = self.now()
-        done = [OptOutWrite(w.sfdc_id, records[i]["field"], w.sobject,
-                            int(records[i]["marketo_id"]), now, records[i]["occurred_at"])
-                for w, o in zip(part, outcomes, strict=True) if o.kind is Kind.ACCEPTED
-                for i in w.indexes]
+        done = [
+            OptOutWrite(
+                w.sfdc_id,
+                records[i]["field"],
+                w.sobject,
+                int(records[i]["marketo_id"]),
+                now,
+                records[i]["occurred_at"],
+            )
+            for w, o in zip(part, outcomes, strict=True)
+            if o.kind is Kind.ACCEPTED
+            for i in w.indexes
+        ]
         # Recorded as soon as Salesforce accepted: the source's echo filter reads it.
         await asyncio.to_thread(record_optout_writes, self.engine, done)
         return outcomes

@@ -26,12 +26,18 @@ EVENT_NAMESPACE = uuid.UUID("6f1f7a52-6a43-4b1e-9a0c-3c1b0e5d9a10")  # uuid5 of 
 def optout_stream(sobject: str, field: str) -> Stream:
     """The cursor stream of `sobject`'s opt-outs in `field`. Only rows reading true are
     asked for; `queryAll`, so an opt-out followed by a deletion before the poll is seen."""
-    return Stream(f"salesforce.optouts.{sobject}", sobject, ("Email", field),
-                  where=f"{field} = true", include_deleted=True)
+    return Stream(
+        f"salesforce.optouts.{sobject}",
+        sobject,
+        ("Email", field),
+        where=f"{field} = true",
+        include_deleted=True,
+    )
 
 
-def optouts(sobject: str, field: str, rows: Sequence[Row], integration_user: str,
-            written: Collection[str]) -> tuple[list[dict[str, Any]], Counter[str]]:
+def optouts(
+    sobject: str, field: str, rows: Sequence[Row], integration_user: str, written: Collection[str]
+) -> tuple[list[dict[str, Any]], Counter[str]]:
     """(records to publish, rows skipped by reason: `not_opted_out`, `echo`)."""
     out, skipped = [], Counter[str]()
     for row in rows:

@@ -50,5 +50,8 @@ def merged(records: Sequence[Record], kept: Sequence[int]) -> dict[int, Record]:
             fields.pop(key, None)
         else:
             fields[key] = {**fields.get(key, {}), **records[i]["fields"]}
-    return {i: {**records[i], "fields": fields[records[i]["external_id"]]} for i in kept
-            if records[i]["operation"] == "UPSERT"}
+    return {
+        i: {**records[i], "fields": fields[records[i]["external_id"]]}
+        for i in kept
+        if records[i]["operation"] == "UPSERT"
+    }

@@ -40,9 +40,17 @@ log = logging.getLogger(__name__)
 
 
 class Poller:
-    def __init__(self, client: SalesforceClient, store: Store, publisher: Publisher,
-                 worker: str, lookback: timedelta, batch_size: int | None = None,
-                 clock: Clock | None = None, deleted_every: timedelta = DELETED_EVERY) -> None:
+    def __init__(
+        self,
+        client: SalesforceClient,
+        store: Store,
+        publisher: Publisher,
+        worker: str,
+        lookback: timedelta,
+        batch_size: int | None = None,
+        clock: Clock | None = None,
+        deleted_every: timedelta = DELETED_EVERY,
+    ) -> None:
         self.client = client
         self.deleted_every = deleted_every
         self.store = store
@@ -58,8 +66,9 @@ class Poller:
         position = self.position(stream)
         query = soql(stream, position, self.lookback)
         handed = 0
-        async for page in self.client.pages(query, include_deleted=stream.include_deleted,
-                                            batch_size=self.batch_size):
+        async for page in self.client.pages(
+            query, include_deleted=stream.include_deleted, batch_size=self.batch_size
+        ):
             rows = fresh(page, position)
             if rows:
                 handle(stream, rows)
@@ -83,8 +92,12 @@ class Poller:
         self.commit(stream.name, position.dump())
         return position
 
-    async def deletions(self, stream: Stream, handle: HandleDeleted,
-                        on_gap: Callable[[Stream, str], None] | None = None) -> int:
+    async def deletions(
+        self,
+        stream: Stream,
+        handle: HandleDeleted,
+        on_gap: Callable[[Stream, str], None] | None = None,
+    ) -> int:
         """Hand on the records of `stream.sobject` deleted since the last read."""
         name = f"{stream.name}.deleted"
         now = self._now()
@@ -111,10 +124,22 @@ class Poller:
         self.commit(name, {"through": through.isoformat()})
         return len(rows)
 
-    def _gap(self, stream: Stream, name: str, start: datetime, now: datetime, reason: str,
-             on_gap: Callable[[Stream, str], None] | None) -> None:
-        log.error("%s: deletions since %s can no longer be read (%s): a full reconciliation "
-                  "is needed; reading on from now", stream.name, start.isoformat(), reason)
+    def _gap(
+        self,
+        stream: Stream,
+        name: str,
+        start: datetime,
+        now: datetime,
+        reason: str,
+        on_gap: Callable[[Stream, str], None] | None,
+    ) -> None:
+        log.error(
+            "%s: deletions since %s can no longer be read (%s): a full reconciliation "
+            "is needed; reading on from now",
+            stream.name,
+            start.isoformat(),
+            reason,
+        )
         if on_gap is not None:
             on_gap(stream, reason)
         self.commit(name, {"through": now.isoformat()})

@@ -55,7 +55,8 @@ class TaskSink:
         answers = await asyncio.gather(
             fan_out([whole[i] for i in upserts], COLLECTION_MAX, self._upsert),
             fan_out([whole[i] for i in updates], COLLECTION_MAX, self._update),
-            fan_out([records[i] for i in deletes], DELETE_QUERY_MAX, self._delete))
+            fan_out([records[i] for i in deletes], DELETE_QUERY_MAX, self._delete),
+        )
         for indexes, outcomes in zip((upserts, updates, deletes), answers, strict=True):
             for i, outcome in zip(indexes, outcomes, strict=True):
                 out[i] = outcome
@@ -75,7 +76,8 @@ class TaskSink:
         keys = sorted({r["external_id"] for r in records})
         rows = await self.client.query(
             f"SELECT Id, {EXTERNAL_ID} FROM Task WHERE {EXTERNAL_ID} IN "
-            f"({', '.join(soql_quote(k) for k in keys)})")
+            f"({', '.join(soql_quote(k) for k in keys)})"
+        )
         ids: dict[str, list[str]] = {}
         for row in rows:
             ids.setdefault(str(row[EXTERNAL_ID]).casefold(), []).append(str(row["Id"]))
@@ -84,12 +86,16 @@ class TaskSink:
             if (given := r["fields"].get("Id")) and given not in known:
                 known.append(str(given))
         doomed = [i for r in records for i in ids.get(r["external_id"].casefold(), [])]
-        results = [r for part in chunks(doomed, COLLECTION_MAX)
-                   for r in await self.client.delete(part)]
-        by_id = {task_id: record_outcome(result, "delete")
-                 for task_id, result in zip(doomed, results, strict=True)}
-        return [_worst([by_id[i] for i in ids.get(r["external_id"].casefold(), [])])
-                for r in records]
+        results = [
+            r for part in chunks(doomed, COLLECTION_MAX) for r in await self.client.delete(part)
+        ]
+        by_id = {
+            task_id: record_outcome(result, "delete")
+            for task_id, result in zip(doomed, results, strict=True)
+        }
+        return [
+            _worst([by_id[i] for i in ids.get(r["external_id"].casefold(), [])]) for r in records
+        ]
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -105,11 +111,16 @@ def client_from(settings: Settings, max_attempts: int = ONE_ATTEMPT) -> Salesfor
     delivery); a reader (a source, a reconciliation) asks for `CALL_ATTEMPTS`."""
     url = require(settings.salesforce_url, "ACTIONS_SYNC_SALESFORCE_URL", f"worker {WORKER}")
     budget = Budget(settings.salesforce_budget_reserve, settings.salesforce_quota_pause_s)
-    return SalesforceClient(url, settings.salesforce_client_id,
-                            settings.salesforce_client_secret.get_secret_value(),
-                            api_version=settings.salesforce_api_version,
-                            max_in_flight=settings.salesforce_max_in_flight, budget=budget,
-                            timeout_s=settings.api_timeout_s, max_attempts=max_attempts)
+    return SalesforceClient(
+        url,
+        settings.salesforce_client_id,
+        settings.salesforce_client_secret.get_secret_value(),
+        api_version=settings.salesforce_api_version,
+        max_in_flight=settings.salesforce_max_in_flight,
+        budget=budget,
+        timeout_s=settings.api_timeout_s,
+        max_attempts=max_attempts,
+    )
 
 
 def runner_config(settings: Settings, worker: str, topic: str) -> RunnerConfig:
@@ -117,10 +128,14 @@ def runner_config(settings: Settings, worker: str, topic: str) -> RunnerConfig:
     checked (one `ConfigError` line naming the variable)."""
     require(settings.salesforce_url, "ACTIONS_SYNC_SALESFORCE_URL", f"worker {worker}")
     require_broker(settings, f"worker {worker}")
-    return RunnerConfig(worker, topic, batch_size=settings.salesforce_sink_batch_size,
-                        batch_within_s=settings.sink_batch_within_s,
-                        record_attempts=settings.sink_record_attempts,
-                        call_attempts=settings.sink_call_attempts or None)
+    return RunnerConfig(
+        worker,
+        topic,
+        batch_size=settings.salesforce_sink_batch_size,
+        batch_within_s=settings.sink_batch_within_s,
+        record_attempts=settings.sink_record_attempts,
+        call_attempts=settings.sink_call_attempts or None,
+    )
 
 
 def run(settings: Settings) -> None:

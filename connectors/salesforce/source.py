@@ -77,8 +77,13 @@ log = logging.getLogger(__name__)
 class OptOutSource:
     """Polls the opt-outs of the objects the admin settings name, while they say so."""
 
-    def __init__(self, poller: Poller, admin: Callable[[], AdminSettings],
-                 poll_interval_s: float, stopping: asyncio.Event | None = None) -> None:
+    def __init__(
+        self,
+        poller: Poller,
+        admin: Callable[[], AdminSettings],
+        poll_interval_s: float,
+        stopping: asyncio.Event | None = None,
+    ) -> None:
         self.poller = poller
         self.admin = admin
         self.poll_interval_s = poll_interval_s
@@ -94,21 +99,29 @@ class OptOutSource:
                 await self.wait(OFF_CHECK_S)  # the positions wait where they are
                 continue
             try:
-                await retrying_step(self.cycle, what="opt-out poll", stop=self.stopping,
-                                    running=self._enabled, give_up_on=(QuotaExhausted,))
+                await retrying_step(
+                    self.cycle,
+                    what="opt-out poll",
+                    stop=self.stopping,
+                    running=self._enabled,
+                    give_up_on=(QuotaExhausted,),
+                )
             except QuotaExhausted as exc:
-                log.warning("Salesforce API budget: %s; pausing %.0f s", str(exc),
-                            exc.retry_after)
+                log.warning("Salesforce API budget: %s; pausing %.0f s", str(exc), exc.retry_after)
                 await self.wait(exc.retry_after)
                 continue
             except Interrupted:
                 continue  # stopping, or every stream turned off: the loop's checks say which
             except Rejected as exc:  # INVALID_FIELD: the admin's field is not in the org;
                 # INVALID_QUERY_LOCATOR: a page's cursor expired. The next poll starts over.
-                log.error("opt-out poll refused by Salesforce (%s): %s; an INVALID_FIELD "
-                          "means the admin setting unsubscribe_field names no field of the "
-                          "object; polling again from the checkpoint in %.0f s", exc.code,
-                          str(exc), self.poll_interval_s)
+                log.error(
+                    "opt-out poll refused by Salesforce (%s): %s; an INVALID_FIELD "
+                    "means the admin setting unsubscribe_field names no field of the "
+                    "object; polling again from the checkpoint in %.0f s",
+                    exc.code,
+                    str(exc),
+                    self.poll_interval_s,
+                )
             await self.wait(self.poll_interval_s)
 
     async def cycle(self) -> None:
@@ -128,11 +141,14 @@ class OptOutSource:
     def _publish_tasks(self, stream: Stream, rows: Sequence[Row]) -> int:
         mine = [r for r in rows if r.get("LastModifiedById") == self.poller.client.user_id]
         engine = self.poller.store.engine
-        synced = reminder_tasks.synced(engine, [str(r.get(EXTERNAL_ID) or "") for r in mine],
-                                       [str(r["Id"]) for r in mine])
-        learnt = {str(r[EXTERNAL_ID]): to18(str(r["Id"])) for r in mine
-                  if r.get(EXTERNAL_ID) and synced.get(str(r[EXTERNAL_ID]), {}).get("Id", "")
-                  is None}
+        synced = reminder_tasks.synced(
+            engine, [str(r.get(EXTERNAL_ID) or "") for r in mine], [str(r["Id"]) for r in mine]
+        )
+        learnt = {
+            str(r[EXTERNAL_ID]): to18(str(r["Id"]))
+            for r in mine
+            if r.get(EXTERNAL_ID) and synced.get(str(r[EXTERNAL_ID]), {}).get("Id", "") is None
+        }
         if learnt:
             reminder_tasks.record_task_ids(engine, learnt, datetime.now(UTC))
         records, skipped = tasks(rows, self.poller.client.user_id, synced)
@@ -144,8 +160,9 @@ class OptOutSource:
         return self._send_tasks([deleted_task(i) for i in items])
 
     def _send_tasks(self, records: Sequence[dict[str, Any]]) -> int:
-        count = self.poller.publisher.publish(SALESFORCE_TASKS, RECORD_OF[SALESFORCE_TASKS],
-                                              ((r["sfdc_id"], r) for r in records))
+        count = self.poller.publisher.publish(
+            SALESFORCE_TASKS, RECORD_OF[SALESFORCE_TASKS], ((r["sfdc_id"], r) for r in records)
+        )
         RECORDS_PUBLISHED.labels(WORKER, SALESFORCE_TASKS).inc(count)
         self.published += count
         return count
@@ -154,8 +171,9 @@ class OptOutSource:
         poller = self.poller
         written = written_optouts(poller.store.engine, field, [str(r["Id"]) for r in rows])
         records, skipped = optouts(stream.sobject, field, rows, poller.client.user_id, written)
-        count = poller.publisher.publish(SALESFORCE_OPTOUTS, RECORD_OF[SALESFORCE_OPTOUTS],
-                                         ((r["sfdc_id"], r) for r in records))
+        count = poller.publisher.publish(
+            SALESFORCE_OPTOUTS, RECORD_OF[SALESFORCE_OPTOUTS], ((r["sfdc_id"], r) for r in records)
+        )
         RECORDS_PUBLISHED.labels(WORKER, SALESFORCE_OPTOUTS).inc(count)
         for reason, n in skipped.items():
             SKIPPED.labels(WORKER, reason).inc(n)
@@ -170,9 +188,12 @@ class OptOutSource:
         enabled = self._enabled()
         if enabled != self._was_enabled:
             SOURCE_ENABLED.labels(WORKER).set(int(enabled))
-            log.info("unsubscribe and reminder-task sync are %s",
-                     "on: polling from the checkpoints" if enabled else "off (admin settings"
-                     " unsubscribe_sync, reminder_task_sync): waiting")
+            log.info(
+                "unsubscribe and reminder-task sync are %s",
+                "on: polling from the checkpoints"
+                if enabled
+                else "off (admin settings unsubscribe_sync, reminder_task_sync): waiting",
+            )
             self._was_enabled = enabled
         return enabled
 
@@ -208,8 +229,9 @@ def run(settings: Settings) -> None:
 
     async def follow() -> None:
         async with _poller(settings, kafka, registry) as poller:
-            with LiveSettings(poller.store.engine, kafka,
-                              replication=settings.replication_factor) as live:
+            with LiveSettings(
+                poller.store.engine, kafka, replication=settings.replication_factor
+            ) as live:
                 source = OptOutSource(poller, live.current, settings.salesforce_poll_interval_s)
                 loop = asyncio.get_running_loop()
                 for sig in (signal.SIGTERM, signal.SIGINT):
@@ -221,8 +243,12 @@ def run(settings: Settings) -> None:
 
 @contextlib.asynccontextmanager
 async def _poller(settings: Settings, kafka: str, registry_url: str) -> AsyncIterator[Poller]:
-    ensure_topics(kafka, specs((SALESFORCE_OPTOUTS, SALESFORCE_TASKS), settings.partitions,
-                               settings.replication_factor))
+    ensure_topics(
+        kafka,
+        specs(
+            (SALESFORCE_OPTOUTS, SALESFORCE_TASKS), settings.partitions, settings.replication_factor
+        ),
+    )
     # The sink's budget keeper and limits; a reader's client retries a failed call.
     client = sink.client_from(settings, max_attempts=CALL_ATTEMPTS)
     with contextlib.ExitStack() as closing:
@@ -233,9 +259,14 @@ async def _poller(settings: Settings, kafka: str, registry_url: str) -> AsyncIte
         publisher = Publisher(kafka, registry)
         try:
             await client.auth.get()  # bad credentials fail before the first poll
-            yield Poller(client, store, publisher, WORKER,
-                         timedelta(seconds=settings.salesforce_lookback_s),
-                         deleted_every=timedelta(seconds=settings.salesforce_deleted_every_s))
+            yield Poller(
+                client,
+                store,
+                publisher,
+                WORKER,
+                timedelta(seconds=settings.salesforce_lookback_s),
+                deleted_every=timedelta(seconds=settings.salesforce_deleted_every_s),
+            )
             publisher.flush()
         finally:
             await client.aclose()

@@ -25,12 +25,27 @@ from connectors.salesforce.client import EXTERNAL_ID
 from connectors.salesforce.cursor import Row, Stream, parse_stamp
 from connectors.salesforce.ids import to18
 
-__all__ = ["FIRST_ENABLE_WINDOW", "TASK_FIELDS", "deleted_task", "task_record", "task_stream",
-           "tasks"]
+__all__ = [
+    "FIRST_ENABLE_WINDOW",
+    "TASK_FIELDS",
+    "deleted_task",
+    "task_record",
+    "task_stream",
+    "tasks",
+]
 
 EVENT_NAMESPACE = uuid.UUID("0b3e1c4e-43c6-4f6e-8e2f-6d1d2b8f2a51")  # uuid5 of row versions
-TASK_FIELDS = ("Subject", "Status", "Priority", "ActivityDate", "Description", "WhoId",
-               "WhatId", "CreatedDate", EXTERNAL_ID)
+TASK_FIELDS = (
+    "Subject",
+    "Status",
+    "Priority",
+    "ActivityDate",
+    "Description",
+    "WhoId",
+    "WhatId",
+    "CreatedDate",
+    EXTERNAL_ID,
+)
 # S11: on first enable the Tasks changed in the last 24 hours are imported, so the
 # stream's first position is that far back.
 FIRST_ENABLE_WINDOW = timedelta(hours=24)
@@ -38,15 +53,21 @@ FIRST_ENABLE_WINDOW = timedelta(hours=24)
 
 def task_stream() -> Stream:
     """The cursor stream of Task changes; `queryAll`, so a deletion before the poll is seen."""
-    return Stream("salesforce.tasks.Task", "Task", TASK_FIELDS, include_deleted=True,
-                  first_back=FIRST_ENABLE_WINDOW)
+    return Stream(
+        "salesforce.tasks.Task",
+        "Task",
+        TASK_FIELDS,
+        include_deleted=True,
+        first_back=FIRST_ENABLE_WINDOW,
+    )
 
 
 SYNCED_FIELDS = ("Status", "Priority", "ActivityDate", "Description")
 
 
-def tasks(rows: Sequence[Row], integration_user: str,
-          synced: Mapping[str, Mapping[str, Any]]) -> tuple[list[dict[str, Any]], Counter[str]]:
+def tasks(
+    rows: Sequence[Row], integration_user: str, synced: Mapping[str, Mapping[str, Any]]
+) -> tuple[list[dict[str, Any]], Counter[str]]:
     """(records to publish, rows skipped by reason: `echo`). `synced`: the Task fields last
     synced, by external id or 18-character Task id (`*_synced` of the store's rows)."""
     out, skipped = [], Counter[str]()
@@ -63,10 +84,10 @@ def _as_synced(row: Row, synced: Mapping[str, Mapping[str, Any]]) -> bool:
     if last is None:
         return True  # the sync wrote it and knows nothing more: nothing for Actions
     due = row.get("ActivityDate")
-    now = {**{f: row.get(f) for f in SYNCED_FIELDS}, "ActivityDate": str(due)[:10] if due
-           else None}
+    now = {**{f: row.get(f) for f in SYNCED_FIELDS}, "ActivityDate": str(due)[:10] if due else None}
     return all(now[f] == last.get(f) for f in SYNCED_FIELDS if f in last) and not row.get(
-        "IsDeleted")
+        "IsDeleted"
+    )
 
 
 def _date(value: Any) -> date | None:
@@ -99,8 +120,19 @@ def task_record(row: Row) -> dict[str, Any]:
 def deleted_task(item: Mapping[str, Any]) -> dict[str, Any]:
     """The `SalesforceTask` of one `deletedRecords` item (`id`, `deletedDate`)."""
     stamp = str(item["deletedDate"])
-    return {"event_id": str(uuid.uuid5(EVENT_NAMESPACE, f"{item['id']}/deleted/{stamp}")),
-            "sfdc_id": to18(str(item["id"])), "external_id": None, "subject": None,
-            "status": None, "priority": None, "activity_date": None, "description": None,
-            "who_id": None, "what_id": None, "is_deleted": True, "created_date": None,
-            "system_modstamp": parse_stamp(stamp), "last_modified_by_id": None}
+    return {
+        "event_id": str(uuid.uuid5(EVENT_NAMESPACE, f"{item['id']}/deleted/{stamp}")),
+        "sfdc_id": to18(str(item["id"])),
+        "external_id": None,
+        "subject": None,
+        "status": None,
+        "priority": None,
+        "activity_date": None,
+        "description": None,
+        "who_id": None,
+        "what_id": None,
+        "is_deleted": True,
+        "created_date": None,
+        "system_modstamp": parse_stamp(stamp),
+        "last_modified_by_id": None,
+    }

@@ -17,9 +17,13 @@ __all__ = ["main", "parser"]
 
 
 def parser() -> argparse.ArgumentParser:
-    return options_parser(MarketoConfig, "python -m sandboxes.marketo",
-                          "Run a Marketo Engage sandbox.", 8081,
-                          {"token_expiry_s": float, "refused_call_marker": str})
+    return options_parser(
+        MarketoConfig,
+        "python -m sandboxes.marketo",
+        "Run a Marketo Engage sandbox.",
+        8081,
+        {"token_expiry_s": float, "refused_call_marker": str},
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -36,8 +36,11 @@ __all__ = [
 ]
 
 NEW_LEAD, CHANGE_DATA_VALUE, DELETE_LEAD = 12, 13, 37
-STANDARD_TYPES = {NEW_LEAD: "New Lead", CHANGE_DATA_VALUE: "Change Data Value",
-                  DELETE_LEAD: "Delete Lead"}
+STANDARD_TYPES = {
+    NEW_LEAD: "New Lead",
+    CHANGE_DATA_VALUE: "Change Data Value",
+    DELETE_LEAD: "Delete Lead",
+}
 _TOKEN_PREFIX = "act:"
 
 
@@ -78,9 +81,9 @@ def decode_token(token: str) -> int:
         text = base64.b32decode(token + "=" * (-len(token) % 8)).decode()
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError("Invalid nextPageToken") from exc
-    if not text.startswith(_TOKEN_PREFIX) or not text[len(_TOKEN_PREFIX):].isdigit():
+    if not text.startswith(_TOKEN_PREFIX) or not text[len(_TOKEN_PREFIX) :].isdigit():
         raise ValueError("Invalid nextPageToken")
-    return int(text[len(_TOKEN_PREFIX):])
+    return int(text[len(_TOKEN_PREFIX) :])
 
 
 class _Entries:
@@ -106,11 +109,13 @@ class ActivityLog:
     def count(self, family: Family) -> int:
         return len(self._families[family].items)
 
-    def append(self, type_id: int, lead_id: int, activity_date: float, payload: Any,
-               now: float) -> Activity:
+    def append(
+        self, type_id: int, lead_id: int, activity_date: float, payload: Any, now: float
+    ) -> Activity:
         self._last_logged = max(self._last_logged, now)
-        activity = Activity(self._next_id, self._last_logged, type_id, lead_id, activity_date,
-                            payload)
+        activity = Activity(
+            self._next_id, self._last_logged, type_id, lead_id, activity_date, payload
+        )
         entries = self._families[family_of(type_id)]
         entries.ids.append(activity.id)
         entries.logged.append(activity.logged_at)
@@ -120,18 +125,22 @@ class ActivityLog:
 
     def token_since(self, since: float) -> str:
         """A token for the first activity logged at or after `since` (epoch s)."""
-        firsts = [e.ids[i] for e in self._families.values()
-                  if (i := bisect.bisect_left(e.logged, since)) < len(e.ids)]
+        firsts = [
+            e.ids[i]
+            for e in self._families.values()
+            if (i := bisect.bisect_left(e.logged, since)) < len(e.ids)
+        ]
         return encode_token(min(firsts, default=self._next_id))
 
-    def page(self, families: Iterable[Family], next_id: int,
-             limit: int) -> tuple[list[Activity], int, bool]:
+    def page(
+        self, families: Iterable[Family], next_id: int, limit: int
+    ) -> tuple[list[Activity], int, bool]:
         """Scan up to `limit` activities of `families` from `next_id`.
 
         Returns (scanned activities in id order, the next id to read, more to read).
         """
         chosen = [self._families[f] for f in set(families)]
-        runs = [e.items[e.start(next_id):e.start(next_id) + limit] for e in chosen]
+        runs = [e.items[e.start(next_id) : e.start(next_id) + limit] for e in chosen]
         scanned = list(heapq.merge(*runs, key=lambda a: a.id))[:limit]
         after = scanned[-1].id + 1 if scanned else next_id
         if len(scanned) == limit and any(e.start(after) < len(e.ids) for e in chosen):

@@ -17,8 +17,9 @@ __all__ = ["create_app"]
 _LINE_SLACK = 8  # aiohttp must read URIs longer than the limit, to answer 414 itself
 
 
-def create_app(config: MarketoConfig | None = None,
-               state: MarketoState | None = None) -> web.Application:
+def create_app(
+    config: MarketoConfig | None = None, state: MarketoState | None = None
+) -> web.Application:
     """A Marketo sandbox; pass `state` to share or pre-seed one (tests do)."""
     config = config or (state.config if state else MarketoConfig())
     state = state or MarketoState(config)

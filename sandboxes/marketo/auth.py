@@ -35,8 +35,9 @@ class _Token:
 
 
 class TokenStore:
-    def __init__(self, ttl_s: float, forced_expiry_s: float | None,
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self, ttl_s: float, forced_expiry_s: float | None, clock: Callable[[], float]
+    ) -> None:
         self._ttl_s = ttl_s
         self._forced_expiry_s = forced_expiry_s
         self._clock = clock

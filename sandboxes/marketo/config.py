@@ -14,6 +14,7 @@ from sandboxes.base import FaultPlan, config_from_options
 
 __all__ = ["MarketoConfig"]
 
+
 @dataclass(frozen=True)
 class MarketoConfig:
     """A Marketo Engage instance as the sandbox plays it.

@@ -16,8 +16,22 @@ from sandboxes.marketo.fields import iso
 
 __all__ = ["DATA_TYPES", "ActivityType", "ActivityTypes", "Attribute"]
 
-DATA_TYPES = frozenset({"string", "text", "integer", "float", "boolean", "email", "phone",
-                        "link", "url", "date", "datetime", "currency"})
+DATA_TYPES = frozenset(
+    {
+        "string",
+        "text",
+        "integer",
+        "float",
+        "boolean",
+        "email",
+        "phone",
+        "link",
+        "url",
+        "date",
+        "datetime",
+        "currency",
+    }
+)
 FIRST_TYPE_ID = 100_001
 
 
@@ -35,12 +49,17 @@ class Attribute:
         data_type = str(body.get("dataType", "string"))
         if data_type not in DATA_TYPES:
             raise MarketoError("1003", f"Invalid dataType '{data_type}'")
-        return cls(str(body["apiName"]), str(body["name"]), data_type,
-                   str(body.get("description", "")))
+        return cls(
+            str(body["apiName"]), str(body["name"]), data_type, str(body.get("description", ""))
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"apiName": self.api_name, "name": self.name, "dataType": self.data_type,
-                "description": self.description}
+        return {
+            "apiName": self.api_name,
+            "name": self.name,
+            "dataType": self.data_type,
+            "description": self.description,
+        }
 
 
 @dataclass
@@ -60,12 +79,18 @@ class ActivityType:
         return next((a for a in self.attributes if a.api_name == api_name), None)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "apiName": self.api_name, "name": self.name,
-                "description": self.description, "triggerName": self.trigger_name,
-                "filterName": self.filter_name, "status": self.status,
-                "primaryAttribute": self.primary.as_dict(),
-                "attributes": [a.as_dict() for a in self.attributes],
-                "createdAt": iso(self.created_at)}
+        return {
+            "id": self.id,
+            "apiName": self.api_name,
+            "name": self.name,
+            "description": self.description,
+            "triggerName": self.trigger_name,
+            "filterName": self.filter_name,
+            "status": self.status,
+            "primaryAttribute": self.primary.as_dict(),
+            "attributes": [a.as_dict() for a in self.attributes],
+            "createdAt": iso(self.created_at),
+        }
 
 
 class ActivityTypes:
@@ -93,18 +118,27 @@ class ActivityTypes:
     def create(self, body: Any, now: float) -> ActivityType:
         if not isinstance(body, dict):
             raise MarketoError("1003", "Request body must be an object")
-        missing = [k for k in ("apiName", "name", "triggerName", "filterName",
-                               "primaryAttribute") if not body.get(k)]
+        missing = [
+            k
+            for k in ("apiName", "name", "triggerName", "filterName", "primaryAttribute")
+            if not body.get(k)
+        ]
         if missing:
             raise MarketoError("1003", f"Missing required field(s): {', '.join(missing)}")
         if body["apiName"] in self._by_api_name:
             raise MarketoError("1003", "Activity type already exists")
         if len(self._by_id) >= self.max_types:
             raise MarketoError("1003", f"Maximum of {self.max_types} activity types reached")
-        type_ = ActivityType(FIRST_TYPE_ID + len(self._by_id), str(body["apiName"]),
-                             str(body["name"]), str(body["triggerName"]),
-                             str(body["filterName"]), str(body.get("description", "")),
-                             Attribute.parse(body["primaryAttribute"]), now)
+        type_ = ActivityType(
+            FIRST_TYPE_ID + len(self._by_id),
+            str(body["apiName"]),
+            str(body["name"]),
+            str(body["triggerName"]),
+            str(body["filterName"]),
+            str(body.get("description", "")),
+            Attribute.parse(body["primaryAttribute"]),
+            now,
+        )
         self._by_api_name[type_.api_name] = self._by_id[type_.id] = type_
         return type_
 

@@ -38,8 +38,9 @@ def request_id() -> str:
     return f"{next(_counter) % 0x10000:04x}#{int(time.time() * 1000):x}"
 
 
-def ok(result: list[Any] | None, *, more: bool | None = None, token: str | None = None,
-       **extra: Any) -> web.Response:
+def ok(
+    result: list[Any] | None, *, more: bool | None = None, token: str | None = None, **extra: Any
+) -> web.Response:
     body: dict[str, Any] = {"requestId": request_id(), "success": True, **extra}
     if result is not None:
         body["result"] = result
@@ -51,8 +52,9 @@ def ok(result: list[Any] | None, *, more: bool | None = None, token: str | None 
 
 
 def failure(error: MarketoError) -> web.Response:
-    response = web.json_response({"requestId": request_id(), "success": False,
-                                  "errors": [error.as_dict()]})
+    response = web.json_response(
+        {"requestId": request_id(), "success": False, "errors": [error.as_dict()]}
+    )
     response[CODE] = error.code
     return response
 
@@ -96,6 +98,6 @@ def decode_offset(token: str | None) -> int:
         text = base64.b32decode(token + "=" * (-len(token) % 8)).decode()
     except (ValueError, UnicodeDecodeError) as exc:
         raise MarketoError("1003", "Invalid nextPageToken") from exc
-    if not text.startswith(_OFFSET_PREFIX) or not text[len(_OFFSET_PREFIX):].isdigit():
+    if not text.startswith(_OFFSET_PREFIX) or not text[len(_OFFSET_PREFIX) :].isdigit():
         raise MarketoError("1003", "Invalid nextPageToken")
-    return int(text[len(_OFFSET_PREFIX):])
+    return int(text[len(_OFFSET_PREFIX) :])

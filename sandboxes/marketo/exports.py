@@ -46,15 +46,25 @@ class ExportJob:
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"exportId": self.export_id, "format": "CSV",
-                               "status": self.status, "createdAt": iso(self.created_at)}
-        for key, moment in (("queuedAt", self.queued_at), ("startedAt", self.started_at),
-                            ("finishedAt", self.finished_at)):
+        out: dict[str, Any] = {
+            "exportId": self.export_id,
+            "format": "CSV",
+            "status": self.status,
+            "createdAt": iso(self.created_at),
+        }
+        for key, moment in (
+            ("queuedAt", self.queued_at),
+            ("startedAt", self.started_at),
+            ("finishedAt", self.finished_at),
+        ):
             if moment is not None:
                 out[key] = iso(moment)
         if self.status == "Completed" and self.file is not None:
-            out.update(numberOfRecords=self.file.records, fileSize=self.file.size,
-                       fileChecksum=self.file.checksum)
+            out.update(
+                numberOfRecords=self.file.records,
+                fileSize=self.file.size,
+                fileChecksum=self.file.checksum,
+            )
         if self.error:
             out["errorMsg"] = self.error
         return out
@@ -90,8 +100,7 @@ class ExportJobs:
         if self.bytes_used >= self.config.export_daily_bytes:
             raise MarketoError("1029", "Export daily quota exceeded")
         if self._count("Queued") >= self.config.export_max_queued:
-            raise MarketoError("1029", f"Too many jobs ({self.config.export_max_queued}) "
-                                       "in queue")
+            raise MarketoError("1029", f"Too many jobs ({self.config.export_max_queued}) in queue")
         job.status, job.queued_at = "Queued", now
         return job
 
@@ -114,8 +123,9 @@ class ExportJobs:
         if job.status == "Processing":
             job.status, job.finished_at, job.error = "Failed", now, reason
 
-    def finish(self, job: ExportJob, file: ExportFile, now: float, *, failed: bool,
-               late: bool) -> None:
+    def finish(
+        self, job: ExportJob, file: ExportFile, now: float, *, failed: bool, late: bool
+    ) -> None:
         """End a Processing job (a job cancelled meanwhile stays Cancelled)."""
         if job.status != "Processing" or failed:
             file.release()
@@ -155,8 +165,7 @@ class ExportJobs:
         if end < start:
             raise MarketoError("1003", "endAt is before startAt")
         if end - start > self.config.export_window_days * 86400:
-            raise MarketoError("1003", f"Date range exceeds {self.config.export_window_days} "
-                                       "days")
+            raise MarketoError("1003", f"Date range exceeds {self.config.export_window_days} days")
         return name, start, end
 
 

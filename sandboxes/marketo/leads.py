@@ -66,8 +66,9 @@ class LeadTable:
         """Add one lead from stored-form values by API name; returns its row."""
         row = len(self._alive)
         for f in _STORED:
-            default = now if f.data_type == "datetime" else (False if f.name == "unsubscribed"
-                                                             else None)
+            default = (
+                now if f.data_type == "datetime" else (False if f.name == "unsubscribed" else None)
+            )
             self._columns[f.name].append(values.get(f.name, default))
         self._alive.append(1)
         for name, index in self._indexes.items():
@@ -102,8 +103,10 @@ class LeadTable:
     def columns(self, names: Sequence[str], rows: Sequence[int]) -> list[list[Any]]:
         """Stored values of each of `names` for `rows` (fast path of the bulk export)."""
         pick = _picker(rows)
-        return [[r + 1 for r in rows] if name == "id" else list(pick(self._columns[name]))
-                for name in names]
+        return [
+            [r + 1 for r in rows] if name == "id" else list(pick(self._columns[name]))
+            for name in names
+        ]
 
     def update(self, row: int, changes: Mapping[str, Any]) -> list[Change]:
         """Apply stored-form `changes`; returns the fields whose value actually changed."""
@@ -145,8 +148,9 @@ class LeadTable:
     def select(self, name: str, start: float, end: float) -> array[int]:
         """Rows of live leads with `start <= name <= end` (a datetime column), in id order."""
         alive = self._alive  # looked up only for rows in range: 1.6x faster than a zip
-        return array("q", [r for r, v in enumerate(self._columns[name])
-                           if start <= v <= end and alive[r]])
+        return array(
+            "q", [r for r, v in enumerate(self._columns[name]) if start <= v <= end and alive[r]]
+        )
 
     def ensure_index(self, name: str) -> None:
         """Build the lookup index of `name` now rather than on the first lookup."""

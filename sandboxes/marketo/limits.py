@@ -24,8 +24,9 @@ __all__ = ["Admission", "InFlight", "Limits", "Quota", "RollingWindow"]
 class RollingWindow:
     """At most `calls` admitted in any `window_s` seconds (a sliding log, not buckets)."""
 
-    def __init__(self, calls: int, window_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, calls: int, window_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.calls, self.window_s = calls, window_s
         self._clock = clock
         self._stamps: deque[float] = deque()
@@ -97,8 +98,11 @@ class Limits:
         stamp = self.window.admit()
         if stamp is None:
             self.in_flight.leave()
-            raise MarketoError("606", f"Max rate limit '{self.window.calls}' exceeded with in "
-                                      f"'{self.window.window_s:g}' secs")
+            raise MarketoError(
+                "606",
+                f"Max rate limit '{self.window.calls}' exceeded with in "
+                f"'{self.window.window_s:g}' secs",
+            )
         if not self.quota.take():
             self.window.refund(stamp)
             self.in_flight.leave()

@@ -58,8 +58,7 @@ class ExportRunner:
             with self.state.lock:
                 self.state.exports.fail(job, self.state.clock(), f"Export failed: {exc}")
             raise
-        await asyncio.sleep(max(self.state.config.export_processing_s - (loop.time() - started),
-                                0))
+        await asyncio.sleep(max(self.state.config.export_processing_s - (loop.time() - started), 0))
         config = self.state.config
         failed = self.faults.roll(config.export_fail_rate)
         late = self.faults.roll(config.late_file_rate)

@@ -32,15 +32,15 @@ _SEED_BATCH = 20_000  # people generated outside the lock, then stored in one go
 
 
 class MarketoState:
-    def __init__(self, config: MarketoConfig | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, config: MarketoConfig | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         self.config = config or MarketoConfig()
         self.clock = clock
         self.lock = threading.RLock()
         self.leads = LeadTable()
         self.log = ActivityLog()
-        self.types = ActivityTypes(self.config.max_activity_types,
-                                   self.config.max_type_attributes)
+        self.types = ActivityTypes(self.config.max_activity_types, self.config.max_type_attributes)
         self.exports = ExportJobs(self.config)
         self.chunks = ChunkCache(self.config.export_cache_bytes)
         self.tokens = TokenStore(self.config.token_ttl_s, self.config.token_expiry_s, clock)
@@ -54,8 +54,9 @@ class MarketoState:
         """Add `count` people of `sandboxes.population` after the last lead; no activities
         are logged (they existed before anyone asked for changes). Returns their ids."""
         first = self.leads.next_id
-        people = generate(count, seed=self.config.seed if seed is None else seed,
-                          start_id=first, **population)
+        people = generate(
+            count, seed=self.config.seed if seed is None else seed, start_id=first, **population
+        )
         with self.lock:  # kept up to date from here: no second-long pause on first lookup
             self.leads.ensure_index("email")
         while batch := list(itertools.islice(people, _SEED_BATCH)):
@@ -68,16 +69,23 @@ class MarketoState:
         found = self.find_leads("id", [lead_id], list(BY_NAME))
         return found[0] if found else None
 
-    def find_leads(self, filter_type: str, values: Iterable[Any],
-                   names: Sequence[str]) -> list[dict[str, Any]]:
+    def find_leads(
+        self, filter_type: str, values: Iterable[Any], names: Sequence[str]
+    ) -> list[dict[str, Any]]:
         fields = [BY_NAME[n] for n in names]
         with self.lock:
             rows = self.leads.find(filter_type, values)
-            return [{f.name: json_value(f, v) for f, v in zip(fields, self.leads.get(r, names),
-                                                              strict=True)} for r in rows]
+            return [
+                {
+                    f.name: json_value(f, v)
+                    for f, v in zip(fields, self.leads.get(r, names), strict=True)
+                }
+                for r in rows
+            ]
 
-    def sync_leads(self, records: Sequence[Any], action: str = "createOrUpdate",
-                   lookup: str = "email") -> list[dict[str, Any]]:
+    def sync_leads(
+        self, records: Sequence[Any], action: str = "createOrUpdate", lookup: str = "email"
+    ) -> list[dict[str, Any]]:
         with self.lock:
             return writes.sync_leads(self.leads, self.log, records, action, lookup, self.clock())
 
@@ -95,8 +103,9 @@ class MarketoState:
         with self.lock:
             return self.log.token_since(since)
 
-    def activities(self, families: Iterable[Family], token: str,
-                   limit: int) -> tuple[list[Activity], int, bool]:
+    def activities(
+        self, families: Iterable[Family], token: str, limit: int
+    ) -> tuple[list[Activity], int, bool]:
         try:
             next_id = decode_token(token)
         except ValueError as exc:

@@ -39,8 +39,9 @@ class _Skip(Exception):
         self.reason, self.lead_id = problem(code, message), lead_id
 
 
-def sync_leads(leads: LeadTable, log: ActivityLog, records: Sequence[Any], action: str,
-               lookup: str, now: float) -> list[dict[str, Any]]:
+def sync_leads(
+    leads: LeadTable, log: ActivityLog, records: Sequence[Any], action: str, lookup: str, now: float
+) -> list[dict[str, Any]]:
     if action not in ACTIONS:
         raise MarketoError("1003", f"Invalid action '{action}'")
     if lookup not in LOOKUP_FIELDS:
@@ -55,8 +56,9 @@ def sync_leads(leads: LeadTable, log: ActivityLog, records: Sequence[Any], actio
     return results
 
 
-def _sync_one(leads: LeadTable, log: ActivityLog, record: Any, action: str, lookup: str,
-              now: float) -> dict[str, Any]:
+def _sync_one(
+    leads: LeadTable, log: ActivityLog, record: Any, action: str, lookup: str, now: float
+) -> dict[str, Any]:
     values, key = _values(record, lookup)
     try:
         rows = leads.find(lookup, [key])
@@ -79,8 +81,9 @@ def _sync_one(leads: LeadTable, log: ActivityLog, record: Any, action: str, look
     return _create(leads, log, values, now)
 
 
-def _create(leads: LeadTable, log: ActivityLog, values: dict[str, Any],
-            now: float) -> dict[str, Any]:
+def _create(
+    leads: LeadTable, log: ActivityLog, values: dict[str, Any], now: float
+) -> dict[str, Any]:
     email = values.get("email")
     if email and any(leads.get(r, ("unsubscribed",))[0] for r in leads.find("email", [email])):
         values = {**values, "unsubscribed": True}  # durable unsubscribe
@@ -110,8 +113,9 @@ def _values(record: Any, lookup: str) -> tuple[dict[str, Any], Any]:
     return values, key
 
 
-def delete_leads(leads: LeadTable, log: ActivityLog, ids: Sequence[Any],
-                 now: float) -> list[dict[str, Any]]:
+def delete_leads(
+    leads: LeadTable, log: ActivityLog, ids: Sequence[Any], now: float
+) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     for lead_id in ids:
         row = leads.row_of(lead_id) if isinstance(lead_id, int) else None
@@ -125,8 +129,9 @@ def delete_leads(leads: LeadTable, log: ActivityLog, ids: Sequence[Any],
     return results
 
 
-def add_activities(leads: LeadTable, types: ActivityTypes, log: ActivityLog,
-                   records: Sequence[Any], now: float) -> list[dict[str, Any]]:
+def add_activities(
+    leads: LeadTable, types: ActivityTypes, log: ActivityLog, records: Sequence[Any], now: float
+) -> list[dict[str, Any]]:
     """Write-once and never de-duplicated: the same input twice makes two activities."""
     results: list[dict[str, Any]] = []
     for record in records:
@@ -140,8 +145,9 @@ def add_activities(leads: LeadTable, types: ActivityTypes, log: ActivityLog,
     return results
 
 
-def _activity(leads: LeadTable, types: ActivityTypes,
-              record: Any) -> tuple[int, int, float, dict[str, Any]]:
+def _activity(
+    leads: LeadTable, types: ActivityTypes, record: Any
+) -> tuple[int, int, float, dict[str, Any]]:
     if not isinstance(record, dict):
         raise _Skip("1003", "Each input record must be an object")
     type_id = record.get("activityTypeId")
@@ -159,8 +165,12 @@ def _activity(leads: LeadTable, types: ActivityTypes,
     if record.get("primaryAttributeValue") in (None, ""):
         raise _Skip("1003", "primaryAttributeValue not specified")
     attributes = _attributes(record.get("attributes") or [], type_.attribute)
-    return type_.id, lead_id, date, {"primaryAttributeValue": str(record["primaryAttributeValue"]),
-                                     "attributes": attributes}
+    return (
+        type_.id,
+        lead_id,
+        date,
+        {"primaryAttributeValue": str(record["primaryAttributeValue"]), "attributes": attributes},
+    )
 
 
 def _attributes(items: Any, known: Callable[[str], Attribute | None]) -> dict[str, Any]:

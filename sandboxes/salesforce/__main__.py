@@ -25,14 +25,23 @@ def _users(text: str) -> tuple[str, ...]:
 
 # Options whose default is None (or a tuple), and so whose type the default cannot tell.
 _OPTIONAL: dict[str, Callable[[str], Any]] = {
-    "session_ttl_s": float, "instance_url": str, "opt_out_field": str,
-    "invalid_subject_marker": str, "refused_call_marker": str,
-    "users": _users}
+    "session_ttl_s": float,
+    "instance_url": str,
+    "opt_out_field": str,
+    "invalid_subject_marker": str,
+    "refused_call_marker": str,
+    "users": _users,
+}
 
 
 def parser() -> argparse.ArgumentParser:
-    return options_parser(SalesforceConfig, "python -m sandboxes.salesforce",
-                          "Run a Salesforce sandbox.", 8082, _OPTIONAL)
+    return options_parser(
+        SalesforceConfig,
+        "python -m sandboxes.salesforce",
+        "Run a Salesforce sandbox.",
+        8082,
+        _OPTIONAL,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

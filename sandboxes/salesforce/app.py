@@ -40,8 +40,9 @@ _VERSION = re.compile(r"v(\d+)\.(\d)")
 _BODY_MAX = 64 * 1024 * 1024  # 200 Tasks with 32,000-character descriptions fit easily
 
 
-def create_app(config: SalesforceConfig | None = None,
-               state: SalesforceState | None = None) -> web.Application:
+def create_app(
+    config: SalesforceConfig | None = None, state: SalesforceState | None = None
+) -> web.Application:
     """A Salesforce sandbox; `state` (default: a new, empty org for `config`) is exposed as
     `app[STATE_KEY]` for in-process tests. `config.seed_people` people are loaded at once.
     When both are given, `state` must have been built with `config`."""
@@ -49,8 +50,10 @@ def create_app(config: SalesforceConfig | None = None,
         raise ValueError("create_app: state was built with another config")
     state = state or SalesforceState(config)
     config = state.config
-    app = web.Application(client_max_size=_BODY_MAX, handler_args={
-        "max_line_size": config.uri_max_bytes + 8192, "max_field_size": 16_384})
+    app = web.Application(
+        client_max_size=_BODY_MAX,
+        handler_args={"max_line_size": config.uri_max_bytes + 8192, "max_field_size": 16_384},
+    )
     faults = Faults(config.faults)
     add_control_routes(app, Journal(), faults)
     app[STATE_KEY] = state
@@ -90,16 +93,28 @@ class _Gate:
         instance = config.instance_url or f"{request.scheme}://{request.host}"
         issued_at = str(int(self.state.clock().timestamp() * 1000))
         identity = f"{instance}/id/{config.org_id}/{user}"  # clients learn who they are here
-        digest = hmac.new(secret.encode(), (identity + issued_at).encode(),
-                          hashlib.sha256).digest()
-        return {"access_token": self.state.issue_session(user), "instance_url": instance,
-                "id": identity, "token_type": "Bearer", "issued_at": issued_at,
-                "signature": base64.b64encode(digest).decode(), "scope": "api"}
+        digest = hmac.new(secret.encode(), (identity + issued_at).encode(), hashlib.sha256).digest()
+        return {
+            "access_token": self.state.issue_session(user),
+            "instance_url": instance,
+            "id": identity,
+            "token_type": "Bearer",
+            "issued_at": issued_at,
+            "signature": base64.b64encode(digest).decode(),
+            "scope": "api",
+        }
 
     async def versions(self, _: web.Request) -> web.Response:
         version = self.state.config.api_version
-        return web.json_response([{"label": "Sandbox", "url": f"/services/data/{version}",
-                                   "version": version.lstrip("v")}])
+        return web.json_response(
+            [
+                {
+                    "label": "Sandbox",
+                    "url": f"/services/data/{version}",
+                    "version": version.lstrip("v"),
+                }
+            ]
+        )
 
     async def data(self, request: web.Request) -> web.Response:
         await self.faults.delay()
@@ -120,15 +135,24 @@ class _Gate:
         if not match or not 20.0 <= float(version[1:]) <= config.version_number():
             raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
         if len(request.raw_path) > config.uri_max_bytes:
-            raise ApiError(414, "URI_TOO_LONG", f"The request URI is longer than "
-                           f"{config.uri_max_bytes} bytes")
+            raise ApiError(
+                414, "URI_TOO_LONG", f"The request URI is longer than {config.uri_max_bytes} bytes"
+            )
         user = self._authenticate(request)
         with state.lock:
             if not state.budget.take():
                 raise ApiError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
         self._inject_server_error()
-        return Call(state, version, request.method, request.match_info["tail"],
-                    dict(request.query), await _json(request), user, dict(request.headers))
+        return Call(
+            state,
+            version,
+            request.method,
+            request.match_info["tail"],
+            dict(request.query),
+            await _json(request),
+            user,
+            dict(request.headers),
+        )
 
     def _authenticate(self, request: web.Request) -> str:
         """The user the request's session acts as (its writes carry it)."""
@@ -143,8 +167,11 @@ class _Gate:
     def _inject_server_error(self) -> None:
         if self.faults.roll(self.faults.plan.error_rate):
             status = 503 if self.faults.roll(0.5) else 500
-            raise ApiError(status, "SERVER_UNAVAILABLE", "Server temporarily unavailable; "
-                           "please retry (injected by the sandbox)")
+            raise ApiError(
+                status,
+                "SERVER_UNAVAILABLE",
+                "Server temporarily unavailable; please retry (injected by the sandbox)",
+            )
 
     def _respond(self, reply: Reply) -> web.Response:
         budget = self.state.budget
@@ -154,17 +181,20 @@ class _Gate:
         if reply.body is None and reply.status in (204, 304):
             response = web.Response(status=reply.status, headers=headers)
         else:
-            response = web.Response(status=reply.status, headers=headers,
-                                    text=json.dumps(reply.body),
-                                    content_type="application/json", charset="UTF-8")
+            response = web.Response(
+                status=reply.status,
+                headers=headers,
+                text=json.dumps(reply.body),
+                content_type="application/json",
+                charset="UTF-8",
+            )
         if reply.code:
             response[CODE] = reply.code
         return response
 
 
 def _oauth_error(error: str, description: str) -> web.Response:
-    response = web.json_response({"error": error, "error_description": description},
-                                 status=400)
+    response = web.json_response({"error": error, "error_description": description}, status=400)
     response[CODE] = error
     return response
 
@@ -178,8 +208,11 @@ async def _json(request: web.Request) -> Any:
     try:
         return load_json(raw)
     except json.JSONDecodeError as exc:
-        raise ApiError(400, "JSON_PARSER_ERROR", f"Unexpected character at [line:{exc.lineno}, "
-                       f"column:{exc.colno}]") from exc
+        raise ApiError(
+            400,
+            "JSON_PARSER_ERROR",
+            f"Unexpected character at [line:{exc.lineno}, column:{exc.colno}]",
+        ) from exc
     except UnicodeDecodeError as exc:
         raise ApiError(400, "JSON_PARSER_ERROR", "The request body is not UTF-8") from exc
     except ValueError as exc:  # nested too deeply, a number of thousands of digits

@@ -27,16 +27,14 @@ Dispatch = Callable[[Call], Reply]
 _REFERENCE = re.compile(r"@\{([A-Za-z0-9_]+)((?:\.[A-Za-z0-9_]+|\[\d+\])*)\}")
 _STEP = re.compile(r"\.([A-Za-z0-9_]+)|\[(\d+)\]")
 _DATA_URL = re.compile(r"/services/data/(v\d+\.\d)/(.*)")
-_HALTED = ("The transaction was rolled back since another operation in the same transaction "
-           "failed.")
+_HALTED = "The transaction was rolled back since another operation in the same transaction failed."
 
 
 class _Unresolved(Exception):
     pass
 
 
-def run_composite(call: Call, dispatch: Dispatch, is_heavy: Callable[[str, str], bool]
-                  ) -> Reply:
+def run_composite(call: Call, dispatch: Dispatch, is_heavy: Callable[[str, str], bool]) -> Reply:
     """Run the subrequests in order through `dispatch` (the router)."""
     subrequests, all_or_none = _validate(call, is_heavy)
     tx = Transaction(call.state, call.tx) if all_or_none else None
@@ -54,38 +52,66 @@ def run_composite(call: Call, dispatch: Dispatch, is_heavy: Callable[[str, str],
         failed = all_or_none and reply.status >= 300
     if failed and tx is not None:
         tx.rollback()
-        results = [{**r, "body": _halted(), "httpHeaders": {}, "httpStatusCode": 400}
-                   if r["httpStatusCode"] < 300 else r for r in results]
+        results = [
+            {**r, "body": _halted(), "httpHeaders": {}, "httpStatusCode": 400}
+            if r["httpStatusCode"] < 300
+            else r
+            for r in results
+        ]
     return Reply(200, {"compositeResponse": results})
 
 
-def _validate(call: Call, is_heavy: Callable[[str, str], bool]
-              ) -> tuple[list[dict[str, Any]], bool]:
+def _validate(
+    call: Call, is_heavy: Callable[[str, str], bool]
+) -> tuple[list[dict[str, Any]], bool]:
     body = call.json_object()
     subrequests = body.get("compositeRequest")
     all_or_none = body.get("allOrNone", False)
-    if not isinstance(subrequests, list) or not isinstance(all_or_none, bool) or not all(
-            isinstance(s, dict) and isinstance(s.get("method"), str)
-            and isinstance(s.get("url"), str) and isinstance(s.get("referenceId"), str)
-            for s in subrequests):
-        raise ApiError(400, "JSON_PARSER_ERROR", "compositeRequest must be a list of "
-                       "{method, url, referenceId, body} objects")
+    if (
+        not isinstance(subrequests, list)
+        or not isinstance(all_or_none, bool)
+        or not all(
+            isinstance(s, dict)
+            and isinstance(s.get("method"), str)
+            and isinstance(s.get("url"), str)
+            and isinstance(s.get("referenceId"), str)
+            for s in subrequests
+        )
+    ):
+        raise ApiError(
+            400,
+            "JSON_PARSER_ERROR",
+            "compositeRequest must be a list of {method, url, referenceId, body} objects",
+        )
     config = call.state.config
     if not subrequests or len(subrequests) > config.composite_max:
-        raise ApiError(400, "LIMIT_EXCEEDED", f"A composite request takes 1 to "
-                       f"{config.composite_max} subrequests, not {len(subrequests)}")
+        raise ApiError(
+            400,
+            "LIMIT_EXCEEDED",
+            f"A composite request takes 1 to "
+            f"{config.composite_max} subrequests, not {len(subrequests)}",
+        )
     heavy = sum(1 for s in subrequests if is_heavy(s["method"].upper(), _path(s["url"])))
     if heavy > config.composite_max_heavy:
-        raise ApiError(400, "LIMIT_EXCEEDED", f"A composite request can hold at most "
-                       f"{config.composite_max_heavy} sObject Collections or query subrequests")
+        raise ApiError(
+            400,
+            "LIMIT_EXCEEDED",
+            f"A composite request can hold at most "
+            f"{config.composite_max_heavy} sObject Collections or query subrequests",
+        )
     references = [s["referenceId"] for s in subrequests]
     if len(set(references)) != len(references):
         raise ApiError(400, "JSON_PARSER_ERROR", "Duplicate referenceId in compositeRequest")
     return subrequests, all_or_none
 
 
-def _one(call: Call, sub: dict[str, Any], answers: dict[str, Any], tx: Transaction | None,
-         dispatch: Dispatch) -> Reply:
+def _one(
+    call: Call,
+    sub: dict[str, Any],
+    answers: dict[str, Any],
+    tx: Transaction | None,
+    dispatch: Dispatch,
+) -> Reply:
     try:
         url = _resolve(sub["url"], answers)
         body = _resolve(sub.get("body"), answers)
@@ -93,18 +119,32 @@ def _one(call: Call, sub: dict[str, Any], answers: dict[str, Any], tx: Transacti
         return Reply(400, [{"errorCode": "PROCESSING_HALTED", "message": str(exc)}])
     match = _DATA_URL.fullmatch(urlsplit(url).path)
     if match is None or unquote(match.group(2)).rstrip("/") == "composite":
-        return Reply(400, [{"errorCode": "INVALID_INPUT", "message": f"Invalid subrequest url: "
-                            f"{sub['url']}"}])
-    subcall = replace(call, version=match.group(1), method=sub["method"].upper(),
-                      path=unquote(match.group(2)), query=dict(parse_qsl(urlsplit(url).query)),
-                      body=body, headers={**call.headers, **(sub.get("httpHeaders") or {})},
-                      params={}, tx=tx or call.tx, in_composite=True)
+        return Reply(
+            400,
+            [{"errorCode": "INVALID_INPUT", "message": f"Invalid subrequest url: {sub['url']}"}],
+        )
+    subcall = replace(
+        call,
+        version=match.group(1),
+        method=sub["method"].upper(),
+        path=unquote(match.group(2)),
+        query=dict(parse_qsl(urlsplit(url).query)),
+        body=body,
+        headers={**call.headers, **(sub.get("httpHeaders") or {})},
+        params={},
+        tx=tx or call.tx,
+        in_composite=True,
+    )
     return dispatch(subcall)
 
 
 def _item(sub: dict[str, Any], reply: Reply) -> dict[str, Any]:
-    return {"body": reply.body, "httpHeaders": dict(reply.headers),
-            "httpStatusCode": reply.status, "referenceId": sub["referenceId"]}
+    return {
+        "body": reply.body,
+        "httpHeaders": dict(reply.headers),
+        "httpStatusCode": reply.status,
+        "referenceId": sub["referenceId"],
+    }
 
 
 def _halted() -> list[dict[str, str]]:
@@ -133,14 +173,17 @@ def _resolve(value: Any, answers: dict[str, Any]) -> Any:
 def _lookup(match: re.Match[str], answers: dict[str, Any]) -> Any:
     reference, path = match.group(1), match.group(2)
     if reference not in answers:
-        raise _Unresolved(f"Invalid reference specified. No value for {reference} found: it "
-                          "failed or has not run yet")
+        raise _Unresolved(
+            f"Invalid reference specified. No value for {reference} found: it "
+            "failed or has not run yet"
+        )
     current = answers[reference]
     for step in _STEP.finditer(path):
         name, index = step.group(1), step.group(2)
         try:
             current = current[int(index)] if index is not None else current[name]
         except (KeyError, IndexError, TypeError) as exc:
-            raise _Unresolved(f"Invalid reference specified. No value for "
-                              f"{reference}{path} found") from exc
+            raise _Unresolved(
+                f"Invalid reference specified. No value for {reference}{path} found"
+            ) from exc
     return current

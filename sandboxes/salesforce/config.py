@@ -16,6 +16,7 @@ from sandboxes.sfdc_ids import full_id, is_id
 
 __all__ = ["SalesforceConfig"]
 
+
 @dataclass(frozen=True)
 class SalesforceConfig:
     """A Salesforce org as the sandbox plays it.
@@ -102,8 +103,9 @@ class SalesforceConfig:
         object.__setattr__(self, "users", tuple(self.users))  # JSON options give lists
         problems = [_user_problem(u) for u in self.users if _user_problem(u)]
         if self.lock_error_scope not in ("record", "request"):
-            problems.append(f"lock_error_scope must be record or request, not "
-                            f"{self.lock_error_scope!r}")
+            problems.append(
+                f"lock_error_scope must be record or request, not {self.lock_error_scope!r}"
+            )
         for name in ("lock_error_rate", "late_commit_rate"):
             if not 0 <= getattr(self, name) <= 1:
                 problems.append(f"{name} must be between 0 and 1")
@@ -113,9 +115,16 @@ class SalesforceConfig:
                 problems.append(f"{name} must be an 18-character user id (005...)")
         if not self.api_version.startswith("v"):
             problems.append(f"api_version must look like v62.0, not {self.api_version!r}")
-        for name in ("daily_budget", "collection_max", "composite_max", "query_page_size",
-                     "max_open_cursors", "deleted_horizon_days", "updated_horizon_days",
-                     "replication_id_limit"):
+        for name in (
+            "daily_budget",
+            "collection_max",
+            "composite_max",
+            "query_page_size",
+            "max_open_cursors",
+            "deleted_horizon_days",
+            "updated_horizon_days",
+            "replication_id_limit",
+        ):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be positive")
         if problems:

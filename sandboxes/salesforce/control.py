@@ -108,8 +108,12 @@ class _Routes:
 
     async def seed(self, request: web.Request) -> web.Response:
         body = await _body(request)
-        made = seed_people(self.state, int(body.get("people", 0)), int(body.get("seed", 7)),
-                           bool(body.get("convert_contacts", False)))
+        made = seed_people(
+            self.state,
+            int(body.get("people", 0)),
+            int(body.get("seed", 7)),
+            bool(body.get("convert_contacts", False)),
+        )
         return web.json_response(made)
 
     async def counts(self, _: web.Request) -> web.Response:
@@ -124,8 +128,11 @@ class _Routes:
         sobject = self._sobject(request)
         deleted = request.query.get("include_deleted", "").lower() == "true"
         with self.state.lock:
-            rows = [self._row(sobject, r) for r in self.state.records[sobject].values()
-                    if deleted or not r["IsDeleted"]]
+            rows = [
+                self._row(sobject, r)
+                for r in self.state.records[sobject].values()
+                if deleted or not r["IsDeleted"]
+            ]
         return web.json_response(rows)
 
     async def get(self, request: web.Request) -> web.Response:
@@ -149,9 +156,13 @@ class _Routes:
         sobject = self._sobject(request)
         body = await _body(request)
         try:
-            record = human_update(self.state, self._own_id(request, sobject),
-                                  body.get("fields", {}), body.get("user_id"),
-                                  body.get("late_by_s"))
+            record = human_update(
+                self.state,
+                self._own_id(request, sobject),
+                body.get("fields", {}),
+                body.get("user_id"),
+                body.get("late_by_s"),
+            )
         except RecordError as exc:
             return _error(exc)
         return web.json_response(self._row(sobject, record))
@@ -159,8 +170,9 @@ class _Routes:
     async def delete(self, request: web.Request) -> web.Response:
         sobject = self._sobject(request)
         try:
-            record = human_delete(self.state, self._own_id(request, sobject),
-                                  request.query.get("user_id"))
+            record = human_delete(
+                self.state, self._own_id(request, sobject), request.query.get("user_id")
+            )
         except RecordError as exc:
             return _error(exc)
         return web.json_response(self._row(sobject, record))
@@ -171,8 +183,9 @@ class _Routes:
             if "limit" in body:
                 self.state.reconfigure(daily_budget=int(body["limit"]))
             self.state.budget.set_used(int(body.get("used", 0)))
-            return web.json_response({"used": self.state.budget.used,
-                                      "limit": self.state.budget.limit})
+            return web.json_response(
+                {"used": self.state.budget.used, "limit": self.state.budget.limit}
+            )
 
     async def reset_budget(self, _: web.Request) -> web.Response:
         with self.state.lock:
@@ -206,8 +219,9 @@ class _Routes:
             return _bad("advance_s must be a number of seconds")
         with self.state.lock:
             self.state.clock_offset += timedelta(seconds=advance)
-            return web.json_response({"now": self.state.now(), "offset_s":
-                                      self.state.clock_offset.total_seconds()})
+            return web.json_response(
+                {"now": self.state.now(), "offset_s": self.state.clock_offset.total_seconds()}
+            )
 
     async def empty_recycle_bin(self, _: web.Request) -> web.Response:
         return web.json_response({"purged": self.state.empty_recycle_bin()})

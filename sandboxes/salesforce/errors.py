@@ -22,8 +22,9 @@ def problem(code: str, message: str, fields: Sequence[str] = ()) -> dict[str, An
 class ApiError(Exception):
     """A call-level failure answered with `status` and `[{"message","errorCode","fields"}]`."""
 
-    def __init__(self, status: int, code: str, message: str,
-                 fields: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, fields: Sequence[str] | None = None
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
@@ -55,6 +56,8 @@ class RecordError(Exception):
         """The same problems on a single-record endpoint (`statusCode` becomes `errorCode`)."""
         first = self.errors[0]
         error = ApiError(status, first["statusCode"], first["message"], first["fields"])
-        error.items = [{"message": e["message"], "errorCode": e["statusCode"],
-                        "fields": e["fields"]} for e in self.errors]
+        error.items = [
+            {"message": e["message"], "errorCode": e["statusCode"], "fields": e["fields"]}
+            for e in self.errors
+        ]
         return error

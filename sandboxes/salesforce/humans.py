@@ -25,8 +25,9 @@ __all__ = ["human_create", "human_delete", "human_update", "seed_people"]
 Record = dict[str, Any]
 
 
-def seed_people(state: SalesforceState, people: int, seed: int = 7,
-                convert_contacts: bool = False) -> dict[str, int]:
+def seed_people(
+    state: SalesforceState, people: int, seed: int = 7, convert_contacts: bool = False
+) -> dict[str, int]:
     """Create the people's Leads and Contacts (existing ids are left alone); the counts made.
 
     `convert_contacts` marks the Lead of every person with a Contact as converted to it.
@@ -42,15 +43,21 @@ def seed_people(state: SalesforceState, people: int, seed: int = 7,
     return made
 
 
-def human_create(state: SalesforceState, sobject: str, fields: Mapping[str, Any],
-                 user_id: str | None = None) -> Record:
+def human_create(
+    state: SalesforceState, sobject: str, fields: Mapping[str, Any], user_id: str | None = None
+) -> Record:
     """Create a record as a person would in Salesforce (RecordError if invalid)."""
     with state.lock:
         return dict(_writer(state, user_id).create(sobject, fields))
 
 
-def human_update(state: SalesforceState, record_id: str, fields: Mapping[str, Any],
-                 user_id: str | None = None, late_by_s: float | None = None) -> Record:
+def human_update(
+    state: SalesforceState,
+    record_id: str,
+    fields: Mapping[str, Any],
+    user_id: str | None = None,
+    late_by_s: float | None = None,
+) -> Record:
     """Set `fields` on a record as a person would (RecordError if invalid); `late_by_s`
     commits it late: its SystemModstamp is that many seconds in the past."""
     with state.lock:
@@ -63,19 +70,27 @@ def human_delete(state: SalesforceState, record_id: str, user_id: str | None = N
         return dict(_writer(state, user_id).delete(record_id))
 
 
-def _writer(state: SalesforceState, user_id: str | None,
-            late_by_s: float | None = None) -> Writer:
-    return Writer.for_call(state, full_id(user_id or state.config.human_user_id), human=True,
-                           late_by_s=late_by_s)
+def _writer(state: SalesforceState, user_id: str | None, late_by_s: float | None = None) -> Writer:
+    return Writer.for_call(
+        state, full_id(user_id or state.config.human_user_id), human=True, late_by_s=late_by_s
+    )
 
 
-def _records_of(state: SalesforceState, person: Mapping[str, Any], convert: bool
-                ) -> list[tuple[str, str, Record]]:
-    names = {"FirstName": person["first_name"], "LastName": person["last_name"],
-             "Email": person["email"], "HasOptedOutOfEmail": False}
+def _records_of(
+    state: SalesforceState, person: Mapping[str, Any], convert: bool
+) -> list[tuple[str, str, Record]]:
+    names = {
+        "FirstName": person["first_name"],
+        "LastName": person["last_name"],
+        "Email": person["email"],
+        "HasOptedOutOfEmail": False,
+    }
     contact_id = person["sfdc_contact_id"]
-    lead_owner = (person["sfdc_lead_owner_id"] or person["sfdc_contact_owner_id"]
-                  or state.config.human_user_id)
+    lead_owner = (
+        person["sfdc_lead_owner_id"]
+        or person["sfdc_contact_owner_id"]
+        or state.config.human_user_id
+    )
     lead = {**names, "OwnerId": lead_owner, "Company": person["company"]}
     if convert and contact_id:
         lead.update(IsConverted=True, ConvertedContactId=contact_id)

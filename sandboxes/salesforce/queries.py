@@ -27,8 +27,13 @@ _BATCH = re.compile(r"batchSize\s*=\s*(\d+)", re.IGNORECASE)
 _LOCATOR = re.compile(r"(01g[0-9A-Za-z]+)-(\d+)")
 
 
-def run_query(state: SalesforceState, soql: str | None, version: str, include_deleted: bool,
-              options: str | None = None) -> dict[str, Any]:
+def run_query(
+    state: SalesforceState,
+    soql: str | None,
+    version: str,
+    include_deleted: bool,
+    options: str | None = None,
+) -> dict[str, Any]:
     """The first page of `soql`; deleted rows only for `queryAll`."""
     if not soql:
         raise ApiError(400, "MALFORMED_QUERY", "A query string has to be specified")
@@ -39,13 +44,15 @@ def run_query(state: SalesforceState, soql: str | None, version: str, include_de
     with state.lock:
         table = state.records[plan.sobject].values()
         purged = state.recycled_since()  # emptied from the recycle bin: gone for queryAll too
-        source = ((r for r in table if not r["IsDeleted"] or r["SystemModstamp"] >= purged)
-                  if include_deleted else (r for r in table if not r["IsDeleted"]))
+        source = (
+            (r for r in table if not r["IsDeleted"] or r["SystemModstamp"] >= purged)
+            if include_deleted
+            else (r for r in table if not r["IsDeleted"])
+        )
         rows = plan.run(source)
         if plan.is_count:
             return {"totalSize": len(rows), "done": True, "records": []}
-        cursor = Cursor(plan.sobject, plan.fields, rows, _page_size(state, options),
-                        state.clock())
+        cursor = Cursor(plan.sobject, plan.fields, rows, _page_size(state, options), state.clock())
         return _page(state, cursor, None, 0, version)
 
 
@@ -59,22 +66,29 @@ def next_page(state: SalesforceState, token: str, version: str) -> dict[str, Any
         return _page(state, cursor, match.group(1), int(match.group(2)), version)
 
 
-def sobject_row(sobject: str, record: Mapping[str, Any], fields: list[str] | None,
-                version: str) -> dict[str, Any]:
+def sobject_row(
+    sobject: str, record: Mapping[str, Any], fields: list[str] | None, version: str
+) -> dict[str, Any]:
     """A record as the REST API answers it, `attributes` first."""
-    row: dict[str, Any] = {"attributes": {
-        "type": sobject, "url": f"/services/data/{version}/sobjects/{sobject}/{record['Id']}"}}
+    row: dict[str, Any] = {
+        "attributes": {
+            "type": sobject,
+            "url": f"/services/data/{version}/sobjects/{sobject}/{record['Id']}",
+        }
+    }
     names = fields if fields is not None else list(record)
     for name in names:
         row[name] = record.get(name)
     return row
 
 
-def _page(state: SalesforceState, cursor: Cursor, locator: str | None, offset: int,
-          version: str) -> dict[str, Any]:
+def _page(
+    state: SalesforceState, cursor: Cursor, locator: str | None, offset: int, version: str
+) -> dict[str, Any]:
     end = offset + cursor.page_size
-    records = [sobject_row(cursor.sobject, r, cursor.fields, version)
-               for r in cursor.rows[offset:end]]
+    records = [
+        sobject_row(cursor.sobject, r, cursor.fields, version) for r in cursor.rows[offset:end]
+    ]
     answer: dict[str, Any] = {"totalSize": len(cursor.rows), "done": end >= len(cursor.rows)}
     if answer["done"]:
         if locator:

@@ -19,13 +19,20 @@ from sandboxes.sfdc_ids import full_id
 __all__ = ["coerce_values", "project"]
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-_READ_ONLY = ("Unable to create/update fields: {}. Please check the security settings of this "
-              "field and verify that it is read/write for your Profile or Permission set.")
+_READ_ONLY = (
+    "Unable to create/update fields: {}. Please check the security settings of this "
+    "field and verify that it is read/write for your Profile or Permission set."
+)
 
 
-def coerce_values(schema: SObjectSchema, values: Mapping[str, Any], *, creating: bool,
-                  human: bool = False, current: Mapping[str, Any] | None = None
-                  ) -> dict[str, Any]:
+def coerce_values(
+    schema: SObjectSchema,
+    values: Mapping[str, Any],
+    *,
+    creating: bool,
+    human: bool = False,
+    current: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Canonical values of the fields in `values` (`attributes` is skipped).
 
     Raises `RecordError` with one problem per bad field. `human` edits (control routes) may
@@ -40,9 +47,13 @@ def coerce_values(schema: SObjectSchema, values: Mapping[str, Any], *, creating:
             continue
         spec = schema.field(key)
         if spec is None:
-            errors.append(problem("INVALID_FIELD",
-                                  f"No such column '{key}' on sobject of type {schema.name}",
-                                  [key]))
+            errors.append(
+                problem(
+                    "INVALID_FIELD",
+                    f"No such column '{key}' on sobject of type {schema.name}",
+                    [key],
+                )
+            )
             continue
         if not _writable(spec, creating, human):
             if current is not None and spec.createable and current.get(spec.name) == raw:
@@ -73,8 +84,9 @@ def _writable(spec: FieldSpec, creating: bool, human: bool) -> bool:
 
 def _not_writable(spec: FieldSpec, creating: bool) -> dict[str, Any]:
     if spec.name == "Id" and creating:
-        return problem("INVALID_FIELD_FOR_INSERT_UPDATE", "cannot specify Id in an insert call",
-                       ["Id"])
+        return problem(
+            "INVALID_FIELD_FOR_INSERT_UPDATE", "cannot specify Id in an insert call", ["Id"]
+        )
     return problem("INVALID_FIELD_FOR_INSERT_UPDATE", _READ_ONLY.format(spec.name), [spec.name])
 
 
@@ -85,8 +97,11 @@ def _coerce(spec: FieldSpec, raw: Any) -> Any:
 
 
 def _wrong_type(spec: FieldSpec, raw: Any) -> RecordError:
-    return RecordError.of("INVALID_TYPE_ON_FIELD_IN_RECORD",
-                          f"{spec.display}: value not of required type: {raw}", [spec.name])
+    return RecordError.of(
+        "INVALID_TYPE_ON_FIELD_IN_RECORD",
+        f"{spec.display}: value not of required type: {raw}",
+        [spec.name],
+    )
 
 
 def _text(spec: FieldSpec, raw: Any) -> str:
@@ -94,33 +109,42 @@ def _text(spec: FieldSpec, raw: Any) -> str:
         raise _wrong_type(spec, raw)
     value = str(raw)
     if spec.length and len(value) > spec.length:
-        raise RecordError.of("STRING_TOO_LONG", f"{spec.display}: data value too large: "
-                             f"{value[:40]}... (max length={spec.length})", [spec.name])
+        raise RecordError.of(
+            "STRING_TOO_LONG",
+            f"{spec.display}: data value too large: {value[:40]}... (max length={spec.length})",
+            [spec.name],
+        )
     return value
 
 
 def _email(spec: FieldSpec, raw: Any) -> str:
     value = _text(spec, raw)
     if not _EMAIL.fullmatch(value):
-        raise RecordError.of("INVALID_EMAIL_ADDRESS",
-                             f"{spec.display}: invalid email address: {value}", [spec.name])
+        raise RecordError.of(
+            "INVALID_EMAIL_ADDRESS", f"{spec.display}: invalid email address: {value}", [spec.name]
+        )
     return value
 
 
 def _picklist(spec: FieldSpec, raw: Any) -> str:
     value = _text(spec, raw)
     if spec.restricted and value not in spec.picklist:
-        raise RecordError.of("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
-                             f"{spec.display}: bad value for restricted picklist field: {value}",
-                             [spec.name])
+        raise RecordError.of(
+            "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+            f"{spec.display}: bad value for restricted picklist field: {value}",
+            [spec.name],
+        )
     return value
 
 
 def _reference(spec: FieldSpec, raw: Any) -> str:
     value = _text(spec, raw)
     if not is_id(value) or value[:3] not in spec.references:
-        raise RecordError.of("FIELD_INTEGRITY_EXCEPTION",
-                             f"{spec.display}: id value of incorrect type: {value}", [spec.name])
+        raise RecordError.of(
+            "FIELD_INTEGRITY_EXCEPTION",
+            f"{spec.display}: id value of incorrect type: {value}",
+            [spec.name],
+        )
     return full_id(value)  # a 15-character id is stored, and answered, as its 18
 
 

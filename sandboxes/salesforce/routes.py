@@ -34,8 +34,10 @@ class Route:
 def _query(include_deleted: bool) -> Handler:
     def handler(call: Call) -> Reply:
         options = call.headers.get("Sforce-Query-Options")
-        return Reply(200, run_query(call.state, call.query.get("q"), call.version,
-                                    include_deleted, options))
+        return Reply(
+            200, run_query(call.state, call.query.get("q"), call.version, include_deleted, options)
+        )
+
     return handler
 
 
@@ -45,8 +47,15 @@ def _next_page(call: Call) -> Reply:
 
 def _limits(call: Call) -> Reply:
     budget = call.state.budget
-    return Reply(200, {"DailyApiRequests": {"Max": budget.limit,
-                                            "Remaining": max(0, budget.limit - budget.used)}})
+    return Reply(
+        200,
+        {
+            "DailyApiRequests": {
+                "Max": budget.limit,
+                "Remaining": max(0, budget.limit - budget.used),
+            }
+        },
+    )
 
 
 def _composite(call: Call) -> Reply:
@@ -71,8 +80,12 @@ ROUTES: tuple[Route, ...] = (
     _route("POST", r"composite/sobjects", collections.create_collection, heavy=True),
     _route("PATCH", r"composite/sobjects", collections.update_collection, heavy=True),
     _route("DELETE", r"composite/sobjects", collections.delete_collection, heavy=True),
-    _route("PATCH", rf"composite/sobjects/{_NAME}/(?P<field>[A-Za-z0-9_]+)",
-           collections.upsert_collection, heavy=True),
+    _route(
+        "PATCH",
+        rf"composite/sobjects/{_NAME}/(?P<field>[A-Za-z0-9_]+)",
+        collections.upsert_collection,
+        heavy=True,
+    ),
     _route("GET", rf"sobjects/{_NAME}/describe", sobjects.describe),
     _route("GET", rf"sobjects/{_NAME}/deleted", sobjects.deleted),
     _route("GET", rf"sobjects/{_NAME}/updated", sobjects.updated),
@@ -80,10 +93,14 @@ ROUTES: tuple[Route, ...] = (
     _route("GET", rf"sobjects/{_NAME}/(?P<id>[A-Za-z0-9]+)", sobjects.get_one),
     _route("PATCH", rf"sobjects/{_NAME}/(?P<id>[A-Za-z0-9]+)", sobjects.update_one),
     _route("DELETE", rf"sobjects/{_NAME}/(?P<id>[A-Za-z0-9]+)", sobjects.delete_one),
-    _route("GET", rf"sobjects/{_NAME}/(?P<field>[A-Za-z0-9_]+)/(?P<value>[^/]+)",
-           sobjects.get_by_external),
-    _route("PATCH", rf"sobjects/{_NAME}/(?P<field>[A-Za-z0-9_]+)/(?P<value>[^/]+)",
-           sobjects.upsert_one),
+    _route(
+        "GET",
+        rf"sobjects/{_NAME}/(?P<field>[A-Za-z0-9_]+)/(?P<value>[^/]+)",
+        sobjects.get_by_external,
+    ),
+    _route(
+        "PATCH", rf"sobjects/{_NAME}/(?P<field>[A-Za-z0-9_]+)/(?P<value>[^/]+)", sobjects.upsert_one
+    ),
 )
 
 
@@ -103,8 +120,16 @@ def dispatch(call: Call) -> Reply:
         except ApiError as exc:
             return Reply.error(exc)
     if allowed:
-        return Reply(405, [{"errorCode": "METHOD_NOT_ALLOWED", "message": f"HTTP Method "
-                            f"'{call.method}' not allowed. Allowed are {','.join(allowed)}"}])
+        return Reply(
+            405,
+            [
+                {
+                    "errorCode": "METHOD_NOT_ALLOWED",
+                    "message": f"HTTP Method "
+                    f"'{call.method}' not allowed. Allowed are {','.join(allowed)}",
+                }
+            ],
+        )
     return Reply.error(ApiError(404, "NOT_FOUND", "The requested resource does not exist"))
 
 

@@ -17,16 +17,21 @@ from typing import Any
 from sandboxes.salesforce.config import SalesforceConfig
 from sandboxes.sfdc_ids import is_id
 
-__all__ = ["KEY_PREFIXES", "FieldSpec", "FieldType", "SObjectSchema", "build_schemas",
-           "is_id"]
+__all__ = ["KEY_PREFIXES", "FieldSpec", "FieldType", "SObjectSchema", "build_schemas", "is_id"]
 
 KEY_PREFIXES = {"Lead": "00Q", "Contact": "003", "Task": "00T"}
 # Objects a reference may point at, by key prefix (the sandbox stores only the first three).
-REFERENCED = {"00Q": "Lead", "003": "Contact", "00T": "Task", "001": "Account",
-              "006": "Opportunity", "005": "User", "00G": "Group"}
+REFERENCED = {
+    "00Q": "Lead",
+    "003": "Contact",
+    "00T": "Task",
+    "001": "Account",
+    "006": "Opportunity",
+    "005": "User",
+    "00G": "Group",
+}
 USER_PREFIXES = ("005", "00G")  # users and queues can own records
-TASK_STATUSES = ("Not Started", "In Progress", "Completed", "Waiting on someone else",
-                 "Deferred")
+TASK_STATUSES = ("Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred")
 CLOSED_STATUSES = frozenset({"Completed"})
 
 
@@ -89,8 +94,12 @@ class SObjectSchema:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "name": self.name, "keyPrefix": self.key_prefix, "createable": True,
-            "updateable": True, "deletable": True, "queryable": True,
+            "name": self.name,
+            "keyPrefix": self.key_prefix,
+            "createable": True,
+            "updateable": True,
+            "deletable": True,
+            "queryable": True,
             "fields": [_describe_field(spec) for spec in self.fields.values()],
         }
 
@@ -126,8 +135,7 @@ def _system_fields() -> list[FieldSpec]:
 
 
 def _owner() -> FieldSpec:
-    return FieldSpec("OwnerId", FieldType.REFERENCE, 18, references=USER_PREFIXES,
-                     label="Owner ID")
+    return FieldSpec("OwnerId", FieldType.REFERENCE, 18, references=USER_PREFIXES, label="Owner ID")
 
 
 def _person_fields(config: SalesforceConfig, lead: bool) -> list[FieldSpec]:
@@ -141,10 +149,23 @@ def _person_fields(config: SalesforceConfig, lead: bool) -> list[FieldSpec]:
     if lead:
         specs += [
             FieldSpec("Company", FieldType.STRING, 255, required=True, label="Company"),
-            FieldSpec("IsConverted", FieldType.BOOLEAN, default=False, createable=False,
-                      updateable=False, human_only=True),
-            FieldSpec("ConvertedContactId", FieldType.REFERENCE, 18, references=("003",),
-                      createable=False, updateable=False, human_only=True),
+            FieldSpec(
+                "IsConverted",
+                FieldType.BOOLEAN,
+                default=False,
+                createable=False,
+                updateable=False,
+                human_only=True,
+            ),
+            FieldSpec(
+                "ConvertedContactId",
+                FieldType.REFERENCE,
+                18,
+                references=("003",),
+                createable=False,
+                updateable=False,
+                human_only=True,
+            ),
         ]
     if config.opt_out_field:
         specs.append(FieldSpec(config.opt_out_field, FieldType.BOOLEAN, default=False))
@@ -157,22 +178,44 @@ def _task_fields(config: SalesforceConfig) -> list[FieldSpec]:
         _owner(),
         FieldSpec("Subject", FieldType.STRING, 255, required=True, label="Subject"),
         FieldSpec("WhoId", FieldType.REFERENCE, 18, references=("00Q", "003"), label="Name ID"),
-        FieldSpec("WhatId", FieldType.REFERENCE, 18, references=("001", "006"),
-                  label="Related To ID"),
+        FieldSpec(
+            "WhatId", FieldType.REFERENCE, 18, references=("001", "006"), label="Related To ID"
+        ),
         FieldSpec("ActivityDate", FieldType.DATE),
-        FieldSpec("Status", pick, 40, picklist=TASK_STATUSES, restricted=True,
-                  default="Not Started", required=True),
-        FieldSpec("Priority", pick, 40, picklist=("High", "Normal", "Low"), restricted=True,
-                  default="Normal", required=True),
+        FieldSpec(
+            "Status",
+            pick,
+            40,
+            picklist=TASK_STATUSES,
+            restricted=True,
+            default="Not Started",
+            required=True,
+        ),
+        FieldSpec(
+            "Priority",
+            pick,
+            40,
+            picklist=("High", "Normal", "Low"),
+            restricted=True,
+            default="Normal",
+            required=True,
+        ),
         FieldSpec("Type", pick, 40, picklist=("Call", "Email", "Meeting", "Other")),
-        FieldSpec("TaskSubtype", pick, 40, picklist=("Task", "Email", "Call"),
-                  restricted=True, default="Task", updateable=False),
+        FieldSpec(
+            "TaskSubtype",
+            pick,
+            40,
+            picklist=("Task", "Email", "Call"),
+            restricted=True,
+            default="Task",
+            updateable=False,
+        ),
         FieldSpec("Description", FieldType.TEXTAREA, 32_000, filterable=False),
-        FieldSpec("IsClosed", FieldType.BOOLEAN, default=False, createable=False,
-                  updateable=False),
+        FieldSpec("IsClosed", FieldType.BOOLEAN, default=False, createable=False, updateable=False),
         FieldSpec("CallDurationInSeconds", FieldType.INT),
-        FieldSpec("CallType", pick, 40, picklist=("Inbound", "Internal", "Outbound"),
-                  restricted=True),
+        FieldSpec(
+            "CallType", pick, 40, picklist=("Inbound", "Internal", "Outbound"), restricted=True
+        ),
         FieldSpec("CallDisposition", FieldType.STRING, 255),
         FieldSpec(config.task_external_id_field, FieldType.STRING, 255, external_id=True),
     ]
@@ -180,14 +223,22 @@ def _task_fields(config: SalesforceConfig) -> list[FieldSpec]:
 
 def _describe_field(spec: FieldSpec) -> dict[str, Any]:
     return {
-        "name": spec.name, "label": spec.display, "type": str(spec.type),
-        "length": spec.length or 0, "createable": spec.createable,
-        "updateable": spec.updateable, "nillable": not spec.required and spec.type
-        is not FieldType.BOOLEAN, "defaultValue": spec.default, "externalId": spec.external_id,
-        "filterable": spec.filterable, "sortable": spec.filterable,
+        "name": spec.name,
+        "label": spec.display,
+        "type": str(spec.type),
+        "length": spec.length or 0,
+        "createable": spec.createable,
+        "updateable": spec.updateable,
+        "nillable": not spec.required and spec.type is not FieldType.BOOLEAN,
+        "defaultValue": spec.default,
+        "externalId": spec.external_id,
+        "filterable": spec.filterable,
+        "sortable": spec.filterable,
         "idLookup": spec.external_id or spec.name == "Id",
         "referenceTo": [REFERENCED[p] for p in spec.references],
         "restrictedPicklist": spec.restricted,
-        "picklistValues": [{"value": v, "label": v, "active": True,
-                            "defaultValue": v == spec.default} for v in spec.picklist],
+        "picklistValues": [
+            {"value": v, "label": v, "active": True, "defaultValue": v == spec.default}
+            for v in spec.picklist
+        ],
     }

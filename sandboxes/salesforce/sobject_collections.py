@@ -22,8 +22,10 @@ from sandboxes.salesforce.writes import Writer
 __all__ = ["create_collection", "delete_collection", "update_collection", "upsert_collection"]
 
 Result = dict[str, Any]
-_ROLLED_BACK = ("Record rolled back because not all records were valid and the request was "
-                "using AllOrNone header")
+_ROLLED_BACK = (
+    "Record rolled back because not all records were valid and the request was "
+    "using AllOrNone header"
+)
 
 
 def create_collection(call: Call) -> Reply:
@@ -46,8 +48,7 @@ def update_collection(call: Call) -> Reply:
         sobject = _type(call, record)
         record_id = _get(record, "Id")
         if not record_id:
-            raise RecordError.of("MISSING_ARGUMENT", "Id not specified in an update call",
-                                 ["Id"])
+            raise RecordError.of("MISSING_ARGUMENT", "Id not specified in an update call", ["Id"])
         values = {k: v for k, v in record.items() if k.lower() != "id"}
         updated = writer.update(record_id, values, sobject)
         return {"id": updated["Id"], "success": True, "errors": []}
@@ -59,20 +60,26 @@ def upsert_collection(call: Call) -> Reply:
     schema = call.schema()
     spec = schema.field(call.params["field"])
     if spec is None or not spec.external_id:
-        raise ApiError(400, "INVALID_FIELD", f"Field name provided, {call.params['field']} is "
-                       f"not an External ID or indexed field for {schema.name}")
+        raise ApiError(
+            400,
+            "INVALID_FIELD",
+            f"Field name provided, {call.params['field']} is "
+            f"not an External ID or indexed field for {schema.name}",
+        )
     records, all_or_none = _records(call)
     writer = call.writer()
     repeated = _repeated([_get(r, spec.name) for r in records])
 
     def upsert(record: dict[str, Any]) -> Result:
         if _type(call, record) != schema.name:
-            raise RecordError.of("INVALID_TYPE", f"The list can contain objects only of type "
-                                 f"{schema.name}")
+            raise RecordError.of(
+                "INVALID_TYPE", f"The list can contain objects only of type {schema.name}"
+            )
         value = _get(record, spec.name)
         if value is not None and str(value).casefold() in repeated:
-            raise RecordError.of("DUPLICATE_VALUE", f"Duplicate external id specified: {value}",
-                                 [spec.name])
+            raise RecordError.of(
+                "DUPLICATE_VALUE", f"Duplicate external id specified: {value}", [spec.name]
+            )
         written, created = writer.upsert(schema.name, spec.name, value, record)
         return {"id": written["Id"], "success": True, "errors": [], "created": created}
 
@@ -93,8 +100,13 @@ def delete_collection(call: Call) -> Reply:
     return Reply(200, _run(writer, ids, delete, call.flag("allOrNone"), list(ids)))
 
 
-def _run(writer: Writer, items: list[Any], write: Callable[[Any], Result],
-         all_or_none: bool, ids: list[Any]) -> list[Result]:
+def _run(
+    writer: Writer,
+    items: list[Any],
+    write: Callable[[Any], Result],
+    all_or_none: bool,
+    ids: list[Any],
+) -> list[Result]:
     results: list[Result] = []
     for item, record_id in zip(items, ids, strict=True):
         try:
@@ -104,8 +116,10 @@ def _run(writer: Writer, items: list[Any], write: Callable[[Any], Result],
     if all_or_none and any(not r["success"] for r in results):
         writer.tx.rollback()
         rolled = [problem("ALL_OR_NONE_OPERATION_ROLLED_BACK", _ROLLED_BACK)]
-        results = [_failure(record_id, rolled) if r["success"] else r
-                   for r, record_id in zip(results, ids, strict=True)]
+        results = [
+            _failure(record_id, rolled) if r["success"] else r
+            for r, record_id in zip(results, ids, strict=True)
+        ]
     return results
 
 
@@ -134,15 +148,22 @@ def _refuse_marked(records: list[dict[str, Any]], marker: str | None) -> None:
     for record in records:
         for name, value in record.items():
             if marker and isinstance(value, str) and marker in value:
-                raise ApiError(400, "JSON_PARSER_ERROR", f"Cannot deserialize instance of "
-                               f"string from VALUE_STRING value {value!r} at [{name}]")
+                raise ApiError(
+                    400,
+                    "JSON_PARSER_ERROR",
+                    f"Cannot deserialize instance of "
+                    f"string from VALUE_STRING value {value!r} at [{name}]",
+                )
 
 
 def _limit(call: Call, count: int) -> None:
     maximum = call.state.config.collection_max
     if count > maximum:
-        raise ApiError(400, "EXCEEDED_ID_LIMIT", f"record limit reached. cannot submit more "
-                       f"than {maximum} records into this call")
+        raise ApiError(
+            400,
+            "EXCEEDED_ID_LIMIT",
+            f"record limit reached. cannot submit more than {maximum} records into this call",
+        )
 
 
 def _type(call: Call, record: dict[str, Any]) -> str:

@@ -24,8 +24,17 @@ from sandboxes.salesforce.timefmt import format_datetime, parse_datetime
 from sandboxes.salesforce.writes import MultipleMatches
 from sandboxes.sfdc_ids import full_id
 
-__all__ = ["create_one", "delete_one", "deleted", "describe", "get_by_external", "get_one",
-           "update_one", "updated", "upsert_one"]
+__all__ = [
+    "create_one",
+    "delete_one",
+    "deleted",
+    "describe",
+    "get_by_external",
+    "get_one",
+    "update_one",
+    "updated",
+    "upsert_one",
+]
 
 
 def create_one(call: Call) -> Reply:
@@ -35,8 +44,7 @@ def create_one(call: Call) -> Reply:
     except RecordError as exc:
         raise exc.as_api_error() from exc
     location = call.url(schema.name, record["Id"])
-    return Reply(201, {"id": record["Id"], "success": True, "errors": []},
-                 {"Location": location})
+    return Reply(201, {"id": record["Id"], "success": True, "errors": []}, {"Location": location})
 
 
 def get_one(call: Call) -> Reply:
@@ -80,8 +88,11 @@ def upsert_one(call: Call) -> Reply:
         raise exc.as_api_error() from exc
     if not created:
         return Reply(204)
-    return Reply(201, {"id": record["Id"], "success": True, "errors": [], "created": True},
-                 {"Location": call.url(schema.name, record["Id"])})
+    return Reply(
+        201,
+        {"id": record["Id"], "success": True, "errors": [], "created": True},
+        {"Location": call.url(schema.name, record["Id"])},
+    )
 
 
 def get_by_external(call: Call) -> Reply:
@@ -99,8 +110,10 @@ def get_by_external(call: Call) -> Reply:
 def describe(call: Call) -> Reply:
     schema = call.schema()
     answer = schema.describe()
-    answer["urls"] = {"sobject": f"/services/data/{call.version}/sobjects/{schema.name}",
-                      "describe": f"/services/data/{call.version}/sobjects/{schema.name}/describe"}
+    answer["urls"] = {
+        "sobject": f"/services/data/{call.version}/sobjects/{schema.name}",
+        "describe": f"/services/data/{call.version}/sobjects/{schema.name}/describe",
+    }
     return Reply(200, answer)
 
 
@@ -110,11 +123,15 @@ def deleted(call: Call) -> Reply:
     schema, state = call.schema(), call.state
     low, high, earliest = _window(call, state.config.deleted_horizon_days)
     with state.lock:
-        rows = [{"id": d.id, "deletedDate": d.deleted_date} for d in state.deletions
-                if d.sobject == schema.name and low <= d.deleted_date <= high]
+        rows = [
+            {"id": d.id, "deletedDate": d.deleted_date}
+            for d in state.deletions
+            if d.sobject == schema.name and low <= d.deleted_date <= high
+        ]
     _check_ids(call, len(rows))
-    return Reply(200, {"deletedRecords": rows, "earliestDateAvailable": earliest,
-                       "latestDateCovered": high})
+    return Reply(
+        200, {"deletedRecords": rows, "earliestDateAvailable": earliest, "latestDateCovered": high}
+    )
 
 
 def updated(call: Call) -> Reply:
@@ -123,8 +140,7 @@ def updated(call: Call) -> Reply:
     schema, state = call.schema(), call.state
     low, high, _ = _window(call, state.config.updated_horizon_days)
     with state.lock:
-        ids = sorted(r["Id"] for r in state.live(schema.name)
-                     if low <= r["SystemModstamp"] <= high)
+        ids = sorted(r["Id"] for r in state.live(schema.name) if low <= r["SystemModstamp"] <= high)
     _check_ids(call, len(ids))
     return Reply(200, {"ids": ids, "latestDateCovered": high})
 
@@ -138,16 +154,22 @@ def _window(call: Call, horizon_days: int) -> tuple[str, str, str]:
     if end <= start:
         raise ApiError(400, "INVALID_REPLICATION_DATE", "end date must be after the start date")
     if start < earliest:
-        raise ApiError(400, "INVALID_REPLICATION_DATE", "startDate can not be earlier than "
-                       f"earliestDateAvailable: {format_datetime(earliest)}")
+        raise ApiError(
+            400,
+            "INVALID_REPLICATION_DATE",
+            f"startDate can not be earlier than earliestDateAvailable: {format_datetime(earliest)}",
+        )
     return format_datetime(start), format_datetime(min(end, now)), format_datetime(earliest)
 
 
 def _check_ids(call: Call, count: int) -> None:
     limit = call.state.config.replication_id_limit
     if count > limit:
-        raise ApiError(400, "EXCEEDED_ID_LIMIT", f"{count} ids in the window: more than "
-                       f"{limit}; ask for a shorter one")
+        raise ApiError(
+            400,
+            "EXCEEDED_ID_LIMIT",
+            f"{count} ids in the window: more than {limit}; ask for a shorter one",
+        )
 
 
 def _moment(call: Call, name: str) -> Any:
@@ -162,11 +184,11 @@ def _moment(call: Call, name: str) -> Any:
 
 
 def _live(call: Call, schema: SObjectSchema, record_id: str) -> dict[str, Any]:
-    record = (call.state.records[schema.name].get(full_id(record_id)) if is_id(record_id)
-              else None)
+    record = call.state.records[schema.name].get(full_id(record_id)) if is_id(record_id) else None
     if record is None:
-        raise not_found(f"Provided external ID field does not exist or is not accessible: "
-                        f"{record_id}")
+        raise not_found(
+            f"Provided external ID field does not exist or is not accessible: {record_id}"
+        )
     if record["IsDeleted"]:
         raise ApiError(404, "ENTITY_IS_DELETED", "entity is deleted", [])
     return record
@@ -180,8 +202,11 @@ def _fields(call: Call, schema: SObjectSchema) -> list[str] | None:
     for name in raw.split(","):
         spec = schema.field(name.strip())
         if spec is None:
-            raise ApiError(400, "INVALID_FIELD", f"No such column '{name.strip()}' on sobject "
-                           f"of type {schema.name}")
+            raise ApiError(
+                400,
+                "INVALID_FIELD",
+                f"No such column '{name.strip()}' on sobject of type {schema.name}",
+            )
         names.append(spec.name)
     return names
 
@@ -189,9 +214,15 @@ def _fields(call: Call, schema: SObjectSchema) -> list[str] | None:
 def _external_field(call: Call, schema: SObjectSchema) -> str:
     spec = schema.field(call.params["field"])
     if spec is None:
-        raise not_found("Provided external ID field does not exist or is not accessible: "
-                        f"{call.params['field']}")
+        raise not_found(
+            "Provided external ID field does not exist or is not accessible: "
+            f"{call.params['field']}"
+        )
     if not spec.external_id:
-        raise ApiError(400, "INVALID_FIELD", f"Field name provided, {spec.name} is not an "
-                       f"External ID or indexed field for {schema.name}")
+        raise ApiError(
+            400,
+            "INVALID_FIELD",
+            f"Field name provided, {spec.name} is not an "
+            f"External ID or indexed field for {schema.name}",
+        )
     return spec.name

@@ -21,15 +21,49 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-__all__ = ["BoolOp", "Compare", "Expr", "FieldRef", "InList", "Like", "Not", "OrderItem",
-           "Query", "SoqlError", "Value", "parse", "tokenize"]
+__all__ = [
+    "BoolOp",
+    "Compare",
+    "Expr",
+    "FieldRef",
+    "InList",
+    "Like",
+    "Not",
+    "OrderItem",
+    "Query",
+    "SoqlError",
+    "Value",
+    "parse",
+    "tokenize",
+]
 
 MAX_LENGTH = 100_000  # characters in one SOQL statement
 MAX_OFFSET = 2000
-_KEYWORDS = {"select", "from", "where", "and", "or", "not", "in", "like", "order", "by",
-             "asc", "desc", "nulls", "first", "last", "limit", "offset", "true", "false",
-             "null", "count"}
-_TOKEN = re.compile(r"""
+_KEYWORDS = {
+    "select",
+    "from",
+    "where",
+    "and",
+    "or",
+    "not",
+    "in",
+    "like",
+    "order",
+    "by",
+    "asc",
+    "desc",
+    "nulls",
+    "first",
+    "last",
+    "limit",
+    "offset",
+    "true",
+    "false",
+    "null",
+    "count",
+}
+_TOKEN = re.compile(
+    r"""
     (?P<ws>\s+)
   | (?P<datetime>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:?\d{2}))(?![\w:.])
   | (?P<bad_datetime>\d{4}-\d{2}-\d{2}T\S*)
@@ -39,9 +73,21 @@ _TOKEN = re.compile(r"""
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
   | (?P<op><=|>=|!=|<>|=|<|>)
   | (?P<punct>[(),])
-""", re.VERBOSE)
-_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f", "'": "'", '"': '"',
-            "\\": "\\", "%": "%", "_": "_"}
+""",
+    re.VERBOSE,
+)
+_ESCAPES = {
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "b": "\b",
+    "f": "\f",
+    "'": "'",
+    '"': '"',
+    "\\": "\\",
+    "%": "%",
+    "_": "_",
+}
 
 
 class SoqlError(Exception):
@@ -328,8 +374,9 @@ class _Parser:
         if not isinstance(token.value, int) or token.value < 0:
             raise _malformed(self.text, token.pos, f"{keyword} must be a non-negative integer")
         if maximum is not None and token.value > maximum:
-            raise SoqlError("NUMBER_OUTSIDE_VALID_RANGE",
-                            f"Maximum SOQL {keyword.lower()} allowed is {maximum}")
+            raise SoqlError(
+                "NUMBER_OUTSIDE_VALID_RANGE", f"Maximum SOQL {keyword.lower()} allowed is {maximum}"
+            )
         return token.value
 
 

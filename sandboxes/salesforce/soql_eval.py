@@ -36,14 +36,24 @@ __all__ = ["Plan", "compile_query"]
 Record = dict[str, Any]
 Predicate = Callable[[Record], bool]
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "=": operator.eq, "!=": operator.ne, "<": operator.lt, ">": operator.gt,
-    "<=": operator.le, ">=": operator.ge,
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    ">": operator.gt,
+    "<=": operator.le,
+    ">=": operator.ge,
 }
 # Which literal kinds a field type accepts, besides null.
 _ACCEPTS = {
-    FieldType.ID: "string", FieldType.REFERENCE: "string", FieldType.STRING: "string",
-    FieldType.TEXTAREA: "string", FieldType.EMAIL: "string", FieldType.PICKLIST: "string",
-    FieldType.BOOLEAN: "boolean", FieldType.INT: "number", FieldType.DATETIME: "datetime",
+    FieldType.ID: "string",
+    FieldType.REFERENCE: "string",
+    FieldType.STRING: "string",
+    FieldType.TEXTAREA: "string",
+    FieldType.EMAIL: "string",
+    FieldType.PICKLIST: "string",
+    FieldType.BOOLEAN: "boolean",
+    FieldType.INT: "number",
+    FieldType.DATETIME: "datetime",
     FieldType.DATE: "date",
 }
 _FOLDED = {FieldType.STRING, FieldType.TEXTAREA, FieldType.EMAIL, FieldType.PICKLIST}
@@ -71,7 +81,7 @@ class Plan:
         for name, descending, nulls_last, folded in reversed(self.order):
             rows = _sorted(rows, name, descending, nulls_last, folded)
         end = None if self.limit is None else self.offset + self.limit
-        return rows[self.offset:end]
+        return rows[self.offset : end]
 
 
 def compile_query(query: Query, schemas: dict[str, SObjectSchema]) -> Plan:
@@ -93,25 +103,31 @@ def _object(query: Query, schemas: dict[str, SObjectSchema]) -> SObjectSchema:
     name = query.sobject.name
     schema = next((s for s in schemas.values() if s.name.lower() == name.lower()), None)
     if schema is None:
-        raise SoqlError("INVALID_TYPE", f"sObject type '{name}' is not supported. If you are "
-                        "attempting to use a custom object, be sure to append the '__c' after "
-                        "the entity name.")
+        raise SoqlError(
+            "INVALID_TYPE",
+            f"sObject type '{name}' is not supported. If you are "
+            "attempting to use a custom object, be sure to append the '__c' after "
+            "the entity name.",
+        )
     return schema
 
 
 def _field(schema: SObjectSchema, ref: FieldRef, usage: str = "") -> FieldSpec:
     if "." in ref.name:
         relationship = ref.name.split(".")[0]
-        raise SoqlError("INVALID_FIELD",
-                        f"Didn't understand relationship '{relationship}' in field path.")
+        raise SoqlError(
+            "INVALID_FIELD", f"Didn't understand relationship '{relationship}' in field path."
+        )
     spec = schema.field(ref.name)
     if spec is None:
-        raise SoqlError("INVALID_FIELD", f"No such column '{ref.name}' on entity "
-                        f"'{schema.name}'. If you are attempting to use a custom field, be "
-                        "sure to append the '__c' after the custom field name.")
+        raise SoqlError(
+            "INVALID_FIELD",
+            f"No such column '{ref.name}' on entity "
+            f"'{schema.name}'. If you are attempting to use a custom field, be "
+            "sure to append the '__c' after the custom field name.",
+        )
     if usage and not spec.filterable:
-        raise SoqlError("INVALID_FIELD", f"field '{spec.name}' can not be {usage} in a query "
-                        "call")
+        raise SoqlError("INVALID_FIELD", f"field '{spec.name}' can not be {usage} in a query call")
     return spec
 
 
@@ -152,8 +168,10 @@ def _coerce(spec: FieldSpec, value: Value) -> Any:
     expected = _ACCEPTS[spec.type]
     if value.kind != expected:
         quoted = " and should not be enclosed in quotes" if value.kind == "string" else ""
-        raise SoqlError("MALFORMED_QUERY", f"value of filter criterion for field '{spec.name}' "
-                        f"must be of type {expected}{quoted}")
+        raise SoqlError(
+            "MALFORMED_QUERY",
+            f"value of filter criterion for field '{spec.name}' must be of type {expected}{quoted}",
+        )
     if value.kind == "datetime":
         moment = parse_datetime(value.value)
         if moment is None:
@@ -221,8 +239,9 @@ def _like_regex(body: str) -> str:
     return "".join(out)
 
 
-def _sorted(rows: list[Record], name: str, descending: bool, nulls_last: bool,
-            folded: bool) -> list[Record]:
+def _sorted(
+    rows: list[Record], name: str, descending: bool, nulls_last: bool, folded: bool
+) -> list[Record]:
     present = [r for r in rows if r[name] is not None]
     missing = [r for r in rows if r[name] is None]
     if folded:

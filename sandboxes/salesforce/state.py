@@ -82,15 +82,14 @@ class Transaction:
                 current.clear()
                 current.update(before)
                 state.index(current)
-        del state.deletions[self._deletions:]
+        del state.deletions[self._deletions :]
         self._before.clear()
 
 
 class SalesforceState:
     """One org's records and bookkeeping; thread-safe through `lock`."""
 
-    def __init__(self, config: SalesforceConfig | None = None, clock: Clock | None = None
-                 ) -> None:
+    def __init__(self, config: SalesforceConfig | None = None, clock: Clock | None = None) -> None:
         self.lock = threading.RLock()
         self.config = config or SalesforceConfig()
         self._base_clock: Clock = clock or _utc_now
@@ -209,8 +208,15 @@ class SalesforceState:
                 self._counters[prefix] = number
                 return candidate
 
-    def insert(self, sobject: str, values: Record, user: str, now: str,
-               tx: Transaction | None, record_id: str | None = None) -> Record:
+    def insert(
+        self,
+        sobject: str,
+        values: Record,
+        user: str,
+        now: str,
+        tx: Transaction | None,
+        record_id: str | None = None,
+    ) -> Record:
         """Create a record from validated `values`; stamps and derived fields are set here."""
         record = self.schemas[sobject].blank()
         record.update(values)
@@ -223,8 +229,7 @@ class SalesforceState:
         self.index(record)
         return record
 
-    def modify(self, record: Record, values: Record, user: str, now: str,
-               tx: Transaction) -> None:
+    def modify(self, record: Record, values: Record, user: str, now: str, tx: Transaction) -> None:
         sobject = self._sobject(record)
         tx.save(sobject, record["Id"], record)
         self.unindex(record)
@@ -319,4 +324,3 @@ class SalesforceState:
             cursor.touched = now
             self.cursors.move_to_end(locator)
             return cursor
-

@@ -31,8 +31,16 @@ def parse_datetime(text: str) -> datetime | None:
         return None
     year, month, day, hour, minute, second, fraction, zone = match.groups()
     try:
-        moment = datetime(int(year), int(month), int(day), int(hour), int(minute),
-                          int(second), int((fraction or "0").ljust(6, "0")[:6]), tzinfo=UTC)
+        moment = datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second),
+            int((fraction or "0").ljust(6, "0")[:6]),
+            tzinfo=UTC,
+        )
     except ValueError:
         return None
     if zone != "Z":

@@ -31,8 +31,13 @@ class MultipleMatches(RecordError):
     """An external id matched several records (HTTP 300 on the single-record upsert)."""
 
     def __init__(self, field_name: str, value: str, ids: list[str]) -> None:
-        super().__init__(problem("DUPLICATE_EXTERNAL_ID", f"{field_name}: more than one record "
-                                 f"found for external id field: {ids}", [field_name]))
+        super().__init__(
+            problem(
+                "DUPLICATE_EXTERNAL_ID",
+                f"{field_name}: more than one record found for external id field: {ids}",
+                [field_name],
+            )
+        )
         self.ids = ids
 
 
@@ -53,12 +58,20 @@ class Writer:
     locked: bool = False
 
     @classmethod
-    def for_call(cls, state: SalesforceState, user: str, parent: Transaction | None = None,
-                 human: bool = False, late_by_s: float | None = None) -> Writer:
-        locked = (not human and state.config.lock_error_scope == "request"
-                  and state.roll_lock_error())
-        return cls(state, user, state.write_time(late_by_s), Transaction(state, parent), human,
-                   locked)
+    def for_call(
+        cls,
+        state: SalesforceState,
+        user: str,
+        parent: Transaction | None = None,
+        human: bool = False,
+        late_by_s: float | None = None,
+    ) -> Writer:
+        locked = (
+            not human and state.config.lock_error_scope == "request" and state.roll_lock_error()
+        )
+        return cls(
+            state, user, state.write_time(late_by_s), Transaction(state, parent), human, locked
+        )
 
     # -- the four writes ------------------------------------------------------------------
 
@@ -72,19 +85,22 @@ class Writer:
         self._fault(None)
         return self.state.insert(sobject, fields, self.user, self.now, self.tx)
 
-    def update(self, record_id: Any, values: Mapping[str, Any],
-               sobject: str | None = None) -> Record:
+    def update(
+        self, record_id: Any, values: Mapping[str, Any], sobject: str | None = None
+    ) -> Record:
         record = self.existing(record_id, sobject)
         kind = self.state.sobject_of(record["Id"]) or ""
-        fields = coerce_values(self.state.schemas[kind], values, creating=False,
-                               human=self.human, current=record)
+        fields = coerce_values(
+            self.state.schemas[kind], values, creating=False, human=self.human, current=record
+        )
         self._check(kind, {**record, **fields}, fields, record)
         self._fault(record["Id"])
         self.state.modify(record, fields, self.user, self.now, self.tx)
         return record
 
-    def upsert(self, sobject: str, field_name: str, value: Any,
-               values: Mapping[str, Any]) -> tuple[Record, bool]:
+    def upsert(
+        self, sobject: str, field_name: str, value: Any, values: Mapping[str, Any]
+    ) -> tuple[Record, bool]:
         """Update the one record whose `field_name` is `value`, or create it; True if created."""
         if value is None or value == "":
             raise RecordError.of("MISSING_ARGUMENT", f"{field_name} not specified", [field_name])
@@ -109,28 +125,36 @@ class Writer:
         kind = self.state.sobject_of(record_id) if is_id(record_id) else None
         if kind is None or (sobject is not None and kind != sobject):
             label = sobject or "Record"
-            raise RecordError.of("MALFORMED_ID", f"{label} ID: id value of incorrect type: "
-                                 f"{record_id}", ["Id"])
+            raise RecordError.of(
+                "MALFORMED_ID", f"{label} ID: id value of incorrect type: {record_id}", ["Id"]
+            )
         record = self.state.records[kind].get(record_id)
         if record is None:
-            raise RecordError.of("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id",
-                                 ["Id"])
+            raise RecordError.of(
+                "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", ["Id"]
+            )
         if record["IsDeleted"]:
             raise RecordError.of("ENTITY_IS_DELETED", "entity is deleted", [])
         if record.get("IsConverted") and not self.human:
-            raise RecordError.of("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead",
-                                 [])
+            raise RecordError.of(
+                "CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead", []
+            )
         return record
 
-    def _check(self, sobject: str, merged: Record, fields: Record,
-               current: Record | None) -> None:
+    def _check(self, sobject: str, merged: Record, fields: Record, current: Record | None) -> None:
         schema = self.state.schemas[sobject]
-        missing = [n for n, spec in schema.fields.items() if spec.required and
-                   merged.get(n) in (None, "")]
+        missing = [
+            n for n, spec in schema.fields.items() if spec.required and merged.get(n) in (None, "")
+        ]
         errors = []
         if missing:
-            errors.append(problem("REQUIRED_FIELD_MISSING",
-                                  f"Required fields are missing: [{', '.join(missing)}]", missing))
+            errors.append(
+                problem(
+                    "REQUIRED_FIELD_MISSING",
+                    f"Required fields are missing: [{', '.join(missing)}]",
+                    missing,
+                )
+            )
         if sobject == "Task":
             errors += self._task_rules(merged, fields)
         errors += self._unique_external_id(sobject, fields, current)
@@ -141,32 +165,50 @@ class Writer:
         errors = []
         marker = self.state.config.invalid_subject_marker
         if marker and not self.human and marker in (merged.get("Subject") or ""):
-            errors.append(problem("FIELD_CUSTOM_VALIDATION_EXCEPTION",
-                                  "Subject is not allowed by validation rule "
-                                  "ActionsSync_Sandbox_Rule", ["Subject"]))
+            errors.append(
+                problem(
+                    "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+                    "Subject is not allowed by validation rule ActionsSync_Sandbox_Rule",
+                    ["Subject"],
+                )
+            )
         if fields.get("WhoId"):
             errors += self._who_rules(fields["WhoId"])
         who, what = merged.get("WhoId"), merged.get("WhatId")
         if who and what and who.startswith("00Q") and ("WhoId" in fields or "WhatId" in fields):
-            errors.append(problem("FIELD_INTEGRITY_EXCEPTION", "Related To ID: a task whose "
-                                  "Name ID is a lead cannot be related to another record",
-                                  ["WhatId"]))
+            errors.append(
+                problem(
+                    "FIELD_INTEGRITY_EXCEPTION",
+                    "Related To ID: a task whose "
+                    "Name ID is a lead cannot be related to another record",
+                    ["WhatId"],
+                )
+            )
         return errors
 
     def _who_rules(self, who: str) -> list[dict[str, Any]]:
         target = self.state.get(who)
         if target is None:
-            return [problem("INVALID_CROSS_REFERENCE_KEY", "Name ID: invalid cross reference "
-                            f"id: {who}", ["WhoId"])]
+            return [
+                problem(
+                    "INVALID_CROSS_REFERENCE_KEY",
+                    f"Name ID: invalid cross reference id: {who}",
+                    ["WhoId"],
+                )
+            ]
         if target["IsDeleted"]:
             return [problem("ENTITY_IS_DELETED", f"entity is deleted: {who}", ["WhoId"])]
         if target.get("IsConverted"):
-            return [problem("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead",
-                            ["WhoId"])]
+            return [
+                problem(
+                    "CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead", ["WhoId"]
+                )
+            ]
         return []
 
-    def _unique_external_id(self, sobject: str, fields: Record,
-                            current: Record | None) -> list[dict[str, Any]]:
+    def _unique_external_id(
+        self, sobject: str, fields: Record, current: Record | None
+    ) -> list[dict[str, Any]]:
         name = self.state.config.task_external_id_field
         value = fields.get(name)
         if sobject != "Task" or not value or not self.state.config.external_id_unique:
@@ -175,13 +217,23 @@ class Writer:
         others = [i for i in self.state.external_matches(value) if i != own]
         if not others:
             return []
-        return [problem("DUPLICATE_VALUE", f"duplicate value found: {name} duplicates value on "
-                        f"record with id: {others[0]}", [name])]
+        return [
+            problem(
+                "DUPLICATE_VALUE",
+                f"duplicate value found: {name} duplicates value on record with id: {others[0]}",
+                [name],
+            )
+        ]
 
     def _fault(self, record_id: str | None) -> None:
         if self.human:
             return
-        if self.locked or (self.state.config.lock_error_scope == "record"
-                           and self.state.roll_lock_error()):
-            raise RecordError.of("UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to "
-                                 f"this record or 1 records: {record_id or ''}".rstrip(": "), [])
+        if self.locked or (
+            self.state.config.lock_error_scope == "record" and self.state.roll_lock_error()
+        ):
+            raise RecordError.of(
+                "UNABLE_TO_LOCK_ROW",
+                "unable to obtain exclusive access to "
+                f"this record or 1 records: {record_id or ''}".rstrip(": "),
+                [],
+            )

@@ -62,8 +62,11 @@ __all__ = [
 SUBJECT_MAX = MAX_FIELD_CHARS  # Salesforce Task.Subject; also Marketo's string attributes
 # The contract's text fields (plain or optional strings; not the uuid activity_id): at
 # most 255 characters each, as for person fields (`streams.rules.contract`).
-TEXT_FIELDS = tuple(f["name"] for f in schemas.load("SalesActivity")["fields"]
-                    if f["type"] in ("string", ["null", "string"]))
+TEXT_FIELDS = tuple(
+    f["name"]
+    for f in schemas.load("SalesActivity")["fields"]
+    if f["type"] in ("string", ["null", "string"])
+)
 # Everything str.splitlines() splits on, so that no reader sees a second line.
 LINE_BREAKS = re.compile(r"\s*[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+\s*")
 Activity = Mapping[str, Any]
@@ -109,6 +112,7 @@ def in_actions(person: Person, occurred_at: datetime) -> bool:
 
 
 # -- Marketo (S7) ------------------------------------------------------------------------------
+
 
 def _email_subject(activity: Activity) -> str:
     """`<subject> (SIA-<id>)`, the subject cut so that the whole fits Marketo's 255."""
@@ -168,13 +172,15 @@ def marketo_activity(activity: Activity, person: Person) -> dict[str, Any]:
         "lead_id": activity["marketo_id"],
         "type": type_.symbol,
         "activity_date": activity["occurred_at"],
-        "primary_attribute_value": (VALUES[primary](activity, person)
-                                    or PRIMARY_FALLBACK.get(primary, type_.name))[:SUBJECT_MAX],
+        "primary_attribute_value": (
+            VALUES[primary](activity, person) or PRIMARY_FALLBACK.get(primary, type_.name)
+        )[:SUBJECT_MAX],
         "attributes": {k: v for k, v in attributes.items() if v is not None},
     }
 
 
 # -- Salesforce (S8) ----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class TaskKind:
@@ -202,8 +208,7 @@ def _one_line(text: str) -> str:
 
 def render_subject(template: str, values: Mapping[str, Any]) -> str:
     """S8: placeholders replaced (missing or empty -> nothing), line breaks removed, ≤ 255."""
-    rendered = PLACEHOLDER.sub(lambda m: _one_line(_text(values.get(m.group(1))) or ""),
-                               template)
+    rendered = PLACEHOLDER.sub(lambda m: _one_line(_text(values.get(m.group(1))) or ""), template)
     return _one_line(rendered)[:SUBJECT_MAX].rstrip()
 
 
@@ -219,15 +224,18 @@ def task_subject(template: str, activity: Activity) -> str:
     subject = _activity_subject(activity) or ""
     if kind.type == "Reply":
         return render_subject("Reply: {{activity_subject}}", {"activity_subject": subject})
-    rendered = render_subject(template, {
-        "activity_type": kind.type,
-        "activity_subject": subject,
-        "sales_campaign_name": activity.get("campaign_name"),
-        "sales_campaign_day": activity.get("campaign_day"),
-        "sales_campaign_step": activity.get("campaign_step"),
-        "call_outcome": activity.get("call_outcome"),
-        "call_reason": activity.get("call_reason"),
-    })
+    rendered = render_subject(
+        template,
+        {
+            "activity_type": kind.type,
+            "activity_subject": subject,
+            "sales_campaign_name": activity.get("campaign_name"),
+            "sales_campaign_day": activity.get("campaign_day"),
+            "sales_campaign_step": activity.get("campaign_step"),
+            "call_outcome": activity.get("call_outcome"),
+            "call_reason": activity.get("call_reason"),
+        },
+    )
     return rendered or kind.type  # a template of only empty values still names the Task
 
 
@@ -274,9 +282,11 @@ def salesforce_task(
         "Description": _description(activity) or None,
     }
     if kind.type == "Call":
-        fields |= {"CallType": "Outbound",
-                   "CallDurationInSeconds": activity.get("call_duration_seconds"),
-                   "CallDisposition": (_text(activity.get("call_outcome")) or "")[:255] or None}
+        fields |= {
+            "CallType": "Outbound",
+            "CallDurationInSeconds": activity.get("call_duration_seconds"),
+            "CallDisposition": (_text(activity.get("call_outcome")) or "")[:255] or None,
+        }
     return {
         "external_id": activity_id(activity),
         "operation": "UPSERT",
@@ -287,6 +297,7 @@ def salesforce_task(
 
 
 # -- both ---------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Route:
@@ -302,10 +313,12 @@ def route(activity: Activity, person: Person, settings: AdminSettings) -> Route:
     if not in_actions(person, activity["occurred_at"]):
         raise PersonNotSynced(
             f"person_not_synced: Marketo ID {activity['marketo_id']} left Actions at"
-            f" {person['removed_at'].isoformat()}, before the activity")
+            f" {person['removed_at'].isoformat()}, before the activity"
+        )
     task = salesforce_task(activity, person, settings)
     reason = None
     if task is None and activity["type"] in TASK_KINDS:
-        reason = "setting_off" if task_kind(activity["type"], settings) is None \
-            else "no_salesforce_id"
+        reason = (
+            "setting_off" if task_kind(activity["type"], settings) is None else "no_salesforce_id"
+        )
     return Route(marketo_activity(activity, person), task, reason)

@@ -28,20 +28,26 @@ MAX_FIELD_CHARS = 255  # the store's column width; Salesforce's and Marketo's fo
 def check_key(key: bytes | None, marketo_id: int, what: str) -> None:
     """`RuleViolation` unless `key` is the Marketo ID (`what`: "changes", "activities")."""
     if key is None:
-        raise RuleViolation(f"no key: the key must be the Marketo ID {marketo_id}, so that"
-                            f" {what} of one person share a partition and stay in order")
+        raise RuleViolation(
+            f"no key: the key must be the Marketo ID {marketo_id}, so that"
+            f" {what} of one person share a partition and stay in order"
+        )
     if key != str(marketo_id).encode():
-        raise RuleViolation(f"key {key!r} is not the Marketo ID {marketo_id}: {what} of one"
-                            " person must share a key to stay in order")
+        raise RuleViolation(
+            f"key {key!r} is not the Marketo ID {marketo_id}: {what} of one"
+            " person must share a key to stay in order"
+        )
 
 
 def check_not_after(field: str, at: datetime, latest: datetime) -> None:
     """`RuleViolation` if the record's `field` (a datetime) is after `latest` (the time
     it was read plus the allowed clock skew)."""
     if at > latest:
-        raise RuleViolation(f"{field} {at.isoformat()} is in the future: later than"
-                            f" {latest.isoformat()}, the time it was read plus the allowed"
-                            " clock skew (ACTIONS_SYNC_FUTURE_SKEW_S)")
+        raise RuleViolation(
+            f"{field} {at.isoformat()} is in the future: later than"
+            f" {latest.isoformat()}, the time it was read plus the allowed"
+            " clock skew (ACTIONS_SYNC_FUTURE_SKEW_S)"
+        )
 
 
 def check_lengths(record: Mapping[str, Any], names: Iterable[str]) -> None:

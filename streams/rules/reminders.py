@@ -71,15 +71,26 @@ STATUS_FROM_SF = {v: k for k, v in STATUS_TO_SF.items()}
 PRIORITY_FROM_SF = {v: k for k, v in PRIORITY_TO_SF.items()}
 
 BOTH_WAYS = ("status", "priority", "due_date", "details")
-SF_FIELD = {"subject": "Subject", "status": "Status", "priority": "Priority",
-            "due_date": "ActivityDate", "details": "Description"}
+SF_FIELD = {
+    "subject": "Subject",
+    "status": "Status",
+    "priority": "Priority",
+    "due_date": "ActivityDate",
+    "details": "Description",
+}
 ACTIONS_FIELD = {v: k for k, v in SF_FIELD.items()}
 DELETED = "deleted"
 SF_DELETED = "IsDeleted"
 # A new Actions task needs every field: a Salesforce status or priority that does not
 # sync gives the Actions default instead.
-ACTIONS_DEFAULTS = {"status": "OPEN", "priority": "NORMAL", "due_date": None,
-                    "details": None, "subject": "", DELETED: False}
+ACTIONS_DEFAULTS = {
+    "status": "OPEN",
+    "priority": "NORMAL",
+    "due_date": None,
+    "details": None,
+    "subject": "",
+    DELETED: False,
+}
 
 FIRST_ENABLE_WINDOW = timedelta(hours=24)
 DELETE_HORIZON = timedelta(days=15)  # Salesforce's recycle bin
@@ -174,8 +185,12 @@ def _overwritten(state: TaskState | None, change: Change) -> frozenset[str]:
     """The Salesforce fields a record read before the sync's last write landed shows as
     they were: that write overwrites them, so they neither claim nor count as synced
     (else the sides diverge)."""
-    if (state is None or change.side != "SALESFORCE" or state.written_at is None
-            or change.at >= state.written_at):
+    if (
+        state is None
+        or change.side != "SALESFORCE"
+        or state.written_at is None
+        or change.at >= state.written_at
+    ):
         return frozenset()
     return state.written
 
@@ -186,8 +201,11 @@ def _claims(state: TaskState | None, change: Change) -> dict[str, Any]:
     if change.side == "ACTIONS":
         held_ = state.values if state else {}
         names = (*BOTH_WAYS, "subject", DELETED)
-        return {n: change.values[n] for n in names
-                if n in change.values and (state is None or change.values[n] != held_.get(n))}
+        return {
+            n: change.values[n]
+            for n in names
+            if n in change.values and (state is None or change.values[n] != held_.get(n))
+        }
     last = state.salesforce if state else {}
     overwritten = _overwritten(state, change)
     out: dict[str, Any] = {}
@@ -196,8 +214,9 @@ def _claims(state: TaskState | None, change: Change) -> dict[str, Any]:
             if value:
                 out[DELETED] = True
             continue
-        if state is not None and (sf_name == "Subject" or last.get(sf_name) == value
-                                  or sf_name in overwritten):
+        if state is not None and (
+            sf_name == "Subject" or last.get(sf_name) == value or sf_name in overwritten
+        ):
             continue  # S11: a subject edited in Salesforce does not come back
         mapped = actions_value(sf_name, value)
         if mapped is not None:
@@ -210,9 +229,14 @@ def _ignored(state: TaskState | None, change: Change) -> frozenset[str]:
     if change.side != "SALESFORCE":
         return frozenset()
     last = state.salesforce if state else {}
-    return frozenset(n for n in ("Status", "Priority") if n in change.values
-                     and change.values[n] is not None and last.get(n) != change.values[n]
-                     and actions_value(n, change.values[n]) is None)
+    return frozenset(
+        n
+        for n in ("Status", "Priority")
+        if n in change.values
+        and change.values[n] is not None
+        and last.get(n) != change.values[n]
+        and actions_value(n, change.values[n]) is None
+    )
 
 
 def resolve(state: TaskState | None, change: Change, now: datetime | None = None) -> Outcome:
@@ -250,8 +274,14 @@ def resolve(state: TaskState | None, change: Change, now: datetime | None = None
         write = {}
     if write:
         written_at, written = now or change.at, frozenset(write)
-    return Outcome(TaskState(values, stamps, synced, written_at, written), frozenset(applied),
-                   write, delete, frozenset(lost), _ignored(state, change))
+    return Outcome(
+        TaskState(values, stamps, synced, written_at, written),
+        frozenset(applied),
+        write,
+        delete,
+        frozenset(lost),
+        _ignored(state, change),
+    )
 
 
 def outcome_of(before: TaskState | None, out: Outcome, side: Side) -> str:
@@ -278,13 +308,13 @@ def outcome_of(before: TaskState | None, out: Outcome, side: Side) -> str:
     return "no_op"
 
 
-def _differing(values: Mapping[str, Any], synced: Mapping[str, Any],
-               names: Iterable[str]) -> dict[str, Any]:
+def _differing(
+    values: Mapping[str, Any], synced: Mapping[str, Any], names: Iterable[str]
+) -> dict[str, Any]:
     """The Salesforce fields of `names` whose value differs from the last synced one."""
     out = {}
     for name in names:
-        if name in SF_FIELD and synced.get(SF_FIELD[name]) != salesforce_value(
-                name, values[name]):
+        if name in SF_FIELD and synced.get(SF_FIELD[name]) != salesforce_value(name, values[name]):
             out[SF_FIELD[name]] = salesforce_value(name, values[name])
     return out
 
@@ -297,24 +327,31 @@ def catch_up(state: TaskState, now: datetime) -> Outcome:
     write = _differing(state.values, state.salesforce, SF_FIELD)
     if not write:
         return Outcome(state)
-    return Outcome(TaskState(state.values, state.stamps, {**state.salesforce, **write}, now,
-                             frozenset(write)), write=write)
+    return Outcome(
+        TaskState(state.values, state.stamps, {**state.salesforce, **write}, now, frozenset(write)),
+        write=write,
+    )
 
 
 def salesforce_change(task: Mapping[str, Any]) -> Change:
     """A `SalesforceTask` (the source's record) as a change from Salesforce."""
     due = task.get("activity_date")
-    values = {"Subject": task.get("subject"), "Status": task.get("status"),
-              "Priority": task.get("priority"),
-              "ActivityDate": due.isoformat() if due is not None else None,
-              "Description": task.get("description"), SF_DELETED: bool(task["is_deleted"])}
+    values = {
+        "Subject": task.get("subject"),
+        "Status": task.get("status"),
+        "Priority": task.get("priority"),
+        "ActivityDate": due.isoformat() if due is not None else None,
+        "Description": task.get("description"),
+        SF_DELETED: bool(task["is_deleted"]),
+    }
     return Change("SALESFORCE", task["system_modstamp"], values)
 
 
 def actions_change(task: Mapping[str, Any]) -> Change:
     """A `ReminderTask` (from Actions) as a change from Actions."""
-    return Change("ACTIONS", task["changed_at"],
-                  {n: task.get(n) for n in (*BOTH_WAYS, "subject", DELETED)})
+    return Change(
+        "ACTIONS", task["changed_at"], {n: task.get(n) for n in (*BOTH_WAYS, "subject", DELETED)}
+    )
 
 
 def check_reminder(key: bytes | None, task: Mapping[str, Any]) -> None:
@@ -323,11 +360,12 @@ def check_reminder(key: bytes | None, task: Mapping[str, Any]) -> None:
     if not task_id or len(task_id) > 64:
         raise RuleViolation(f"task_id must be 1-64 characters, got {task_id!r}")
     if key != task_id.encode():
-        raise RuleViolation(f"key {key!r} is not the task id {task_id!r}: the changes of"
-                            " one task must share a key to stay in order")
+        raise RuleViolation(
+            f"key {key!r} is not the task id {task_id!r}: the changes of"
+            " one task must share a key to stay in order"
+        )
     if len(task["subject"]) > 255:
-        raise RuleViolation(f"subject is {len(task['subject'])} characters, Salesforce"
-                            " allows 255")
+        raise RuleViolation(f"subject is {len(task['subject'])} characters, Salesforce allows 255")
 
 
 def check_salesforce_task(key: bytes | None, task: Mapping[str, Any]) -> None:
@@ -337,12 +375,15 @@ def check_salesforce_task(key: bytes | None, task: Mapping[str, Any]) -> None:
     except ValueError as exc:
         raise RuleViolation(str(exc)) from exc
     if key is None or key.decode(errors="replace")[:15] != sfdc_id[:15]:
-        raise RuleViolation(f"key {key!r} is not the Task id {sfdc_id}: the changes of one"
-                            " Task must share a key to stay in order")
+        raise RuleViolation(
+            f"key {key!r} is not the Task id {sfdc_id}: the changes of one"
+            " Task must share a key to stay in order"
+        )
 
 
-def task_out(task_id: str, outcome: Outcome, at: datetime,
-             extra: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+def task_out(
+    task_id: str, outcome: Outcome, at: datetime, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
     """The `SalesforceTaskOut` record of an outcome's write (None: nothing to write).
     `extra`: WhoId/WhatId for a Task Salesforce does not have yet, Id for one born
     there (it has no external id until the sync writes one)."""
@@ -350,8 +391,13 @@ def task_out(task_id: str, outcome: Outcome, at: datetime,
         return None
     fields = {} if outcome.delete else {k: v for k, v in outcome.write.items()}
     fields |= {k: v for k, v in (extra or {}).items() if v is not None}
-    return {"external_id": task_id, "operation": "DELETE" if outcome.delete else "UPSERT",
-            "fields": fields, "occurred_at": at, "origin": f"reminder:{task_id}"}
+    return {
+        "external_id": task_id,
+        "operation": "DELETE" if outcome.delete else "UPSERT",
+        "fields": fields,
+        "occurred_at": at,
+        "origin": f"reminder:{task_id}",
+    }
 
 
 def held(settings: AdminSettings) -> Held | None:

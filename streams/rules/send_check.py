@@ -79,5 +79,8 @@ def email_key(email: str) -> str:
 
 def unsubscribed_emails(leads: Iterable[Mapping[str, Any]]) -> set[str]:
     """The emails (keyed by `email_key`) of which any lead is unsubscribed."""
-    return {email_key(str(lead["email"])) for lead in leads
-            if lead.get("unsubscribed") is True and lead.get("email")}
+    return {
+        email_key(str(lead["email"]))
+        for lead in leads
+        if lead.get("unsubscribed") is True and lead.get("email")
+    }

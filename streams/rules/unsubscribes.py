@@ -81,8 +81,10 @@ def check_optout(key: bytes | None, optout: Mapping[str, Any]) -> None:
     except ValueError as exc:
         raise RuleViolation(str(exc)) from exc
     if key is None or key.decode(errors="replace")[:15] != sfdc_id[:15]:
-        raise RuleViolation(f"key {key!r} is not the record id {sfdc_id}: the opt-outs of"
-                            " one record must share a key to stay in order")
+        raise RuleViolation(
+            f"key {key!r} is not the record id {sfdc_id}: the opt-outs of"
+            " one record must share a key to stay in order"
+        )
 
 
 def targets(person: Person, settings: AdminSettings) -> tuple[Target, ...]:
@@ -98,8 +100,7 @@ def targets(person: Person, settings: AdminSettings) -> tuple[Target, ...]:
     return tuple(out)
 
 
-def push(unsubscribe: Mapping[str, Any], person: Person | None,
-         settings: AdminSettings) -> Push:
+def push(unsubscribe: Mapping[str, Any], person: Person | None, settings: AdminSettings) -> Push:
     """What an unsubscribe held in Actions sends to Salesforce now."""
     if unsubscribe["source"] == SALESFORCE_SYNC:
         return Push()  # it came from Salesforce: sending it back would be an echo
@@ -111,11 +112,18 @@ def push(unsubscribe: Mapping[str, Any], person: Person | None,
     return Push(found) if found else Push(unsynced="no_salesforce_id")
 
 
-def optout_write(target: Target, marketo_id: int, occurred_at: datetime,
-                 origin: str) -> dict[str, Any]:
+def optout_write(
+    target: Target, marketo_id: int, occurred_at: datetime, origin: str
+) -> dict[str, Any]:
     """The `SalesforceOptOutWrite` record of one target (its value is always true)."""
-    return {"sobject": target.sobject, "sfdc_id": target.sfdc_id, "field": target.field,
-            "marketo_id": marketo_id, "occurred_at": occurred_at, "origin": origin}
+    return {
+        "sobject": target.sobject,
+        "sfdc_id": target.sfdc_id,
+        "field": target.field,
+        "marketo_id": marketo_id,
+        "occurred_at": occurred_at,
+        "origin": origin,
+    }
 
 
 def pull(optout: Mapping[str, Any], settings: AdminSettings) -> Held | None:
@@ -136,7 +144,11 @@ def pull(optout: Mapping[str, Any], settings: AdminSettings) -> Held | None:
 def from_salesforce(optout: Mapping[str, Any], person: Person) -> dict[str, Any]:
     """The unsubscribe row a Salesforce opt-out gives the person: source SALESFORCE_SYNC,
     when Salesforce recorded the change."""
-    return {"marketo_id": int(person["marketo_id"]),
-            "email": person.get("email") or optout.get("email"),
-            "source": SALESFORCE_SYNC, "occurred_at": optout["system_modstamp"],
-            "event_id": str(optout["event_id"]), "sfdc_id": to18(optout["sfdc_id"])}
+    return {
+        "marketo_id": int(person["marketo_id"]),
+        "email": person.get("email") or optout.get("email"),
+        "source": SALESFORCE_SYNC,
+        "occurred_at": optout["system_modstamp"],
+        "event_id": str(optout["event_id"]),
+        "sfdc_id": to18(optout["sfdc_id"]),
+    }

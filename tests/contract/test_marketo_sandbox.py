@@ -19,14 +19,20 @@ from sandboxes.marketo import STATE_KEY, MarketoConfig, MarketoState, create_app
 from sandboxes.population import generate, sfdc_id
 
 BASE = MarketoConfig(seed_people=30, export_processing_s=0.05)
-CREDENTIALS = {"grant_type": "client_credentials", "client_id": BASE.client_id,
-               "client_secret": BASE.client_secret}
+CREDENTIALS = {
+    "grant_type": "client_credentials",
+    "client_id": BASE.client_id,
+    "client_secret": BASE.client_secret,
+}
 EXPORT = "/bulk/v1/leads/export"
 JANUARY = {"createdAt": {"startAt": "2026-01-01T00:00:00Z", "endAt": "2026-01-31T23:59:59Z"}}
-SALES_EMAIL = {"apiName": "sendSalesEmail", "name": "Send Sales Email",
-               "triggerName": "Sent Sales Email", "filterName": "Was Sent Sales Email",
-               "primaryAttribute": {"apiName": "emailSubject", "name": "Email Subject",
-                                    "dataType": "string"}}
+SALES_EMAIL = {
+    "apiName": "sendSalesEmail",
+    "name": "Send Sales Email",
+    "triggerName": "Sent Sales Email",
+    "filterName": "Was Sent Sales Email",
+    "primaryAttribute": {"apiName": "emailSubject", "name": "Email Subject", "dataType": "string"},
+}
 
 
 @dataclass
@@ -39,8 +45,10 @@ class Marketo:
     _token: str | None = field(default=None, init=False)
 
     def token(self) -> str:
-        self._token = self._token or self.http.get("/identity/oauth/token",
-                                                   params=CREDENTIALS).json()["access_token"]
+        self._token = (
+            self._token
+            or self.http.get("/identity/oauth/token", params=CREDENTIALS).json()["access_token"]
+        )
         return self._token
 
     def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -63,8 +71,12 @@ class Marketo:
         since = {"sinceDatetime": "2020-01-01T00:00:00Z"}
         return str(self.get("/rest/v1/activities/pagingtoken.json", **since)["nextPageToken"])
 
-    def export(self, filter: dict[str, Any] = JANUARY, fields: tuple[str, ...] = ("id", "email"),
-               **extra: Any) -> dict[str, Any]:
+    def export(
+        self,
+        filter: dict[str, Any] = JANUARY,
+        fields: tuple[str, ...] = ("id", "email"),
+        **extra: Any,
+    ) -> dict[str, Any]:
         body = {"fields": list(fields), "format": "CSV", "filter": filter, **extra}
         return dict(self.post(f"{EXPORT}/create.json", body))
 
@@ -78,13 +90,16 @@ class Marketo:
         raise AssertionError(f"export {export_id} never reached {status}")
 
     def approved_type(self, *attributes: str) -> int:
-        type_id = int(self.post("/rest/v1/activities/external/type.json",
-                                SALES_EMAIL)["result"][0]["id"])
+        type_id = int(
+            self.post("/rest/v1/activities/external/type.json", SALES_EMAIL)["result"][0]["id"]
+        )
         if attributes:
-            body = {"attribute": [{"apiName": a, "name": a, "dataType": "string"}
-                                  for a in attributes]}
-            self.post("/rest/v1/activities/external/type/sendSalesEmail/attributes/create.json",
-                      body)
+            body = {
+                "attribute": [{"apiName": a, "name": a, "dataType": "string"} for a in attributes]
+            }
+            self.post(
+                "/rest/v1/activities/external/type/sendSalesEmail/attributes/create.json", body
+            )
         self.post("/rest/v1/activities/external/type/sendSalesEmail/approve.json")
         return type_id
 
@@ -113,9 +128,13 @@ def code(body: dict[str, Any]) -> str | None:
 
 
 def activity(type_id: int, lead_id: int, subject: str = "Hi (SIA-1)") -> dict[str, Any]:
-    return {"leadId": lead_id, "activityDate": "2026-03-01T10:00:00Z", "activityTypeId": type_id,
-            "primaryAttributeValue": subject,
-            "attributes": [{"apiName": "source", "value": "Sales App"}]}
+    return {
+        "leadId": lead_id,
+        "activityDate": "2026-03-01T10:00:00Z",
+        "activityTypeId": type_id,
+        "primaryAttributeValue": subject,
+        "attributes": [{"apiName": "source", "value": "Sales App"}],
+    }
 
 
 # -- auth -------------------------------------------------------------------------------
@@ -134,8 +153,9 @@ def test_same_token_until_expiry_with_remaining_lifetime(marketo: Callable[..., 
 def test_bad_credentials_are_http_401(marketo: Callable[..., Marketo]) -> None:
     sandbox = marketo()
 
-    response = sandbox.http.get("/identity/oauth/token",
-                                params={**CREDENTIALS, "client_secret": "wrong"})
+    response = sandbox.http.get(
+        "/identity/oauth/token", params={**CREDENTIALS, "client_secret": "wrong"}
+    )
 
     assert response.status_code == 401
 
@@ -145,14 +165,16 @@ def test_missing_or_unknown_token_is_601(marketo: Callable[..., Marketo]) -> Non
     query = {"filterType": "id", "filterValues": "1"}
 
     missing = sandbox.http.get("/rest/v1/leads.json", params=query).json()
-    unknown = sandbox.http.get("/rest/v1/leads.json", params=query,
-                               headers={"Authorization": "Bearer nope"}).json()
+    unknown = sandbox.http.get(
+        "/rest/v1/leads.json", params=query, headers={"Authorization": "Bearer nope"}
+    ).json()
 
     assert code(missing) == code(unknown) == "601"
 
 
 def test_expired_token_is_602_and_identity_issues_a_new_one(
-        marketo: Callable[..., Marketo]) -> None:
+    marketo: Callable[..., Marketo],
+) -> None:
     sandbox = marketo()
     old = sandbox.token()
 
@@ -160,29 +182,34 @@ def test_expired_token_is_602_and_identity_issues_a_new_one(
     answer = sandbox.get("/rest/v1/leads.json", filterType="id", filterValues="1")
 
     assert code(answer) == "602"
-    assert sandbox.http.get("/identity/oauth/token", params=CREDENTIALS).json()[
-        "access_token"] != old
+    assert (
+        sandbox.http.get("/identity/oauth/token", params=CREDENTIALS).json()["access_token"] != old
+    )
 
 
-def test_token_expiry_fault_expires_tokens_without_telling(
-        marketo: Callable[..., Marketo]) -> None:
+def test_token_expiry_fault_expires_tokens_without_telling(marketo: Callable[..., Marketo]) -> None:
     sandbox = marketo(token_expiry_s=0.2)
     issued = sandbox.http.get("/identity/oauth/token", params=CREDENTIALS).json()
 
     time.sleep(0.3)
-    answer = sandbox.http.get("/rest/v1/leads/describe.json",
-                              headers={"Authorization": f"Bearer {issued['access_token']}"})
+    answer = sandbox.http.get(
+        "/rest/v1/leads/describe.json",
+        headers={"Authorization": f"Bearer {issued['access_token']}"},
+    )
 
     assert issued["expires_in"] > 3000
     assert code(answer.json()) == "602"
 
 
 def test_deprecated_access_token_query_parameter_is_accepted(
-        marketo: Callable[..., Marketo]) -> None:
+    marketo: Callable[..., Marketo],
+) -> None:
     sandbox = marketo()
 
-    answer = sandbox.http.get("/rest/v1/leads.json", params={
-        "filterType": "id", "filterValues": "1", "access_token": sandbox.token()}).json()
+    answer = sandbox.http.get(
+        "/rest/v1/leads.json",
+        params={"filterType": "id", "filterValues": "1", "access_token": sandbox.token()},
+    ).json()
 
     assert answer["success"] is True and answer["result"][0]["id"] == 1
 
@@ -193,8 +220,9 @@ def test_deprecated_access_token_query_parameter_is_accepted(
 def test_606_after_rate_limit_within_a_rolling_window(marketo: Callable[..., Marketo]) -> None:
     sandbox = marketo(rate_calls=5, rate_window_s=0.5)
 
-    answers = [sandbox.get("/rest/v1/leads.json", filterType="id", filterValues="1")
-               for _ in range(6)]
+    answers = [
+        sandbox.get("/rest/v1/leads.json", filterType="id", filterValues="1") for _ in range(6)
+    ]
     time.sleep(0.55)
 
     assert [code(a) for a in answers] == [None] * 5 + ["606"]
@@ -208,8 +236,9 @@ def test_identity_calls_and_6xx_errors_do_not_count(marketo: Callable[..., Marke
         sandbox.http.get("/identity/oauth/token", params=CREDENTIALS)
         sandbox.http.get("/rest/v1/leads.json")  # 601
 
-    answers = [sandbox.get("/rest/v1/leads.json", filterType="id", filterValues="1")
-               for _ in range(2)]
+    answers = [
+        sandbox.get("/rest/v1/leads.json", filterType="id", filterValues="1") for _ in range(2)
+    ]
 
     assert [code(a) for a in answers] == [None, None]
     assert sandbox.state.counts()["quota_used"] == 2
@@ -243,8 +272,12 @@ def test_more_than_300_records_or_values_is_1003(marketo: Callable[..., Marketo]
     records = [{"email": f"p{i}@example.com"} for i in range(301)]
 
     write = sandbox.post("/rest/v1/leads.json", {"input": records})
-    read = sandbox.call("POST", "/rest/v1/leads.json", params={"_method": "GET"},
-                        data={"filterType": "id", "filterValues": ",".join(map(str, range(301)))})
+    read = sandbox.call(
+        "POST",
+        "/rest/v1/leads.json",
+        params={"_method": "GET"},
+        data={"filterType": "id", "filterValues": ",".join(map(str, range(301)))},
+    )
 
     assert code(write) == code(read.json()) == "1003"
 
@@ -252,8 +285,11 @@ def test_more_than_300_records_or_values_is_1003(marketo: Callable[..., Marketo]
 def test_payload_over_1_mb_is_http_413(marketo: Callable[..., Marketo]) -> None:
     sandbox = marketo()
 
-    response = sandbox.call("POST", "/rest/v1/leads.json",
-                            json={"input": [{"email": "a@b.c", "title": "x" * 1_000_001}]})
+    response = sandbox.call(
+        "POST",
+        "/rest/v1/leads.json",
+        json={"input": [{"email": "a@b.c", "title": "x" * 1_000_001}]},
+    )
 
     assert response.status_code == 413
 
@@ -261,20 +297,29 @@ def test_payload_over_1_mb_is_http_413(marketo: Callable[..., Marketo]) -> None:
 def test_uri_over_8_kb_is_http_414(marketo: Callable[..., Marketo]) -> None:
     sandbox = marketo()
 
-    response = sandbox.call("GET", "/rest/v1/leads.json",
-                            params={"filterType": "email", "filterValues": "x" * 8200})
+    response = sandbox.call(
+        "GET", "/rest/v1/leads.json", params={"filterType": "email", "filterValues": "x" * 8200}
+    )
 
     assert response.status_code == 414
 
 
 def test_long_filter_lists_fit_in_a_form_post_with_method_get(
-        marketo: Callable[..., Marketo]) -> None:
+    marketo: Callable[..., Marketo],
+) -> None:
     sandbox = marketo()
     emails = ",".join(f"someone.with.a.long.address{i}@example.com" for i in range(250))
 
-    response = sandbox.call("POST", "/rest/v1/leads.json", params={"_method": "GET"},
-                            data={"filterType": "email", "filterValues": f"person1@example.com,"
-                                  f"{emails}", "fields": "email"})
+    response = sandbox.call(
+        "POST",
+        "/rest/v1/leads.json",
+        params={"_method": "GET"},
+        data={
+            "filterType": "email",
+            "filterValues": f"person1@example.com,{emails}",
+            "fields": "email",
+        },
+    )
 
     assert response.json()["result"] == [{"id": 1, "email": "person1@example.com"}]
 
@@ -285,8 +330,9 @@ def test_long_filter_lists_fit_in_a_form_post_with_method_get(
 def test_unknown_field_is_1006(marketo: Callable[..., Marketo]) -> None:
     sandbox = marketo()
 
-    answer = sandbox.get("/rest/v1/leads.json", filterType="id", filterValues="1",
-                         fields="email,shoeSize")
+    answer = sandbox.get(
+        "/rest/v1/leads.json", filterType="id", filterValues="1", fields="email,shoeSize"
+    )
 
     assert code(answer) == "1006"
 
@@ -296,24 +342,34 @@ def test_lead_has_marketo_names_for_population_fields(marketo: Callable[..., Mar
     person = next(generate(1, seed=BASE.seed))
     fields = "firstName,linkedInProfileURL,leadSource,sfdcLeadId,sfdcContactOwnerId,createdAt"
 
-    lead = sandbox.get("/rest/v1/leads.json", filterType="id", filterValues="1",
-                       fields=fields)["result"][0]
+    lead = sandbox.get("/rest/v1/leads.json", filterType="id", filterValues="1", fields=fields)[
+        "result"
+    ][0]
 
-    assert lead == {"id": 1, "firstName": person["first_name"],
-                    "linkedInProfileURL": person["linkedin_url"], "leadSource": person["source"],
-                    "sfdcLeadId": person["sfdc_lead_id"],
-                    "sfdcContactOwnerId": person["sfdc_contact_owner_id"],
-                    "createdAt": person["created_at"].strftime("%Y-%m-%dT%H:%M:%SZ")}
+    assert lead == {
+        "id": 1,
+        "firstName": person["first_name"],
+        "linkedInProfileURL": person["linkedin_url"],
+        "leadSource": person["source"],
+        "sfdcLeadId": person["sfdc_lead_id"],
+        "sfdcContactOwnerId": person["sfdc_contact_owner_id"],
+        "createdAt": person["created_at"].strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
 
 
 def test_leads_are_found_by_salesforce_ids(marketo: Callable[..., Marketo]) -> None:
     sandbox = marketo()
     contact = next(p for p in generate(30, seed=BASE.seed) if p["sfdc_contact_id"])
 
-    by_lead = sandbox.get("/rest/v1/leads.json", filterType="sfdcLeadId",
-                          filterValues=sfdc_id("00Q", 2), fields="id")
-    by_contact = sandbox.get("/rest/v1/leads.json", filterType="sfdcContactId",
-                             filterValues=contact["sfdc_contact_id"], fields="id")
+    by_lead = sandbox.get(
+        "/rest/v1/leads.json", filterType="sfdcLeadId", filterValues=sfdc_id("00Q", 2), fields="id"
+    )
+    by_contact = sandbox.get(
+        "/rest/v1/leads.json",
+        filterType="sfdcContactId",
+        filterValues=contact["sfdc_contact_id"],
+        fields="id",
+    )
 
     assert by_lead["result"] == [{"id": 2}]
     assert by_contact["result"] == [{"id": contact["marketo_id"]}]
@@ -322,19 +378,24 @@ def test_leads_are_found_by_salesforce_ids(marketo: Callable[..., Marketo]) -> N
 def test_no_match_is_success_with_empty_result(marketo: Callable[..., Marketo]) -> None:
     sandbox = marketo()
 
-    answer = sandbox.get("/rest/v1/leads.json", filterType="email",
-                         filterValues="nobody@example.com")
+    answer = sandbox.get(
+        "/rest/v1/leads.json", filterType="email", filterValues="nobody@example.com"
+    )
 
     assert answer["success"] is True and answer["result"] == []
 
 
 def test_create_or_update_answers_per_record_in_input_order(
-        marketo: Callable[..., Marketo]) -> None:
+    marketo: Callable[..., Marketo],
+) -> None:
     sandbox = marketo()
 
-    results = sandbox.sync({"email": "new@example.com", "firstName": "Ada"},
-                           {"email": "person2@example.com", "title": "CTO"},
-                           {"firstName": "no email"}, {"email": "x@y.z", "shoeSize": 9})
+    results = sandbox.sync(
+        {"email": "new@example.com", "firstName": "Ada"},
+        {"email": "person2@example.com", "title": "CTO"},
+        {"firstName": "no email"},
+        {"email": "x@y.z", "shoeSize": 9},
+    )
 
     assert [r["status"] for r in results] == ["created", "updated", "skipped", "skipped"]
     assert results[0]["id"] == 31 and results[1]["id"] == 2
@@ -342,7 +403,8 @@ def test_create_or_update_answers_per_record_in_input_order(
 
 
 def test_create_only_and_update_only_skip_what_they_may_not_touch(
-        marketo: Callable[..., Marketo]) -> None:
+    marketo: Callable[..., Marketo],
+) -> None:
     sandbox = marketo()
 
     create_only = sandbox.sync({"email": "person1@example.com"}, action="createOnly")
@@ -358,20 +420,29 @@ def test_unsubscribe_check_reads_unsubscribed_by_email(marketo: Callable[..., Ma
     sandbox = marketo()
     sandbox.sync({"email": "person4@example.com", "unsubscribed": True})
 
-    answer = sandbox.get("/rest/v1/leads.json", filterType="email",
-                         filterValues="person4@example.com", fields="unsubscribed")
+    answer = sandbox.get(
+        "/rest/v1/leads.json",
+        filterType="email",
+        filterValues="person4@example.com",
+        fields="unsubscribed",
+    )
 
     assert answer["result"] == [{"id": 4, "unsubscribed": True}]
 
 
 def test_create_duplicate_makes_a_second_lead_with_the_same_email(
-        marketo: Callable[..., Marketo]) -> None:
+    marketo: Callable[..., Marketo],
+) -> None:
     sandbox = marketo()
 
     created = sandbox.sync({"email": "person5@example.com"}, action="createDuplicate")
     upsert = sandbox.sync({"email": "person5@example.com", "phone": "+1"})
-    found = sandbox.get("/rest/v1/leads.json", filterType="email",
-                        filterValues="person5@example.com", fields="email")
+    found = sandbox.get(
+        "/rest/v1/leads.json",
+        filterType="email",
+        filterValues="person5@example.com",
+        fields="email",
+    )
 
     assert created[0]["status"] == "created" and created[0]["id"] == 31
     assert upsert[0]["reasons"][0]["code"] == "1007"  # the lookup now matches two leads
@@ -379,17 +450,20 @@ def test_create_duplicate_makes_a_second_lead_with_the_same_email(
 
 
 def test_unsubscribe_is_durable_for_new_leads_with_the_email(
-        marketo: Callable[..., Marketo]) -> None:
+    marketo: Callable[..., Marketo],
+) -> None:
     sandbox = marketo()
     sandbox.sync({"email": "person6@example.com", "unsubscribed": True})
 
-    sandbox.sync({"email": "person6@example.com", "unsubscribed": False},
-                 action="createDuplicate")
+    sandbox.sync({"email": "person6@example.com", "unsubscribed": False}, action="createDuplicate")
     sandbox.sync({"email": "person7@example.com"}, action="createDuplicate")
     sandbox.sync({"id": 7, "unsubscribed": True}, lookupField="id")  # one of two leads
-    found = sandbox.get("/rest/v1/leads.json", filterType="email",
-                        filterValues="person6@example.com,person7@example.com",
-                        fields="email,unsubscribed")
+    found = sandbox.get(
+        "/rest/v1/leads.json",
+        filterType="email",
+        filterValues="person6@example.com,person7@example.com",
+        fields="email,unsubscribed",
+    )
 
     assert found["result"] == [
         {"id": 6, "email": "person6@example.com", "unsubscribed": True},
@@ -400,14 +474,26 @@ def test_unsubscribe_is_durable_for_new_leads_with_the_email(
 
 
 def test_method_get_may_be_a_form_field_and_needs_a_form_body(
-        marketo: Callable[..., Marketo]) -> None:
+    marketo: Callable[..., Marketo],
+) -> None:
     sandbox = marketo()
 
-    in_form = sandbox.call("POST", "/rest/v1/leads.json", data={
-        "_method": "GET", "filterType": "email", "filterValues": "person2@example.com",
-        "fields": "email"}).json()
-    as_json = sandbox.call("POST", "/rest/v1/leads.json", params={"_method": "GET"},
-                           json={"filterType": "email", "filterValues": "person2@example.com"})
+    in_form = sandbox.call(
+        "POST",
+        "/rest/v1/leads.json",
+        data={
+            "_method": "GET",
+            "filterType": "email",
+            "filterValues": "person2@example.com",
+            "fields": "email",
+        },
+    ).json()
+    as_json = sandbox.call(
+        "POST",
+        "/rest/v1/leads.json",
+        params={"_method": "GET"},
+        json={"filterType": "email", "filterValues": "person2@example.com"},
+    )
 
     assert in_form["result"] == [{"id": 2, "email": "person2@example.com"}]
     assert code(as_json.json()) == "612"
@@ -416,13 +502,13 @@ def test_method_get_may_be_a_form_field_and_needs_a_form_body(
 def test_latency_jitter_is_drawn_per_call_from_the_seed() -> None:
     plan = FaultPlan(seed=5, latency_jitter_ms=400)
 
-    runs = [[f.draw(f.plan.latency_jitter_ms) for _ in range(20)]
-            for f in (Faults(plan), Faults(plan))]
+    runs = [
+        [f.draw(f.plan.latency_jitter_ms) for _ in range(20)] for f in (Faults(plan), Faults(plan))
+    ]
 
     assert runs[0] == runs[1]  # reproducible
     assert all(0 <= ms <= 400 for ms in runs[0]) and len(set(runs[0])) == 20  # per call
     assert Faults(FaultPlan(seed=5)).draw(0.0) == 0.0
-
 
 
 def test_lead_query_pages_with_next_page_token(marketo: Callable[..., Marketo]) -> None:
@@ -444,16 +530,20 @@ def test_new_lead_logs_new_lead_then_its_values(marketo: Callable[..., Marketo])
     token = sandbox.changes_token()
     sandbox.sync({"email": "new@example.com", "firstName": "Ada"})
 
-    page = sandbox.get("/rest/v1/activities/leadchanges.json", nextPageToken=token,
-                       fields="firstName,email")
+    page = sandbox.get(
+        "/rest/v1/activities/leadchanges.json", nextPageToken=token, fields="firstName,email"
+    )
 
     assert [a["activityTypeId"] for a in page["result"]] == [12, 13]
     assert {f["name"]: (f["oldValue"], f["newValue"]) for f in page["result"][1]["fields"]} == {
-        "email": (None, "new@example.com"), "firstName": (None, "Ada")}
+        "email": (None, "new@example.com"),
+        "firstName": (None, "Ada"),
+    }
 
 
 def test_lead_changes_pages_may_be_short_while_more_results_remain(
-        marketo: Callable[..., Marketo]) -> None:
+    marketo: Callable[..., Marketo],
+) -> None:
     sandbox = marketo()
     token = sandbox.changes_token()
     for lead in range(1, 6):  # phone changes are not asked for: filtered out of pages
@@ -462,8 +552,14 @@ def test_lead_changes_pages_may_be_short_while_more_results_remain(
 
     pages: list[dict[str, Any]] = []
     while not pages or pages[-1]["moreResult"]:
-        pages.append(sandbox.get("/rest/v1/activities/leadchanges.json", fields="title",
-                                 batchSize=3, nextPageToken=token))
+        pages.append(
+            sandbox.get(
+                "/rest/v1/activities/leadchanges.json",
+                fields="title",
+                batchSize=3,
+                nextPageToken=token,
+            )
+        )
         token = pages[-1]["nextPageToken"]
 
     assert any(len(p["result"]) < 3 and p["moreResult"] for p in pages)
@@ -475,8 +571,7 @@ def test_update_that_changes_nothing_logs_nothing(marketo: Callable[..., Marketo
     token = sandbox.changes_token()
 
     sandbox.sync({"email": "person1@example.com"})
-    page = sandbox.get("/rest/v1/activities/leadchanges.json", nextPageToken=token,
-                       fields="email")
+    page = sandbox.get("/rest/v1/activities/leadchanges.json", nextPageToken=token, fields="email")
 
     assert page["result"] == [] and page["moreResult"] is False and page["nextPageToken"]
 
@@ -495,17 +590,16 @@ def test_deleted_leads_are_logged_and_no_longer_found(marketo: Callable[..., Mar
 
 
 def test_paging_token_of_the_present_sees_only_later_changes(
-        marketo: Callable[..., Marketo]) -> None:
+    marketo: Callable[..., Marketo],
+) -> None:
     sandbox = marketo()
     sandbox.sync({"id": 1, "title": "Before"}, lookupField="id")
     time.sleep(1.1)  # paging tokens are asked for with second precision
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    token = sandbox.get("/rest/v1/activities/pagingtoken.json", sinceDatetime=now)[
-        "nextPageToken"]
+    token = sandbox.get("/rest/v1/activities/pagingtoken.json", sinceDatetime=now)["nextPageToken"]
 
     sandbox.sync({"id": 2, "title": "After"}, lookupField="id")
-    page = sandbox.get("/rest/v1/activities/leadchanges.json", nextPageToken=token,
-                       fields="title")
+    page = sandbox.get("/rest/v1/activities/leadchanges.json", nextPageToken=token, fields="title")
 
     assert [a["leadId"] for a in page["result"]] == [2]
 
@@ -537,8 +631,7 @@ def test_export_file_serves_byte_ranges_with_206(marketo: Callable[..., Marketo]
     sandbox.wait_export(export_id)
     whole = sandbox.call("GET", f"{EXPORT}/{export_id}/file.json").content
 
-    part = sandbox.call("GET", f"{EXPORT}/{export_id}/file.json",
-                        headers={"Range": "bytes=5-20"})
+    part = sandbox.call("GET", f"{EXPORT}/{export_id}/file.json", headers={"Range": "bytes=5-20"})
 
     assert part.status_code == 206 and part.content == whole[5:21]
     assert part.headers["Content-Range"] == f"bytes 5-20/{len(whole)}"
@@ -550,16 +643,17 @@ def test_export_file_is_a_stable_snapshot(marketo: Callable[..., Marketo]) -> No
     sandbox.post(f"{EXPORT}/{export_id}/enqueue.json")
     checksum = sandbox.wait_export(export_id)["fileChecksum"]
 
-    sandbox.control("leads", {"input": [{"id": n, "title": "Changed"} for n in range(1, 31)],
-                              "lookupField": "id"})
+    sandbox.control(
+        "leads",
+        {"input": [{"id": n, "title": "Changed"} for n in range(1, 31)], "lookupField": "id"},
+    )
     body = sandbox.call("GET", f"{EXPORT}/{export_id}/file.json").content
 
     assert f"sha256:{hashlib.sha256(body).hexdigest()}" == checksum
     assert b"Changed" not in body
 
 
-def test_export_file_is_404_until_completed_and_while_late(
-        marketo: Callable[..., Marketo]) -> None:
+def test_export_file_is_404_until_completed_and_while_late(marketo: Callable[..., Marketo]) -> None:
     sandbox = marketo(late_file_rate=1.0, late_file_s=0.3)
     export_id = sandbox.export()["result"][0]["exportId"]
     file = f"{EXPORT}/{export_id}/file.json"
@@ -587,8 +681,9 @@ def test_control_route_makes_a_completed_file_late(marketo: Callable[..., Market
 def test_export_window_over_31_days_is_1003(marketo: Callable[..., Marketo]) -> None:
     sandbox = marketo()
 
-    answer = sandbox.export({"createdAt": {"startAt": "2026-01-01T00:00:00Z",
-                                           "endAt": "2026-02-02T00:00:00Z"}})
+    answer = sandbox.export(
+        {"createdAt": {"startAt": "2026-01-01T00:00:00Z", "endAt": "2026-02-02T00:00:00Z"}}
+    )
 
     assert code(answer) == "1003"
 
@@ -648,8 +743,10 @@ def test_custom_activity_type_is_draft_until_approved(marketo: Callable[..., Mar
     sandbox = marketo()
 
     created = sandbox.post("/rest/v1/activities/external/type.json", SALES_EMAIL)["result"][0]
-    sandbox.post("/rest/v1/activities/external/type/sendSalesEmail/attributes/create.json",
-                 {"attribute": [{"apiName": "source", "name": "Source", "dataType": "string"}]})
+    sandbox.post(
+        "/rest/v1/activities/external/type/sendSalesEmail/attributes/create.json",
+        {"attribute": [{"apiName": "source", "name": "Source", "dataType": "string"}]},
+    )
     sandbox.post("/rest/v1/activities/external/type/sendSalesEmail/approve.json")
     listed = sandbox.get("/rest/v1/activities/external/types.json")["result"]
 
@@ -657,7 +754,8 @@ def test_custom_activity_type_is_draft_until_approved(marketo: Callable[..., Mar
 
     assert created["status"] == "draft" and created["id"] > 100_000
     assert [(t["apiName"], t["status"], len(t["attributes"])) for t in listed] == [
-        ("sendSalesEmail", "approved", 1)]
+        ("sendSalesEmail", "approved", 1)
+    ]
     assert {12, 13, 37, created["id"]} <= {t["id"] for t in types}
 
 
@@ -666,8 +764,9 @@ def test_duplicate_or_eleventh_activity_type_is_1003(marketo: Callable[..., Mark
     sandbox.post("/rest/v1/activities/external/type.json", SALES_EMAIL)
 
     duplicate = sandbox.post("/rest/v1/activities/external/type.json", SALES_EMAIL)
-    another = sandbox.post("/rest/v1/activities/external/type.json",
-                           {**SALES_EMAIL, "apiName": "openSalesEmail"})
+    another = sandbox.post(
+        "/rest/v1/activities/external/type.json", {**SALES_EMAIL, "apiName": "openSalesEmail"}
+    )
 
     assert code(duplicate) == code(another) == "1003"
     assert duplicate["errors"][0]["message"] == "Activity type already exists"
@@ -680,7 +779,8 @@ def test_more_than_20_attributes_is_1003(marketo: Callable[..., Marketo]) -> Non
 
     answer = sandbox.post(
         "/rest/v1/activities/external/type/sendSalesEmail/attributes/create.json",
-        {"attribute": attributes})
+        {"attribute": attributes},
+    )
 
     assert code(answer) == "1003"
 
@@ -690,16 +790,18 @@ def test_custom_activities_are_written_and_read_back(marketo: Callable[..., Mark
     type_id = sandbox.approved_type("source")
     token = sandbox.changes_token()
 
-    added = sandbox.post("/rest/v1/activities/external.json",
-                         {"input": [activity(type_id, 1), activity(type_id, 2)]})["result"]
-    read = sandbox.get("/rest/v1/activities.json", activityTypeIds=type_id, nextPageToken=token,
-                       leadIds="2")["result"]
+    added = sandbox.post(
+        "/rest/v1/activities/external.json", {"input": [activity(type_id, 1), activity(type_id, 2)]}
+    )["result"]
+    read = sandbox.get(
+        "/rest/v1/activities.json", activityTypeIds=type_id, nextPageToken=token, leadIds="2"
+    )["result"]
 
     assert [a["status"] for a in added] == ["added", "added"]
     assert [(a["id"], a["leadId"], a["primaryAttributeValue"]) for a in read] == [
-        (added[1]["id"], 2, "Hi (SIA-1)")]
-    assert read[0]["attributes"] == [{"apiName": "source", "name": "source",
-                                      "value": "Sales App"}]
+        (added[1]["id"], 2, "Hi (SIA-1)")
+    ]
+    assert read[0]["attributes"] == [{"apiName": "source", "name": "source", "value": "Sales App"}]
 
 
 def test_custom_activities_are_not_deduplicated(marketo: Callable[..., Marketo]) -> None:
@@ -719,8 +821,10 @@ def test_activity_for_an_unknown_lead_is_skipped_1004(marketo: Callable[..., Mar
     sandbox = marketo()
     type_id = sandbox.approved_type("source")
 
-    result = sandbox.post("/rest/v1/activities/external.json",
-                          {"input": [activity(type_id, 1), activity(type_id, 999)]})["result"]
+    result = sandbox.post(
+        "/rest/v1/activities/external.json",
+        {"input": [activity(type_id, 1), activity(type_id, 999)]},
+    )["result"]
 
     assert [r["status"] for r in result] == ["added", "skipped"]
     assert result[1]["errors"] == [{"code": "1004", "message": "Lead not found"}]
@@ -728,9 +832,19 @@ def test_activity_for_an_unknown_lead_is_skipped_1004(marketo: Callable[..., Mar
 
 def test_activity_of_an_unapproved_type_is_skipped_1003(marketo: Callable[..., Marketo]) -> None:
     sandbox = marketo()
-    draft = sandbox.post("/rest/v1/activities/external.json", {"input": [
-        activity(sandbox.post("/rest/v1/activities/external/type.json",
-                              SALES_EMAIL)["result"][0]["id"], 1)]})
+    draft = sandbox.post(
+        "/rest/v1/activities/external.json",
+        {
+            "input": [
+                activity(
+                    sandbox.post("/rest/v1/activities/external/type.json", SALES_EMAIL)["result"][
+                        0
+                    ]["id"],
+                    1,
+                )
+            ]
+        },
+    )
 
     unknown = sandbox.post("/rest/v1/activities/external.json", {"input": [activity(42, 1)]})
 
@@ -744,8 +858,10 @@ def test_activity_of_an_unapproved_type_is_skipped_1003(marketo: Callable[..., M
 def test_seeded_faults_are_reproducible(marketo: Callable[..., Marketo]) -> None:
     plan = FaultPlan(seed=3, error_rate=0.5)
 
-    runs = [[code(sandbox.get("/rest/v1/leads/describe.json")) for _ in range(30)]
-            for sandbox in (marketo(faults=plan), marketo(faults=plan))]
+    runs = [
+        [code(sandbox.get("/rest/v1/leads/describe.json")) for _ in range(30)]
+        for sandbox in (marketo(faults=plan), marketo(faults=plan))
+    ]
 
     assert runs[0] == runs[1]
     assert None in runs[0] and set(runs[0]) - {None} <= {"604", "608", "611", "713"}
@@ -759,11 +875,14 @@ def test_journal_records_the_vendor_code_of_each_answer(marketo: Callable[..., M
     journal = sandbox.http.get("/_sandbox/journal").json()
 
     assert [(e["path"], e["status"], e["code"]) for e in journal] == [
-        ("/identity/oauth/token", 200, None), ("/rest/v1/leads.json", 200, "1006")]
+        ("/identity/oauth/token", 200, None),
+        ("/rest/v1/leads.json", 200, "1006"),
+    ]
 
 
 def test_control_routes_seed_reproducible_people_and_count_them(
-        marketo: Callable[..., Marketo]) -> None:
+    marketo: Callable[..., Marketo],
+) -> None:
     sandbox = marketo(seed_people=0)
 
     seeded = sandbox.control("seed", {"count": 5, "seed": 11})
@@ -775,8 +894,14 @@ def test_control_routes_seed_reproducible_people_and_count_them(
 
 
 def test_every_setting_is_configurable_from_flat_options() -> None:
-    config = MarketoConfig.from_options(client_id="c", seed_people=9, error_rate=0.1,
-                                        latency_ms=5.0, token_expiry_s=None, fault_seed=4)
+    config = MarketoConfig.from_options(
+        client_id="c",
+        seed_people=9,
+        error_rate=0.1,
+        latency_ms=5.0,
+        token_expiry_s=None,
+        fault_seed=4,
+    )
 
     assert (config.client_id, config.seed_people, config.token_expiry_s) == ("c", 9, None)
     assert config.faults == FaultPlan(seed=4, error_rate=0.1, latency_ms=5.0)
@@ -785,12 +910,20 @@ def test_every_setting_is_configurable_from_flat_options() -> None:
 
 
 def test_a_marked_activity_refuses_its_whole_call_with_1003(
-        marketo: Callable[..., Marketo]) -> None:
+    marketo: Callable[..., Marketo],
+) -> None:
     sandbox = marketo()
     type_id = sandbox.approved_type("source")
 
-    refused = sandbox.post("/rest/v1/activities/external.json", {"input": [
-        activity(type_id, 1), activity(type_id, 2, subject="Hi [[refuse-call]] (SIA-2)")]})
+    refused = sandbox.post(
+        "/rest/v1/activities/external.json",
+        {
+            "input": [
+                activity(type_id, 1),
+                activity(type_id, 2, subject="Hi [[refuse-call]] (SIA-2)"),
+            ]
+        },
+    )
 
     assert code(refused) == "1003" and "input[1]" in refused["errors"][0]["message"]
     assert sandbox.state.counts()["custom_activities"] == 0

@@ -63,9 +63,13 @@ def marketo(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Instance]
 
 
 def client_for(marketo: Instance, timeout_s: float = 5.0, **limits: Any) -> MarketoClient:
-    client = MarketoClient(marketo.server.url, "actions-sync", "sandbox-secret",
-                           MarketoLimits(**{"calls_per_window": 100, "max_in_flight": 5,
-                                            **limits}), timeout_s=timeout_s)
+    client = MarketoClient(
+        marketo.server.url,
+        "actions-sync",
+        "sandbox-secret",
+        MarketoLimits(**{"calls_per_window": 100, "max_in_flight": 5, **limits}),
+        timeout_s=timeout_s,
+    )
     client.api.backoff = Backoff(base_s=0.01, cap_s=0.05)
     return client
 
@@ -75,15 +79,23 @@ def sink_for(marketo: Instance, settle_s: float = 0.0, **client: Any) -> Activit
 
 
 def activity(n: int, lead: int = 1, type_: str = "SEND_SALES_EMAIL") -> dict[str, Any]:
-    return {"activity_id": str(uuid.UUID(int=n)), "lead_id": lead, "type": type_,
-            "activity_date": T0 + timedelta(minutes=n),
-            "primary_attribute_value": f"Hello (SIA-{n})",
-            "attributes": {"sentBy": "seller@example.com", "source": "Sales App",
-                           "salesCampaignName": None}}
+    return {
+        "activity_id": str(uuid.UUID(int=n)),
+        "lead_id": lead,
+        "type": type_,
+        "activity_date": T0 + timedelta(minutes=n),
+        "primary_attribute_value": f"Hello (SIA-{n})",
+        "attributes": {
+            "sentBy": "seller@example.com",
+            "source": "Sales App",
+            "salesCampaignName": None,
+        },
+    }
 
 
-def deliver(sink: ActivitySink, *batches: list[dict[str, Any]],
-            started: Any = None) -> list[list[Any]]:
+def deliver(
+    sink: ActivitySink, *batches: list[dict[str, Any]], started: Any = None
+) -> list[list[Any]]:
     async def go() -> list[list[Any]]:
         try:
             await sink.start()
@@ -92,6 +104,7 @@ def deliver(sink: ActivitySink, *batches: list[dict[str, Any]],
             return [await sink.deliver(batch) for batch in batches]
         finally:
             await sink.aclose()
+
     return asyncio.run(go())
 
 
@@ -106,6 +119,7 @@ def test_the_eight_types_are_registered_and_approved_once(marketo: Instance) -> 
             return await register_types(client), await register_types(client)
         finally:
             await client.aclose()
+
     first, second = asyncio.run(twice())
     assert first == second and set(first) == {t.symbol for t in ACTIVITY_TYPES}
     assert len(marketo.calls("/external/type.json")) == 8  # created once
@@ -116,8 +130,7 @@ def test_the_eight_types_are_registered_and_approved_once(marketo: Instance) -> 
 
 
 def test_activities_are_written_once_with_their_type_and_attributes(marketo: Instance) -> None:
-    batch = [activity(n, lead=n % 40 + 1, type_=ACTIVITY_TYPES[n % 8].symbol)
-             for n in range(700)]
+    batch = [activity(n, lead=n % 40 + 1, type_=ACTIVITY_TYPES[n % 8].symbol) for n in range(700)]
     for record in batch:
         record["attributes"] = {"marketoSalesPersonId": "7"}
     first, again = deliver(sink_for(marketo), batch, batch)
@@ -125,10 +138,15 @@ def test_activities_are_written_once_with_their_type_and_attributes(marketo: Ins
     assert len(marketo.calls("/activities/external.json")) == 3  # 300 + 300 + 100, once
     held = marketo_activities(marketo.server.url)
     assert ledger_ids(held) == {r["activity_id"]: 1 for r in batch}
-    one = next(a for a in held if a["leadId"] == batch[9]["lead_id"]
-               and a["primaryAttributeValue"] == "Hello (SIA-9)")
+    one = next(
+        a
+        for a in held
+        if a["leadId"] == batch[9]["lead_id"] and a["primaryAttributeValue"] == "Hello (SIA-9)"
+    )
     assert {a["apiName"]: a["value"] for a in one["attributes"]} == {
-        "marketoSalesPersonId": "7", "actionsSyncId": batch[9]["activity_id"]}
+        "marketoSalesPersonId": "7",
+        "actionsSyncId": batch[9]["activity_id"],
+    }
     assert marketo.ledger.count(ACCEPTED) == 700
 
 
@@ -142,11 +160,14 @@ def test_skipped_records_are_rejected_with_marketos_reason_and_not_kept(marketo:
 
 
 def test_a_timed_out_write_waits_to_settle_and_is_reconciled_before_it_is_resent(
-    marketo: Instance
+    marketo: Instance,
 ) -> None:
     batch = [activity(n) for n in range(10)]
-    (first,) = deliver(sink_for(marketo, settle_s=1.5, timeout_s=0.3), batch,
-                       started=lambda: marketo.faults(timeout_rate=1.0, timeout_s=1.0))
+    (first,) = deliver(
+        sink_for(marketo, settle_s=1.5, timeout_s=0.3),
+        batch,
+        started=lambda: marketo.faults(timeout_rate=1.0, timeout_s=1.0),
+    )
     assert kinds(first) == [Kind.RETRY] * 10 and marketo.ledger.count(PENDING) == 10
     marketo.faults(timeout_rate=0.0)
     (waiting,) = deliver(sink_for(marketo, settle_s=1.5), batch)
@@ -161,11 +182,12 @@ def test_a_timed_out_write_waits_to_settle_and_is_reconciled_before_it_is_resent
 
 
 def test_a_write_refused_with_a_transient_error_is_reconciled_then_sent_once(
-    marketo: Instance
+    marketo: Instance,
 ) -> None:
     batch = [activity(n) for n in range(5)]
-    (first,) = deliver(sink_for(marketo), batch,
-                       started=lambda: marketo.faults(error_rate=1.0, seed=1))
+    (first,) = deliver(
+        sink_for(marketo), batch, started=lambda: marketo.faults(error_rate=1.0, seed=1)
+    )
     assert kinds(first) == [Kind.RETRY] * 5 and marketo.ledger.count(PENDING) == 5
     marketo.faults(error_rate=0.0)
     (second,) = deliver(sink_for(marketo), batch)
@@ -174,7 +196,7 @@ def test_a_write_refused_with_a_transient_error_is_reconciled_then_sent_once(
 
 
 def test_a_crash_after_the_send_before_the_ledger_update_never_duplicates(
-    marketo: Instance
+    marketo: Instance,
 ) -> None:
     batch = [activity(n) for n in range(20)]
     sent = batch[10:]  # the first ten were claimed but never sent
@@ -186,9 +208,11 @@ def test_a_crash_after_the_send_before_the_ledger_update_never_duplicates(
             rows = [(r["activity_id"], r["lead_id"], types[r["type"]]) for r in batch]
             marketo.ledger.claim(rows, "deadbeef", SystemClock().now())
             await client.add_custom_activities_once(
-                [activity_input(r, types[r["type"]]) for r in sent])
+                [activity_input(r, types[r["type"]]) for r in sent]
+            )
         finally:
             await client.aclose()
+
     asyncio.run(crash())
     (outcomes,) = deliver(sink_for(marketo), batch)
     assert kinds(outcomes) == [Kind.ACCEPTED] * 10 + [Kind.SKIPPED] * 10
@@ -212,13 +236,15 @@ def test_rate_limits_and_expired_tokens_never_duplicate(marketo: Instance) -> No
             fill_the_window()
             for _ in range(40):
                 outcomes = await sink.deliver(pending)
-                pending = [r for r, o in zip(pending, outcomes, strict=True)
-                           if o.kind is Kind.RETRY]
+                pending = [
+                    r for r, o in zip(pending, outcomes, strict=True) if o.kind is Kind.RETRY
+                ]
                 if not pending:
                     return
                 await asyncio.sleep(0.6)
         finally:
             await sink.aclose()
+
     asyncio.run(until_done())
     codes = {e.code for e in marketo.calls("/rest/")}
     assert not pending and "606" in codes and "602" in codes
@@ -237,12 +263,14 @@ def test_too_many_calls_in_flight_are_retried_without_duplicates(marketo: Instan
             await sink.start()
             for _ in range(40):
                 outcomes = await sink.deliver(pending)
-                pending = [r for r, o in zip(pending, outcomes, strict=True)
-                           if o.kind is Kind.RETRY]
+                pending = [
+                    r for r, o in zip(pending, outcomes, strict=True) if o.kind is Kind.RETRY
+                ]
                 if not pending:
                     return
         finally:
             await sink.aclose()
+
     asyncio.run(until_done())
     assert not pending and "615" in {e.code for e in marketo.calls("/external.json")}
     assert marketo.held() == {r["activity_id"]: 1 for r in batch}
@@ -252,8 +280,9 @@ _EXAMPLES = itertools.count(10)
 
 
 @pytest.mark.parametrize("marketo", [{"rate_calls": 100_000}], indirect=True)
-@settings(max_examples=12, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data(), n=st.integers(2, 300))
 def test_only_the_records_that_refuse_a_call_are_rejected_the_rest_written_once(
     marketo: Instance, data: st.DataObject, n: int

@@ -37,8 +37,11 @@ FAST = {"export_processing_s": 0.05, "rate_window_s": 2.0}
 
 
 def owned_ids(n: int) -> set[int]:
-    return {p["marketo_id"] for p in generate(n, 7)
-            if p["sfdc_lead_owner_id"] or p["sfdc_contact_owner_id"]}
+    return {
+        p["marketo_id"]
+        for p in generate(n, 7)
+        if p["sfdc_lead_owner_id"] or p["sfdc_contact_owner_id"]
+    }
 
 
 def serve(**config: Any) -> tuple[web.Application, SandboxServer]:
@@ -47,16 +50,22 @@ def serve(**config: Any) -> tuple[web.Application, SandboxServer]:
 
 
 def run_source(
-    server: SandboxServer, kafka: str, registry: str, db: str,
-    body: Callable[[SourceContext], Awaitable[T]], timeout_s: float = 30.0, probe_s: float = 0.2,
+    server: SandboxServer,
+    kafka: str,
+    registry: str,
+    db: str,
+    body: Callable[[SourceContext], Awaitable[T]],
+    timeout_s: float = 30.0,
+    probe_s: float = 0.2,
 ) -> tuple[T, dict[str, Any], int]:
     """Wire a SourceContext like `connectors.marketo.source` does; run `body(ctx)`."""
     ensure_topics(kafka, specs((PERSON_CHANGES,), 8))
 
     async def go() -> tuple[T, dict[str, Any], int]:
         limits = MarketoLimits(calls_per_window=50, window_s=2.0)
-        client = MarketoClient(server.url, "actions-sync", "sandbox-secret", limits,
-                               timeout_s=timeout_s)
+        client = MarketoClient(
+            server.url, "actions-sync", "sandbox-secret", limits, timeout_s=timeout_s
+        )
         reg = RegistryClient(registry)
         with Store(db) as store:
             store.migrate()
@@ -67,6 +76,7 @@ def run_source(
                 await client.aclose()
                 reg.close()
                 del ctx  # the producer disconnects: the broker then stops at once
+
     return asyncio.run(go())
 
 
@@ -92,26 +102,30 @@ def test_initial_sync_publishes_each_owned_lead_once_with_its_fields(
 ) -> None:
     _, sandbox = serve(seed_people=3000)
     with sandbox as server:
-        done, checkpoint, _ = run_source(server, kafka, registry, f"sqlite:///{tmp_path}/s.db",
-                                         load())
+        done, checkpoint, _ = run_source(
+            server, kafka, registry, f"sqlite:///{tmp_path}/s.db", load()
+        )
     changes = published(kafka, registry)
     assert done and checkpoint["done"] and checkpoint["published"] == len(changes)
     assert sorted(c["marketo_id"] for c in changes) == sorted(owned_ids(3000))
     first = next(p for p in generate(3000, 7) if p["marketo_id"] == changes[0]["marketo_id"])
-    assert {k: changes[0][k] for k in ("email", "sfdc_lead_id", "title", "changed_at")} == \
-        {k: first[k if k != "changed_at" else "updated_at"]
-         for k in ("email", "sfdc_lead_id", "title", "changed_at")}
+    assert {k: changes[0][k] for k in ("email", "sfdc_lead_id", "title", "changed_at")} == {
+        k: first[k if k != "changed_at" else "updated_at"]
+        for k in ("email", "sfdc_lead_id", "title", "changed_at")
+    }
 
 
 def test_token_expiry_faults_and_late_files_are_survived(
     kafka: str, registry: str, tmp_path: Path
 ) -> None:
     faults = FaultPlan(seed=5, error_rate=0.1, timeout_rate=0.03, timeout_s=1.5)
-    app, sandbox = serve(seed_people=3000, token_expiry_s=1.0, faults=faults,
-                         late_file_rate=1.0, late_file_s=1.0)
+    app, sandbox = serve(
+        seed_people=3000, token_expiry_s=1.0, faults=faults, late_file_rate=1.0, late_file_s=1.0
+    )
     with sandbox as server:
-        done, _, refreshes = run_source(server, kafka, registry, f"sqlite:///{tmp_path}/s.db",
-                                        load(chunk=16_384), timeout_s=1.0)
+        done, _, refreshes = run_source(
+            server, kafka, registry, f"sqlite:///{tmp_path}/s.db", load(chunk=16_384), timeout_s=1.0
+        )
     assert done and refreshes >= 1
     assert {"602", "404"} <= set(codes(app)) and set(codes(app)) & {"604", "608", "611", "713"}
     assert not {"606", "615"} & set(codes(app))  # our own pace never trips the limits
@@ -128,6 +142,7 @@ def test_a_stopped_load_resumes_the_same_file_at_its_byte_offset(
     async def stop_after_first_chunk(ctx: SourceContext) -> bool:
         monkeypatch.setattr(ctx, "commit", _then_stop(ctx, ctx.commit, after=3))
         return await load(chunk=16_384)(ctx)
+
     with sandbox as server:
         stopped, mid, _ = run_source(server, kafka, registry, db, stop_after_first_chunk)
         done, _, _ = run_source(server, kafka, registry, db, load(chunk=16_384))
@@ -149,6 +164,7 @@ def _then_stop(
         calls.append(name)
         if name == INITIAL and position.get("offset") and len(calls) >= after:
             ctx.stopping.set()
+
     return wrapped
 
 
@@ -157,6 +173,7 @@ def test_daily_quota_607_pauses_at_a_checkpoint_then_resumes(
 ) -> None:
     app, sandbox = serve(seed_people=1000, daily_quota=6)
     with sandbox as server:
+
         async def reset_later(ctx: SourceContext) -> bool:
             async def reset() -> None:
                 while "607" not in codes(app):  # noqa: ASYNC110 - the sandbox's journal
@@ -164,12 +181,13 @@ def test_daily_quota_607_pauses_at_a_checkpoint_then_resumes(
                 async with httpx.AsyncClient() as http:
                     await http.post(f"{server.url}/_sandbox/marketo/quota/reset")
                 app[STATE_KEY].limits.quota.limit = 10_000
+
             resetting = asyncio.create_task(reset())
             done = await load()(ctx)
             await resetting
             return done
-        done, _, _ = run_source(server, kafka, registry, f"sqlite:///{tmp_path}/s.db",
-                                reset_later)
+
+        done, _, _ = run_source(server, kafka, registry, f"sqlite:///{tmp_path}/s.db", reset_later)
     assert done and "607" in codes(app)
     assert {c["marketo_id"] for c in published(kafka, registry)} == owned_ids(1000)
 
@@ -179,33 +197,44 @@ def test_too_many_export_jobs_1029_defers_the_pipeline(
 ) -> None:
     # Jobs process for 0.5 s (Marketo-like, the sandbox's default), not 0.05: the source
     # enqueues its next jobs well within that, also on a busy machine, so the queue is full.
-    app, sandbox = serve(seed_people=1000, export_max_queued=1, export_max_running=1,
-                         export_processing_s=0.5)
+    app, sandbox = serve(
+        seed_people=1000, export_max_queued=1, export_max_running=1, export_processing_s=0.5
+    )
     with sandbox as server:
         done, _, _ = run_source(server, kafka, registry, f"sqlite:///{tmp_path}/s.db", load())
     assert done and "1029" in codes(app, "enqueue")
     assert {c["marketo_id"] for c in published(kafka, registry)} == owned_ids(1000)
 
 
-def test_lead_changes_publish_current_state_owner_changes_and_deletes(kafka: str, registry: str,
-                                                                      tmp_path: Path) -> None:
+def test_lead_changes_publish_current_state_owner_changes_and_deletes(
+    kafka: str, registry: str, tmp_path: Path
+) -> None:
     owned = sorted(owned_ids(40))
     unowned = sorted(set(range(1, 41)) - set(owned))
     _, sandbox = serve(seed_people=40)
     with sandbox as server:
+
         async def follow(ctx: SourceContext) -> dict[str, Any]:
             tokens = await LeadChanges(ctx, 0.1)._tokens()
             async with httpx.AsyncClient(base_url=f"{server.url}/_sandbox/marketo") as http:
-                await http.post("/leads", json={"action": "updateOnly", "lookupField": "id",
-                                "input": [{"id": owned[0], "title": "Chief"},
-                                          {"id": owned[1], "sfdcLeadOwnerId": None,
-                                           "sfdcContactOwnerId": None},
-                                          {"id": unowned[0], "sfdcLeadOwnerId": "005X"},
-                                          {"id": unowned[1], "title": "Nobody"}]})
+                await http.post(
+                    "/leads",
+                    json={
+                        "action": "updateOnly",
+                        "lookupField": "id",
+                        "input": [
+                            {"id": owned[0], "title": "Chief"},
+                            {"id": owned[1], "sfdcLeadOwnerId": None, "sfdcContactOwnerId": None},
+                            {"id": unowned[0], "sfdcLeadOwnerId": "005X"},
+                            {"id": unowned[1], "title": "Nobody"},
+                        ],
+                    },
+                )
                 await http.post("/leads/delete", json={"ids": [owned[2]]})
             while await LeadChanges(ctx, 0.1).cycle(tokens):
                 pass
             return ctx.store.checkpoint(INCREMENTAL) or {}
+
         saved, _, _ = run_source(server, kafka, registry, f"sqlite:///{tmp_path}/s.db", follow)
     by_id = {c["marketo_id"]: c for c in published(kafka, registry)}
     assert set(by_id) == {owned[0], owned[1], unowned[0], owned[2]}  # unowned[1]: skipped

@@ -30,16 +30,22 @@ class Org:
 
     def ids(self, sobject: str) -> list[str]:
         with self.app[STATE_KEY].lock:
-            return [r["Id"] for r in self.app[STATE_KEY].records[sobject].values()
-                    if not r.get("IsConverted")]
+            return [
+                r["Id"]
+                for r in self.app[STATE_KEY].records[sobject].values()
+                if not r.get("IsConverted")
+            ]
 
     def value(self, sobject: str, sfdc_id: str, field: str = OPTED) -> Any:
         with self.app[STATE_KEY].lock:
             return self.app[STATE_KEY].records[sobject][sfdc_id][field]
 
     def updates(self) -> int:
-        return sum(1 for e in self.app[JOURNAL_KEY].entries()
-                   if e.method == "PATCH" and e.path.endswith("composite/sobjects"))
+        return sum(
+            1
+            for e in self.app[JOURNAL_KEY].entries()
+            if e.method == "PATCH" and e.path.endswith("composite/sobjects")
+        )
 
 
 @pytest.fixture
@@ -57,19 +63,28 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def write(sobject: str, sfdc_id: str, at: int = 0, field: str = OPTED) -> dict[str, Any]:
-    return {"sobject": sobject, "sfdc_id": sfdc_id, "field": field, "marketo_id": 1,
-            "occurred_at": T0 + timedelta(minutes=at), "origin": "unsubscribe:x"}
+    return {
+        "sobject": sobject,
+        "sfdc_id": sfdc_id,
+        "field": field,
+        "marketo_id": 1,
+        "occurred_at": T0 + timedelta(minutes=at),
+        "origin": "unsubscribe:x",
+    }
 
 
 def deliver(org: Org, store: Store, *batches: list[dict[str, Any]]) -> list[list[Kind]]:
     async def go() -> list[list[Kind]]:
-        sink = OptOutSink(SalesforceClient(org.server.url, "actions-sync", "sandbox-secret",
-                                           timeout_s=5.0), store.engine)
+        sink = OptOutSink(
+            SalesforceClient(org.server.url, "actions-sync", "sandbox-secret", timeout_s=5.0),
+            store.engine,
+        )
         try:
             await sink.start()
             return [[o.kind for o in await sink.deliver(b)] for b in batches]
         finally:
             await sink.aclose()
+
     return asyncio.run(go())
 
 
@@ -94,9 +109,11 @@ def test_a_later_unsubscribe_is_written_again_and_one_id_twice_in_a_batch_is_one
 ) -> None:
     lead = org.ids("Lead")[0]
     deliver(org, store, [write("Lead", lead)])
-    assert deliver(org, store, [write("Lead", lead, at=5), write("Lead", lead, at=5,
-                                                                field="ActionsSync_Opt_Out__c")]
-                   ) == [[Kind.ACCEPTED, Kind.ACCEPTED]]
+    assert deliver(
+        org,
+        store,
+        [write("Lead", lead, at=5), write("Lead", lead, at=5, field="ActionsSync_Opt_Out__c")],
+    ) == [[Kind.ACCEPTED, Kind.ACCEPTED]]
     assert org.updates() == 2
     assert org.value("Lead", lead, "ActionsSync_Opt_Out__c") is True
 
@@ -105,7 +122,14 @@ def test_a_field_the_org_lacks_is_refused_with_its_reason_and_the_rest_written(
     org: Org, store: Store
 ) -> None:
     leads = org.ids("Lead")[:3]
-    kinds = deliver(org, store, [write("Lead", leads[0]), write("Lead", leads[1], field="Nope__c"),
-                                 write("Lead", leads[2])])
+    kinds = deliver(
+        org,
+        store,
+        [
+            write("Lead", leads[0]),
+            write("Lead", leads[1], field="Nope__c"),
+            write("Lead", leads[2]),
+        ],
+    )
     assert kinds == [[Kind.ACCEPTED, Kind.REJECTED, Kind.ACCEPTED]]
     assert written_optouts(store.engine, OPTED, leads) == {leads[0], leads[2]}

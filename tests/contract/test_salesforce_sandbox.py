@@ -28,8 +28,11 @@ from sandboxes.salesforce.soql_eval import compile_query
 from sandboxes.salesforce.timefmt import format_datetime
 
 DATA = "/services/data/v62.0"
-CREDENTIALS = {"grant_type": "client_credentials", "client_id": "actions-sync",
-               "client_secret": "sandbox-secret"}
+CREDENTIALS = {
+    "grant_type": "client_credentials",
+    "client_id": "actions-sync",
+    "client_secret": "sandbox-secret",
+}
 INTEGRATION = SalesforceConfig().integration_user_id
 HUMAN = SalesforceConfig().human_user_id
 LEAD, CONTACT = sfdc_id("00Q", 1), sfdc_id("003", 7)  # from population seed 7
@@ -141,8 +144,9 @@ def test_token_returns_bearer_session_and_own_instance_url(org: Org) -> None:
 
 
 def test_bad_client_secret_is_invalid_client(org: Org) -> None:
-    response = org.http.post("/services/oauth2/token",
-                             data={**CREDENTIALS, "client_secret": "wrong"})
+    response = org.http.post(
+        "/services/oauth2/token", data={**CREDENTIALS, "client_secret": "wrong"}
+    )
 
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_client"
@@ -155,8 +159,9 @@ def test_expired_session_is_invalid_session_id_until_reauth(org: Org) -> None:
     org.login()
 
     assert expired.status_code == 401
-    assert expired.json() == [{"message": "Session expired or invalid",
-                               "errorCode": "INVALID_SESSION_ID"}]
+    assert expired.json() == [
+        {"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}
+    ]
     assert org.query("SELECT Id FROM Lead").status_code == 200
 
 
@@ -176,9 +181,12 @@ def test_session_ttl_expires_sessions(make_org: Callable[..., Org]) -> None:
 
 
 def test_every_data_answer_carries_limit_info(org: Org) -> None:
-    answers = [org.query("SELECT Id FROM Lead"), org.query("SELECT Nope FROM Lead"),
-               org.call("GET", "/sobjects/Task/00T000000000000099"),
-               org.call("GET", "/limits", headers={"Authorization": "Bearer nope"})]
+    answers = [
+        org.query("SELECT Id FROM Lead"),
+        org.query("SELECT Nope FROM Lead"),
+        org.call("GET", "/sobjects/Task/00T000000000000099"),
+        org.call("GET", "/limits", headers={"Authorization": "Bearer nope"}),
+    ]
 
     assert [a.status_code for a in answers] == [200, 400, 404, 401]
     assert all(a.headers["Sforce-Limit-Info"].startswith("api-usage=") for a in answers)
@@ -194,8 +202,10 @@ def test_exhausted_budget_is_request_limit_exceeded(make_org: Callable[..., Org]
     org.http.post("/_sandbox/salesforce/budget/reset")
 
     assert refused.status_code == 403
-    assert refused.json()[0] == {"errorCode": "REQUEST_LIMIT_EXCEEDED",
-                                 "message": "TotalRequests Limit exceeded."}
+    assert refused.json()[0] == {
+        "errorCode": "REQUEST_LIMIT_EXCEEDED",
+        "message": "TotalRequests Limit exceeded.",
+    }
     assert refused.headers["Sforce-Limit-Info"] == "api-usage=2/2"
     assert "Retry-After" not in refused.headers
     assert org.query("SELECT Id FROM Lead").status_code == 200
@@ -227,21 +237,34 @@ def test_query_pages_follow_next_records_url(make_org: Callable[..., Org]) -> No
     assert pages[0]["nextRecordsUrl"].startswith(f"{DATA}/query/01g")
     assert pages[0]["totalSize"] == 10 and ids == sorted(set(ids))
     assert pages[1]["records"][0]["attributes"] == {
-        "type": "Lead", "url": f"{DATA}/sobjects/Lead/{ids[4]}"}
+        "type": "Lead",
+        "url": f"{DATA}/sobjects/Lead/{ids[4]}",
+    }
 
 
 @pytest.fixture(scope="module")
 def soql_org() -> Iterator[Org]:
     """Four Tasks to filter (subjects sort as Alpha, beta, delta, Gamma's)."""
     app = create_app(SalesforceConfig(seed_people=10))
-    rows = [("Alpha", "Completed", "High", 30, "2026-01-10", "Call"),
-            ("beta", "Not Started", "Normal", 120, "2026-02-01", "Email"),
-            ("Gamma's", "In Progress", "Low", None, None, None),
-            ("delta", "Completed", "Normal", 5, "2026-03-01", "Call")]
+    rows = [
+        ("Alpha", "Completed", "High", 30, "2026-01-10", "Call"),
+        ("beta", "Not Started", "Normal", 120, "2026-02-01", "Email"),
+        ("Gamma's", "In Progress", "Low", None, None, None),
+        ("delta", "Completed", "Normal", 5, "2026-03-01", "Call"),
+    ]
     for subject, status, priority, seconds, day, kind in rows:
-        human_create(app[STATE_KEY], "Task", {
-            "Subject": subject, "Status": status, "Priority": priority,
-            "CallDurationInSeconds": seconds, "ActivityDate": day, "Type": kind})
+        human_create(
+            app[STATE_KEY],
+            "Task",
+            {
+                "Subject": subject,
+                "Status": status,
+                "Priority": priority,
+                "CallDurationInSeconds": seconds,
+                "ActivityDate": day,
+                "Type": kind,
+            },
+        )
     with SandboxServer(app) as server, httpx.Client(base_url=server.url, timeout=10) as http:
         org = Org(app, server, http)
         org.login()
@@ -252,49 +275,58 @@ def subjects(org: Org, tail: str) -> list[str]:
     return [r["Subject"] for r in org.records(f"SELECT Id, Subject FROM Task {tail}")]
 
 
-@pytest.mark.parametrize(("where", "expected"), [
-    ("Status = 'Completed'", ["Alpha", "delta"]),
-    ("Status != 'Completed'", ["beta", "Gamma's"]),
-    ("Status <> 'Completed'", ["beta", "Gamma's"]),
-    ("CallDurationInSeconds > 29", ["Alpha", "beta"]),
-    ("CallDurationInSeconds >= 30", ["Alpha", "beta"]),
-    ("CallDurationInSeconds < 30", ["delta"]),
-    ("CallDurationInSeconds <= 5", ["delta"]),
-    ("CallDurationInSeconds = null", ["Gamma's"]),
-    ("Type != null", ["Alpha", "beta", "delta"]),
-    ("Priority IN ('High', 'Low')", ["Alpha", "Gamma's"]),
-    ("Priority NOT IN ('High', 'Low')", ["beta", "delta"]),
-    ("Subject = 'ALPHA'", ["Alpha"]),
-    ("Subject = 'Gamma\\'s'", ["Gamma's"]),
-    ("Subject LIKE 'al%'", ["Alpha"]),
-    ("Subject LIKE '_eta'", ["beta"]),
-    ("IsClosed = true", ["Alpha", "delta"]),
-    ("IsClosed = FALSE", ["beta", "Gamma's"]),
-    ("ActivityDate >= 2026-02-01", ["beta", "delta"]),
-    ("SystemModstamp > 2020-01-01T00:00:00Z", ["Alpha", "beta", "delta", "Gamma's"]),
-    ("SystemModstamp < 2020-01-01T00:00:00.000+0000", []),
-    ("Status = 'Completed' AND Priority = 'High'", ["Alpha"]),
-    ("Status = 'Completed' OR Priority = 'Low'", ["Alpha", "delta", "Gamma's"]),
-    ("NOT Status = 'Completed'", ["beta", "Gamma's"]),
-    ("NOT Status = 'Completed' AND Priority = 'Normal'", ["beta"]),
-    ("Priority = 'Normal' AND (Status = 'Completed' OR Type = 'Email')", ["beta", "delta"]),
-    ("(Priority = 'Normal' AND Status = 'Completed') OR Priority = 'Low'", ["delta", "Gamma's"]),
-    ("Status = 'Completed' AND (NOT Type = 'Call')", []),
-    ("((Type = 'Call'))", ["Alpha", "delta"]),
-])
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ("Status = 'Completed'", ["Alpha", "delta"]),
+        ("Status != 'Completed'", ["beta", "Gamma's"]),
+        ("Status <> 'Completed'", ["beta", "Gamma's"]),
+        ("CallDurationInSeconds > 29", ["Alpha", "beta"]),
+        ("CallDurationInSeconds >= 30", ["Alpha", "beta"]),
+        ("CallDurationInSeconds < 30", ["delta"]),
+        ("CallDurationInSeconds <= 5", ["delta"]),
+        ("CallDurationInSeconds = null", ["Gamma's"]),
+        ("Type != null", ["Alpha", "beta", "delta"]),
+        ("Priority IN ('High', 'Low')", ["Alpha", "Gamma's"]),
+        ("Priority NOT IN ('High', 'Low')", ["beta", "delta"]),
+        ("Subject = 'ALPHA'", ["Alpha"]),
+        ("Subject = 'Gamma\\'s'", ["Gamma's"]),
+        ("Subject LIKE 'al%'", ["Alpha"]),
+        ("Subject LIKE '_eta'", ["beta"]),
+        ("IsClosed = true", ["Alpha", "delta"]),
+        ("IsClosed = FALSE", ["beta", "Gamma's"]),
+        ("ActivityDate >= 2026-02-01", ["beta", "delta"]),
+        ("SystemModstamp > 2020-01-01T00:00:00Z", ["Alpha", "beta", "delta", "Gamma's"]),
+        ("SystemModstamp < 2020-01-01T00:00:00.000+0000", []),
+        ("Status = 'Completed' AND Priority = 'High'", ["Alpha"]),
+        ("Status = 'Completed' OR Priority = 'Low'", ["Alpha", "delta", "Gamma's"]),
+        ("NOT Status = 'Completed'", ["beta", "Gamma's"]),
+        ("NOT Status = 'Completed' AND Priority = 'Normal'", ["beta"]),
+        ("Priority = 'Normal' AND (Status = 'Completed' OR Type = 'Email')", ["beta", "delta"]),
+        (
+            "(Priority = 'Normal' AND Status = 'Completed') OR Priority = 'Low'",
+            ["delta", "Gamma's"],
+        ),
+        ("Status = 'Completed' AND (NOT Type = 'Call')", []),
+        ("((Type = 'Call'))", ["Alpha", "delta"]),
+    ],
+)
 def test_soql_filters(soql_org: Org, where: str, expected: list[str]) -> None:
     assert subjects(soql_org, f"WHERE {where} ORDER BY Subject") == expected
 
 
-@pytest.mark.parametrize(("tail", "expected"), [
-    ("ORDER BY Subject DESC", ["Gamma's", "delta", "beta", "Alpha"]),
-    ("ORDER BY Priority, Subject DESC", ["Alpha", "Gamma's", "delta", "beta"]),
-    ("ORDER BY CallDurationInSeconds", ["Gamma's", "delta", "Alpha", "beta"]),
-    ("ORDER BY CallDurationInSeconds DESC", ["beta", "Alpha", "delta", "Gamma's"]),
-    ("ORDER BY CallDurationInSeconds ASC NULLS LAST", ["delta", "Alpha", "beta", "Gamma's"]),
-    ("order by subject limit 2", ["Alpha", "beta"]),
-    ("ORDER BY Subject LIMIT 2 OFFSET 1", ["beta", "delta"]),
-])
+@pytest.mark.parametrize(
+    ("tail", "expected"),
+    [
+        ("ORDER BY Subject DESC", ["Gamma's", "delta", "beta", "Alpha"]),
+        ("ORDER BY Priority, Subject DESC", ["Alpha", "Gamma's", "delta", "beta"]),
+        ("ORDER BY CallDurationInSeconds", ["Gamma's", "delta", "Alpha", "beta"]),
+        ("ORDER BY CallDurationInSeconds DESC", ["beta", "Alpha", "delta", "Gamma's"]),
+        ("ORDER BY CallDurationInSeconds ASC NULLS LAST", ["delta", "Alpha", "beta", "Gamma's"]),
+        ("order by subject limit 2", ["Alpha", "beta"]),
+        ("ORDER BY Subject LIMIT 2 OFFSET 1", ["beta", "delta"]),
+    ],
+)
 def test_soql_order_by_and_limit(soql_org: Org, tail: str, expected: list[str]) -> None:
     assert subjects(soql_org, tail) == expected
 
@@ -305,29 +337,34 @@ def test_soql_count(soql_org: Org) -> None:
     assert (answer["totalSize"], answer["records"]) == (2, [])
 
 
-@pytest.mark.parametrize(("soql", "code"), [
-    ("SELECT FROM Task", "MALFORMED_QUERY"),
-    ("SELECT Id Task", "MALFORMED_QUERY"),
-    ("SELECT Id FROM Task WHERE", "MALFORMED_QUERY"),
-    ("SELECT Id FROM Task WHERE Status = 'a' AND Priority = 'b' OR Type = 'c'",
-     "MALFORMED_QUERY"),
-    ("SELECT Id FROM Task WHERE Status = 'a' AND NOT Type = 'b'", "MALFORMED_QUERY"),
-    ("SELECT Id FROM Task WHERE Status = 'unterminated", "MALFORMED_QUERY"),
-    ("SELECT Id FROM Task WHERE Status = Completed", "MALFORMED_QUERY"),
-    ("SELECT Id FROM Task WHERE (Status = 'a'", "MALFORMED_QUERY"),
-    ("SELECT Id FROM Task WHERE Id IN ()", "MALFORMED_QUERY"),
-    ("SELECT Id FROM Task WHERE SystemModstamp > '2026-01-01T00:00:00Z'", "MALFORMED_QUERY"),
-    ("SELECT Id FROM Task WHERE SystemModstamp > 2026-01-01T00:00:00", "MALFORMED_QUERY"),
-    ("SELECT Id FROM Task WHERE IsClosed > true", "MALFORMED_QUERY"),
-    ("SELECT Id FROM Task ORDER Subject", "MALFORMED_QUERY"),
-    ("SELECT Id FROM Task LIMIT -1", "MALFORMED_QUERY"),
-    ("SELECT Id FROM Task LIMIT 1 garbage", "MALFORMED_QUERY"),
-    ("SELECT Foo FROM Task", "INVALID_FIELD"),
-    ("SELECT Id FROM Task WHERE Description = 'x'", "INVALID_FIELD"),
-    ("SELECT Id, IsConverted FROM Contact", "INVALID_FIELD"),
-    ("SELECT Id, Who.Name FROM Task", "INVALID_FIELD"),
-    ("SELECT Id FROM Account", "INVALID_TYPE"),
-])
+@pytest.mark.parametrize(
+    ("soql", "code"),
+    [
+        ("SELECT FROM Task", "MALFORMED_QUERY"),
+        ("SELECT Id Task", "MALFORMED_QUERY"),
+        ("SELECT Id FROM Task WHERE", "MALFORMED_QUERY"),
+        (
+            "SELECT Id FROM Task WHERE Status = 'a' AND Priority = 'b' OR Type = 'c'",
+            "MALFORMED_QUERY",
+        ),
+        ("SELECT Id FROM Task WHERE Status = 'a' AND NOT Type = 'b'", "MALFORMED_QUERY"),
+        ("SELECT Id FROM Task WHERE Status = 'unterminated", "MALFORMED_QUERY"),
+        ("SELECT Id FROM Task WHERE Status = Completed", "MALFORMED_QUERY"),
+        ("SELECT Id FROM Task WHERE (Status = 'a'", "MALFORMED_QUERY"),
+        ("SELECT Id FROM Task WHERE Id IN ()", "MALFORMED_QUERY"),
+        ("SELECT Id FROM Task WHERE SystemModstamp > '2026-01-01T00:00:00Z'", "MALFORMED_QUERY"),
+        ("SELECT Id FROM Task WHERE SystemModstamp > 2026-01-01T00:00:00", "MALFORMED_QUERY"),
+        ("SELECT Id FROM Task WHERE IsClosed > true", "MALFORMED_QUERY"),
+        ("SELECT Id FROM Task ORDER Subject", "MALFORMED_QUERY"),
+        ("SELECT Id FROM Task LIMIT -1", "MALFORMED_QUERY"),
+        ("SELECT Id FROM Task LIMIT 1 garbage", "MALFORMED_QUERY"),
+        ("SELECT Foo FROM Task", "INVALID_FIELD"),
+        ("SELECT Id FROM Task WHERE Description = 'x'", "INVALID_FIELD"),
+        ("SELECT Id, IsConverted FROM Contact", "INVALID_FIELD"),
+        ("SELECT Id, Who.Name FROM Task", "INVALID_FIELD"),
+        ("SELECT Id FROM Account", "INVALID_TYPE"),
+    ],
+)
 def test_bad_soql_is_refused(soql_org: Org, soql: str, code: str) -> None:
     response = soql_org.query(soql)
 
@@ -341,9 +378,12 @@ def test_incremental_polling_resumes_after_timestamp_and_id(make_org: Callable[.
     first = org.records("SELECT Id, SystemModstamp FROM Task ORDER BY SystemModstamp, Id")
     stamp, last_id = first[1]["SystemModstamp"], first[1]["Id"]
 
-    rest = org.records("SELECT Id FROM Task WHERE SystemModstamp > " + stamp.replace(".000", "")
-                       + f" OR (SystemModstamp = {stamp} AND Id > '{last_id}')"
-                       " ORDER BY SystemModstamp, Id")
+    rest = org.records(
+        "SELECT Id FROM Task WHERE SystemModstamp > "
+        + stamp.replace(".000", "")
+        + f" OR (SystemModstamp = {stamp} AND Id > '{last_id}')"
+        " ORDER BY SystemModstamp, Id"
+    )
 
     assert [r["Id"] for r in rest] == [r["Id"] for r in first[2:]]
 
@@ -357,7 +397,9 @@ def test_query_all_includes_deleted_records(org: Org) -> None:
 
     assert [r["Id"] for r in live] == [created[1]["id"]]
     assert [(r["Id"], r["IsDeleted"]) for r in every["records"]] == [
-        (created[0]["id"], True), (created[1]["id"], False)]
+        (created[0]["id"], True),
+        (created[1]["id"], False),
+    ]
 
 
 # -- SOQL properties (in-process) ----------------------------------------------------------
@@ -380,8 +422,10 @@ expressions = st.recursive(
     st.sampled_from(sorted(ATOMS)),
     lambda inner: st.one_of(
         st.tuples(st.just("NOT"), inner),
-        st.tuples(st.sampled_from(["AND", "OR"]), st.lists(inner, min_size=2, max_size=3))),
-    max_leaves=6)
+        st.tuples(st.sampled_from(["AND", "OR"]), st.lists(inner, min_size=2, max_size=3)),
+    ),
+    max_leaves=6,
+)
 
 
 def render(expr: Any) -> str:
@@ -406,33 +450,47 @@ def truth(expr: Any, row: dict[str, bool]) -> bool:
 def test_boolean_conditions_evaluate_like_python(expr: Any, row: dict[str, bool]) -> None:
     state = SalesforceState()
     plan = compile_query(parse(f"SELECT Id FROM Task WHERE {render(expr)}"), state.schemas)
-    record = {"IsClosed": row["c"], "Priority": "High" if row["h"] else "Low",
-              "Type": "Email" if row["e"] else None}
+    record = {
+        "IsClosed": row["c"],
+        "Priority": "High" if row["h"] else "Low",
+        "Type": "Email" if row["e"] else None,
+    }
 
     assert plan.predicate is not None and plan.predicate(record) is truth(expr, row)
 
 
-stamps = st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2026, 1, 1, 0, 0, 3),
-                      timezones=st.just(UTC)).map(lambda d: d.replace(microsecond=d.microsecond
-                                                                      // 1000 * 1000))
+stamps = st.datetimes(
+    min_value=datetime(2026, 1, 1), max_value=datetime(2026, 1, 1, 0, 0, 3), timezones=st.just(UTC)
+).map(lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000))
 
 
-@given(st.lists(st.tuples(stamps, st.integers(1, 99)), unique_by=lambda r: r[1], min_size=1),
-       st.data())
+@given(
+    st.lists(st.tuples(stamps, st.integers(1, 99)), unique_by=lambda r: r[1], min_size=1), st.data()
+)
 def test_polling_query_returns_exactly_rows_after_the_cursor(
-        rows: list[tuple[datetime, int]], data: st.DataObject) -> None:
+    rows: list[tuple[datetime, int]], data: st.DataObject
+) -> None:
     state = SalesforceState()
     records = [{"Id": f"00T{n:015d}", "SystemModstamp": format_datetime(t)} for t, n in rows]
     cursor = data.draw(st.sampled_from(records))
     zone = data.draw(st.sampled_from(["Z", "+00:00", "+0000"]))
     moment = cursor["SystemModstamp"].replace("+0000", zone)
-    plan = compile_query(parse(
-        f"SELECT Id FROM Task WHERE SystemModstamp > {moment} OR (SystemModstamp = {moment} "
-        f"AND Id > '{cursor['Id']}') ORDER BY SystemModstamp, Id"), state.schemas)
+    plan = compile_query(
+        parse(
+            f"SELECT Id FROM Task WHERE SystemModstamp > {moment} OR (SystemModstamp = {moment} "
+            f"AND Id > '{cursor['Id']}') ORDER BY SystemModstamp, Id"
+        ),
+        state.schemas,
+    )
 
-    expected = sorted((r for r in records if (r["SystemModstamp"], r["Id"]) >
-                       (cursor["SystemModstamp"], cursor["Id"])),
-                      key=lambda r: (r["SystemModstamp"], r["Id"]))
+    expected = sorted(
+        (
+            r
+            for r in records
+            if (r["SystemModstamp"], r["Id"]) > (cursor["SystemModstamp"], cursor["Id"])
+        ),
+        key=lambda r: (r["SystemModstamp"], r["Id"]),
+    )
     assert plan.run(records) == expected
 
 
@@ -440,16 +498,27 @@ def test_polling_query_returns_exactly_rows_after_the_cursor(
 
 
 def test_collection_create_reports_record_errors_in_input_order(org: Org) -> None:
-    results = org.create({"Subject": "ok", "WhoId": CONTACT}, {"WhoId": CONTACT},
-                         {"Subject": "s" * 256}, {"Subject": "x", "Colour__c": "red"},
-                         {"Subject": "x", "WhoId": "003000000000009999"},
-                         {"Subject": "x", "WhoId": "001000000000000001"},
-                         {"Subject": "x [[invalid]]"}, {"Subject": "x", "Status": "Done"}).json()
+    results = org.create(
+        {"Subject": "ok", "WhoId": CONTACT},
+        {"WhoId": CONTACT},
+        {"Subject": "s" * 256},
+        {"Subject": "x", "Colour__c": "red"},
+        {"Subject": "x", "WhoId": "003000000000009999"},
+        {"Subject": "x", "WhoId": "001000000000000001"},
+        {"Subject": "x [[invalid]]"},
+        {"Subject": "x", "Status": "Done"},
+    ).json()
 
-    assert codes(results) == [None, "REQUIRED_FIELD_MISSING", "STRING_TOO_LONG", "INVALID_FIELD",
-                              "INVALID_CROSS_REFERENCE_KEY", "FIELD_INTEGRITY_EXCEPTION",
-                              "FIELD_CUSTOM_VALIDATION_EXCEPTION",
-                              "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"]
+    assert codes(results) == [
+        None,
+        "REQUIRED_FIELD_MISSING",
+        "STRING_TOO_LONG",
+        "INVALID_FIELD",
+        "INVALID_CROSS_REFERENCE_KEY",
+        "FIELD_INTEGRITY_EXCEPTION",
+        "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+        "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+    ]
     assert results[0]["id"].startswith("00T") and len(results[0]["id"]) == 18
     assert org.state.counts()["Task"]["live"] == 1
 
@@ -457,17 +526,24 @@ def test_collection_create_reports_record_errors_in_input_order(org: Org) -> Non
 def test_collection_update_refuses_deleted_records_and_converted_leads(org: Org) -> None:
     created = org.upsert(task("a"), task("b")).json()
     org.call("DELETE", f"/sobjects/Task/{created[1]['id']}")
-    org.http.patch(f"/_sandbox/salesforce/records/Lead/{LEAD}",
-                   json={"fields": {"IsConverted": True}})
-    records = [{"attributes": {"type": "Task"}, "id": created[0]["id"], "Status": "Completed"},
-               {"attributes": {"type": "Task"}, "id": created[1]["id"], "Status": "Completed"},
-               {"attributes": {"type": "Lead"}, "id": LEAD, "HasOptedOutOfEmail": True},
-               {"attributes": {"type": "Contact"}, "Email": "x@example.com"}]
+    org.http.patch(
+        f"/_sandbox/salesforce/records/Lead/{LEAD}", json={"fields": {"IsConverted": True}}
+    )
+    records = [
+        {"attributes": {"type": "Task"}, "id": created[0]["id"], "Status": "Completed"},
+        {"attributes": {"type": "Task"}, "id": created[1]["id"], "Status": "Completed"},
+        {"attributes": {"type": "Lead"}, "id": LEAD, "HasOptedOutOfEmail": True},
+        {"attributes": {"type": "Contact"}, "Email": "x@example.com"},
+    ]
 
     results = org.call("PATCH", "/composite/sobjects", json={"records": records}).json()
 
-    assert codes(results) == [None, "ENTITY_IS_DELETED", "CANNOT_UPDATE_CONVERTED_LEAD",
-                              "MISSING_ARGUMENT"]
+    assert codes(results) == [
+        None,
+        "ENTITY_IS_DELETED",
+        "CANNOT_UPDATE_CONVERTED_LEAD",
+        "MISSING_ARGUMENT",
+    ]
     assert [r.get("id") for r in results[:3]] == [created[0]["id"], created[1]["id"], LEAD]
 
 
@@ -484,11 +560,15 @@ def test_collection_delete_by_ids(org: Org) -> None:
 def test_all_or_none_rolls_back_every_record(org: Org) -> None:
     org.upsert(task("kept", Subject="before"))
 
-    results = org.upsert(task("kept", Subject="after"), task("new"), task("bad", Subject=""),
-                         all_or_none=True).json()
+    results = org.upsert(
+        task("kept", Subject="after"), task("new"), task("bad", Subject=""), all_or_none=True
+    ).json()
 
-    assert codes(results) == ["ALL_OR_NONE_OPERATION_ROLLED_BACK",
-                              "ALL_OR_NONE_OPERATION_ROLLED_BACK", "REQUIRED_FIELD_MISSING"]
+    assert codes(results) == [
+        "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+        "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+        "REQUIRED_FIELD_MISSING",
+    ]
     assert [r["Subject"] for r in org.records("SELECT Subject FROM Task")] == ["before"]
 
 
@@ -523,8 +603,12 @@ def test_single_upsert_answers_201_then_204(org: Org) -> None:
     updated = org.call("PATCH", path, json={"Status": "Completed"})
 
     assert created.status_code == 201
-    assert created.json() == {"id": created.json()["id"], "success": True, "errors": [],
-                              "created": True}
+    assert created.json() == {
+        "id": created.json()["id"],
+        "success": True,
+        "errors": [],
+        "created": True,
+    }
     assert (updated.status_code, updated.content) == (204, b"")
     assert org.call("GET", path).json()["Status"] == "Completed"
 
@@ -556,8 +640,15 @@ def test_single_record_read_update_delete(org: Org) -> None:
 
 
 def test_composite_of_25_subrequests_counts_as_one_call(org: Org) -> None:
-    subrequests = [{"method": "PATCH", "url": f"{DATA}/sobjects/Task/ActionsSync_Id__c/c{i}",
-                    "referenceId": f"t{i}", "body": {"Subject": f"s{i}"}} for i in range(25)]
+    subrequests = [
+        {
+            "method": "PATCH",
+            "url": f"{DATA}/sobjects/Task/ActionsSync_Id__c/c{i}",
+            "referenceId": f"t{i}",
+            "body": {"Subject": f"s{i}"},
+        }
+        for i in range(25)
+    ]
     before = org.usage()
 
     answer = org.call("POST", "/composite", json={"compositeRequest": subrequests}).json()
@@ -572,28 +663,44 @@ def test_composite_limits_subrequests(org: Org) -> None:
     six_queries = [{**query, "referenceId": f"q{i}"} for i in range(6)]
     many = [{**query, "url": f"{DATA}/limits", "referenceId": f"l{i}"} for i in range(26)]
 
-    answers = [org.call("POST", "/composite", json={"compositeRequest": r})
-               for r in (six_queries, many)]
+    answers = [
+        org.call("POST", "/composite", json={"compositeRequest": r}) for r in (six_queries, many)
+    ]
 
     assert [a.status_code for a in answers] == [400, 400]
 
 
 def test_composite_references_and_all_or_none(org: Org) -> None:
     subrequests = [
-        {"method": "POST", "url": f"{DATA}/sobjects/Task", "referenceId": "made",
-         "body": {"Subject": "first", "WhoId": CONTACT}},
-        {"method": "PATCH", "url": f"{DATA}/sobjects/Task/@{{made.id}}", "referenceId": "edit",
-         "body": {"Status": "Completed"}},
+        {
+            "method": "POST",
+            "url": f"{DATA}/sobjects/Task",
+            "referenceId": "made",
+            "body": {"Subject": "first", "WhoId": CONTACT},
+        },
+        {
+            "method": "PATCH",
+            "url": f"{DATA}/sobjects/Task/@{{made.id}}",
+            "referenceId": "edit",
+            "body": {"Status": "Completed"},
+        },
         {"method": "POST", "url": f"{DATA}/sobjects/Task", "referenceId": "bad", "body": {}},
-        {"method": "GET", "url": f"{DATA}/limits", "referenceId": "after"}]
+        {"method": "GET", "url": f"{DATA}/limits", "referenceId": "after"},
+    ]
 
-    answer = org.call("POST", "/composite",
-                      json={"allOrNone": True, "compositeRequest": subrequests}).json()
+    answer = org.call(
+        "POST", "/composite", json={"allOrNone": True, "compositeRequest": subrequests}
+    ).json()
 
-    statuses = [(r["httpStatusCode"], r["body"][0]["errorCode"])
-                for r in answer["compositeResponse"]]
-    assert statuses == [(400, "PROCESSING_HALTED"), (400, "PROCESSING_HALTED"),
-                        (400, "REQUIRED_FIELD_MISSING"), (400, "PROCESSING_HALTED")]
+    statuses = [
+        (r["httpStatusCode"], r["body"][0]["errorCode"]) for r in answer["compositeResponse"]
+    ]
+    assert statuses == [
+        (400, "PROCESSING_HALTED"),
+        (400, "PROCESSING_HALTED"),
+        (400, "REQUIRED_FIELD_MISSING"),
+        (400, "PROCESSING_HALTED"),
+    ]
     assert org.state.counts()["Task"]["live"] == 0
 
 
@@ -611,8 +718,9 @@ def test_deleted_endpoint_lists_task_deletions_in_window(make_org: Callable[...,
     window = {"start": "2026-11-23T18:00:30Z", "end": "2026-11-23T18:05:00+00:00"}
     answer = org.call("GET", "/sobjects/Task/deleted/", params=window).json()
 
-    assert answer["deletedRecords"] == [{"id": i, "deletedDate": "2026-11-23T18:01:00.000+0000"}
-                                        for i in ids]
+    assert answer["deletedRecords"] == [
+        {"id": i, "deletedDate": "2026-11-23T18:01:00.000+0000"} for i in ids
+    ]
     assert answer["latestDateCovered"] == "2026-11-23T18:02:00.000+0000"
     assert answer["earliestDateAvailable"] == "2026-11-08T18:02:00.000+0000"  # 15 days
 
@@ -620,11 +728,16 @@ def test_deleted_endpoint_lists_task_deletions_in_window(make_org: Callable[...,
 def test_deleted_endpoint_refuses_start_beyond_horizon(org: Org) -> None:
     start = format_datetime(datetime.now(UTC) - timedelta(days=16))  # the bin keeps 15
 
-    response = org.call("GET", "/sobjects/Task/deleted/",
-                        params={"start": start, "end": format_datetime(datetime.now(UTC))})
+    response = org.call(
+        "GET",
+        "/sobjects/Task/deleted/",
+        params={"start": start, "end": format_datetime(datetime.now(UTC))},
+    )
 
     assert (response.status_code, response.json()[0]["errorCode"]) == (
-        400, "INVALID_REPLICATION_DATE")
+        400,
+        "INVALID_REPLICATION_DATE",
+    )
 
 
 # -- who wrote what (echo prevention) ------------------------------------------------------
@@ -632,23 +745,39 @@ def test_deleted_endpoint_refuses_start_beyond_horizon(org: Org) -> None:
 
 def test_api_writes_carry_the_integration_user(org: Org) -> None:
     org.upsert(task("a"))
-    org.call("PATCH", "/composite/sobjects", json={"records": [
-        {"attributes": {"type": "Contact"}, "id": CONTACT, "HasOptedOutOfEmail": True}]})
+    org.call(
+        "PATCH",
+        "/composite/sobjects",
+        json={
+            "records": [
+                {"attributes": {"type": "Contact"}, "id": CONTACT, "HasOptedOutOfEmail": True}
+            ]
+        },
+    )
 
     rows = org.records("SELECT LastModifiedById FROM Task") + org.records(
-        f"SELECT LastModifiedById FROM Contact WHERE Id = '{CONTACT}'")
+        f"SELECT LastModifiedById FROM Contact WHERE Id = '{CONTACT}'"
+    )
 
     assert [r["LastModifiedById"] for r in rows] == [INTEGRATION, INTEGRATION]
 
 
 def test_control_route_edits_carry_another_user(org: Org) -> None:
-    opted = org.http.patch(f"/_sandbox/salesforce/records/Contact/{CONTACT}",
-                           json={"fields": {"HasOptedOutOfEmail": True}})
-    made = org.http.post("/_sandbox/salesforce/records/Task", json={
-        "fields": {"Subject": "Follow up", "WhoId": CONTACT}, "user_id": "005000000000000003"})
+    opted = org.http.patch(
+        f"/_sandbox/salesforce/records/Contact/{CONTACT}",
+        json={"fields": {"HasOptedOutOfEmail": True}},
+    )
+    made = org.http.post(
+        "/_sandbox/salesforce/records/Task",
+        json={
+            "fields": {"Subject": "Follow up", "WhoId": CONTACT},
+            "user_id": "005000000000000003",
+        },
+    )
 
-    contact = org.records(f"SELECT HasOptedOutOfEmail, LastModifiedById FROM Contact "
-                          f"WHERE Id = '{CONTACT}'")[0]
+    contact = org.records(
+        f"SELECT HasOptedOutOfEmail, LastModifiedById FROM Contact WHERE Id = '{CONTACT}'"
+    )[0]
     assert (contact["HasOptedOutOfEmail"], contact["LastModifiedById"]) == (True, HUMAN)
     assert made.status_code == 201 and opted.status_code == 200
     assert made.json()["LastModifiedById"] == "005000000000000003"

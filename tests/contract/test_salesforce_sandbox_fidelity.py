@@ -31,8 +31,10 @@ NEW_OPT_OUT = {"HasOptedOutOfEmail": True}
 
 
 def login(org: Org, client_id: str, secret: str) -> dict[str, Any]:
-    response = org.http.post("/services/oauth2/token", data={
-        "grant_type": "client_credentials", "client_id": client_id, "client_secret": secret})
+    response = org.http.post(
+        "/services/oauth2/token",
+        data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
+    )
     assert response.status_code == 200, response.text
     return dict(response.json())
 
@@ -60,12 +62,16 @@ def test_fifteen_character_ids_are_accepted_wherever_ids_are(org: Org) -> None:
 
     read = org.call("GET", f"/sobjects/Contact/{short}").json()
     by_soql = org.records(f"SELECT Id FROM Contact WHERE Id = '{short}'")
-    updated = org.call("PATCH", "/composite/sobjects", json={"records": [
-        {"attributes": {"type": "Contact"}, "id": short, **NEW_OPT_OUT}]}).json()
+    updated = org.call(
+        "PATCH",
+        "/composite/sobjects",
+        json={"records": [{"attributes": {"type": "Contact"}, "id": short, **NEW_OPT_OUT}]},
+    ).json()
     task = org.upsert({"ActionsSync_Id__c": "t", "Subject": "s", "WhoId": short}).json()
 
-    assert read["Id"] == CONTACT and by_soql == [{"attributes": by_soql[0]["attributes"],
-                                                  "Id": CONTACT}]
+    assert read["Id"] == CONTACT and by_soql == [
+        {"attributes": by_soql[0]["attributes"], "Id": CONTACT}
+    ]
     assert updated == [{"id": CONTACT, "success": True, "errors": []}]
     assert org.state.records["Task"][task[0]["id"]]["WhoId"] == CONTACT
     assert org.state.get(CONTACT)["HasOptedOutOfEmail"] is True  # type: ignore[index]
@@ -82,7 +88,8 @@ def test_fifteen_character_ids_are_case_sensitive(org: Org) -> None:
 
 
 def test_query_all_answers_deleted_rows_until_the_recycle_bin_is_emptied(
-        make_org: Callable[..., Org]) -> None:
+    make_org: Callable[..., Org],
+) -> None:
     clock = Clock()
     org = make_org(clock=clock)
     human_delete(org.state, LEAD)
@@ -103,9 +110,14 @@ def test_an_emptied_recycle_bin_leaves_the_deletion_to_the_deleted_feed(org: Org
 
     emptied = org.http.post("/_sandbox/salesforce/recycle-bin/empty").json()
     now = datetime.now(UTC)
-    feed = org.call("GET", "/sobjects/Lead/deleted/", params={
-        "start": f"{now - timedelta(minutes=5):%Y-%m-%dT%H:%M:%SZ}",
-        "end": f"{now + timedelta(minutes=1):%Y-%m-%dT%H:%M:%SZ}"}).json()
+    feed = org.call(
+        "GET",
+        "/sobjects/Lead/deleted/",
+        params={
+            "start": f"{now - timedelta(minutes=5):%Y-%m-%dT%H:%M:%SZ}",
+            "end": f"{now + timedelta(minutes=1):%Y-%m-%dT%H:%M:%SZ}",
+        },
+    ).json()
 
     assert [r["Id"] for r in before] == [LEAD] and emptied == {"purged": 1}
     assert org.query(soql, "queryAll").json()["records"] == []
@@ -117,9 +129,14 @@ def test_the_orgs_clock_moves_on_by_a_control_call(org: Org) -> None:
     start = datetime.now(UTC) - timedelta(minutes=5)
 
     moved = org.http.post("/_sandbox/salesforce/clock", json={"advance_s": 16 * 86400}).json()
-    stale = org.call("GET", "/sobjects/Lead/deleted/", params={
-        "start": f"{start:%Y-%m-%dT%H:%M:%SZ}",
-        "end": f"{start + timedelta(days=16, minutes=10):%Y-%m-%dT%H:%M:%SZ}"})
+    stale = org.call(
+        "GET",
+        "/sobjects/Lead/deleted/",
+        params={
+            "start": f"{start:%Y-%m-%dT%H:%M:%SZ}",
+            "end": f"{start + timedelta(days=16, minutes=10):%Y-%m-%dT%H:%M:%SZ}",
+        },
+    )
 
     assert moved["offset_s"] == 16 * 86400
     assert moved["now"] > f"{datetime.now(UTC) + timedelta(days=15):%Y-%m-%dT%H:%M:%S}"
@@ -130,8 +147,10 @@ def test_the_orgs_clock_moves_on_by_a_control_call(org: Org) -> None:
 
 
 def window(clock: Clock, back_s: float) -> dict[str, str]:
-    return {"start": f"{clock.now - timedelta(seconds=back_s):%Y-%m-%dT%H:%M:%SZ}",
-            "end": f"{clock.now + timedelta(minutes=1):%Y-%m-%dT%H:%M:%SZ}"}
+    return {
+        "start": f"{clock.now - timedelta(seconds=back_s):%Y-%m-%dT%H:%M:%SZ}",
+        "end": f"{clock.now + timedelta(minutes=1):%Y-%m-%dT%H:%M:%SZ}",
+    }
 
 
 def test_updated_lists_the_ids_changed_in_the_window(make_org: Callable[..., Org]) -> None:
@@ -148,12 +167,19 @@ def test_updated_lists_the_ids_changed_in_the_window(make_org: Callable[..., Org
 @pytest.mark.parametrize(("path", "days"), [("updated", 31), ("deleted", 16)])
 def test_a_window_older_than_the_org_keeps_is_refused(org: Org, path: str, days: int) -> None:
     now = datetime.now(UTC)
-    response = org.call("GET", f"/sobjects/Lead/{path}/", params={
-        "start": f"{now - timedelta(days=days):%Y-%m-%dT%H:%M:%SZ}",
-        "end": f"{now:%Y-%m-%dT%H:%M:%SZ}"})
+    response = org.call(
+        "GET",
+        f"/sobjects/Lead/{path}/",
+        params={
+            "start": f"{now - timedelta(days=days):%Y-%m-%dT%H:%M:%SZ}",
+            "end": f"{now:%Y-%m-%dT%H:%M:%SZ}",
+        },
+    )
 
     assert (response.status_code, response.json()[0]["errorCode"]) == (
-        400, "INVALID_REPLICATION_DATE")
+        400,
+        "INVALID_REPLICATION_DATE",
+    )
 
 
 @pytest.mark.parametrize("path", ["updated", "deleted"])
@@ -174,16 +200,16 @@ def test_a_window_with_too_many_ids_is_refused(make_org: Callable[..., Org], pat
 # -- late commits ----------------------------------------------------------------------------
 
 
-def test_a_late_commit_is_stamped_before_rows_already_visible(
-        make_org: Callable[..., Org]) -> None:
+def test_a_late_commit_is_stamped_before_rows_already_visible(make_org: Callable[..., Org]) -> None:
     clock = Clock()
     org = make_org(clock=clock)
     clock.advance(10)
     human_update(org.state, CONTACT, {"FirstName": "first"})
     human_update(org.state, LEAD, NEW_OPT_OUT, late_by_s=5)  # committed after, stamped before
 
-    rows = org.records("SELECT Id FROM Lead WHERE SystemModstamp > 2026-11-23T18:00:00Z "
-                       "ORDER BY SystemModstamp")
+    rows = org.records(
+        "SELECT Id FROM Lead WHERE SystemModstamp > 2026-11-23T18:00:00Z ORDER BY SystemModstamp"
+    )
 
     assert stamp(org, LEAD) < stamp(org, CONTACT)
     assert [r["Id"] for r in rows] == [LEAD]
@@ -192,8 +218,9 @@ def test_a_late_commit_is_stamped_before_rows_already_visible(
 def test_the_late_commit_fault_is_seeded(make_org: Callable[..., Org]) -> None:
     def late_share(seed: int) -> list[bool]:
         clock = Clock()
-        org = make_org(clock=clock, late_commit_rate=0.5, late_commit_s=30.0,
-                       faults=FaultPlan(seed=seed))
+        org = make_org(
+            clock=clock, late_commit_rate=0.5, late_commit_s=30.0, faults=FaultPlan(seed=seed)
+        )
         out = []
         for n in range(1, 11):
             human_update(org.state, sfdc_id("00Q", n), {"FirstName": f"v{n}"})
@@ -217,8 +244,9 @@ def test_an_extra_user_acts_as_that_person(make_org: Callable[..., Org]) -> None
 
     assert answer["id"].endswith(f"/{PERSON}")
     assert org.login_answer["id"].endswith(f"/{org.state.config.integration_user_id}")
-    modified_by = org.records("SELECT Id, LastModifiedById FROM Contact WHERE Id = "
-                              f"'{CONTACT}'")[0]["LastModifiedById"]
+    modified_by = org.records(f"SELECT Id, LastModifiedById FROM Contact WHERE Id = '{CONTACT}'")[
+        0
+    ]["LastModifiedById"]
     assert modified_by == PERSON
     lead = org.state.get(LEAD) or {}
     assert lead["LastModifiedById"] == org.state.config.integration_user_id
@@ -230,8 +258,9 @@ def test_a_fifteen_character_user_id_is_stored_as_its_eighteen() -> None:
     assert config.api_users()[("app", "secret")] == "005000000000042AAA"
 
 
-@pytest.mark.parametrize("entry", ["app:secret", "app:secret:00Q000000000001",
-                                   ":s:005000000000042"])
+@pytest.mark.parametrize(
+    "entry", ["app:secret", "app:secret:00Q000000000001", ":s:005000000000042"]
+)
 def test_a_malformed_user_is_refused(entry: str) -> None:
     with pytest.raises(ValueError, match="users"):
         SalesforceConfig(users=(entry,))
@@ -240,8 +269,10 @@ def test_a_malformed_user_is_refused(entry: str) -> None:
 def test_unknown_credentials_are_refused(make_org: Callable[..., Org]) -> None:
     org = make_org(users=(":".join(ALICE),))
 
-    response = org.http.post("/services/oauth2/token", data={
-        "grant_type": "client_credentials", "client_id": "alice-app", "client_secret": "no"})
+    response = org.http.post(
+        "/services/oauth2/token",
+        data={"grant_type": "client_credentials", "client_id": "alice-app", "client_secret": "no"},
+    )
 
     assert (response.status_code, response.json()["error"]) == (400, "invalid_client")
 
@@ -261,12 +292,17 @@ class _TlsTerminated(HTTPAdapter):
 def simple_salesforce(login_answer: dict[str, Any]) -> Salesforce:
     session = requests.Session()
     session.mount("https://", _TlsTerminated())
-    return Salesforce(instance_url=login_answer["instance_url"], version="62.0",
-                      session_id=login_answer["access_token"], session=session)
+    return Salesforce(
+        instance_url=login_answer["instance_url"],
+        version="62.0",
+        session_id=login_answer["access_token"],
+        session=session,
+    )
 
 
 def test_simple_salesforce_queries_and_updates_as_an_extra_user(
-        make_org: Callable[..., Org]) -> None:
+    make_org: Callable[..., Org],
+) -> None:
     clock = Clock()
     org = make_org(clock=clock, users=(":".join(ALICE),))
     answer = login(org, *ALICE[:2])
@@ -277,14 +313,16 @@ def test_simple_salesforce_queries_and_updates_as_an_extra_user(
     contact, lead = cast(SFType, sf.Contact), cast(SFType, sf.Lead)
 
     contact.update(CONTACT[:15], NEW_OPT_OUT)
-    found = sf.query_all(f"SELECT Id, HasOptedOutOfEmail, LastModifiedById FROM Contact "
-                         f"WHERE Id = '{CONTACT[:15]}'")["records"]
+    found = sf.query_all(
+        f"SELECT Id, HasOptedOutOfEmail, LastModifiedById FROM Contact WHERE Id = '{CONTACT[:15]}'"
+    )["records"]
     changed = contact.updated(before, after)
     lead.delete(LEAD)
     gone = lead.deleted(before, after)
 
     assert [(r["Id"], r["HasOptedOutOfEmail"], r["LastModifiedById"]) for r in found] == [
-        (CONTACT, True, PERSON)]
+        (CONTACT, True, PERSON)
+    ]
     assert changed["ids"] == [CONTACT]
     assert [r["id"] for r in gone["deletedRecords"]] == [LEAD]
     with pytest.raises(SalesforceResourceNotFound):  # 404 ENTITY_IS_DELETED
@@ -303,8 +341,10 @@ def test_simple_salesforce_reads_every_page(make_org: Callable[..., Org]) -> Non
 
 def test_the_http_control_route_edits_late(org: Org) -> None:
     before = stamp(org, CONTACT)
-    response = httpx.patch(f"{org.server.url}/_sandbox/salesforce/records/Contact/{CONTACT}",
-                           json={"fields": NEW_OPT_OUT, "late_by_s": 3600})
+    response = httpx.patch(
+        f"{org.server.url}/_sandbox/salesforce/records/Contact/{CONTACT}",
+        json={"fields": NEW_OPT_OUT, "late_by_s": 3600},
+    )
 
     assert response.status_code == 200
     assert response.json()["SystemModstamp"] < before  # an hour ago, before the seeding

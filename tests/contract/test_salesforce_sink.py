@@ -40,13 +40,19 @@ class Org:
 
     def ids(self, sobject: str) -> list[str]:
         with self.state.lock:
-            return [r["Id"] for r in self.state.records[sobject].values()
-                    if not r["IsDeleted"] and not r.get("IsConverted")]
+            return [
+                r["Id"]
+                for r in self.state.records[sobject].values()
+                if not r["IsDeleted"] and not r.get("IsConverted")
+            ]
 
     def tasks(self) -> dict[str, dict[str, Any]]:
         with self.state.lock:
-            return {r["ActionsSync_Id__c"]: dict(r) for r in self.state.records["Task"].values()
-                    if not r["IsDeleted"]}
+            return {
+                r["ActionsSync_Id__c"]: dict(r)
+                for r in self.state.records["Task"].values()
+                if not r["IsDeleted"]
+            }
 
     def calls(self, path_part: str) -> list[Any]:
         return [e for e in self.app[JOURNAL_KEY].entries() if path_part in e.path]
@@ -60,8 +66,13 @@ def org(request: pytest.FixtureRequest) -> Iterator[Org]:
 
 
 def sink_for(org: Org, reserve: int = 0, pause_s: float = 60.0) -> TaskSink:
-    client = SalesforceClient(org.server.url, "actions-sync", "sandbox-secret",
-                              budget=Budget(reserve, pause_s), timeout_s=5.0)
+    client = SalesforceClient(
+        org.server.url,
+        "actions-sync",
+        "sandbox-secret",
+        budget=Budget(reserve, pause_s),
+        timeout_s=5.0,
+    )
     client.api.backoff = Backoff(base_s=0.01, cap_s=0.05)
     return TaskSink(client)
 
@@ -73,14 +84,26 @@ def deliver(sink: TaskSink, *batches: list[dict[str, Any]]) -> list[list[Kind]]:
             return [[o.kind for o in await sink.deliver(b)] for b in batches]
         finally:
             await sink.aclose()
+
     return asyncio.run(go())
 
 
 def task(n: int, who: str, *, op: str = "UPSERT", at: int = 0, **fields: Any) -> dict[str, Any]:
-    values = {"Subject": f"Email: hello {n}", "WhoId": who, "Type": "Email",
-              "Status": "Completed", "Priority": "Normal", **fields}
-    return {"external_id": f"activity:{n}", "operation": op, "fields": values,
-            "occurred_at": T0 + timedelta(seconds=at), "origin": f"activity:{n}"}
+    values = {
+        "Subject": f"Email: hello {n}",
+        "WhoId": who,
+        "Type": "Email",
+        "Status": "Completed",
+        "Priority": "Normal",
+        **fields,
+    }
+    return {
+        "external_id": f"activity:{n}",
+        "operation": op,
+        "fields": values,
+        "occurred_at": T0 + timedelta(seconds=at),
+        "origin": f"activity:{n}",
+    }
 
 
 def test_tasks_are_upserted_once_by_external_id_even_when_redelivered(org: Org) -> None:
@@ -95,8 +118,12 @@ def test_tasks_are_upserted_once_by_external_id_even_when_redelivered(org: Org) 
 
 def test_a_batch_is_collapsed_to_the_newest_change_per_task(org: Org) -> None:
     who = org.ids("Contact")[0]
-    batch = [task(1, who, at=2, Subject="newest"), task(1, who, at=1, Subject="older"),
-             task(2, who, at=5), task(2, who, at=5, Subject="same time, later in batch")]
+    batch = [
+        task(1, who, at=2, Subject="newest"),
+        task(1, who, at=1, Subject="older"),
+        task(2, who, at=5),
+        task(2, who, at=5, Subject="same time, later in batch"),
+    ]
     kinds = deliver(sink_for(org), batch)
     assert kinds == [[Kind.ACCEPTED, Kind.SKIPPED, Kind.SKIPPED, Kind.ACCEPTED]]
     tasks = org.tasks()
@@ -106,17 +133,24 @@ def test_a_batch_is_collapsed_to_the_newest_change_per_task(org: Org) -> None:
 
 def test_deletes_remove_the_task_and_a_missing_task_counts_as_deleted(org: Org) -> None:
     who = org.ids("Contact")[0]
-    kinds = deliver(sink_for(org), [task(1, who), task(2, who)],
-                    [task(1, who, op="DELETE", at=1), task(3, who, op="DELETE", at=1)])
+    kinds = deliver(
+        sink_for(org),
+        [task(1, who), task(2, who)],
+        [task(1, who, op="DELETE", at=1), task(3, who, op="DELETE", at=1)],
+    )
     assert kinds[1] == [Kind.ACCEPTED, Kind.ACCEPTED]
     assert set(org.tasks()) == {"activity:2"}
 
 
 def test_invalid_records_are_rejected_with_their_reason_and_the_rest_written(org: Org) -> None:
     lead, contact = org.ids("Lead")[0], org.ids("Contact")[0]
-    batch = [task(1, contact), task(2, contact, Subject="Email: [[invalid]]"),
-             task(3, contact, Subject=None), task(4, lead, WhatId="001000000000000001"),
-             task(5, contact, NoSuchField__c="x")]
+    batch = [
+        task(1, contact),
+        task(2, contact, Subject="Email: [[invalid]]"),
+        task(3, contact, Subject=None),
+        task(4, lead, WhatId="001000000000000001"),
+        task(5, contact, NoSuchField__c="x"),
+    ]
 
     async def go() -> list[Any]:
         sink = sink_for(org)
@@ -124,16 +158,22 @@ def test_invalid_records_are_rejected_with_their_reason_and_the_rest_written(org
             return await sink.deliver(batch)
         finally:
             await sink.aclose()
+
     outcomes = asyncio.run(go())
     assert [o.kind for o in outcomes] == [Kind.ACCEPTED] + [Kind.REJECTED] * 4
     codes = [getattr(o.error, "code", None) for o in outcomes[1:]]
-    assert codes == ["FIELD_CUSTOM_VALIDATION_EXCEPTION", "REQUIRED_FIELD_MISSING",
-                     "FIELD_INTEGRITY_EXCEPTION", "INVALID_FIELD"]
+    assert codes == [
+        "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+        "REQUIRED_FIELD_MISSING",
+        "FIELD_INTEGRITY_EXCEPTION",
+        "INVALID_FIELD",
+    ]
     assert set(org.tasks()) == {"activity:1"}
 
 
-@pytest.mark.parametrize("org", [{"lock_error_rate": 0.3,
-                                  "faults": FaultPlan(seed=2, error_rate=0.3)}], indirect=True)
+@pytest.mark.parametrize(
+    "org", [{"lock_error_rate": 0.3, "faults": FaultPlan(seed=2, error_rate=0.3)}], indirect=True
+)
 def test_lock_errors_ask_for_a_retry_and_server_errors_are_retried(org: Org) -> None:
     who = org.ids("Contact")[0]
     batch = [task(n, who) for n in range(100)]
@@ -161,6 +201,7 @@ def test_an_expired_session_is_renewed_and_the_call_replayed_once(org: Org) -> N
             return [o.kind for o in await sink.deliver([task(2, who)])]
         finally:
             await sink.aclose()
+
     assert asyncio.run(go()) == [Kind.ACCEPTED]
     codes = [e.code for e in org.calls("/composite/sobjects")]
     assert codes.count("INVALID_SESSION_ID") == 1 and len(org.tasks()) == 2
@@ -180,6 +221,7 @@ def test_the_sink_pauses_before_the_daily_budget_runs_out(org: Org) -> None:
             return [first, await sink.deliver([task(9, who)])]
         finally:
             await sink.aclose()
+
     first, last = asyncio.run(go())
     assert first[0].kind is Kind.ACCEPTED
     assert last[0].kind is Kind.RETRY and isinstance(last[0].error, QuotaExhausted)
@@ -200,24 +242,42 @@ def test_a_spent_daily_budget_pauses_instead_of_spinning(org: Org) -> None:
             outcome = (await sink.deliver([task(1, who)]))[0]
         finally:
             await sink.aclose()
+
     asyncio.run(go())
     assert outcome is not None and outcome.quota and outcome.retry_after >= 60
     assert [e.code for e in org.calls("/composite")] == ["REQUEST_LIMIT_EXCEEDED"]
 
 
-@pytest.mark.parametrize(("status", "body", "action"), [
-    (403, [{"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "TotalRequests Limit exceeded."}],
-     Action.QUOTA_EXHAUSTED),
-    (403, [{"errorCode": "REQUEST_LIMIT_EXCEEDED",
-            "message": "ConcurrentPerOrgLongTxn Limit exceeded."}], Action.RATE_LIMITED),
-    (401, [{"errorCode": "INVALID_SESSION_ID", "message": "Session expired or invalid"}],
-     Action.REFRESH_AUTH),
-    (503, [{"errorCode": "SERVER_UNAVAILABLE", "message": "x"}], Action.RETRY),
-    (500, [{"errorCode": "UNKNOWN_EXCEPTION", "message": "x"}], Action.RETRY),
-    (400, [{"errorCode": "EXCEEDED_ID_LIMIT", "message": "x"}], Action.REJECTED),
-    (404, [{"errorCode": "NOT_FOUND", "message": "x"}], Action.FATAL),
-    (200, [], Action.SUCCESS),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "action"),
+    [
+        (
+            403,
+            [{"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "TotalRequests Limit exceeded."}],
+            Action.QUOTA_EXHAUSTED,
+        ),
+        (
+            403,
+            [
+                {
+                    "errorCode": "REQUEST_LIMIT_EXCEEDED",
+                    "message": "ConcurrentPerOrgLongTxn Limit exceeded.",
+                }
+            ],
+            Action.RATE_LIMITED,
+        ),
+        (
+            401,
+            [{"errorCode": "INVALID_SESSION_ID", "message": "Session expired or invalid"}],
+            Action.REFRESH_AUTH,
+        ),
+        (503, [{"errorCode": "SERVER_UNAVAILABLE", "message": "x"}], Action.RETRY),
+        (500, [{"errorCode": "UNKNOWN_EXCEPTION", "message": "x"}], Action.RETRY),
+        (400, [{"errorCode": "EXCEEDED_ID_LIMIT", "message": "x"}], Action.REJECTED),
+        (404, [{"errorCode": "NOT_FOUND", "message": "x"}], Action.FATAL),
+        (200, [], Action.SUCCESS),
+    ],
+)
 def test_call_level_answers_are_classified(
     status: int, body: list[dict[str, str]], action: Action
 ) -> None:
@@ -225,15 +285,18 @@ def test_call_level_answers_are_classified(
     assert classify(httpx.Response(status, json=body, request=request)).action is action
 
 
-@pytest.mark.parametrize(("code", "op", "kind"), [
-    ("UNABLE_TO_LOCK_ROW", "upsert", Kind.RETRY),
-    ("REQUIRED_FIELD_MISSING", "upsert", Kind.REJECTED),
-    ("DUPLICATES_DETECTED", "upsert", Kind.REJECTED),
-    ("STRING_TOO_LONG", "upsert", Kind.REJECTED),
-    ("ENTITY_IS_DELETED", "upsert", Kind.REJECTED),
-    ("ENTITY_IS_DELETED", "delete", Kind.ACCEPTED),
-    ("SOMETHING_NEW", "upsert", Kind.REJECTED),
-])
+@pytest.mark.parametrize(
+    ("code", "op", "kind"),
+    [
+        ("UNABLE_TO_LOCK_ROW", "upsert", Kind.RETRY),
+        ("REQUIRED_FIELD_MISSING", "upsert", Kind.REJECTED),
+        ("DUPLICATES_DETECTED", "upsert", Kind.REJECTED),
+        ("STRING_TOO_LONG", "upsert", Kind.REJECTED),
+        ("ENTITY_IS_DELETED", "upsert", Kind.REJECTED),
+        ("ENTITY_IS_DELETED", "delete", Kind.ACCEPTED),
+        ("SOMETHING_NEW", "upsert", Kind.REJECTED),
+    ],
+)
 def test_record_results_are_classified(
     code: str, op: Literal["upsert", "delete"], kind: Kind
 ) -> None:
@@ -244,8 +307,9 @@ def test_record_results_are_classified(
 _EXAMPLES = itertools.count(10)
 
 
-@settings(max_examples=12, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data(), n=st.integers(2, 200))
 def test_only_the_records_that_refuse_a_call_are_rejected_the_rest_written_once(
     org: Org, data: st.DataObject, n: int
@@ -260,8 +324,11 @@ def test_only_the_records_that_refuse_a_call_are_rejected_the_rest_written_once(
     assert {i for i, k in enumerate(kinds) if k is Kind.REJECTED} == bad
     assert {i for i, k in enumerate(kinds) if k is Kind.ACCEPTED} == set(range(n)) - bad
     mine = {r["external_id"] for r in batch}
-    written = Counter(t["ActionsSync_Id__c"] for t in salesforce_tasks(org.server.url)
-                      if t["ActionsSync_Id__c"] in mine)
+    written = Counter(
+        t["ActionsSync_Id__c"]
+        for t in salesforce_tasks(org.server.url)
+        if t["ActionsSync_Id__c"] in mine
+    )
     assert written == {batch[i]["external_id"]: 1 for i in range(n) if i not in bad}
     calls = [e for e in org.calls("/composite/sobjects") if e.method == "PATCH"]
     assert len(calls) <= split_bound(len(bad), n)

@@ -46,20 +46,24 @@ def org(request: pytest.FixtureRequest) -> Iterator[Org]:
 
 def with_client(org: Org, body: Callable[[SalesforceClient], Awaitable[T]]) -> T:
     async def go() -> T:
-        client = SalesforceClient(org.server.url, "actions-sync", "sandbox-secret",
-                                  budget=Budget(0, 60.0), timeout_s=5.0)
+        client = SalesforceClient(
+            org.server.url, "actions-sync", "sandbox-secret", budget=Budget(0, 60.0), timeout_s=5.0
+        )
         try:
             return await body(client)
         finally:
             await client.aclose()
+
     return asyncio.run(go())
 
 
 @pytest.mark.parametrize("org", [{"query_page_size": 7}], indirect=True)
 def test_pages_follow_next_records_url(org: Org) -> None:
     async def read(client: SalesforceClient) -> list[list[str]]:
-        return [[r["Id"] for r in page]
-                async for page in client.pages("SELECT Id FROM Lead ORDER BY Id")]
+        return [
+            [r["Id"] for r in page]
+            async for page in client.pages("SELECT Id FROM Lead ORDER BY Id")
+        ]
 
     pages = with_client(org, read)
 
@@ -77,8 +81,7 @@ def test_query_all_includes_deleted_rows(org: Org) -> None:
 
     live, every = with_client(org, read)
 
-    assert live == [] and [(r["Id"], r["IsDeleted"]) for r in every] == [
-        (sfdc_id("00Q", 3), True)]
+    assert live == [] and [(r["Id"], r["IsDeleted"]) for r in every] == [(sfdc_id("00Q", 3), True)]
 
 
 def test_the_client_knows_its_integration_user(org: Org) -> None:
@@ -104,7 +107,8 @@ def test_deleted_and_updated_windows(org: Org) -> None:
 
 @pytest.mark.parametrize(("days", "code"), [(16, "INVALID_REPLICATION_DATE")])
 def test_a_window_the_org_no_longer_keeps_is_rejected_with_its_code(
-        org: Org, days: int, code: str) -> None:
+    org: Org, days: int, code: str
+) -> None:
     now = datetime.now(UTC)
 
     async def read(client: SalesforceClient) -> Any:
@@ -115,10 +119,12 @@ def test_a_window_the_org_no_longer_keeps_is_rejected_with_its_code(
     assert caught.value.code == code
 
 
-@pytest.mark.parametrize("code", ["INVALID_REPLICATION_DATE", "EXCEEDED_ID_LIMIT",
-                                  "INVALID_QUERY_LOCATOR"])
+@pytest.mark.parametrize(
+    "code", ["INVALID_REPLICATION_DATE", "EXCEEDED_ID_LIMIT", "INVALID_QUERY_LOCATOR"]
+)
 def test_replication_and_cursor_errors_are_the_callers_to_handle(code: str) -> None:
-    response = httpx.Response(400, json=[{"errorCode": code, "message": "m"}],
-                              request=httpx.Request("GET", "http://x"))
+    response = httpx.Response(
+        400, json=[{"errorCode": code, "message": "m"}], request=httpx.Request("GET", "http://x")
+    )
 
     assert classify(response).action is Action.REJECTED

@@ -67,7 +67,7 @@ def test_same_schema_registers_once(client: RegistryClient) -> None:
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
-        (b"{\"json\": true}", "magic byte"),
+        (b'{"json": true}', "magic byte"),
         (None, "magic byte"),
         (frame(987_654, b"\x02"), "schema registry"),
     ],
@@ -89,8 +89,12 @@ def test_truncated_or_padded_bodies_are_undecodable(client: RegistryClient) -> N
 
 
 def test_older_writer_schema_is_resolved_to_the_reader(client: RegistryClient) -> None:
-    old = {"type": "record", "name": "PersonChange", "namespace": "actions_sync", "fields": [
-        f for f in schemas.load("PersonChange")["fields"] if f["name"] != "title"]}
+    old = {
+        "type": "record",
+        "name": "PersonChange",
+        "namespace": "actions_sync",
+        "fields": [f for f in schemas.load("PersonChange")["fields"] if f["name"] != "title"],
+    }
     schema_id = client.register(f"{PERSON_CHANGES}-value", json.dumps(old))
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, fastavro.parse_schema(old), person_change(3))
@@ -111,6 +115,6 @@ def test_registry_transport_is_injectable() -> None:
     transport = httpx.MockTransport(lambda r: httpx.Response(200, json={"id": 5}))
     client = RegistryClient("http://registry.invalid", transport=transport)
     try:
-        assert client.register("t-value", "\"string\"") == 5
+        assert client.register("t-value", '"string"') == 5
     finally:
         client.close()

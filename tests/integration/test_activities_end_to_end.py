@@ -41,8 +41,15 @@ LATER = T0 + timedelta(hours=1)
 
 def people() -> list[dict[str, Any]]:
     return [
-        person_row(person_change(CONTACT, 1, sfdc_contact_id="003C", sfdc_account_id="001A",
-                                 sfdc_opportunity_id="006O")),
+        person_row(
+            person_change(
+                CONTACT,
+                1,
+                sfdc_contact_id="003C",
+                sfdc_account_id="001A",
+                sfdc_opportunity_id="006O",
+            )
+        ),
         person_row(person_change(LEAD, 1, sfdc_lead_id="00QL", sfdc_account_id="001A")),
         person_row(person_change(REMOVED, 1)),
     ]
@@ -61,10 +68,12 @@ class Topics:
         self.publisher = Publisher(kafka, self.registry)
         self.ends: Ends = {}
 
-    def publish(self, activities: list[dict[str, Any]],
-                raw: Sequence[tuple[bytes | None, bytes]] = ()) -> None:
-        self.publisher.publish(SALES_ACTIVITIES, "SalesActivity",
-                               [(str(a["marketo_id"]), a) for a in activities])
+    def publish(
+        self, activities: list[dict[str, Any]], raw: Sequence[tuple[bytes | None, bytes]] = ()
+    ) -> None:
+        self.publisher.publish(
+            SALES_ACTIVITIES, "SalesActivity", [(str(a["marketo_id"]), a) for a in activities]
+        )
         self.publisher.publish_raw(SALES_ACTIVITIES, raw)
         self.publisher.flush()
         self.ends.update(self.publisher.ends)
@@ -85,10 +94,13 @@ class Topics:
 
     def dead(self) -> dict[str, dict[str, str]]:
         """source offset -> headers of the dead letters of the activities topic."""
-        return {f"{h['source.partition']}:{h['source.offset']}": h
-                for h in ({k: v.decode() for k, v in msg.headers()}
-                          for msg in read_topic(self.kafka, dlq_topic(SALES_ACTIVITIES),
-                                                idle_s=0.5))}
+        return {
+            f"{h['source.partition']}:{h['source.offset']}": h
+            for h in (
+                {k: v.decode() for k, v in msg.headers()}
+                for msg in read_topic(self.kafka, dlq_topic(SALES_ACTIVITIES), idle_s=0.5)
+            )
+        }
 
     def close(self) -> None:
         self.publisher.flush()
@@ -111,10 +123,15 @@ def topics(kafka: str, registry: str) -> Iterator[Topics]:
 
 
 def test_activities_are_routed_parked_and_dead_lettered_with_live_settings(
-        kafka: str, registry: str, tmp_path: Path, topics: Topics) -> None:
+    kafka: str, registry: str, tmp_path: Path, topics: Topics
+) -> None:
     database_url = f"sqlite:///{tmp_path}/store.db"
-    settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
-                        database_url=database_url, group_prefix=f"t-{uuid.uuid4().hex[:8]}")
+    settings = Settings(
+        kafka_bootstrap_servers=kafka,
+        schema_registry_url=registry,
+        database_url=database_url,
+        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
+    )
     with Store(database_url) as store:
         store.migrate()
         store.apply_people(people(), [])
@@ -140,11 +157,11 @@ def test_activities_are_routed_parked_and_dead_lettered_with_live_settings(
         routed = [email, reply, call, opened]
         assert {a["activity_id"] for a in routed} <= set(marketo)
         assert marketo[email["activity_id"]]["primary_attribute_value"].endswith(
-            f"(SIA-{email['activity_id']})")
+            f"(SIA-{email['activity_id']})"
+        )
         assert marketo[opened["activity_id"]]["attributes"]["source"] == "Sales App"
         # S8: email, reply and call log as Tasks; an open does not.
-        assert set(salesforce) >= {email["activity_id"], reply["activity_id"],
-                                   call["activity_id"]}
+        assert set(salesforce) >= {email["activity_id"], reply["activity_id"], call["activity_id"]}
         assert opened["activity_id"] not in salesforce
         email_task = salesforce[email["activity_id"]]["fields"]
         assert (email_task["WhoId"], email_task["WhatId"]) == ("003C", "006O")
@@ -173,8 +190,10 @@ def test_activities_are_routed_parked_and_dead_lettered_with_live_settings(
         assert second_call["activity_id"] in topics.marketo()
         assert second_call["activity_id"] not in topics.salesforce()
 
-        wait_until(lambda: any(h["error.class"] == "PersonUnknown"
-                               for h in topics.dead().values()), "person_unknown dead letter")
+        wait_until(
+            lambda: any(h["error.class"] == "PersonUnknown" for h in topics.dead().values()),
+            "person_unknown dead letter",
+        )
         with Store(database_url) as store:
             assert parking.count(store.engine) == 0
 
@@ -189,13 +208,18 @@ def test_activities_are_routed_parked_and_dead_lettered_with_live_settings(
 
 
 def test_an_activity_breaking_the_contract_is_dead_lettered_and_the_next_one_routed(
-        kafka: str, registry: str, tmp_path: Path, topics: Topics) -> None:
+    kafka: str, registry: str, tmp_path: Path, topics: Topics
+) -> None:
     """No key, a date from the future, a 500,000-character subject (the contract's limit
     is 255, as for person fields): each dead-lettered with its reason; the good activity
     published after them is routed."""
     database_url = f"sqlite:///{tmp_path}/store.db"
-    settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
-                        database_url=database_url, group_prefix=f"t-{uuid.uuid4().hex[:8]}")
+    settings = Settings(
+        kafka_bootstrap_servers=kafka,
+        schema_registry_url=registry,
+        database_url=database_url,
+        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
+    )
     with Store(database_url) as store:
         store.migrate()
         store.apply_people(people(), [])
@@ -216,8 +240,9 @@ def test_an_activity_breaking_the_contract_is_dead_lettered_and_the_next_one_rou
     assert good["activity_id"] in marketo
     assert not {a["activity_id"] for a in (no_key, from_the_future, long_subject)} & set(marketo)
     letters = list(topics.dead().values())
-    assert [(h["error.class"], h["error.stage"]) for h in letters] == [("RuleViolation",
-                                                                        "rules")] * 3
+    assert [(h["error.class"], h["error.stage"]) for h in letters] == [
+        ("RuleViolation", "rules")
+    ] * 3
     messages = sorted(h["error.message"] for h in letters)
     assert messages[0].startswith("email_subject is 500000 characters, at most 255")
     assert messages[1].startswith("no key: the key must be the Marketo ID")

@@ -16,8 +16,9 @@ from tests.factories import T0
 
 
 def item(activity_id: str, marketo_id: int = 7) -> parking.Parked:
-    return parking.Parked(activity_id, marketo_id, "actions.sales.activities", 3, 41,
-                          b"7", b"\x00raw", T0)
+    return parking.Parked(
+        activity_id, marketo_id, "actions.sales.activities", 3, 41, b"7", b"\x00raw", T0
+    )
 
 
 @pytest.fixture

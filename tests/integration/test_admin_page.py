@@ -69,7 +69,8 @@ def form(values: dict[str, object], csrf: str | None) -> dict[str, list[str]]:
 
 
 def test_login_sets_a_strict_http_only_session_cookie_and_a_wrong_token_is_refused(
-        server: Server) -> None:
+    server: Server,
+) -> None:
     url, _ = server
     with httpx.Client(base_url=url, timeout=30) as client:
         assert 'name="token"' in client.get("/ui/").text
@@ -85,7 +86,8 @@ def test_login_sets_a_strict_http_only_session_cookie_and_a_wrong_token_is_refus
 
 
 def test_a_change_is_audited_and_a_bad_value_is_shown_beside_its_field(
-        server: Server, client: Client) -> None:
+    server: Server, client: Client
+) -> None:
     url, store = server
     client, csrf = logged_in(client, url)
     saved = client.post("/ui/settings", data=form({"salesforce_log_calls": False}, csrf))
@@ -120,7 +122,8 @@ def test_a_state_change_without_the_sessions_csrf_token_is_refused(
 
 
 def test_the_preview_is_the_routers_subject_and_needs_a_session(
-        server: Server, client: Client) -> None:
+    server: Server, client: Client
+) -> None:
     url, _ = server
     client, _ = logged_in(client, url)
     shown = client.get(
@@ -165,8 +168,11 @@ def test_the_salesforce_usage_is_the_orgs_newest_figure_from_a_real_budget(tmp_p
     exported = generate_latest().decode()
     pages = {"http://a/metrics": exported, "http://b/metrics": exported}
     targets = tmp_path / "targets.json"
-    targets.write_text(json.dumps({"salesforce-sink-0": "http://a/metrics",
-                                   "salesforce-source-0": "http://b/metrics"}))
+    targets.write_text(
+        json.dumps(
+            {"salesforce-sink-0": "http://a/metrics", "salesforce-source-0": "http://b/metrics"}
+        )
+    )
     sampler = Sampler(targets, keep=3, fetch=pages.__getitem__)
     sampler.sample(now=1000.0)
     assert sampler.salesforce_usage == (1234.0, 15000.0)

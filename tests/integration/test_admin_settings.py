@@ -30,8 +30,13 @@ def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     """`actions-sync settings ...` on a store only (no broker: nothing to publish to)."""
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
     env["DATABASE_URL"] = database_url
-    return subprocess.run([sys.executable, "-m", "app.cli", "settings", *args],
-                          env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "settings", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def wait_until(predicate: Callable[[], object], timeout_s: float = 10.0) -> float:
@@ -58,18 +63,24 @@ def test_cli_sets_shows_and_audits_a_setting(sqlite_url: str) -> None:
     assert "false" in line and "by cli:" in line
     with Store(sqlite_url) as store:
         [entry] = stored.audit_log(store.engine)
-        assert (entry.key, entry.old_value, entry.new_value) == ("salesforce_log_calls", True,
-                                                                 False)
+        assert (entry.key, entry.old_value, entry.new_value) == (
+            "salesforce_log_calls",
+            True,
+            False,
+        )
         assert entry.changed_by.startswith("cli:")
         assert load(store.engine).settings.salesforce_log_calls is False
 
 
-@pytest.mark.parametrize(("args", "names"), [
-    (("set", "no_such_setting", "1"), "valid settings: people_sync"),
-    (("set", "salesforce_log_emails", "maybe"), "expected true or false"),
-    (("set", "unsubscribe_objects", "Account"), "'Lead' or 'Contact'"),
-    (("set", "salesforce_subject_template", "{{nope}}"), "{{activity_type}}"),
-])
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (("set", "no_such_setting", "1"), "valid settings: people_sync"),
+        (("set", "salesforce_log_emails", "maybe"), "expected true or false"),
+        (("set", "unsubscribe_objects", "Account"), "'Lead' or 'Contact'"),
+        (("set", "salesforce_subject_template", "{{nope}}"), "{{activity_type}}"),
+    ],
+)
 def test_cli_rejects_bad_settings_in_one_line(
     sqlite_url: str, args: tuple[str, str, str], names: str
 ) -> None:
@@ -88,8 +99,11 @@ def test_every_change_is_audited_in_order(database_url: str) -> None:
     with Store(database_url) as store:
         log = stored.audit_log(store.engine)
         rows = [(e.old_value, e.new_value) for e in reversed(log)]
-        assert rows == [(["Lead", "Contact"], ["Contact"]), (["Contact"], ["Lead"]),
-                        (["Lead"], ["Lead", "Contact"])]
+        assert rows == [
+            (["Lead", "Contact"], ["Contact"]),
+            (["Contact"], ["Lead"]),
+            (["Lead"], ["Lead", "Contact"]),
+        ]
         assert stored.read(store.engine).revision == log[0].id
 
 
@@ -113,8 +127,9 @@ def test_a_change_is_published_compacted_and_live_within_seconds(
 
 
 def test_the_store_wins_over_a_snapshot_left_by_another_store(kafka: str, tmp_path: Path) -> None:
-    elsewhere = Settings(kafka_bootstrap_servers=kafka,
-                         database_url=f"sqlite:///{tmp_path}/other.db")
+    elsewhere = Settings(
+        kafka_bootstrap_servers=kafka, database_url=f"sqlite:///{tmp_path}/other.db"
+    )
     for value in ("false", "true", "false"):  # a higher revision than ours
         set_value(elsewhere, "salesforce_log_emails", value)
     ours = f"sqlite:///{tmp_path}/ours.db"
@@ -133,5 +148,8 @@ def test_without_a_broker_live_settings_follow_the_store(sqlite_url: str) -> Non
             assert live.current().people_sync is False
             set_value(settings, "people_sync", "on")
             wait_until(lambda: live.current().people_sync, timeout_s=5)
-            assert REGISTRY.get_sample_value("actions_sync_admin_settings_revision") == \
-                live.revision >= 1  # operators see which workers applied the change
+            assert (
+                REGISTRY.get_sample_value("actions_sync_admin_settings_revision")
+                == live.revision
+                >= 1
+            )  # operators see which workers applied the change

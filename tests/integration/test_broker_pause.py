@@ -66,22 +66,29 @@ class Feed(threading.Thread):
 
     def wave(self, n: int) -> None:
         ids = [100_000 + n * 10 + i for i in range(10)]
-        self.publisher.publish(PERSON_CHANGES, "PersonChange",
-                               [(str(i), person_change(i, 1)) for i in ids])
+        self.publisher.publish(
+            PERSON_CHANGES, "PersonChange", [(str(i), person_change(i, 1)) for i in ids]
+        )
         self.changed += ids
         self.bad_people.add(f"bad-{n}".encode())
         self.publisher.publish_raw(PERSON_CHANGES, [(f"bad-{n}".encode(), b"not avro")])
-        good = [sales_activity(marketo_id=self.people[(n + i) % len(self.people)],
-                               occurred_at=LATER) for i in range(3)]
+        good = [
+            sales_activity(marketo_id=self.people[(n + i) % len(self.people)], occurred_at=LATER)
+            for i in range(3)
+        ]
         refused = [sales_activity(marketo_id=BROKEN, occurred_at=LATER)] if n % 3 == 0 else []
         self.tasks += [a["activity_id"] for a in good]
         self.refused += [a["activity_id"] for a in refused]
-        self.publisher.publish(SALES_ACTIVITIES, "SalesActivity",
-                               [(str(a["marketo_id"]), a) for a in good + refused])
+        self.publisher.publish(
+            SALES_ACTIVITIES, "SalesActivity", [(str(a["marketo_id"]), a) for a in good + refused]
+        )
         if n % 4 == 0:
             self.wrong_keys.add(f"wrong-{n}".encode())
-            self.publisher.publish(SALES_ACTIVITIES, "SalesActivity", [
-                (f"wrong-{n}", sales_activity(marketo_id=self.people[0], occurred_at=LATER))])
+            self.publisher.publish(
+                SALES_ACTIVITIES,
+                "SalesActivity",
+                [(f"wrong-{n}", sales_activity(marketo_id=self.people[0], occurred_at=LATER))],
+            )
 
     def finish(self) -> Ends:
         self.stopping.set()
@@ -96,8 +103,10 @@ def dlq_keys(kafka: str, topic: str) -> Counter[bytes]:
 
 def activity_ids(kafka: str, registry: RegistryClient) -> set[str]:
     decode = Deserializer(registry, "MarketoActivityOut")
-    return {decode(m.value())["activity_id"]
-            for m in read_topic(kafka, OUTBOUND_MARKETO_ACTIVITIES, idle_s=0.5)}
+    return {
+        decode(m.value())["activity_id"]
+        for m in read_topic(kafka, OUTBOUND_MARKETO_ACTIVITIES, idle_s=0.5)
+    }
 
 
 def salesforce_contacts(url: str) -> list[dict[str, Any]]:
@@ -117,12 +126,15 @@ def wait_for(predicate: Any, what: str, stack: Stack, timeout_s: float = 90.0) -
 
 
 def test_a_broker_paused_15s_mid_run_stops_no_worker_and_every_effect_is_there_once(
-        kafka: str, registry: str, tmp_path: Path) -> None:
-    settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
-                        database_url=f"sqlite:///{tmp_path}/store.db",
-                        group_prefix=f"t-{uuid.uuid4().hex[:8]}")
-    ensure_topics(kafka, specs((PERSON_CHANGES, SALES_ACTIVITIES, *OUTBOUND),
-                               settings.partitions))
+    kafka: str, registry: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        kafka_bootstrap_servers=kafka,
+        schema_registry_url=registry,
+        database_url=f"sqlite:///{tmp_path}/store.db",
+        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
+    )
+    ensure_topics(kafka, specs((PERSON_CHANGES, SALES_ACTIVITIES, *OUTBOUND), settings.partitions))
     client = RegistryClient(registry)
     with Stack(settings) as stack:
         salesforce = stack.sandbox("salesforce", "--seed-people", "10")
@@ -130,17 +142,28 @@ def test_a_broker_paused_15s_mid_run_stops_no_worker_and_every_effect_is_there_o
         people = list(range(800_001, 800_001 + len(who)))
         with Store(settings.database_url) as store:
             store.migrate()
-            store.apply_people([person_row(person_change(m, 1, sfdc_contact_id=c))
-                                for m, c in zip(people, who, strict=True)] + [
-                person_row(person_change(BROKEN, 1, sfdc_contact_id="003000000000009999"))], [])
-        for name, env in (("people", {}), ("activities", {}),
-                          ("salesforce-sink", {"ACTIONS_SYNC_SALESFORCE_URL": salesforce})):
+            store.apply_people(
+                [
+                    person_row(person_change(m, 1, sfdc_contact_id=c))
+                    for m, c in zip(people, who, strict=True)
+                ]
+                + [person_row(person_change(BROKEN, 1, sfdc_contact_id="003000000000009999"))],
+                [],
+            )
+        for name, env in (
+            ("people", {}),
+            ("activities", {}),
+            ("salesforce-sink", {"ACTIONS_SYNC_SALESFORCE_URL": salesforce}),
+        ):
             stack.add_worker(name, env)
         feed = Feed(kafka, client, people)
         feed.start()
         try:  # mid-run: every worker has handled records and more keep coming
-            wait_for(lambda: salesforce_tasks(salesforce) and dlq_keys(
-                kafka, OUTBOUND_SALESFORCE_TASKS), "the first Tasks and dead letters", stack)
+            wait_for(
+                lambda: salesforce_tasks(salesforce) and dlq_keys(kafka, OUTBOUND_SALESFORCE_TASKS),
+                "the first Tasks and dead letters",
+                stack,
+            )
             # Calls slowed down: the sink's batch in flight ends while the broker is away,
             # and its dead letters (Tasks to BROKEN) wait for it.
             latency(salesforce, 3000)
@@ -152,8 +175,12 @@ def test_a_broker_paused_15s_mid_run_stops_no_worker_and_every_effect_is_there_o
             ends = feed.finish()
         stack.wait_drained("people", PERSON_CHANGES, ends, timeout_s=120)
         stack.wait_drained("activities", SALES_ACTIVITIES, ends, timeout_s=120)
-        stack.wait_drained("salesforce-sink", OUTBOUND_SALESFORCE_TASKS,
-                           written(kafka, [OUTBOUND_SALESFORCE_TASKS]), timeout_s=120)
+        stack.wait_drained(
+            "salesforce-sink",
+            OUTBOUND_SALESFORCE_TASKS,
+            written(kafka, [OUTBOUND_SALESFORCE_TASKS]),
+            timeout_s=120,
+        )
         stack.check_workers()  # all three still running
         tasks = Counter(t["ActionsSync_Id__c"] for t in salesforce_tasks(salesforce))
 
@@ -163,6 +190,5 @@ def test_a_broker_paused_15s_mid_run_stops_no_worker_and_every_effect_is_there_o
     assert set(dlq_keys(kafka, SALES_ACTIVITIES)) == feed.wrong_keys
     assert activity_ids(kafka, client) == set(feed.tasks) | set(feed.refused)
     assert tasks == Counter(feed.tasks)  # each Task once, none of the refused ones
-    assert set(dlq_keys(kafka, OUTBOUND_SALESFORCE_TASKS)) == {
-        i.encode() for i in feed.refused}
+    assert set(dlq_keys(kafka, OUTBOUND_SALESFORCE_TASKS)) == {i.encode() for i in feed.refused}
     client.close()

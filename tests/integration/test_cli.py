@@ -14,18 +14,40 @@ from actions_sync.kafka import dlq_topic, ensure_topics, read_topic
 from actions_sync.topics import PERSON_CHANGES, specs
 from tests.support.checks import present
 
-ALL_COMMANDS = ("demo", "up", "worker", "broker", "sandbox", "produce", "sync", "settings", "dlq",
-                "reconcile", "tail", "topics", "env")
+ALL_COMMANDS = (
+    "demo",
+    "up",
+    "worker",
+    "broker",
+    "sandbox",
+    "produce",
+    "sync",
+    "settings",
+    "dlq",
+    "reconcile",
+    "tail",
+    "topics",
+    "env",
+)
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith("ACTIONS_SYNC_") and k not in ("KAFKA_BOOTSTRAP_SERVERS",
-                                                                 "SCHEMA_REGISTRY_URL")}
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], input=stdin,
-                          capture_output=True, text=True, env={**clean, **(env or {})},
-                          timeout=timeout)
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ACTIONS_SYNC_")
+        and k not in ("KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL")
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**clean, **(env or {})},
+        timeout=timeout,
+    )
 
 
 def test_help_lists_every_command() -> None:
@@ -64,8 +86,11 @@ def test_bad_arguments_print_one_line_and_exit_2(args: list[str], message: str) 
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("ACTIONS_SYNC_PARTITIONS", "many"), ("DATABASE_URL", "mysql://x"),
-     ("ACTIONS_SYNC_LOG_LEVEL", "loud")],
+    [
+        ("ACTIONS_SYNC_PARTITIONS", "many"),
+        ("DATABASE_URL", "mysql://x"),
+        ("ACTIONS_SYNC_LOG_LEVEL", "loud"),
+    ],
 )
 def test_bad_settings_name_the_variable_and_exit_2(variable: str, value: str) -> None:
     result = run_cli("worker", "people", env={variable: value})
@@ -83,12 +108,23 @@ def test_produce_publishes_good_lines_and_names_each_bad_one(
     kafka: str, registry: str, tmp_path: Path
 ) -> None:
     lines = [
-        json.dumps({"event_id": "6b0e4c52-2f39-4c3c-9f0e-0d1c5c4f7a11", "marketo_id": 1,
-                    "changed_at": "2026-03-01T12:00:00Z", "sfdc_lead_owner_id": "005x"}),
+        json.dumps(
+            {
+                "event_id": "6b0e4c52-2f39-4c3c-9f0e-0d1c5c4f7a11",
+                "marketo_id": 1,
+                "changed_at": "2026-03-01T12:00:00Z",
+                "sfdc_lead_owner_id": "005x",
+            }
+        ),
         "{not json",
         json.dumps({"marketo_id": "one"}),
-        json.dumps({"event_id": "6b0e4c52-2f39-4c3c-9f0e-0d1c5c4f7a12", "marketo_id": 2,
-                    "changed_at": 1772366400000}),
+        json.dumps(
+            {
+                "event_id": "6b0e4c52-2f39-4c3c-9f0e-0d1c5c4f7a12",
+                "marketo_id": 2,
+                "changed_at": 1772366400000,
+            }
+        ),
     ]
     path = tmp_path / "people.jsonl"
     path.write_text("\n".join(lines) + "\n")
@@ -111,10 +147,13 @@ def test_dlq_list_shows_reasons_and_replay_republishes(kafka: str, registry: str
     letters.send([dead_letter(PERSON_CHANGES, 3, 17, b"k", b"v", UndecodableRecord("bad"))])
     letters.close()
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka}
-    listed = [json.loads(line) for line in run_cli("dlq", "list", PERSON_CHANGES, "--json",
-                                                   env=env).stdout.splitlines()]
+    listed = [
+        json.loads(line)
+        for line in run_cli("dlq", "list", PERSON_CHANGES, "--json", env=env).stdout.splitlines()
+    ]
     assert [(x["error.class"], x["source.offset"], x["key"]) for x in listed] == [
-        ("UndecodableRecord", "17", "k")]
+        ("UndecodableRecord", "17", "k")
+    ]
     assert "replayed 1 records" in run_cli("dlq", "replay", PERSON_CHANGES, env=env).stderr
     assert "replayed 0 records" in run_cli("dlq", "replay", PERSON_CHANGES, env=env).stderr
     assert len(read_topic(kafka, PERSON_CHANGES)) == 1
@@ -131,9 +170,13 @@ def test_dlq_list_filters_and_replay_selects_on_a_real_broker(kafka: str) -> Non
     assert (empty.returncode, empty.stdout) == (0, "")
     assert f"no dead letters in {PERSON_CHANGES}.dlq" in empty.stderr
     letters = DeadLetterProducer(kafka)  # the --key letter first: its partition's first
-    letters.send([dead_letter(PERSON_CHANGES, 0, 1, b"k2", b"v2", RuleViolation("no email")),
-                  dead_letter(PERSON_CHANGES, 0, 2, b"k1", b"v1", UndecodableRecord("bad avro")),
-                  dead_letter(PERSON_CHANGES, 0, 3, b"k3", b"v3", RuleViolation("no name"))])
+    letters.send(
+        [
+            dead_letter(PERSON_CHANGES, 0, 1, b"k2", b"v2", RuleViolation("no email")),
+            dead_letter(PERSON_CHANGES, 0, 2, b"k1", b"v1", UndecodableRecord("bad avro")),
+            dead_letter(PERSON_CHANGES, 0, 3, b"k3", b"v3", RuleViolation("no name")),
+        ]
+    )
     letters.close()
 
     def listed(*args: str) -> list[str]:
@@ -154,16 +197,23 @@ def test_dlq_list_filters_and_replay_selects_on_a_real_broker(kafka: str) -> Non
     dry = run_cli("dlq", "replay", PERSON_CHANGES, "--dry-run", env=env)
     assert "would replay 3 records" in dry.stderr and dry.stdout.count("key=") == 3
     assert read_topic(kafka, PERSON_CHANGES, idle_s=1) == []
-    assert "replayed 1 records" in run_cli("dlq", "replay", PERSON_CHANGES, "--key", "k2",
-                                           env=env).stderr
+    assert (
+        "replayed 1 records"
+        in run_cli("dlq", "replay", PERSON_CHANGES, "--key", "k2", env=env).stderr
+    )
     assert [m.key() for m in read_topic(kafka, PERSON_CHANGES)] == [b"k2"]
     rest = run_cli("dlq", "replay", PERSON_CHANGES, env=env)
     assert "replayed 2 records" in rest.stderr
     replayed = read_topic(kafka, PERSON_CHANGES)
     assert sorted((m.key(), m.value()) for m in replayed) == [
-        (b"k1", b"v1"), (b"k2", b"v2"), (b"k3", b"v3")]
-    assert all(dict(m.headers())["replayed.from"].startswith(f"{PERSON_CHANGES}.dlq/".encode())
-               for m in replayed)
+        (b"k1", b"v1"),
+        (b"k2", b"v2"),
+        (b"k3", b"v3"),
+    ]
+    assert all(
+        dict(m.headers())["replayed.from"].startswith(f"{PERSON_CHANGES}.dlq/".encode())
+        for m in replayed
+    )
     assert len(read_topic(kafka, dlq_topic(PERSON_CHANGES))) == 3  # the DLQ keeps its records
 
 
@@ -176,8 +226,6 @@ def test_top_level_packages_import_from_this_repo() -> None:
     root = Path(__file__).resolve().parents[2]
     for package in (streams, schemas, connectors, sandboxes):
         assert Path(present(package.__file__)).resolve().is_relative_to(root)
-
-
 
 
 def test_readme_documents_every_setting() -> None:
@@ -200,23 +248,38 @@ def test_up_runs_the_stack_and_writes_its_endpoints(tmp_path: Path) -> None:
         proc = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "up", "--endpoints-file", str(endpoints)],
             env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/s.db"},
-            stdout=subprocess.DEVNULL, stderr=err)
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     try:
         deadline = time.monotonic() + 300  # every worker answers first: slow on a busy machine
         while not endpoints.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         urls = json.loads(endpoints.read_text())
-        assert set(urls) >= {"kafka", "schema_registry", "marketo", "salesforce", "admin",
-                             "metrics"}
+        assert set(urls) >= {
+            "kafka",
+            "schema_registry",
+            "marketo",
+            "salesforce",
+            "admin",
+            "metrics",
+        }
         for name in ("schema_registry", "marketo", "salesforce"):
             assert httpx.get(urls[name] + "/_sandbox/journal").status_code == 200
         token = {"Authorization": f"Bearer {urls['admin_token']}"}
         assert httpx.get(urls["admin"] + "/settings").status_code == 401
         assert httpx.get(urls["admin"] + "/settings", headers=token).status_code == 200
         assert set(urls["metrics"]) == {  # one copy of each built flow
-            "people-0", "activities-0", "marketo-sink-0", "salesforce-sink-0",
-            "unsubscribes-0", "salesforce-optout-sink-0", "send-check-0",
-            "salesforce-source-0", "reminders-0"}
+            "people-0",
+            "activities-0",
+            "marketo-sink-0",
+            "salesforce-sink-0",
+            "unsubscribes-0",
+            "salesforce-optout-sink-0",
+            "send-check-0",
+            "salesforce-source-0",
+            "reminders-0",
+        }
         while "ready:" not in (said := (tmp_path / "up.err").read_text()):
             assert time.monotonic() < deadline, said  # said right after the file is written
             time.sleep(0.2)
@@ -239,8 +302,12 @@ def test_broker_command_creates_the_topics_and_leaves_no_orphan() -> None:
     from actions_sync.topics import INPUT_TOPICS
     from app.broker import tansu_binary
 
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "broker"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "broker"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         line = present(proc.stdout).readline().strip()
         bootstrap = line.removeprefix("KAFKA_BOOTSTRAP_SERVERS=")
@@ -252,8 +319,9 @@ def test_broker_command_creates_the_topics_and_leaves_no_orphan() -> None:
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
         present(proc.stdout).close()
-    leftover = subprocess.run(["pgrep", "-f", f"{tansu_binary()}.*{bootstrap}"],
-                              capture_output=True, text=True)
+    leftover = subprocess.run(
+        ["pgrep", "-f", f"{tansu_binary()}.*{bootstrap}"], capture_output=True, text=True
+    )
     assert proc.returncode == 0 and leftover.stdout == ""
 
 
@@ -269,32 +337,45 @@ def test_the_readmes_publishing_by_hand_block_works_pasted(tmp_path: Path) -> No
     block = present(re.search(r"Publishing by hand.*?```sh\n(.*?)```", readme, re.S)).group(1)
     endpoints = tmp_path / "stack.json"
     script = block.replace("/tmp/stack.json", str(endpoints)) + "wait\n"  # `up` has stopped
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith("ACTIONS_SYNC_") and k not in ("KAFKA_BOOTSTRAP_SERVERS",
-                                                                 "SCHEMA_REGISTRY_URL")}
-    result = subprocess.run(["bash", "-e", "-c", script], cwd=root, capture_output=True,
-                            text=True, timeout=540,
-                            env={**clean, "DATABASE_URL": f"sqlite:///{tmp_path}/s.db"})
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ACTIONS_SYNC_")
+        and k not in ("KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL")
+    }
+    result = subprocess.run(
+        ["bash", "-e", "-c", script],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=540,
+        env={**clean, "DATABASE_URL": f"sqlite:///{tmp_path}/s.db"},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "published 1 records to marketo.person.changes; 0 bad lines" in result.stderr
     [ada] = [json.loads(line) for line in result.stdout.splitlines() if '"Ada"' in line]
     assert ada["key"] == "1" and ada["value"]["first_name"] == "Ada"
-    assert re.search(r"^marketo\.person\.changes  partitions 8  end offsets 1 ",
-                     result.stdout, re.M)
+    assert re.search(
+        r"^marketo\.person\.changes  partitions 8  end offsets 1 ", result.stdout, re.M
+    )
     assert "no dead letters in marketo.person.changes.dlq" in result.stderr
     assert not endpoints.exists()
 
 
 def test_env_waits_for_a_running_ups_endpoints_and_skips_a_stale_file(tmp_path: Path) -> None:
     stale = tmp_path / "stack.json"
-    stale.write_text(json.dumps({"kafka": "old:9092", "schema_registry": "http://old",
-                                 "pid": 2**22 + 1}))  # above pid_max's default: not running
+    stale.write_text(
+        json.dumps({"kafka": "old:9092", "schema_registry": "http://old", "pid": 2**22 + 1})
+    )  # above pid_max's default: not running
     waited = run_cli("env", str(stale), "--wait", "1")
     assert waited.returncode == 2 and "did not appear within 1s" in waited.stderr
-    stale.write_text(json.dumps({"kafka": "new:9092", "schema_registry": "http://new",
-                                 "pid": os.getpid()}))
+    stale.write_text(
+        json.dumps({"kafka": "new:9092", "schema_registry": "http://new", "pid": os.getpid()})
+    )
     assert run_cli("env", str(stale)).stdout.splitlines() == [
-        "KAFKA_BOOTSTRAP_SERVERS=new:9092", "SCHEMA_REGISTRY_URL=http://new"]
+        "KAFKA_BOOTSTRAP_SERVERS=new:9092",
+        "SCHEMA_REGISTRY_URL=http://new",
+    ]
 
 
 def test_the_stack_and_the_broker_remove_the_temp_files_they_made(

@@ -49,7 +49,7 @@ def test_a_password_with_url_reserved_characters_reaches_postgres() -> None:
 
 
 def test_the_password_replaces_one_in_the_url_and_is_refused_for_sqlite(
-    monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings = Settings(
         database_url="postgresql+psycopg://actions:old@db:5432/actions", database_password=PASSWORD

@@ -22,13 +22,21 @@ def run_demo(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """The demo in `cwd`, with its own temp directory `cwd/tmp` (TMPDIR): what it leaves
     behind shows there. The embedded defaults: no broker, registry or store of the
     caller's environment."""
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith("ACTIONS_SYNC_") and k not in (
-                 "KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL", "DATABASE_URL")}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ACTIONS_SYNC_")
+        and k not in ("KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL", "DATABASE_URL")
+    }
     (cwd / "tmp").mkdir(exist_ok=True)
-    return subprocess.run([sys.executable, "-m", "app.cli", "demo", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=480,
-                          env={**clean, "COLUMNS": "200", "TMPDIR": str(cwd / "tmp")})
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "demo", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=480,
+        env={**clean, "COLUMNS": "200", "TMPDIR": str(cwd / "tmp")},
+    )
 
 
 def rows(output: str) -> dict[str, list[list[str]]]:

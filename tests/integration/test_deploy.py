@@ -37,8 +37,7 @@ IN_CI = bool(os.environ.get("CI"))
 
 # The vendors' sandboxes stay out of the production image (the embedded stack's extra).
 NOT_IN_IMAGE = {"sandboxes"}
-STACK = {"kafka", "schema-registry", "postgres", "people", "prometheus", "grafana",
-         "alertmanager"}
+STACK = {"kafka", "schema-registry", "postgres", "people", "prometheus", "grafana", "alertmanager"}
 ALERTMANAGER = ROOT / "deploy" / "alertmanager"
 # Metrics every Prometheus has without our code: the scrape health of a target.
 BUILTIN_METRICS = {"up"}
@@ -59,6 +58,7 @@ REQUIRED = {"POSTGRES_PASSWORD": "p@ss:w/o?r#d%41", "GRAFANA_ADMIN_PASSWORD": "g
 def interpolate(value: str, given: dict[str, str] = REQUIRED) -> str:
     """Compose's `${VAR:-default}` / `${VAR-default}` with VAR unset, and `${VAR:?message}`
     with VAR from `given` (a required variable); a bare `${VAR}` must not occur."""
+
     def default(match: re.Match[str]) -> str:
         name, kind, rest = match.group(1), match.group(2), match.group(3)
         assert kind is not None, f"{match.group(0)} has no default and is not required"
@@ -141,8 +141,23 @@ _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\
 _RANGES = re.compile(r"\[[^\]]*\]")
 _VARIABLES = re.compile(r"\$\w+")
 _IDENT = re.compile(r"(?<![\w:.$])([A-Za-z_:][\w:]*)(?![\w:]|\s*\()")
-_KEYWORDS = {"and", "or", "unless", "offset", "bool", "by", "without", "on", "ignoring",
-             "group_left", "group_right", "inf", "nan", "Inf", "NaN"}
+_KEYWORDS = {
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "bool",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "inf",
+    "nan",
+    "Inf",
+    "NaN",
+}
 
 
 def metric_names(expr: str) -> set[str]:
@@ -155,13 +170,17 @@ def metric_names(expr: str) -> set[str]:
 def dashboard_targets() -> list[tuple[str, str]]:
     """(panel title, expr) of every query of the dashboard."""
     dashboard = json.loads(DASHBOARD.read_text())
-    return [(panel["title"], target["expr"])
-            for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    return [
+        (panel["title"], target["expr"])
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+    ]
 
 
 def alert_rules() -> list[dict[str, Any]]:
-    return [rule for group in load_yaml(PROMETHEUS / "alerts.yml")["groups"]
-            for rule in group["rules"]]
+    return [
+        rule for group in load_yaml(PROMETHEUS / "alerts.yml")["groups"] for rule in group["rules"]
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +212,7 @@ def test_compose_runs_the_whole_stack(services: dict[str, dict[str, Any]]) -> No
 
 
 def test_people_service_runs_copies_of_the_people_worker(
-    services: dict[str, dict[str, Any]]
+    services: dict[str, dict[str, Any]],
 ) -> None:
     people = services["people"]
     assert people["command"] == ["worker", "people"]
@@ -203,7 +222,7 @@ def test_people_service_runs_copies_of_the_people_worker(
 
 
 def test_kafka_is_one_kraft_node_with_the_design_partitions(
-    services: dict[str, dict[str, Any]]
+    services: dict[str, dict[str, Any]],
 ) -> None:
     env = environment(services["kafka"])
     assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
@@ -212,7 +231,7 @@ def test_kafka_is_one_kraft_node_with_the_design_partitions(
 
 
 def test_workers_dial_addresses_the_broker_and_registry_advertise(
-    services: dict[str, dict[str, Any]]
+    services: dict[str, dict[str, Any]],
 ) -> None:
     kafka = environment(services["kafka"])
     advertised = {url.split("://", 1)[1] for url in kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")}
@@ -222,8 +241,9 @@ def test_workers_dial_addresses_the_broker_and_registry_advertise(
         assert env["SCHEMA_REGISTRY_URL"].startswith("http://schema-registry:8081"), name
         assert env["DATABASE_URL"].startswith("postgresql+psycopg://"), name
         assert "@postgres:5432/" in env["DATABASE_URL"], name
-        assert ":" not in env["DATABASE_URL"].split("//", 1)[1].split("@")[0], \
+        assert ":" not in env["DATABASE_URL"].split("//", 1)[1].split("@")[0], (
             f"{name}: the password goes in ACTIONS_SYNC_DATABASE_PASSWORD, not in the URL"
+        )
 
 
 def test_every_worker_variable_is_a_real_setting(services: dict[str, dict[str, Any]]) -> None:
@@ -247,8 +267,12 @@ def test_worker_environment_passes_settings_validation(
     # The password PostgreSQL is given raw reaches the workers' URL intact.
     url = make_url(settings.database_url)
     assert url.password == REQUIRED["POSTGRES_PASSWORD"]
-    assert (url.username, url.host, url.port, url.database) == ("actions", "postgres", 5432,
-                                                                "actions")
+    assert (url.username, url.host, url.port, url.database) == (
+        "actions",
+        "postgres",
+        5432,
+        "actions",
+    )
     assert environment(services["postgres"])["POSTGRES_PASSWORD"] == url.password
 
 
@@ -273,7 +297,7 @@ def test_every_healthy_dependency_has_a_healthcheck(services: dict[str, dict[str
 
 
 def test_people_waits_for_broker_registry_and_migrated_store(
-    services: dict[str, dict[str, Any]]
+    services: dict[str, dict[str, Any]],
 ) -> None:
     depends = services["people"]["depends_on"]
     for target in ("kafka", "schema-registry", "postgres"):
@@ -288,9 +312,14 @@ def test_migrate_command_migrates_a_store(
     assert entrypoint[:2] == ["python", "-c"]
     db = tmp_path / "store.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
-    result = subprocess.run([sys.executable, *entrypoint[1:]], cwd=tmp_path, text=True,
-                            capture_output=True, timeout=120,
-                            env={**env, "DATABASE_URL": f"sqlite:///{db}"})
+    result = subprocess.run(
+        [sys.executable, *entrypoint[1:]],
+        cwd=tmp_path,
+        text=True,
+        capture_output=True,
+        timeout=120,
+        env={**env, "DATABASE_URL": f"sqlite:///{db}"},
+    )
     assert result.returncode == 0, result.stderr
     assert db.stat().st_size > 0
 
@@ -300,8 +329,11 @@ def test_mounted_files_and_build_context_exist(services: dict[str, dict[str, Any
         for source, _ in bind_mounts(service):
             assert source.exists(), f"{name} mounts missing {source.relative_to(ROOT)}"
         if "build" in service:
-            context = ROOT / (service["build"] if isinstance(service["build"], str)
-                              else service["build"].get("context", "."))
+            context = ROOT / (
+                service["build"]
+                if isinstance(service["build"], str)
+                else service["build"].get("context", ".")
+            )
             assert (context / "Dockerfile").is_file(), name
 
 
@@ -324,7 +356,7 @@ def test_image_holds_every_package_of_the_distribution() -> None:
 
 
 def test_prometheus_loads_the_repository_config_and_rules(
-    services: dict[str, dict[str, Any]]
+    services: dict[str, dict[str, Any]],
 ) -> None:
     prometheus = services["prometheus"]
     flag = next(a for a in prometheus["command"] if a.startswith("--config.file="))
@@ -338,7 +370,7 @@ def test_prometheus_loads_the_repository_config_and_rules(
 
 
 def test_prometheus_scrapes_every_worker_copy_on_its_metrics_port(
-    services: dict[str, dict[str, Any]]
+    services: dict[str, dict[str, Any]],
 ) -> None:
     config = load_yaml(PROMETHEUS / "prometheus.yml")
     job = next(j for j in config["scrape_configs"] if j["job_name"] == "actions-sync")
@@ -350,33 +382,43 @@ def test_prometheus_scrapes_every_worker_copy_on_its_metrics_port(
 
 
 def test_grafana_provisions_the_datasource_and_dashboard_it_mounts(
-    services: dict[str, dict[str, Any]]
+    services: dict[str, dict[str, Any]],
 ) -> None:
     grafana = services["grafana"]
     (datasource,) = load_yaml(GRAFANA / "provisioning" / "datasources" / "prometheus.yml")[
-        "datasources"]
+        "datasources"
+    ]
     assert datasource["url"] == "http://prometheus:9090"
     (provider,) = load_yaml(GRAFANA / "provisioning" / "dashboards" / "actions-sync.yml")[
-        "providers"]
+        "providers"
+    ]
     assert host_path(grafana, provider["options"]["path"]) == DASHBOARD.parent
     assert host_path(grafana, "/etc/grafana/provisioning/datasources") == (
-        GRAFANA / "provisioning" / "datasources")
-    used = {json.dumps(p["datasource"], sort_keys=True)
-            for p in json.loads(DASHBOARD.read_text())["panels"]}
+        GRAFANA / "provisioning" / "datasources"
+    )
+    used = {
+        json.dumps(p["datasource"], sort_keys=True)
+        for p in json.loads(DASHBOARD.read_text())["panels"]
+    }
     assert used == {json.dumps({"type": "prometheus", "uid": datasource["uid"]}, sort_keys=True)}
 
 
 # -- (b) promtool ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [
-    ["check", "config", "prometheus.yml"],
-    ["check", "rules", "alerts.yml"],
-    ["test", "rules", "alerts_test.yml"],
-], ids=["check-config", "check-rules", "test-rules"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["check", "config", "prometheus.yml"],
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "alerts_test.yml"],
+    ],
+    ids=["check-config", "check-rules", "test-rules"],
+)
 def test_promtool_accepts_the_prometheus_files(promtool: str, args: list[str]) -> None:
-    result = subprocess.run([promtool, *args], cwd=PROMETHEUS, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [promtool, *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -389,8 +431,9 @@ def test_dashboard_queries_are_valid_promql(promtool: str, tmp_path: Path) -> No
         rules.append({"record": f"dashboard:query_{n}", "expr": expr})
     path = tmp_path / "dashboard_rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
-    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -403,8 +446,7 @@ def test_metrics_module_declares_metrics() -> None:
 
 @pytest.mark.parametrize("family", sorted(DECLARED))
 def test_dashboard_has_a_panel_for_each_metric(family: str) -> None:
-    panels = [title for title, expr in dashboard_targets()
-              if metric_names(expr) & DECLARED[family]]
+    panels = [title for title, expr in dashboard_targets() if metric_names(expr) & DECLARED[family]]
     assert panels, f"no dashboard panel queries {family}"
 
 
@@ -423,8 +465,11 @@ def test_dashboard_is_provisionable_grafana_json() -> None:
     for panel in dashboard["panels"]:
         pos = panel["gridPos"]
         assert pos["x"] + pos["w"] <= 24, panel["title"]
-        area = {(x, y) for x in range(pos["x"], pos["x"] + pos["w"])
-                for y in range(pos["y"], pos["y"] + pos["h"])}
+        area = {
+            (x, y)
+            for x in range(pos["x"], pos["x"] + pos["w"])
+            for y in range(pos["y"], pos["y"] + pos["h"])
+        }
         assert not area & cells, f"panel {panel['title']!r} overlaps another"
         cells |= area
         refs = [t["refId"] for t in panel["targets"]]
@@ -441,8 +486,12 @@ def test_alerts_query_only_declared_metrics() -> None:
 def test_alerts_wait_and_tell_the_operator_what_to_do() -> None:
     alerts = [rule for rule in alert_rules() if "alert" in rule]
     assert {a["alert"] for a in alerts} >= {
-        "ActionsSyncConsumerLagHigh", "ActionsSyncDeadLetters", "ActionsSyncWorkerDown",
-        "ActionsSyncBatchLatencyHigh", "ActionsSyncNoProgress"}
+        "ActionsSyncConsumerLagHigh",
+        "ActionsSyncDeadLetters",
+        "ActionsSyncWorkerDown",
+        "ActionsSyncBatchLatencyHigh",
+        "ActionsSyncNoProgress",
+    }
     for alert in alerts:
         assert re.fullmatch(r"\d+[smh]", alert["for"]), alert["alert"]
         assert alert["labels"]["severity"] in {"warning", "critical"}, alert["alert"]
@@ -479,7 +528,7 @@ def test_no_secret_has_a_default() -> None:
 
 
 def test_stateful_services_get_time_to_shut_down_cleanly(
-    services: dict[str, dict[str, Any]]
+    services: dict[str, dict[str, Any]],
 ) -> None:
     for name in ("postgres", "kafka"):
         assert seconds(services[name].get("stop_grace_period", "10s")) >= 30, name
@@ -487,7 +536,7 @@ def test_stateful_services_get_time_to_shut_down_cleanly(
 
 
 def test_every_service_has_cpu_and_memory_limits_and_rotated_logs(
-    services: dict[str, dict[str, Any]]
+    services: dict[str, dict[str, Any]],
 ) -> None:
     for name, service in services.items():
         limits = (service.get("deploy") or {}).get("resources", {}).get("limits", {})
@@ -500,13 +549,13 @@ def test_every_service_has_cpu_and_memory_limits_and_rotated_logs(
 
 
 def test_prometheus_has_no_unauthenticated_lifecycle_endpoint(
-    services: dict[str, dict[str, Any]]
+    services: dict[str, dict[str, Any]],
 ) -> None:
     assert "--web.enable-lifecycle" not in services["prometheus"]["command"]
 
 
 def test_compose_runs_the_kafka_version_of_the_test_tier(
-    services: dict[str, dict[str, Any]]
+    services: dict[str, dict[str, Any]],
 ) -> None:
     script = (ROOT / "scripts" / "apache-kafka").read_text()
     (tested,) = re.findall(r'^DEFAULT_KAFKA_VERSION = "([\d.]+)"', script, re.M)
@@ -524,20 +573,22 @@ def test_alert_texts_name_todays_batch_size() -> None:
 
 
 def test_expected_copies_in_the_alerts_are_the_compose_replicas(
-    services: dict[str, dict[str, Any]]
+    services: dict[str, dict[str, Any]],
 ) -> None:
     (rule,) = [r for r in alert_rules() if r.get("record") == "actions_sync:expected_copies"]
-    expected = dict(re.findall(r'label_replace\(vector\((\d+)\), "service", "([\w-]+)"',
-                               rule["expr"]))
+    expected = dict(
+        re.findall(r'label_replace\(vector\((\d+)\), "service", "([\w-]+)"', rule["expr"])
+    )
     config = load_yaml(PROMETHEUS / "prometheus.yml")
     job = next(j for j in config["scrape_configs"] if j["job_name"] == "actions-sync")
     discovered = set(job["dns_sd_configs"][0]["names"])
     assert {service: int(count) for count, service in expected.items()} == {
-        name: services[name]["deploy"]["replicas"] for name in discovered}
+        name: services[name]["deploy"]["replicas"] for name in discovered
+    }
 
 
 def test_prometheus_sends_alerts_to_the_compose_alertmanager(
-    services: dict[str, dict[str, Any]]
+    services: dict[str, dict[str, Any]],
 ) -> None:
     config = load_yaml(PROMETHEUS / "prometheus.yml")
     (target,) = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
@@ -547,7 +598,7 @@ def test_prometheus_sends_alerts_to_the_compose_alertmanager(
 
 
 def test_alertmanager_posts_to_the_webhook_url_from_the_environment(
-    services: dict[str, dict[str, Any]]
+    services: dict[str, dict[str, Any]],
 ) -> None:
     alertmanager = services["alertmanager"]
     flag = next(a for a in alertmanager["command"] if a.startswith("--config.file="))
@@ -577,8 +628,10 @@ def amtool() -> str:
 
 def test_amtool_accepts_the_alertmanager_config(amtool: str, tmp_path: Path) -> None:
     config = (ALERTMANAGER / "alertmanager.yml").read_text()
-    version = subprocess.run([amtool, "--version"], capture_output=True, text=True,
-                             timeout=60).stdout + ""
+    version = (
+        subprocess.run([amtool, "--version"], capture_output=True, text=True, timeout=60).stdout
+        + ""
+    )
     found = re.search(r"version (\d+)\.(\d+)", version)
     if found and (int(found.group(1)), int(found.group(2))) < (0, 26):
         # webhook url_file came with Alertmanager 0.26 (the image runs 0.27); Debian 12's
@@ -586,12 +639,24 @@ def test_amtool_accepts_the_alertmanager_config(amtool: str, tmp_path: Path) -> 
         config = re.sub(r"url_file: \S+", "url: http://alerts.example.invalid/hook", config)
     path = tmp_path / "alertmanager.yml"
     path.write_text(config)
-    result = subprocess.run([amtool, "check-config", str(path)], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [amtool, "check-config", str(path)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
-    routed = subprocess.run([amtool, "config", "routes", "test", f"--config.file={path}",
-                             "alertname=ActionsSyncNoProgress", "severity=critical"],
-                            capture_output=True, text=True, timeout=60)
+    routed = subprocess.run(
+        [
+            amtool,
+            "config",
+            "routes",
+            "test",
+            f"--config.file={path}",
+            "alertname=ActionsSyncNoProgress",
+            "severity=critical",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert routed.stdout.split() == ["webhook"], routed.stdout + routed.stderr
 
 
@@ -628,13 +693,26 @@ def test_the_workers_run_without_the_sandboxes_and_the_embedded_broker() -> None
     """What the image lacks, nothing a worker, the migration or the CLI's operator
     commands imports needs."""
     modules = sorted({target.split(":")[0] for target, _ in WORKERS.values()})
-    code = BLOCKER + "".join(f"importlib.import_module({m!r})\n" for m in
-                             [*modules, "app.cli", "actions_sync.store",
-                              "actions_sync.dead_letter_admin", "actions_sync.produce"])
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120, cwd=ROOT)
+    code = BLOCKER + "".join(
+        f"importlib.import_module({m!r})\n"
+        for m in [
+            *modules,
+            "app.cli",
+            "actions_sync.store",
+            "actions_sync.dead_letter_admin",
+            "actions_sync.produce",
+        ]
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
     assert result.returncode == 0, result.stderr
     # The blocker works: the embedded stack does need them.
-    result = subprocess.run([sys.executable, "-c", BLOCKER + "import app.stack"],
-                            capture_output=True, text=True, timeout=120, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCKER + "import app.stack"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert "sandboxes" in result.stderr

@@ -56,8 +56,18 @@ class FailingOnce:
 
 @pytest.fixture
 def edges(kafka: str, registry: str, tmp_path: Path) -> Iterator[tuple[Store, RegistryClient]]:
-    ensure_topics(kafka, specs((PERSON_CHANGES, SALES_ACTIVITIES, OUTBOUND_MARKETO_ACTIVITIES,
-                                OUTBOUND_SALESFORCE_TASKS), 2))
+    ensure_topics(
+        kafka,
+        specs(
+            (
+                PERSON_CHANGES,
+                SALES_ACTIVITIES,
+                OUTBOUND_MARKETO_ACTIVITIES,
+                OUTBOUND_SALESFORCE_TASKS,
+            ),
+            2,
+        ),
+    )
     client = RegistryClient(registry)
     with Store(f"sqlite:///{tmp_path}/store.db") as store:
         store.migrate()
@@ -65,11 +75,13 @@ def edges(kafka: str, registry: str, tmp_path: Path) -> Iterator[tuple[Store, Re
     client.close()
 
 
-def records(client: RegistryClient, topic: str, record: str,
-            items: list[tuple[str, dict[str, Any]]]) -> list[RawRecord]:
+def records(
+    client: RegistryClient, topic: str, record: str, items: list[tuple[str, dict[str, Any]]]
+) -> list[RawRecord]:
     encode = Serializer(client, topic, record)
-    return [RawRecord(topic, 0, n, key.encode(), encode(value))
-            for n, (key, value) in enumerate(items)]
+    return [
+        RawRecord(topic, 0, n, key.encode(), encode(value)) for n, (key, value) in enumerate(items)
+    ]
 
 
 def retried_once(handler: object, batch: list[RawRecord]) -> None:
@@ -84,17 +96,30 @@ def test_a_routed_batch_retried_once_counts_once(
     store, client = edges
     store.apply_people([person_row(person_change(5, 1))], [])
     good = [sales_activity(marketo_id=5, occurred_at=T0.replace(hour=13)) for _ in range(4)]
-    batch = records(client, SALES_ACTIVITIES, "SalesActivity",
-                    [("5", a) for a in good] + [("6", sales_activity(marketo_id=5))])
+    batch = records(
+        client,
+        SALES_ACTIVITIES,
+        "SalesActivity",
+        [("5", a) for a in good] + [("6", sales_activity(marketo_id=5))],
+    )
     letters = DeadLetterProducer(kafka)
     publisher = Publisher(kafka, client)
-    router = ActivityRouter(store, Deserializer(client, "SalesActivity"),
-                            FailingOnce(letters), publisher, client,  # type: ignore[arg-type]
-                            AdminSettings, park_s=60, retry_s=60, future_skew_s=86_400)
-    routed = ("actions_sync_activities_routed_total", {"destination": "marketo",
-                                                       "outcome": "sent"})
-    dead = ("actions_sync_dead_letters_total", {"topic": dlq_topic(SALES_ACTIVITIES),
-                                               "error_class": "RuleViolation"})
+    router = ActivityRouter(
+        store,
+        Deserializer(client, "SalesActivity"),
+        FailingOnce(letters),  # type: ignore[arg-type]
+        publisher,
+        client,
+        AdminSettings,
+        park_s=60,
+        retry_s=60,
+        future_skew_s=86_400,
+    )
+    routed = ("actions_sync_activities_routed_total", {"destination": "marketo", "outcome": "sent"})
+    dead = (
+        "actions_sync_dead_letters_total",
+        {"topic": dlq_topic(SALES_ACTIVITIES), "error_class": "RuleViolation"},
+    )
     before = sample(routed[0], **routed[1]), sample(dead[0], **dead[1])
     try:
         retried_once(router, batch)
@@ -109,16 +134,24 @@ def test_a_people_batch_retried_once_counts_once(
     kafka: str, edges: tuple[Store, RegistryClient]
 ) -> None:
     store, client = edges
-    changes = [("7", person_change(7, 1)), ("7", person_change(7, 2)),  # 1 superseded
-               ("8", person_change(8, 1)), ("8", person_change(9, 1))]  # wrong key: DLQ
+    changes = [
+        ("7", person_change(7, 1)),
+        ("7", person_change(7, 2)),  # 1 superseded
+        ("8", person_change(8, 1)),
+        ("8", person_change(9, 1)),
+    ]  # wrong key: DLQ
     batch = records(client, PERSON_CHANGES, "PersonChange", changes)
     letters = DeadLetterProducer(kafka)
-    handler = PeopleHandler(store, Deserializer(client, "PersonChange"),
-                            FailingOnce(letters), future_skew_s=86_400)  # type: ignore[arg-type]
-    counters = {"superseded": ("actions_sync_skipped_total",
-                               {"worker": "people", "reason": "superseded"}),
-                "upserted": ("actions_sync_store_writes_total",
-                             {"table": "persons", "kind": "upsert"})}
+    handler = PeopleHandler(
+        store,
+        Deserializer(client, "PersonChange"),
+        FailingOnce(letters),  # type: ignore[arg-type]
+        future_skew_s=86_400,
+    )
+    counters = {
+        "superseded": ("actions_sync_skipped_total", {"worker": "people", "reason": "superseded"}),
+        "upserted": ("actions_sync_store_writes_total", {"table": "persons", "kind": "upsert"}),
+    }
     before = {k: sample(n, **labels) for k, (n, labels) in counters.items()}
     try:
         retried_once(handler, batch)
@@ -130,15 +163,18 @@ def test_a_people_batch_retried_once_counts_once(
 
 
 def test_dead_letters_count_once_acknowledged_though_the_broker_stopped_answering(
-    kafka: str
+    kafka: str,
 ) -> None:
     """Letters queued while the broker is stopped time out (`message.timeout.ms` 2 s) and
     are sent again when it is back; each counts once, when acknowledged."""
     ensure_topics(kafka, specs((PERSON_CHANGES,), 2))
-    letters = [dead_letter(PERSON_CHANGES, 0, n, b"k", b"v", RuleViolation("bad"))
-               for n in range(5)]
-    name, labels = "actions_sync_dead_letters_total", {"topic": dlq_topic(PERSON_CHANGES),
-                                                      "error_class": "RuleViolation"}
+    letters = [
+        dead_letter(PERSON_CHANGES, 0, n, b"k", b"v", RuleViolation("bad")) for n in range(5)
+    ]
+    name, labels = (
+        "actions_sync_dead_letters_total",
+        {"topic": dlq_topic(PERSON_CHANGES), "error_class": "RuleViolation"},
+    )
     before = sample(name, **labels)
     stopped = threading.Event()
     pauser = threading.Thread(target=pause, args=(kafka, 6.0, stopped))
@@ -152,6 +188,8 @@ def test_dead_letters_count_once_acknowledged_though_the_broker_stopped_answerin
         pauser.join()
         producer.close()
     assert sample(name, **labels) - before == 5
-    offsets = [int(dict(m.headers())["source.offset"])
-               for m in read_topic(kafka, dlq_topic(PERSON_CHANGES), idle_s=0.5)]
+    offsets = [
+        int(dict(m.headers())["source.offset"])
+        for m in read_topic(kafka, dlq_topic(PERSON_CHANGES), idle_s=0.5)
+    ]
     assert sorted(offsets) == list(range(5))

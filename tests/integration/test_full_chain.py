@@ -48,8 +48,7 @@ from tests.support.vendors import CREDENTIALS, ledger_ids, marketo_activities, s
 
 pytestmark = pytest.mark.slow
 
-TOPICS = (PERSON_CHANGES, SALES_ACTIVITIES, OUTBOUND_MARKETO_ACTIVITIES,
-          OUTBOUND_SALESFORCE_TASKS)
+TOPICS = (PERSON_CHANGES, SALES_ACTIVITIES, OUTBOUND_MARKETO_ACTIVITIES, OUTBOUND_SALESFORCE_TASKS)
 SEED_PEOPLE = 10  # both sandboxes hold people 1..10 of the population (seed 7)
 # People of that population (checked in `people_changes`): a Contact with an opportunity,
 # a Contact with an account only, an owned Lead, and a person nobody owns.
@@ -58,9 +57,11 @@ OPP_CONTACT, OPP_ID = sfdc_id("003", 6), sfdc_id("006", 6)
 ACCOUNT_CONTACT, ACCOUNT_ID = sfdc_id("003", 7), sfdc_id("001", 8)
 LEAD_ID = sfdc_id("00Q", 2)
 
-TEMPLATE = ("{{activity_type}} | {{activity_subject}} | {{sales_campaign_name}} day"
-            " {{sales_campaign_day}} step {{sales_campaign_step}} | {{call_outcome}}"
-            " {{call_reason}}")
+TEMPLATE = (
+    "{{activity_type}} | {{activity_subject}} | {{sales_campaign_name}} day"
+    " {{sales_campaign_day}} step {{sales_campaign_step}} | {{call_outcome}}"
+    " {{call_reason}}"
+)
 SELLER = "seller@example.com"
 DAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 LONG = "Proposal " + "x" * 246  # the longest subject a producer may send (255): rendered
@@ -68,36 +69,65 @@ LONG = "Proposal " + "x" * 246  # the longest subject a producer may send (255):
 
 # -- what is produced -------------------------------------------------------------------
 
-EMAIL = {"email_subject": "Pricing for Company 6", "template_id": "t-7",
-         "template_name": "Pricing intro", "template_url": "https://actions.test/templates/7",
-         "campaign_id": "c-3", "campaign_name": "Q3 outreach",
-         "campaign_url": "https://actions.test/campaigns/3", "campaign_day": 2,
-         "campaign_step": 3}
-CALL = {"call_status": "completed", "call_subject": "Discovery call",
-        "call_outcome": "Interested", "call_reason": "Follow-up", "call_duration_seconds": 300,
-        "call_recording_url": "https://actions.test/recordings/1", "call_answered_by": "Ada",
-        "phone_number_called": "+1-555-0000006", "campaign_name": "Q3 outreach",
-        "campaign_url": "https://actions.test/campaigns/3", "campaign_day": 4,
-        "campaign_step": 1}
-CAMPAIGN = {"campaign_id": "c-3", "campaign_name": "Q3 outreach",
-            "campaign_url": "https://actions.test/campaigns/3"}
+EMAIL = {
+    "email_subject": "Pricing for Company 6",
+    "template_id": "t-7",
+    "template_name": "Pricing intro",
+    "template_url": "https://actions.test/templates/7",
+    "campaign_id": "c-3",
+    "campaign_name": "Q3 outreach",
+    "campaign_url": "https://actions.test/campaigns/3",
+    "campaign_day": 2,
+    "campaign_step": 3,
+}
+CALL = {
+    "call_status": "completed",
+    "call_subject": "Discovery call",
+    "call_outcome": "Interested",
+    "call_reason": "Follow-up",
+    "call_duration_seconds": 300,
+    "call_recording_url": "https://actions.test/recordings/1",
+    "call_answered_by": "Ada",
+    "phone_number_called": "+1-555-0000006",
+    "campaign_name": "Q3 outreach",
+    "campaign_url": "https://actions.test/campaigns/3",
+    "campaign_day": 4,
+    "campaign_step": 1,
+}
+CAMPAIGN = {
+    "campaign_id": "c-3",
+    "campaign_name": "Q3 outreach",
+    "campaign_url": "https://actions.test/campaigns/3",
+}
 
 # -- what Marketo must hold: custom type apiName, primary attribute, other attributes ----
 
-EMAIL_ATTRIBUTES = {"sentBy": SELLER, "source": "Sales App", "templateId": "t-7",
-                    "salesTemplateUrl": "https://actions.test/templates/7",
-                    "salesTemplateName": "Pricing intro",
-                    "salesCampaignUrl": "https://actions.test/campaigns/3",
-                    "salesCampaignName": "Q3 outreach"}
-CALL_ATTRIBUTES = {"salesCallMadeBy": SELLER, "salesCallStatus": "completed",
-                   "salesCampaignName": "Q3 outreach",
-                   "salesCampaignUrl": "https://actions.test/campaigns/3",
-                   "salesPhoneNumberCalled": "+1-555-0000006", "source": "Sales App",
-                   "salesCallDuration": "300",
-                   "salesCallRecordingUrl": "https://actions.test/recordings/1",
-                   "salesCallAnsweredBy": "Ada"}
-CAMPAIGN_ATTRIBUTES = {"salesCampaignUrl": "https://actions.test/campaigns/3",
-                       "salesCampaignId": "c-3", "sentBy": SELLER, "source": "Sales App"}
+EMAIL_ATTRIBUTES = {
+    "sentBy": SELLER,
+    "source": "Sales App",
+    "templateId": "t-7",
+    "salesTemplateUrl": "https://actions.test/templates/7",
+    "salesTemplateName": "Pricing intro",
+    "salesCampaignUrl": "https://actions.test/campaigns/3",
+    "salesCampaignName": "Q3 outreach",
+}
+CALL_ATTRIBUTES = {
+    "salesCallMadeBy": SELLER,
+    "salesCallStatus": "completed",
+    "salesCampaignName": "Q3 outreach",
+    "salesCampaignUrl": "https://actions.test/campaigns/3",
+    "salesPhoneNumberCalled": "+1-555-0000006",
+    "source": "Sales App",
+    "salesCallDuration": "300",
+    "salesCallRecordingUrl": "https://actions.test/recordings/1",
+    "salesCallAnsweredBy": "Ada",
+}
+CAMPAIGN_ATTRIBUTES = {
+    "salesCampaignUrl": "https://actions.test/campaigns/3",
+    "salesCampaignId": "c-3",
+    "sentBy": SELLER,
+    "source": "Sales App",
+}
 
 
 @dataclass(frozen=True)
@@ -117,10 +147,18 @@ class Case:
 
 def activity(n: int, type_: str, marketo_id: int, **fields: Any) -> dict[str, Any]:
     """A SalesActivity with only `fields` set among the optional ones, `n` minutes in."""
-    blank = {k: None for k in sales_activity() if k not in
-             ("activity_id", "type", "marketo_id", "occurred_at", "seller_email")}
-    return sales_activity(type_, marketo_id, **blank | fields, activity_id=str(uuid.UUID(int=n)),
-                          occurred_at=DAY + timedelta(minutes=n))
+    blank = {
+        k: None
+        for k in sales_activity()
+        if k not in ("activity_id", "type", "marketo_id", "occurred_at", "seller_email")
+    }
+    return sales_activity(
+        type_,
+        marketo_id,
+        **blank | fields,
+        activity_id=str(uuid.UUID(int=n)),
+        occurred_at=DAY + timedelta(minutes=n),
+    )
 
 
 def sia(n: int) -> str:
@@ -129,81 +167,185 @@ def sia(n: int) -> str:
 
 def task(type_: str, subject: str, who: str, what: str | None, **fields: Any) -> dict[str, Any]:
     subtype = "Email" if type_ in ("Email", "Reply") else "Call"
-    return {"Subject": subject, "Type": type_, "TaskSubtype": subtype, "WhoId": who,
-            "WhatId": what, "Status": "Completed", "Priority": "Normal",
-            "ActivityDate": "2026-03-02", **fields}
+    return {
+        "Subject": subject,
+        "Type": type_,
+        "TaskSubtype": subtype,
+        "WhoId": who,
+        "WhatId": what,
+        "Status": "Completed",
+        "Priority": "Normal",
+        "ActivityDate": "2026-03-02",
+        **fields,
+    }
 
 
 def phase_one() -> list[Case]:
     """Emails and replies log to Salesforce, calls do not (`salesforce_log_calls` off)."""
     return [
-        Case(activity(1, "SEND_SALES_EMAIL", OPP, **EMAIL), "sendSalesEmail",
-             f"Pricing for Company 6 {sia(1)}", EMAIL_ATTRIBUTES,
-             task("Email", "Email | Pricing for Company 6 | Q3 outreach day 2 step 3 |",
-                  OPP_CONTACT, OPP_ID,
-                  Description="Sales campaign: Q3 outreach\nCampaign day: 2\nCampaign step: 3"
-                              f"\nTemplate: Pricing intro\nSeller: {SELLER}")),
-        Case(activity(2, "OPEN_SALES_EMAIL", OPP, **EMAIL), "openSalesEmail",
-             f"Pricing for Company 6 {sia(2)}", EMAIL_ATTRIBUTES, None),
-        Case(activity(3, "CLICK_SALES_EMAIL", OPP, **EMAIL, link="https://example.com/price"),
-             "clickSalesEmail", f"Pricing for Company 6 {sia(3)}",
-             {**EMAIL_ATTRIBUTES, "link": "https://example.com/price"}, None),
-        Case(activity(4, "REPLY_TO_SALES_EMAIL", OPP, email_subject="Re: Pricing\nfor Company 6",
-                      campaign_name="Q3 outreach"),
-             "replyToSalesEmail", f"Re: Pricing for Company 6 {sia(4)}",
-             {"receivedBy": SELLER, "source": "Sales App"},
-             task("Reply", "Reply: Re: Pricing for Company 6", OPP_CONTACT, OPP_ID)),
-        Case(activity(5, "SALES_EMAIL_BOUNCED", OPP, email_subject="Pricing for Company 6",
-                      template_id="t-7", bounce_details="550 mailbox unavailable"),
-             "salesEmailBounced", f"Pricing for Company 6 {sia(5)}",
-             {"details": "550 mailbox unavailable", "email": "person6@example.com",
-              "sentBy": SELLER, "templateId": "t-7"}, None),
-        Case(activity(6, "RECEIVED_SALES_CALL", OPP, **CALL), "receivedSalesCall",
-             "Discovery call", CALL_ATTRIBUTES, None),  # calls are off
-        Case(activity(7, "ADD_TO_SALES_CAMPAIGN", OPP, **CAMPAIGN), "addToSalesCampaign",
-             "Q3 outreach", CAMPAIGN_ATTRIBUTES, None),
-        Case(activity(8, "REMOVED_FROM_SALES_CAMPAIGN", OPP, **CAMPAIGN),
-             "removedFromSalesCampaign", "Q3 outreach", CAMPAIGN_ATTRIBUTES, None),
+        Case(
+            activity(1, "SEND_SALES_EMAIL", OPP, **EMAIL),
+            "sendSalesEmail",
+            f"Pricing for Company 6 {sia(1)}",
+            EMAIL_ATTRIBUTES,
+            task(
+                "Email",
+                "Email | Pricing for Company 6 | Q3 outreach day 2 step 3 |",
+                OPP_CONTACT,
+                OPP_ID,
+                Description="Sales campaign: Q3 outreach\nCampaign day: 2\nCampaign step: 3"
+                f"\nTemplate: Pricing intro\nSeller: {SELLER}",
+            ),
+        ),
+        Case(
+            activity(2, "OPEN_SALES_EMAIL", OPP, **EMAIL),
+            "openSalesEmail",
+            f"Pricing for Company 6 {sia(2)}",
+            EMAIL_ATTRIBUTES,
+            None,
+        ),
+        Case(
+            activity(3, "CLICK_SALES_EMAIL", OPP, **EMAIL, link="https://example.com/price"),
+            "clickSalesEmail",
+            f"Pricing for Company 6 {sia(3)}",
+            {**EMAIL_ATTRIBUTES, "link": "https://example.com/price"},
+            None,
+        ),
+        Case(
+            activity(
+                4,
+                "REPLY_TO_SALES_EMAIL",
+                OPP,
+                email_subject="Re: Pricing\nfor Company 6",
+                campaign_name="Q3 outreach",
+            ),
+            "replyToSalesEmail",
+            f"Re: Pricing for Company 6 {sia(4)}",
+            {"receivedBy": SELLER, "source": "Sales App"},
+            task("Reply", "Reply: Re: Pricing for Company 6", OPP_CONTACT, OPP_ID),
+        ),
+        Case(
+            activity(
+                5,
+                "SALES_EMAIL_BOUNCED",
+                OPP,
+                email_subject="Pricing for Company 6",
+                template_id="t-7",
+                bounce_details="550 mailbox unavailable",
+            ),
+            "salesEmailBounced",
+            f"Pricing for Company 6 {sia(5)}",
+            {
+                "details": "550 mailbox unavailable",
+                "email": "person6@example.com",
+                "sentBy": SELLER,
+                "templateId": "t-7",
+            },
+            None,
+        ),
+        Case(
+            activity(6, "RECEIVED_SALES_CALL", OPP, **CALL),
+            "receivedSalesCall",
+            "Discovery call",
+            CALL_ATTRIBUTES,
+            None,
+        ),  # calls are off
+        Case(
+            activity(7, "ADD_TO_SALES_CAMPAIGN", OPP, **CAMPAIGN),
+            "addToSalesCampaign",
+            "Q3 outreach",
+            CAMPAIGN_ATTRIBUTES,
+            None,
+        ),
+        Case(
+            activity(8, "REMOVED_FROM_SALES_CAMPAIGN", OPP, **CAMPAIGN),
+            "removedFromSalesCampaign",
+            "Q3 outreach",
+            CAMPAIGN_ATTRIBUTES,
+            None,
+        ),
         # S8: the rendered subject is cut to 255; S7: the Marketo subject keeps its suffix.
-        Case(activity(9, "SEND_SALES_EMAIL", ACCOUNT, email_subject=LONG),
-             "sendSalesEmail", "Proposal " + "x" * 203 + f" {sia(9)}",
-             {"sentBy": SELLER, "source": "Sales App"},
-             task("Email", "Email | Proposal " + "x" * 238, ACCOUNT_CONTACT, ACCOUNT_ID)),
-        Case(activity(10, "RECEIVED_SALES_CALL", ACCOUNT, **CALL), "receivedSalesCall",
-             "Discovery call", CALL_ATTRIBUTES, None),
+        Case(
+            activity(9, "SEND_SALES_EMAIL", ACCOUNT, email_subject=LONG),
+            "sendSalesEmail",
+            "Proposal " + "x" * 203 + f" {sia(9)}",
+            {"sentBy": SELLER, "source": "Sales App"},
+            task("Email", "Email | Proposal " + "x" * 238, ACCOUNT_CONTACT, ACCOUNT_ID),
+        ),
+        Case(
+            activity(10, "RECEIVED_SALES_CALL", ACCOUNT, **CALL),
+            "receivedSalesCall",
+            "Discovery call",
+            CALL_ATTRIBUTES,
+            None,
+        ),
         # A Lead: WhoId is the Lead and there is no WhatId; empty values render as nothing.
-        Case(activity(11, "SEND_SALES_EMAIL", LEAD, email_subject="Hello from Actions"),
-             "sendSalesEmail", f"Hello from Actions {sia(11)}",
-             {"sentBy": SELLER, "source": "Sales App"},
-             task("Email", "Email | Hello from Actions |  day  step  |", LEAD_ID, None)),
-        Case(activity(12, "REPLY_TO_SALES_EMAIL", LEAD, email_subject="Re: Hello from Actions"),
-             "replyToSalesEmail", f"Re: Hello from Actions {sia(12)}",
-             {"receivedBy": SELLER, "source": "Sales App"},
-             task("Reply", "Reply: Re: Hello from Actions", LEAD_ID, None)),
+        Case(
+            activity(11, "SEND_SALES_EMAIL", LEAD, email_subject="Hello from Actions"),
+            "sendSalesEmail",
+            f"Hello from Actions {sia(11)}",
+            {"sentBy": SELLER, "source": "Sales App"},
+            task("Email", "Email | Hello from Actions |  day  step  |", LEAD_ID, None),
+        ),
+        Case(
+            activity(12, "REPLY_TO_SALES_EMAIL", LEAD, email_subject="Re: Hello from Actions"),
+            "replyToSalesEmail",
+            f"Re: Hello from Actions {sia(12)}",
+            {"receivedBy": SELLER, "source": "Sales App"},
+            task("Reply", "Reply: Re: Hello from Actions", LEAD_ID, None),
+        ),
     ]
 
 
 def phase_two() -> list[Case]:
     """After the admin turned calls on and emails off, with the workers running."""
     return [
-        Case(activity(13, "RECEIVED_SALES_CALL", OPP, **CALL | {"call_reason": "Follow-up\r\n"
-                                                                 "on pricing"}),
-             "receivedSalesCall", "Discovery call", CALL_ATTRIBUTES,
-             task("Call", "Call | Discovery call | Q3 outreach day 4 step 1 | Interested"
-                  " Follow-up on pricing", OPP_CONTACT, OPP_ID, CallType="Outbound",
-                  CallDurationInSeconds=300, CallDisposition="Interested")),
+        Case(
+            activity(
+                13, "RECEIVED_SALES_CALL", OPP, **CALL | {"call_reason": "Follow-up\r\non pricing"}
+            ),
+            "receivedSalesCall",
+            "Discovery call",
+            CALL_ATTRIBUTES,
+            task(
+                "Call",
+                "Call | Discovery call | Q3 outreach day 4 step 1 | Interested"
+                " Follow-up on pricing",
+                OPP_CONTACT,
+                OPP_ID,
+                CallType="Outbound",
+                CallDurationInSeconds=300,
+                CallDisposition="Interested",
+            ),
+        ),
         # No call subject: Marketo gets a stand-in primary value (it refuses an empty one).
-        Case(activity(14, "RECEIVED_SALES_CALL", LEAD, call_outcome="No answer"),
-             "receivedSalesCall", "Sales Call", {"salesCallMadeBy": SELLER, "source": "Sales App"},
-             task("Call", "Call |  |  day  step  | No answer", LEAD_ID, None,
-                  CallDisposition="No answer")),
-        Case(activity(15, "SEND_SALES_EMAIL", ACCOUNT, email_subject="Following up"),
-             "sendSalesEmail", f"Following up {sia(15)}",
-             {"sentBy": SELLER, "source": "Sales App"}, None),  # emails are off now
-        Case(activity(16, "REPLY_TO_SALES_EMAIL", ACCOUNT, email_subject="y" * 255),
-             "replyToSalesEmail", "y" * 212 + f" {sia(16)}",
-             {"receivedBy": SELLER, "source": "Sales App"},
-             task("Reply", "Reply: " + "y" * 248, ACCOUNT_CONTACT, ACCOUNT_ID)),
+        Case(
+            activity(14, "RECEIVED_SALES_CALL", LEAD, call_outcome="No answer"),
+            "receivedSalesCall",
+            "Sales Call",
+            {"salesCallMadeBy": SELLER, "source": "Sales App"},
+            task(
+                "Call",
+                "Call |  |  day  step  | No answer",
+                LEAD_ID,
+                None,
+                CallDisposition="No answer",
+            ),
+        ),
+        Case(
+            activity(15, "SEND_SALES_EMAIL", ACCOUNT, email_subject="Following up"),
+            "sendSalesEmail",
+            f"Following up {sia(15)}",
+            {"sentBy": SELLER, "source": "Sales App"},
+            None,
+        ),  # emails are off now
+        Case(
+            activity(16, "REPLY_TO_SALES_EMAIL", ACCOUNT, email_subject="y" * 255),
+            "replyToSalesEmail",
+            "y" * 212 + f" {sia(16)}",
+            {"receivedBy": SELLER, "source": "Sales App"},
+            task("Reply", "Reply: " + "y" * 248, ACCOUNT_CONTACT, ACCOUNT_ID),
+        ),
     ]
 
 
@@ -215,11 +357,14 @@ def people_changes() -> list[dict[str, Any]]:
     assert population[LEAD]["sfdc_contact_id"] is None
     assert population[LEAD]["sfdc_lead_owner_id"] is not None
     assert population[UNOWNED]["sfdc_lead_owner_id"] is None
-    return [person_change(mid, 0, **{f: population[mid][f] for f in PERSON_FIELDS})
-            for mid in (OPP, ACCOUNT, LEAD, UNOWNED)]
+    return [
+        person_change(mid, 0, **{f: population[mid][f] for f in PERSON_FIELDS})
+        for mid in (OPP, ACCOUNT, LEAD, UNOWNED)
+    ]
 
 
 # -- driving the chain --------------------------------------------------------------------
+
 
 class Producer:
     """Publishes contract records; remembers what the broker acknowledged."""
@@ -249,8 +394,9 @@ def marketo_type_names(url: str) -> dict[int, str]:
     """Custom activity type id -> apiName, as the Marketo sandbox registered them."""
     with httpx.Client(base_url=url, timeout=10) as http:
         token = http.get("/identity/oauth/token", params=CREDENTIALS).json()["access_token"]
-        body = http.get("/rest/v1/activities/external/types.json",
-                        headers={"Authorization": f"Bearer {token}"}).json()
+        body = http.get(
+            "/rest/v1/activities/external/types.json", headers={"Authorization": f"Bearer {token}"}
+        ).json()
     assert body["success"], body
     return {t["id"]: t["apiName"] for t in body["result"]}
 
@@ -259,9 +405,12 @@ def marketo_type_names(url: str) -> dict[int, str]:
 def stack(kafka: str, registry: str, tmp_path: Path) -> Iterator[Stack]:
     if EXTERNAL_KAFKA:  # the fixture clears the input topics; the outbound ones too
         _delete_topics(kafka, [t for n in TOPICS for t in (n, dlq_topic(n))])
-    settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
-                        database_url=f"sqlite:///{tmp_path}/store.db",
-                        group_prefix=f"t-{uuid.uuid4().hex[:8]}")
+    settings = Settings(
+        kafka_bootstrap_servers=kafka,
+        schema_registry_url=registry,
+        database_url=f"sqlite:///{tmp_path}/store.db",
+        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
+    )
     ensure_topics(kafka, specs(TOPICS, settings.partitions))
     with Store(settings.database_url) as store:
         store.migrate()
@@ -294,8 +443,10 @@ def test_activities_reach_marketo_once_and_salesforce_as_the_admin_chose(stack: 
         stack.wait_drained("activities", SALES_ACTIVITIES, ends, timeout_s=30)
     finally:
         producer.close()
-    for sink, topic in (("marketo-sink", OUTBOUND_MARKETO_ACTIVITIES),
-                        ("salesforce-sink", OUTBOUND_SALESFORCE_TASKS)):
+    for sink, topic in (
+        ("marketo-sink", OUTBOUND_MARKETO_ACTIVITIES),
+        ("salesforce-sink", OUTBOUND_SALESFORCE_TASKS),
+    ):
         stack.wait_drained(sink, topic, written(stack.bootstrap, (topic,)), timeout_s=30)
 
     cases = {c.id: c for c in first + second}
@@ -311,7 +462,9 @@ def test_activities_reach_marketo_once_and_salesforce_as_the_admin_chose(stack: 
         attributes = {a["apiName"]: a["value"] for a in act["attributes"]}
         case = cases[attributes.pop("actionsSyncId")]
         assert (type_names[act["activityTypeId"]], act["leadId"]) == (
-            case.marketo_type, case.activity["marketo_id"]), case.id
+            case.marketo_type,
+            case.activity["marketo_id"],
+        ), case.id
         assert act["primaryAttributeValue"] == case.primary, case.id
         assert attributes == case.attributes, case.id
         assert act["activityDate"] == case.activity["occurred_at"].strftime("%Y-%m-%dT%H:%M:%SZ")

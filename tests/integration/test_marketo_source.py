@@ -45,9 +45,12 @@ FAST = ("--set", "export_processing_s=0.05")
 
 
 def start(kafka: str, registry: str, tmp_path: Path, *sandbox_args: str) -> tuple[Stack, str]:
-    settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
-                        database_url=f"sqlite:///{tmp_path}/store.db",
-                        group_prefix=f"t-{uuid.uuid4().hex[:8]}")
+    settings = Settings(
+        kafka_bootstrap_servers=kafka,
+        schema_registry_url=registry,
+        database_url=f"sqlite:///{tmp_path}/store.db",
+        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
+    )
     stack = Stack(settings).start()
     marketo = stack.sandbox("marketo", *FAST, *sandbox_args)
     stack.add_worker("people")
@@ -55,22 +58,33 @@ def start(kafka: str, registry: str, tmp_path: Path, *sandbox_args: str) -> tupl
 
 
 def source_env(stack: Stack, marketo: str, **extra: str) -> dict[str, str]:
-    return {**stack.env, "ACTIONS_SYNC_MARKETO_URL": marketo,
-            "ACTIONS_SYNC_MARKETO_SINCE": SINCE.isoformat(),
-            "ACTIONS_SYNC_MARKETO_UNTIL": UNTIL.isoformat(),
-            "ACTIONS_SYNC_MARKETO_EXPORT_CHUNK_BYTES": str(CHUNK),
-            "ACTIONS_SYNC_MARKETO_POLL_INTERVAL_S": "0.2", **extra}
+    return {
+        **stack.env,
+        "ACTIONS_SYNC_MARKETO_URL": marketo,
+        "ACTIONS_SYNC_MARKETO_SINCE": SINCE.isoformat(),
+        "ACTIONS_SYNC_MARKETO_UNTIL": UNTIL.isoformat(),
+        "ACTIONS_SYNC_MARKETO_EXPORT_CHUNK_BYTES": str(CHUNK),
+        "ACTIONS_SYNC_MARKETO_POLL_INTERVAL_S": "0.2",
+        **extra,
+    }
 
 
 def source(stack: Stack, marketo: str, *command: str, **extra: str) -> subprocess.Popen[bytes]:
     """`actions-sync sync start` or `actions-sync worker marketo-source` as a process."""
     name = "-".join(command)
-    return spawn([*CLI, *command], log=stack.logdir / f"{name}-{time.monotonic_ns()}.log",
-                 env=source_env(stack, marketo, **extra))
+    return spawn(
+        [*CLI, *command],
+        log=stack.logdir / f"{name}-{time.monotonic_ns()}.log",
+        env=source_env(stack, marketo, **extra),
+    )
 
 
-def wait_for(predicate: Callable[[], T], timeout_s: float = 60.0, what: str = "condition",
-             every_s: float = 0.05) -> T:
+def wait_for(
+    predicate: Callable[[], T],
+    timeout_s: float = 60.0,
+    what: str = "condition",
+    every_s: float = 0.05,
+) -> T:
     deadline = time.monotonic() + timeout_s
     while not (found := predicate()):
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -97,9 +111,14 @@ def initial_oracle(people: int) -> Expected:
     expected = Expected()
     for person in generate(people, 7):
         if SINCE <= person["created_at"] <= UNTIL:
-            expected.apply({**{f: person[f] for f in PERSON_FIELDS}, "deleted": False,
-                            "marketo_id": person["marketo_id"],
-                            "changed_at": person["updated_at"]})
+            expected.apply(
+                {
+                    **{f: person[f] for f in PERSON_FIELDS},
+                    "deleted": False,
+                    "marketo_id": person["marketo_id"],
+                    "changed_at": person["updated_at"],
+                }
+            )
     return expected
 
 
@@ -108,15 +127,27 @@ def current(marketo: str, ids: set[int], expected: Expected) -> None:
     table, 300 a call); a lead it no longer has was deleted."""
     names = ",".join(f.name for f in FIELDS)
     with httpx.Client(base_url=marketo, timeout=60) as http:
-        token = http.get("/identity/oauth/token", params={
-            "grant_type": "client_credentials", "client_id": "actions-sync",
-            "client_secret": "sandbox-secret"}).json()["access_token"]
+        token = http.get(
+            "/identity/oauth/token",
+            params={
+                "grant_type": "client_credentials",
+                "client_id": "actions-sync",
+                "client_secret": "sandbox-secret",
+            },
+        ).json()["access_token"]
         ordered = sorted(ids)
         for at in range(0, len(ordered), 300):
-            batch = ordered[at:at + 300]
-            leads = http.post("/rest/v1/leads.json", params={"_method": "GET"}, data={
-                "filterType": "id", "filterValues": ",".join(map(str, batch)), "fields": names},
-                headers={"Authorization": f"Bearer {token}"}).json()["result"]
+            batch = ordered[at : at + 300]
+            leads = http.post(
+                "/rest/v1/leads.json",
+                params={"_method": "GET"},
+                data={
+                    "filterType": "id",
+                    "filterValues": ",".join(map(str, batch)),
+                    "fields": names,
+                },
+                headers={"Authorization": f"Bearer {token}"},
+            ).json()["result"]
             found = {lead["id"]: lead for lead in leads}
             for mid in batch:
                 expected.newest[mid] = _oracle(mid, found.get(mid))
@@ -126,8 +157,12 @@ def _oracle(mid: int, lead: dict[str, Any] | None) -> dict[str, Any]:
     if lead is None:
         return {"marketo_id": mid, "deleted": True}
     change = {f.source: lead[f.name] for f in FIELDS if f.source in PERSON_FIELDS}
-    return {**change, "marketo_id": mid, "deleted": False,
-            "changed_at": datetime.fromisoformat(lead["updatedAt"])}
+    return {
+        **change,
+        "marketo_id": mid,
+        "deleted": False,
+        "changed_at": datetime.fromisoformat(lead["updatedAt"]),
+    }
 
 
 def check_store(stack: Stack, expected: Expected) -> None:
@@ -160,16 +195,31 @@ def update(marketo: str, *leads: dict[str, Any]) -> list[int]:
 
 def edits_in_order(marketo: str, owned: list[int], unowned: list[int]) -> list[int]:
     """Field edits (three in a row), owner removed, owner added, deletes, new people."""
-    touched = [i for version in ("v1", "v2", "v3")
-               for i in update(marketo, *({"id": i, "title": version} for i in owned[:5]))]
-    touched += update(marketo, *({"id": i, "sfdcLeadOwnerId": None, "sfdcContactOwnerId": None}
-                                 for i in owned[5:10]))
-    touched += update(marketo, *({"id": i, "sfdcLeadOwnerId": "005000000000000042"}
-                                 for i in unowned[:5]))
+    touched = [
+        i
+        for version in ("v1", "v2", "v3")
+        for i in update(marketo, *({"id": i, "title": version} for i in owned[:5]))
+    ]
+    touched += update(
+        marketo,
+        *({"id": i, "sfdcLeadOwnerId": None, "sfdcContactOwnerId": None} for i in owned[5:10]),
+    )
+    touched += update(
+        marketo, *({"id": i, "sfdcLeadOwnerId": "005000000000000042"} for i in unowned[:5])
+    )
     control(marketo, "leads/delete", {"ids": owned[10:15]})
-    new = control(marketo, "leads", {"action": "createOrUpdate", "lookupField": "email", "input": [
-        {"email": f"new{n}@example.com", "firstName": "New", "sfdcLeadOwnerId": "005B"}
-        for n in range(3)]})
+    new = control(
+        marketo,
+        "leads",
+        {
+            "action": "createOrUpdate",
+            "lookupField": "email",
+            "input": [
+                {"email": f"new{n}@example.com", "firstName": "New", "sfdcLeadOwnerId": "005B"}
+                for n in range(3)
+            ],
+        },
+    )
     return [*touched, *owned[10:15], *(r["id"] for r in new)]
 
 
@@ -185,12 +235,15 @@ def finished(proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> int:
 
 
 def test_initial_sync_killed_mid_export_resumes_and_lands_exactly_the_owned_people(
-        kafka: str, registry: str, tmp_path: Path) -> None:
+    kafka: str, registry: str, tmp_path: Path
+) -> None:
     stack, marketo = start(kafka, registry, tmp_path, "--seed-people", "30000")
     try:
         first = source(stack, marketo, "sync", "start")
-        wait_for(lambda: checkpoint(stack, "marketo.initial_sync").get("offset"),
-                 what="a mid-file checkpoint")
+        wait_for(
+            lambda: checkpoint(stack, "marketo.initial_sync").get("offset"),
+            what="a mid-file checkpoint",
+        )
         first.send_signal(signal.SIGKILL)
         first.wait()
         assert not checkpoint(stack, "marketo.initial_sync")["done"]
@@ -203,13 +256,17 @@ def test_initial_sync_killed_mid_export_resumes_and_lands_exactly_the_owned_peop
 
 
 def test_an_admin_turning_the_people_sync_off_stops_the_load_at_a_checkpoint(
-        kafka: str, registry: str, tmp_path: Path) -> None:
-    stack, marketo = start(kafka, registry, tmp_path, "--seed-people", "30000",
-                           "--latency-ms", "150")  # ~6 s of ranged downloads
+    kafka: str, registry: str, tmp_path: Path
+) -> None:
+    stack, marketo = start(
+        kafka, registry, tmp_path, "--seed-people", "30000", "--latency-ms", "150"
+    )  # ~6 s of ranged downloads
     try:
         first = source(stack, marketo, "sync", "start")
-        wait_for(lambda: checkpoint(stack, "marketo.initial_sync").get("offset"),
-                 what="a mid-file checkpoint")
+        wait_for(
+            lambda: checkpoint(stack, "marketo.initial_sync").get("offset"),
+            what="a mid-file checkpoint",
+        )
         set_value(stack.settings, "people_sync", "off")
         assert finished(first) == 0  # stopped, not failed
         assert not checkpoint(stack, "marketo.initial_sync")["done"]
@@ -221,7 +278,8 @@ def test_an_admin_turning_the_people_sync_off_stops_the_load_at_a_checkpoint(
 
 
 def test_lead_changes_reach_the_store_in_order_across_a_kill_mid_paging(
-        kafka: str, registry: str, tmp_path: Path) -> None:
+    kafka: str, registry: str, tmp_path: Path
+) -> None:
     stack, marketo = start(kafka, registry, tmp_path, "--seed-people", "3000", "--latency-ms", "60")
     expected = initial_oracle(3000)
     owned = sorted(expected.present())
@@ -294,9 +352,14 @@ def test_the_people_sync_runs_only_while_an_admin_has_it_on(
 
 
 def token(http: httpx.Client) -> str:
-    answer = http.get("/identity/oauth/token", params={
-        "grant_type": "client_credentials", "client_id": "actions-sync",
-        "client_secret": "sandbox-secret"}).json()
+    answer = http.get(
+        "/identity/oauth/token",
+        params={
+            "grant_type": "client_credentials",
+            "client_id": "actions-sync",
+            "client_secret": "sandbox-secret",
+        },
+    ).json()
     return str(answer["access_token"])
 
 
@@ -307,25 +370,56 @@ def burst(marketo: str, calls: int = 130, concurrency: int = 20) -> tuple[float,
         auth = {"Authorization": f"Bearer {token(http)}"}
         begun = time.time()
         with ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(lambda _: http.get("/rest/v1/leads.json", headers=auth, params={
-                "filterType": "id", "filterValues": "1", "fields": "id", "_burst": "1"}),
-                          range(calls)))
+            list(
+                pool.map(
+                    lambda _: http.get(
+                        "/rest/v1/leads.json",
+                        headers=auth,
+                        params={
+                            "filterType": "id",
+                            "filterValues": "1",
+                            "fields": "id",
+                            "_burst": "1",
+                        },
+                    ),
+                    range(calls),
+                )
+            )
         return begun, time.time()
 
 
 def limited_outside(marketo: str, bursts: list[tuple[float, float]]) -> list[dict[str, Any]]:
     """606/615 answers to the source that no burst explains (the window is 20 s)."""
     journal = httpx.get(f"{marketo}/_sandbox/journal").json()
-    return [e for e in journal if e["code"] in ("606", "615")
-            and "_burst=1" not in e["query"]
-            and not any(a <= e["at"] <= b + 20.5 for a, b in bursts)]
+    return [
+        e
+        for e in journal
+        if e["code"] in ("606", "615")
+        and "_burst=1" not in e["query"]
+        and not any(a <= e["at"] <= b + 20.5 for a, b in bursts)
+    ]
 
 
 def test_initial_sync_completes_through_faults_token_expiry_and_rate_limit_bursts(
-        kafka: str, registry: str, tmp_path: Path) -> None:
-    stack, marketo = start(kafka, registry, tmp_path, "--seed-people", "30000",
-                           "--error-rate", "0.1", "--set", "timeout_rate=0.03", "--set",
-                           "timeout_s=1.0", "--token-expiry-s", "2", "--set", "late_file_rate=0.5")
+    kafka: str, registry: str, tmp_path: Path
+) -> None:
+    stack, marketo = start(
+        kafka,
+        registry,
+        tmp_path,
+        "--seed-people",
+        "30000",
+        "--error-rate",
+        "0.1",
+        "--set",
+        "timeout_rate=0.03",
+        "--set",
+        "timeout_s=1.0",
+        "--token-expiry-s",
+        "2",
+        "--set",
+        "late_file_rate=0.5",
+    )
     try:
         sync = source(stack, marketo, "sync", "start")
         wait_for(lambda: checkpoint(stack, "marketo.initial_sync"), what="the export plan")
@@ -333,8 +427,9 @@ def test_initial_sync_completes_through_faults_token_expiry_and_rate_limit_burst
         assert finished(sync, timeout_s=90) == 0
         drain(stack)
         check_store(stack, initial_oracle(30000))
-        codes = {e["code"] or str(e["status"]) for e in httpx.get(
-            f"{marketo}/_sandbox/journal").json()}
+        codes = {
+            e["code"] or str(e["status"]) for e in httpx.get(f"{marketo}/_sandbox/journal").json()
+        }
         assert {"602", "606"} <= codes and codes & {"604", "608", "611", "713"}
         assert limited_outside(marketo, bursts) == []  # never limited by its own pace
     finally:
@@ -343,7 +438,10 @@ def test_initial_sync_completes_through_faults_token_expiry_and_rate_limit_burst
 
 @pytest.mark.parametrize("command", [("sync", "start"), ("worker", "marketo-source")])
 def test_the_source_names_the_missing_setting_and_exits_2(command: tuple[str, str]) -> None:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ACTIONS_SYNC_", "KAFKA_", "SCHEMA_REGISTRY"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ACTIONS_SYNC_", "KAFKA_", "SCHEMA_REGISTRY"))
+    }
     done = subprocess.run([*CLI, *command], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "ACTIONS_SYNC_MARKETO_URL" in done.stderr

@@ -32,8 +32,13 @@ def marked(mark: str) -> dict[int, str]:
             continue
         with contextlib.suppress(OSError):  # gone meanwhile, or not ours to read
             if tag in (entry / "environ").read_bytes().split(b"\0"):
-                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(
-                    b"\0", b" ").decode(errors="replace").strip()
+                found[int(entry.name)] = (
+                    (entry / "cmdline")
+                    .read_bytes()
+                    .replace(b"\0", b" ")
+                    .decode(errors="replace")
+                    .strip()
+                )
     return found
 
 
@@ -42,12 +47,19 @@ def cli(*args: str, cwd: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """`actions-sync ARGS` with a fresh mark; whatever still carries it at the end is
     killed (these are processes this test started)."""
     mark = uuid.uuid4().hex
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith("ACTIONS_SYNC_") and k not in (
-                 "KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL", "DATABASE_URL")}
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", *args], cwd=cwd,
-                            env={**clean, MARK: mark, "DATABASE_URL": f"sqlite:///{cwd}/s.db"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ACTIONS_SYNC_")
+        and k not in ("KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL", "DATABASE_URL")
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=cwd,
+        env={**clean, MARK: mark, "DATABASE_URL": f"sqlite:///{cwd}/s.db"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         yield proc, mark
     finally:
@@ -95,14 +107,20 @@ def test_kill_9_of_up_leaves_no_process_behind(tmp_path: Path) -> None:
     endpoints = tmp_path / "stack.json"
     with cli("up", "--endpoints-file", str(endpoints), cwd=tmp_path) as (proc, mark):
         wait_for(endpoints.exists, 90, "the stack to come up")
-        wait_for(lambda: kinds(marked(mark)) >= {"broker", "sandbox", "worker", "helper"}, 60,
-                 "a broker, the sandboxes, the workers and the people worker's helper")
+        wait_for(
+            lambda: kinds(marked(mark)) >= {"broker", "sandbox", "worker", "helper"},
+            60,
+            "a broker, the sandboxes, the workers and the people worker's helper",
+        )
         assert kill_9_and_wait(proc, mark) == {}
 
 
 def test_kill_9_of_demo_mid_run_leaves_no_process_behind(tmp_path: Path) -> None:
     with cli("demo", "--people", "20000", "--activities", "0", cwd=tmp_path) as (proc, mark):
-        wait_for(lambda: kinds(marked(mark)) >= {"broker", "sandbox", "worker", "helper"}, 90,
-                 "the demo's broker, sandboxes, people worker and its helper")
+        wait_for(
+            lambda: kinds(marked(mark)) >= {"broker", "sandbox", "worker", "helper"},
+            90,
+            "the demo's broker, sandboxes, people worker and its helper",
+        )
         assert proc.poll() is None  # still running: killed mid-run
         assert kill_9_and_wait(proc, mark) == {}

@@ -37,8 +37,9 @@ BIG = 2 * 1024 * 1024  # characters of the oversize field
 LARGE_PRODUCER: dict[str, Any] = {"message.max.bytes": 3 * BIG}
 
 
-def publish(kafka: str, registry_url: str, topic: str, record: str,
-            items: list[tuple[str, dict[str, Any]]]) -> dict[tuple[str, int], int]:
+def publish(
+    kafka: str, registry_url: str, topic: str, record: str, items: list[tuple[str, dict[str, Any]]]
+) -> dict[tuple[str, int], int]:
     registry = RegistryClient(registry_url)
     try:
         publisher = Publisher(kafka, registry, **LARGE_PRODUCER)
@@ -50,8 +51,10 @@ def publish(kafka: str, registry_url: str, topic: str, record: str,
 
 
 def letters(kafka: str, topic: str) -> list[tuple[dict[str, str], bytes]]:
-    return [({k: v.decode() for k, v in msg.headers()}, msg.value())
-            for msg in read_topic(kafka, dlq_topic(topic), idle_s=1.0)]
+    return [
+        ({k: v.decode() for k, v in msg.headers()}, msg.value())
+        for msg in read_topic(kafka, dlq_topic(topic), idle_s=1.0)
+    ]
 
 
 def assert_truncated(letter: tuple[dict[str, str], bytes], topic: str, stage: str) -> None:
@@ -65,18 +68,27 @@ def assert_truncated(letter: tuple[dict[str, str], bytes], topic: str, stage: st
 
 @pytest.fixture
 def settings(kafka: str, registry: str, tmp_path: Path) -> Settings:
-    return Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
-                    database_url=f"sqlite:///{tmp_path}/store.db",
-                    group_prefix=f"t-{uuid.uuid4().hex[:8]}")
+    return Settings(
+        kafka_bootstrap_servers=kafka,
+        schema_registry_url=registry,
+        database_url=f"sqlite:///{tmp_path}/store.db",
+        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
+    )
 
 
 @pytest.mark.slow
 def test_an_oversize_person_record_is_dead_lettered_truncated_and_the_next_is_stored(
-        kafka: str, registry: str, settings: Settings) -> None:
+    kafka: str, registry: str, settings: Settings
+) -> None:
     ensure_topics(kafka, specs((PERSON_CHANGES,), settings.partitions))
     huge = person_change(11, 1, company="x" * BIG)  # breaks the 255-character rule
-    ends = publish(kafka, registry, PERSON_CHANGES, "PersonChange",
-                   [("11", huge), ("12", person_change(12, 1))])
+    ends = publish(
+        kafka,
+        registry,
+        PERSON_CHANGES,
+        "PersonChange",
+        [("11", huge), ("12", person_change(12, 1))],
+    )
     with Stack(settings) as stack:
         stack.add_worker("people")
         stack.wait_drained("people", PERSON_CHANGES, ends, timeout_s=90)
@@ -89,23 +101,27 @@ def test_an_oversize_person_record_is_dead_lettered_truncated_and_the_next_is_st
 
 @pytest.mark.slow
 def test_an_oversize_activity_is_dead_lettered_truncated_and_the_next_is_routed(
-        kafka: str, registry: str, settings: Settings) -> None:
+    kafka: str, registry: str, settings: Settings
+) -> None:
     ensure_topics(kafka, specs((SALES_ACTIVITIES,), settings.partitions))
     with Store(settings.database_url) as store:
         store.migrate()
         store.apply_people([person_row(person_change(21, 1))], [])
     huge = sales_activity(marketo_id=21, email_subject="x" * BIG)
     good = sales_activity(marketo_id=21)
-    ends = publish(kafka, registry, SALES_ACTIVITIES, "SalesActivity",
-                   [("999", huge), ("21", good)])  # key != Marketo ID: a rule violation
+    ends = publish(
+        kafka, registry, SALES_ACTIVITIES, "SalesActivity", [("999", huge), ("21", good)]
+    )  # key != Marketo ID: a rule violation
     with Stack(settings) as stack:
         stack.add_worker("activities")
         stack.wait_drained("activities", SALES_ACTIVITIES, ends, timeout_s=90)
         stack.check_workers()
     client = RegistryClient(registry)
     decode = Deserializer(client, "MarketoActivityOut")
-    routed = {decode(m.value())["activity_id"]
-              for m in read_topic(kafka, OUTBOUND_MARKETO_ACTIVITIES, idle_s=1.0)}
+    routed = {
+        decode(m.value())["activity_id"]
+        for m in read_topic(kafka, OUTBOUND_MARKETO_ACTIVITIES, idle_s=1.0)
+    }
     client.close()
     assert good["activity_id"] in routed and huge["activity_id"] not in routed
     [letter] = letters(kafka, SALES_ACTIVITIES)
@@ -120,8 +136,9 @@ def test_the_limit_is_the_dlq_topics_own_and_a_letter_over_it_is_cut_to_fit(kafk
     """A DLQ topic made to take at most 200 kB (Apache Kafka honours `max.message.bytes`;
     Tansu does not say, and the producer's own limit applies)."""
     topic = f"small-{uuid.uuid4().hex[:8]}"
-    ensure_topics(kafka, [TopicSpec(dlq_topic(topic), 1,
-                                    config=(("max.message.bytes", "200000"),))])
+    ensure_topics(
+        kafka, [TopicSpec(dlq_topic(topic), 1, config=(("max.message.bytes", "200000"),))]
+    )
     told = max_message_bytes(kafka, dlq_topic(topic))
     assert told in (200_000, None)
     limit = told or LIBRDKAFKA_MESSAGE_MAX
@@ -138,7 +155,7 @@ def test_the_limit_is_the_dlq_topics_own_and_a_letter_over_it_is_cut_to_fit(kafk
     first = {k: v.decode() for k, v in got[0].headers()}
     assert first["value.original_size"] == str(BIG) and first["error.message"] == "too large"
     cut = present(got[0].value())
-    assert cut == present(big.value)[:len(cut)] and len(cut) < limit
+    assert cut == present(big.value)[: len(cut)] and len(cut) < limit
     assert all(m.value() == b"v" * 30_000 for m in got[1:])  # small ones untouched
     ensure_topics(kafka, [TopicSpec(topic, 1)])
     assert len(replay_dead_letters(kafka, topic, idle_s=1.0)) == 20  # not the truncated one

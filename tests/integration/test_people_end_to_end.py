@@ -28,7 +28,8 @@ pytestmark = pytest.mark.slow
 
 # Explicit cases, far from the generated population's Marketo IDs.
 REMOVED, TWIN_A, TWIN_B, OUT_OF_ORDER, NEVER_OWNED, DELETED, WRONG_KEY, TOO_LONG = range(
-    900_001, 900_009)
+    900_001, 900_009
+)
 
 
 def first_wave() -> list[tuple[str, dict[str, Any]]]:
@@ -36,8 +37,16 @@ def first_wave() -> list[tuple[str, dict[str, Any]]]:
     return [
         (str(REMOVED), person_change(REMOVED, 1)),
         (str(TWIN_A), person_change(TWIN_A, 1, email="twin@example.com")),
-        (str(TWIN_B), person_change(TWIN_B, 1, email="twin@example.com",
-                                    sfdc_lead_owner_id=None, sfdc_contact_owner_id="005c")),
+        (
+            str(TWIN_B),
+            person_change(
+                TWIN_B,
+                1,
+                email="twin@example.com",
+                sfdc_lead_owner_id=None,
+                sfdc_contact_owner_id="005c",
+            ),
+        ),
         (str(OUT_OF_ORDER), person_change(OUT_OF_ORDER, 5, title="newest")),
         (str(NEVER_OWNED), person_change(NEVER_OWNED, 1, sfdc_lead_owner_id=None)),
         (str(DELETED), person_change(DELETED, 1)),
@@ -55,8 +64,13 @@ def second_wave() -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-def publish(kafka: str, registry: str, changes: list[tuple[str, dict[str, Any]]], ends: Ends,
-            bad: bool = False) -> None:
+def publish(
+    kafka: str,
+    registry: str,
+    changes: list[tuple[str, dict[str, Any]]],
+    ends: Ends,
+    bad: bool = False,
+) -> None:
     """Publish with confluent-kafka's serializer; record what the broker acknowledged."""
 
     def delivered(err: KafkaError | None, msg: Message) -> None:
@@ -70,8 +84,9 @@ def publish(kafka: str, registry: str, changes: list[tuple[str, dict[str, Any]]]
         ctx = SerializationContext(PERSON_CHANGES, MessageField.VALUE)
         producer = Producer(producer_config(kafka))
         for key, change in changes:
-            producer.produce(PERSON_CHANGES, serialize(change, ctx), key.encode(),
-                             on_delivery=delivered)
+            producer.produce(
+                PERSON_CHANGES, serialize(change, ctx), key.encode(), on_delivery=delivered
+            )
             producer.poll(0)
         for raw_key, value in bad_person_records() if bad else []:
             producer.produce(PERSON_CHANGES, value, raw_key, on_delivery=delivered)
@@ -79,17 +94,23 @@ def publish(kafka: str, registry: str, changes: list[tuple[str, dict[str, Any]]]
 
 
 def dead_letter_headers(kafka: str) -> list[dict[str, str]]:
-    return [{k: v.decode() for k, v in msg.headers()}
-            for msg in read_topic(kafka, dlq_topic(PERSON_CHANGES))]
+    return [
+        {k: v.decode() for k, v in msg.headers()}
+        for msg in read_topic(kafka, dlq_topic(PERSON_CHANGES))
+    ]
 
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["one-worker", "two-workers"])
 def test_people_reach_the_store_and_bad_records_the_dlq(
     kafka: str, registry: str, database_url: str, workers: int
 ) -> None:
-    settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
-                        database_url=database_url, group_prefix=f"t-{uuid.uuid4().hex[:8]}",
-                        people_batch_size=500)
+    settings = Settings(
+        kafka_bootstrap_servers=kafka,
+        schema_registry_url=registry,
+        database_url=database_url,
+        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
+        people_batch_size=500,
+    )
     ensure_topics(kafka, specs((PERSON_CHANGES,), settings.partitions))
     scenario = Scenario(people=600, seed=11)
     generated = [(str(c["marketo_id"]), c) for c in scenario.changes()]

@@ -42,14 +42,20 @@ def publish(kafka: str, registry_url: str, changes: list[dict[str, Any]]) -> tup
     try:
         serialize = Serializer(registry, PERSON_CHANGES, "PersonChange")
         for change in changes:
+
             def delivered(err: Any, msg: Any, change: dict[str, Any] = change) -> None:
                 assert err is None, err
                 placed.append((change, msg.partition(), msg.offset()))
                 ends[(msg.topic(), msg.partition())] = max(
-                    ends.get((msg.topic(), msg.partition()), 0), msg.offset() + 1)
+                    ends.get((msg.topic(), msg.partition()), 0), msg.offset() + 1
+                )
 
-            producer.produce(PERSON_CHANGES, serialize(change), str(change["marketo_id"]).encode(),
-                             on_delivery=delivered)
+            producer.produce(
+                PERSON_CHANGES,
+                serialize(change),
+                str(change["marketo_id"]).encode(),
+                on_delivery=delivered,
+            )
             producer.poll(0)
         assert producer.flush(60) == 0
     finally:
@@ -58,11 +64,13 @@ def publish(kafka: str, registry_url: str, changes: list[dict[str, Any]]) -> tup
 
 
 def committed(kafka: str, group: str, partitions: int) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": kafka, "group.id": group,
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {"bootstrap.servers": kafka, "group.id": group, "enable.auto.commit": False}
+    )
     try:
-        tps = consumer.committed([TopicPartition(PERSON_CHANGES, p) for p in range(partitions)],
-                                 timeout=10)
+        tps = consumer.committed(
+            [TopicPartition(PERSON_CHANGES, p) for p in range(partitions)], timeout=10
+        )
         return {tp.partition: max(tp.offset, 0) for tp in tps}
     finally:
         consumer.close()
@@ -84,8 +92,12 @@ def undurable_commits(placed: Placed, offsets: dict[int, int], store: Store) -> 
         if qualifies(change) and (row is None or row["changed_at"] < change["changed_at"]):
             stored = row and row["changed_at"]
             problems.append(f"{mid}: committed version {change['changed_at']}, stored {stored}")
-        elif (not qualifies(change) and present and row is not None
-              and row["changed_at"] <= change["changed_at"]):
+        elif (
+            not qualifies(change)
+            and present
+            and row is not None
+            and row["changed_at"] <= change["changed_at"]
+        ):
             problems.append(f"{mid}: committed removal {change['changed_at']} not applied")
     return problems
 
@@ -99,8 +111,9 @@ def wait_handled(stack: Stack, share: float, total: int, timeout_s: float = 60) 
 
 
 def start(stack: Stack, settings: Settings) -> Worker:
-    return stack.add_worker("people", {"ACTIONS_SYNC_PEOPLE_BATCH_SIZE":
-                                       str(settings.people_batch_size)})
+    return stack.add_worker(
+        "people", {"ACTIONS_SYNC_PEOPLE_BATCH_SIZE": str(settings.people_batch_size)}
+    )
 
 
 def kill(stack: Stack, worker: Worker) -> None:
@@ -110,24 +123,35 @@ def kill(stack: Stack, worker: Worker) -> None:
     stack.workers.remove(worker)
 
 
-def scenario_stack(kafka: str, registry: str, database_url: str, people: int, batch: int = 300,
-                   publish_share: float = 1.0) -> tuple[Settings, Scenario, Placed, Ends]:
+def scenario_stack(
+    kafka: str,
+    registry: str,
+    database_url: str,
+    people: int,
+    batch: int = 300,
+    publish_share: float = 1.0,
+) -> tuple[Settings, Scenario, Placed, Ends]:
     """Settings, the scenario, and where its changes (the first `publish_share` of
     them) landed."""
-    settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
-                        database_url=database_url, group_prefix=f"t-{uuid.uuid4().hex[:8]}",
-                        people_batch_size=batch)
+    settings = Settings(
+        kafka_bootstrap_servers=kafka,
+        schema_registry_url=registry,
+        database_url=database_url,
+        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
+        people_batch_size=batch,
+    )
     ensure_topics(kafka, specs((PERSON_CHANGES,), settings.partitions))
     scenario = Scenario(people=people, seed=23)
     changes = list(scenario.changes())
-    placed, ends = publish(kafka, registry, changes[:round(len(changes) * publish_share)])
+    placed, ends = publish(kafka, registry, changes[: round(len(changes) * publish_share)])
     with Store(database_url) as store:
         store.migrate()
     return settings, scenario, placed, ends
 
 
-def check_killed(kafka: str, settings: Settings, placed: Placed, database_url: str,
-                 drained_ok: bool = False) -> None:
+def check_killed(
+    kafka: str, settings: Settings, placed: Placed, database_url: str, drained_ok: bool = False
+) -> None:
     """Every committed change is in the store (`drained_ok`: what was published so far
     may all be committed, more is on its way)."""
     offsets = committed(kafka, f"{settings.group_prefix}-people", settings.partitions)
@@ -146,7 +170,8 @@ def check_oracle(scenario: Scenario, database_url: str) -> None:
 
 
 def test_a_worker_killed_mid_drain_never_committed_what_was_not_stored(
-        kafka: str, registry: str, database_url: str) -> None:
+    kafka: str, registry: str, database_url: str
+) -> None:
     settings, scenario, placed, ends = scenario_stack(kafka, registry, database_url, 25_000)
     with Stack(settings) as stack:
         first = start(stack, settings)
@@ -160,7 +185,8 @@ def test_a_worker_killed_mid_drain_never_committed_what_was_not_stored(
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_worker_stopped_mid_drain_finishes_its_batch_commits_and_exits_cleanly(
-        kafka: str, registry: str, database_url: str) -> None:
+    kafka: str, registry: str, database_url: str
+) -> None:
     settings, scenario, placed, ends = scenario_stack(kafka, registry, database_url, 25_000)
     with Stack(settings) as stack:
         first = start(stack, settings)
@@ -176,11 +202,13 @@ def test_a_worker_stopped_mid_drain_finishes_its_batch_commits_and_exits_cleanly
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_partitions_handed_over_mid_drain_are_neither_lost_nor_written_twice_out_of_order(
-        kafka: str, registry: str, database_url: str) -> None:
+    kafka: str, registry: str, database_url: str
+) -> None:
     # Changes keep arriving (~2k/s for ~24 s, small batches) until the second worker has taken
     # partitions over: the hand-over happens mid-drain however fast the first worker is.
-    settings, scenario, placed, ends = scenario_stack(kafka, registry, database_url, 60_000,
-                                                      batch=50, publish_share=0.2)
+    settings, scenario, placed, ends = scenario_stack(
+        kafka, registry, database_url, 60_000, batch=50, publish_share=0.2
+    )
     feeder = Feeder(kafka, registry, scenario, len(placed), placed, ends)
     with Stack(settings) as stack:
         first = start(stack, settings)
@@ -211,8 +239,9 @@ class Feeder(threading.Thread):
     ~24 s: a second worker starting on a loaded machine takes seconds to join), adding to
     `placed` and `ends`."""
 
-    def __init__(self, kafka: str, registry: str, scenario: Scenario, done: int,
-                 placed: Placed, ends: Ends) -> None:
+    def __init__(
+        self, kafka: str, registry: str, scenario: Scenario, done: int, placed: Placed, ends: Ends
+    ) -> None:
         super().__init__(daemon=True)
         self.args = (kafka, registry)
         self.rest = list(scenario.changes())[done:]
@@ -220,7 +249,7 @@ class Feeder(threading.Thread):
 
     def run(self) -> None:
         for at in range(0, len(self.rest), 1000):
-            more, ends = publish(*self.args, self.rest[at:at + 1000])
+            more, ends = publish(*self.args, self.rest[at : at + 1000])
             self.placed += more
             for where, end in ends.items():
                 self.ends[where] = max(self.ends.get(where, 0), end)
@@ -232,5 +261,9 @@ def lag_partitions(worker: Worker) -> set[str]:
     from prometheus_client.parser import text_string_to_metric_families
 
     text = httpx.get(worker.metrics_url, timeout=5).text
-    return {sample.labels["partition"] for family in text_string_to_metric_families(text)
-            for sample in family.samples if sample.name == "actions_sync_consumer_lag"}
+    return {
+        sample.labels["partition"]
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "actions_sync_consumer_lag"
+    }

@@ -44,24 +44,34 @@ def refuse_person(url: str, marketo_id: int, table: str = "persons") -> None:
     outage)."""
     engine = create_engine(url)
     with engine.begin() as db:
-        db.execute(text(f"""
+        db.execute(
+            text(f"""
             CREATE FUNCTION refuse_poison() RETURNS trigger AS $$
             BEGIN
                 IF NEW.marketo_id = {marketo_id} THEN
                     RAISE EXCEPTION 'row refused for person %', NEW.marketo_id;
                 END IF;
                 RETURN NEW;
-            END $$ LANGUAGE plpgsql"""))
-        db.execute(text(f"CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON {table} "
-                        "FOR EACH ROW EXECUTE FUNCTION refuse_poison()"))
+            END $$ LANGUAGE plpgsql""")
+        )
+        db.execute(
+            text(
+                f"CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_poison()"
+            )
+        )
     engine.dispose()
 
 
 def test_a_poison_record_is_dead_lettered_and_a_store_outage_retried(
     kafka: str, registry: str, pg: PostgresServer
 ) -> None:
-    settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
-                        database_url=pg.url, group_prefix=f"t-{uuid.uuid4().hex[:8]}")
+    settings = Settings(
+        kafka_bootstrap_servers=kafka,
+        schema_registry_url=registry,
+        database_url=pg.url,
+        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
+    )
     ensure_topics(kafka, specs((PERSON_CHANGES,), settings.partitions))
     with Store(pg.url) as store:
         store.migrate()
@@ -75,10 +85,12 @@ def test_a_poison_record_is_dead_lettered_and_a_store_outage_retried(
         worker = stack.add_worker("people", {"ACTIONS_SYNC_BATCH_ATTEMPTS": "2"})
         stack.wait_drained("people", PERSON_CHANGES, ends, timeout_s=120)
         letters = dead_letter_headers(kafka)
-        assert {(h["source.partition"], h["source.offset"]) for h in letters} == \
-            {poison_position(kafka)}
-        assert {(h["error.stage"], h["error.class"]) for h in letters} == \
-            {("write", "ProgrammingError")}  # P0001, not an outage
+        assert {(h["source.partition"], h["source.offset"]) for h in letters} == {
+            poison_position(kafka)
+        }
+        assert {(h["error.stage"], h["error.class"]) for h in letters} == {
+            ("write", "ProgrammingError")
+        }  # P0001, not an outage
         assert "row refused for person 910001" in letters[0]["error.message"]
         with Store(pg.url) as store:
             assert store.person(POISON) is None
@@ -89,8 +101,9 @@ def test_a_poison_record_is_dead_lettered_and_a_store_outage_retried(
         resumed = threading.Timer(20, pg.resume)
         resumed.start()
         try:
-            second = [(str(i), person_change(i, 2, title="after the outage"))
-                      for i in range(1, 201)]
+            second = [
+                (str(i), person_change(i, 2, title="after the outage")) for i in range(1, 201)
+            ]
             publish(kafka, registry, second, ends)
             deadline = time.monotonic() + 60
             while scrape_sum([worker.metrics_url], RETRIES) == 0:
@@ -118,8 +131,12 @@ def test_the_activity_router_dead_letters_a_poison_activity_and_moves_on(
     kafka: str, registry: str, pg: PostgresServer
 ) -> None:
     """The same mechanism in the router: an activity whose parking the store refuses."""
-    settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
-                        database_url=pg.url, group_prefix=f"t-{uuid.uuid4().hex[:8]}")
+    settings = Settings(
+        kafka_bootstrap_servers=kafka,
+        schema_registry_url=registry,
+        database_url=pg.url,
+        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
+    )
     ensure_topics(kafka, specs((SALES_ACTIVITIES,), settings.partitions))
     known = [person_row(person_change(i, 1, sfdc_contact_id=f"003{i}")) for i in range(1, 41)]
     with Store(pg.url) as store:
@@ -136,8 +153,9 @@ def test_the_activity_router_dead_letters_a_poison_activity_and_moves_on(
             stack.add_worker("activities", {"ACTIONS_SYNC_BATCH_ATTEMPTS": "2"})
             stack.wait_drained("activities", SALES_ACTIVITIES, topics.ends, timeout_s=120)
             letters = list(topics.dead().values())
-            assert [(h["error.stage"], h["error.class"]) for h in letters] == \
-                [("write", "ProgrammingError")]
+            assert [(h["error.stage"], h["error.class"]) for h in letters] == [
+                ("write", "ProgrammingError")
+            ]
             assert "row refused for person 910001" in letters[0]["error.message"]
             assert {a["activity_id"] for a in routed} <= set(topics.marketo())
             with Store(pg.url) as store:

@@ -221,8 +221,7 @@ def test_a_worker_stuck_on_a_store_outage_shows_lag_and_turns_unhealthy(
             lambda: scrape_sum([worker.metrics_url], "actions_sync_broker_lag") == 0,
         )
     with Store(pg.url) as store:
-        assert all(present(store.person(i))["title"] == "during the outage"
-                   for i in range(1, 51))
+        assert all(present(store.person(i))["title"] == "during the outage" for i in range(1, 51))
 
 
 @pytest.mark.slow

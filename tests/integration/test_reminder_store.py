@@ -26,12 +26,25 @@ def store(database_url: str) -> Iterator[Store]:
 
 
 def row(task_id: str, revision: int = 0, **fields: Any) -> dict[str, Any]:
-    return {"task_id": task_id, "marketo_id": 1, "subject": "Call", "status": "OPEN",
-            "priority": "NORMAL", "due_date": date(2026, 12, 24), "details": None,
-            "deleted": False, "sfdc_task_id": None, "actions_version": NOW,
-            "salesforce_version": None, "salesforce_synced": {"Status": "Not Started"},
-            "stamps": {"status": [NOW.isoformat(), "ACTIONS"]}, "written_at": None,
-            "written": [], "unpushed": False, "revision": revision} | fields
+    return {
+        "task_id": task_id,
+        "marketo_id": 1,
+        "subject": "Call",
+        "status": "OPEN",
+        "priority": "NORMAL",
+        "due_date": date(2026, 12, 24),
+        "details": None,
+        "deleted": False,
+        "sfdc_task_id": None,
+        "actions_version": NOW,
+        "salesforce_version": None,
+        "salesforce_synced": {"Status": "Not Started"},
+        "stamps": {"status": [NOW.isoformat(), "ACTIONS"]},
+        "written_at": None,
+        "written": [],
+        "unpushed": False,
+        "revision": revision,
+    } | fields
 
 
 def test_a_write_from_a_stale_revision_loses_and_changes_nothing(store: Store) -> None:
@@ -45,7 +58,7 @@ def test_a_write_from_a_stale_revision_loses_and_changes_nothing(store: Store) -
 
 
 def test_a_task_id_learnt_from_the_source_is_kept_and_a_resolution_without_it_loses(
-    store: Store
+    store: Store,
 ) -> None:
     table.save(store.engine, [row("t1")], NOW)
     assert table.synced(store.engine, ["t1"], [])["t1"]["Id"] is None
@@ -58,8 +71,11 @@ def test_a_task_id_learnt_from_the_source_is_kept_and_a_resolution_without_it_lo
 
 
 def test_tasks_are_found_by_salesforce_id_and_unpushed_ones_paged(store: Store) -> None:
-    table.save(store.engine, [row("a", unpushed=True), row("b", sfdc_task_id=SFDC),
-                              row("c", unpushed=True)], NOW)
+    table.save(
+        store.engine,
+        [row("a", unpushed=True), row("b", sfdc_task_id=SFDC), row("c", unpushed=True)],
+        NOW,
+    )
     assert table.by_salesforce_id(store.engine, [SFDC])[SFDC]["task_id"] == "b"
     assert [r["task_id"] for r in table.unpushed(store.engine, "", 1)] == ["a"]
     assert [r["task_id"] for r in table.unpushed(store.engine, "a", 10)] == ["c"]

@@ -54,15 +54,22 @@ HUMAN = "0050000000000HUMAN"
 def stack(kafka: str, registry: str, tmp_path: Path) -> Iterator[Stack]:
     if EXTERNAL_KAFKA:
         _delete_topics(kafka, [t for n in TOPICS for t in (n, dlq_topic(n))])
-    settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
-                        database_url=f"sqlite:///{tmp_path}/store.db",
-                        group_prefix=f"t-{uuid.uuid4().hex[:8]}")
+    settings = Settings(
+        kafka_bootstrap_servers=kafka,
+        schema_registry_url=registry,
+        database_url=f"sqlite:///{tmp_path}/store.db",
+        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
+    )
     ensure_topics(kafka, specs(TOPICS, settings.partitions))
     with Store(settings.database_url) as store:
         store.migrate()
-        store.apply_people([person_row(person_change(
-            m, 0, sfdc_lead_id=LEAD[m], sfdc_contact_id=CONTACT[m]))
-            for m in (1, 2, 3)], [])
+        store.apply_people(
+            [
+                person_row(person_change(m, 0, sfdc_lead_id=LEAD[m], sfdc_contact_id=CONTACT[m]))
+                for m in (1, 2, 3)
+            ],
+            [],
+        )
     with Stack(settings, logdir=tmp_path) as running:
         running.salesforce_url = running.sandbox("salesforce", "--seed-people", "10")
         yield running
@@ -75,16 +82,23 @@ def start(stack: Stack, sync: bool = True) -> None:
         stack.add_worker(name, {"ACTIONS_SYNC_REMINDERS_RETRY_S": "0.5"})
 
 
-def reminder(task_id: str, marketo_id: int = 1, at: datetime | None = None,
-             **fields: Any) -> dict[str, Any]:
-    return {"task_id": task_id, "marketo_id": marketo_id, "subject": "Call Ada",
-            "status": "OPEN", "priority": "NORMAL", "due_date": date(2026, 12, 24),
-            "details": "about the engine", "deleted": False,
-            "changed_at": at or datetime.now(UTC)} | fields
+def reminder(
+    task_id: str, marketo_id: int = 1, at: datetime | None = None, **fields: Any
+) -> dict[str, Any]:
+    return {
+        "task_id": task_id,
+        "marketo_id": marketo_id,
+        "subject": "Call Ada",
+        "status": "OPEN",
+        "priority": "NORMAL",
+        "due_date": date(2026, 12, 24),
+        "details": "about the engine",
+        "deleted": False,
+        "changed_at": at or datetime.now(UTC),
+    } | fields
 
 
-def publish(stack: Stack, topic: str, record: str, items: list[tuple[str, dict[str, Any]]]
-            ) -> None:
+def publish(stack: Stack, topic: str, record: str, items: list[tuple[str, dict[str, Any]]]) -> None:
     registry = RegistryClient(stack.registry_url)
     try:
         publisher = Publisher(stack.bootstrap, registry)
@@ -99,8 +113,9 @@ def from_actions(stack: Stack, *tasks: dict[str, Any]) -> None:
 
 
 def sandbox(stack: Stack, method: str, path: str, **body: Any) -> Any:
-    answer = httpx.request(method, f"{stack.salesforce_url}/_sandbox/salesforce/{path}",
-                           json=body or None)
+    answer = httpx.request(
+        method, f"{stack.salesforce_url}/_sandbox/salesforce/{path}", json=body or None
+    )
     answer.raise_for_status()
     return answer.json()
 
@@ -110,19 +125,37 @@ def sf_task(stack: Stack, external_id: str) -> dict[str, Any] | None:
     return next((r for r in rows if r.get("ActionsSync_Id__c") == external_id), None)
 
 
-def as_source(stack: Stack, row: dict[str, Any], at: datetime | None = None,
-              deleted: bool = False) -> None:
+def as_source(
+    stack: Stack, row: dict[str, Any], at: datetime | None = None, deleted: bool = False
+) -> None:
     """Publish the `SalesforceTask` the Salesforce source would for the sandbox's row."""
     due = row.get("ActivityDate")
-    publish(stack, SALESFORCE_TASKS, "SalesforceTask", [(row["Id"], {
-        "event_id": str(uuid.uuid4()), "sfdc_id": row["Id"],
-        "external_id": row.get("ActionsSync_Id__c"), "subject": row.get("Subject"),
-        "status": row.get("Status"), "priority": row.get("Priority"),
-        "activity_date": date.fromisoformat(due[:10]) if due else None,
-        "description": row.get("Description"), "who_id": row.get("WhoId"),
-        "what_id": row.get("WhatId"), "is_deleted": deleted,
-        "created_date": None, "system_modstamp": at or datetime.now(UTC),
-        "last_modified_by_id": HUMAN})])
+    publish(
+        stack,
+        SALESFORCE_TASKS,
+        "SalesforceTask",
+        [
+            (
+                row["Id"],
+                {
+                    "event_id": str(uuid.uuid4()),
+                    "sfdc_id": row["Id"],
+                    "external_id": row.get("ActionsSync_Id__c"),
+                    "subject": row.get("Subject"),
+                    "status": row.get("Status"),
+                    "priority": row.get("Priority"),
+                    "activity_date": date.fromisoformat(due[:10]) if due else None,
+                    "description": row.get("Description"),
+                    "who_id": row.get("WhoId"),
+                    "what_id": row.get("WhatId"),
+                    "is_deleted": deleted,
+                    "created_date": None,
+                    "system_modstamp": at or datetime.now(UTC),
+                    "last_modified_by_id": HUMAN,
+                },
+            )
+        ],
+    )
 
 
 def person_edits(stack: Stack, sfdc_id: str, **fields: Any) -> dict[str, Any]:
@@ -148,22 +181,32 @@ def writes(stack: Stack) -> int:
 
 # -- Actions -> Salesforce ---------------------------------------------------------------
 
+
 def test_an_actions_task_is_created_edited_completed_and_deleted_in_salesforce(
-    stack: Stack
+    stack: Stack,
 ) -> None:
     start(stack)
     from_actions(stack, reminder("t1", priority="HIGH"))
     row = eventually(lambda: sf_task(stack, "t1"), "the Task in Salesforce")
-    assert (row["Subject"], row["Status"], row["Priority"], row["ActivityDate"][:10],
-            row["Description"], row["WhoId"]) == (
-        "Call Ada", "Not Started", "High", "2026-12-24", "about the engine", CONTACT[1])
+    assert (
+        row["Subject"],
+        row["Status"],
+        row["Priority"],
+        row["ActivityDate"][:10],
+        row["Description"],
+        row["WhoId"],
+    ) == ("Call Ada", "Not Started", "High", "2026-12-24", "about the engine", CONTACT[1])
 
-    from_actions(stack, reminder("t1", priority="HIGH", status="COMPLETE",
-                                 details="done", subject="Called Ada"))
-    row = eventually(lambda: (r := sf_task(stack, "t1")) and r["IsClosed"] and r,
-                     "the completion")
+    from_actions(
+        stack,
+        reminder("t1", priority="HIGH", status="COMPLETE", details="done", subject="Called Ada"),
+    )
+    row = eventually(lambda: (r := sf_task(stack, "t1")) and r["IsClosed"] and r, "the completion")
     assert (row["Status"], row["Description"], row["Subject"]) == (
-        "Completed", "done", "Called Ada")
+        "Completed",
+        "done",
+        "Called Ada",
+    )
 
     from_actions(stack, reminder("t1", deleted=True))
     eventually(lambda: sf_task(stack, "t1") is None, "the delete")
@@ -180,25 +223,40 @@ def test_a_lead_only_person_gets_the_lead_as_who(stack: Stack) -> None:
 
 # -- Salesforce -> Actions ---------------------------------------------------------------
 
+
 def test_salesforce_edits_reach_actions_and_what_does_not_sync_stays(stack: Stack) -> None:
     start(stack)
     from_actions(stack, reminder("t3"))
     row = eventually(lambda: sf_task(stack, "t3"), "the Task")
     before = writes(stack)
 
-    row = person_edits(stack, row["Id"], Status="Completed", Description="from Salesforce",
-                       Subject="renamed in Salesforce", ActivityDate="2027-01-02")
+    row = person_edits(
+        stack,
+        row["Id"],
+        Status="Completed",
+        Description="from Salesforce",
+        Subject="renamed in Salesforce",
+        ActivityDate="2027-01-02",
+    )
     as_source(stack, row)
-    done = eventually(lambda: (s := stored(stack, "t3")) and s["status"] == "COMPLETE" and s,
-                      "the completion in Actions")
+    done = eventually(
+        lambda: (s := stored(stack, "t3")) and s["status"] == "COMPLETE" and s,
+        "the completion in Actions",
+    )
     assert (done["details"], done["subject"], done["due_date"]) == (
-        "from Salesforce", "Call Ada", date(2027, 1, 2))
+        "from Salesforce",
+        "Call Ada",
+        date(2027, 1, 2),
+    )
 
-    row = person_edits(stack, row["Id"], Status="Deferred", Priority="Low",
-                       Description="still syncs")
+    row = person_edits(
+        stack, row["Id"], Status="Deferred", Priority="Low", Description="still syncs"
+    )
     as_source(stack, row)
-    done = eventually(lambda: (s := stored(stack, "t3")) and s["details"] == "still syncs"
-                      and s, "the description beside Low and Deferred")
+    done = eventually(
+        lambda: (s := stored(stack, "t3")) and s["details"] == "still syncs" and s,
+        "the description beside Low and Deferred",
+    )
     assert (done["status"], done["priority"]) == ("COMPLETE", "NORMAL")
     time.sleep(1.0)
     assert writes(stack) == before  # nothing went back to Salesforce
@@ -219,22 +277,46 @@ def test_a_salesforce_delete_deletes_in_actions_within_15_days_only(stack: Stack
 
 def test_a_task_born_in_salesforce_is_imported_and_goes_back_by_its_id(stack: Stack) -> None:
     start(stack)
-    row = sandbox(stack, "POST", "records/Task", fields={
-        "Subject": "Follow up", "WhoId": LEAD[2], "Status": "Not Started",
-        "Priority": "High"})
+    row = sandbox(
+        stack,
+        "POST",
+        "records/Task",
+        fields={
+            "Subject": "Follow up",
+            "WhoId": LEAD[2],
+            "Status": "Not Started",
+            "Priority": "High",
+        },
+    )
     as_source(stack, row)
     task_id = f"sf-{row['Id']}"
     mine = eventually(lambda: stored(stack, task_id), "the import")
     assert (mine["marketo_id"], mine["subject"], mine["priority"]) == (2, "Follow up", "HIGH")
 
-    from_actions(stack, reminder(task_id, marketo_id=2, subject="Follow up",
-                                 priority="HIGH", status="COMPLETE", details=None,
-                                 due_date=None))
-    back = eventually(lambda: (r := sandbox(stack, "GET", f"records/Task/{row['Id']}"))
-                      and r["Status"] == "Completed" and r, "the completion in Salesforce")
+    from_actions(
+        stack,
+        reminder(
+            task_id,
+            marketo_id=2,
+            subject="Follow up",
+            priority="HIGH",
+            status="COMPLETE",
+            details=None,
+            due_date=None,
+        ),
+    )
+    back = eventually(
+        lambda: (
+            (r := sandbox(stack, "GET", f"records/Task/{row['Id']}"))
+            and r["Status"] == "Completed"
+            and r
+        ),
+        "the completion in Salesforce",
+    )
     assert back["ActionsSync_Id__c"] == task_id
-    assert len([r for r in sandbox(stack, "GET", "records/Task")
-                if r["Subject"] == "Follow up"]) == 1  # updated, not duplicated
+    assert (
+        len([r for r in sandbox(stack, "GET", "records/Task") if r["Subject"] == "Follow up"]) == 1
+    )  # updated, not duplicated
 
 
 def test_the_syncs_own_write_coming_back_changes_nothing(stack: Stack) -> None:
@@ -255,14 +337,17 @@ def test_conflicting_edits_the_newer_wins(stack: Stack) -> None:
     row = eventually(lambda: sf_task(stack, "t7"), "the Task")
     edited = person_edits(stack, row["Id"], Description="Salesforce, older")
     from_actions(stack, reminder("t7", at=t0 + timedelta(seconds=30), details="Actions, newer"))
-    eventually(lambda: (r := sf_task(stack, "t7")) and r["Description"] == "Actions, newer",
-               "the newer Actions edit in Salesforce")
+    eventually(
+        lambda: (r := sf_task(stack, "t7")) and r["Description"] == "Actions, newer",
+        "the newer Actions edit in Salesforce",
+    )
     as_source(stack, edited, at=t0 + timedelta(seconds=10))
     time.sleep(2.0)
     assert present(stored(stack, "t7"))["details"] == "Actions, newer"
 
 
 # -- settings, first enable --------------------------------------------------------------
+
 
 def test_nothing_flows_while_off_and_turning_on_catches_up(stack: Stack) -> None:
     start(stack)
@@ -283,10 +368,8 @@ def test_first_enable_imports_the_last_24_hours_and_pushes_no_existing_task(stac
     start(stack)  # the first enable: now
     from_actions(stack, reminder("old", at=earlier))  # a task from before the enable
     now = datetime.now(UTC)
-    recent = sandbox(stack, "POST", "records/Task", fields={"Subject": "23 h",
-                                                             "WhoId": LEAD[1]})
-    stale = sandbox(stack, "POST", "records/Task", fields={"Subject": "25 h",
-                                                            "WhoId": LEAD[1]})
+    recent = sandbox(stack, "POST", "records/Task", fields={"Subject": "23 h", "WhoId": LEAD[1]})
+    stale = sandbox(stack, "POST", "records/Task", fields={"Subject": "25 h", "WhoId": LEAD[1]})
     as_source(stack, recent, at=now - timedelta(hours=23))
     as_source(stack, stale, at=now - timedelta(hours=25))
     eventually(lambda: stored(stack, f"sf-{recent['Id']}"), "the 23-hour-old task")

@@ -46,13 +46,21 @@ TOPICS = (REMINDER_TASKS, SALESFORCE_TASKS, OUTBOUND_SALESFORCE_TASKS)
 def stack(kafka: str, registry: str, tmp_path: Path) -> Iterator[Stack]:
     if EXTERNAL_KAFKA:  # the topics outlive a test there: start them empty
         _delete_topics(kafka, [t for n in TOPICS for t in (n, dlq_topic(n))])
-    settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
-                        database_url=f"sqlite:///{tmp_path}/store.db",
-                        group_prefix=f"t-{uuid.uuid4().hex[:8]}")
+    settings = Settings(
+        kafka_bootstrap_servers=kafka,
+        schema_registry_url=registry,
+        database_url=f"sqlite:///{tmp_path}/store.db",
+        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
+    )
     with Store(settings.database_url) as store:
         store.migrate()
-        store.apply_people([person_row(person_change(
-            m, 0, sfdc_lead_id=LEAD[m], sfdc_contact_id=CONTACT[m])) for m in (1, 2, 3)], [])
+        store.apply_people(
+            [
+                person_row(person_change(m, 0, sfdc_lead_id=LEAD[m], sfdc_contact_id=CONTACT[m]))
+                for m in (1, 2, 3)
+            ],
+            [],
+        )
     with Stack(settings, logdir=tmp_path) as running:
         running.salesforce_url = running.sandbox("salesforce", "--seed-people", "10")
         yield running
@@ -61,15 +69,18 @@ def stack(kafka: str, registry: str, tmp_path: Path) -> Iterator[Stack]:
 def start(stack: Stack) -> None:
     set_value(stack.settings, "unsubscribe_sync", "false")
     set_value(stack.settings, "reminder_task_sync", "true")
-    env = {"ACTIONS_SYNC_SALESFORCE_POLL_INTERVAL_S": "0.2",
-           "ACTIONS_SYNC_REMINDERS_RETRY_S": "0.5"}
+    env = {
+        "ACTIONS_SYNC_SALESFORCE_POLL_INTERVAL_S": "0.2",
+        "ACTIONS_SYNC_REMINDERS_RETRY_S": "0.5",
+    }
     for name in ("salesforce-source", "reminders", "salesforce-sink"):
         stack.add_worker(name, env)
 
 
 def sandbox(stack: Stack, method: str, path: str, **body: Any) -> Any:
-    answer = httpx.request(method, f"{stack.salesforce_url}/_sandbox/salesforce/{path}",
-                           json=body or None)
+    answer = httpx.request(
+        method, f"{stack.salesforce_url}/_sandbox/salesforce/{path}", json=body or None
+    )
     answer.raise_for_status()
     return answer.json()
 
@@ -80,8 +91,7 @@ def stored(stack: Stack, task_id: str) -> dict[str, Any] | None:
 
 
 def published(stack: Stack) -> list[str]:
-    return [m.key().decode() for m in read_topic(stack.bootstrap, SALESFORCE_TASKS,
-                                                 idle_s=0.5)]
+    return [m.key().decode() for m in read_topic(stack.bootstrap, SALESFORCE_TASKS, idle_s=0.5)]
 
 
 def eventually(check: Callable[[], Any], what: str, timeout_s: float = 90.0) -> Any:
@@ -95,13 +105,25 @@ def eventually(check: Callable[[], Any], what: str, timeout_s: float = 90.0) -> 
 def test_a_persons_task_follows_in_actions_from_creation_to_deletion(stack: Stack) -> None:
     start(stack)
     time.sleep(2.0)  # the source's first poll: the enable is older than the Task
-    row = sandbox(stack, "POST", "records/Task", fields={
-        "Subject": "Follow up", "WhoId": CONTACT[1], "Priority": "High",
-        "ActivityDate": "2026-12-24"})
+    row = sandbox(
+        stack,
+        "POST",
+        "records/Task",
+        fields={
+            "Subject": "Follow up",
+            "WhoId": CONTACT[1],
+            "Priority": "High",
+            "ActivityDate": "2026-12-24",
+        },
+    )
     task_id = f"sf-{row['Id']}"
     mine = eventually(lambda: stored(stack, task_id), "the import")
     assert (mine["subject"], mine["priority"], mine["due_date"], mine["marketo_id"]) == (
-        "Follow up", "HIGH", date(2026, 12, 24), 1)
+        "Follow up",
+        "HIGH",
+        date(2026, 12, 24),
+        1,
+    )
 
     sandbox(stack, "PATCH", f"records/Task/{row['Id']}", fields={"Description": "notes"})
     eventually(lambda: present(stored(stack, task_id))["details"] == "notes", "the edit")
@@ -116,30 +138,57 @@ def test_the_syncs_writes_never_come_back_from_the_source(stack: Stack) -> None:
     registry = RegistryClient(stack.registry_url)
     try:
         publisher = Publisher(stack.bootstrap, registry)
-        publisher.publish(REMINDER_TASKS, "ReminderTask", [("t1", {
-            "task_id": "t1", "marketo_id": 1, "subject": "Call Ada", "status": "OPEN",
-            "priority": "NORMAL", "due_date": None, "details": None, "deleted": False,
-            "changed_at": datetime.now(UTC)})])
+        publisher.publish(
+            REMINDER_TASKS,
+            "ReminderTask",
+            [
+                (
+                    "t1",
+                    {
+                        "task_id": "t1",
+                        "marketo_id": 1,
+                        "subject": "Call Ada",
+                        "status": "OPEN",
+                        "priority": "NORMAL",
+                        "due_date": None,
+                        "details": None,
+                        "deleted": False,
+                        "changed_at": datetime.now(UTC),
+                    },
+                )
+            ],
+        )
         publisher.flush()
     finally:
         registry.close()
-    rows = eventually(lambda: [r for r in sandbox(stack, "GET", "records/Task")
-                               if r.get("ActionsSync_Id__c") == "t1"], "the sync's write")
-    marker = sandbox(stack, "POST", "records/Task", fields={"Subject": "marker",
-                                                             "WhoId": LEAD[2]})
+    rows = eventually(
+        lambda: [
+            r for r in sandbox(stack, "GET", "records/Task") if r.get("ActionsSync_Id__c") == "t1"
+        ],
+        "the sync's write",
+    )
+    marker = sandbox(stack, "POST", "records/Task", fields={"Subject": "marker", "WhoId": LEAD[2]})
     eventually(lambda: stored(stack, f"sf-{marker['Id']}"), "the marker after the write")
     assert rows[0]["Id"] not in published(stack)
 
 
 def test_first_enable_imports_tasks_changed_in_the_last_24_hours(stack: Stack) -> None:
-    recent = sandbox(stack, "POST", "records/Task", fields={"Subject": "23 h",
-                                                             "WhoId": LEAD[1]})
-    stale = sandbox(stack, "POST", "records/Task", fields={"Subject": "25 h",
-                                                            "WhoId": LEAD[1]})
-    sandbox(stack, "PATCH", f"records/Task/{recent['Id']}", fields={"Priority": "High"},
-            late_by_s=23 * 3600)
-    sandbox(stack, "PATCH", f"records/Task/{stale['Id']}", fields={"Priority": "High"},
-            late_by_s=25 * 3600)
+    recent = sandbox(stack, "POST", "records/Task", fields={"Subject": "23 h", "WhoId": LEAD[1]})
+    stale = sandbox(stack, "POST", "records/Task", fields={"Subject": "25 h", "WhoId": LEAD[1]})
+    sandbox(
+        stack,
+        "PATCH",
+        f"records/Task/{recent['Id']}",
+        fields={"Priority": "High"},
+        late_by_s=23 * 3600,
+    )
+    sandbox(
+        stack,
+        "PATCH",
+        f"records/Task/{stale['Id']}",
+        fields={"Priority": "High"},
+        late_by_s=25 * 3600,
+    )
     start(stack)
     eventually(lambda: stored(stack, f"sf-{recent['Id']}"), "the 23-hour-old Task")
     time.sleep(2.0)

@@ -193,21 +193,18 @@ def deleted_while_the_source_was_down(stack: Stack, sfdc_id: str, days: float) -
 
 
 def test_a_hard_delete_reaches_actions_through_the_deleted_feed_within_15_days(
-    stack: Stack
+    stack: Stack,
 ) -> None:
     enable(stack)
     for task_id in ("d14", "d16"):
         from_actions(stack, task_id)
     ids = {
-        t: eventually(
-            partial(task_id_of, stack, t), f"{t}'s Task id in the store"
-        )
+        t: eventually(partial(task_id_of, stack, t), f"{t}'s Task id in the store")
         for t in ("d14", "d16")
     }
 
     deleted_while_the_source_was_down(stack, ids["d14"], days=14)
-    eventually(lambda: present(stored(stack, "d14"))["deleted"],
-               "the 14-day-old delete in Actions")
+    eventually(lambda: present(stored(stack, "d14"))["deleted"], "the 14-day-old delete in Actions")
     reminders = next(w for w in stack.workers if w.name == "reminders")
     assert (
         sample(
@@ -232,7 +229,7 @@ def test_a_hard_delete_reaches_actions_through_the_deleted_feed_within_15_days(
 
 
 def test_first_enable_imports_a_task_of_23_hours_not_25_and_pushes_no_existing_task(
-    stack: Stack
+    stack: Stack,
 ) -> None:
     lead = POPULATION[1]["sfdc_lead_id"]
     recent = made_ago(stack, 23, Subject="23 h", WhoId=lead, Priority="High")

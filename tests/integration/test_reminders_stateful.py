@@ -74,11 +74,18 @@ pytestmark = pytest.mark.slow
 EXAMPLES = int(os.environ.get("REMINDERS_STATEFUL_EXAMPLES", "1"))
 STEPS = int(os.environ.get("REMINDERS_STATEFUL_STEPS", "5"))
 POPULATION = {p["marketo_id"]: p for p in generate(10, 7)}
-SF_NAMES = {"status": "Status", "priority": "Priority", "due_date": "ActivityDate",
-            "details": "Description"}
+SF_NAMES = {
+    "status": "Status",
+    "priority": "Priority",
+    "due_date": "ActivityDate",
+    "details": "Description",
+}
 TOPICS = (REMINDER_TASKS, SALESFORCE_TASKS, OUTBOUND_SALESFORCE_TASKS)
-ENV = {"ACTIONS_SYNC_SALESFORCE_POLL_INTERVAL_S": "0.2", "ACTIONS_SYNC_REMINDERS_RETRY_S": "0.5",
-       "ACTIONS_SYNC_LOG_LEVEL": "debug"}  # the agent logs each write to Actions at debug
+ENV = {
+    "ACTIONS_SYNC_SALESFORCE_POLL_INTERVAL_S": "0.2",
+    "ACTIONS_SYNC_REMINDERS_RETRY_S": "0.5",
+    "ACTIONS_SYNC_LOG_LEVEL": "debug",
+}  # the agent logs each write to Actions at debug
 WORKERS = ("reminders", "salesforce-source")
 SF_NEWER = os.environ.get("REMINDERS_STATEFUL_SF_NEWER") == "1"  # see the docstring
 MIDFLIGHT = os.environ.get("REMINDERS_STATEFUL_MIDFLIGHT") == "1"
@@ -89,14 +96,25 @@ SF_WRITES = {"POST", "PATCH", "DELETE"}
 def stack(kafka: str, registry: str, tmp_path: Path) -> Iterator[Stack]:
     if EXTERNAL_KAFKA:  # the topics outlive a test there: start them empty
         _delete_topics(kafka, [t for n in TOPICS for t in (n, dlq_topic(n))])
-    settings_ = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
-                         database_url=f"sqlite:///{tmp_path}/store.db",
-                         group_prefix=f"t-{uuid.uuid4().hex[:8]}")
+    settings_ = Settings(
+        kafka_bootstrap_servers=kafka,
+        schema_registry_url=registry,
+        database_url=f"sqlite:///{tmp_path}/store.db",
+        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
+    )
     with Store(settings_.database_url) as store:
         store.migrate()
         p = POPULATION[1]
-        store.apply_people([person_row(person_change(
-            1, 0, sfdc_lead_id=p["sfdc_lead_id"], sfdc_contact_id=p["sfdc_contact_id"]))], [])
+        store.apply_people(
+            [
+                person_row(
+                    person_change(
+                        1, 0, sfdc_lead_id=p["sfdc_lead_id"], sfdc_contact_id=p["sfdc_contact_id"]
+                    )
+                )
+            ],
+            [],
+        )
     with Stack(settings_, logdir=tmp_path) as running:
         running.salesforce_url = running.sandbox("salesforce", "--seed-people", "10")
         set_value(settings_, "unsubscribe_sync", "false")
@@ -130,8 +148,9 @@ class Sides:
         self.publisher.flush()
 
     def sandbox(self, method: str, path: str, **body: Any) -> Any:
-        answer = httpx.request(method, f"{self.stack.salesforce_url}/_sandbox/salesforce/"
-                               f"{path}", json=body or None)
+        answer = httpx.request(
+            method, f"{self.stack.salesforce_url}/_sandbox/salesforce/{path}", json=body or None
+        )
         answer.raise_for_status()
         return answer.json()
 
@@ -147,16 +166,22 @@ class Sides:
         """The integration user's write calls so far (the sandbox's request journal; the
         person's edits go through the sandbox's control routes, not the API)."""
         journal = httpx.get(f"{self.stack.salesforce_url}/_sandbox/journal", timeout=60).json()
-        return sum(1 for e in journal if e["method"] in SF_WRITES
-                   and str(e["path"]).startswith("/services/data/"))
+        return sum(
+            1
+            for e in journal
+            if e["method"] in SF_WRITES and str(e["path"]).startswith("/services/data/")
+        )
 
     def writes_to_actions(self, task_id: str) -> int:
         """The store writes the agent made to `task_id` from Salesforce changes (its debug
         log: every reminders process, killed ones included)."""
         mark = f"reminder task {task_id}: "
-        return sum(line.count(mark) and "written to Actions" in line
-                   for w in self.stack.workers if w.name == "reminders"
-                   for line in w.log.read_text(errors="replace").splitlines())
+        return sum(
+            line.count(mark) and "written to Actions" in line
+            for w in self.stack.workers
+            if w.name == "reminders"
+            for line in w.log.read_text(errors="replace").splitlines()
+        )
 
     def kill(self, name: str | None, midflight: bool = True) -> None:
         """kill -9 and restart `name` (None: no kill). The reminder worker is killed
@@ -165,8 +190,7 @@ class Sides:
             self.restart(name)
 
     def restart(self, name: str) -> None:
-        worker = next(w for w in self.stack.workers if w.name == name
-                      and w.proc.poll() is None)
+        worker = next(w for w in self.stack.workers if w.name == name and w.proc.poll() is None)
         worker.proc.send_signal(signal.SIGKILL)
         self.kills += 1
         worker.proc.wait(timeout=30)
@@ -183,8 +207,10 @@ details = st.none() | st.sampled_from(["a", "b", "notes"])
 dates = st.none() | st.dates(date(2026, 1, 1), date(2027, 12, 31))
 kills = st.none() | st.sampled_from(WORKERS)  # kill -9 right after an edit, or not
 newer = st.booleans() if SF_NEWER else st.just(True)  # True: the Actions edit is the newer
-SF_VALUES = {"status": ["Not Started", "Completed", "In Progress", "Deferred"],
-             "priority": ["Normal", "High", "Low"]}
+SF_VALUES = {
+    "status": ["Not Started", "Completed", "In Progress", "Deferred"],
+    "priority": ["Normal", "High", "Low"],
+}
 
 
 def machine(sides: Sides) -> type[RuleBasedStateMachine]:  # noqa: C901 - a state machine
@@ -193,31 +219,48 @@ def machine(sides: Sides) -> type[RuleBasedStateMachine]:  # noqa: C901 - a stat
         @initialize(status=statuses, priority=priorities, data=st.data())
         def create_in_actions(self, status: str, priority: str, data: st.DataObject) -> None:
             self.task_id = f"t-{uuid.uuid4().hex[:10]}"
-            self.oracle: dict[str, Any] = {"status": status, "priority": priority,
-                                           "due_date": None,
-                           "details": None}
+            self.oracle: dict[str, Any] = {
+                "status": status,
+                "priority": priority,
+                "due_date": None,
+                "details": None,
+            }
             self.unmapped: dict[str, Any] = {}  # Salesforce values that do not sync
             self.actions_edits, self.sf_edits = 1, 0
             self.calls_before = sides.salesforce_write_calls()
             self.kills_before, self.conflicts = sides.kills, 0
             self.either: list[tuple[dict[str, Any], dict[str, Any]]] = []
             sides.actions_publishes(self.record())
-            self.sfdc_id = eventually(lambda: sides.in_salesforce(self.task_id),
-                                      "the new Task")["Id"]
+            self.sfdc_id = eventually(lambda: sides.in_salesforce(self.task_id), "the new Task")[
+                "Id"
+            ]
             self.converge()
             # every example has a conflict, however few its steps
-            self.edit_both_sides_at_once(data, data.draw(st.sampled_from(list(SF_NAMES))),
-                                         data.draw(newer), data.draw(kills))
+            self.edit_both_sides_at_once(
+                data, data.draw(st.sampled_from(list(SF_NAMES))), data.draw(newer), data.draw(kills)
+            )
 
         def record(self, **edits: Any) -> dict[str, Any]:
-            return {"task_id": self.task_id, "marketo_id": 1, "subject": "Call",
-                    "deleted": False, "changed_at": datetime.now(UTC), **self.oracle, **edits}
+            return {
+                "task_id": self.task_id,
+                "marketo_id": 1,
+                "subject": "Call",
+                "deleted": False,
+                "changed_at": datetime.now(UTC),
+                **self.oracle,
+                **edits,
+            }
 
         @rule(status=statuses, priority=priorities, details=details, due=dates, kill=kills)
-        def edit_in_actions(self, status: str, priority: str, details: str | None,
-                            due: date | None, kill: str | None) -> None:
-            edits = {"status": status, "priority": priority, "details": details,
-                     "due_date": due}
+        def edit_in_actions(
+            self,
+            status: str,
+            priority: str,
+            details: str | None,
+            due: date | None,
+            kill: str | None,
+        ) -> None:
+            edits = {"status": status, "priority": priority, "details": details, "due_date": due}
             if all(self.oracle[k] == v for k, v in edits.items()):
                 return  # not an edit
             self.actions_edits += 1
@@ -230,14 +273,29 @@ def machine(sides: Sides) -> type[RuleBasedStateMachine]:  # noqa: C901 - a stat
             self.converge()
             sides.kill(kill, midflight=False)
 
-        @rule(name=st.sampled_from(list(SF_NAMES)),
-              status=st.sampled_from(["Not Started", "Completed", "In Progress", "Deferred"]),
-              priority=st.sampled_from(["Normal", "High", "Low"]), details=details, due=dates,
-              kill=kills)
-        def edit_in_salesforce(self, name: str, status: str, priority: str,
-                               details: str | None, due: date | None, kill: str | None) -> None:
-            value = {"status": status, "priority": priority, "details": details,
-                     "due_date": due.isoformat() if due else None}[name]
+        @rule(
+            name=st.sampled_from(list(SF_NAMES)),
+            status=st.sampled_from(["Not Started", "Completed", "In Progress", "Deferred"]),
+            priority=st.sampled_from(["Normal", "High", "Low"]),
+            details=details,
+            due=dates,
+            kill=kills,
+        )
+        def edit_in_salesforce(
+            self,
+            name: str,
+            status: str,
+            priority: str,
+            details: str | None,
+            due: date | None,
+            kill: str | None,
+        ) -> None:
+            value = {
+                "status": status,
+                "priority": priority,
+                "details": details,
+                "due_date": due.isoformat() if due else None,
+            }[name]
             if not self.person_edits(name, value):
                 return  # not an edit
             self.set_from_salesforce(name, value)
@@ -250,8 +308,7 @@ def machine(sides: Sides) -> type[RuleBasedStateMachine]:  # noqa: C901 - a stat
             if self.unmapped.get(name, salesforce_value(name, self.oracle[name])) == value:
                 return False
             self.sf_edits += 1
-            sides.sandbox("PATCH", f"records/Task/{self.sfdc_id}",
-                          fields={SF_NAMES[name]: value})
+            sides.sandbox("PATCH", f"records/Task/{self.sfdc_id}", fields={SF_NAMES[name]: value})
             return True
 
         def set_from_salesforce(self, name: str, value: Any) -> None:
@@ -262,18 +319,27 @@ def machine(sides: Sides) -> type[RuleBasedStateMachine]:  # noqa: C901 - a stat
                 self.unmapped.pop(name, None)
                 self.oracle[name] = mapped[1]
 
-        @rule(data=st.data(), name=st.sampled_from(list(SF_NAMES)), actions_newer=newer,
-              kill=kills)
-        def edit_both_sides_at_once(self, data: st.DataObject, name: str, actions_newer: bool,
-                                    kill: str | None) -> None:
+        @rule(data=st.data(), name=st.sampled_from(list(SF_NAMES)), actions_newer=newer, kill=kills)
+        def edit_both_sides_at_once(
+            self, data: st.DataObject, name: str, actions_newer: bool, kill: str | None
+        ) -> None:
             """A person in Salesforce and the Actions app change `name` before the sync
             has caught up with either: a conflict."""
             self.conflicts += 1
-            mine = data.draw({"status": statuses, "priority": priorities, "details": details,
-                              "due_date": dates}[name].filter(lambda v: v != self.oracle[name]))
-            theirs = data.draw(st.sampled_from(SF_VALUES[name]) if name in SF_VALUES else
-                               (details if name == "details" else dates.map(
-                                   lambda d: d.isoformat() if d else None)))
+            mine = data.draw(
+                {"status": statuses, "priority": priorities, "details": details, "due_date": dates}[
+                    name
+                ].filter(lambda v: v != self.oracle[name])
+            )
+            theirs = data.draw(
+                st.sampled_from(SF_VALUES[name])
+                if name in SF_VALUES
+                else (
+                    details
+                    if name == "details"
+                    else dates.map(lambda d: d.isoformat() if d else None)
+                )
+            )
             if actions_newer:  # the person first, then the Actions edit (later changed_at)
                 if self.person_edits(name, theirs):
                     time.sleep(0.01)  # a later changed_at than the Task's SystemModstamp
@@ -307,8 +373,11 @@ def machine(sides: Sides) -> type[RuleBasedStateMachine]:  # noqa: C901 - a stat
                 if mine is None or theirs is None:
                     return None
                 return next((c for c in candidates if at(c, mine, theirs)), None)
-            self.oracle, self.unmapped = (dict(d) for d in eventually(
-                agreed, f"both sides at one of the oracles {candidates}"))
+
+            self.oracle, self.unmapped = (
+                dict(d)
+                for d in eventually(agreed, f"both sides at one of the oracles {candidates}")
+            )
             self.either = []
 
         def teardown(self) -> None:
@@ -317,19 +386,23 @@ def machine(sides: Sides) -> type[RuleBasedStateMachine]:  # noqa: C901 - a stat
             to_salesforce = sides.salesforce_write_calls() - self.calls_before
             to_actions = sides.writes_to_actions(self.task_id)
             # one line per example, for bench/reminders.py --stateful (pytest -s)
-            print(f"stateful example: actions_edits={self.actions_edits} "
-                  f"sf_edits={self.sf_edits} salesforce_writes={to_salesforce} "
-                  f"actions_writes={to_actions} conflicts={self.conflicts} "
-                  f"kills={sides.kills - self.kills_before}")
+            print(
+                f"stateful example: actions_edits={self.actions_edits} "
+                f"sf_edits={self.sf_edits} salesforce_writes={to_salesforce} "
+                f"actions_writes={to_actions} conflicts={self.conflicts} "
+                f"kills={sides.kills - self.kills_before}"
+            )
             assert to_salesforce <= self.actions_edits and to_actions <= self.sf_edits, (
                 f"{to_salesforce} Salesforce writes for {self.actions_edits} Actions edits, "
-                f"{to_actions} Actions writes for {self.sf_edits} Salesforce edits")
+                f"{to_actions} Actions writes for {self.sf_edits} Salesforce edits"
+            )
 
     return Reminders
 
 
-def at(candidate: tuple[dict[str, Any], dict[str, Any]], mine: dict[str, Any],
-       theirs: dict[str, Any]) -> bool:
+def at(
+    candidate: tuple[dict[str, Any], dict[str, Any]], mine: dict[str, Any], theirs: dict[str, Any]
+) -> bool:
     """The store (`mine`) and the Salesforce Task (`theirs`) both at `candidate` (the Actions
     values, and the Salesforce values that do not sync)."""
     oracle, unmapped = candidate
@@ -346,11 +419,18 @@ def at(candidate: tuple[dict[str, Any], dict[str, Any]], mine: dict[str, Any],
 def test_both_sides_converge_to_the_oracle_through_kills_without_ping_pong(stack: Stack) -> None:
     sides = Sides(stack)
     try:
-        run_state_machine_as_test(machine(sides), settings=settings(
-            max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None,
-            suppress_health_check=list(HealthCheck), derandomize=False,
-            # no shrinking: each step drives real processes (minutes per replay); the
-            # failing sequence is printed as generated
-            phases=[Phase.explicit, Phase.generate]))
+        run_state_machine_as_test(
+            machine(sides),
+            settings=settings(
+                max_examples=EXAMPLES,
+                stateful_step_count=STEPS,
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+                derandomize=False,
+                # no shrinking: each step drives real processes (minutes per replay); the
+                # failing sequence is printed as generated
+                phases=[Phase.explicit, Phase.generate],
+            ),
+        )
     finally:
         sides.close()

@@ -57,28 +57,46 @@ def contact(n: int) -> str:
 class Rig:
     def __init__(self, kafka: str, registry: str, tmp_path: Path, people: int) -> None:
         self.database = tmp_path / "store.db"
-        self.settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
-                                 database_url=f"sqlite:///{self.database}",
-                                 group_prefix=f"t-{uuid.uuid4().hex[:8]}")
+        self.settings = Settings(
+            kafka_bootstrap_servers=kafka,
+            schema_registry_url=registry,
+            database_url=f"sqlite:///{self.database}",
+            group_prefix=f"t-{uuid.uuid4().hex[:8]}",
+        )
         self.stack = Stack(self.settings).start()
-        self.salesforce = self.stack.sandbox("salesforce", "--seed-people", str(people),
-                                             "--user", ":".join(ALICE))
+        self.salesforce = self.stack.sandbox(
+            "salesforce", "--seed-people", str(people), "--user", ":".join(ALICE)
+        )
         self.metrics_port = free_port()
 
     def source(self, **env: str) -> subprocess.Popen[bytes]:
-        return spawn([*CLI, "worker", "salesforce-source"],
-                     log=self.stack.logdir / f"source-{time.monotonic_ns()}.log",
-                     env={**self.stack.env, "ACTIONS_SYNC_SALESFORCE_URL": self.salesforce,
-                          "ACTIONS_SYNC_SALESFORCE_POLL_INTERVAL_S": "0.2",
-                          "ACTIONS_SYNC_METRICS_PORT": str(self.metrics_port), **env})
+        return spawn(
+            [*CLI, "worker", "salesforce-source"],
+            log=self.stack.logdir / f"source-{time.monotonic_ns()}.log",
+            env={
+                **self.stack.env,
+                "ACTIONS_SYNC_SALESFORCE_URL": self.salesforce,
+                "ACTIONS_SYNC_SALESFORCE_POLL_INTERVAL_S": "0.2",
+                "ACTIONS_SYNC_METRICS_PORT": str(self.metrics_port),
+                **env,
+            },
+        )
 
     def api(self, client_id: str, secret: str, *_: str) -> httpx.Client:
         """A REST client logged in with these credentials (a person's, or the sync's)."""
-        token = httpx.post(f"{self.salesforce}/services/oauth2/token", data={
-            "grant_type": "client_credentials", "client_id": client_id,
-            "client_secret": secret}).json()["access_token"]
-        return httpx.Client(base_url=self.salesforce + DATA, timeout=30,
-                            headers={"Authorization": f"Bearer {token}"})
+        token = httpx.post(
+            f"{self.salesforce}/services/oauth2/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_secret": secret,
+            },
+        ).json()["access_token"]
+        return httpx.Client(
+            base_url=self.salesforce + DATA,
+            timeout=30,
+            headers={"Authorization": f"Bearer {token}"},
+        )
 
     def checkpoint(self, name: str) -> dict[str, Any] | None:
         with Store(self.settings.database_url) as store:
@@ -108,13 +126,13 @@ class Rig:
             text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).text
         except httpx.TransportError:
             return None
-        line = next((x for x in text.splitlines()
-                     if x.startswith("actions_sync_source_enabled{")), None)
+        line = next(
+            (x for x in text.splitlines() if x.startswith("actions_sync_source_enabled{")), None
+        )
         return float(line.rsplit(" ", 1)[1]) if line else None
 
 
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 60.0, what: str = "condition"
-             ) -> Any:
+def wait_for(predicate: Callable[[], Any], timeout_s: float = 60.0, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout_s
     while not (found := predicate()):
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -129,8 +147,15 @@ def edit(api: httpx.Client, sobject: str, record_id: str, fields: dict[str, Any]
 
 def opt_out_many(api: httpx.Client, ids: list[str]) -> None:
     for at in range(0, len(ids), 200):
-        response = api.patch("/composite/sobjects", json={"allOrNone": True, "records": [
-            {"attributes": {"type": "Lead"}, "id": i, **OPT_OUT} for i in ids[at:at + 200]]})
+        response = api.patch(
+            "/composite/sobjects",
+            json={
+                "allOrNone": True,
+                "records": [
+                    {"attributes": {"type": "Lead"}, "id": i, **OPT_OUT} for i in ids[at : at + 200]
+                ],
+            },
+        )
         assert all(r["success"] for r in response.json()), response.text
 
 
@@ -139,9 +164,7 @@ def finished(proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> int:
 
 
 @pytest.fixture
-def rig(
-    kafka: str, registry: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Rig]:
+def rig(kafka: str, registry: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Rig]:
     rig = Rig(kafka, registry, tmp_path, getattr(request, "param", 100))
     try:
         yield rig
@@ -158,8 +181,10 @@ def test_people_opt_outs_flow_and_the_syncs_own_writes_never_come_back(rig: Rig)
         edit(sync, "Lead", lead(2), OPT_OUT)  # the sync's write: its own user
         edit(sync, "Lead", lead(3), OPT_OUT)  # ... which a person then edits otherwise
         with Store(rig.settings.database_url) as store:
-            record_optout_writes(store.engine, [OptOutWrite(
-                lead(3), "HasOptedOutOfEmail", "Lead", 3, datetime.now(UTC))])
+            record_optout_writes(
+                store.engine,
+                [OptOutWrite(lead(3), "HasOptedOutOfEmail", "Lead", 3, datetime.now(UTC))],
+            )
         edit(alice, "Lead", lead(3), {"FirstName": "Renamed"})
         edit(alice, "Lead", lead(5), OPT_OUT)
         edit(alice, "Lead", lead(5), {"HasOptedOutOfEmail": False})  # a re-subscribe
@@ -173,7 +198,9 @@ def test_people_opt_outs_flow_and_the_syncs_own_writes_never_come_back(rig: Rig)
     assert sorted(r["sfdc_id"] for r in records) == sorted([lead(1), lead(9), contact(1)])
     assert {r["last_modified_by_id"] for r in records} == {ALICE[2]}
     assert {(r["sobject"], r["field"]) for r in records} == {
-        ("Lead", "HasOptedOutOfEmail"), ("Contact", "HasOptedOutOfEmail")}
+        ("Lead", "HasOptedOutOfEmail"),
+        ("Contact", "HasOptedOutOfEmail"),
+    }
 
 
 @pytest.mark.parametrize("rig", [600], indirect=True)
@@ -182,8 +209,10 @@ def test_a_kill_between_publishing_and_checkpointing_loses_nothing(rig: Rig) -> 
     wait_for(lambda: all(rig.checkpoint(n) for n in CHECKPOINTS), what="the cursors")
     saved = rig.checkpoint(CHECKPOINTS[0])
     expected = [lead(n) for n in range(1, 451)]  # three calls of 200, 200 and 50
-    with sqlite3.connect(rig.database, timeout=30, isolation_level=None) as lock, \
-            rig.api(*ALICE) as alice:
+    with (
+        sqlite3.connect(rig.database, timeout=30, isolation_level=None) as lock,
+        rig.api(*ALICE) as alice,
+    ):
         lock.execute("BEGIN EXCLUSIVE")  # the store cannot save the checkpoint for now
         opt_out_many(alice, expected)
         wait_for(lambda: len(rig.records()) >= len(expected), what="the opt-outs published")
@@ -192,8 +221,10 @@ def test_a_kill_between_publishing_and_checkpointing_loses_nothing(rig: Rig) -> 
         lock.execute("ROLLBACK")
     assert rig.checkpoint(CHECKPOINTS[0]) == saved
     worker = rig.source()
-    wait_for(lambda: (rig.checkpoint(CHECKPOINTS[0]) or {}).get("id") == expected[-1],
-             what="the cursor past the last opt-out")
+    wait_for(
+        lambda: (rig.checkpoint(CHECKPOINTS[0]) or {}).get("id") == expected[-1],
+        what="the cursor past the last opt-out",
+    )
     worker.send_signal(signal.SIGTERM)
     assert finished(worker) == 0
 
@@ -242,8 +273,12 @@ def test_the_admins_custom_field_and_objects_are_the_ones_read(rig: Rig) -> None
 
 
 def test_the_source_names_the_missing_setting_and_exits_2() -> None:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ACTIONS_SYNC_", "KAFKA_", "SCHEMA_REGISTRY"))}
-    done = subprocess.run([*CLI, "worker", "salesforce-source"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ACTIONS_SYNC_", "KAFKA_", "SCHEMA_REGISTRY"))
+    }
+    done = subprocess.run(
+        [*CLI, "worker", "salesforce-source"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2 and "ACTIONS_SYNC_SALESFORCE_URL" in done.stderr

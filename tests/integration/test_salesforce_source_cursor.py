@@ -79,6 +79,7 @@ class Rig:
 
     def poll(self, lookback_s: float = 600.0, **admin: Any) -> OptOutSource:
         """One cycle of the source, as the worker runs it."""
+
         async def go() -> OptOutSource:
             poller = self.poller(lookback_s)
             source = OptOutSource(poller, lambda: AdminSettings(**admin), 0.1)
@@ -87,24 +88,32 @@ class Rig:
             finally:
                 await poller.client.aclose()
             return source
+
         return asyncio.run(go())
 
     def poller(self, lookback_s: float = 600.0) -> Poller:
-        client = SalesforceClient(self.url, "actions-sync", "sandbox-secret",
-                                  budget=Budget(0, 60.0), timeout_s=5.0)
+        client = SalesforceClient(
+            self.url, "actions-sync", "sandbox-secret", budget=Budget(0, 60.0), timeout_s=5.0
+        )
         publisher = Publisher(self.kafka, self.registry)
-        return Poller(client, self.store, publisher, "salesforce-source",
-                      timedelta(seconds=lookback_s), clock=self.clock)
+        return Poller(
+            client,
+            self.store,
+            publisher,
+            "salesforce-source",
+            timedelta(seconds=lookback_s),
+            clock=self.clock,
+        )
 
     def published(self) -> list[dict[str, Any]]:
         decode = Deserializer(self.registry, "SalesforceOptOut")
-        return [decode(m.value()) for m in read_topic(self.kafka, SALESFORCE_OPTOUTS,
-                                                      idle_s=0.5)]
+        return [decode(m.value()) for m in read_topic(self.kafka, SALESFORCE_OPTOUTS, idle_s=0.5)]
 
 
 @pytest.fixture
-def rig(kafka: str, registry: str, database_url: str, request: pytest.FixtureRequest
-        ) -> Iterator[Rig]:
+def rig(
+    kafka: str, registry: str, database_url: str, request: pytest.FixtureRequest
+) -> Iterator[Rig]:
     clock = Clock()
     config = SalesforceConfig(seed_people=40, **getattr(request, "param", {}))
     state = SalesforceState(config, clock=clock)
@@ -186,6 +195,7 @@ def test_the_source_stops_calling_when_the_daily_budget_is_spent(rig: Rig) -> No
 
 def run_for(rig: Rig, seconds: float, **admin: Any) -> OptOutSource:
     """The source's own loop, stopped after `seconds`."""
+
     async def go() -> OptOutSource:
         poller = rig.poller()
         source = OptOutSource(poller, lambda: AdminSettings(**admin), 0.05)
@@ -195,12 +205,13 @@ def run_for(rig: Rig, seconds: float, **admin: Any) -> OptOutSource:
         finally:
             await poller.client.aclose()
         return source
+
     return asyncio.run(go())
 
 
-def test_a_field_the_org_lacks_is_reported_and_polled_again(rig: Rig,
-                                                            caplog: pytest.LogCaptureFixture
-                                                            ) -> None:
+def test_a_field_the_org_lacks_is_reported_and_polled_again(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
     run_for(rig, 0.5, unsubscribe_field="Missing__c", unsubscribe_objects=("Lead",))
 
     refusals = [r for r in caplog.records if "INVALID_FIELD" in r.getMessage()]
@@ -228,8 +239,7 @@ def test_hard_deletions_are_read_from_the_deleted_feed(rig: Rig) -> None:
     async def deletions() -> int:
         poller = rig.poller()
         try:
-            return await poller.deletions(stream, hand,
-                                          lambda _, why: gaps.append(why))
+            return await poller.deletions(stream, hand, lambda _, why: gaps.append(why))
         finally:
             await poller.client.aclose()
 

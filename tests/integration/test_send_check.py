@@ -37,8 +37,11 @@ pytestmark = pytest.mark.slow
 
 TOPICS = (SEND_CHECKS, SEND_DECISIONS)
 STALE = datetime(2026, 1, 1, tzinfo=UTC)
-CREDENTIALS = {"grant_type": "client_credentials", "client_id": "actions-sync",
-               "client_secret": "sandbox-secret"}
+CREDENTIALS = {
+    "grant_type": "client_credentials",
+    "client_id": "actions-sync",
+    "client_secret": "sandbox-secret",
+}
 
 
 class Checks:
@@ -52,11 +55,17 @@ class Checks:
 
     def send(self, *people: tuple[int, str], requested_at: datetime | None = None) -> list[str]:
         checks: list[dict[str, Any]] = [
-                  {"check_id": str(uuid.uuid4()), "marketo_id": marketo_id, "email": email,
-                   "requested_at": requested_at or datetime.now(UTC)}
-                  for marketo_id, email in people]
-        self.publisher.publish(SEND_CHECKS, "SendCheck",
-                               [(str(c["marketo_id"]), c) for c in checks])
+            {
+                "check_id": str(uuid.uuid4()),
+                "marketo_id": marketo_id,
+                "email": email,
+                "requested_at": requested_at or datetime.now(UTC),
+            }
+            for marketo_id, email in people
+        ]
+        self.publisher.publish(
+            SEND_CHECKS, "SendCheck", [(str(c["marketo_id"]), c) for c in checks]
+        )
         self.publisher.flush()
         return [c["check_id"] for c in checks]
 
@@ -75,8 +84,10 @@ class Checks:
             if all(i in got for i in ids):
                 return {i: reason(got[i][0]) for i in ids}
             self.stack.check_workers()
-            assert time.monotonic() < deadline, f"{sum(i in got for i in ids)} of {len(ids)}" \
+            assert time.monotonic() < deadline, (
+                f"{sum(i in got for i in ids)} of {len(ids)}"
                 f" checks answered in {timeout_s:.0f}s; logs in {self.stack.logdir}"
+            )
             time.sleep(0.3)
 
     def ready(self) -> None:
@@ -98,9 +109,12 @@ def reason(decision: dict[str, Any]) -> str:
 def stack(kafka: str, registry: str, tmp_path: Any) -> Iterator[Stack]:
     if EXTERNAL_KAFKA:
         _delete_topics(kafka, [t for n in TOPICS for t in (n, dlq_topic(n))])
-    settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
-                        database_url=f"sqlite:///{tmp_path}/store.db",
-                        group_prefix=f"t-{uuid.uuid4().hex[:8]}")
+    settings = Settings(
+        kafka_bootstrap_servers=kafka,
+        schema_registry_url=registry,
+        database_url=f"sqlite:///{tmp_path}/store.db",
+        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
+    )
     ensure_topics(kafka, specs(TOPICS, settings.partitions))
     with Store(settings.database_url) as store:
         store.migrate()
@@ -116,19 +130,26 @@ def checks(stack: Stack) -> Iterator[Checks]:
     c.close()
 
 
-def marketo_sync(url: str, *leads: dict[str, Any], action: str = "createOrUpdate",
-                 lookup: str = "email") -> list[dict[str, Any]]:
+def marketo_sync(
+    url: str, *leads: dict[str, Any], action: str = "createOrUpdate", lookup: str = "email"
+) -> list[dict[str, Any]]:
     """Change leads as people in the Marketo org do (control route: no API budget)."""
-    answer = httpx.post(f"{url}/_sandbox/marketo/leads", timeout=30, json={
-        "action": action, "lookupField": lookup, "input": list(leads)})
+    answer = httpx.post(
+        f"{url}/_sandbox/marketo/leads",
+        timeout=30,
+        json={"action": action, "lookupField": lookup, "input": list(leads)},
+    )
     answer.raise_for_status()
     return list(answer.json()["result"])
 
 
 def lookups(url: str) -> list[dict[str, Any]]:
     """The lead lookups the sandbox answered (its journal)."""
-    return [e for e in httpx.get(f"{url}/_sandbox/journal", timeout=30).json()
-            if e["path"] == "/rest/v1/leads.json"]
+    return [
+        e
+        for e in httpx.get(f"{url}/_sandbox/journal", timeout=30).json()
+        if e["path"] == "/rest/v1/leads.json"
+    ]
 
 
 def faults(url: str, **plan: float) -> None:
@@ -137,9 +158,11 @@ def faults(url: str, **plan: float) -> None:
 
 def store_unsubscribe(stack: Stack, marketo_id: int, email: str) -> None:
     with Store(stack.settings.database_url) as store, store.engine.begin() as conn:
-        conn.execute(insert(unsubscribes).values(
-            marketo_id=marketo_id, email=email, source="MANUAL",
-            occurred_at=datetime.now(UTC)))
+        conn.execute(
+            insert(unsubscribes).values(
+                marketo_id=marketo_id, email=email, source="MANUAL", occurred_at=datetime.now(UTC)
+            )
+        )
 
 
 def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = 60) -> None:
@@ -157,24 +180,35 @@ def test_checks_are_answered_from_the_store_and_marketo_and_follow_the_setting(
     twin = marketo_sync(marketo, {"email": "person4@example.com"}, action="createDuplicate")
     marketo_sync(marketo, {"id": 4, "unsubscribed": True}, lookup="id")  # one of the two
     store_unsubscribe(stack, 5, "person5@example.com")
-    stack.add_worker("send-check", {"ACTIONS_SYNC_MARKETO_URL": marketo,
-                                    "ACTIONS_SYNC_SEND_CHECK_DEADLINE_S": "10"})
+    stack.add_worker(
+        "send-check",
+        {"ACTIONS_SYNC_MARKETO_URL": marketo, "ACTIONS_SYNC_SEND_CHECK_DEADLINE_S": "10"},
+    )
     checks.ready()
     ok, one, shared, held, nobody = checks.send(
-        (1, "person1@example.com"), (3, "person3@example.com"), (twin[0]["id"],
-                                                                 "person4@example.com"),
-        (5, "person5@example.com"), (99, "nobody@example.com"))
+        (1, "person1@example.com"),
+        (3, "person3@example.com"),
+        (twin[0]["id"], "person4@example.com"),
+        (5, "person5@example.com"),
+        (99, "nobody@example.com"),
+    )
     checks.send((8, " "))  # no email to look up: a rule violation
     checks.publisher.publish_raw(SEND_CHECKS, [(b"7", b"not avro")])
     checks.publisher.flush()
 
     assert checks.wait([ok, one, shared, held, nobody]) == {
-        ok: "allowed/OK", one: "blocked/UNSUBSCRIBED", shared: "blocked/UNSUBSCRIBED",
-        held: "blocked/UNSUBSCRIBED", nobody: "allowed/OK"}
+        ok: "allowed/OK",
+        one: "blocked/UNSUBSCRIBED",
+        shared: "blocked/UNSUBSCRIBED",
+        held: "blocked/UNSUBSCRIBED",
+        nobody: "allowed/OK",
+    }
     asked = " ".join(e["query"] for e in lookups(marketo))
     assert "person1@example.com" in asked and "person5@example.com" not in asked
-    wait_for(lambda: len(read_topic(stack.bootstrap, dlq_topic(SEND_CHECKS), idle_s=0.5)) == 2,
-             "the undecodable and the email-less check on the DLQ")
+    wait_for(
+        lambda: len(read_topic(stack.bootstrap, dlq_topic(SEND_CHECKS), idle_s=0.5)) == 2,
+        "the undecodable and the email-less check on the DLQ",
+    )
 
     set_value(stack.settings, "marketo_unsubscribe_check", "false")  # live: no restart
     answers: list[str] = []
@@ -192,8 +226,14 @@ def burst(marketo: str, calls: int) -> None:
     with httpx.Client(base_url=marketo, timeout=30) as http:
         token = http.get("/identity/oauth/token", params=CREDENTIALS).json()["access_token"]
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda _: http.get("/rest/v1/leads/describe.json", headers={
-                "Authorization": f"Bearer {token}"}), range(calls)))
+            list(
+                pool.map(
+                    lambda _: http.get(
+                        "/rest/v1/leads/describe.json", headers={"Authorization": f"Bearer {token}"}
+                    ),
+                    range(calls),
+                )
+            )
 
 
 def codes_to_worker(marketo: str, since: int) -> list[str | None]:
@@ -201,11 +241,17 @@ def codes_to_worker(marketo: str, since: int) -> list[str | None]:
 
 
 def test_marketo_unable_to_answer_in_time_blocks_the_send(stack: Stack, checks: Checks) -> None:
-    marketo = stack.sandbox("marketo", "--seed-people", "20", "--set", "rate_calls=30",
-                            "--set", "daily_quota=400")
-    stack.add_worker("send-check", {"ACTIONS_SYNC_MARKETO_URL": marketo,
-                                    "ACTIONS_SYNC_SEND_CHECK_CALLS_PER_WINDOW": "20",
-                                    "ACTIONS_SYNC_SEND_CHECK_DEADLINE_S": "5"})
+    marketo = stack.sandbox(
+        "marketo", "--seed-people", "20", "--set", "rate_calls=30", "--set", "daily_quota=400"
+    )
+    stack.add_worker(
+        "send-check",
+        {
+            "ACTIONS_SYNC_MARKETO_URL": marketo,
+            "ACTIONS_SYNC_SEND_CHECK_CALLS_PER_WINDOW": "20",
+            "ACTIONS_SYNC_SEND_CHECK_DEADLINE_S": "5",
+        },
+    )
     checks.ready()
     person = (1, "person1@example.com")
     assert set(checks.wait(checks.send(person)).values()) == {"allowed/OK"}
@@ -234,43 +280,52 @@ def test_marketo_unable_to_answer_in_time_blocks_the_send(stack: Stack, checks: 
 
 def test_a_used_up_daily_quota_blocks_without_calling_again(stack: Stack, checks: Checks) -> None:
     marketo = stack.sandbox("marketo", "--seed-people", "20", "--set", "daily_quota=3")
-    stack.add_worker("send-check", {"ACTIONS_SYNC_MARKETO_URL": marketo,
-                                    "ACTIONS_SYNC_SEND_CHECK_DEADLINE_S": "10"})
+    stack.add_worker(
+        "send-check",
+        {"ACTIONS_SYNC_MARKETO_URL": marketo, "ACTIONS_SYNC_SEND_CHECK_DEADLINE_S": "10"},
+    )
     checks.ready()
     person = (1, "person1@example.com")
     answers = [checks.wait(checks.send(person)) for _ in range(4)]  # 3 calls, then 607
 
     assert [next(iter(a.values())) for a in answers] == ["allowed/OK"] * 3 + [
-        "blocked/CHECK_UNAVAILABLE"]
+        "blocked/CHECK_UNAVAILABLE"
+    ]
     assert codes_to_worker(marketo, 0) == [None, None, None, "607"]
     httpx.post(f"{marketo}/_sandbox/marketo/quota/reset", timeout=10).raise_for_status()
     assert set(checks.wait(checks.send(person, person)).values()) == {
-        "blocked/CHECK_UNAVAILABLE"}  # paused until Marketo's midnight: no spinning
+        "blocked/CHECK_UNAVAILABLE"
+    }  # paused until Marketo's midnight: no spinning
     assert len(lookups(marketo)) == 4
 
 
 def test_sandbox_stopped_or_wrong_credentials_block_the_send(stack: Stack, checks: Checks) -> None:
     marketo = stack.sandbox("marketo", "--seed-people", "20")
-    wrong = stack.add_worker("send-check", {"ACTIONS_SYNC_MARKETO_URL": marketo,
-                                            "ACTIONS_SYNC_MARKETO_CLIENT_SECRET": "wrong",
-                                            "ACTIONS_SYNC_SEND_CHECK_DEADLINE_S": "5"})
+    wrong = stack.add_worker(
+        "send-check",
+        {
+            "ACTIONS_SYNC_MARKETO_URL": marketo,
+            "ACTIONS_SYNC_MARKETO_CLIENT_SECRET": "wrong",
+            "ACTIONS_SYNC_SEND_CHECK_DEADLINE_S": "5",
+        },
+    )
     checks.ready()
     person = (1, "person1@example.com")
-    assert set(checks.wait(checks.send(person, person)).values()) == {
-        "blocked/CHECK_UNAVAILABLE"}
+    assert set(checks.wait(checks.send(person, person)).values()) == {"blocked/CHECK_UNAVAILABLE"}
     assert not lookups(marketo)  # refused at the identity endpoint (HTTP 401)
     stop(wrong.proc)
     stack.workers.remove(wrong)
 
-    stack.add_worker("send-check", {"ACTIONS_SYNC_MARKETO_URL": marketo,
-                                    "ACTIONS_SYNC_SEND_CHECK_DEADLINE_S": "5"})
+    stack.add_worker(
+        "send-check",
+        {"ACTIONS_SYNC_MARKETO_URL": marketo, "ACTIONS_SYNC_SEND_CHECK_DEADLINE_S": "5"},
+    )
     checks.ready()
     assert set(checks.wait(checks.send(person)).values()) == {"allowed/OK"}
     port = str(marketo.rsplit(":", 1)[1])
     sandbox = next(p for p in stack._sandboxes if port in cast("list[str]", p.args))  # argv list
     stop(sandbox)
-    assert set(checks.wait(checks.send(person, person)).values()) == {
-        "blocked/CHECK_UNAVAILABLE"}
+    assert set(checks.wait(checks.send(person, person)).values()) == {"blocked/CHECK_UNAVAILABLE"}
 
 
 def test_a_burst_of_checks_is_looked_up_in_few_calls_the_long_one_as_a_form(
@@ -278,17 +333,25 @@ def test_a_burst_of_checks_is_looked_up_in_few_calls_the_long_one_as_a_form(
 ) -> None:
     marketo = stack.sandbox("marketo")
     emails = [f"a.rather.long.address.of.person.{i:04d}@sales.example.com" for i in range(350)]
-    created = marketo_sync(marketo, *({"email": e, "unsubscribed": i % 7 == 0}
-                                      for i, e in enumerate(emails)))
-    ids = checks.send(*((c["id"], e) for c, e in zip(created, emails, strict=True)),
-                      (created[0]["id"], emails[0]))  # the same email twice: one lookup
-    stack.add_worker("send-check", {"ACTIONS_SYNC_MARKETO_URL": marketo,
-                                    "ACTIONS_SYNC_SEND_CHECK_CALLS_PER_WINDOW": "100",
-                                    "ACTIONS_SYNC_SEND_CHECK_DEADLINE_S": "60"})
+    created = marketo_sync(
+        marketo, *({"email": e, "unsubscribed": i % 7 == 0} for i, e in enumerate(emails))
+    )
+    ids = checks.send(
+        *((c["id"], e) for c, e in zip(created, emails, strict=True)), (created[0]["id"], emails[0])
+    )  # the same email twice: one lookup
+    stack.add_worker(
+        "send-check",
+        {
+            "ACTIONS_SYNC_MARKETO_URL": marketo,
+            "ACTIONS_SYNC_SEND_CHECK_CALLS_PER_WINDOW": "100",
+            "ACTIONS_SYNC_SEND_CHECK_DEADLINE_S": "60",
+        },
+    )
 
     answers = checks.wait(ids)
-    expected = ["blocked/UNSUBSCRIBED" if i % 7 == 0 else "allowed/OK"
-                for i in range(350)] + ["blocked/UNSUBSCRIBED"]
+    expected = ["blocked/UNSUBSCRIBED" if i % 7 == 0 else "allowed/OK" for i in range(350)] + [
+        "blocked/UNSUBSCRIBED"
+    ]
     assert [answers[i] for i in ids] == expected
     calls = lookups(marketo)
     assert 2 <= len(calls) <= 4  # 350 distinct emails: 300 + 50, or a little more split
@@ -297,20 +360,25 @@ def test_a_burst_of_checks_is_looked_up_in_few_calls_the_long_one_as_a_form(
 
 
 PEOPLE = 2000
-REPLAY = {"ACTIONS_SYNC_SEND_CHECK_CALLS_PER_WINDOW": "100",
-          "ACTIONS_SYNC_SEND_CHECK_MAX_IN_FLIGHT": "1",
-          "ACTIONS_SYNC_SEND_CHECK_BATCH_SIZE": "300",
-          "ACTIONS_SYNC_SEND_CHECK_DEADLINE_S": "300"}  # restarts take seconds each
+REPLAY = {
+    "ACTIONS_SYNC_SEND_CHECK_CALLS_PER_WINDOW": "100",
+    "ACTIONS_SYNC_SEND_CHECK_MAX_IN_FLIGHT": "1",
+    "ACTIONS_SYNC_SEND_CHECK_BATCH_SIZE": "300",
+    "ACTIONS_SYNC_SEND_CHECK_DEADLINE_S": "300",
+}  # restarts take seconds each
 
 
 def many_checks(stack: Stack, checks: Checks) -> tuple[str, list[str], set[str]]:
     """A slow sandbox (250 ms a call) with PEOPLE leads, 1 in 5 unsubscribed, and 20,000
     checks of them: (sandbox URL, check ids, the ids to block)."""
     marketo = stack.sandbox("marketo", "--latency-ms", "250")
-    leads = marketo_sync(marketo, *({"email": f"person{i}@example.com",
-                                     "unsubscribed": i % 5 == 0} for i in range(PEOPLE)))
-    ids = checks.send(*((leads[n % PEOPLE]["id"], f"person{n % PEOPLE}@example.com")
-                        for n in range(20_000)))
+    leads = marketo_sync(
+        marketo,
+        *({"email": f"person{i}@example.com", "unsubscribed": i % 5 == 0} for i in range(PEOPLE)),
+    )
+    ids = checks.send(
+        *((leads[n % PEOPLE]["id"], f"person{n % PEOPLE}@example.com") for n in range(20_000))
+    )
     return marketo, ids, {i for n, i in enumerate(ids) if (n % PEOPLE) % 5 == 0}
 
 
@@ -330,11 +398,11 @@ def test_kill_9_mid_batch_answers_every_check_once(stack: Stack, checks: Checks)
     worker = stack.add_worker("send-check", env)
     for _ in range(3):  # kill once this copy looks up, at a random moment of a batch
         seen = len(lookups(marketo))
+
         def more(seen: int = seen) -> bool:
             return len(lookups(marketo)) > seen + 2
 
-        wait_for(more,
-                 f"lookups after a restart (logs in {stack.logdir})")
+        wait_for(more, f"lookups after a restart (logs in {stack.logdir})")
         time.sleep(random.uniform(0, 0.5))
         worker.proc.kill()
         worker.proc.wait()

@@ -22,10 +22,16 @@ def store(database_url: str) -> Iterator[Store]:
 
 
 def test_a_replayed_check_keeps_its_first_decision(store: Store) -> None:
-    first = record(store.engine, [Given("c1", True, "OK", T0), Given("c2", False,
-                                                                      "UNSUBSCRIBED", T0)])
-    again = record(store.engine, [Given("c1", False, "CHECK_UNAVAILABLE", T0 + timedelta(1)),
-                                  Given("c3", True, "CHECK_DISABLED", T0)])
+    first = record(
+        store.engine, [Given("c1", True, "OK", T0), Given("c2", False, "UNSUBSCRIBED", T0)]
+    )
+    again = record(
+        store.engine,
+        [
+            Given("c1", False, "CHECK_UNAVAILABLE", T0 + timedelta(1)),
+            Given("c3", True, "CHECK_DISABLED", T0),
+        ],
+    )
 
     assert (first["c1"].allowed, first["c1"].reason) == (True, "OK")
     assert (again["c1"].allowed, again["c1"].reason) == (True, "OK")
@@ -35,8 +41,10 @@ def test_a_replayed_check_keeps_its_first_decision(store: Store) -> None:
 
 
 def test_decisions_older_than_the_retention_are_pruned(store: Store) -> None:
-    record(store.engine, [Given("old", True, "OK", T0), Given("new", True, "OK",
-                                                              T0 + timedelta(days=2))])
+    record(
+        store.engine,
+        [Given("old", True, "OK", T0), Given("new", True, "OK", T0 + timedelta(days=2))],
+    )
 
     assert prune(store.engine, T0 + timedelta(days=1)) == 1
     assert set(given(store.engine, ["old", "new"])) == {"new"}

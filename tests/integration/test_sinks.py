@@ -37,8 +37,10 @@ pytestmark = pytest.mark.slow
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 TOPICS = (OUTBOUND_MARKETO_ACTIVITIES, OUTBOUND_SALESFORCE_TASKS)
 FAST = {  # small batches so that a kill lands mid-stream; quick settle for the ledger
-    "ACTIONS_SYNC_MARKETO_CALLS_PER_WINDOW": "100", "ACTIONS_SYNC_MARKETO_SETTLE_S": "1",
-    "ACTIONS_SYNC_MARKETO_CLOCK_SKEW_S": "5", "ACTIONS_SYNC_API_TIMEOUT_S": "5",
+    "ACTIONS_SYNC_MARKETO_CALLS_PER_WINDOW": "100",
+    "ACTIONS_SYNC_MARKETO_SETTLE_S": "1",
+    "ACTIONS_SYNC_MARKETO_CLOCK_SKEW_S": "5",
+    "ACTIONS_SYNC_API_TIMEOUT_S": "5",
 }
 
 
@@ -46,16 +48,24 @@ FAST = {  # small batches so that a kill lands mid-stream; quick settle for the 
 def stack(kafka: str, registry: str, tmp_path: Any) -> Iterator[Stack]:
     if EXTERNAL_KAFKA:
         _delete_topics(kafka, [t for n in TOPICS for t in (n, dlq_topic(n))])
-    settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
-                        database_url=f"sqlite:///{tmp_path}/store.db",
-                        group_prefix=f"t-{uuid.uuid4().hex[:8]}")
+    settings = Settings(
+        kafka_bootstrap_servers=kafka,
+        schema_registry_url=registry,
+        database_url=f"sqlite:///{tmp_path}/store.db",
+        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
+    )
     ensure_topics(kafka, specs(TOPICS, settings.partitions))
     with Stack(settings) as running:
         yield running
 
 
-def publish(stack: Stack, topic: str, record: str, items: list[tuple[str, dict[str, Any]]],
-            ends: dict[tuple[str, int], int]) -> None:
+def publish(
+    stack: Stack,
+    topic: str,
+    record: str,
+    items: list[tuple[str, dict[str, Any]]],
+    ends: dict[tuple[str, int], int],
+) -> None:
     registry = RegistryClient(stack.registry_url)
     try:
         publisher = Publisher(stack.bootstrap, registry)
@@ -68,18 +78,31 @@ def publish(stack: Stack, topic: str, record: str, items: list[tuple[str, dict[s
 
 def activity(n: int, lead: int) -> dict[str, Any]:
     kind = ACTIVITY_TYPES[n % len(ACTIVITY_TYPES)]
-    return {"activity_id": str(uuid.UUID(int=n + 1)), "lead_id": lead, "type": kind.symbol,
-            "activity_date": T0 + timedelta(seconds=n),
-            "primary_attribute_value": f"Subject {n} (SIA-{n})",
-            "attributes": {"marketoSalesPersonId": str(n % 7), "salesCampaignName": None}}
+    return {
+        "activity_id": str(uuid.UUID(int=n + 1)),
+        "lead_id": lead,
+        "type": kind.symbol,
+        "activity_date": T0 + timedelta(seconds=n),
+        "primary_attribute_value": f"Subject {n} (SIA-{n})",
+        "attributes": {"marketoSalesPersonId": str(n % 7), "salesCampaignName": None},
+    }
 
 
 def task(n: int, who: str, subject: str | None = None, op: str = "UPSERT") -> dict[str, Any]:
-    return {"external_id": f"activity:{n}", "operation": op, "occurred_at": T0,
-            "fields": {"Subject": subject if subject is not None else f"Email: hello {n}",
-                       "WhoId": who, "Type": "Email", "TaskSubtype": "Email",
-                       "Status": "Completed", "Priority": "Normal"},
-            "origin": f"activity:{n}"}
+    return {
+        "external_id": f"activity:{n}",
+        "operation": op,
+        "occurred_at": T0,
+        "fields": {
+            "Subject": subject if subject is not None else f"Email: hello {n}",
+            "WhoId": who,
+            "Type": "Email",
+            "TaskSubtype": "Email",
+            "Status": "Completed",
+            "Priority": "Normal",
+        },
+        "origin": f"activity:{n}",
+    }
 
 
 def contacts(url: str) -> list[str]:
@@ -97,16 +120,35 @@ def dead_letters(stack: Stack, topic: str) -> dict[str, dict[str, str]]:
 
 
 def test_activities_reach_marketo_once_and_bad_ones_the_dlq(stack: Stack) -> None:
-    marketo = stack.sandbox("marketo", "--seed-people", "60", "--error-rate", "0.1",
-                            "--fault-seed", "4", "--token-expiry-s", "2",
-                            "--set", "timeout_rate=0.05", "--set", "timeout_s=1.5")
+    marketo = stack.sandbox(
+        "marketo",
+        "--seed-people",
+        "60",
+        "--error-rate",
+        "0.1",
+        "--fault-seed",
+        "4",
+        "--token-expiry-s",
+        "2",
+        "--set",
+        "timeout_rate=0.05",
+        "--set",
+        "timeout_s=1.5",
+    )
     good = [activity(n, lead=n % 60 + 1) for n in range(1200)]
     unknown_lead = [activity(5000 + n, lead=999_999) for n in range(4)]
     ends: dict[tuple[str, int], int] = {}
-    publish(stack, OUTBOUND_MARKETO_ACTIVITIES, "MarketoActivityOut",
-            [(str(a["lead_id"]), a) for a in good + unknown_lead], ends)
-    stack.add_worker("marketo-sink", {"ACTIONS_SYNC_MARKETO_URL": marketo, **FAST,
-                                      "ACTIONS_SYNC_API_TIMEOUT_S": "1"})
+    publish(
+        stack,
+        OUTBOUND_MARKETO_ACTIVITIES,
+        "MarketoActivityOut",
+        [(str(a["lead_id"]), a) for a in good + unknown_lead],
+        ends,
+    )
+    stack.add_worker(
+        "marketo-sink",
+        {"ACTIONS_SYNC_MARKETO_URL": marketo, **FAST, "ACTIONS_SYNC_API_TIMEOUT_S": "1"},
+    )
     stack.wait_drained("marketo-sink", OUTBOUND_MARKETO_ACTIVITIES, ends, timeout_s=90)
 
     codes = {e["code"] for e in httpx.get(f"{marketo}/_sandbox/journal").json()}
@@ -116,34 +158,57 @@ def test_activities_reach_marketo_once_and_bad_ones_the_dlq(stack: Stack) -> Non
     types = marketo_activity_types(marketo)
     by_id = {a["activity_id"]: a for a in good}
     for act in held[:50]:
-        sent = by_id[next(x["value"] for x in act["attributes"] if x["apiName"] ==
-                          "actionsSyncId")]
+        sent = by_id[next(x["value"] for x in act["attributes"] if x["apiName"] == "actionsSyncId")]
         kind = next(t for t in ACTIVITY_TYPES if t.symbol == sent["type"])
         assert types[act["activityTypeId"]] == kind.api_name
         assert act["leadId"] == sent["lead_id"]
         assert act["primaryAttributeValue"] == sent["primary_attribute_value"]
     letters = dead_letters(stack, OUTBOUND_MARKETO_ACTIVITIES)
     assert len(letters) == 4
-    assert all(h["error.class"] == "Rejected" and "1004" in h["error.message"]
-               for h in letters.values())
+    assert all(
+        h["error.class"] == "Rejected" and "1004" in h["error.message"] for h in letters.values()
+    )
 
 
 def test_tasks_reach_salesforce_and_invalid_ones_the_dlq_with_their_reason(stack: Stack) -> None:
-    salesforce = stack.sandbox("salesforce", "--seed-people", "40", "--error-rate", "0.2",
-                               "--fault-seed", "11", "--session-ttl-s", "2",
-                               "--set", "lock_error_rate=0.1", "--set", "timeout_rate=0.05",
-                               "--set", "timeout_s=1.5")
+    salesforce = stack.sandbox(
+        "salesforce",
+        "--seed-people",
+        "40",
+        "--error-rate",
+        "0.2",
+        "--fault-seed",
+        "11",
+        "--session-ttl-s",
+        "2",
+        "--set",
+        "lock_error_rate=0.1",
+        "--set",
+        "timeout_rate=0.05",
+        "--set",
+        "timeout_s=1.5",
+    )
     who = contacts(salesforce)
     good = [task(n, who[n % len(who)]) for n in range(1000)]
-    deleted = [task(n, who[0], op="DELETE") | {"occurred_at": T0 + timedelta(seconds=1)}
-               for n in range(0, 1000, 50)]
+    deleted = [
+        task(n, who[0], op="DELETE") | {"occurred_at": T0 + timedelta(seconds=1)}
+        for n in range(0, 1000, 50)
+    ]
     invalid = [task(2000 + n, who[0], subject="Email: [[invalid]]") for n in range(3)] + [
-        task(3000 + n, "003000000000009999") for n in range(2)]
+        task(3000 + n, "003000000000009999") for n in range(2)
+    ]
     ends: dict[tuple[str, int], int] = {}
-    publish(stack, OUTBOUND_SALESFORCE_TASKS, "SalesforceTaskOut",
-            [(t["external_id"], t) for t in good + deleted + invalid], ends)
-    stack.add_worker("salesforce-sink", {"ACTIONS_SYNC_SALESFORCE_URL": salesforce, **FAST,
-                                         "ACTIONS_SYNC_API_TIMEOUT_S": "1"})
+    publish(
+        stack,
+        OUTBOUND_SALESFORCE_TASKS,
+        "SalesforceTaskOut",
+        [(t["external_id"], t) for t in good + deleted + invalid],
+        ends,
+    )
+    stack.add_worker(
+        "salesforce-sink",
+        {"ACTIONS_SYNC_SALESFORCE_URL": salesforce, **FAST, "ACTIONS_SYNC_API_TIMEOUT_S": "1"},
+    )
     stack.wait_drained("salesforce-sink", OUTBOUND_SALESFORCE_TASKS, ends, timeout_s=90)
 
     codes = {e["code"] for e in httpx.get(f"{salesforce}/_sandbox/journal").json()}
@@ -151,13 +216,19 @@ def test_tasks_reach_salesforce_and_invalid_ones_the_dlq_with_their_reason(stack
     tasks = {t["ActionsSync_Id__c"]: t for t in salesforce_tasks(salesforce)}
     gone = {t["external_id"] for t in deleted}
     assert set(tasks) == {t["external_id"] for t in good} - gone
-    assert all(tasks[t["external_id"]]["Subject"] == t["fields"]["Subject"]
-               and tasks[t["external_id"]]["WhoId"] == t["fields"]["WhoId"]
-               for t in good if t["external_id"] not in gone)
-    reasons = sorted(h["error.message"].split()[1].rstrip(":")
-                     for h in dead_letters(stack, OUTBOUND_SALESFORCE_TASKS).values())
-    assert reasons == ["FIELD_CUSTOM_VALIDATION_EXCEPTION"] * 3 + [
-        "INVALID_CROSS_REFERENCE_KEY"] * 2
+    assert all(
+        tasks[t["external_id"]]["Subject"] == t["fields"]["Subject"]
+        and tasks[t["external_id"]]["WhoId"] == t["fields"]["WhoId"]
+        for t in good
+        if t["external_id"] not in gone
+    )
+    reasons = sorted(
+        h["error.message"].split()[1].rstrip(":")
+        for h in dead_letters(stack, OUTBOUND_SALESFORCE_TASKS).values()
+    )
+    assert (
+        reasons == ["FIELD_CUSTOM_VALIDATION_EXCEPTION"] * 3 + ["INVALID_CROSS_REFERENCE_KEY"] * 2
+    )
 
 
 def _latency(sandbox: str, ms: float) -> None:
@@ -165,8 +236,11 @@ def _latency(sandbox: str, ms: float) -> None:
 
 
 def _writes(sandbox: str, path: str) -> int:
-    return sum(1 for e in httpx.get(f"{sandbox}/_sandbox/journal", timeout=10).json()
-               if e["path"].endswith(path) and e["code"] is None)
+    return sum(
+        1
+        for e in httpx.get(f"{sandbox}/_sandbox/journal", timeout=10).json()
+        if e["path"].endswith(path) and e["code"] is None
+    )
 
 
 @dataclass
@@ -209,22 +283,46 @@ def test_kill_9_mid_batch_neither_duplicates_nor_loses(stack: Stack) -> None:
     activities = [activity(n, lead=n % 60 + 1) for n in range(6000)]
     tasks = [task(n, who[n % len(who)]) for n in range(4000)]
     ends: dict[tuple[str, int], int] = {}
-    publish(stack, OUTBOUND_MARKETO_ACTIVITIES, "MarketoActivityOut",
-            [(str(a["lead_id"]), a) for a in activities], ends)
-    publish(stack, OUTBOUND_SALESFORCE_TASKS, "SalesforceTaskOut",
-            [(t["external_id"], t) for t in tasks], ends)
+    publish(
+        stack,
+        OUTBOUND_MARKETO_ACTIVITIES,
+        "MarketoActivityOut",
+        [(str(a["lead_id"]), a) for a in activities],
+        ends,
+    )
+    publish(
+        stack,
+        OUTBOUND_SALESFORCE_TASKS,
+        "SalesforceTaskOut",
+        [(t["external_id"], t) for t in tasks],
+        ends,
+    )
     quick = dict(FAST)  # the default 6 s session: Apache Kafka refuses less by default
-    to_marketo = {"ACTIONS_SYNC_MARKETO_URL": marketo, **quick,
-                  "ACTIONS_SYNC_MARKETO_SINK_BATCH_SIZE": "900",
-                  "ACTIONS_SYNC_MARKETO_MAX_IN_FLIGHT": "1"}
-    to_salesforce = {"ACTIONS_SYNC_SALESFORCE_URL": salesforce, **quick,
-                     "ACTIONS_SYNC_SALESFORCE_SINK_BATCH_SIZE": "600",
-                     "ACTIONS_SYNC_SALESFORCE_MAX_IN_FLIGHT": "1"}
+    to_marketo = {
+        "ACTIONS_SYNC_MARKETO_URL": marketo,
+        **quick,
+        "ACTIONS_SYNC_MARKETO_SINK_BATCH_SIZE": "900",
+        "ACTIONS_SYNC_MARKETO_MAX_IN_FLIGHT": "1",
+    }
+    to_salesforce = {
+        "ACTIONS_SYNC_SALESFORCE_URL": salesforce,
+        **quick,
+        "ACTIONS_SYNC_SALESFORCE_SINK_BATCH_SIZE": "600",
+        "ACTIONS_SYNC_SALESFORCE_MAX_IN_FLIGHT": "1",
+    }
     victims = [
-        _Victim(stack.add_worker("marketo-sink", to_marketo), marketo,
-                "/activities/external.json", to_marketo),
-        _Victim(stack.add_worker("salesforce-sink", to_salesforce), salesforce,
-                "/Task/ActionsSync_Id__c", to_salesforce),
+        _Victim(
+            stack.add_worker("marketo-sink", to_marketo),
+            marketo,
+            "/activities/external.json",
+            to_marketo,
+        ),
+        _Victim(
+            stack.add_worker("salesforce-sink", to_salesforce),
+            salesforce,
+            "/Task/ActionsSync_Id__c",
+            to_salesforce,
+        ),
     ]
     deadline = time.monotonic() + 60
     while any([v.step(stack) for v in victims]) and time.monotonic() < deadline:
@@ -244,10 +342,19 @@ def test_a_second_copy_joining_mid_stream_shares_the_work_without_duplicates(sta
     marketo = stack.sandbox("marketo", "--seed-people", "60", "--latency-ms", "100")
     activities = [activity(n, lead=n % 60 + 1) for n in range(6000)]
     ends: dict[tuple[str, int], int] = {}
-    publish(stack, OUTBOUND_MARKETO_ACTIVITIES, "MarketoActivityOut",
-            [(str(a["lead_id"]), a) for a in activities], ends)
-    env = {"ACTIONS_SYNC_MARKETO_URL": marketo, **FAST,
-           "ACTIONS_SYNC_MARKETO_SINK_BATCH_SIZE": "600", "ACTIONS_SYNC_MARKETO_MAX_IN_FLIGHT": "1"}
+    publish(
+        stack,
+        OUTBOUND_MARKETO_ACTIVITIES,
+        "MarketoActivityOut",
+        [(str(a["lead_id"]), a) for a in activities],
+        ends,
+    )
+    env = {
+        "ACTIONS_SYNC_MARKETO_URL": marketo,
+        **FAST,
+        "ACTIONS_SYNC_MARKETO_SINK_BATCH_SIZE": "600",
+        "ACTIONS_SYNC_MARKETO_MAX_IN_FLIGHT": "1",
+    }
     first = stack.add_worker("marketo-sink", env)
     deadline = time.monotonic() + 30
     while _writes(marketo, "/activities/external.json") < 2 and time.monotonic() < deadline:
@@ -276,16 +383,24 @@ def test_only_the_records_that_refuse_a_whole_call_reach_the_dlq(stack: Stack, v
     n, positions = 600, sorted(random.Random(5).sample(range(600), 5))
     url = stack.sandbox(vendor, "--seed-people", "60")
     if vendor == "marketo":
-        topic, schema, worker, path = (OUTBOUND_MARKETO_ACTIVITIES, "MarketoActivityOut",
-                                       "marketo-sink", "/activities/external.json")
+        topic, schema, worker, path = (
+            OUTBOUND_MARKETO_ACTIVITIES,
+            "MarketoActivityOut",
+            "marketo-sink",
+            "/activities/external.json",
+        )
         records = [activity(i, lead=i % 60 + 1) for i in range(n)]
         for i in positions:
             records[i]["primary_attribute_value"] = f"Subject {i} [[refuse-call]]"
         items = [(str(r["lead_id"]), r) for r in records]
         key, per_call = "activity_id", 300
     else:
-        topic, schema, worker, path = (OUTBOUND_SALESFORCE_TASKS, "SalesforceTaskOut",
-                                       "salesforce-sink", "/composite/sobjects")
+        topic, schema, worker, path = (
+            OUTBOUND_SALESFORCE_TASKS,
+            "SalesforceTaskOut",
+            "salesforce-sink",
+            "/composite/sobjects",
+        )
         who = contacts(url)
         records = [task(i, who[i % len(who)]) for i in range(n)]
         for i in positions:
@@ -306,10 +421,14 @@ def test_only_the_records_that_refuse_a_whole_call_reach_the_dlq(stack: Stack, v
     letters = dead_letters(stack, topic)
     assert len(letters) == len(positions)  # the rest are all written: exactly the bad ones
     code = "1003" if vendor == "marketo" else "JSON_PARSER_ERROR"
-    assert all(h["error.class"] == "Rejected" and code in h["error.message"]
-               for h in letters.values())
-    calls = [e for e in httpx.get(f"{url}/_sandbox/journal").json() if path in e["path"]
-             and e["method"] != "GET"]
+    assert all(
+        h["error.class"] == "Rejected" and code in h["error.message"] for h in letters.values()
+    )
+    calls = [
+        e
+        for e in httpx.get(f"{url}/_sandbox/journal").json()
+        if path in e["path"] and e["method"] != "GET"
+    ]
     # Each refused call costs ~2·log2(size) more per bad record in it.
     assert len(calls) <= 2 * -(-n // per_call) + 2 * len(positions) * 9
 
@@ -319,7 +438,8 @@ OUTAGE_ATTEMPTS = 3  # ACTIONS_SYNC_SINK_CALL_ATTEMPTS in the outage test
 
 @pytest.mark.parametrize("vendor", ["marketo", "salesforce"])
 def test_an_api_that_fails_every_call_costs_at_most_the_configured_calls_per_record(
-        stack: Stack, vendor: str) -> None:
+    stack: Stack, vendor: str
+) -> None:
     """One owner per retry: the runner alone retries a delivery (the sinks' clients make
     one attempt per call), so a record whose every call fails costs at most
     ACTIONS_SYNC_SINK_CALL_ATTEMPTS calls, counted in the sandbox's journal, and is then
@@ -336,8 +456,14 @@ def test_an_api_that_fails_every_call_costs_at_most_the_configured_calls_per_rec
         who = contacts(url)[0]
         items = [[("activity:0", task(0, who))], [("activity:1", task(1, who))]]
         data = "/services/data/"
-    stack.add_worker(worker, {f"ACTIONS_SYNC_{vendor.upper()}_URL": url, **FAST,
-                              "ACTIONS_SYNC_SINK_CALL_ATTEMPTS": str(OUTAGE_ATTEMPTS)})
+    stack.add_worker(
+        worker,
+        {
+            f"ACTIONS_SYNC_{vendor.upper()}_URL": url,
+            **FAST,
+            "ACTIONS_SYNC_SINK_CALL_ATTEMPTS": str(OUTAGE_ATTEMPTS),
+        },
+    )
     ends: dict[tuple[str, int], int] = {}
     publish(stack, topic, schema, items[0], ends)  # the sink is up and has written once
     stack.wait_drained(worker, topic, ends, timeout_s=90)
@@ -346,13 +472,17 @@ def test_an_api_that_fails_every_call_costs_at_most_the_configured_calls_per_rec
     httpx.post(f"{url}/_sandbox/reset", timeout=10)
     publish(stack, topic, schema, items[1], ends)
     deadline = time.monotonic() + 60
-    while (done := stack.progress(worker, topic, ends))[0] < done[1] \
-            and time.monotonic() < deadline:
+    while (done := stack.progress(worker, topic, ends))[0] < done[
+        1
+    ] and time.monotonic() < deadline:
         time.sleep(0.25)
     time.sleep(2)  # any call made after the record was given up would show now
 
-    calls = [e for e in httpx.get(f"{url}/_sandbox/journal", timeout=10).json()
-             if e["path"].startswith(data)]
+    calls = [
+        e
+        for e in httpx.get(f"{url}/_sandbox/journal", timeout=10).json()
+        if e["path"].startswith(data)
+    ]
     assert all(e["status"] >= 500 or e["code"] for e in calls)  # every one of them failed
     assert 1 <= len(calls) <= OUTAGE_ATTEMPTS, f"{len(calls)} calls for one record"
     letters = list(dead_letters(stack, topic).values())

@@ -28,15 +28,16 @@ def test_accepted_rows_record_marketos_id_and_survive_a_release(database_url: st
         store.migrate()
         ledger = Ledger(store.engine)
         ledger.claim([("a", 1, 100001)], "c1", NOW)
-        ledger.accept([Accepted("a", 1, 100001, 42, "guid-42"),
-                       Accepted("z", 9, 100003, 43, None)], NOW)
+        ledger.accept(
+            [Accepted("a", 1, 100001, 42, "guid-42"), Accepted("z", 9, 100003, 43, None)], NOW
+        )
         ledger.release([("a", "c1")])
         assert ledger.count(ACCEPTED) == 2 and ledger.count(PENDING) == 0
         assert ledger.entries(["a"])["a"].state == ACCEPTED
 
 
 def test_accepted_rows_older_than_the_retention_are_pruned_and_pending_ones_never(
-    database_url: str
+    database_url: str,
 ) -> None:
     with Store(database_url) as store:
         store.migrate()

@@ -48,6 +48,7 @@ def test_sqlite_connections_are_tuned_for_batches_of_scattered_people(store: Sto
     if not store.is_sqlite:
         pytest.skip("SQLite pragmas")
     with store.engine.connect() as conn:
+
         def pragma(name: str) -> Any:
             return conn.exec_driver_sql(f"PRAGMA {name}").scalar()
 
@@ -150,16 +151,19 @@ def test_batch_upserts_store_datetimes_as_sqlalchemy_does(store: Store) -> None:
         conn.execute(insert(persons), [by_sqlalchemy])
     store.apply_people([row(1, 5)], [])
     with store.engine.connect() as conn:
-        raw: dict[int, str] = dict(conn.exec_driver_sql(
-            "SELECT marketo_id, CAST(changed_at AS TEXT) FROM persons").all())
+        raw: dict[int, str] = dict(
+            conn.exec_driver_sql("SELECT marketo_id, CAST(changed_at AS TEXT) FROM persons").all()
+        )
     assert raw[1] == raw[2]  # same stored text (SQLite compares versions as text)
     assert present(store.person(1))["changed_at"] == present(store.person(2))["changed_at"] == at
     elsewhere = at.astimezone(timezone(timedelta(hours=-5)))
-    store.apply_people([{**row(1, 4, title="older"), "changed_at": elsewhere
-                         - timedelta(seconds=1)}], [])
+    store.apply_people(
+        [{**row(1, 4, title="older"), "changed_at": elsewhere - timedelta(seconds=1)}], []
+    )
     assert present(store.person(1))["title"] != "older"
-    store.apply_people([{**row(1, 6, title="newer"), "changed_at": elsewhere
-                         + timedelta(seconds=1)}], [])
+    store.apply_people(
+        [{**row(1, 6, title="newer"), "changed_at": elsewhere + timedelta(seconds=1)}], []
+    )
     assert present(store.person(1))["title"] == "newer"
     assert present(store.person(1))["changed_at"] == at + timedelta(seconds=1)
 
@@ -168,8 +172,11 @@ def test_a_batch_of_removals_counts_each_person_removed(store: Store) -> None:
     store.apply_people([row(1, 1), row(2, 1), row(3, 5)], [])
     written = store.apply_people([], [row(n, 2, sfdc_lead_owner_id=None) for n in (1, 2, 3, 4)])
     assert written.removed == 2  # 3 is newer than the removal, 4 was never stored
-    assert present(store.person(1))["removed_at"] == present(store.person(1))["changed_at"] == \
-        person_change(1, 2)["changed_at"]
+    assert (
+        present(store.person(1))["removed_at"]
+        == present(store.person(1))["changed_at"]
+        == person_change(1, 2)["changed_at"]
+    )
     assert present(store.person(3))["removed_at"] is None and store.person(4) is None
     assert store.count_persons() == 1
 
@@ -177,13 +184,21 @@ def test_a_batch_of_removals_counts_each_person_removed(store: Store) -> None:
 def test_rows_of_one_person_in_one_call_apply_in_order(store: Store) -> None:
     # A batch `plan` made has one row per person (PostgreSQL upserts those through a
     # staging table in one statement); a caller passing several gets them in order.
-    written = store.apply_people([row(1, 5, title="new"), row(1, 3, title="old"),
-                                  row(2, 1, title="first"), row(2, 1, title="second")], [])
+    written = store.apply_people(
+        [
+            row(1, 5, title="new"),
+            row(1, 3, title="old"),
+            row(2, 1, title="first"),
+            row(2, 1, title="second"),
+        ],
+        [],
+    )
     assert written.upserted == 4
     assert present(store.person(1))["title"] == "new"
     assert present(store.person(2))["title"] == "first"
-    written = store.apply_people([], [row(1, 6, sfdc_lead_owner_id=None),
-                                      row(1, 7, sfdc_lead_owner_id=None)])
+    written = store.apply_people(
+        [], [row(1, 6, sfdc_lead_owner_id=None), row(1, 7, sfdc_lead_owner_id=None)]
+    )
     assert written.removed == 2
     assert present(store.person(1))["removed_at"] == person_change(1, 6)["changed_at"]
     assert present(store.person(1))["changed_at"] == person_change(1, 7)["changed_at"]
@@ -191,11 +206,15 @@ def test_rows_of_one_person_in_one_call_apply_in_order(store: Store) -> None:
 
 def test_a_batch_of_upserts_and_removals_keeps_the_first_removal_time(store: Store) -> None:
     store.apply_people([row(n, 1) for n in range(1, 101)], [])
-    written = store.apply_people([{**row(1, 2), "removed_at": person_change(1, 2)["changed_at"]}],
-                                 [row(n, 3, sfdc_lead_owner_id=None) for n in range(2, 102)])
+    written = store.apply_people(
+        [{**row(1, 2), "removed_at": person_change(1, 2)["changed_at"]}],
+        [row(n, 3, sfdc_lead_owner_id=None) for n in range(2, 102)],
+    )
     assert written == PeopleWrite(upserted=1, removed=99)
-    store.apply_people([{**row(1, 4), "removed_at": person_change(1, 4)["changed_at"]}],
-                       [row(2, 4, sfdc_lead_owner_id=None)])
+    store.apply_people(
+        [{**row(1, 4), "removed_at": person_change(1, 4)["changed_at"]}],
+        [row(2, 4, sfdc_lead_owner_id=None)],
+    )
     assert present(store.person(1))["removed_at"] == person_change(1, 2)["changed_at"]
     assert present(store.person(2))["removed_at"] == person_change(2, 3)["changed_at"]
     assert present(store.person(2))["changed_at"] == person_change(2, 4)["changed_at"]
@@ -211,17 +230,21 @@ def test_sqlite_datetime_text_is_sqlalchemys_for_every_year() -> None:
 
     # SQLAlchemy leaves the SQLite DATETIME's __init__ unannotated
     theirs = present(DATETIME().bind_processor(dialect()))  # type: ignore[no-untyped-call]
-    for at in (datetime(5, 1, 2, 3, 4, 5, 6, tzinfo=UTC), datetime(2026, 3, 1, 12, tzinfo=UTC),
-               datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)):
+    for at in (
+        datetime(5, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        datetime(2026, 3, 1, 12, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ):
         assert _sqlite_datetime(at) == theirs(at)
     east = datetime(2026, 3, 1, 12, tzinfo=timezone(timedelta(hours=2)))
     assert _sqlite_datetime(east) == "2026-03-01 10:00:00.000000"
 
 
 def _final_state(store: Store) -> dict[int, tuple[Any, ...]]:
-    return {p["marketo_id"]: (p["title"], p["changed_at"], p["log_position"],
-                              p["removed_at"] is None)
-            for p in store.iter_persons()}
+    return {
+        p["marketo_id"]: (p["title"], p["changed_at"], p["log_position"], p["removed_at"] is None)
+        for p in store.iter_persons()
+    }
 
 
 @st.composite
@@ -244,8 +267,9 @@ def _stream(draw: st.DrawFn) -> list[tuple[int, int, bool, int]]:
     return events
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(events=_stream(), cuts=st.lists(st.integers(0, 14), max_size=4))
 def test_batches_leave_the_store_as_one_change_at_a_time_would(
     database_url: str, events: list[tuple[int, int, bool, int]], cuts: list[int]
@@ -257,10 +281,15 @@ def test_batches_leave_the_store_as_one_change_at_a_time_would(
     never brings back someone a newer one removed."""
     from streams.rules.people import plan
 
-    changes = [{**person_change(mid, second, title=f"v{position}",
-                                sfdc_lead_owner_id="005A" if owned else None),
-                "log_position": position}
-               for mid, second, owned, position in events]
+    changes = [
+        {
+            **person_change(
+                mid, second, title=f"v{position}", sfdc_lead_owner_id="005A" if owned else None
+            ),
+            "log_position": position,
+        }
+        for mid, second, owned, position in events
+    ]
     states = []
     for batches in ([[c] for c in changes], _cut(changes, cuts)):
         store = Store(database_url)
@@ -282,8 +311,7 @@ def test_batches_leave_the_store_as_one_change_at_a_time_would(
     assert present == {mid for mid, (*_, owned) in newest.items() if owned}
     for mid, (title, changed_at, position, _) in states[0].items():
         second, newest_position, _ = newest[mid]  # the stored version is the newest one
-        assert (changed_at, position) == (person_change(mid, second)["changed_at"],
-                                          newest_position)
+        assert (changed_at, position) == (person_change(mid, second)["changed_at"], newest_position)
         assert title == f"v{newest_position}"
 
 
@@ -298,9 +326,17 @@ def test_unsubscribed_answers_which_people_hold_an_unsubscribe(store: Store) -> 
     from actions_sync.store.unsubscribes import unsubscribed, unsubscribes
 
     with store.engine.begin() as conn:
-        conn.execute(unsubscribes.insert(), [
-            {"marketo_id": 7, "email": "a@example.com", "source": "MANUAL",
-             "occurred_at": datetime(2026, 3, 1, tzinfo=UTC)}])
+        conn.execute(
+            unsubscribes.insert(),
+            [
+                {
+                    "marketo_id": 7,
+                    "email": "a@example.com",
+                    "source": "MANUAL",
+                    "occurred_at": datetime(2026, 3, 1, tzinfo=UTC),
+                }
+            ],
+        )
     assert unsubscribed(store.engine, [7, 8, 7]) == {7}
     assert unsubscribed(store.engine, []) == set()
 
@@ -335,8 +371,13 @@ def test_a_newer_unsubscribe_is_written_again_a_redelivered_one_is_not(store: St
     assert written_since(store.engine, [(lead, field, at)]) == {(lead, field)}
     assert written_since(store.engine, [(lead, field, later)]) == set()
     assert written_since(store.engine, [(lead, "Other__c", at)]) == set()
-    record_optout_writes(store.engine, [OptOutWrite(lead, field, "Lead", 7, later, later),
-                                        OptOutWrite(lead, field, "Lead", 7, later, at)])
+    record_optout_writes(
+        store.engine,
+        [
+            OptOutWrite(lead, field, "Lead", 7, later, later),
+            OptOutWrite(lead, field, "Lead", 7, later, at),
+        ],
+    )
     assert written_since(store.engine, [(lead, field, later)]) == {(lead, field)}
 
 
@@ -348,9 +389,13 @@ def test_the_first_unsubscribe_of_a_person_stays(store: Store) -> None:
     at = datetime(2026, 3, 1, tzinfo=UTC)
     first = {"marketo_id": 7, "email": "a@example.com", "source": "MANUAL", "occurred_at": at}
     assert store_unsubscribes(store.engine, [first]) == {7}
-    assert store_unsubscribes(store.engine, [
-        {**first, "source": "SALESFORCE_SYNC", "occurred_at": at + timedelta(days=1)},
-        {**first, "marketo_id": 8}]) == {8}
+    assert store_unsubscribes(
+        store.engine,
+        [
+            {**first, "source": "SALESFORCE_SYNC", "occurred_at": at + timedelta(days=1)},
+            {**first, "marketo_id": 8},
+        ],
+    ) == {8}
     with store.engine.connect() as conn:
         rows = {r.marketo_id: r.source for r in conn.execute(unsubscribes.select())}
     assert rows == {7: "MANUAL", 8: "MANUAL"}
@@ -359,14 +404,22 @@ def test_the_first_unsubscribe_of_a_person_stays(store: Store) -> None:
 def test_people_are_found_by_a_salesforce_id_stored_in_15_or_18_characters(store: Store) -> None:
     from actions_sync.store.unsubscribes import people_by_salesforce_id
 
-    store.apply_people([row(1, 1, sfdc_lead_id="00Q000000000001", sfdc_contact_id=None),
-                        row(2, 1, sfdc_lead_id=None, sfdc_contact_id="003000000000002AAA"),
-                        row(3, 1, sfdc_lead_id="00Q000000000001EAA", sfdc_contact_id=None),
-                        row(4, 1, sfdc_lead_id="00q000000000001", sfdc_contact_id=None)], [])
-    found = people_by_salesforce_id(store.engine, ["00Q000000000001EAA", "003000000000002AAA",
-                                                   "003000000000009AAA"])
+    store.apply_people(
+        [
+            row(1, 1, sfdc_lead_id="00Q000000000001", sfdc_contact_id=None),
+            row(2, 1, sfdc_lead_id=None, sfdc_contact_id="003000000000002AAA"),
+            row(3, 1, sfdc_lead_id="00Q000000000001EAA", sfdc_contact_id=None),
+            row(4, 1, sfdc_lead_id="00q000000000001", sfdc_contact_id=None),
+        ],
+        [],
+    )
+    found = people_by_salesforce_id(
+        store.engine, ["00Q000000000001EAA", "003000000000002AAA", "003000000000009AAA"]
+    )
     assert {k: sorted(p["marketo_id"] for p in v) for k, v in found.items()} == {
-        "00Q000000000001EAA": [1, 3], "003000000000002AAA": [2]}  # 15 characters: case-sensitive
+        "00Q000000000001EAA": [1, 3],
+        "003000000000002AAA": [2],
+    }  # 15 characters: case-sensitive
     # A stored 18-character id names one record, even where the first 15 are shared.
     store.apply_people([row(5, 1, sfdc_lead_id="00Q000000000001ZZZ", sfdc_contact_id=None)], [])
     found = people_by_salesforce_id(store.engine, ["00Q000000000001ZZZ"])
@@ -379,14 +432,17 @@ def test_held_opt_outs_are_kept_until_dropped(store: Store) -> None:
     from actions_sync.store.unsubscribes import HeldOptOut, drop_held, held, hold_optouts
 
     at = datetime(2026, 3, 1, tzinfo=UTC)
-    one = HeldOptOut("003000000000002AAA", "HasOptedOutOfEmail", "Contact", None, "e1", at,
-                     "sync_off", at)
+    one = HeldOptOut(
+        "003000000000002AAA", "HasOptedOutOfEmail", "Contact", None, "e1", at, "sync_off", at
+    )
     hold_optouts(store.engine, [one, HeldOptOut(**{**vars(one), "sfdc_id": "003000000000003AAA"})])
-    hold_optouts(store.engine, [HeldOptOut(**{**vars(one),
-                                              "reason": "salesforce_record_unknown"})])
+    hold_optouts(store.engine, [HeldOptOut(**{**vars(one), "reason": "salesforce_record_unknown"})])
     assert [(h.sfdc_id, h.reason) for h in held(store.engine, 10)] == [
-        ("003000000000002AAA", "salesforce_record_unknown"), ("003000000000003AAA", "sync_off")]
+        ("003000000000002AAA", "salesforce_record_unknown"),
+        ("003000000000003AAA", "sync_off"),
+    ]
     assert [h.sfdc_id for h in held(store.engine, 10, ("003000000000002AAA", "z"))] == [
-        "003000000000003AAA"]
+        "003000000000003AAA"
+    ]
     drop_held(store.engine, [("003000000000002AAA", "HasOptedOutOfEmail")])
     assert [h.sfdc_id for h in held(store.engine, 10)] == ["003000000000003AAA"]

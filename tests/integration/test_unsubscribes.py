@@ -64,8 +64,12 @@ CONTACT = {m: POPULATION[m]["sfdc_contact_id"] for m in POPULATION}
 
 @pytest.fixture
 def stack(kafka: str, registry: str, database_url: str, tmp_path: Path) -> Iterator[Stack]:
-    settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
-                        database_url=database_url, group_prefix=f"t-{uuid.uuid4().hex[:8]}")
+    settings = Settings(
+        kafka_bootstrap_servers=kafka,
+        schema_registry_url=registry,
+        database_url=database_url,
+        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
+    )
     ensure_topics(kafka, specs(TOPICS, settings.partitions))
     with Store(settings.database_url) as store:
         store.migrate()
@@ -88,25 +92,43 @@ def people(stack: Stack, *changes: dict[str, Any]) -> None:
 
 def person(marketo_id: int, version: int = 0, **fields: Any) -> dict[str, Any]:
     p = POPULATION.get(marketo_id, {})
-    return person_change(marketo_id, version, **{
-        "sfdc_lead_id": p.get("sfdc_lead_id"), "sfdc_contact_id": p.get("sfdc_contact_id"),
-        "email": f"person{marketo_id}@example.com", **fields})
+    return person_change(
+        marketo_id,
+        version,
+        **{
+            "sfdc_lead_id": p.get("sfdc_lead_id"),
+            "sfdc_contact_id": p.get("sfdc_contact_id"),
+            "email": f"person{marketo_id}@example.com",
+            **fields,
+        },
+    )
 
 
 def unsubscribe(marketo_id: int, n: int, source: str = "CLICKED_LINK") -> dict[str, Any]:
-    return {"event_id": str(uuid.UUID(int=n)), "marketo_id": marketo_id,
-            "email": f"person{marketo_id}@example.com",
-            "occurred_at": T0 + timedelta(minutes=n), "source": source}
+    return {
+        "event_id": str(uuid.UUID(int=n)),
+        "marketo_id": marketo_id,
+        "email": f"person{marketo_id}@example.com",
+        "occurred_at": T0 + timedelta(minutes=n),
+        "source": source,
+    }
 
 
 def optout(sobject: str, sfdc_id: str, n: int, field: str = OPTED) -> dict[str, Any]:
-    return {"event_id": str(uuid.UUID(int=1000 + n)), "sobject": sobject, "sfdc_id": sfdc_id,
-            "email": None, "field": field, "system_modstamp": T0 + timedelta(minutes=n),
-            "last_modified_by_id": "0050000000000HUMAN"}
+    return {
+        "event_id": str(uuid.UUID(int=1000 + n)),
+        "sobject": sobject,
+        "sfdc_id": sfdc_id,
+        "email": None,
+        "field": field,
+        "system_modstamp": T0 + timedelta(minutes=n),
+        "last_modified_by_id": "0050000000000HUMAN",
+    }
 
 
-def publish(stack: Stack, topic: str, record: str,
-            items: list[tuple[str, dict[str, Any]]]) -> dict[tuple[str, int], int]:
+def publish(
+    stack: Stack, topic: str, record: str, items: list[tuple[str, dict[str, Any]]]
+) -> dict[tuple[str, int], int]:
     registry = RegistryClient(stack.registry_url)
     try:
         publisher = Publisher(stack.bootstrap, registry)
@@ -124,26 +146,35 @@ def send_unsubscribes(stack: Stack, *items: dict[str, Any]) -> None:
 
 
 def send_optouts(stack: Stack, *items: dict[str, Any]) -> None:
-    ends = publish(stack, SALESFORCE_OPTOUTS, "SalesforceOptOut",
-                   [(o["sfdc_id"], o) for o in items])
+    ends = publish(
+        stack, SALESFORCE_OPTOUTS, "SalesforceOptOut", [(o["sfdc_id"], o) for o in items]
+    )
     stack.wait_drained("unsubscribes", SALESFORCE_OPTOUTS, ends, timeout_s=60)
 
 
 def drain_sink(stack: Stack) -> None:
-    stack.wait_drained("salesforce-optout-sink", OUTBOUND_SALESFORCE_OPTOUTS,
-                       written(stack.bootstrap, (OUTBOUND_SALESFORCE_OPTOUTS,)), timeout_s=60)
+    stack.wait_drained(
+        "salesforce-optout-sink",
+        OUTBOUND_SALESFORCE_OPTOUTS,
+        written(stack.bootstrap, (OUTBOUND_SALESFORCE_OPTOUTS,)),
+        timeout_s=60,
+    )
 
 
 def record(stack: Stack, sobject: str, sfdc_id: str) -> dict[str, Any]:
-    answer = httpx.get(f"{stack.salesforce_url}/_sandbox/salesforce/records/{sobject}/{sfdc_id}",
-                       timeout=10)
+    answer = httpx.get(
+        f"{stack.salesforce_url}/_sandbox/salesforce/records/{sobject}/{sfdc_id}", timeout=10
+    )
     answer.raise_for_status()
     return dict(answer.json())
 
 
 def as_a_person(stack: Stack, sobject: str, sfdc_id: str, **fields: Any) -> None:
-    httpx.patch(f"{stack.salesforce_url}/_sandbox/salesforce/records/{sobject}/{sfdc_id}",
-                json={"fields": fields}, timeout=10).raise_for_status()
+    httpx.patch(
+        f"{stack.salesforce_url}/_sandbox/salesforce/records/{sobject}/{sfdc_id}",
+        json={"fields": fields},
+        timeout=10,
+    ).raise_for_status()
 
 
 def rows(stack: Stack) -> dict[int, dict[str, Any]]:
@@ -161,8 +192,9 @@ def eventually(check: Callable[[], bool], what: str, timeout_s: float = 60.0) ->
 def test_an_actions_unsubscribe_opts_out_lead_and_contact_once(stack: Stack) -> None:
     people(stack, person(1), person(2), person(4, sfdc_lead_id=None))
     start(stack)
-    send_unsubscribes(stack, unsubscribe(1, 1), unsubscribe(2, 2), unsubscribe(4, 4),
-                      unsubscribe(99, 5))
+    send_unsubscribes(
+        stack, unsubscribe(1, 1), unsubscribe(2, 2), unsubscribe(4, 4), unsubscribe(99, 5)
+    )
 
     # S9: Lead and Contact of person 1, the Lead of person 2, written by the integration.
     for sobject, sfdc_id in (("Lead", LEAD[1]), ("Contact", CONTACT[1]), ("Lead", LEAD[2])):
@@ -172,14 +204,20 @@ def test_an_actions_unsubscribe_opts_out_lead_and_contact_once(stack: Stack) -> 
         assert found[CUSTOM] is False
     assert record(stack, "Lead", LEAD[3])[OPTED] is False
     stored = rows(stack)
-    assert {m: (r["source"], r["unsynced"], r["pushed_at"] is not None)
-            for m, r in stored.items()} == {
-        1: ("CLICKED_LINK", None, True), 2: ("CLICKED_LINK", None, True),
+    assert {
+        m: (r["source"], r["unsynced"], r["pushed_at"] is not None) for m, r in stored.items()
+    } == {
+        1: ("CLICKED_LINK", None, True),
+        2: ("CLICKED_LINK", None, True),
         4: ("CLICKED_LINK", "no_salesforce_id", False),  # stored and counted, not failed
-        99: ("CLICKED_LINK", "person_unknown", False)}
+        99: ("CLICKED_LINK", "person_unknown", False),
+    }
     with Store(stack.settings.database_url) as store:  # what the source's echo filter reads
         assert written_optouts(store.engine, OPTED, [LEAD[1], CONTACT[1], LEAD[2], LEAD[3]]) == {
-            LEAD[1], CONTACT[1], LEAD[2]}
+            LEAD[1],
+            CONTACT[1],
+            LEAD[2],
+        }
 
     # Setting true twice is one effect: the same unsubscribe again writes nothing; and
     # after a person re-subscribed in Salesforce, it does not overwrite their choice.
@@ -234,12 +272,19 @@ def test_salesforce_opt_outs_reach_actions_as_salesforce_sync(stack: Stack) -> N
     as_a_person(stack, "Contact", CONTACT[1], **{OPTED: True})
     as_a_person(stack, "Lead", LEAD[2], **{OPTED: True})
     bad = optout("Lead", "not-an-id", 9)
-    send_optouts(stack, optout("Contact", CONTACT[1], 1), optout("Lead", LEAD[2], 2),
-                 optout("Lead", LEAD[9], 3), bad)
+    send_optouts(
+        stack,
+        optout("Contact", CONTACT[1], 1),
+        optout("Lead", LEAD[2], 2),
+        optout("Lead", LEAD[9], 3),
+        bad,
+    )
 
     stored = rows(stack)
     assert {m: (r["source"], r["sfdc_id"]) for m, r in stored.items()} == {
-        1: ("SALESFORCE_SYNC", CONTACT[1]), 2: ("SALESFORCE_SYNC", LEAD[2])}
+        1: ("SALESFORCE_SYNC", CONTACT[1]),
+        2: ("SALESFORCE_SYNC", LEAD[2]),
+    }
     at = stored[1]["occurred_at"]
     assert (at if at.tzinfo else at.replace(tzinfo=UTC)) == T0 + timedelta(minutes=1)
     letters = read_topic(stack.bootstrap, dlq_topic(SALESFORCE_OPTOUTS), idle_s=1.0)
@@ -262,39 +307,64 @@ def reconcile(stack: Stack, *args: str) -> list[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACTIONS_SYNC_")}
     done = subprocess.run(
         [sys.executable, "-m", "app.cli", "reconcile", "unsubscribes", *args],
-        env={**env, "DATABASE_URL": stack.settings.database_url,
-             "ACTIONS_SYNC_SALESFORCE_URL": str(stack.salesforce_url)},
-        capture_output=True, text=True, timeout=120)
+        env={
+            **env,
+            "DATABASE_URL": stack.settings.database_url,
+            "ACTIONS_SYNC_SALESFORCE_URL": str(stack.salesforce_url),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()
 
 
 def test_reconciliation_fixes_drift_both_ways_and_resumes(stack: Stack) -> None:
     # Pages of 2 rows: the walk follows nextRecordsUrl.
-    stack.salesforce_url = stack.sandbox("salesforce", "--seed-people", "10",
-                                         "--set", "query_page_size=2")
+    stack.salesforce_url = stack.sandbox(
+        "salesforce", "--seed-people", "10", "--set", "query_page_size=2"
+    )
     people(stack, *(person(m) for m in (1, 2, 3, 4, 5, 6, 7)))
     with Store(stack.settings.database_url) as store:
-        store_unsubscribes(store.engine, [
-            {"marketo_id": 2, "source": "CLICKED_LINK", "occurred_at": T0, "event_id": "e2",
-             "email": "person2@example.com", "pushed_at": T0},  # its write was lost
-            {"marketo_id": 5, "source": "BOUNCE", "occurred_at": T0, "event_id": "e5"},
-            {"marketo_id": 6, "source": "MANUAL", "occurred_at": T0, "event_id": "e6"},
-            {"marketo_id": 3, "source": "SALESFORCE_SYNC", "occurred_at": T0, "event_id": "e3"}])
+        store_unsubscribes(
+            store.engine,
+            [
+                {
+                    "marketo_id": 2,
+                    "source": "CLICKED_LINK",
+                    "occurred_at": T0,
+                    "event_id": "e2",
+                    "email": "person2@example.com",
+                    "pushed_at": T0,
+                },  # its write was lost
+                {"marketo_id": 5, "source": "BOUNCE", "occurred_at": T0, "event_id": "e5"},
+                {"marketo_id": 6, "source": "MANUAL", "occurred_at": T0, "event_id": "e6"},
+                {"marketo_id": 3, "source": "SALESFORCE_SYNC", "occurred_at": T0, "event_id": "e3"},
+            ],
+        )
         # The sync once wrote Lead 6, and a person unchecked it since: a re-subscribe.
         record_optout_writes(store.engine, [OptOutWrite(LEAD[6], OPTED, "Lead", 6, T0, T0)])
-    for sobject, sfdc_id in (("Lead", LEAD[1]), ("Contact", CONTACT[7]), ("Lead", LEAD[9]),
-                             ("Lead", LEAD[4]), ("Lead", LEAD[5])):
+    for sobject, sfdc_id in (
+        ("Lead", LEAD[1]),
+        ("Contact", CONTACT[7]),
+        ("Lead", LEAD[9]),
+        ("Lead", LEAD[4]),
+        ("Lead", LEAD[5]),
+    ):
         as_a_person(stack, sobject, sfdc_id, **{OPTED: True})
     before = {m: r["source"] for m, r in rows(stack).items()}
 
     lines = reconcile(stack, "--dry-run")
-    assert sorted(lines[:-1]) == sorted([
-        f"would store: person 1 <- Lead {LEAD[1]} {OPTED}",
-        f"would store: person 4 <- Lead {LEAD[4]} {OPTED}",
-        f"would store: person 7 <- Contact {CONTACT[7]} {OPTED}",
-        f"would push: person 2 -> Lead {LEAD[2]} {OPTED}",
-        f"would push: person 6 -> Contact {CONTACT[6]} {OPTED}"])  # 5: already true
+    assert sorted(lines[:-1]) == sorted(
+        [
+            f"would store: person 1 <- Lead {LEAD[1]} {OPTED}",
+            f"would store: person 4 <- Lead {LEAD[4]} {OPTED}",
+            f"would store: person 7 <- Contact {CONTACT[7]} {OPTED}",
+            f"would push: person 2 -> Lead {LEAD[2]} {OPTED}",
+            f"would push: person 6 -> Contact {CONTACT[6]} {OPTED}",
+        ]
+    )  # 5: already true
     assert "1 held" in lines[-1]
     assert {m: r["source"] for m, r in rows(stack).items()} == before
     assert record(stack, "Lead", LEAD[2])[OPTED] is False
@@ -303,18 +373,23 @@ def test_reconciliation_fixes_drift_both_ways_and_resumes(stack: Stack) -> None:
     with Store(stack.settings.database_url) as store:
         store.save_checkpoint("reconcile-unsubscribes", {"phase": "actions", "after": 2})
     lines = reconcile(stack)
-    assert lines == [f"pushed: person 6 -> Contact {CONTACT[6]} {OPTED}",
-                     "unsubscribe reconciliation resumed: 0 stored from Salesforce, 1 pushed"
-                     " to Salesforce, 0 held (no person), 0 refused"]
+    assert lines == [
+        f"pushed: person 6 -> Contact {CONTACT[6]} {OPTED}",
+        "unsubscribe reconciliation resumed: 0 stored from Salesforce, 1 pushed"
+        " to Salesforce, 0 held (no person), 0 refused",
+    ]
     assert record(stack, "Contact", CONTACT[6])[OPTED] is True
     assert record(stack, "Lead", LEAD[6])[OPTED] is False  # never over a re-subscribe
 
     lines = reconcile(stack)  # a fresh run: the rest
-    assert sorted(lines[:-1]) == sorted([
-        f"stored: person 1 <- Lead {LEAD[1]} {OPTED}",
-        f"stored: person 4 <- Lead {LEAD[4]} {OPTED}",
-        f"stored: person 7 <- Contact {CONTACT[7]} {OPTED}",
-        f"pushed: person 2 -> Lead {LEAD[2]} {OPTED}"])
+    assert sorted(lines[:-1]) == sorted(
+        [
+            f"stored: person 1 <- Lead {LEAD[1]} {OPTED}",
+            f"stored: person 4 <- Lead {LEAD[4]} {OPTED}",
+            f"stored: person 7 <- Contact {CONTACT[7]} {OPTED}",
+            f"pushed: person 2 -> Lead {LEAD[2]} {OPTED}",
+        ]
+    )
     assert record(stack, "Lead", LEAD[2])[OPTED] is True
     assert record(stack, "Lead", LEAD[3])[OPTED] is False  # SALESFORCE_SYNC: not pushed
     stored = rows(stack)
@@ -322,23 +397,38 @@ def test_reconciliation_fixes_drift_both_ways_and_resumes(stack: Stack) -> None:
     with Store(stack.settings.database_url) as store, store.engine.connect() as conn:
         assert [r.sfdc_id for r in conn.execute(select(held_optouts))] == [LEAD[9]]
 
-    assert reconcile(stack) == ["unsubscribe reconciliation: 0 stored from Salesforce, 0 pushed"
-                                " to Salesforce, 1 held (no person), 0 refused"]
+    assert reconcile(stack) == [
+        "unsubscribe reconciliation: 0 stored from Salesforce, 0 pushed"
+        " to Salesforce, 1 held (no person), 0 refused"
+    ]
 
 
 def test_kill_9_of_the_agent_mid_stream_loses_nothing(stack: Stack) -> None:
     stack.salesforce_url = stack.sandbox("salesforce", "--seed-people", "300")
     population = list(generate(300, 7))
-    people(stack, *(person_change(p["marketo_id"], 0, sfdc_lead_id=p["sfdc_lead_id"],
-                                  sfdc_contact_id=p["sfdc_contact_id"]) for p in population))
+    people(
+        stack,
+        *(
+            person_change(
+                p["marketo_id"],
+                0,
+                sfdc_lead_id=p["sfdc_lead_id"],
+                sfdc_contact_id=p["sfdc_contact_id"],
+            )
+            for p in population
+        ),
+    )
     # Ten unsubscribes a person, in batches of 20: a kill lands in the middle.
     items = [unsubscribe(n % 300 + 1, n + 1) for n in range(3000)]
     ends = publish(stack, UNSUBSCRIBES, "Unsubscribe", [(str(u["marketo_id"]), u) for u in items])
     env = {"ACTIONS_SYNC_UNSUBSCRIBES_RETRY_S": "0.5", "ACTIONS_SYNC_PEOPLE_BATCH_SIZE": "20"}
     stack.add_worker("salesforce-optout-sink")
     agent = stack.add_worker("unsubscribes", env)
-    eventually(lambda: stack.progress("unsubscribes", UNSUBSCRIBES, ends)[0] > 0,
-               "the agent's first batches", timeout_s=60)
+    eventually(
+        lambda: stack.progress("unsubscribes", UNSUBSCRIBES, ends)[0] > 0,
+        "the agent's first batches",
+        timeout_s=60,
+    )
     done, total = stack.progress("unsubscribes", UNSUBSCRIBES, ends)
     agent.proc.kill()
     agent.proc.wait()
@@ -351,8 +441,9 @@ def test_kill_9_of_the_agent_mid_stream_loses_nothing(stack: Stack) -> None:
     assert all(r["pushed_at"] is not None for r in rows(stack).values())
     assert set(rows(stack)) == {p["marketo_id"] for p in population}
     leads = httpx.get(f"{stack.salesforce_url}/_sandbox/salesforce/records/Lead", timeout=30).json()
-    contacts = httpx.get(f"{stack.salesforce_url}/_sandbox/salesforce/records/Contact",
-                         timeout=30).json()
+    contacts = httpx.get(
+        f"{stack.salesforce_url}/_sandbox/salesforce/records/Contact", timeout=30
+    ).json()
     assert all(r[OPTED] is True for r in leads + contacts)
     assert len(leads) == 300 and contacts
     for topic in TOPICS:

@@ -47,19 +47,37 @@ CONTACT = {m: p["sfdc_contact_id"] for m, p in POPULATION.items()}
 
 @pytest.fixture
 def stack(kafka: str, registry: str, tmp_path: Path) -> Iterator[Stack]:
-    settings = Settings(kafka_bootstrap_servers=kafka, schema_registry_url=registry,
-                        database_url=f"sqlite:///{tmp_path}/store.db",
-                        group_prefix=f"t-{uuid.uuid4().hex[:8]}")
+    settings = Settings(
+        kafka_bootstrap_servers=kafka,
+        schema_registry_url=registry,
+        database_url=f"sqlite:///{tmp_path}/store.db",
+        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
+    )
     with Store(settings.database_url) as store:
         store.migrate()
-        store.apply_people([person_row(person_change(
-            m, 0, sfdc_lead_id=LEAD[m], sfdc_contact_id=CONTACT[m],
-            email=f"person{m}@example.com")) for m in (1, 2, 3)], [])
+        store.apply_people(
+            [
+                person_row(
+                    person_change(
+                        m,
+                        0,
+                        sfdc_lead_id=LEAD[m],
+                        sfdc_contact_id=CONTACT[m],
+                        email=f"person{m}@example.com",
+                    )
+                )
+                for m in (1, 2, 3)
+            ],
+            [],
+        )
     with Stack(settings, logdir=tmp_path) as running:
-        running.salesforce_url = running.sandbox("salesforce", "--seed-people", "10",
-                                                 "--user", ":".join(ALICE))
-        env = {"ACTIONS_SYNC_SALESFORCE_POLL_INTERVAL_S": "0.2",
-               "ACTIONS_SYNC_UNSUBSCRIBES_RETRY_S": "0.5"}
+        running.salesforce_url = running.sandbox(
+            "salesforce", "--seed-people", "10", "--user", ":".join(ALICE)
+        )
+        env = {
+            "ACTIONS_SYNC_SALESFORCE_POLL_INTERVAL_S": "0.2",
+            "ACTIONS_SYNC_UNSUBSCRIBES_RETRY_S": "0.5",
+        }
         for name in ("salesforce-source", "unsubscribes", "salesforce-optout-sink"):
             running.add_worker(name, env)
         yield running
@@ -67,11 +85,15 @@ def stack(kafka: str, registry: str, tmp_path: Path) -> Iterator[Stack]:
 
 def as_alice(stack: Stack, sobject: str, sfdc_id: str, **fields: Any) -> None:
     base = str(stack.salesforce_url)
-    token = httpx.post(f"{base}/services/oauth2/token", data={
-        "grant_type": "client_credentials", "client_id": ALICE[0],
-        "client_secret": ALICE[1]}).json()["access_token"]
-    response = httpx.patch(f"{base}/services/data/v62.0/sobjects/{sobject}/{sfdc_id}",
-                           json=fields, headers={"Authorization": f"Bearer {token}"})
+    token = httpx.post(
+        f"{base}/services/oauth2/token",
+        data={"grant_type": "client_credentials", "client_id": ALICE[0], "client_secret": ALICE[1]},
+    ).json()["access_token"]
+    response = httpx.patch(
+        f"{base}/services/data/v62.0/sobjects/{sobject}/{sfdc_id}",
+        json=fields,
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert response.status_code == 204, response.text
 
 
@@ -89,8 +111,9 @@ def stored(stack: Stack) -> dict[int, str]:
 
 
 def published(stack: Stack) -> list[str]:
-    return sorted(m.key().decode() for m in read_topic(stack.bootstrap, SALESFORCE_OPTOUTS,
-                                                       idle_s=0.5))
+    return sorted(
+        m.key().decode() for m in read_topic(stack.bootstrap, SALESFORCE_OPTOUTS, idle_s=0.5)
+    )
 
 
 def eventually(check: Callable[[], Any], what: str, timeout_s: float = 90.0) -> None:
@@ -105,9 +128,22 @@ def test_opt_outs_flow_both_ways_and_the_syncs_own_never_echo(stack: Stack) -> N
     registry = RegistryClient(stack.registry_url)
     try:  # an unsubscribe from Actions: the sync writes person 1's Lead and Contact
         publisher = Publisher(stack.bootstrap, registry)
-        publisher.publish(UNSUBSCRIBES, "Unsubscribe", [("1", {
-            "event_id": str(uuid.uuid4()), "marketo_id": 1, "email": "person1@example.com",
-            "occurred_at": datetime.now(UTC), "source": "CLICKED_LINK"})])
+        publisher.publish(
+            UNSUBSCRIBES,
+            "Unsubscribe",
+            [
+                (
+                    "1",
+                    {
+                        "event_id": str(uuid.uuid4()),
+                        "marketo_id": 1,
+                        "email": "person1@example.com",
+                        "occurred_at": datetime.now(UTC),
+                        "source": "CLICKED_LINK",
+                    },
+                )
+            ],
+        )
         publisher.flush()
     finally:
         registry.close()

@@ -36,27 +36,36 @@ from tests.factories import person_change
 @pytest.fixture
 def agent(kafka: str, registry: str, tmp_path: Path) -> Iterator[UnsubscribeAgent]:
     if EXTERNAL_KAFKA:
-        _delete_topics(kafka, [OUTBOUND_SALESFORCE_OPTOUTS,
-                               dlq_topic(OUTBOUND_SALESFORCE_OPTOUTS)])
+        _delete_topics(kafka, [OUTBOUND_SALESFORCE_OPTOUTS, dlq_topic(OUTBOUND_SALESFORCE_OPTOUTS)])
     ensure_topics(kafka, specs((OUTBOUND_SALESFORCE_OPTOUTS,), 1))
     client = RegistryClient(registry)
     with Store(f"sqlite:///{tmp_path}/store.db") as store:
         store.migrate()
-        store.apply_people([person_row(person_change(1, sfdc_lead_id="00Q000000000001AAA"))],
-                           [])
-        yield UnsubscribeAgent(store, Publisher(kafka, client), client, AdminSettings,
-                               DeadLetterProducer(kafka))
+        store.apply_people([person_row(person_change(1, sfdc_lead_id="00Q000000000001AAA"))], [])
+        yield UnsubscribeAgent(
+            store, Publisher(kafka, client), client, AdminSettings, DeadLetterProducer(kafka)
+        )
     client.close()
 
 
 def test_a_catch_up_during_the_handlers_push_does_not_push_again(
-        agent: UnsubscribeAgent, kafka: str) -> None:
+    agent: UnsubscribeAgent, kafka: str
+) -> None:
     engine = agent.store.engine
     moved: list[int] = []
     with agent._lock:  # the handler, mid-batch: its row stored, its opt-outs being sent
-        store_unsubscribes(engine, [{
-            "marketo_id": 1, "email": "person1@example.com", "source": "CLICKED_LINK",
-            "occurred_at": datetime.now(UTC), "event_id": str(uuid.uuid4())}])
+        store_unsubscribes(
+            engine,
+            [
+                {
+                    "marketo_id": 1,
+                    "email": "person1@example.com",
+                    "source": "CLICKED_LINK",
+                    "occurred_at": datetime.now(UTC),
+                    "event_id": str(uuid.uuid4()),
+                }
+            ],
+        )
         pass_ = threading.Thread(target=lambda: moved.append(agent.catch_up()))
         pass_.start()
         time.sleep(1.0)  # lets a catch-up that reads before locking read the row now

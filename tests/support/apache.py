@@ -37,8 +37,9 @@ class ApacheKafka:
         self.bootstrap = ""
 
     def __enter__(self) -> ApacheKafka:
-        self._proc = spawn([sys.executable, str(SCRIPT), "run", "--ready-file", str(self._ready)],
-                           log=self.log)
+        self._proc = spawn(
+            [sys.executable, str(SCRIPT), "run", "--ready-file", str(self._ready)], log=self.log
+        )
         deadline = time.monotonic() + START_TIMEOUT_S
         while not self._ready.exists():
             if self._proc.poll() is not None or time.monotonic() > deadline:

@@ -87,7 +87,9 @@ class PostgresServer:
     """Context manager for a private PostgreSQL instance; ``stop()`` leaves nothing behind."""
 
     def __init__(
-        self, database: str = DEFAULT_DATABASE, port: int | None = None,
+        self,
+        database: str = DEFAULT_DATABASE,
+        port: int | None = None,
         settings: str = SERVER_SETTINGS,
     ) -> None:
         self.database = database

@@ -8,8 +8,11 @@ from typing import Any
 
 import httpx
 
-CREDENTIALS = {"grant_type": "client_credentials", "client_id": "actions-sync",
-               "client_secret": "sandbox-secret"}
+CREDENTIALS = {
+    "grant_type": "client_credentials",
+    "client_id": "actions-sync",
+    "client_secret": "sandbox-secret",
+}
 
 
 def marketo_get(http: httpx.Client, path: str, **params: str) -> dict[str, Any]:
@@ -19,8 +22,9 @@ def marketo_get(http: httpx.Client, path: str, **params: str) -> dict[str, Any]:
     deadline = time.monotonic() + 30
     while True:
         token = http.get("/identity/oauth/token", params=CREDENTIALS).json()
-        body: dict[str, Any] = http.get(path, params=params, headers={
-            "Authorization": f"Bearer {token['access_token']}"}).json()
+        body: dict[str, Any] = http.get(
+            path, params=params, headers={"Authorization": f"Bearer {token['access_token']}"}
+        ).json()
         if body["success"]:
             return body
         if time.monotonic() > deadline:
@@ -38,20 +42,29 @@ def marketo_activity_types(url: str) -> dict[int, str]:
 def marketo_activities(url: str) -> list[dict[str, Any]]:
     """Every custom activity in a Marketo sandbox, read back like any client would (its
     injected faults switched off first; expired tokens renewed)."""
-    httpx.post(f"{url}/_sandbox/faults", json={"error_rate": 0.0, "timeout_rate": 0.0,
-                                                   "latency_ms": 0.0},
-               timeout=10)
+    httpx.post(
+        f"{url}/_sandbox/faults",
+        json={"error_rate": 0.0, "timeout_rate": 0.0, "latency_ms": 0.0},
+        timeout=10,
+    )
     with httpx.Client(base_url=url, timeout=30) as http:
-        ids = ",".join(str(t["id"]) for t in marketo_get(
-            http, "/rest/v1/activities/external/types.json")["result"])
+        ids = ",".join(
+            str(t["id"])
+            for t in marketo_get(http, "/rest/v1/activities/external/types.json")["result"]
+        )
         if not ids:
             return []
-        page = marketo_get(http, "/rest/v1/activities/pagingtoken.json",
-                           sinceDatetime="2000-01-01T00:00:00Z")
+        page = marketo_get(
+            http, "/rest/v1/activities/pagingtoken.json", sinceDatetime="2000-01-01T00:00:00Z"
+        )
         out: list[dict[str, Any]] = []
         while True:
-            page = marketo_get(http, "/rest/v1/activities.json",
-                               nextPageToken=page["nextPageToken"], activityTypeIds=ids)
+            page = marketo_get(
+                http,
+                "/rest/v1/activities.json",
+                nextPageToken=page["nextPageToken"],
+                activityTypeIds=ids,
+            )
             out += page.get("result") or []
             if not page["moreResult"]:
                 return out
@@ -59,8 +72,10 @@ def marketo_activities(url: str) -> list[dict[str, Any]]:
 
 def ledger_ids(activities: list[dict[str, Any]]) -> Counter[str]:
     """How many times each activity id (the ledger attribute) was written."""
-    return Counter(next(a["value"] for a in act["attributes"] if a["apiName"] == "actionsSyncId")
-                   for act in activities)
+    return Counter(
+        next(a["value"] for a in act["attributes"] if a["apiName"] == "actionsSyncId")
+        for act in activities
+    )
 
 
 def salesforce_tasks(url: str) -> list[dict[str, Any]]:

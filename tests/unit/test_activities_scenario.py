@@ -18,12 +18,24 @@ from app.activities_scenario import (
 from connectors.marketo.activity_types import BY_SYMBOL
 from streams.rules.activities import route
 
-CONTACT = {"marketo_id": 6, "sfdc_lead_id": "00Q6", "sfdc_contact_id": "003C",
-           "sfdc_account_id": "001A", "sfdc_opportunity_id": "006O", "email": "p6@example.com",
-           "removed_at": None}
-LEAD = {"marketo_id": 2, "sfdc_lead_id": "00Q2", "sfdc_contact_id": None,
-        "sfdc_account_id": None, "sfdc_opportunity_id": None, "email": "p2@example.com",
-        "removed_at": None}
+CONTACT = {
+    "marketo_id": 6,
+    "sfdc_lead_id": "00Q6",
+    "sfdc_contact_id": "003C",
+    "sfdc_account_id": "001A",
+    "sfdc_opportunity_id": "006O",
+    "email": "p6@example.com",
+    "removed_at": None,
+}
+LEAD = {
+    "marketo_id": 2,
+    "sfdc_lead_id": "00Q2",
+    "sfdc_contact_id": None,
+    "sfdc_account_id": None,
+    "sfdc_opportunity_id": None,
+    "email": "p2@example.com",
+    "removed_at": None,
+}
 PEOPLE = {6: CONTACT, 2: LEAD}
 
 
@@ -58,9 +70,13 @@ def test_the_oracle_restates_s4_s7_s8() -> None:
     assert expect([call], PEOPLE, calls_off)[call["activity_id"]].task is None
 
 
-@pytest.mark.parametrize("settings", [
-    AdminSettings(), AdminSettings(salesforce_log_emails=False, salesforce_log_replies=False),
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        AdminSettings(),
+        AdminSettings(salesforce_log_emails=False, salesforce_log_replies=False),
+    ],
+)
 def test_the_oracle_agrees_with_the_routing_rules(settings: AdminSettings) -> None:
     """Two independent statements of the spec: where they differ, one of them is wrong."""
     for activity in scenario():
@@ -71,8 +87,12 @@ def test_the_oracle_agrees_with_the_routing_rules(settings: AdminSettings) -> No
         assert (routed.salesforce is None) == (want.task is None)
         if want.task is not None and routed.salesforce is not None:
             fields = routed.salesforce["fields"]
-            assert (fields["Type"], fields["Subject"], fields["WhoId"], fields.get("WhatId")) \
-                == (want.task.type, want.task.subject, want.task.who, want.task.what)
+            assert (fields["Type"], fields["Subject"], fields["WhoId"], fields.get("WhatId")) == (
+                want.task.type,
+                want.task.subject,
+                want.task.who,
+                want.task.what,
+            )
 
 
 def held(activities: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -80,12 +100,16 @@ def held(activities: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[d
     marketo, tasks = [], []
     for a in activities:
         routed = route(a, PEOPLE[a["marketo_id"]], AdminSettings())
-        marketo.append({"activityType": BY_SYMBOL[a["type"]].api_name, "leadId": a["marketo_id"],
-                        "primaryAttributeValue": routed.marketo["primary_attribute_value"],
-                        "attributes": [{"apiName": "actionsSyncId", "value": a["activity_id"]}]})
+        marketo.append(
+            {
+                "activityType": BY_SYMBOL[a["type"]].api_name,
+                "leadId": a["marketo_id"],
+                "primaryAttributeValue": routed.marketo["primary_attribute_value"],
+                "attributes": [{"apiName": "actionsSyncId", "value": a["activity_id"]}],
+            }
+        )
         if routed.salesforce is not None:
-            tasks.append({**routed.salesforce["fields"],
-                          "ActionsSync_Id__c": a["activity_id"]})
+            tasks.append({**routed.salesforce["fields"], "ActionsSync_Id__c": a["activity_id"]})
     return marketo, tasks
 
 

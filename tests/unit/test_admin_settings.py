@@ -22,18 +22,24 @@ def test_defaults_cover_every_setting_of_s12() -> None:
     assert settings.reminder_task_sync is False
 
 
-@pytest.mark.parametrize(("key", "text", "expected"), [
-    ("people_sync", "true", True),
-    ("salesforce_log_calls", "off", False),
-    ("marketo_unsubscribe_check", "YES", True),
-    ("unsubscribe_objects", "Contact", ("Contact",)),
-    ("unsubscribe_objects", "Lead, Contact", ("Lead", "Contact")),
-    ("unsubscribe_objects", '["Lead"]', ("Lead",)),
-    ("unsubscribe_field", "Opted_Out__c", "Opted_Out__c"),
-    ("salesforce_subject_template", "{{ call_outcome }} {{activity_subject}}",
-     "{{ call_outcome }} {{activity_subject}}"),
-    ("salesforce_subject_template", "[Sales] {{activity_type}}", "[Sales] {{activity_type}}"),
-])
+@pytest.mark.parametrize(
+    ("key", "text", "expected"),
+    [
+        ("people_sync", "true", True),
+        ("salesforce_log_calls", "off", False),
+        ("marketo_unsubscribe_check", "YES", True),
+        ("unsubscribe_objects", "Contact", ("Contact",)),
+        ("unsubscribe_objects", "Lead, Contact", ("Lead", "Contact")),
+        ("unsubscribe_objects", '["Lead"]', ("Lead",)),
+        ("unsubscribe_field", "Opted_Out__c", "Opted_Out__c"),
+        (
+            "salesforce_subject_template",
+            "{{ call_outcome }} {{activity_subject}}",
+            "{{ call_outcome }} {{activity_subject}}",
+        ),
+        ("salesforce_subject_template", "[Sales] {{activity_type}}", "[Sales] {{activity_type}}"),
+    ],
+)
 def test_text_values_are_parsed_and_validated(
     key: str, text: str, expected: bool | tuple[str] | tuple[str, str] | str
 ) -> None:
@@ -41,19 +47,20 @@ def test_text_values_are_parsed_and_validated(
     assert getattr(settings, key) == expected
 
 
-@pytest.mark.parametrize(("key", "text", "names"), [
-    ("nope", "1", "people_sync"),  # lists the valid keys
-    ("people_sync", "maybe", "true or false"),
-    ("unsubscribe_objects", "Account", "Lead"),
-    ("unsubscribe_objects", "", "at least 1"),
-    ("unsubscribe_field", "Email", "__c"),
-    ("salesforce_subject_template", "{{subject}}", "{{activity_subject}}"),
-    ("salesforce_subject_template", "", "at least 1"),
-    ("unsubscribe_objects", "[" * 100_000, "nested too deeply"),
-])
-def test_bad_keys_and_values_are_one_line_config_errors(
-    key: str, text: str, names: str
-) -> None:
+@pytest.mark.parametrize(
+    ("key", "text", "names"),
+    [
+        ("nope", "1", "people_sync"),  # lists the valid keys
+        ("people_sync", "maybe", "true or false"),
+        ("unsubscribe_objects", "Account", "Lead"),
+        ("unsubscribe_objects", "", "at least 1"),
+        ("unsubscribe_field", "Email", "__c"),
+        ("salesforce_subject_template", "{{subject}}", "{{activity_subject}}"),
+        ("salesforce_subject_template", "", "at least 1"),
+        ("unsubscribe_objects", "[" * 100_000, "nested too deeply"),
+    ],
+)
+def test_bad_keys_and_values_are_one_line_config_errors(key: str, text: str, names: str) -> None:
     with pytest.raises(ConfigError) as err:
         AdminSettings().with_value(key, parse_value(key, text))
     assert names in str(err.value) and "\n" not in str(err.value)
@@ -69,8 +76,9 @@ def test_every_key_is_settable_from_its_shown_value() -> None:
 
 
 def test_stored_values_no_longer_valid_fall_back_to_defaults() -> None:
-    settings = from_stored({"salesforce_log_calls": False, "retired_key": 1,
-                            "unsubscribe_field": "not valid"})
+    settings = from_stored(
+        {"salesforce_log_calls": False, "retired_key": 1, "unsubscribe_field": "not valid"}
+    )
     assert settings.salesforce_log_calls is False
     assert settings.unsubscribe_field == "HasOptedOutOfEmail"
 

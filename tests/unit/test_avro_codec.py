@@ -22,9 +22,17 @@ from actions_sync.errors import UndecodableRecord
 from actions_sync.serialization import Deserializer, FastDeserializer, Serializer, frame
 from tests.factories import person_change, sales_activity
 
-COMPILED = ("PersonChange", "ReminderTask", "SalesActivity", "SalesforceOptOut",
-            "SalesforceOptOutWrite", "SendCheck", "SendDecision", "Unsubscribe",
-            "SalesforceTask")
+COMPILED = (
+    "PersonChange",
+    "ReminderTask",
+    "SalesActivity",
+    "SalesforceOptOut",
+    "SalesforceOptOutWrite",
+    "SendCheck",
+    "SendDecision",
+    "Unsubscribe",
+    "SalesforceTask",
+)
 EARLIEST, LATEST = datetime(1, 1, 2), datetime(9999, 12, 30)  # a day inside datetime's range
 EPOCH = datetime(1970, 1, 1)
 
@@ -78,8 +86,10 @@ def values_of(schema: Any) -> st.SearchStrategy[Any]:
         return st.one_of([values_of(branch) for branch in schema])
     if isinstance(schema, str):
         return {
-            "null": st.none(), "boolean": st.booleans(),
-            "int": st.integers(-(2**31), 2**31 - 1), "long": st.integers(-(2**63), 2**63 - 1),
+            "null": st.none(),
+            "boolean": st.booleans(),
+            "int": st.integers(-(2**31), 2**31 - 1),
+            "long": st.integers(-(2**63), 2**63 - 1),
             "string": st.text(string.printable + "éü€😀", max_size=300),
         }[schema]
     logical = schema.get("logicalType")
@@ -87,12 +97,14 @@ def values_of(schema: Any) -> st.SearchStrategy[Any]:
         return st.uuids() | st.uuids().map(str)
     if logical == "timestamp-millis":
         millis = ((moment - EPOCH) // timedelta(milliseconds=1) for moment in (EARLIEST, LATEST))
-        return (st.datetimes(EARLIEST, LATEST, timezones=st.just(UTC) | st.timezones())
-                | st.datetimes(EARLIEST, LATEST) | st.integers(*millis))
+        return (
+            st.datetimes(EARLIEST, LATEST, timezones=st.just(UTC) | st.timezones())
+            | st.datetimes(EARLIEST, LATEST)
+            | st.integers(*millis)
+        )
     if logical == "date":
         days = ((moment.date() - EPOCH.date()).days for moment in (EARLIEST, LATEST))
-        return (st.dates() | st.datetimes() | st.dates().map(date.isoformat)
-                | st.integers(*days))
+        return st.dates() | st.datetimes() | st.dates().map(date.isoformat) | st.integers(*days)
     if schema["type"] == "enum":
         return st.sampled_from(schema["symbols"])
     return st.fixed_dictionaries({f["name"]: values_of(f["type"]) for f in schema["fields"]})
@@ -142,8 +154,13 @@ def test_corrupt_bytes_are_undecodable_or_read_as_fastavro_reads_them(
 
 # Random bytes, with runs of continuation bytes (0x80-0xff: a varint that goes on), which
 # plain random bytes rarely hold for more than a few bytes.
-HOSTILE = st.lists(st.one_of(st.binary(max_size=24), st.binary(min_size=1, max_size=40).map(
-    lambda run: bytes(b | 0x80 for b in run))), max_size=8).map(b"".join)
+HOSTILE = st.lists(
+    st.one_of(
+        st.binary(max_size=24),
+        st.binary(min_size=1, max_size=40).map(lambda run: bytes(b | 0x80 for b in run)),
+    ),
+    max_size=8,
+).map(b"".join)
 
 
 @pytest.mark.parametrize("record", COMPILED)
@@ -181,10 +198,13 @@ def test_a_varint_that_never_ends_is_refused_at_once() -> None:
     assert time.process_time() - started < 1.0
 
 
-@pytest.mark.parametrize(("varint", "value"), [
-    (b"\xfe\xff\xff\xff\xff\xff\xff\xff\xff\x01", 2**63 - 1),  # the largest long: 10 bytes
-    (b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", -2**63),
-])
+@pytest.mark.parametrize(
+    ("varint", "value"),
+    [
+        (b"\xfe\xff\xff\xff\xff\xff\xff\xff\xff\x01", 2**63 - 1),  # the largest long: 10 bytes
+        (b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", -(2**63)),
+    ],
+)
 def test_the_extreme_longs_still_read(varint: bytes, value: int) -> None:
     from actions_sync.avro.reader import _long
 
@@ -207,9 +227,17 @@ def test_logical_types_come_out_as_python_objects() -> None:
     assert str(got["event_id"]) == change["event_id"]
     assert got["changed_at"] == change["changed_at"] and got["changed_at"].tzinfo is not None
     due = date(2026, 4, 1)
-    task = {"task_id": "t", "marketo_id": 1, "subject": "s", "status": "OPEN",
-            "priority": "HIGH", "due_date": due, "details": None, "deleted": False,
-            "changed_at": datetime(2026, 3, 1, tzinfo=UTC) + timedelta(milliseconds=1)}
+    task = {
+        "task_id": "t",
+        "marketo_id": 1,
+        "subject": "s",
+        "status": "OPEN",
+        "priority": "HIGH",
+        "due_date": due,
+        "details": None,
+        "deleted": False,
+        "changed_at": datetime(2026, 3, 1, tzinfo=UTC) + timedelta(milliseconds=1),
+    }
     fast_task, _ = readers("ReminderTask")
     assert fast_task(encode("ReminderTask", task)) == task
 
@@ -273,9 +301,17 @@ class Count(enum.IntEnum):
 
 
 ODD_VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
-    st.text(max_size=8), st.binary(max_size=8), st.dates(), st.datetimes(),
-    st.datetimes(timezones=st.just(UTC)), st.uuids(), st.decimals(allow_nan=False),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=8),
+    st.binary(max_size=8),
+    st.dates(),
+    st.datetimes(),
+    st.datetimes(timezones=st.just(UTC)),
+    st.uuids(),
+    st.decimals(allow_nan=False),
     st.sampled_from([[], {}, "OPEN", "2026-03-01", Source.BOUNCE, Text("BOUNCE"), Count.SEVEN]),
 )
 
@@ -307,43 +343,62 @@ def test_a_value_fastavro_rejects_raises_and_any_other_writes_fastavros_bytes(
 
 
 def test_a_symbol_equal_to_a_value_but_hashed_apart_is_written_as_fastavro_writes_it() -> None:
-    task = {"task_id": "t", "marketo_id": 1, "subject": Text("s"), "status": Text("COMPLETE"),
-            "priority": "HIGH", "due_date": None,
-            "details": None, "deleted": False, "changed_at": 0}
+    task = {
+        "task_id": "t",
+        "marketo_id": 1,
+        "subject": Text("s"),
+        "status": Text("COMPLETE"),
+        "priority": "HIGH",
+        "due_date": None,
+        "details": None,
+        "deleted": False,
+        "changed_at": 0,
+    }
     assert compiled_body("ReminderTask", task) == body("ReminderTask", task)
 
 
-@pytest.mark.parametrize(("field", "value", "error"), [
-    ("marketo_id", "42", "is not an integer"),
-    ("marketo_id", 42.0, "is not an integer"),  # fastavro's writer would truncate
-    ("marketo_id", True, "is not an integer"),
-    ("marketo_id", 2**63, "out of range for an Avro long"),
-    ("marketo_id", -(2**63) - 1, "out of range for an Avro long"),
-    ("deleted", 1, "is not a boolean"),  # fastavro's writer would write true
-    ("deleted", None, "is not a boolean"),
-    ("source", "CLICKED", "is not a symbol"),
-    ("event_id", 7, "is not a string"),
-    ("email", b"a@example.com", "is not a string"),
-    ("occurred_at", date(2026, 3, 1), "is not an integer"),
-    ("occurred_at", "2026-03-01T00:00:00Z", "is not an integer"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("marketo_id", "42", "is not an integer"),
+        ("marketo_id", 42.0, "is not an integer"),  # fastavro's writer would truncate
+        ("marketo_id", True, "is not an integer"),
+        ("marketo_id", 2**63, "out of range for an Avro long"),
+        ("marketo_id", -(2**63) - 1, "out of range for an Avro long"),
+        ("deleted", 1, "is not a boolean"),  # fastavro's writer would write true
+        ("deleted", None, "is not a boolean"),
+        ("source", "CLICKED", "is not a symbol"),
+        ("event_id", 7, "is not a string"),
+        ("email", b"a@example.com", "is not a string"),
+        ("occurred_at", date(2026, 3, 1), "is not an integer"),
+        ("occurred_at", "2026-03-01T00:00:00Z", "is not an integer"),
+    ],
+)
 def test_an_invalid_value_raises_instead_of_writing(field: str, value: object, error: str) -> None:
-    unsubscribe = {"event_id": str(uuid.uuid4()), "marketo_id": 42, "email": "a@example.com",
-                   "occurred_at": datetime(2026, 3, 1, tzinfo=UTC), "source": "BOUNCE",
-                   "deleted": False}
+    unsubscribe = {
+        "event_id": str(uuid.uuid4()),
+        "marketo_id": 42,
+        "email": "a@example.com",
+        "occurred_at": datetime(2026, 3, 1, tzinfo=UTC),
+        "source": "BOUNCE",
+        "deleted": False,
+    }
     record = "PersonChange" if field == "deleted" else "Unsubscribe"
     value_of = person_change() if field == "deleted" else unsubscribe
     with pytest.raises((TypeError, ValueError), match=error):
         compiled_body(record, {**value_of, field: value})
 
 
-@pytest.mark.parametrize(("field", "value", "error"), [
-    ("campaign_day", 2**31, "out of range for an Avro int"),  # fastavro: no branch matches
-    ("campaign_day", "2", "is not an integer"),
-    ("email_subject", 5, "is not a string"),
-    ("email_subject", ("string", "Hi"), "is not a string"),  # union tuple notation: unsupported
-    ("email_subject", "\ud800", "surrogates not allowed"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("campaign_day", 2**31, "out of range for an Avro int"),  # fastavro: no branch matches
+        ("campaign_day", "2", "is not an integer"),
+        ("email_subject", 5, "is not a string"),
+        ("email_subject", ("string", "Hi"), "is not a string"),  # union tuple notation: unsupported
+        ("email_subject", "\ud800", "surrogates not allowed"),
+    ],
+)
 def test_a_value_matching_no_branch_of_an_optional_field_raises(
     field: str, value: Any, error: str
 ) -> None:
@@ -365,8 +420,12 @@ def test_a_long_out_of_range_raises(value: int) -> None:
 
 
 def test_a_missing_field_takes_its_default_or_none_and_a_required_one_raises() -> None:
-    change = {"event_id": str(uuid.uuid4()), "marketo_id": 1,
-              "changed_at": datetime(2026, 3, 1, tzinfo=UTC), "unknown_key": "ignored"}
+    change = {
+        "event_id": str(uuid.uuid4()),
+        "marketo_id": 1,
+        "changed_at": datetime(2026, 3, 1, tzinfo=UTC),
+        "unknown_key": "ignored",
+    }
     assert compiled_body("PersonChange", change) == body("PersonChange", change)
     del change["marketo_id"]
     with pytest.raises(ValueError, match="no value and no default for marketo_id"):
@@ -391,13 +450,20 @@ def test_any_mapping_is_a_record_and_anything_else_is_not() -> None:
 # The Serializer
 
 
-@pytest.mark.parametrize("value", [
-    person_change(7, event_id=uuid.uuid4()),
-    person_change(2**40, changed_at=datetime(1969, 7, 20, 20, 17, 40, 5000, tzinfo=UTC),
-                  first_name="Zoë " * 40, deleted=True),
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        person_change(7, event_id=uuid.uuid4()),
+        person_change(
+            2**40,
+            changed_at=datetime(1969, 7, 20, 20, 17, 40, 5000, tzinfo=UTC),
+            first_name="Zoë " * 40,
+            deleted=True,
+        ),
+    ],
+)
 def test_a_record_round_trips_through_serializer_and_both_deserializers(
-    value: dict[str, Any]
+    value: dict[str, Any],
 ) -> None:
     registry: Any = FakeRegistry()
     data = Serializer(registry, "people", "PersonChange")(value)
@@ -405,13 +471,24 @@ def test_a_record_round_trips_through_serializer_and_both_deserializers(
     assert fast(data) == reference(data) == {**value, "event_id": uuid.UUID(str(value["event_id"]))}
 
 
-@pytest.mark.parametrize(("record", "value"), [
-    ("PersonChange", person_change(9)),
-    ("SalesActivity", sales_activity()),
-    ("MarketoActivityOut", {"activity_id": "a", "lead_id": 9, "type": "SEND_SALES_EMAIL",
-                            "activity_date": datetime(2026, 3, 1, tzinfo=UTC),
-                            "primary_attribute_value": "Hi", "attributes": {"k": None}}),
-])
+@pytest.mark.parametrize(
+    ("record", "value"),
+    [
+        ("PersonChange", person_change(9)),
+        ("SalesActivity", sales_activity()),
+        (
+            "MarketoActivityOut",
+            {
+                "activity_id": "a",
+                "lead_id": 9,
+                "type": "SEND_SALES_EMAIL",
+                "activity_date": datetime(2026, 3, 1, tzinfo=UTC),
+                "primary_attribute_value": "Hi",
+                "attributes": {"k": None},
+            },
+        ),
+    ],
+)
 def test_the_serializer_frames_fastavros_body_with_the_registered_schema_id(
     record: str, value: dict[str, Any]
 ) -> None:

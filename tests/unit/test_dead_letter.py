@@ -19,18 +19,21 @@ def letter(key: bytes | None, value: bytes | None) -> DeadLetter:
     return dead_letter("people", 3, 41, key, value, RuleViolation("x" * 500))
 
 
-@given(key=st.integers(0, 3_000_000), value=st.integers(0, 3_000_000),
-       limit=st.integers(20_000, 2_000_000))
+@given(
+    key=st.integers(0, 3_000_000),
+    value=st.integers(0, 3_000_000),
+    limit=st.integers(20_000, 2_000_000),
+)
 def test_a_fitted_letter_fits_keeps_its_headers_and_says_what_was_cut(
     key: int, value: int, limit: int
 ) -> None:
     original = letter(b"k" * key, b"v" * value)
     fitted = original.fitted(limit)
     assert fitted.size <= _room(limit) < limit
-    assert fitted.headers[:len(HEADERS)] == original.headers  # the reason, untouched
+    assert fitted.headers[: len(HEADERS)] == original.headers  # the reason, untouched
     assert present(original.value).startswith(present(fitted.value))
     assert present(original.key).startswith(present(fitted.key))
-    extra = dict(fitted.headers[len(HEADERS):])
+    extra = dict(fitted.headers[len(HEADERS) :])
     for name, data in (("key", present(original.key)), ("value", present(original.value))):
         cut = len(getattr(fitted, name)) < len(data)
         assert (f"{name}.truncated" in extra) == cut

@@ -15,21 +15,22 @@ LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 def markdown_files() -> list[Path]:
     """The repository's own Markdown (what git tracks: not virtualenvs or caches)."""
-    listed = subprocess.run(["git", "ls-files", "*.md"], cwd=ROOT, capture_output=True,
-                            text=True, check=True).stdout.split()
+    listed = subprocess.run(
+        ["git", "ls-files", "*.md"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     return [ROOT / name for name in listed]
 
 
 def relative_links(path: Path) -> list[str]:
     links = LINK.findall(path.read_text())
-    return [link for link in links
-            if not re.match(r"^[a-z]+:", link) and not link.startswith("#")]
+    return [link for link in links if not re.match(r"^[a-z]+:", link) and not link.startswith("#")]
 
 
 @pytest.mark.parametrize("path", markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_relative_link_resolves(path: Path) -> None:
-    targets = {link: (path.parent / link.split("#", 1)[0]).resolve()
-               for link in relative_links(path)}
+    targets = {
+        link: (path.parent / link.split("#", 1)[0]).resolve() for link in relative_links(path)
+    }
     broken = [link for link, target in targets.items() if not target.exists()]
     outside = [link for link, target in targets.items() if not target.is_relative_to(ROOT)]
     assert (broken, outside) == ([], [])

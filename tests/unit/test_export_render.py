@@ -26,13 +26,16 @@ from sandboxes.marketo.state import MarketoState
 
 # what csv.writer quotes, and what it does not but a fast path might get wrong
 SPECIAL = [",", '"', "\r", "\n", "\r\n"]
-PLAIN = st.text(st.sampled_from(["a", "Z", "0", " ", "é", "😀", "\x00", "\u2028", "'", "\t"]),
-                max_size=6)
+PLAIN = st.text(
+    st.sampled_from(["a", "Z", "0", " ", "é", "😀", "\x00", "\u2028", "'", "\t"]), max_size=6
+)
 TEXT = st.lists(st.one_of(st.sampled_from(SPECIAL), PLAIN), max_size=4).map("".join)
 STRINGS = st.one_of(st.none(), PLAIN, PLAIN, TEXT, st.integers())  # stored: str, rarely not
 CELLS = st.one_of(STRINGS, st.booleans(), st.floats(allow_nan=True, allow_infinity=True))
-EPOCHS = st.floats(min_value=datetime(1, 1, 1, tzinfo=UTC).timestamp(),
-                   max_value=datetime(9999, 12, 31, tzinfo=UTC).timestamp())
+EPOCHS = st.floats(
+    min_value=datetime(1, 1, 1, tzinfo=UTC).timestamp(),
+    max_value=datetime(9999, 12, 31, tzinfo=UTC).timestamp(),
+)
 
 
 def reference(rows: Sequence[Sequence[Any]]) -> str:
@@ -50,8 +53,9 @@ def stored(field: Field) -> st.SearchStrategy[Any]:
     return STRINGS
 
 
-LEADS = st.lists(st.fixed_dictionaries({f.name: stored(f) for f in FIELDS if f.name != "id"}),
-                 max_size=12)
+LEADS = st.lists(
+    st.fixed_dictionaries({f.name: stored(f) for f in FIELDS if f.name != "id"}), max_size=12
+)
 NAMES = st.lists(st.sampled_from(list(BY_NAME)), min_size=1, max_size=6)
 
 
@@ -61,16 +65,19 @@ def live(leads: LeadTable) -> list[int]:
 
 def export(leads: LeadTable, names: list[str], headers: list[str]) -> ExportFile:
     """A snapshot of every live lead, as `MarketoState.snapshot` takes it."""
-    file = ExportFile(leads, threading.RLock(), array("q", live(leads)), names, headers,
-                      ChunkCache(10**6))
+    file = ExportFile(
+        leads, threading.RLock(), array("q", live(leads)), names, headers, ChunkCache(10**6)
+    )
     leads.watchers.append(file)
     return file
 
 
 def expected(leads: LeadTable, names: list[str], headers: list[str]) -> bytes:
     fields = [BY_NAME[n] for n in names]
-    rows = [[csv_text(f, v) for f, v in zip(fields, leads.get(r, names), strict=True)]
-            for r in live(leads)]
+    rows = [
+        [csv_text(f, v) for f, v in zip(fields, leads.get(r, names), strict=True)]
+        for r in live(leads)
+    ]
     return reference([headers, *rows]).encode()
 
 
@@ -79,8 +86,9 @@ def whole(file: ExportFile) -> bytes:
 
 
 def table(cells: st.SearchStrategy[Any]) -> st.SearchStrategy[list[list[Any]]]:
-    return st.integers(1, 4).flatmap(lambda width: st.lists(
-        st.lists(cells, min_size=width, max_size=width), max_size=8))
+    return st.integers(1, 4).flatmap(
+        lambda width: st.lists(st.lists(cells, min_size=width, max_size=width), max_size=8)
+    )
 
 
 @pytest.mark.parametrize("cell", [*SPECIAL, "", "a,b", 'say "hi"', "one\ntwo", "é😀\x00"])
@@ -100,18 +108,23 @@ def test_rows_are_what_csv_writer_writes(rows: list[list[Any]]) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(LEADS, NAMES, st.lists(st.one_of(PLAIN, TEXT), min_size=6, max_size=6),
-       st.sets(st.integers(0, 11)))
-def test_export_file_is_csv_text_of_every_value(values: list[dict[str, Any]], names: list[str],
-                                                headers: list[str], dead: set[int]) -> None:
+@given(
+    LEADS,
+    NAMES,
+    st.lists(st.one_of(PLAIN, TEXT), min_size=6, max_size=6),
+    st.sets(st.integers(0, 11)),
+)
+def test_export_file_is_csv_text_of_every_value(
+    values: list[dict[str, Any]], names: list[str], headers: list[str], dead: set[int]
+) -> None:
     leads = LeadTable()
     for lead in values:
         leads.append(lead, 0.0)
     for row in dead & set(range(len(values))):
         leads.delete(row)
-    want = expected(leads, names, headers[:len(names)])
+    want = expected(leads, names, headers[: len(names)])
 
-    file = export(leads, names, headers[:len(names)])
+    file = export(leads, names, headers[: len(names)])
     for row in live(leads):  # changed after the snapshot: the file keeps the old values
         leads.update(row, {"firstName": 'changed, "later"', "unsubscribed": True})
     got = whole(file)
@@ -127,8 +140,12 @@ def test_seeded_export_across_chunks_and_blocks_is_csv_text_of_every_value() -> 
     want = expected(state.leads, names, names)
 
     file = export(state.leads, names, names)
-    state.sync_leads([{"email": f"person{n}@example.com", "phone": None, "title": "CFO"}
-                      for n in range(1, 4_321, 97)])  # in every block, after the snapshot
+    state.sync_leads(
+        [
+            {"email": f"person{n}@example.com", "phone": None, "title": "CFO"}
+            for n in range(1, 4_321, 97)
+        ]
+    )  # in every block, after the snapshot
 
     assert whole(file) == want
 

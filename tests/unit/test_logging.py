@@ -48,25 +48,35 @@ def test_a_traceback_shows_no_locals_and_no_secret(logs: Callable[[], str], fmt:
 
 def test_structlog_events_are_scrubbed_too(logs: Callable[[], str]) -> None:
     configure_logging("info", "console", secrets=[SECRET])
-    structlog.get_logger("test").info("calling", url=f"https://x/?client_secret={SECRET}",
-                                      note=f"header Bearer {SECRET}", api_key=SECRET)
+    structlog.get_logger("test").info(
+        "calling",
+        url=f"https://x/?client_secret={SECRET}",
+        note=f"header Bearer {SECRET}",
+        api_key=SECRET,
+    )
     out = logs()
     assert "calling" in out and SECRET not in out
 
 
-@pytest.mark.parametrize(("line", "scrubbed"), [
-    ("Authorization: Bearer abc.def-1", "Authorization: Bearer ***"),
-    ("GET /identity/oauth/token?client_id=a&client_secret=xyz&x=1",
-     "GET /identity/oauth/token?client_id=a&client_secret=***&x=1"),
-    ("postgresql://actions:p%40ss@db:5432/actions", "postgresql://actions:***@db:5432/actions"),
-    (f"value {SECRET}!", "value ***!"),
-    ("short ones like 'abc' are left alone", "short ones like 'abc' are left alone"),
-])
+@pytest.mark.parametrize(
+    ("line", "scrubbed"),
+    [
+        ("Authorization: Bearer abc.def-1", "Authorization: Bearer ***"),
+        (
+            "GET /identity/oauth/token?client_id=a&client_secret=xyz&x=1",
+            "GET /identity/oauth/token?client_id=a&client_secret=***&x=1",
+        ),
+        ("postgresql://actions:p%40ss@db:5432/actions", "postgresql://actions:***@db:5432/actions"),
+        (f"value {SECRET}!", "value ***!"),
+        ("short ones like 'abc' are left alone", "short ones like 'abc' are left alone"),
+    ],
+)
 def test_scrubber_masks_secrets_and_secret_shaped_text(line: str, scrubbed: str) -> None:
     assert scrubber([SECRET, "abc"])(line) == scrubbed
 
 
 def test_every_secret_setting_is_masked() -> None:
-    settings = Settings(admin_token=SecretStr("admin-tok"),
-                        marketo_client_secret=SecretStr("mkto-sec"))
+    settings = Settings(
+        admin_token=SecretStr("admin-tok"), marketo_client_secret=SecretStr("mkto-sec")
+    )
     assert {"admin-tok", "mkto-sec", "sandbox-secret"} <= set(secrets_of(settings))

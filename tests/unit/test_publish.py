@@ -76,7 +76,7 @@ def test_a_full_queue_is_waited_out_in_order_with_the_headers(publisher: Publish
 
 
 def test_delivery_reports_are_served_every_few_hundred_records_across_calls(
-    publisher: Publisher
+    publisher: Publisher,
 ) -> None:
     for _ in range(3):
         publisher.publish_raw("t", [(b"k", b"v")] * (POLL_EVERY // 2 + 1))
@@ -91,7 +91,7 @@ def test_progress_is_reported_by_thousands_then_the_rest(publisher: Publisher) -
 
 
 def test_flush_waits_out_a_broker_that_does_not_answer_by_the_shared_policy(
-    monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(publish, "Producer", FakeProducer)
     sleeps: list[float] = []
@@ -102,7 +102,7 @@ def test_flush_waits_out_a_broker_that_does_not_answer_by_the_shared_policy(
 
 
 def test_a_failed_delivery_is_reported_by_one_flush_not_every_later_one(
-    publisher: Publisher
+    publisher: Publisher,
 ) -> None:
     publisher._producer.errors = ["MSG_TIMED_OUT"]  # type: ignore[attr-defined]
     with pytest.raises(Retriable, match="1 records failed: MSG_TIMED_OUT"):

@@ -21,6 +21,7 @@ def failing(times: int) -> Callable[[], str]:
             left[0] -= 1
             raise Retriable("HTTP 503")
         return "done"
+
     return call
 
 
@@ -29,16 +30,18 @@ def retry_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def test_a_retry_is_logged_once_by_the_loop_when_the_caller_says_nothing(
-    caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.WARNING):
-        assert retrying_blocking(failing(3), backoff=Backoff(base_s=0.001),
-                                 sleep=lambda _: None) == "done"
+        assert (
+            retrying_blocking(failing(3), backoff=Backoff(base_s=0.001), sleep=lambda _: None)
+            == "done"
+        )
     assert len(retry_lines(caplog)) == 3
 
 
 def test_a_retry_is_logged_once_by_the_caller_that_reports_it(
-    caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     call = failing(3)
 

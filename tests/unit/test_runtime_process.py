@@ -82,10 +82,13 @@ def test_a_killed_guard_takes_its_command_with_it() -> None:
 
 
 def test_stop_all_signals_every_process_at_once_and_kills_the_deaf_after_one_grace() -> None:
-    deaf = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-            "print(1, flush=True); time.sleep(60)")
-    procs = [subprocess.Popen([sys.executable, "-c", deaf], stdout=subprocess.PIPE)
-             for _ in range(3)]
+    deaf = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print(1, flush=True); time.sleep(60)"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", deaf], stdout=subprocess.PIPE) for _ in range(3)
+    ]
     for proc in procs:
         assert proc.stdout is not None and proc.stdout.readline()  # the handler is in place
     started = time.monotonic()

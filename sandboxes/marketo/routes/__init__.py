@@ -9,5 +9,9 @@ from sandboxes.marketo.routes import activities, bulk, control, identity, leads
 __all__ = ["ALL"]
 
 ALL: tuple[web.RouteTableDef, ...] = (
-    identity.routes, leads.routes, activities.routes, bulk.routes, control.routes,
+    identity.routes,
+    leads.routes,
+    activities.routes,
+    bulk.routes,
+    control.routes,
 )

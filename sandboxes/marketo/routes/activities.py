@@ -43,8 +43,12 @@ def _ints(params: Mapping[str, str], name: str, *, required: bool = False) -> se
     return {int(i) for i in items}
 
 
-def _page(request: web.Request, families: set[Family], render: Render,
-          keep: Callable[[Activity], bool] = lambda _: True) -> web.Response:
+def _page(
+    request: web.Request,
+    families: set[Family],
+    render: Render,
+    keep: Callable[[Activity], bool] = lambda _: True,
+) -> web.Response:
     state, params = request.app[STATE_KEY], request.query
     token = params.get("nextPageToken")
     if not token:
@@ -52,8 +56,12 @@ def _page(request: web.Request, families: set[Family], render: Render,
     size = int_param(params, "batchSize", state.config.batch_max, state.config.batch_max)
     lead_ids = _ints(params, "leadIds")
     scanned, next_id, more = state.activities(families, token, size)
-    result = [out for a in scanned if keep(a) and (not lead_ids or a.lead_id in lead_ids)
-              if (out := render(a)) is not None]
+    result = [
+        out
+        for a in scanned
+        if keep(a) and (not lead_ids or a.lead_id in lead_ids)
+        if (out := render(a)) is not None
+    ]
     return ok(result, more=more, token=encode_token(next_id))
 
 
@@ -86,18 +94,29 @@ async def activities(request: web.Request) -> web.Response:
         raise MarketoError("1003", "At most 10 activityTypeIds")
     state = request.app[STATE_KEY]
     families = {family_of(t) for t in type_ids}
-    return _page(request, families, lambda a: activity_json(a, state.activity_type),
-                 keep=lambda a: a.type_id in type_ids)
+    return _page(
+        request,
+        families,
+        lambda a: activity_json(a, state.activity_type),
+        keep=lambda a: a.type_id in type_ids,
+    )
 
 
 @routes.get("/rest/v1/activities/types.json")
 async def activity_types(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     with state.lock:
-        custom = [{"id": t.id, "name": t.name, "description": t.description,
-                   "primaryAttribute": t.primary.as_dict(),
-                   "attributes": [a.as_dict() for a in t.attributes]}
-                  for t in state.types.all() if t.status == "approved"]
+        custom = [
+            {
+                "id": t.id,
+                "name": t.name,
+                "description": t.description,
+                "primaryAttribute": t.primary.as_dict(),
+                "attributes": [a.as_dict() for a in t.attributes],
+            }
+            for t in state.types.all()
+            if t.status == "approved"
+        ]
     standard = [{"id": i, "name": n, "attributes": []} for i, n in STANDARD_TYPES.items()]
     return ok(standard + custom)
 
@@ -141,6 +160,9 @@ async def add_activities(request: web.Request) -> web.Response:
 def _refuse_marked(records: Sequence[Any], marker: str | None) -> None:
     """The `refused_call_marker` fault: one marked record refuses the whole call."""
     for i, record in enumerate(records):
-        if marker and isinstance(record, dict) and \
-                marker in str(record.get("primaryAttributeValue") or ""):
+        if (
+            marker
+            and isinstance(record, dict)
+            and marker in str(record.get("primaryAttributeValue") or "")
+        ):
             raise MarketoError("1003", f"Invalid data in input[{i}]: primaryAttributeValue")

@@ -34,7 +34,7 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     """
     if not header or not header.startswith("bytes=") or "," in header:
         return None
-    first, _, last = header[len("bytes="):].strip().partition("-")
+    first, _, last = header[len("bytes=") :].strip().partition("-")
     try:
         if not first:  # a suffix: the last N bytes
             return max(size - int(last), 0), size - 1
@@ -57,16 +57,14 @@ async def create(request: web.Request) -> web.Response:
 async def enqueue(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     with state.lock:
-        return ok([state.exports.enqueue(request.match_info["export_id"],
-                                         state.clock()).as_dict()])
+        return ok([state.exports.enqueue(request.match_info["export_id"], state.clock()).as_dict()])
 
 
 @routes.post(f"{BASE}/{{export_id}}/cancel.json")
 async def cancel(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     with state.lock:
-        return ok([state.exports.cancel(request.match_info["export_id"],
-                                        state.clock()).as_dict()])
+        return ok([state.exports.cancel(request.match_info["export_id"], state.clock()).as_dict()])
 
 
 @routes.get(f"{BASE}/{{export_id}}/status.json")
@@ -99,8 +97,10 @@ async def _stream(request: web.Request, found: ExportFile) -> web.StreamResponse
     """Send bytes `first..last`, rendering chunks off the event loop as they are needed."""
     wanted = byte_range(request.headers.get("Range"), found.size)
     first, last = wanted or (0, found.size - 1)
-    response = web.StreamResponse(status=206 if wanted else 200, headers={
-        "Content-Type": "text/csv; charset=utf-8", "Accept-Ranges": "bytes"})
+    response = web.StreamResponse(
+        status=206 if wanted else 200,
+        headers={"Content-Type": "text/csv; charset=utf-8", "Accept-Ranges": "bytes"},
+    )
     if wanted:
         response.headers["Content-Range"] = f"bytes {first}-{last}/{found.size}"
     response.content_length = last - first + 1

@@ -59,8 +59,9 @@ async def seed(request: web.Request) -> web.Response:
         ids = await asyncio.get_running_loop().run_in_executor(None, work)
     except ValueError as exc:  # a lead was created while seeding
         return _bad(str(exc), status=409)
-    return web.json_response({"seeded": count, "first_id": ids.start, "last_id": ids.stop - 1,
-                              "leads": len(state.leads)})
+    return web.json_response(
+        {"seeded": count, "first_id": ids.start, "last_id": ids.stop - 1, "leads": len(state.leads)}
+    )
 
 
 @routes.post(f"{PREFIX}/leads")
@@ -112,8 +113,7 @@ async def late_file(request: web.Request) -> web.Response:
         return _bad("seconds must be a non-negative number")
     try:
         with state.lock:
-            job = state.exports.delay_file(request.match_info["export_id"], seconds,
-                                           state.clock())
+            job = state.exports.delay_file(request.match_info["export_id"], seconds, state.clock())
             return web.json_response(job.as_dict())
     except MarketoError as exc:
         return _bad(exc.message, status=404)

@@ -1,13 +1,13 @@
 """Lead database: read by filter, sync (create/update), delete, describe.
 
-    GET  /rest/v1/leads.json?filterType&filterValues&fields&batchSize&nextPageToken
-    POST /rest/v1/leads.json?_method=GET   the same query as a form body (long value lists
-                                           would pass the 8 KB URI limit, HTTP 414); the
-                                           body must be x-www-form-urlencoded (else 612),
-                                           `_method=GET` may also be a field of the form
-    POST /rest/v1/leads.json               {"action","lookupField","input":[..]}
-    POST /rest/v1/leads/delete.json        {"input":[{"id":..}]}
-    GET  /rest/v1/leads/describe.json
+GET  /rest/v1/leads.json?filterType&filterValues&fields&batchSize&nextPageToken
+POST /rest/v1/leads.json?_method=GET   the same query as a form body (long value lists
+                                       would pass the 8 KB URI limit, HTTP 414); the
+                                       body must be x-www-form-urlencoded (else 612),
+                                       `_method=GET` may also be a field of the form
+POST /rest/v1/leads.json               {"action","lookupField","input":[..]}
+POST /rest/v1/leads/delete.json        {"input":[{"id":..}]}
+GET  /rest/v1/leads/describe.json
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def _find(request: web.Request, params: Mapping[str, str]) -> web.Response:
     offset = decode_offset(params.get("nextPageToken"))
     found = state.find_leads(filter_type, values, names)
     more = offset + size < len(found)
-    return ok(found[offset:offset + size], token=encode_offset(offset + size) if more else None)
+    return ok(found[offset : offset + size], token=encode_offset(offset + size) if more else None)
 
 
 @routes.get("/rest/v1/leads.json")
@@ -113,5 +113,14 @@ async def delete_leads(request: web.Request) -> web.Response:
 
 @routes.get("/rest/v1/leads/describe.json")
 async def describe(_: web.Request) -> web.Response:
-    return ok([{"id": f.id, "displayName": f.name, "dataType": f.data_type,
-                "rest": {"name": f.name, "readOnly": not f.writable}} for f in FIELDS])
+    return ok(
+        [
+            {
+                "id": f.id,
+                "displayName": f.name,
+                "dataType": f.data_type,
+                "rest": {"name": f.name, "readOnly": not f.writable},
+            }
+            for f in FIELDS
+        ]
+    )

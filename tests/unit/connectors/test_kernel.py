@@ -163,8 +163,14 @@ def test_same_token_returned_early_is_kept_until_it_expires() -> None:
 
 
 def classify(response: httpx.Response) -> Resolution:
-    table = {"retry": Action.RETRY, "slow": Action.RATE_LIMITED, "expired": Action.REFRESH_AUTH,
-             "quota": Action.QUOTA_EXHAUSTED, "bad": Action.REJECTED, "denied": Action.FATAL}
+    table = {
+        "retry": Action.RETRY,
+        "slow": Action.RATE_LIMITED,
+        "expired": Action.REFRESH_AUTH,
+        "quota": Action.QUOTA_EXHAUSTED,
+        "bad": Action.REJECTED,
+        "denied": Action.FATAL,
+    }
     code = response.json().get("code")
     return ok() if code is None else Resolution(table[code], code, retry_after=5.0)
 
@@ -178,9 +184,17 @@ def client(
         seen.append(request.headers.get("authorization"))
         return httpx.Response(200, json=answers.pop(0))
 
-    api = ApiClient("test", "http://api.invalid", classify, Limiter("test", 5), auth=auth,
-                    backoff=Backoff(base_s=1, cap_s=8), clock=clock or FakeClock(),
-                    max_attempts=4, transport=httpx.MockTransport(handler))
+    api = ApiClient(
+        "test",
+        "http://api.invalid",
+        classify,
+        Limiter("test", 5),
+        auth=auth,
+        backoff=Backoff(base_s=1, cap_s=8),
+        clock=clock or FakeClock(),
+        max_attempts=4,
+        transport=httpx.MockTransport(handler),
+    )
     return api, seen
 
 
@@ -205,8 +219,9 @@ def test_expired_token_is_refreshed_and_the_call_replayed_once() -> None:
     run(api.aclose())
 
 
-@pytest.mark.parametrize(("code", "error"), [("quota", QuotaExhausted), ("bad", Rejected),
-                                             ("denied", ApiFatal)])
+@pytest.mark.parametrize(
+    ("code", "error"), [("quota", QuotaExhausted), ("bad", Rejected), ("denied", ApiFatal)]
+)
 def test_non_retryable_answers_raise_what_the_caller_must_do(
     code: str, error: type[Exception]
 ) -> None:

@@ -69,13 +69,16 @@ def now(header: list[str], row: list[str], serialize: Serializer = SERIALIZER) -
 
 def canonical(moment: datetime) -> str:
     """Marketo's `updatedAt` text (strftime pads no year under 1000)."""
-    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
-            f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}Z")
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T"
+        f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}Z"
+    )
 
 
 moments = st.datetimes(datetime(1, 1, 2), datetime(9999, 12, 30), timezones=st.just(UTC))
 offsets = st.timezones() | st.builds(
-    timezone, st.integers(-23 * 60, 23 * 60).map(lambda m: timedelta(minutes=m)))
+    timezone, st.integers(-23 * 60, 23 * 60).map(lambda m: timedelta(minutes=m))
+)
 plain_ids = st.integers(1, 10**18 - 1).map(str)
 updated_at = st.one_of(
     moments.map(canonical),
@@ -83,18 +86,32 @@ updated_at = st.one_of(
     moments.map(lambda m: m.isoformat()),
     moments.map(lambda m: m.replace(tzinfo=None).isoformat(sep=" ")),
     st.datetimes(datetime(1, 1, 2), datetime(9999, 12, 30), timezones=offsets).map(
-        lambda m: m.isoformat(timespec="milliseconds")),
+        lambda m: m.isoformat(timespec="milliseconds")
+    ),
     moments.map(lambda m: canonical(m)[:16] + "Z"),
     moments.map(lambda m: canonical(m).replace("Z", "+00:00")),
     moments.map(lambda m: canonical(m).lower()),
     moments.map(lambda m: f" {canonical(m)} "),
     # canonical in shape only, or not a time at all
-    st.sampled_from(["2026-02-30T10:00:00Z", "2026-13-01T10:00:00Z", "2026-03-01T24:00:00Z",
-                     "2026-03-01T10:60:00Z", "2026-03-01T10:00:60Z", "0000-01-01T00:00:00Z",
-                     "2026-03-01", "2026-W09-7T10:00:00Z", "20260301T100000Z", "", "soon",
-                     "\uff12\uff10\uff12\uff16-03-01T10:00:00Z",  # fullwidth digits
-                     "2026-03-01T10:00:00ZZ",
-                     "2026-03-01T10:00:00.5Z", "2026-03-01T10:00:00,5Z"]),
+    st.sampled_from(
+        [
+            "2026-02-30T10:00:00Z",
+            "2026-13-01T10:00:00Z",
+            "2026-03-01T24:00:00Z",
+            "2026-03-01T10:60:00Z",
+            "2026-03-01T10:00:60Z",
+            "0000-01-01T00:00:00Z",
+            "2026-03-01",
+            "2026-W09-7T10:00:00Z",
+            "20260301T100000Z",
+            "",
+            "soon",
+            "\uff12\uff10\uff12\uff16-03-01T10:00:00Z",  # fullwidth digits
+            "2026-03-01T10:00:00ZZ",
+            "2026-03-01T10:00:00.5Z",
+            "2026-03-01T10:00:00,5Z",
+        ]
+    ),
 )
 ids = st.one_of(
     plain_ids,
@@ -105,19 +122,26 @@ ids = st.one_of(
 cells = st.one_of(
     st.just(""),
     st.text(max_size=20),
-    st.text("aé€😀 ,\"\n", min_size=60, max_size=200),  # lengths past one varint byte
+    st.text('aé€😀 ,"\n', min_size=60, max_size=200),  # lengths past one varint byte
     st.text("😀é", min_size=300, max_size=600),  # past 1 KiB: the reference path's
 )
 owners = st.one_of(st.just(""), st.just("005000000000000001"), st.text(max_size=3))
 
 
 headers = st.sampled_from([[], ["createdAt"]]).flatmap(
-    lambda more: st.permutations([*API_FIELDS, *more]))  # any order, maybe a column more
+    lambda more: st.permutations([*API_FIELDS, *more])
+)  # any order, maybe a column more
 
 
 @st.composite
-def rows(draw: Any, header: list[str], ids: Any = ids, updated_at: Any = updated_at,
-         owners: Any = owners, cells: Any = cells) -> list[str]:
+def rows(
+    draw: Any,
+    header: list[str],
+    ids: Any = ids,
+    updated_at: Any = updated_at,
+    owners: Any = owners,
+    cells: Any = cells,
+) -> list[str]:
     values = {name: draw(cells) for name in header}
     values.update({"id": draw(ids), "updatedAt": draw(updated_at)})
     values.update({name: draw(owners) for name in OWNER_API_FIELDS})
@@ -126,24 +150,29 @@ def rows(draw: Any, header: list[str], ids: Any = ids, updated_at: Any = updated
 
 def exports(**strategies: Any) -> st.SearchStrategy[tuple[list[str], list[str]]]:
     """A header and one row of it."""
-    return headers.flatmap(lambda header: st.tuples(st.just(header),
-                                                    rows(header, **strategies)))
+    return headers.flatmap(lambda header: st.tuples(st.just(header), rows(header, **strategies)))
 
 
 @settings(max_examples=800, deadline=None)
 @given(exports())
 def test_any_row_encodes_to_the_bytes_the_serializer_wrote_or_fails_alike(
-    export: tuple[list[str], list[str]]
+    export: tuple[list[str], list[str]],
 ) -> None:
     header, row = export
     assert now(header, row) == before(header, row)
 
 
 @settings(max_examples=300, deadline=None)
-@given(exports(ids=plain_ids, updated_at=moments.map(canonical),
-               owners=st.just("005000000000000001"), cells=st.text(max_size=255)))
+@given(
+    exports(
+        ids=plain_ids,
+        updated_at=moments.map(canonical),
+        owners=st.just("005000000000000001"),
+        cells=st.text(max_size=255),
+    )
+)
 def test_marketo_rows_are_encoded_without_the_reference_path(
-    export: tuple[list[str], list[str]]
+    export: tuple[list[str], list[str]],
 ) -> None:
     header, row = export
     counting = serializer()
@@ -152,8 +181,10 @@ def test_marketo_rows_are_encoded_without_the_reference_path(
 
 
 @settings(max_examples=200, deadline=None)
-@given(headers.flatmap(lambda h: st.tuples(st.just(h), st.lists(rows(h), max_size=8))),
-       st.integers(1, 300))
+@given(
+    headers.flatmap(lambda h: st.tuples(st.just(h), st.lists(rows(h), max_size=8))),
+    st.integers(1, 300),
+)
 def test_an_export_file_publishes_what_it_published_before(
     export: tuple[list[str], list[list[str]]], chunk: int
 ) -> None:
@@ -163,7 +194,7 @@ def test_an_export_file_publishes_what_it_published_before(
     csv.writer(out, lineterminator="\r\n").writerows([header, *lines])
     data, parser, read = out.getvalue().encode(), CsvRows(), list[list[bytes]]()
     for at in range(0, len(data), chunk):
-        read += parser.feed(data[at:at + chunk])
+        read += parser.feed(data[at : at + chunk])
     read += parser.finish()
     encode = encoder(tuple(cell.decode() for cell in read[0]))
     for cells, row in zip(read[1:], lines, strict=True):
@@ -188,7 +219,8 @@ def test_an_unowned_row_is_none_and_a_known_row_has_its_pinned_bytes() -> None:
 
 @pytest.mark.parametrize("schema_change", ["micros", "new field"])
 def test_a_schema_the_encoder_does_not_know_is_written_by_the_serializer(
-        monkeypatch: pytest.MonkeyPatch, schema_change: str) -> None:
+    monkeypatch: pytest.MonkeyPatch, schema_change: str
+) -> None:
     import schemas
 
     parsed = dict(schemas.parsed("PersonChange"))

@@ -25,8 +25,15 @@ from connectors.marketo.windows import windows
 from connectors.resolution import Action
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-LEAD = {"id": "7", "updatedAt": "2026-03-01T12:00:00Z", "firstName": "Ada", "email": "a@x.io",
-        "title": "", "sfdcLeadOwnerId": "005A", "sfdcContactOwnerId": None}
+LEAD = {
+    "id": "7",
+    "updatedAt": "2026-03-01T12:00:00Z",
+    "firstName": "Ada",
+    "email": "a@x.io",
+    "title": "",
+    "sfdcLeadOwnerId": "005A",
+    "sfdcContactOwnerId": None,
+}
 
 
 def test_windows_cover_the_range_without_overlap_and_span_at_most_31_days() -> None:
@@ -38,8 +45,9 @@ def test_windows_cover_the_range_without_overlap_and_span_at_most_31_days() -> N
 
 def test_a_lead_maps_to_a_full_person_change_versioned_by_updated_at() -> None:
     change = person_change(LEAD)
-    assert change["marketo_id"] == 7 and change["changed_at"] == datetime(2026, 3, 1, 12,
-                                                                         tzinfo=UTC)
+    assert change["marketo_id"] == 7 and change["changed_at"] == datetime(
+        2026, 3, 1, 12, tzinfo=UTC
+    )
     assert change["title"] is None and change["sfdc_lead_owner_id"] == "005A"
     assert set(FIELDS) <= set(change) and set(FIELDS.values()) < set(API_FIELDS)
     assert change["event_id"] == person_change(dict(LEAD))["event_id"]  # stable on re-publish
@@ -67,8 +75,11 @@ def test_an_unowned_lead_is_published_only_when_the_page_changed_an_owner() -> N
     assert len(changes_to_publish(edited, [LEAD])[0]) == 1
 
 
-rows_strategy = st.lists(st.lists(st.text(alphabet='ab,"\n\ré ', max_size=6), min_size=2,
-                                  max_size=2), min_size=1, max_size=20)
+rows_strategy = st.lists(
+    st.lists(st.text(alphabet='ab,"\n\ré ', max_size=6), min_size=2, max_size=2),
+    min_size=1,
+    max_size=20,
+)
 
 
 @given(rows_strategy, st.integers(min_value=1, max_value=17))
@@ -80,7 +91,7 @@ def test_csv_rows_survive_any_chunking_and_resume_at_their_offset(
     data = out.getvalue().encode()
     parser, got, offsets = CsvRows(), list[list[bytes]](), []
     for at in range(0, len(data), size):
-        got += parser.feed(data[at:at + size])
+        got += parser.feed(data[at : at + size])
         offsets.append(parser.offset)
     got += parser.finish()
     assert decoded(got) == rows
@@ -90,9 +101,13 @@ def test_csv_rows_survive_any_chunking_and_resume_at_their_offset(
     assert head + decoded([*resumed.feed(data[middle:]), *resumed.finish()]) == rows
 
 
-@given(st.lists(st.lists(st.text(alphabet='ab,"\n\ré \x0b\x85\u2028', max_size=5),
-                         min_size=1, max_size=3), max_size=12),
-       st.lists(st.sampled_from(["\r\n", "\n", "\r"]), min_size=1, max_size=12))
+@given(
+    st.lists(
+        st.lists(st.text(alphabet='ab,"\n\ré \x0b\x85\u2028', max_size=5), min_size=1, max_size=3),
+        max_size=12,
+    ),
+    st.lists(st.sampled_from(["\r\n", "\n", "\r"]), min_size=1, max_size=12),
+)
 def test_csv_rows_are_what_the_csv_module_reads_for_any_line_ends(
     rows: list[list[str]], ends: list[str]
 ) -> None:
@@ -114,8 +129,12 @@ def test_csv_rows_of_malformed_quotes_are_what_the_csv_module_reads(text: str, e
     as when every chunk with a quote went through it whole."""
     data = text.replace("\r", "").replace("\n", end).encode()
     cut = _complete_end(data)
-    expected = [r for part in (data[:cut], data[cut:])
-                for r in csv.reader(io.StringIO(part.decode(), newline="")) if r]
+    expected = [
+        r
+        for part in (data[:cut], data[cut:])
+        for r in csv.reader(io.StringIO(part.decode(), newline=""))
+        if r
+    ]
     parser = CsvRows()
     assert decoded([*parser.feed(data), *parser.finish()]) == expected
     assert parser.offset == len(data)
@@ -123,8 +142,11 @@ def test_csv_rows_of_malformed_quotes_are_what_the_csv_module_reads(text: str, e
 
 @given(st.lists(st.sampled_from([b'"', b"\n", b"\r", b"a"]), max_size=30).map(b"".join))
 def test_a_chunk_is_cut_after_the_last_line_break_with_balanced_quotes(data: bytes) -> None:
-    breaks = [at + 1 for at, byte in enumerate(data)
-              if byte == ord("\n") and data[:at].count(b'"') % 2 == 0]
+    breaks = [
+        at + 1
+        for at, byte in enumerate(data)
+        if byte == ord("\n") and data[:at].count(b'"') % 2 == 0
+    ]
     assert _complete_end(data) == (breaks[-1] if breaks else 0)
 
 
@@ -141,11 +163,13 @@ def test_a_chunk_of_rows_is_a_sequence_of_cells() -> None:
 
 def test_an_enveloped_error_on_a_bulk_file_is_not_read_as_csv() -> None:
     request = httpx.Request("GET", "http://marketo/bulk/v1/leads/export/x/file.json")
-    refused = httpx.Response(200, json={"success": False, "errors": [{"code": "602"}]},
-                             request=request)
+    refused = httpx.Response(
+        200, json={"success": False, "errors": [{"code": "602"}]}, request=request
+    )
     assert classify(refused).action is Action.REFRESH_AUTH
-    csv_bytes = httpx.Response(206, text="id\r\n1\r\n", request=request,
-                               headers={"content-type": "text/csv"})
+    csv_bytes = httpx.Response(
+        206, text="id\r\n1\r\n", request=request, headers={"content-type": "text/csv"}
+    )
     assert classify(csv_bytes).action is Action.SUCCESS
 
 
@@ -159,8 +183,13 @@ def test_event_ids_are_pinned_across_versions() -> None:
     assert _event_id(42, at, True) == "0723a128-73b4-8979-ae41-f30062a64e9c"
 
 
-@given(st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1),
-                    timezones=st.just(UTC)), st.booleans(), st.booleans())
+@given(
+    st.datetimes(
+        min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+    ),
+    st.booleans(),
+    st.booleans(),
+)
 def test_event_ids_derive_from_the_version_text_as_they_always_did(
     at: datetime, to_ms: bool, deleted: bool
 ) -> None:
@@ -172,5 +201,7 @@ def test_event_ids_derive_from_the_version_text_as_they_always_did(
         at = at.replace(microsecond=at.microsecond // 1000 * 1000)
     name = f"42:{at.timestamp():.3f}:{deleted:d}".encode()
     h = hashlib.blake2b(name, digest_size=16).hexdigest()
-    assert _event_id(42, at, deleted) == \
-        f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+    assert (
+        _event_id(42, at, deleted)
+        == f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+    )

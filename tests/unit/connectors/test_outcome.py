@@ -20,9 +20,14 @@ from connectors.resolution import Scope
 class Api:
     """Refuses a whole call holding a bad record (as Marketo's 1003 or a 400 does)."""
 
-    def __init__(self, bad: AbstractSet[int] = frozenset(), code: str = "1003",
-                 largest: int | None = None, flaky: AbstractSet[int] = frozenset(),
-                 scope: Scope = Scope.RECORD) -> None:
+    def __init__(
+        self,
+        bad: AbstractSet[int] = frozenset(),
+        code: str = "1003",
+        largest: int | None = None,
+        flaky: AbstractSet[int] = frozenset(),
+        scope: Scope = Scope.RECORD,
+    ) -> None:
         self.bad, self.code, self.largest, self.flaky = bad, code, largest, flaky
         self.scope = scope
         self.calls: list[list[int]] = []
@@ -32,8 +37,9 @@ class Api:
         if self.largest is not None and len(chunk) > self.largest:
             raise Rejected("request too large for Marketo", "413", Scope.SIZE)
         if self.bad & set(chunk):
-            raise Rejected(f"invalid data in {sorted(self.bad & set(chunk))}", self.code,
-                           self.scope)
+            raise Rejected(
+                f"invalid data in {sorted(self.bad & set(chunk))}", self.code, self.scope
+            )
         if self.flaky & set(chunk):
             raise Retriable("HTTP 503")
         return [accepted()] * len(chunk)
@@ -53,8 +59,10 @@ def kinds(outcomes: list[Outcome]) -> dict[Kind, list[int]]:
 def test_one_bad_record_is_found_and_the_others_are_delivered() -> None:
     api = Api(bad={137})
     outcomes = deliver(api)
-    assert kinds(outcomes) == {Kind.ACCEPTED: [i for i in range(300) if i != 137],
-                               Kind.REJECTED: [137]}
+    assert kinds(outcomes) == {
+        Kind.ACCEPTED: [i for i in range(300) if i != 137],
+        Kind.REJECTED: [137],
+    }
     assert "invalid data in [137]" in str(outcomes[137].error)  # the narrowest refusal
     assert len(api.calls) <= 1 + 2 * 9  # ~2 log2(300) more calls
 
@@ -113,8 +121,9 @@ def test_a_fatal_answer_still_stops_the_batch() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(items=st.integers(1, 120), size=st.integers(1, 50),
-       bad=st.sets(st.integers(0, 119), max_size=3))
+@given(
+    items=st.integers(1, 120), size=st.integers(1, 50), bad=st.sets(st.integers(0, 119), max_size=3)
+)
 def test_every_good_record_is_delivered_and_only_bad_ones_rejected(
     items: int, size: int, bad: set[int]
 ) -> None:
@@ -122,7 +131,6 @@ def test_every_good_record_is_delivered_and_only_bad_ones_rejected(
     api = Api(bad=bad)
     outcomes = asyncio.run(fan_out(list(range(items)), size, api.send))
     assert {i for i, o in enumerate(outcomes) if o.kind is Kind.REJECTED} == bad
-    assert {i for i, o in enumerate(outcomes) if o.kind is Kind.ACCEPTED} == \
-        set(range(items)) - bad
+    assert {i for i, o in enumerate(outcomes) if o.kind is Kind.ACCEPTED} == set(range(items)) - bad
     calls = -(-items // size)
     assert len(api.calls) <= calls + 2 * len(bad) * max(1, (size - 1).bit_length())

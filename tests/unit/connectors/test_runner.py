@@ -53,8 +53,7 @@ class Consumer:
     """Partitions of JSON values; consume/poll/pause/resume/commit as librdkafka does."""
 
     def __init__(self, partitions: dict[int, list[Any]]) -> None:
-        self.log = {p: [json.dumps(v).encode() for v in values]
-                    for p, values in partitions.items()}
+        self.log = {p: [json.dumps(v).encode() for v in values] for p, values in partitions.items()}
         self.position = dict.fromkeys(partitions, 0)
         self.paused: set[int] = set()
         self.commits: dict[int, int] = {}
@@ -142,12 +141,24 @@ def decode(value: bytes | None) -> dict[str, Any]:
     return record
 
 
-def runner_for(consumer: Consumer, destination: Any, dead: DeadLetters,
-               **config: Any) -> SinkRunner:
-    settings = {"batch_size": 50, "batch_within_s": 0.01, "keepalive_s": 0.01,
-                "record_attempts": 3, "backoff": Backoff(base_s=0.001, cap_s=0.005), **config}
-    return SinkRunner(consumer, RunnerConfig("test-sink", TOPIC, **settings),  # type: ignore[arg-type]
-                      decode, destination, dead)  # type: ignore[arg-type]
+def runner_for(
+    consumer: Consumer, destination: Any, dead: DeadLetters, **config: Any
+) -> SinkRunner:
+    settings = {
+        "batch_size": 50,
+        "batch_within_s": 0.01,
+        "keepalive_s": 0.01,
+        "record_attempts": 3,
+        "backoff": Backoff(base_s=0.001, cap_s=0.005),
+        **config,
+    }
+    return SinkRunner(
+        consumer,  # type: ignore[arg-type]
+        RunnerConfig("test-sink", TOPIC, **settings),
+        decode,
+        destination,
+        dead,  # type: ignore[arg-type]
+    )
 
 
 def run_until(runner: SinkRunner, done: Callable[[], bool], timeout_s: float = 10) -> None:
@@ -159,6 +170,7 @@ def run_until(runner: SinkRunner, done: Callable[[], bool], timeout_s: float = 1
             await asyncio.sleep(0.005)
         runner.stop.set()
         await task
+
     asyncio.run(go())
 
 
@@ -170,8 +182,9 @@ def test_offsets_are_committed_once_every_record_is_accepted_or_dead_lettered() 
     consumer = Consumer({0: records(0, 120), 1: [*records(1, 5), "garbage", *records(1, 5, 6)]})
     dead = DeadLetters()
     bad = {3, 1004}
-    destination = Destination(lambda r, _: rejected(Rejected("no", "1004")) if r["n"] in bad
-                              else accepted())
+    destination = Destination(
+        lambda r, _: rejected(Rejected("no", "1004")) if r["n"] in bad else accepted()
+    )
     runner = runner_for(consumer, destination, dead)
     run_until(runner, lambda: consumer.commits == {0: 120, 1: 11})
     assert consumer.commits == {0: 120, 1: 11} and destination.started and not destination.closed
@@ -229,8 +242,7 @@ def test_calls_that_fail_as_a_whole_are_dead_lettered_after_the_call_attempts() 
             return await fan_out(records, 2, send)
 
     dead = DeadLetters()
-    run_until(runner_for(consumer, Whole(), dead, call_attempts=5),
-              lambda: 0 in consumer.commits)
+    run_until(runner_for(consumer, Whole(), dead, call_attempts=5), lambda: 0 in consumer.commits)
     assert consumer.commits == {0: 4} and len(dead.letters) == 4
     assert {d.header("error.class") for d in dead.letters} == {"RetriesExhausted"}
     assert "5 failed calls" in dead.letters[0].header("error.message")
@@ -245,8 +257,9 @@ def test_waits_the_api_asks_for_count_against_no_attempts() -> None:
 
     destination = Destination(script)
     dead = DeadLetters()
-    run_until(runner_for(consumer, destination, dead, call_attempts=2),
-              lambda: 0 in consumer.commits)
+    run_until(
+        runner_for(consumer, destination, dead, call_attempts=2), lambda: 0 in consumer.commits
+    )
     assert consumer.commits == {0: 2} and not dead.letters and destination.tries[0] == 5
 
 
@@ -260,8 +273,9 @@ def test_a_used_up_quota_stops_fetching_until_it_is_back_and_keeps_polling() -> 
         return accepted()
 
     destination = Destination(script)
-    run_until(runner_for(consumer, destination, DeadLetters()),
-              lambda: consumer.commits == {0: 3, 1: 3})
+    run_until(
+        runner_for(consumer, destination, DeadLetters()), lambda: consumer.commits == {0: 3, 1: 3}
+    )
     assert consumer.commits == {0: 3, 1: 3}
     assert consumer.polls > 3 and consumer.consumes_while_paused == 0 and not consumer.paused
     assert max(destination.tries.values()) == 2  # one try, one after the pause: no spinning
@@ -276,13 +290,21 @@ def test_a_partition_revoked_mid_batch_is_abandoned_and_never_committed() -> Non
     destination = Destination(script)
     consumer.on_poll = lambda c: c.revoke(1) if 1 in c.position else None
     CONSUMER_LAG.labels("test-sink", TOPIC, "1").set(7)  # as reported before the rebalance
-    run_until(runner_for(consumer, destination, DeadLetters(), keepalive_s=0.001,
-                         backoff=Backoff(base_s=0.05, cap_s=0.05)),
-              lambda: 0 in consumer.commits)
+    run_until(
+        runner_for(
+            consumer,
+            destination,
+            DeadLetters(),
+            keepalive_s=0.001,
+            backoff=Backoff(base_s=0.05, cap_s=0.05),
+        ),
+        lambda: 0 in consumer.commits,
+    )
     assert consumer.commits == {0: 5}
     assert [r["n"] for r in destination.seen].count(1000) == 1  # not retried after revoke
-    lag = REGISTRY.get_sample_value("actions_sync_consumer_lag",
-                                    {"worker": "test-sink", "topic": TOPIC, "partition": "1"})
+    lag = REGISTRY.get_sample_value(
+        "actions_sync_consumer_lag", {"worker": "test-sink", "topic": TOPIC, "partition": "1"}
+    )
     assert lag is None  # the new owner reports it; this worker's stale 7 is gone
 
 
@@ -305,8 +327,13 @@ def test_a_batch_gathers_as_long_as_the_destination_asks(monkeypatch: pytest.Mon
 
     monkeypatch.setattr(consumer, "consume", timed)
     asked = iter([0.3, 0.0])
-    runner = runner_for(consumer, Destination(), DeadLetters(), batch_within_s=0.01,
-                        gather_s=lambda: next(asked, 0.0))
+    runner = runner_for(
+        consumer,
+        Destination(),
+        DeadLetters(),
+        batch_within_s=0.01,
+        gather_s=lambda: next(asked, 0.0),
+    )
     # (until the second consume too: the first batch's commit may come before it)
     run_until(runner, lambda: consumer.commits == {0: 10} and len(timeouts) >= 2)
     assert timeouts[:2] == [0.3, 0.01]  # the longer of the window and the destination's wait

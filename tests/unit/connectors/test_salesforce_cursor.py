@@ -26,8 +26,13 @@ def sf_stamp(moment: datetime) -> str:
 
 
 def row(record_id: str, at: datetime, **fields: Any) -> dict[str, Any]:
-    return {"Id": record_id, "SystemModstamp": sf_stamp(at), "LastModifiedById": PERSON,
-            "IsDeleted": False, **fields}
+    return {
+        "Id": record_id,
+        "SystemModstamp": sf_stamp(at),
+        "LastModifiedById": PERSON,
+        "IsDeleted": False,
+        **fields,
+    }
 
 
 # -- the query -------------------------------------------------------------------------------
@@ -40,7 +45,8 @@ def test_a_poll_reads_from_the_lookback_window_in_cursor_order() -> None:
     assert soql(stream, position, TEN_MIN) == (
         "SELECT Id, SystemModstamp, LastModifiedById, IsDeleted, Email, HasOptedOutOfEmail "
         "FROM Lead WHERE SystemModstamp >= 2026-11-23T17:50:00.000Z AND "
-        "(HasOptedOutOfEmail = true) ORDER BY SystemModstamp, Id")
+        "(HasOptedOutOfEmail = true) ORDER BY SystemModstamp, Id"
+    )
 
 
 def test_without_lookback_the_keyset_resumes_after_the_last_row() -> None:
@@ -49,7 +55,8 @@ def test_without_lookback_the_keyset_resumes_after_the_last_row() -> None:
     assert soql(Stream("c", "Task"), position, timedelta(0)) == (
         "SELECT Id, SystemModstamp, LastModifiedById, IsDeleted FROM Task WHERE "
         "(SystemModstamp > 2026-11-23T18:00:00.000Z OR (SystemModstamp = "
-        "2026-11-23T18:00:00.000Z AND Id > '00Q000000000001EAA')) ORDER BY SystemModstamp, Id")
+        "2026-11-23T18:00:00.000Z AND Id > '00Q000000000001EAA')) ORDER BY SystemModstamp, Id"
+    )
 
 
 # -- pages -----------------------------------------------------------------------------------
@@ -88,15 +95,22 @@ def test_seen_keeps_only_what_the_window_re_reads() -> None:
     assert Position.load(position.dump()) == position
 
 
-versions = st.lists(st.tuples(st.sampled_from("abcdefgh"), st.integers(0, 3),
-                              st.booleans()), min_size=1, max_size=40)
+versions = st.lists(
+    st.tuples(st.sampled_from("abcdefgh"), st.integers(0, 3), st.booleans()),
+    min_size=1,
+    max_size=40,
+)
 
 
 @settings(max_examples=200, deadline=None)
-@given(steps=st.lists(versions, min_size=1, max_size=6), page=st.integers(1, 5),
-       crash_after=st.one_of(st.none(), st.integers(0, 8)))
-def test_no_row_version_is_missed(steps: list[list[tuple[str, int, bool]]], page: int,
-                                  crash_after: int | None) -> None:
+@given(
+    steps=st.lists(versions, min_size=1, max_size=6),
+    page=st.integers(1, 5),
+    crash_after=st.one_of(st.none(), st.integers(0, 8)),
+)
+def test_no_row_version_is_missed(
+    steps: list[list[tuple[str, int, bool]]], page: int, crash_after: int | None
+) -> None:
     """A simulated org: each step commits versions (some share a stamp, some are late:
     stamped up to 3 s before the step's time, inside the lookback), then the source polls
     in pages of `page`, saving after each. One crash may lose the unsaved position."""
@@ -105,14 +119,17 @@ def test_no_row_version_is_missed(steps: list[list[tuple[str, int, bool]]], page
     for n, step in enumerate(steps):
         now = T0 + timedelta(seconds=10 * (n + 1))
         for record_id, ms, late in step:
-            visible[record_id] = row(record_id, now - timedelta(seconds=3 if late else 0,
-                                                                milliseconds=ms))
+            visible[record_id] = row(
+                record_id, now - timedelta(seconds=3 if late else 0, milliseconds=ms)
+            )
         position = saved
         since = datetime.fromisoformat(position.stamp) - TEN_MIN
-        rows = sorted((r for r in visible.values() if r["SystemModstamp"] >= sf_stamp(since)),
-                      key=lambda r: (r["SystemModstamp"], r["Id"]))
+        rows = sorted(
+            (r for r in visible.values() if r["SystemModstamp"] >= sf_stamp(since)),
+            key=lambda r: (r["SystemModstamp"], r["Id"]),
+        )
         for at in range(0, len(rows), page):
-            chunk = rows[at:at + page]
+            chunk = rows[at : at + page]
             handed += [(r["Id"], r["SystemModstamp"]) for r in fresh(chunk, position)]
             position = advance(position, chunk, TEN_MIN)
             pages_done += 1
@@ -134,10 +151,12 @@ def test_no_row_version_is_missed(steps: list[list[tuple[str, int, bool]]], page
 
 
 def test_only_a_persons_opt_out_is_published() -> None:
-    rows = [row("a", T0, HasOptedOutOfEmail=True, Email="a@example.com"),
-            row("b", T0, HasOptedOutOfEmail=False),  # unchecked: a re-subscribe
-            {**row("c", T0, HasOptedOutOfEmail=True), "LastModifiedById": INTEGRATION},
-            row("d", T0, HasOptedOutOfEmail=True)]  # the sync wrote this one
+    rows = [
+        row("a", T0, HasOptedOutOfEmail=True, Email="a@example.com"),
+        row("b", T0, HasOptedOutOfEmail=False),  # unchecked: a re-subscribe
+        {**row("c", T0, HasOptedOutOfEmail=True), "LastModifiedById": INTEGRATION},
+        row("d", T0, HasOptedOutOfEmail=True),
+    ]  # the sync wrote this one
 
     records, skipped = optouts("Lead", "HasOptedOutOfEmail", rows, INTEGRATION, {"d"})
 
@@ -146,13 +165,16 @@ def test_only_a_persons_opt_out_is_published() -> None:
 
 
 def test_the_custom_field_is_the_one_read() -> None:
-    rows = [row("a", T0, HasOptedOutOfEmail=True, Optout__c=False),
-            row("b", T0, HasOptedOutOfEmail=False, Optout__c=True)]
+    rows = [
+        row("a", T0, HasOptedOutOfEmail=True, Optout__c=False),
+        row("b", T0, HasOptedOutOfEmail=False, Optout__c=True),
+    ]
 
     records, _ = optouts("Contact", "Optout__c", rows, INTEGRATION, set())
 
     assert [(r["sfdc_id"], r["field"], r["sobject"]) for r in records] == [
-        ("b", "Optout__c", "Contact")]
+        ("b", "Optout__c", "Contact")
+    ]
 
 
 def test_a_row_version_always_makes_the_same_record() -> None:

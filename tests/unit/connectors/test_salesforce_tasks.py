@@ -10,11 +10,21 @@ from connectors.salesforce.ids import to18
 from connectors.salesforce.tasks import deleted_task, task_record, task_stream, tasks
 
 INTEGRATION = "0050000000000INTEG"
-ROW: dict[str, Any] = {"Id": "00T000000000001", "SystemModstamp": "2026-12-01T10:00:00.000+0000",
-       "LastModifiedById": "0050000000000HUMAN", "IsDeleted": False, "Subject": "Call",
-       "Status": "In Progress", "Priority": "Low", "ActivityDate": "2026-12-24",
-       "Description": None, "WhoId": "00Q000000000001AAA", "WhatId": None,
-       "CreatedDate": "2026-11-30T10:00:00.000+0000", "ActionsSync_Id__c": None}
+ROW: dict[str, Any] = {
+    "Id": "00T000000000001",
+    "SystemModstamp": "2026-12-01T10:00:00.000+0000",
+    "LastModifiedById": "0050000000000HUMAN",
+    "IsDeleted": False,
+    "Subject": "Call",
+    "Status": "In Progress",
+    "Priority": "Low",
+    "ActivityDate": "2026-12-24",
+    "Description": None,
+    "WhoId": "00Q000000000001AAA",
+    "WhatId": None,
+    "CreatedDate": "2026-11-30T10:00:00.000+0000",
+    "ActionsSync_Id__c": None,
+}
 
 
 def test_a_persons_change_is_published_whatever_it_changed() -> None:
@@ -27,8 +37,12 @@ def test_a_persons_change_is_published_whatever_it_changed() -> None:
     assert record["system_modstamp"] == datetime(2026, 12, 1, 10, tzinfo=UTC)
 
 
-SYNCED = {"Status": "In Progress", "Priority": "Low", "ActivityDate": "2026-12-24",
-          "Description": None}
+SYNCED = {
+    "Status": "In Progress",
+    "Priority": "Low",
+    "ActivityDate": "2026-12-24",
+    "Description": None,
+}
 
 
 def test_the_syncs_own_write_is_dropped() -> None:
@@ -48,7 +62,8 @@ def test_a_persons_edit_hidden_behind_the_syncs_later_write_is_published() -> No
 
 def test_an_activity_date_is_never_shifted_by_a_time_zone() -> None:
     assert task_record(ROW | {"ActivityDate": "2026-12-24T23:00:00.000-0800"})[
-        "activity_date"] == date(2026, 12, 24)
+        "activity_date"
+    ] == date(2026, 12, 24)
 
 
 def test_the_same_row_version_read_twice_is_the_same_event() -> None:

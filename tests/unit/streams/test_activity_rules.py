@@ -31,18 +31,20 @@ ALL_TYPES = [t.symbol for t in ACTIVITY_TYPES]
 
 
 def person(**fields: Any) -> dict[str, Any]:
-    row = {k: v for k, v in person_change(42, **fields).items() if k not in ("event_id",
-                                                                           "deleted")}
+    row = {k: v for k, v in person_change(42, **fields).items() if k not in ("event_id", "deleted")}
     return {**row, "removed_at": None}
 
 
-CONTACT = person(sfdc_contact_id="003C", sfdc_lead_id="00QL", sfdc_account_id="001A",
-                 sfdc_opportunity_id="006O")
-LEAD = person(sfdc_contact_id=None, sfdc_lead_id="00QL", sfdc_account_id="001A",
-              sfdc_opportunity_id="006O")
+CONTACT = person(
+    sfdc_contact_id="003C", sfdc_lead_id="00QL", sfdc_account_id="001A", sfdc_opportunity_id="006O"
+)
+LEAD = person(
+    sfdc_contact_id=None, sfdc_lead_id="00QL", sfdc_account_id="001A", sfdc_opportunity_id="006O"
+)
 
 
 # -- S7: Marketo ------------------------------------------------------------------------------
+
 
 def test_every_glossary_attribute_has_a_value_rule() -> None:
     names = {a.api_name for t in ACTIVITY_TYPES for a in (t.primary_attribute, *t.attributes)}
@@ -64,9 +66,16 @@ def test_every_activity_logs_to_marketo_as_its_custom_type(type_: str) -> None:
         assert out["attributes"]["source"] == "Sales App"
 
 
-@pytest.mark.parametrize("type_", ["SEND_SALES_EMAIL", "OPEN_SALES_EMAIL",
-                                   "CLICK_SALES_EMAIL", "REPLY_TO_SALES_EMAIL",
-                                   "SALES_EMAIL_BOUNCED"])
+@pytest.mark.parametrize(
+    "type_",
+    [
+        "SEND_SALES_EMAIL",
+        "OPEN_SALES_EMAIL",
+        "CLICK_SALES_EMAIL",
+        "REPLY_TO_SALES_EMAIL",
+        "SALES_EMAIL_BOUNCED",
+    ],
+)
 def test_email_subject_carries_the_unique_suffix(type_: str) -> None:
     activity = sales_activity(type_, email_subject="My Subject Line")
     out = marketo_activity(activity, CONTACT)
@@ -79,17 +88,24 @@ def test_a_long_email_subject_is_cut_before_the_suffix() -> None:
     assert len(value) == SUBJECT_MAX and value.endswith(f"(SIA-{activity['activity_id']})")
 
 
-@pytest.mark.parametrize(("type_", "fields", "attribute", "expected"), [
-    ("CLICK_SALES_EMAIL", {"link": "https://x.test/a"}, "link", "https://x.test/a"),
-    ("SEND_SALES_EMAIL", {}, "sentBy", "seller@example.com"),
-    ("REPLY_TO_SALES_EMAIL", {}, "receivedBy", "seller@example.com"),
-    ("SALES_EMAIL_BOUNCED", {"bounce_details": "550 no such user"}, "details",
-     "550 no such user"),
-    ("SALES_EMAIL_BOUNCED", {}, "email", "person42@example.com"),
-    ("RECEIVED_SALES_CALL", {"call_duration_seconds": 93}, "salesCallDuration", "93"),
-    ("RECEIVED_SALES_CALL", {"call_status": "no answer"}, "salesCallStatus", "no answer"),
-    ("ADD_TO_SALES_CAMPAIGN", {"campaign_id": "c-9"}, "salesCampaignId", "c-9"),
-])
+@pytest.mark.parametrize(
+    ("type_", "fields", "attribute", "expected"),
+    [
+        ("CLICK_SALES_EMAIL", {"link": "https://x.test/a"}, "link", "https://x.test/a"),
+        ("SEND_SALES_EMAIL", {}, "sentBy", "seller@example.com"),
+        ("REPLY_TO_SALES_EMAIL", {}, "receivedBy", "seller@example.com"),
+        (
+            "SALES_EMAIL_BOUNCED",
+            {"bounce_details": "550 no such user"},
+            "details",
+            "550 no such user",
+        ),
+        ("SALES_EMAIL_BOUNCED", {}, "email", "person42@example.com"),
+        ("RECEIVED_SALES_CALL", {"call_duration_seconds": 93}, "salesCallDuration", "93"),
+        ("RECEIVED_SALES_CALL", {"call_status": "no answer"}, "salesCallStatus", "no answer"),
+        ("ADD_TO_SALES_CAMPAIGN", {"campaign_id": "c-9"}, "salesCampaignId", "c-9"),
+    ],
+)
 def test_attributes_come_from_the_activity_and_person(
     type_: str, fields: dict[str, Any], attribute: str, expected: str
 ) -> None:
@@ -97,38 +113,47 @@ def test_attributes_come_from_the_activity_and_person(
     assert out["attributes"][attribute] == expected
 
 
-@pytest.mark.parametrize(("type_", "fields", "primary"), [
-    ("RECEIVED_SALES_CALL", {"call_subject": "Intro call"}, "Intro call"),
-    ("RECEIVED_SALES_CALL", {"call_subject": None}, "Sales Call"),
-    ("ADD_TO_SALES_CAMPAIGN", {"campaign_name": "Q3 push"}, "Q3 push"),
-    ("REMOVED_FROM_SALES_CAMPAIGN", {"campaign_name": None}, "Sales Campaign"),
-])
+@pytest.mark.parametrize(
+    ("type_", "fields", "primary"),
+    [
+        ("RECEIVED_SALES_CALL", {"call_subject": "Intro call"}, "Intro call"),
+        ("RECEIVED_SALES_CALL", {"call_subject": None}, "Sales Call"),
+        ("ADD_TO_SALES_CAMPAIGN", {"campaign_name": "Q3 push"}, "Q3 push"),
+        ("REMOVED_FROM_SALES_CAMPAIGN", {"campaign_name": None}, "Sales Campaign"),
+    ],
+)
 def test_primary_attribute_is_never_empty(
     type_: str, fields: dict[str, str] | dict[str, None], primary: str
 ) -> None:
-    assert marketo_activity(sales_activity(type_, **fields), CONTACT)[
-        "primary_attribute_value"] == primary
+    assert (
+        marketo_activity(sales_activity(type_, **fields), CONTACT)["primary_attribute_value"]
+        == primary
+    )
 
 
 def test_missing_values_are_left_out_not_sent_empty() -> None:
-    out = marketo_activity(sales_activity("SEND_SALES_EMAIL", template_url=None,
-                                          template_name=""), CONTACT)
+    out = marketo_activity(
+        sales_activity("SEND_SALES_EMAIL", template_url=None, template_name=""), CONTACT
+    )
     assert "salesTemplateUrl" not in out["attributes"]
     assert "salesTemplateName" not in out["attributes"]
 
 
 # -- S8: which activities log to Salesforce, by setting -------------------------------------------
 
-LOGGED = {"SEND_SALES_EMAIL": ("Email", "Email", "salesforce_log_emails"),
-          "REPLY_TO_SALES_EMAIL": ("Reply", "Email", "salesforce_log_replies"),
-          "RECEIVED_SALES_CALL": ("Call", "Call", "salesforce_log_calls")}
+LOGGED = {
+    "SEND_SALES_EMAIL": ("Email", "Email", "salesforce_log_emails"),
+    "REPLY_TO_SALES_EMAIL": ("Reply", "Email", "salesforce_log_replies"),
+    "RECEIVED_SALES_CALL": ("Call", "Call", "salesforce_log_calls"),
+}
 
 
 @pytest.mark.parametrize("type_", ALL_TYPES)
 @pytest.mark.parametrize("enabled", [True, False])
 def test_activities_log_to_salesforce_as_the_settings_allow(type_: str, enabled: bool) -> None:
-    settings = AdminSettings(salesforce_log_emails=enabled, salesforce_log_replies=enabled,
-                             salesforce_log_calls=enabled)
+    settings = AdminSettings(
+        salesforce_log_emails=enabled, salesforce_log_replies=enabled, salesforce_log_calls=enabled
+    )
     task = salesforce_task(sales_activity(type_), CONTACT, settings)
     assert (task is not None) is (enabled and type_ in LOGGED)
 
@@ -157,8 +182,11 @@ def test_task_fields(type_: str, expected: tuple[str, str, str]) -> None:
 
 
 def test_a_call_task_carries_duration_and_outcome() -> None:
-    task = salesforce_task(sales_activity("RECEIVED_SALES_CALL", call_duration_seconds=93,
-                                          call_outcome="Interested"), CONTACT, DEFAULTS)
+    task = salesforce_task(
+        sales_activity("RECEIVED_SALES_CALL", call_duration_seconds=93, call_outcome="Interested"),
+        CONTACT,
+        DEFAULTS,
+    )
     assert task is not None
     assert task["fields"]["CallDurationInSeconds"] == 93
     assert task["fields"]["CallDisposition"] == "Interested"
@@ -166,23 +194,41 @@ def test_a_call_task_carries_duration_and_outcome() -> None:
 
 # -- S4: WhoId and WhatId ------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("ids", "who", "what"), [
-    ({"sfdc_contact_id": "003C", "sfdc_lead_id": "00QL", "sfdc_account_id": "001A",
-      "sfdc_opportunity_id": "006O"}, "003C", "006O"),
-    ({"sfdc_contact_id": "003C", "sfdc_account_id": "001A"}, "003C", "001A"),
-    ({"sfdc_contact_id": "003C"}, "003C", None),
-    # Salesforce rejects a WhatId on a Task whose WhoId is a Lead.
-    ({"sfdc_lead_id": "00QL", "sfdc_account_id": "001A", "sfdc_opportunity_id": "006O"},
-     "00QL", None),
-    ({"sfdc_lead_id": "00QL"}, "00QL", None),
-])
+
+@pytest.mark.parametrize(
+    ("ids", "who", "what"),
+    [
+        (
+            {
+                "sfdc_contact_id": "003C",
+                "sfdc_lead_id": "00QL",
+                "sfdc_account_id": "001A",
+                "sfdc_opportunity_id": "006O",
+            },
+            "003C",
+            "006O",
+        ),
+        ({"sfdc_contact_id": "003C", "sfdc_account_id": "001A"}, "003C", "001A"),
+        ({"sfdc_contact_id": "003C"}, "003C", None),
+        # Salesforce rejects a WhatId on a Task whose WhoId is a Lead.
+        (
+            {"sfdc_lead_id": "00QL", "sfdc_account_id": "001A", "sfdc_opportunity_id": "006O"},
+            "00QL",
+            None,
+        ),
+        ({"sfdc_lead_id": "00QL"}, "00QL", None),
+    ],
+)
 def test_task_goes_to_contact_else_lead_and_to_opportunity_else_account(
     ids: dict[str, str], who: str, what: str | None
 ) -> None:
-    base = {"sfdc_contact_id": None, "sfdc_lead_id": None, "sfdc_account_id": None,
-            "sfdc_opportunity_id": None}
-    task = salesforce_task(sales_activity("SEND_SALES_EMAIL"), person(**{**base, **ids}),
-                           DEFAULTS)
+    base = {
+        "sfdc_contact_id": None,
+        "sfdc_lead_id": None,
+        "sfdc_account_id": None,
+        "sfdc_opportunity_id": None,
+    }
+    task = salesforce_task(sales_activity("SEND_SALES_EMAIL"), person(**{**base, **ids}), DEFAULTS)
     assert task is not None
     assert task["fields"]["WhoId"] == who
     assert task["fields"].get("WhatId") == what
@@ -197,19 +243,32 @@ def test_no_task_without_a_salesforce_id() -> None:
 
 # -- S8: the subject ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("template", "fields", "expected"), [
-    ("{{activity_type}}: {{activity_subject}}", {"email_subject": "Hello"}, "Email: Hello"),
-    ("{{ activity_type }} - {{activity_subject}}", {"email_subject": "Hi"}, "Email - Hi"),
-    ("{{sales_campaign_name}} d{{sales_campaign_day}} s{{sales_campaign_step}}",
-     {"campaign_name": "Q3", "campaign_day": 2, "campaign_step": 3}, "Q3 d2 s3"),
-    ("[{{sales_campaign_name}}] {{activity_subject}}",
-     {"campaign_name": None, "email_subject": "Hi"}, "[] Hi"),  # empty renders as nothing
-    ("{{activity_type}}: {{activity_subject}}", {"email_subject": None}, "Email:"),
-    ("{{activity_subject}}", {"email_subject": "line one\r\nline two\nthree"},
-     "line one line two three"),  # line breaks removed
-    ("a\n{{activity_subject}}\nb", {"email_subject": "x"}, "a x b"),
-    ("{{sales_campaign_name}}", {"campaign_name": None}, "Email"),  # never an empty Subject
-])
+
+@pytest.mark.parametrize(
+    ("template", "fields", "expected"),
+    [
+        ("{{activity_type}}: {{activity_subject}}", {"email_subject": "Hello"}, "Email: Hello"),
+        ("{{ activity_type }} - {{activity_subject}}", {"email_subject": "Hi"}, "Email - Hi"),
+        (
+            "{{sales_campaign_name}} d{{sales_campaign_day}} s{{sales_campaign_step}}",
+            {"campaign_name": "Q3", "campaign_day": 2, "campaign_step": 3},
+            "Q3 d2 s3",
+        ),
+        (
+            "[{{sales_campaign_name}}] {{activity_subject}}",
+            {"campaign_name": None, "email_subject": "Hi"},
+            "[] Hi",
+        ),  # empty renders as nothing
+        ("{{activity_type}}: {{activity_subject}}", {"email_subject": None}, "Email:"),
+        (
+            "{{activity_subject}}",
+            {"email_subject": "line one\r\nline two\nthree"},
+            "line one line two three",
+        ),  # line breaks removed
+        ("a\n{{activity_subject}}\nb", {"email_subject": "x"}, "a x b"),
+        ("{{sales_campaign_name}}", {"campaign_name": None}, "Email"),  # never an empty Subject
+    ],
+)
 def test_subject_template(
     template: str,
     fields: dict[str, str] | dict[str, str | int] | dict[str, str | None] | dict[str, None],
@@ -220,8 +279,9 @@ def test_subject_template(
 
 
 def test_call_subject_template_uses_call_fields() -> None:
-    activity = sales_activity("RECEIVED_SALES_CALL", call_subject="Intro",
-                              call_outcome="Busy", call_reason="Follow-up")
+    activity = sales_activity(
+        "RECEIVED_SALES_CALL", call_subject="Intro", call_outcome="Busy", call_reason="Follow-up"
+    )
     template = "{{activity_type}}: {{activity_subject}} ({{call_outcome}}, {{call_reason}})"
     assert task_subject(template, activity) == "Call: Intro (Busy, Follow-up)"
 
@@ -246,6 +306,7 @@ def test_rendered_subjects_fit_salesforce(template: str, subject: str) -> None:
 
 # -- removed people and the topic contract ---------------------------------------------------------
 
+
 def test_activity_before_removal_still_routes() -> None:
     removed = {**CONTACT, "removed_at": T0 + timedelta(hours=1)}
     assert route(sales_activity("SEND_SALES_EMAIL"), removed, DEFAULTS).salesforce is not None
@@ -260,15 +321,18 @@ def test_activity_after_removal_is_person_not_synced() -> None:
 READ_AT = T0 + timedelta(days=1)  # these activities are read a day after they happened
 
 
-@pytest.mark.parametrize(("key", "fields", "reason"), [
-    (b"41", {}, "is not the Marketo ID"),
-    (None, {}, "no key: the key must be the Marketo ID 42"),
-    (b"0", {"marketo_id": 0}, "must be positive"),
-    (b"42", {"activity_id": ""}, "idempotency key"),
-    (b"42", {"occurred_at": READ_AT + timedelta(seconds=1)}, "occurred_at .* in the future"),
-    (b"42", {"email_subject": "x" * 2_000_000}, "email_subject is 2000000 characters"),
-    (b"42", {"link": "https://example.com/" + "x" * 236}, "link is 256 characters"),
-])
+@pytest.mark.parametrize(
+    ("key", "fields", "reason"),
+    [
+        (b"41", {}, "is not the Marketo ID"),
+        (None, {}, "no key: the key must be the Marketo ID 42"),
+        (b"0", {"marketo_id": 0}, "must be positive"),
+        (b"42", {"activity_id": ""}, "idempotency key"),
+        (b"42", {"occurred_at": READ_AT + timedelta(seconds=1)}, "occurred_at .* in the future"),
+        (b"42", {"email_subject": "x" * 2_000_000}, "email_subject is 2000000 characters"),
+        (b"42", {"link": "https://example.com/" + "x" * 236}, "link is 256 characters"),
+    ],
+)
 def test_contract_violations_are_rejected(
     key: bytes | None, fields: dict[str, Any], reason: str
 ) -> None:
@@ -277,5 +341,13 @@ def test_contract_violations_are_rejected(
 
 
 def test_a_good_activity_passes_the_check() -> None:
-    check(b"42", sales_activity("SEND_SALES_EMAIL", activity_id=str(uuid.uuid4()),
-                                email_subject="x" * 255, occurred_at=READ_AT), READ_AT)
+    check(
+        b"42",
+        sales_activity(
+            "SEND_SALES_EMAIL",
+            activity_id=str(uuid.uuid4()),
+            email_subject="x" * 255,
+            occurred_at=READ_AT,
+        ),
+        READ_AT,
+    )

@@ -17,7 +17,7 @@ def test_the_router_has_a_batch_setting_of_its_own(monkeypatch: pytest.MonkeyPat
 
 
 def test_unset_the_router_runs_on_the_people_batch_size_as_before(
-    monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("ACTIONS_SYNC_ROUTER_BATCH_SIZE", raising=False)
     settings = Settings(kafka_bootstrap_servers="127.0.0.1:9092", people_batch_size=700)

@@ -42,13 +42,16 @@ def fetched(topic: str, partition: int, *offsets: int) -> dict[TP, list[Fetched]
     return {TP(topic, partition): [Fetched(topic, partition, o) for o in offsets]}
 
 
-def with_consumer(test: Callable[[fastpath.BatchConsumer], Any],
-                  write: Callable[[Any, Any], object] = lambda records, prepared: None) -> None:
+def with_consumer(
+    test: Callable[[fastpath.BatchConsumer], Any],
+    write: Callable[[Any, Any], object] = lambda records, prepared: None,
+) -> None:
     """Run `test` with the consumer of an unstarted app that has TOPIC as batch topic."""
 
     async def main() -> None:
-        app = faust.App("t-fastpath", broker="kafka://127.0.0.1:9", web_enabled=False,
-                        store="memory://")
+        app = faust.App(
+            "t-fastpath", broker="kafka://127.0.0.1:9", web_enabled=False, store="memory://"
+        )
         fastpath.install(app)
         fastpath.subscribe(app, fastpath.BatchRoute(TOPIC, write, 100))
         consumer = app.consumer
@@ -110,7 +113,11 @@ def test_fetched_records_go_to_the_pipeline_whole_as_raw_records() -> None:
         batch = pipeline._take()
         assert batch is not None
         assert [(r.partition, r.offset, r.value) for r in batch.records] == [
-            (0, 5, b"v"), (0, 6, b"v"), (0, 7, b"v"), (1, 2, b"v")]
+            (0, 5, b"v"),
+            (0, 6, b"v"),
+            (0, 7, b"v"),
+            (1, 2, b"v"),
+        ]
         assert batch.ends == {TP(TOPIC, 0): 8, TP(TOPIC, 1): 3}
 
     with_consumer(test)
@@ -183,7 +190,8 @@ def test_other_topics_keep_fausts_per_message_path() -> None:
 
 
 def test_a_revocation_finishes_the_batch_in_flight_and_commits_it_before_faust_goes_on(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from faust.transport.consumer import Consumer
 
     release, started, events = threading.Event(), threading.Event(), []
@@ -209,7 +217,8 @@ def test_a_revocation_finishes_the_batch_in_flight_and_commits_it_before_faust_g
         assert await asyncio.to_thread(started.wait, 5)
         await consumer._dispatch(fetched(TOPIC, 0, 3, 4), None)  # pending
         revoking = asyncio.ensure_future(
-            consumer.on_partitions_revoked({TP(TOPIC, 0), TP(TOPIC, 1)}))
+            consumer.on_partitions_revoked({TP(TOPIC, 0), TP(TOPIC, 1)})
+        )
         await asyncio.sleep(0.02)
         assert not consumer.flow_active and pipeline.pending == 0  # at once
         assert not revoking.done()  # waits for the write
@@ -224,8 +233,9 @@ def test_a_revocation_finishes_the_batch_in_flight_and_commits_it_before_faust_g
 
 def test_the_aiokafka_consumer_fetches_with_the_configured_wait() -> None:
     async def main() -> None:
-        app = faust.App("t-fetch-wait", broker="kafka://127.0.0.1:9", web_enabled=False,
-                        store="memory://")
+        app = faust.App(
+            "t-fetch-wait", broker="kafka://127.0.0.1:9", web_enabled=False, store="memory://"
+        )
         fastpath.install(app, fetch_max_wait_ms=40)
         consumer = cast(AIOKafkaConsumer, app.consumer)  # typed as faust's ConsumerT
         thread = consumer._thread

@@ -37,8 +37,9 @@ def at(change: dict[str, Any], position: int) -> dict[str, Any]:
 def test_only_sales_owned_people_qualify(
     lead_owner: str | None, contact_owner: str | None, deleted: bool, expected: bool
 ) -> None:
-    change = person_change(sfdc_lead_owner_id=lead_owner, sfdc_contact_owner_id=contact_owner,
-                           deleted=deleted)
+    change = person_change(
+        sfdc_lead_owner_id=lead_owner, sfdc_contact_owner_id=contact_owner, deleted=deleted
+    )
     assert qualifies(change) is expected
 
 
@@ -46,8 +47,9 @@ def test_exactly_the_thirteen_fields_and_owners_are_copied() -> None:
     change = person_change(event_id="not stored", extra="ignored")
     row = person_row(change)
     assert set(row) == {"marketo_id", "changed_at", "log_position", *PERSON_FIELDS}
-    assert len({"marketo_id", *PERSON_FIELDS} - {"sfdc_lead_owner_id",
-                                                 "sfdc_contact_owner_id"}) == 13
+    assert (
+        len({"marketo_id", *PERSON_FIELDS} - {"sfdc_lead_owner_id", "sfdc_contact_owner_id"}) == 13
+    )
 
 
 def test_newest_change_of_a_person_wins_within_a_batch() -> None:
@@ -73,8 +75,9 @@ def test_added_then_removed_in_one_batch_is_stored_as_removed() -> None:
 
 
 def test_duplicates_by_email_stay_two_people() -> None:
-    result = plan([person_change(1, email="same@example.com"),
-                   person_change(2, email="same@example.com")])
+    result = plan(
+        [person_change(1, email="same@example.com"), person_change(2, email="same@example.com")]
+    )
     assert sorted(r["marketo_id"] for r in result.upserts) == [1, 2]
 
 
@@ -116,8 +119,10 @@ def test_update_then_delete_in_one_second_ends_removed() -> None:
 
 @given(st.lists(st.tuples(st.integers(1, 5), st.integers(0, 50), st.booleans()), max_size=40))
 def test_plan_keeps_one_newest_change_per_person(events: list[tuple[int, int, bool]]) -> None:
-    changes = [person_change(mid, v, sfdc_lead_owner_id=OWNED if owned else None)
-               for mid, v, owned in events]
+    changes = [
+        person_change(mid, v, sfdc_lead_owner_id=OWNED if owned else None)
+        for mid, v, owned in events
+    ]
     result = plan(changes)
     rows = result.upserts + result.removals
     assert len(rows) == len({mid for mid, _, _ in events})

@@ -58,14 +58,18 @@ class Store:
                 self.running -= 1
 
 
-def run(scenario: Callable[[BatchPipeline, Store, list[Batch]], Awaitable[None]],
-        size: int = 4, failures: int = 0,
-        prepare: Callable[[Any], Any] | None = None) -> tuple[Store, list[Batch]]:
+def run(
+    scenario: Callable[[BatchPipeline, Store, list[Batch]], Awaitable[None]],
+    size: int = 4,
+    failures: int = 0,
+    prepare: Callable[[Any], Any] | None = None,
+) -> tuple[Store, list[Batch]]:
     store, acked = Store(failures), list[Batch]()
 
     async def main() -> None:
-        pipeline = BatchPipeline("test", store.write, size, acked.append, prepare=prepare,
-                                 backoff=FAST)
+        pipeline = BatchPipeline(
+            "test", store.write, size, acked.append, prepare=prepare, backoff=FAST
+        )
         task = asyncio.ensure_future(pipeline.run())
         try:
             await asyncio.wait_for(scenario(pipeline, store, acked), 10)
@@ -96,10 +100,8 @@ def test_batches_are_written_whole_in_order_and_acknowledged_after_the_write() -
         await until(lambda: len(acked) == 3)
 
     store, acked = run(scenario)
-    assert store.written == [[(0, 0), (0, 1), (0, 2)], [(1, 10), (1, 11), (0, 3), (0, 4)],
-                             [(0, 5)]]
-    assert [b.ends for b in acked] == [{("t", 0): 3}, {("t", 1): 12, ("t", 0): 5},
-                                       {("t", 0): 6}]
+    assert store.written == [[(0, 0), (0, 1), (0, 2)], [(1, 10), (1, 11), (0, 3), (0, 4)], [(0, 5)]]
+    assert [b.ends for b in acked] == [{("t", 0): 3}, {("t", 1): 12, ("t", 0): 5}, {("t", 0): 6}]
 
 
 def test_a_failing_write_is_retried_until_it_succeeds_and_acknowledged_once() -> None:
@@ -219,16 +221,25 @@ class Poisoned:
         self.written += [r.offset for r in records]
 
 
-def poisoned(write: Poisoned, count: int, prepare: Poisoned | None = None,
-             attempts: int = 3) -> tuple[list[DeadLetter], list[Batch]]:
+def poisoned(
+    write: Poisoned, count: int, prepare: Poisoned | None = None, attempts: int = 3
+) -> tuple[list[DeadLetter], list[Batch]]:
     dead: list[DeadLetter] = []
     acked: list[Batch] = []
 
     async def main() -> None:
-        pipeline = BatchPipeline("people-test", write, count, acked.append, backoff=FAST,
-                                 prepare=prepare and (lambda rs: prepare(rs) or rs),
-                                 dead_letters=dead.extend, attempts=attempts, worker="test",
-                                 clock=FakeClock())
+        pipeline = BatchPipeline(
+            "people-test",
+            write,
+            count,
+            acked.append,
+            backoff=FAST,
+            prepare=prepare and (lambda rs: prepare(rs) or rs),
+            dead_letters=dead.extend,
+            attempts=attempts,
+            worker="test",
+            clock=FakeClock(),
+        )
         task = asyncio.ensure_future(pipeline.run())
         try:
             pipeline.add(("t", 0), records(0, 0, count))
@@ -242,8 +253,12 @@ def poisoned(write: Poisoned, count: int, prepare: Poisoned | None = None,
 
 
 def retries(stage: str) -> float:
-    return REGISTRY.get_sample_value("actions_sync_batch_retries_total",
-                                     {"worker": "test", "stage": stage}) or 0.0
+    return (
+        REGISTRY.get_sample_value(
+            "actions_sync_batch_retries_total", {"worker": "test", "stage": stage}
+        )
+        or 0.0
+    )
 
 
 @settings(max_examples=40, deadline=None)
@@ -265,14 +280,15 @@ def test_a_poison_record_is_dead_lettered_after_bounded_attempts_and_the_rest_wr
 def test_a_record_its_preparation_fails_on_is_dead_lettered_with_that_stage() -> None:
     write = Poisoned()
     dead, _ = poisoned(write, 10, prepare=Poisoned({4}))
-    assert [(d.header("source.offset"), d.header("error.stage")) for d in dead] == \
-        [("4", "prepare")]
+    assert [(d.header("source.offset"), d.header("error.stage")) for d in dead] == [
+        ("4", "prepare")
+    ]
     assert "ValueError" in dead[0].header("error.class")
     assert write.written == [o for o in range(10) if o != 4]
 
 
 def test_a_store_outage_is_retried_past_the_attempts_and_counted_and_logged(
-    caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     before = retries("write")
     write = Poisoned(outage=8)

@@ -48,12 +48,15 @@ def test_decision_table(
     assert decide(enabled, held, marketo) == expected
 
 
-@pytest.mark.parametrize(("enabled", "held", "late", "expected"), [
-    (False, True, True, ALLOWED_DISABLED),
-    (True, True, True, BLOCKED_UNSUB),
-    (True, False, True, BLOCKED_UNAVAILABLE),
-    (True, False, False, None),  # ask Marketo
-])
+@pytest.mark.parametrize(
+    ("enabled", "held", "late", "expected"),
+    [
+        (False, True, True, ALLOWED_DISABLED),
+        (True, True, True, BLOCKED_UNSUB),
+        (True, False, True, BLOCKED_UNAVAILABLE),
+        (True, False, False, None),  # ask Marketo
+    ],
+)
 def test_precheck_answers_without_a_call_or_asks_marketo(
     enabled: bool, held: bool, late: bool, expected: Decision | None
 ) -> None:
@@ -75,9 +78,10 @@ def test_a_check_expires_at_its_deadline_from_requested_at() -> None:
 
 def test_any_lead_with_the_email_unsubscribed_blocks_the_email() -> None:
     leads: list[dict[str, Any]] = [
-             {"id": 1, "email": "Ann@Example.com ", "unsubscribed": False},
-             {"id": 2, "email": "ann@example.com", "unsubscribed": True},
-             {"id": 3, "email": "bob@example.com", "unsubscribed": False},
-             {"id": 4, "email": None, "unsubscribed": True}]
+        {"id": 1, "email": "Ann@Example.com ", "unsubscribed": False},
+        {"id": 2, "email": "ann@example.com", "unsubscribed": True},
+        {"id": 3, "email": "bob@example.com", "unsubscribed": False},
+        {"id": 4, "email": None, "unsubscribed": True},
+    ]
 
     assert unsubscribed_emails(leads) == {"ann@example.com"}

@@ -13,13 +13,16 @@ from streams.unsubscribe_reconcile import due
 DAY = datetime(2026, 12, 2, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("now, finished, want", [
-    (DAY + timedelta(hours=1), None, False),  # before 02:00
-    (DAY + timedelta(hours=2), None, True),
-    (DAY + timedelta(hours=3), DAY - timedelta(hours=22), True),  # yesterday's run
-    (DAY + timedelta(hours=3), DAY + timedelta(hours=2, minutes=5), False),  # done today
-    (DAY + timedelta(hours=1), DAY - timedelta(hours=22), False),  # not yet today
-])
+@pytest.mark.parametrize(
+    "now, finished, want",
+    [
+        (DAY + timedelta(hours=1), None, False),  # before 02:00
+        (DAY + timedelta(hours=2), None, True),
+        (DAY + timedelta(hours=3), DAY - timedelta(hours=22), True),  # yesterday's run
+        (DAY + timedelta(hours=3), DAY + timedelta(hours=2, minutes=5), False),  # done today
+        (DAY + timedelta(hours=1), DAY - timedelta(hours=22), False),  # not yet today
+    ],
+)
 def test_due_once_a_day_after_its_time(
     now: datetime, finished: datetime | None, want: bool
 ) -> None:

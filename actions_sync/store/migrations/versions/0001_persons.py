@@ -13,9 +13,20 @@ branch_labels = None
 depends_on = None
 
 FIELDS = (
-    "first_name", "last_name", "sfdc_contact_id", "sfdc_lead_id", "sfdc_account_id",
-    "sfdc_opportunity_id", "company", "title", "email", "phone", "linkedin_url", "source",
-    "sfdc_lead_owner_id", "sfdc_contact_owner_id",
+    "first_name",
+    "last_name",
+    "sfdc_contact_id",
+    "sfdc_lead_id",
+    "sfdc_account_id",
+    "sfdc_opportunity_id",
+    "company",
+    "title",
+    "email",
+    "phone",
+    "linkedin_url",
+    "source",
+    "sfdc_lead_owner_id",
+    "sfdc_contact_owner_id",
 )
 
 

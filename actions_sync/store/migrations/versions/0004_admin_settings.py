@@ -25,8 +25,12 @@ def upgrade() -> None:
     )
     op.create_table(
         "settings_audit",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-                  autoincrement=True),
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
         sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("changed_by", sa.String(255), nullable=False),
         sa.Column("key", sa.String(100), nullable=False),

@@ -17,8 +17,9 @@ depends_on = None
 def upgrade() -> None:
     # -1: rows stored before have no position, so any later change with their
     # `changed_at` wins over them (as no change at an equal version did before).
-    op.add_column("persons", sa.Column("log_position", sa.BigInteger, nullable=False,
-                                       server_default="-1"))
+    op.add_column(
+        "persons", sa.Column("log_position", sa.BigInteger, nullable=False, server_default="-1")
+    )
 
 
 def downgrade() -> None:
