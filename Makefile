@@ -43,8 +43,9 @@ test-tansu:
 
 # The broker-facing tests again, on real single-node Apache Kafka (KRaft) brokers from Maven
 # jars: one per pytest-xdist worker (tests/support/apache.py), the project's topics deleted
-# before each test (their PostgreSQL variants test the store, not the broker: the Tansu
-# tier runs those). Without Java/Maven this tier skips with a reason — except in CI, where
+# before each test (their PostgreSQL variants test the store, not the broker, and the flows'
+# rules suites repeat the same broker calls scenario after scenario: tests/conftest.py
+# RULES_SUITES; the Tansu tier runs those). Without Java/Maven this tier skips with a reason — except in CI, where
 # it must run.
 APACHE_WORKERS ?= 2
 
@@ -52,7 +53,7 @@ test-apache:
 	@if [ -z "$$CI" ] && ! { command -v java && command -v mvn; } >/dev/null 2>&1; then \
 	  echo "SKIPPED Apache Kafka tier: java or mvn not found (run scripts/bootstrap --test)"; \
 	else scripts/apache-kafka fetch >/dev/null && ACTIONS_SYNC_TEST_BROKER=apache \
-	  $(PYTEST) -q -n $(APACHE_WORKERS) --maxschedchunk=1 -m "broker and not postgres"; fi
+	  $(PYTEST) -q -n $(APACHE_WORKERS) --maxschedchunk=1 -m "broker and not postgres and not rules_suite"; fi
 
 # The benchmark matrix (broker x store) at a size that fits in ~10 minutes, one summary
 # table (bench/matrix.py; each benchmark alone: bench/RESULTS.md).

@@ -121,6 +121,24 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return server.create_database(f"t_{uuid.uuid4().hex[:12]}")
 
 
+# Suites that walk one flow's sync rules through many scenarios with its workers as
+# processes. The Kafka mechanisms under them (the batch pipeline, the publisher, the sink
+# runner, the settings topic) are the ones the broker tests of the other modules run on
+# Apache Kafka too, and each flow keeps one "both ways" end-to-end test there; run again
+# on Apache Kafka these would repeat the same broker calls for ~40 % of that tier's time.
+RULES_SUITES = {
+    "test_admin_page_browser.py",
+    "test_explain.py",
+    "test_marketo_source.py",
+    "test_reminders.py",
+    "test_reminders_source.py",
+    "test_reminders_stateful.py",
+    "test_salesforce_source.py",
+    "test_send_check.py",
+    "test_unsubscribes.py",
+}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark tests by the real parts they use, so a tier can select them (`-m broker`).
 
@@ -133,6 +151,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.broker)
         if "postgres" in fixtures or "postgresql" in item.name:
             item.add_marker(pytest.mark.postgres)
+        if item.path.name in RULES_SUITES:
+            item.add_marker(pytest.mark.rules_suite)
     if os.environ.get("PYTEST_XDIST_WORKER"):
         items.sort(key=_expected_length)
 
