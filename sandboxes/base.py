@@ -47,10 +47,34 @@ CODE = web.ResponseKey("sandbox_code", str)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago on `host`."""
+    """A TCP port that was free a moment ago on `host`, for a process about to bind it.
+
+    Drawn below the kernel's ephemeral range when there is room: every outgoing
+    connection (a Kafka client opens many) takes a port from that range, so a port picked
+    there was sometimes taken before its process bound it ("Address already in use")."""
+    low = _ephemeral_low()
+    for _ in range(100 if low > _LOWEST + 1000 else 0):
+        port = random.randrange(_LOWEST, low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+_LOWEST = 20000  # above the registered ports most services listen on
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ranges:
+            return int(ranges.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return _LOWEST  # unknown: the kernel's choice
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, func, make_url, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from actions_sync.errors import ConfigError, Retriable
 from actions_sync.store.tables import PERSON_FIELDS, checkpoints, persons
@@ -261,18 +261,25 @@ class Store:
     ) -> int:
         """PostgreSQL: COPY `rows` into the temp table `stage` and run `sql` over it, in the
         transaction of `conn`; the rows `sql` changed."""
+        dbapi_error = conn.dialect.loaded_dbapi.Error
         cursor = conn.connection.driver_connection.cursor()  # psycopg 3's, for its COPY
-        with cursor:
-            # IF NOT EXISTS: a temp table lives as long as its connection (in the pool).
-            cursor.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS"
-                f" AS SELECT {', '.join(columns)} FROM persons WITH NO DATA"
-            )
-            with cursor.copy(f"COPY {stage} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-            cursor.execute(sql)
-            return max(int(cursor.rowcount), 0)
+        try:
+            with cursor:
+                # IF NOT EXISTS: a temp table lives as long as its connection (in the pool).
+                cursor.execute(
+                    f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS"
+                    f" AS SELECT {', '.join(columns)} FROM persons WITH NO DATA"
+                )
+                with cursor.copy(f"COPY {stage} ({', '.join(columns)}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                cursor.execute(sql)
+                return max(int(cursor.rowcount), 0)
+        except dbapi_error as exc:
+            # The driver's own error, raised past SQLAlchemy: wrapped as SQLAlchemy wraps
+            # it on its own path, so that an outage (OperationalError) stays retriable and
+            # a refused row keeps its class (ProgrammingError...), as without staging.
+            raise DBAPIError.instance(sql, None, exc, dbapi_error) from exc
 
     def _person_removal_sql(self) -> str:
         """Mark stored people removed (driver SQL, as the upsert): the fields and version

@@ -93,5 +93,20 @@ def test_stop_all_signals_every_process_at_once_and_kills_the_deaf_after_one_gra
         assert proc.stdout is not None and proc.stdout.readline()  # the handler is in place
     started = time.monotonic()
     stop_all(procs, grace_s=2.0)
+    for proc in procs:
+        present(proc.stdout).close()
     assert all(proc.returncode == -signal.SIGKILL for proc in procs)
     assert time.monotonic() - started < 5.0  # one grace for all (one each: 6 s or more)
+
+
+def test_free_ports_are_drawn_below_the_ephemeral_range_where_outgoing_connections_live() -> None:
+    import socket
+
+    from sandboxes.base import _ephemeral_low, free_port
+
+    low = _ephemeral_low()
+    for _ in range(20):
+        port = free_port()
+        assert port < low or low <= 21000
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", port))  # free indeed
