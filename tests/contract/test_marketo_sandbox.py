@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -245,11 +246,17 @@ def test_identity_calls_and_6xx_errors_do_not_count(marketo: Callable[..., Marke
 
 
 def test_615_when_more_calls_are_in_flight_than_allowed(marketo: Callable[..., Marketo]) -> None:
-    sandbox = marketo(max_concurrent=2, faults=FaultPlan(latency_ms=300))
+    # 2 s a call, the 5 calls sent at once: they overlap even on a loaded machine
+    sandbox = marketo(max_concurrent=2, faults=FaultPlan(latency_ms=2000))
     sandbox.token()
+    together = threading.Barrier(5)
+
+    def call(_: int) -> dict[str, Any]:
+        together.wait(30)
+        return sandbox.get("/rest/v1/leads/describe.json")
 
     with ThreadPoolExecutor(max_workers=5) as pool:
-        answers = list(pool.map(lambda _: sandbox.get("/rest/v1/leads/describe.json"), range(5)))
+        answers = list(pool.map(call, range(5)))
 
     codes = [code(a) for a in answers]
     assert "615" in codes and codes.count(None) <= 2
