@@ -190,6 +190,7 @@ class Stack:
             if worker.proc.poll() is not None:
                 raise Fatal(
                     f"worker {worker.name} exited with {worker.proc.returncode}; see {worker.log}"
+                    + self.log_tails(worker.name)
                 )
 
     def wait_drained(self, worker: str, topic: str, ends: Ends, timeout_s: float) -> None:
@@ -200,9 +201,18 @@ class Stack:
             if time.monotonic() > deadline:
                 raise Fatal(
                     f"{worker} committed {done[0]} of {done[1]} records of {topic}"
-                    f" in {timeout_s:.0f}s; logs in {self.logdir}"
+                    f" in {timeout_s:.0f}s; logs in {self.logdir}{self.log_tails(worker)}"
                 )
             time.sleep(0.25)
+
+    def log_tails(self, worker: str, lines: int = 20) -> str:
+        """The last lines of each log of worker group `worker`: a CI machine's temp dir is
+        gone by the time anyone reads the failure, so the failure carries them."""
+        tails = []
+        for log in sorted(self.logdir.glob(f"worker-{worker}*.log")):
+            text = log.read_text(errors="replace").splitlines()[-lines:]
+            tails.append(f"\n--- {log.name} (last {len(text)} lines)\n" + "\n".join(text))
+        return "".join(tails)
 
     def endpoints(self) -> dict[str, object]:
         return {
