@@ -25,6 +25,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from actions_sync.clock import Clock, SystemClock
 from actions_sync.metrics import BROKER_LAG, COMMIT_STALLED_SECONDS
+from actions_sync.periodic import Periodic
 
 __all__ = ["ProgressMonitor"]
 
@@ -61,30 +62,24 @@ class ProgressMonitor:
         self._seen: dict[TP, tuple[int, float]] = {}  # committed offset, when it last moved
         self._stalled: dict[TP, float] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"progress-{worker}", daemon=True)
+        self._job = Periodic(f"progress-{worker}", interval_s, self._sample_or_warn, at_once=True)
 
     def start(self) -> ProgressMonitor:
-        self._thread.start()
+        self._job.start()
         return self
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(TIMEOUT_S)
-        if self._thread.is_alive():
+        if not self._job.close(TIMEOUT_S):
             # Still inside a call to a broker that does not answer: closing the client
             # under it is unsafe, and the daemon thread ends with the process anyway.
             return
         self._consumer.close()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.sample()
-            except (KafkaException, RuntimeError) as exc:  # the broker away: try next round
-                log.warning("cannot read the progress of group %s: %s", self.group, exc)
-            self._stop.wait(self.interval_s)
+    def _sample_or_warn(self) -> None:
+        try:
+            self.sample()
+        except (KafkaException, RuntimeError) as exc:  # the broker away: try next round
+            log.warning("cannot read the progress of group %s: %s", self.group, exc)
 
     def sample(self) -> dict[TP, int]:
         """One round: read committed and end offsets, export them; return the lag per

@@ -24,14 +24,13 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from actions_sync.admin.live import LiveSettings
 from actions_sync.admin.model import AdminSettings
 from actions_sync.dead_letter import DeadLetter, DeadLetterProducer
 from actions_sync.errors import Skippable
-from actions_sync.kafka import ensure_topics
 from actions_sync.metrics import ACTIVITIES_PARKED, ACTIVITIES_ROUTED
+from actions_sync.periodic import Periodic
 from actions_sync.publish import Publisher
-from actions_sync.serialization import RegistryClient, Serializer
+from actions_sync.serialization import FastDeserializer, RegistryClient, Serializer
 from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.store import parked as parking
@@ -40,18 +39,15 @@ from actions_sync.topics import (
     OUTBOUND_SALESFORCE_TASKS,
     RECORD_OF,
     SALES_ACTIVITIES,
-    specs,
 )
-from streams.app import run_agent
+from streams.app import Decode, Wiring, run_publishing_agent
 from streams.batch import RawRecord, split
 from streams.rules import activities as rules
 
-__all__ = ["WORKER", "ActivityRouter", "Sweeper", "run"]
+__all__ = ["WORKER", "ActivityRouter", "run", "sweeper"]
 
 WORKER = "activities"
 log = logging.getLogger(__name__)
-
-Decode = Callable[[bytes | None], dict[str, Any]]
 
 
 @dataclass
@@ -216,77 +212,39 @@ class ActivityRouter:
         return len(done)
 
 
-class Sweeper:
-    """Runs `router.retry_parked()` every `interval_s` in a daemon thread."""
+def sweeper(router: ActivityRouter, interval_s: float) -> Periodic:
+    """Runs `router.retry_parked()` every `interval_s`, draining a backlog without waiting
+    (store or broker away: the rows stay parked, the next round tries again)."""
 
-    def __init__(self, router: ActivityRouter, interval_s: float) -> None:
-        self.router = router
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="parked-sweeper", daemon=True)
+    def step() -> None:
+        while router.retry_parked():
+            pass
 
-    def start(self) -> Sweeper:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                while self.router.retry_parked():  # drain a backlog without waiting
-                    pass
-            except Exception:  # store or broker away: the rows stay parked, try later
-                log.exception("retrying parked activities failed")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
+    return Periodic("parked-sweeper", interval_s, step, failed="retrying parked activities failed")
 
 
 def run(settings: Settings) -> None:
     """`actions-sync worker activities`."""
-    closers: list[Callable[[], None]] = []
 
-    def make_handler(
-        store: Store, decode: Decode, dead_letters: DeadLetterProducer
-    ) -> ActivityRouter:
-        bootstrap, registry_url = settings.kafka_bootstrap_servers, settings.schema_registry_url
-        assert bootstrap and registry_url, "checked by run_agent"
-        ensure_topics(
-            bootstrap,
-            specs(
-                (OUTBOUND_MARKETO_ACTIVITIES, OUTBOUND_SALESFORCE_TASKS),
-                settings.partitions,
-                settings.replication_factor,
-            ),
-        )
-        registry = RegistryClient(registry_url)
-        live = LiveSettings(
-            store.engine, bootstrap, replication=settings.replication_factor
-        ).start()
+    def build(w: Wiring) -> tuple[ActivityRouter, list[Periodic]]:
         router = ActivityRouter(
-            store,
-            decode,
-            dead_letters,
-            Publisher(bootstrap, registry),
-            registry,
-            live.current,
+            w.store,
+            FastDeserializer(w.registry, RECORD_OF[SALES_ACTIVITIES]),
+            w.dead_letters,
+            w.publisher,
+            w.registry,
+            w.admin,
             settings.activities_park_s,
             settings.activities_retry_s,
             settings.future_skew_s,
         )
-        sweeper = Sweeper(router, settings.activities_retry_s).start()
-        closers.extend([sweeper.close, live.close, registry.close])
-        return router
+        return router, [sweeper(router, settings.activities_retry_s)]
 
-    try:
-        run_agent(
-            settings,
-            WORKER,
-            SALES_ACTIVITIES,
-            "SalesActivity",
-            make_handler,
-            batch_size=settings.router_batch_size,
-        )
-    finally:
-        for close in closers:
-            close()
+    run_publishing_agent(
+        settings,
+        WORKER,
+        (OUTBOUND_MARKETO_ACTIVITIES, OUTBOUND_SALESFORCE_TASKS),
+        build,
+        [(SALES_ACTIVITIES, lambda router, decode: router)],
+        batch_size=settings.router_batch_size,
+    )

@@ -17,13 +17,16 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import Any, Protocol, TypeVar, cast, runtime_checkable
 
 import faust
 from faust.types import TP
 
+from actions_sync.admin.live import LiveSettings
+from actions_sync.admin.model import AdminSettings
 from actions_sync.dead_letter import DeadLetterProducer
 from actions_sync.errors import ConfigError
 from actions_sync.kafka import ensure_topics
@@ -34,21 +37,33 @@ from actions_sync.metrics import (
     forget_lag,
     serve_metrics,
 )
+from actions_sync.periodic import Periodic
 from actions_sync.progress import ProgressMonitor
+from actions_sync.publish import Publisher
 from actions_sync.serialization import FastDeserializer, RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
-from actions_sync.topics import specs
+from actions_sync.topics import RECORD_OF, specs
 from streams import fastpath
 from streams.batch import RawRecord
 from streams.offload import ProcessStage
 from streams.pipeline import Batch, DeadLetters
 
-__all__ = ["StagedHandler", "batch_agent", "create_app", "run_agent", "run_worker"]
+__all__ = [
+    "Decode",
+    "StagedHandler",
+    "Wiring",
+    "batch_agent",
+    "create_app",
+    "run_agent",
+    "run_publishing_agent",
+    "run_worker",
+]
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Sequence[RawRecord]], object]
+A = TypeVar("A")  # an agent
 
 
 Decode = Callable[[bytes | None], dict[str, Any]]
@@ -240,6 +255,72 @@ def run_agent(
         dead_letters.close()
         registry.close()
         store.close()
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What an agent that publishes needs, made once per worker by `run_publishing_agent`."""
+
+    settings: Settings
+    store: Store
+    dead_letters: DeadLetterProducer
+    registry: RegistryClient
+    publisher: Publisher
+    admin: Callable[[], AdminSettings]  # the live admin settings
+
+
+def run_publishing_agent(
+    settings: Settings,
+    worker: str,
+    outbound: Sequence[str],
+    build: Callable[[Wiring], tuple[A, Sequence[Periodic]]],
+    inputs: Sequence[tuple[str, Callable[[A, Decode], Handler]]],
+    batch_size: int | None = None,
+) -> None:
+    """`run_agent` for an agent that publishes to `outbound` (created with their
+    dead-letter topics) and follows the admin settings live: one agent per worker, made
+    by `build` when the first input is wired and fed by every input (topic, its handler
+    on the agent) — a flow both ways reads the Actions app's topic and a vendor's. The
+    periodic jobs `build` starts (catch-ups, sweepers) stop first when the worker ends."""
+    closers: list[Callable[[], object]] = []
+    made: list[A] = []
+
+    def agent(store: Store, dead_letters: DeadLetterProducer) -> A:
+        if made:
+            return made[0]
+        bootstrap, registry_url = settings.kafka_bootstrap_servers, settings.schema_registry_url
+        assert bootstrap and registry_url, "checked by run_agent"
+        ensure_topics(
+            bootstrap, specs(tuple(outbound), settings.partitions, settings.replication_factor)
+        )
+        registry = RegistryClient(registry_url)
+        live = LiveSettings(store.engine, bootstrap, replication=settings.replication_factor)
+        closers.extend([live.start().close, registry.close])
+        wiring = Wiring(
+            settings, store, dead_letters, registry, Publisher(bootstrap, registry), live.current
+        )
+        built, jobs = build(wiring)
+        closers[:0] = [job.start().close for job in jobs]
+        made.append(built)
+        return built
+
+    def wire(handler: Callable[[A, Decode], Handler]) -> MakeHandler:
+        return lambda store, decode, dead_letters: handler(agent(store, dead_letters), decode)
+
+    (topic, handler), *rest = inputs
+    try:
+        run_agent(
+            settings,
+            worker,
+            topic,
+            RECORD_OF[topic],
+            wire(handler),
+            more=[(other, RECORD_OF[other], wire(of)) for other, of in rest],
+            batch_size=batch_size,
+        )
+    finally:
+        for close in closers:
+            close()
 
 
 def _assignment(app: faust.App, topics: Sequence[str]) -> Callable[[], set[tuple[str, int]]]:

@@ -11,18 +11,17 @@ written (`streams.pipeline`, `streams.offload`). Offsets are committed only afte
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
 
 from actions_sync.dead_letter import DeadLetter, DeadLetterProducer
 from actions_sync.metrics import SKIPPED, STORE_WRITES
 from actions_sync.settings import Settings
 from actions_sync.store import PeopleParams, Store, is_sqlite_url, people_params
 from actions_sync.topics import PERSON_CHANGES
-from streams.app import run_agent
+from streams.app import Decode, run_agent
 from streams.batch import Decoded, RawRecord, split
 from streams.rules import people as rules
 
@@ -30,8 +29,6 @@ __all__ = ["WORKER", "PeopleBatch", "PeopleHandler", "prepare", "run"]
 
 WORKER = "people"
 log = logging.getLogger(__name__)
-
-Decode = Callable[[bytes | None], dict[str, Any]]
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,10 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from actions_sync.admin.live import LiveSettings
 from actions_sync.admin.model import AdminSettings
 from actions_sync.dead_letter import DeadLetterProducer
-from actions_sync.kafka import ensure_topics
 from actions_sync.metrics import REMINDER_CONFLICTS, REMINDER_TASKS_SYNCED
+from actions_sync.periodic import Periodic
 from actions_sync.publish import Publisher
 from actions_sync.serialization import RegistryClient, Serializer
 from actions_sync.settings import Settings
@@ -47,15 +46,14 @@ from actions_sync.topics import (
     RECORD_OF,
     REMINDER_TASKS,
     SALESFORCE_TASKS,
-    specs,
 )
 from connectors.salesforce.ids import to18
-from streams.app import Handler, run_agent
+from streams.app import Decode, Handler, Wiring, run_publishing_agent
 from streams.batch import split
 from streams.rules import reminders as rules
 from streams.rules.activities import who_and_what
 
-__all__ = ["WORKER", "CatchUp", "ReminderAgent", "run"]
+__all__ = ["WORKER", "ReminderAgent", "catch_up", "run"]
 
 WORKER = "reminders"
 CATCH_UP_PAGE = 500
@@ -63,7 +61,6 @@ CAS_ATTEMPTS = 5
 SF_BORN = "sf-"  # task id prefix of a Task born in Salesforce
 log = logging.getLogger(__name__)
 
-Decode = Callable[[bytes | None], dict[str, Any]]
 Record = Mapping[str, Any]
 Row = dict[str, Any]
 # (task id, outcome label, side that won a conflict) of one resolved change
@@ -420,73 +417,28 @@ def _task_key(item: Record) -> str:
     return str(item.get("task_id") or (SF_BORN + to18(item["sfdc_id"])))
 
 
-class CatchUp:
-    """Runs `agent.catch_up()` every `interval_s` in a daemon thread."""
+def catch_up(agent: ReminderAgent, interval_s: float) -> Periodic:
+    """Runs `agent.catch_up()` every `interval_s` (store or broker away: everything stays
+    where it is, the next round tries again)."""
 
-    def __init__(self, agent: ReminderAgent, interval_s: float) -> None:
-        self.agent = agent
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="reminders-catch-up", daemon=True)
+    def step() -> None:
+        if moved := agent.catch_up():
+            log.info("catch-up: %d reminder tasks pushed", moved)
 
-    def start(self) -> CatchUp:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                if moved := self.agent.catch_up():
-                    log.info("catch-up: %d reminder tasks pushed", moved)
-            except Exception:  # store or broker away: everything stays where it is
-                log.exception("reminder catch-up failed")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
+    return Periodic("reminders-catch-up", interval_s, step, failed="reminder catch-up failed")
 
 
 def run(settings: Settings) -> None:
     """`actions-sync worker reminders`."""
-    closers: list[Callable[[], None]] = []
-    agents: list[ReminderAgent] = []
 
-    def agent(store: Store, dead_letters: DeadLetterProducer) -> ReminderAgent:
-        if agents:
-            return agents[0]
-        bootstrap, registry_url = settings.kafka_bootstrap_servers, settings.schema_registry_url
-        assert bootstrap and registry_url, "checked by run_agent"
-        ensure_topics(
-            bootstrap,
-            specs((OUTBOUND_SALESFORCE_TASKS,), settings.partitions, settings.replication_factor),
-        )
-        registry = RegistryClient(registry_url)
-        live = LiveSettings(
-            store.engine, bootstrap, replication=settings.replication_factor
-        ).start()
-        made = ReminderAgent(
-            store, Publisher(bootstrap, registry), registry, live.current, dead_letters
-        )
-        catch_up = CatchUp(made, settings.reminders_retry_s).start()
-        closers.extend([catch_up.close, live.close, registry.close])
-        agents.append(made)
-        return made
+    def build(w: Wiring) -> tuple[ReminderAgent, list[Periodic]]:
+        made = ReminderAgent(w.store, w.publisher, w.registry, w.admin, w.dead_letters)
+        return made, [catch_up(made, settings.reminders_retry_s)]
 
-    try:
-        run_agent(
-            settings,
-            WORKER,
-            REMINDER_TASKS,
-            RECORD_OF[REMINDER_TASKS],
-            lambda store, decode, dead: agent(store, dead).tasks(decode),
-            more=[
-                (
-                    SALESFORCE_TASKS,
-                    RECORD_OF[SALESFORCE_TASKS],
-                    lambda store, decode, dead: agent(store, dead).salesforce_tasks(decode),
-                )
-            ],
-        )
-    finally:
-        for close in closers:
-            close()
+    run_publishing_agent(
+        settings,
+        WORKER,
+        (OUTBOUND_SALESFORCE_TASKS,),
+        build,
+        [(REMINDER_TASKS, ReminderAgent.tasks), (SALESFORCE_TASKS, ReminderAgent.salesforce_tasks)],
+    )

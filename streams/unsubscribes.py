@@ -14,14 +14,14 @@ store's `unsubscribes` and `outbound.salesforce.optouts`, as the live admin sett
   arrives before its person; held, it applies itself when the person arrives, where a
   dead letter would wait for someone to replay it. Held opt-outs are counted
   (`actions_sync_salesforce_optouts_held_total`).
-- The catch-up (`CatchUp`, every `ACTIONS_SYNC_UNSUBSCRIBES_RETRY_S`) pushes what was
+- The catch-up (`catch_up`, every `ACTIONS_SYNC_UNSUBSCRIBES_RETRY_S`) pushes what was
   stored and never pushed once it can go — the sync turned back on, the person arrived or
   gained a Salesforce id — and applies held opt-outs the same way. "Catching up" means
   exactly that: nothing stored while the sync was off is lost, and what was pushed is not
   pushed again.
 
 The full reconciliation runs daily in this worker at the admin's `unsubscribe_reconcile_at`
-(`DailyReconcile`), and on demand with `actions-sync reconcile unsubscribes`.
+(`reconcile_daily`), and on demand with `actions-sync reconcile unsubscribes`.
 
 Offsets are committed after the store and the broker hold the effect; a redelivered
 batch stores nothing new and publishes again, which the sink absorbs (its write record).
@@ -37,15 +37,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from actions_sync.admin.live import LiveSettings
 from actions_sync.admin.model import AdminSettings
 from actions_sync.dead_letter import DeadLetter, DeadLetterProducer
-from actions_sync.kafka import ensure_topics
 from actions_sync.metrics import (
     SALESFORCE_OPTOUTS_HELD,
     UNSUBSCRIBES_SYNCED,
     UNSUBSCRIBES_UNSYNCED,
 )
+from actions_sync.periodic import Periodic
 from actions_sync.publish import Publisher
 from actions_sync.serialization import RegistryClient, Serializer
 from actions_sync.settings import Settings
@@ -56,21 +55,19 @@ from actions_sync.topics import (
     RECORD_OF,
     SALESFORCE_OPTOUTS,
     UNSUBSCRIBES,
-    specs,
 )
 from connectors.salesforce.ids import to18
 from streams import unsubscribe_reconcile as reconciliation
-from streams.app import Handler, run_agent
+from streams.app import Decode, Handler, Wiring, run_publishing_agent
 from streams.batch import RawRecord, split
 from streams.rules import unsubscribes as rules
 
-__all__ = ["WORKER", "CatchUp", "DailyReconcile", "UnsubscribeAgent", "run"]
+__all__ = ["WORKER", "UnsubscribeAgent", "catch_up", "reconcile_daily", "run"]
 
 WORKER = "unsubscribes"
 CATCH_UP_PAGE = 500
 log = logging.getLogger(__name__)
 
-Decode = Callable[[bytes | None], dict[str, Any]]
 Record = Mapping[str, Any]
 
 
@@ -256,135 +253,76 @@ def _held(optout: Record, reason: str, now: datetime) -> table.HeldOptOut:
     )
 
 
-class CatchUp:
-    """Runs `agent.catch_up()` every `interval_s` in a daemon thread."""
+def catch_up(agent: UnsubscribeAgent, interval_s: float) -> Periodic:
+    """Runs `agent.catch_up()` every `interval_s` (store or broker away: everything stays
+    where it is, the next round tries again)."""
 
-    def __init__(self, agent: UnsubscribeAgent, interval_s: float) -> None:
-        self.agent = agent
-        self.interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="unsubscribes-catch-up", daemon=True)
+    def step() -> None:
+        if moved := agent.catch_up():
+            log.info("catch-up: %d unsubscribes/opt-outs synced", moved)
 
-    def start(self) -> CatchUp:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                moved = self.agent.catch_up()
-                if moved:
-                    log.info("catch-up: %d unsubscribes/opt-outs synced", moved)
-            except Exception:  # store or broker away: everything stays where it is
-                log.exception("unsubscribe catch-up failed")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
+    return Periodic("unsubscribes-catch-up", interval_s, step, failed="unsubscribe catch-up failed")
 
 
-class DailyReconcile:
+def reconcile_daily(
+    settings: Settings,
+    store: Store,
+    admin: Callable[[], AdminSettings],
+    check_s: float = 60.0,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Periodic:
     """Runs the full reconciliation (`streams.unsubscribe_reconcile`) when the admin's
     `unsubscribe_reconcile_at` comes, or at once when the last run did not finish (a
-    crash: it resumes from its checkpoint). Checked every `check_s` in a daemon thread.
-    Two worker copies may both start it; every step is idempotent (stored unsubscribes
-    stay, the sink skips what was written)."""
+    crash: it resumes from its checkpoint), checked every `check_s`. Two worker copies
+    may both start it; every step is idempotent (stored unsubscribes stay, the sink skips
+    what was written)."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        store: Store,
-        admin: Callable[[], AdminSettings],
-        check_s: float = 60.0,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.settings = settings
-        self.store = store
-        self.admin = admin
-        self.check_s = check_s
-        self.now = now
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name="unsubscribes-reconcile", daemon=True
-        )
-
-    def start(self) -> DailyReconcile:
-        if not self.settings.salesforce_url:
-            log.warning(
-                "ACTIONS_SYNC_SALESFORCE_URL is not set: no scheduled unsubscribe "
-                "reconciliation in this worker"
-            )
-            return self
-        self._thread.start()
-        return self
-
-    def due(self) -> bool:
-        saved = self.store.checkpoint(reconciliation.CHECKPOINT) or {}
+    def due() -> bool:
+        saved = store.checkpoint(reconciliation.CHECKPOINT) or {}
         if saved and saved.get("phase") != "done":
             return True
         finished = saved.get("finished_at")
         return reconciliation.due(
-            self.admin().unsubscribe_reconcile_at,
-            self.now(),
+            admin().unsubscribe_reconcile_at,
+            now(),
             datetime.fromisoformat(finished) if finished else None,
         )
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.check_s):
-            try:
-                if self.admin().unsubscribe_sync and self.due():
-                    asyncio.run(reconciliation.run_once(self.settings, self.store, log.info))
-            except Exception:  # Salesforce or the store away: the next check resumes it
-                log.exception("scheduled unsubscribe reconciliation failed")
+    def check() -> None:
+        # Salesforce or the store away: the next check resumes it from its checkpoint
+        if admin().unsubscribe_sync and due():
+            asyncio.run(reconciliation.run_once(settings, store, log.info))
 
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)
+    return Periodic(
+        "unsubscribes-reconcile",
+        check_s,
+        check,
+        failed="scheduled unsubscribe reconciliation failed",
+    )
 
 
 def run(settings: Settings) -> None:
     """`actions-sync worker unsubscribes`."""
-    closers: list[Callable[[], None]] = []
-    agents: list[UnsubscribeAgent] = []
 
-    def agent(store: Store, dead_letters: DeadLetterProducer) -> UnsubscribeAgent:
-        if agents:
-            return agents[0]
-        bootstrap, registry_url = settings.kafka_bootstrap_servers, settings.schema_registry_url
-        assert bootstrap and registry_url, "checked by run_agent"
-        ensure_topics(
-            bootstrap,
-            specs((OUTBOUND_SALESFORCE_OPTOUTS,), settings.partitions, settings.replication_factor),
-        )
-        registry = RegistryClient(registry_url)
-        live = LiveSettings(
-            store.engine, bootstrap, replication=settings.replication_factor
-        ).start()
-        made = UnsubscribeAgent(
-            store, Publisher(bootstrap, registry), registry, live.current, dead_letters
-        )
-        catch_up = CatchUp(made, settings.unsubscribes_retry_s).start()
-        daily = DailyReconcile(settings, store, live.current).start()
-        closers.extend([daily.close, catch_up.close, live.close, registry.close])
-        agents.append(made)
-        return made
+    def build(w: Wiring) -> tuple[UnsubscribeAgent, list[Periodic]]:
+        made = UnsubscribeAgent(w.store, w.publisher, w.registry, w.admin, w.dead_letters)
+        jobs = [catch_up(made, settings.unsubscribes_retry_s)]
+        if settings.salesforce_url:
+            jobs.insert(0, reconcile_daily(settings, w.store, w.admin))
+        else:
+            log.warning(
+                "ACTIONS_SYNC_SALESFORCE_URL is not set: no scheduled unsubscribe "
+                "reconciliation in this worker"
+            )
+        return made, jobs
 
-    try:
-        run_agent(
-            settings,
-            WORKER,
-            UNSUBSCRIBES,
-            RECORD_OF[UNSUBSCRIBES],
-            lambda store, decode, dead: agent(store, dead).unsubscribes(decode),
-            more=[
-                (
-                    SALESFORCE_OPTOUTS,
-                    RECORD_OF[SALESFORCE_OPTOUTS],
-                    lambda store, decode, dead: agent(store, dead).optouts(decode),
-                )
-            ],
-        )
-    finally:
-        for close in closers:
-            close()
+    run_publishing_agent(
+        settings,
+        WORKER,
+        (OUTBOUND_SALESFORCE_OPTOUTS,),
+        build,
+        [
+            (UNSUBSCRIBES, UnsubscribeAgent.unsubscribes),
+            (SALESFORCE_OPTOUTS, UnsubscribeAgent.optouts),
+        ],
+    )

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -36,6 +35,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, func, select
 
 from actions_sync.kafka import admin_config, dlq_topic
+from actions_sync.periodic import Periodic
 from actions_sync.store import Store, checkpoints
 from actions_sync.store.ledger import ACCEPTED, marketo_ledger
 from actions_sync.store.unsubscribes import optout_writes
@@ -259,8 +259,7 @@ class Sampler:
         self._keep = keep
         self._fetch = fetch
         self._last: dict[str, tuple[float, float]] = {}  # worker -> (at, events in)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._job: Periodic | None = None
 
     def targets(self) -> dict[str, str]:
         if self.targets_file is None:
@@ -304,19 +303,12 @@ class Sampler:
         self.salesforce_usage = usage
 
     def start(self) -> Sampler:
-        self._thread = threading.Thread(target=self._run, name="metrics-sampler", daemon=True)
-        self._thread.start()
+        self._job = Periodic("metrics-sampler", self.every_s, self.sample, at_once=True).start()
         return self
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self.every_s)
-
     def close(self) -> None:
-        self._stop.set()  # a sample under way ends within its fetch timeout (a daemon)
-        if self._thread is not None:
-            self._thread.join(timeout=1)
+        if self._job is not None:  # a sample under way ends within its fetch timeout
+            self._job.close(timeout_s=1)
 
 
 def _values(text: str) -> dict[str, float]:
