@@ -4,7 +4,7 @@ then live changes made there while `worker marketo-source` follows them.
 The sandbox holds the demo's population (same size and seed as the generated changes).
 `actions-sync sync start` loads the sales-owned leads created in `WINDOW` (one export
 window, about a twelfth of the population: seconds, not minutes, at the default size).
-Their versions are the leads' `updatedAt` in 2026, newer than the generated changes (dated
+Their versions are the leads' `updatedAt` in 2025, newer than the generated changes (dated
 a year earlier), so for those people Marketo's lead wins whatever the order: S6's
 "newest version wins" is what resolves the overlap, and the oracle applies the same rule.
 Unowned leads are not published by the initial sync: the generated changes still decide

@@ -22,7 +22,7 @@ from sandboxes.population import generate, owner_id
 __all__ = ["Expected", "Mismatch", "Report", "Scenario", "reconcile"]
 
 Change = dict[str, Any]
-# The population is created over 2026 (`sandboxes.population.EPOCH`); its changes are
+# The population is created over 2025 (`sandboxes.population.EPOCH`); its changes are
 # dated a year earlier, so that none is in the future whatever day the scenario runs on
 # (workers dead-letter changes dated after now + ACTIONS_SYNC_FUTURE_SKEW_S).
 HISTORY = timedelta(days=366)

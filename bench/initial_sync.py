@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from _common import (
@@ -43,6 +43,7 @@ from actions_sync.store import Store
 from actions_sync.topics import PERSON_CHANGES
 from app.process import spawn
 from app.stack import CLI, Stack
+from sandboxes.population import EPOCH
 
 ORIGINAL = 1000 / 90  # the original product: ~1,000 people per 1-2 minutes
 TARGET_S = 60.0  # 1.5M people within a minute on 2 cores
@@ -86,8 +87,8 @@ def run(stack: Stack, marketo: str, workers: int) -> tuple[float, float, int]:
     env = {
         **stack.env,
         "ACTIONS_SYNC_MARKETO_URL": marketo,
-        "ACTIONS_SYNC_MARKETO_SINCE": "2026-01-01T00:00:00Z",
-        "ACTIONS_SYNC_MARKETO_UNTIL": "2027-01-02T00:00:00Z",
+        "ACTIONS_SYNC_MARKETO_SINCE": EPOCH.isoformat(),  # the population's whole year
+        "ACTIONS_SYNC_MARKETO_UNTIL": (EPOCH + timedelta(days=366)).isoformat(),
         "ACTIONS_SYNC_MARKETO_CALLS_PER_WINDOW": "100",
         "ACTIONS_SYNC_MARKETO_MAX_IN_FLIGHT": "10",
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from datetime import UTC, datetime
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import pytest
@@ -14,6 +14,7 @@ from connectors.errors import QuotaExhausted
 from connectors.marketo.client import MarketoClient, MarketoLimits
 from sandboxes.base import JOURNAL_KEY, FaultPlan, SandboxServer
 from sandboxes.marketo import STATE_KEY, MarketoConfig, create_app
+from sandboxes.population import EPOCH
 
 T = TypeVar("T")
 
@@ -111,8 +112,8 @@ def test_bulk_export_streams_the_file_in_ranges() -> None:
             try:
                 export = await client.create_export(
                     ["id", "email"],
-                    datetime(2026, 1, 1, tzinfo=UTC),
-                    datetime(2026, 1, 31, tzinfo=UTC),
+                    EPOCH,  # the population's first month
+                    EPOCH + timedelta(days=30),
                 )
                 await client.enqueue_export(export)
                 # Marketo's API: a job's status is polled (the sandbox's too)

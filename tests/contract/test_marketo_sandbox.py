@@ -26,7 +26,8 @@ CREDENTIALS = {
     "client_secret": BASE.client_secret,
 }
 EXPORT = "/bulk/v1/leads/export"
-JANUARY = {"createdAt": {"startAt": "2026-01-01T00:00:00Z", "endAt": "2026-01-31T23:59:59Z"}}
+# the population's first month (sandboxes.population.EPOCH)
+JANUARY = {"createdAt": {"startAt": "2025-01-01T00:00:00Z", "endAt": "2025-01-31T23:59:59Z"}}
 SALES_EMAIL = {
     "apiName": "sendSalesEmail",
     "name": "Send Sales Email",
@@ -689,7 +690,7 @@ def test_export_window_over_31_days_is_1003(marketo: Callable[..., Marketo]) -> 
     sandbox = marketo()
 
     answer = sandbox.export(
-        {"createdAt": {"startAt": "2026-01-01T00:00:00Z", "endAt": "2026-02-02T00:00:00Z"}}
+        {"createdAt": {"startAt": "2025-01-01T00:00:00Z", "endAt": "2025-02-02T00:00:00Z"}}
     )
 
     assert code(answer) == "1003"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,11 +26,11 @@ from connectors.marketo.incremental import LeadChanges
 from connectors.marketo.initial import InitialSync
 from sandboxes.base import JOURNAL_KEY, FaultPlan, SandboxServer
 from sandboxes.marketo import STATE_KEY, MarketoConfig, create_app
-from sandboxes.population import generate
+from sandboxes.population import EPOCH, generate
 
 T = TypeVar("T")
 
-SINCE, UNTIL = datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 2, tzinfo=UTC)
+SINCE, UNTIL = EPOCH, EPOCH + timedelta(days=366)
 # Marketo's limits (100 calls, 10 in flight) and the client's pace (50, 5) over a 2 s window
 # instead of 20 s: the same proportions, ten times faster.
 FAST = {"export_processing_s": 0.05, "rate_window_s": 2.0}

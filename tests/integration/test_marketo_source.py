@@ -13,7 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,11 +32,11 @@ from app.process import spawn
 from app.stack import CLI, Stack, scrape_sum
 from sandboxes.base import free_port
 from sandboxes.marketo.fields import FIELDS
-from sandboxes.population import generate
+from sandboxes.population import EPOCH, generate
 
 T = TypeVar("T")
 pytestmark = pytest.mark.slow
-SINCE, UNTIL = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC)  # 2 windows
+SINCE, UNTIL = EPOCH, EPOCH + timedelta(days=61)  # 2 windows
 METRICS_PORT = free_port()
 METRICS = {"ACTIONS_SYNC_METRICS_PORT": str(METRICS_PORT)}
 METRICS_URL = f"http://127.0.0.1:{METRICS_PORT}/metrics"
