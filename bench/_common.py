@@ -395,3 +395,18 @@ def metric_sum(url: str, metric: str, **labels: str) -> float:
         for s in family.samples
         if s.name == metric and labels.items() <= s.labels.items()
     )
+
+
+def journal(url: str) -> list[dict[str, Any]]:
+    """A sandbox's request journal (every call it answered, with its code and time)."""
+    return list(httpx.get(f"{url}/_sandbox/journal", timeout=60).json())
+
+
+def busiest_window(stamps: list[float], window_s: float = 20.0) -> int:
+    """The most calls answered in any `window_s` seconds (`stamps` sorted)."""
+    best, start = 0, 0
+    for end, stamp in enumerate(stamps):
+        while stamp - stamps[start] >= window_s:
+            start += 1
+        best = max(best, end - start + 1)
+    return best

@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from _common import Backends, add_backend_options, durabilities
+from _common import Backends, add_backend_options, busiest_window, durabilities, journal
 
 from actions_sync.kafka import Ends, ensure_topics
 from actions_sync.publish import Publisher
@@ -84,20 +84,6 @@ def tasks(n: int, who: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
                 "origin": f"activity:{i}",
             },
         )
-
-
-def journal(url: str) -> list[dict[str, Any]]:
-    return list(httpx.get(f"{url}/_sandbox/journal", timeout=60).json())
-
-
-def busiest_window(stamps: list[float], window_s: float = 20.0) -> int:
-    """The most calls answered in any `window_s` seconds."""
-    best, start = 0, 0
-    for end, stamp in enumerate(stamps):
-        while stamp - stamps[start] >= window_s:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def report(

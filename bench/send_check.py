@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from _common import add_backend_options, bench_stack
+from _common import add_backend_options, bench_stack, busiest_window, journal
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from actions_sync.admin import set_value
@@ -126,19 +126,6 @@ def latency(name: str, sent: dict[str, int], decisions: Decisions) -> dict[str, 
         "max ms": ms[-1],
         "reasons": dict(reasons),
     }
-
-
-def journal(url: str) -> list[dict[str, Any]]:
-    return list(httpx.get(f"{url}/_sandbox/journal", timeout=60).json())
-
-
-def busiest_window(stamps: list[float], window_s: float = 20.0) -> int:
-    best, start = 0, 0
-    for end, stamp in enumerate(stamps):
-        while stamp - stamps[start] >= window_s:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def saturated(
