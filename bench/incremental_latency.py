@@ -6,7 +6,10 @@ In one run, on one machine:
   2. the incremental source (`connectors.marketo.incremental.LeadChanges`, the code of
      `actions-sync worker marketo-source`) in this process, polling every `--poll-s`;
   3. a steady stream of field edits through the sandbox's control route (`--rate` changes/s,
-     each to a different sales-owned person, in batches every 25 ms) for `--seconds`.
+     each to a different sales-owned person, in batches every 25 ms) for `--warm-s`, not
+     measured (a fresh broker's JVM compiles its produce and fetch paths during its first
+     seconds under load: flushes of ~0.9 s that a running broker does not have), then for
+     `--seconds`, measured.
 Latency of a change = the store row's `synced_at` - the moment its edit was sent. Prints
 p50/p95/p99/max and the rate reached, and the breakdown: change -> topic (the record's
 CreateTime, set at the source's produce call), topic -> store, and the source's cycles
@@ -73,9 +76,10 @@ def follow(
                 client, Publisher(stack.bootstrap, registry, **producer), store, "marketo-source"
             )
             source = LeadChanges(ctx, poll_s)
-            timed(source, "cycle", steps, is_async=True)
+            # the loop's step, its commit left running into the next one (LeadChanges)
+            timed(source, "_cycle", steps, is_async=True, label="cycle")
             timed(ctx, "publish", steps)  # encode + produce calls
-            timed(ctx.publisher, "flush", steps)  # until the broker acknowledged
+            timed(ctx.publisher, "flush", steps)  # until acknowledged (in a thread, overlapped)
             timed(store, "save_checkpoint", steps)
             task = asyncio.create_task(source.run())
             # the store is the source's own: its first checkpoint has no event to wait on
@@ -91,9 +95,15 @@ def follow(
     asyncio.run(main())
 
 
-def timed(owner: Any, name: str, steps: dict[str, list[float]], is_async: bool = False) -> None:
+def timed(
+    owner: Any,
+    name: str,
+    steps: dict[str, list[float]],
+    is_async: bool = False,
+    label: str | None = None,
+) -> None:
     """Wrap method `name` of `owner` (this instance only) to record each call's seconds."""
-    method, spent = getattr(owner, name), steps.setdefault(name, [])
+    method, spent = getattr(owner, name), steps.setdefault(label or name, [])
     if is_async:
 
         async def wrapper_async(*args: Any) -> Any:
@@ -213,6 +223,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, default=2000, help="changes per second")
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--warm-s", type=float, default=5.0, help="edits at the rate before the measured ones"
+    )
     parser.add_argument("--poll-s", type=float, default=0.02)
     parser.add_argument("--pace", type=int, default=100_000, help="client calls per 20 s")
     parser.add_argument(
@@ -231,7 +244,7 @@ def main() -> None:
     )
     add_backend_options(parser)
     args = parser.parse_args()
-    people = int(args.rate * args.seconds / 0.55) + 1000  # ~60 % are sales-owned
+    people = int(args.rate * (args.warm_s + args.seconds) / 0.55) + 1000  # ~60 % sales-owned
     owned = [
         p["marketo_id"]
         for p in generate(people, 7)
@@ -269,6 +282,9 @@ def main() -> None:
         source.start()
         ready.wait(60)
         warm_up(marketo, settings, owned.pop())  # steady state: the worker has joined
+        warm = int(args.rate * args.warm_s)
+        edit(marketo, owned[:warm], args.rate, args.warm_s)  # and the broker's JVM is warm
+        owned = owned[warm:]
         for spent in steps.values():
             spent.clear()  # the breakdown covers the edits only
         sent = edit(marketo, owned, args.rate, args.seconds)
@@ -278,7 +294,8 @@ def main() -> None:
         produced = produced_at(stack.bootstrap, sent)
     reached = len(sent) / args.seconds
     print(
-        f"rate {reached:,.0f} changes/s (asked {args.rate:,}); poll {args.poll_s}s, people "
+        f"rate {reached:,.0f} changes/s (asked {args.rate:,}) after {args.warm_s:.0f} s warm;"
+        f" poll {args.poll_s}s, people "
         f"agent fetch wait {args.fetch_wait_ms} ms, pace {args.pace:,} calls/20 s;"
         f" source producer {' '.join(args.producer) or 'as configured'}"
     )
