@@ -76,10 +76,9 @@ def follow(
                 client, Publisher(stack.bootstrap, registry, **producer), store, "marketo-source"
             )
             source = LeadChanges(ctx, poll_s)
-            # the loop's step, its commit left running into the next one (LeadChanges)
-            timed(source, "_cycle", steps, is_async=True, label="cycle")
+            timed(source, "cycle", steps, is_async=True)
             timed(ctx, "publish", steps)  # encode + produce calls
-            timed(ctx.publisher, "flush", steps)  # until acknowledged (in a thread, overlapped)
+            timed(ctx.publisher, "flush", steps)  # until the broker acknowledged
             timed(store, "save_checkpoint", steps)
             task = asyncio.create_task(source.run())
             # the store is the source's own: its first checkpoint has no event to wait on
@@ -95,15 +94,9 @@ def follow(
     asyncio.run(main())
 
 
-def timed(
-    owner: Any,
-    name: str,
-    steps: dict[str, list[float]],
-    is_async: bool = False,
-    label: str | None = None,
-) -> None:
+def timed(owner: Any, name: str, steps: dict[str, list[float]], is_async: bool = False) -> None:
     """Wrap method `name` of `owner` (this instance only) to record each call's seconds."""
-    method, spent = getattr(owner, name), steps.setdefault(label or name, [])
+    method, spent = getattr(owner, name), steps.setdefault(name, [])
     if is_async:
 
         async def wrapper_async(*args: Any) -> Any:

@@ -6,12 +6,6 @@ changed leads (`leads.json`, <= 300 ids a call) so every record carries all 13 f
 and the owners, publishes, flushes, then saves both tokens. A restart therefore
 re-publishes at most the last page; the people agent absorbs it idempotently. Once
 both streams report `moreResult:false`, it waits `poll_interval_s` before the next cycle.
-While following, a page's commit (flush until acknowledged, then save the tokens) runs in a
-thread during the wait and the next page's Marketo calls, not before them: on Apache Kafka
-the flush was a third of the source's time, all of it in front of the next change
-(bench/RESULTS.md, issue 15). The next page is published only once that commit succeeded,
-so a saved position still never passes an unacknowledged record; after a failed commit the
-source goes back to its saved checkpoint.
 
 It runs only while the admin setting `people_sync` is on ("initiate data sync", SPEC
 S12); while it is off it waits, its tokens kept, and catches up from them once it is on.
@@ -33,7 +27,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from actions_sync.clock import utcnow
-from actions_sync.errors import Retriable
 from actions_sync.metrics import SOURCE_ENABLED
 from actions_sync.retry import Interrupted, retrying_step
 from connectors.errors import QuotaExhausted
@@ -79,57 +72,32 @@ class LeadChanges:
         self.enabled = enabled  # the admin's "initiate data sync" (people_sync, SPEC S12)
         self._was_enabled: bool | None = None
         self._position: dict[str, str] | None = None  # the tokens, once read
-        self._committing: asyncio.Future[None] | None = None  # the last page's commit
 
     async def run(self) -> None:
         """Follow the changes until shutdown, while the people sync is turned on."""
-        try:
-            while not self.ctx.stopping.is_set():
-                if not self._check_enabled():
-                    await self.ctx.wait(OFF_CHECK_S)  # the checkpoint waits where it is
-                    continue
-                try:
-                    more = await retrying_step(
-                        self._poll,
-                        what="lead changes",
-                        stop=self.ctx.stopping,
-                        running=self.enabled,
-                        give_up_on=(QuotaExhausted,),
-                    )
-                except QuotaExhausted as exc:
-                    await self._settle()  # the pause starts from a saved position
-                    await self.ctx.quota_pause(exc)
-                    continue
-                except Interrupted:
-                    await self._settle()
-                    continue  # stopping, or the sync turned off: the loop's checks say which
-                if not more:
-                    await self.ctx.wait(self.poll_interval_s)
-        finally:
-            await self._settle()  # the last page acknowledged and saved before the worker stops
+        while not self.ctx.stopping.is_set():
+            if not self._check_enabled():
+                await self.ctx.wait(OFF_CHECK_S)  # the checkpoint waits where it is
+                continue
+            try:
+                more = await retrying_step(
+                    self._poll,
+                    what="lead changes",
+                    stop=self.ctx.stopping,
+                    running=self.enabled,
+                    give_up_on=(QuotaExhausted,),
+                )
+            except QuotaExhausted as exc:
+                await self.ctx.quota_pause(exc)
+                continue
+            except Interrupted:
+                continue  # stopping, or the sync turned off: the loop's checks say which
+            if not more:
+                await self.ctx.wait(self.poll_interval_s)
 
     async def _poll(self) -> bool:
         self._position = self._position or await self._tokens()
-        return await self._cycle(self._position)
-
-    async def _committed(self) -> None:
-        """Wait for the last page's commit; if it failed, raise and forget the tokens in
-        memory (they ran ahead of the saved ones): the next poll reads the checkpoint."""
-        committing, self._committing = self._committing, None
-        if committing is None:
-            return
-        try:
-            await committing
-        except BaseException:
-            self._position = None
-            raise
-
-    async def _settle(self) -> None:
-        """`_committed`, a failure logged (the next poll starts from the checkpoint)."""
-        try:
-            await self._committed()
-        except Retriable as exc:
-            log.warning("lead changes: %s; again from the checkpoint", str(exc))
+        return await self.cycle(self._position)
 
     def _check_enabled(self) -> bool:
         enabled = self.enabled()
@@ -148,24 +116,15 @@ class LeadChanges:
 
     async def cycle(self, tokens: dict[str, str]) -> bool:
         """One page of each stream, published and checkpointed; True if more is waiting."""
-        more = await self._cycle(tokens)
-        await self._committed()
-        return more
-
-    async def _cycle(self, tokens: dict[str, str]) -> bool:
-        """`cycle`, its commit left running (`_committed`) into the next one."""
         changes, deletes = await asyncio.gather(  # two round trips in the time of one
             self.ctx.client.lead_changes(tokens["lead_token"], CHANGE_FIELDS),
             self.ctx.client.deleted_leads(tokens["deleted_token"]),
         )
         published, skipped = await self._current(changes.result)
-        await self._committed()  # the previous page acknowledged and saved: publish this one
         self.ctx.publish([*published, *(deleted_change(a) for a in deletes.result)])
         self.ctx.skip(skipped)
         position = {"lead_token": changes.next_token, "deleted_token": deletes.next_token}
-        self._committing = asyncio.ensure_future(
-            asyncio.to_thread(self.ctx.commit, INCREMENTAL, position)
-        )
+        self.ctx.commit(INCREMENTAL, position)
         tokens.update(position)
         return changes.more or deletes.more
 

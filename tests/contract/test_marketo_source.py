@@ -247,9 +247,9 @@ def test_lead_changes_publish_current_state_owner_changes_and_deletes(
 def test_lead_changes_after_a_failed_commit_start_again_from_the_saved_checkpoint(
     kafka: str, registry: str, tmp_path: Path
 ) -> None:
-    """A page's commit runs on into the next poll (LeadChanges): when it fails, the tokens
-    in memory have run ahead of the saved ones, so the source must go back to the saved
-    checkpoint and publish that page again, never skip it."""
+    """A page whose commit (flush, then save the tokens) failed is published again from
+    the saved checkpoint, never skipped: at least once, whatever the loop's retries keep
+    in memory."""
     owned = sorted(owned_ids(40))
     _, sandbox = serve(seed_people=40)
     with sandbox as server:
