@@ -6,7 +6,7 @@ the daily quota (607) and the export job limit (1029), lead changes and deleted 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -259,7 +259,7 @@ def test_lead_changes_after_a_failed_commit_start_again_from_the_saved_checkpoin
             start = await source._tokens()
             saves, save = [0], ctx.store.save_checkpoint
 
-            def fails_once(name: str, value: Mapping[str, Any]) -> None:
+            def fails_once(name: str, value: Any) -> None:
                 saves[0] += 1
                 if saves[0] == 1:
                     raise Retriable("store unavailable")
