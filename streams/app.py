@@ -46,6 +46,9 @@ from actions_sync.store import Store
 from actions_sync.topics import RECORD_OF, specs
 from streams import fastpath
 from streams.batch import RawRecord
+from streams.helper import Decode, Prepare
+from streams.helper import prepare as helper_prepare
+from streams.helper import setup as helper_setup
 from streams.offload import ProcessStage
 from streams.pipeline import Batch, DeadLetters
 
@@ -64,10 +67,6 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Sequence[RawRecord]], object]
 A = TypeVar("A")  # an agent
-
-
-Decode = Callable[[bytes | None], dict[str, Any]]
-Prepare = Callable[[Sequence[RawRecord], Decode], Any]
 
 
 @runtime_checkable
@@ -215,9 +214,9 @@ def run_agent(
         assert isinstance(handler, StagedHandler), "offload needs a handler in two steps"
         helper = ProcessStage(
             f"{worker}-prepare",
-            _helper_setup,
+            helper_setup,
             (registry_url, record),
-            partial(_helper_prepare, offload),
+            partial(helper_prepare, offload),
         )
         handler = _Offloaded(handler, helper, topic)
     size = batch_size or settings.people_batch_size
@@ -358,22 +357,3 @@ class _Offloaded:
 
     def write(self, records: Sequence[RawRecord], prepared: Any) -> object:
         return self._handler.write(records, prepared)
-
-
-_helper_decode: Decode | None = None  # the helper process's decoder
-
-
-def _helper_setup(registry_url: str, record: str) -> None:
-    """Runs once in the helper process."""
-    global _helper_decode
-    _helper_decode = FastDeserializer(RegistryClient(registry_url), record)
-
-
-def _helper_prepare(
-    prepare: Prepare, batch: tuple[str, list[tuple[int, int, bytes | None, bytes | None]]]
-) -> Any:
-    """Runs in the helper process, for each batch."""
-    assert _helper_decode is not None, "set up by _helper_setup"
-    topic, items = batch
-    make = RawRecord._make
-    return prepare([make((topic, *item)) for item in items], _helper_decode)

@@ -6,63 +6,31 @@ into the store's parameters (`prepare`, pure CPU work), then written in one tran
 so that the agent's pipeline prepares batch N+1, in a helper process, while batch N is
 written (`streams.pipeline`, `streams.offload`). Offsets are committed only after
 `write` returned, i.e. after the store commit and the dead letters are durable.
+
+The `prepare` step lives in `streams.people_prepare`, which the helper process imports
+without the rest of this module (faust, the store's engine, the Kafka clients).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from actions_sync.dead_letter import DeadLetter, DeadLetterProducer
+from actions_sync.dead_letter import DeadLetterProducer
 from actions_sync.metrics import SKIPPED, STORE_WRITES
 from actions_sync.settings import Settings
-from actions_sync.store import PeopleParams, Store, is_sqlite_url, people_params
+from actions_sync.store import Store, is_sqlite_url
 from actions_sync.topics import PERSON_CHANGES
-from streams.app import Decode, run_agent
-from streams.batch import Decoded, RawRecord, split
-from streams.rules import people as rules
+from streams.app import run_agent
+from streams.batch import RawRecord
+from streams.helper import Decode
+from streams.people_prepare import PeopleBatch, prepare
 
 __all__ = ["WORKER", "PeopleBatch", "PeopleHandler", "prepare", "run"]
 
 WORKER = "people"
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PeopleBatch:
-    """A prepared batch: the store writes as parameters, what was skipped, the dead
-    letters (plain, picklable data)."""
-
-    params: PeopleParams
-    superseded: int
-    dead: list[DeadLetter]
-
-
-def prepare(
-    records: Sequence[RawRecord], decode: Decode, sqlite: bool, future_skew_s: float
-) -> PeopleBatch:
-    """Decode, check and plan a batch, down to the store's parameters: CPU work only (and
-    the registry, once per schema id), so it may run in a helper process
-    (`streams.offload`); the worker is left the write itself."""
-    decoded = _decoded(records, decode, future_skew_s)
-    return _batch(rules.plan([change for _, change in decoded.good]), sqlite, decoded.dead)
-
-
-def _decoded(records: Sequence[RawRecord], decode: Decode, future_skew_s: float) -> Decoded:
-    """The batch decoded and checked, each good change with its `log_position` (its
-    offset: of two changes of a person with one `changed_at`, the later one wins)."""
-    latest = datetime.now(UTC) + timedelta(seconds=future_skew_s)
-    decoded = split(records, decode, partial(rules.check, latest=latest))
-    for raw, change in decoded.good:
-        change["log_position"] = raw.offset
-    return decoded
-
-
-def _batch(plan: rules.PeoplePlan, sqlite: bool, dead: list[DeadLetter]) -> PeopleBatch:
-    return PeopleBatch(people_params(plan.upserts, plan.removals, sqlite), plan.superseded, dead)
 
 
 class PeopleHandler:

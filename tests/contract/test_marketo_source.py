@@ -15,6 +15,7 @@ import httpx
 import pytest
 from aiohttp import web
 
+from actions_sync.errors import Retriable
 from actions_sync.kafka import ensure_topics, read_topic
 from actions_sync.publish import Publisher
 from actions_sync.serialization import Deserializer, RegistryClient
@@ -241,3 +242,52 @@ def test_lead_changes_publish_current_state_owner_changes_and_deletes(
     assert by_id[owned[0]]["title"] == "Chief" and by_id[owned[0]]["email"]
     assert not by_id[owned[1]]["sfdc_lead_owner_id"] and by_id[owned[2]]["deleted"]
     assert by_id[unowned[0]]["sfdc_lead_owner_id"] == "005X" and saved["lead_token"]
+
+
+def test_lead_changes_after_a_failed_commit_start_again_from_the_saved_checkpoint(
+    kafka: str, registry: str, tmp_path: Path
+) -> None:
+    """A page whose commit (flush, then save the tokens) failed is published again from
+    the saved checkpoint, never skipped: at least once, whatever the loop's retries keep
+    in memory."""
+    owned = sorted(owned_ids(40))
+    _, sandbox = serve(seed_people=40)
+    with sandbox as server:
+
+        async def follow(ctx: SourceContext) -> tuple[dict[str, Any], int]:
+            source = LeadChanges(ctx, 0.05)
+            start = await source._tokens()
+            saves, save = [0], ctx.store.save_checkpoint
+
+            def fails_once(name: str, value: Any) -> None:
+                saves[0] += 1
+                if saves[0] == 1:
+                    raise Retriable("store unavailable")
+                save(name, value)
+
+            ctx.store.save_checkpoint = fails_once  # type: ignore[method-assign]
+            async with httpx.AsyncClient(base_url=f"{server.url}/_sandbox/marketo") as http:
+                await http.post(
+                    "/leads",
+                    json={
+                        "action": "updateOnly",
+                        "lookupField": "id",
+                        "input": [{"id": owned[0], "title": "Chief"}],
+                    },
+                )
+            task = asyncio.create_task(source.run())
+            for _ in range(300):  # the page again, then saved: the tokens move
+                saved = ctx.store.checkpoint(INCREMENTAL) or {}
+                if saves[0] >= 2 and saved.get("lead_token") != start["lead_token"]:
+                    break
+                await asyncio.sleep(0.1)
+            ctx.stopping.set()
+            await task
+            return saved, saves[0]
+
+        (saved, saves), _, _ = run_source(
+            server, kafka, registry, f"sqlite:///{tmp_path}/s.db", follow
+        )
+    titles = [c["title"] for c in published(kafka, registry) if c["marketo_id"] == owned[0]]
+    assert saves >= 2 and saved["lead_token"]
+    assert titles == ["Chief", "Chief"]  # published, its commit failed, published again

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -47,3 +49,16 @@ def test_a_dead_helper_fails_the_call_retriably_and_is_replaced() -> None:
     finally:
         helper.close()
     assert result == "set up once: c" and new_pid != pid
+
+
+def test_the_people_helper_imports_none_of_the_worker() -> None:
+    """What the people worker's helper unpickles (`streams.helper`, the people `prepare`)
+    imports no faust, aiokafka or psycopg: each would be tens of MB of RSS per worker."""
+    probe = (
+        "import sys, streams.helper, streams.people_prepare;"
+        " print(sorted(m for m in ('faust', 'aiokafka', 'psycopg') if m in sys.modules))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert found == "[]"
