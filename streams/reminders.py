@@ -15,8 +15,9 @@ store's `reminder_tasks` and `outbound.salesforce.tasks`, under `streams.rules.r
   Salesforce's 15-day horizon is reported (logged), not applied.
 - The store write is compare-and-set (`revision`): a task resolved by two inputs at once
   is resolved again from what the other stored. Writes are published before the row is
-  saved: a crash in between re-resolves the redelivered change to the same write, which
-  the sink's upsert absorbs.
+  saved: a crash in between re-resolves the redelivered change to the same write (same
+  fields, same `occurred_at`), which the Task sink recognises and does not send again
+  (`connectors.salesforce.sink`).
 - Each change is counted once its row is saved (`actions_sync_reminder_tasks_synced_total`
   by direction and outcome, `actions_sync_reminder_conflicts_total` by the side that won),
   and each Salesforce change written to Actions is logged at debug (`written to Actions`).
@@ -81,6 +82,7 @@ def state_of(row: Row) -> rules.TaskState:
         dict(row["salesforce_synced"]),
         row["written_at"],
         frozenset(row["written"]),
+        row["salesforce_version"],
     )
 
 
@@ -159,7 +161,7 @@ class ReminderAgent:
 
     def _from_actions(self, tasks: Sequence[Record]) -> Resolved:
         held = rules.held(self.settings())
-        enabled_at, now = self.enabled_at(), self.now()
+        enabled_at = self.enabled_at()
         rows = table.load(self.store.engine, (t["task_id"] for t in tasks))
         people = self.store.people_by_id(list({t["marketo_id"] for t in tasks}))
         changed: dict[str, Row] = {}
@@ -172,7 +174,7 @@ class ReminderAgent:
             )
             before = _known(base)
             change = rules.actions_change(task)
-            out = rules.resolve(before, change, now)
+            out = rules.resolve(before, change)
             if not out.applied:
                 tallies.append(
                     (task_id, rules.outcome_of(before, out, "ACTIONS"), _winner(out, "ACTIONS"))
@@ -193,12 +195,13 @@ class ReminderAgent:
                         written_at=before.written_at,
                         written=before.written,
                     ),
-                    now,
+                    change.at,  # the time of the write: the record's `occurred_at`
                 )
             state = out.state
             if pushed:
                 extra = self._identity(base, before, people.get(task["marketo_id"]))
-                if (record := rules.task_out(task_id, out, change.at, extra)) is not None:
+                held_ = bool(before and before.salesforce) or "Id" in extra
+                if (record := rules.task_out(task_id, out, change.at, extra, held_)) is not None:
                     writes.append(record)
                 tallies.append(
                     (task_id, rules.outcome_of(before, out, "ACTIONS"), _winner(out, "ACTIONS"))
@@ -286,7 +289,7 @@ class ReminderAgent:
                 tallies.append((base["task_id"], "delete_too_old", None))
                 continue
             before = _known(base)
-            out = rules.resolve(before, change, now)
+            out = rules.resolve(before, change)
             tallies.append(
                 (
                     base["task_id"],
@@ -299,8 +302,11 @@ class ReminderAgent:
                 and not out.applied
                 and base["sfdc_task_id"] == sfdc_id
                 and out.state.salesforce == before.salesforce
+                and before.salesforce_at is not None
+                and change.at <= before.salesforce_at
             ):
-                continue  # an echo or a change of what does not sync: no store write
+                continue  # an echo or a replay: no store write (a newer one moves the
+                # version: an older Actions change is not written over it, S11)
             version = max(filter(None, (base["salesforce_version"], change.at)))
             rows[base["task_id"]] = row_of(out.state, base) | {
                 "sfdc_task_id": sfdc_id,
@@ -379,9 +385,11 @@ class ReminderAgent:
                 rows, writes, tallies = [], [], []
                 for row in page:
                     before = state_of(row)
-                    out = rules.catch_up(before, self.now())
+                    now = self.now()  # the write's time, in its state and its record
+                    out = rules.catch_up(before, now)
                     extra = self._identity(row, before, people.get(row["marketo_id"]))
-                    record = rules.task_out(row["task_id"], out, self.now(), extra)
+                    held_ = bool(before.salesforce) or "Id" in extra
+                    record = rules.task_out(row["task_id"], out, now, extra, held_)
                     if record is not None:
                         writes.append(record)
                     tallies.append((row["task_id"], rules.outcome_of(before, out, "ACTIONS"), None))

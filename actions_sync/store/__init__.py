@@ -6,6 +6,7 @@ from actions_sync.store import (  # noqa: F401  (their tables)
     parked,
     reminder_tasks,
     send_decisions,
+    task_deliveries,
     unsubscribes,
 )
 from actions_sync.store.store import (

@@ -4,21 +4,35 @@ Upserts go by the external id `ActionsSync_Id__c` (a record whose fields carry t
 `Id`, a reminder task born in Salesforce, updates it by Id and sets the external id), 200
 per sObject Collections call
 (`allOrNone=false`), so a redelivered record rewrites the same Task: exactly-once effect
-without a ledger. A DELETE finds the Task ids by external id (one SOQL query per 100)
+(and the upsert last delivered for a Task is not sent again, below). A DELETE finds the Task ids by external id (one SOQL query per 100)
 and deletes them; a Task that is already gone counts as deleted. Each record's result
 is classified by `classify.record_outcome`: retry (UNABLE_TO_LOCK_ROW ...) or
 dead-letter with the reason (REQUIRED_FIELD_MISSING, FIELD_CUSTOM_VALIDATION_EXCEPTION ...).
 Retries are the runner's (`connectors.runner`): the sinks' client makes one attempt per
 call (`client_from`).
+
+The write bound of S11 (`connectors.salesforce.payloads`): an upsert equal to the last
+one delivered for its Task (the store's `task_deliveries`) is skipped, and a
+`conditional` one is compared with the Task first (one query per 100 Tasks, within the
+call's outcome): after a person's newer edit of the Task it is not written, and what
+Salesforce holds already is not written again. A record left with nothing to write is
+skipped (the runner's `skipped` outcome), never dead-lettered. The digest is kept once
+the call answered, before the runner commits.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Engine
+
 from actions_sync.settings import Settings
+from actions_sync.store import Store
+from actions_sync.store.task_deliveries import digests
+from actions_sync.store.task_deliveries import record as record_deliveries
 from actions_sync.topics import OUTBOUND_SALESFORCE_TASKS
 from connectors.http import ONE_ATTEMPT
 from connectors.outcome import Kind, Outcome, accepted, chunks, fan_out, skipped
@@ -26,7 +40,16 @@ from connectors.runner import RunnerConfig
 from connectors.salesforce.budget import Budget
 from connectors.salesforce.classify import record_outcome
 from connectors.salesforce.client import COLLECTION_MAX, EXTERNAL_ID, SalesforceClient, soql_quote
-from connectors.salesforce.payloads import merged, newest, task_record
+from connectors.salesforce.ids import to18
+from connectors.salesforce.payloads import (
+    COMPARED,
+    conditional,
+    delivered_before,
+    digest,
+    merged,
+    newest,
+    task_record,
+)
 from connectors.sink_worker import require, require_broker, run_sink
 
 __all__ = ["WORKER", "TaskSink", "client_from", "run"]
@@ -39,8 +62,17 @@ Record = dict[str, Any]
 class TaskSink:
     """`Destination` of Task changes (see `connectors.runner`)."""
 
-    def __init__(self, client: SalesforceClient) -> None:
+    def __init__(
+        self,
+        client: SalesforceClient,
+        engine: Engine,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        close: Callable[[], None] | None = None,
+    ) -> None:
         self.client = client
+        self.engine = engine
+        self.now = now
+        self._close = close
 
     async def start(self) -> None:
         await self.client.auth.get()  # bad credentials fail before the first record
@@ -49,6 +81,16 @@ class TaskSink:
         out = [skipped()] * len(records)  # superseded by a newer change in the batch
         kept = newest(records)
         whole = merged(records, kept)
+        last = await asyncio.to_thread(
+            digests, self.engine, [records[i]["external_id"] for i in whole]
+        )
+        whole = {  # the newest change's digest: the same change, merged or not
+            i: r
+            for i, r in whole.items()
+            if not delivered_before(records[i], last.get(r["external_id"].casefold()))
+        }
+        for i in whole:  # kept once its call answered (`_delivered`)
+            whole[i]["digest"] = digest(records[i])
         upserts = [i for i in whole if "Id" not in whole[i]["fields"]]
         updates = [i for i in whole if "Id" in whole[i]["fields"]]
         deletes = [i for i in kept if records[i]["operation"] == "DELETE"]
@@ -63,14 +105,72 @@ class TaskSink:
         return out
 
     async def _upsert(self, records: Sequence[Record]) -> list[Outcome]:
-        results = await self.client.upsert("Task", EXTERNAL_ID, [task_record(r) for r in records])
-        return [record_outcome(r) for r in results]
+        held = await self._held(records, EXTERNAL_ID)
+        return await self._write(
+            records,
+            [conditional(r, held.get(r["external_id"].casefold()), self.user) for r in records],
+            lambda part: self.client.upsert("Task", EXTERNAL_ID, part),
+        )
 
     async def _update(self, records: Sequence[Record]) -> list[Outcome]:
         """Tasks born in Salesforce have no external id until the sync's first write:
         that write goes by their Id and sets it (S11), later ones upsert by it."""
-        results = await self.client.update([task_record(r) for r in records])
-        return [record_outcome(r) for r in results]
+        held = await self._held(records, "Id")
+        return await self._write(
+            records,
+            [conditional(r, held.get(to18(str(r["fields"]["Id"]))), self.user) for r in records],
+            self.client.update,
+        )
+
+    async def _held(self, records: Sequence[Record], by: str) -> dict[str, dict[str, Any]]:
+        """The Tasks as Salesforce holds them now, of the `conditional` records, by
+        case-folded external id or 18-character Id (`by`)."""
+        keys = sorted(
+            {
+                str(r["external_id"] if by == EXTERNAL_ID else r["fields"]["Id"])
+                for r in records
+                if r.get("conditional")
+            }
+        )
+        rows = [
+            row
+            for part in chunks(keys, DELETE_QUERY_MAX)
+            for row in await self.client.query(
+                f"SELECT {', '.join(COMPARED)} FROM Task WHERE {by} IN "
+                f"({', '.join(soql_quote(k) for k in part)})"
+            )
+        ]
+        if by == EXTERNAL_ID:
+            return {str(row[EXTERNAL_ID]).casefold(): row for row in rows if row.get(EXTERNAL_ID)}
+        return {to18(str(row["Id"])): row for row in rows}
+
+    async def _write(
+        self,
+        records: Sequence[Record],
+        fields: Sequence[Mapping[str, Any]],
+        call: Callable[[list[Record]], Awaitable[list[Record]]],
+    ) -> list[Outcome]:
+        """Send the records with fields left to write (one call), skip the others."""
+        sent = [i for i, f in enumerate(fields) if f]
+        items = [task_record({**records[i], "fields": fields[i]}) for i in sent]
+        results = await call(items) if items else []
+        out = [skipped()] * len(records)  # Salesforce holds it, or a person's newer edit
+        for i, result in zip(sent, results, strict=True):
+            out[i] = record_outcome(result)
+        await self._delivered(records, out)
+        return out
+
+    async def _delivered(self, records: Sequence[Record], out: Sequence[Outcome]) -> None:
+        """Keep the digests of what Salesforce now holds, before the runner commits: a
+        sink killed before this sends the write once more, and that (conditional) upsert
+        then finds its fields in Salesforce and writes nothing (a Task's creation, not
+        conditional, is sent again: the same values, by external id)."""
+        done = {
+            r["external_id"]: r["digest"]
+            for r, o in zip(records, out, strict=True)
+            if o.kind in (Kind.ACCEPTED, Kind.SKIPPED)
+        }
+        await asyncio.to_thread(record_deliveries, self.engine, done, self.now())
 
     async def _delete(self, records: Sequence[Record]) -> list[Outcome]:
         keys = sorted({r["external_id"] for r in records})
@@ -97,8 +197,15 @@ class TaskSink:
             _worst([by_id[i] for i in ids.get(r["external_id"].casefold(), [])]) for r in records
         ]
 
+    @property
+    def user(self) -> str:
+        """The integration user (known once authenticated: `start`)."""
+        return self.client.user_id
+
     async def aclose(self) -> None:
         await self.client.aclose()
+        if self._close is not None:
+            self._close()
 
 
 def _worst(outcomes: list[Outcome]) -> Outcome:
@@ -141,4 +248,10 @@ def runner_config(settings: Settings, worker: str, topic: str) -> RunnerConfig:
 def run(settings: Settings) -> None:
     """`actions-sync worker salesforce-sink`."""
     config = runner_config(settings, WORKER, OUTBOUND_SALESFORCE_TASKS)
-    run_sink(settings, config, "SalesforceTaskOut", lambda: TaskSink(client_from(settings)))
+
+    def make() -> TaskSink:
+        store = Store(settings.database_url)
+        store.migrate()
+        return TaskSink(client_from(settings), store.engine, close=store.close)
+
+    run_sink(settings, config, "SalesforceTaskOut", make)

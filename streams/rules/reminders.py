@@ -11,10 +11,15 @@
   wins, an equal time goes to Actions (the deterministic tie-break: Actions is where the
   task is owned), and a claim equal to the current value is a no-op. The sync's own
   writes never come back: what it writes becomes the side's last-synced values, so their
-  echo claims nothing (the source also drops the integration user's changes). A Salesforce
-  record read before the sync's last write landed (modstamp older than the write) claims
-  nothing in the fields that write carried: the write overwrites them in Salesforce, and
-  taking them would leave the two sides different for good.
+  echo claims nothing (the source also drops the integration user's changes). The sync's
+  writes to a Task Salesforce holds are conditional (`conditional` records: the Task sink
+  compares before writing, `connectors.salesforce.payloads.conditional`): a person's edit
+  of the Task newer than the Actions change the write carries wins, and the write is not
+  made. So a Salesforce record newer than that change claims what it changed, and one as
+  old or older claims nothing in the fields the write carried: the write overwrites them
+  in Salesforce, and taking them would leave the two sides different for good. Likewise
+  an Actions change older than the newest Salesforce record already read loses every
+  field it claims (its write would not be made): Salesforce's newer state stands.
 - Deletes win over edits: a deleted Task cannot be edited back to life (Salesforce would
   need a new record), so a delete on either side ends the task on both.
 - First enable: Salesforce tasks created or updated in the 24 hours before the first
@@ -147,8 +152,13 @@ class TaskState:
     values: Mapping[str, Any]
     stamps: Mapping[str, Stamp] = field(default_factory=dict)
     salesforce: Mapping[str, Any] = field(default_factory=dict)
-    written_at: datetime | None = None  # when the sync last sent a write to Salesforce
-    written: frozenset[str] = frozenset()  # the Salesforce fields of that write
+    # The sync's last write to Salesforce: the time of the change it carries (its
+    # `occurred_at`, in milliseconds as the record holds it), and its fields.
+    written_at: datetime | None = None
+    written: frozenset[str] = frozenset()
+    # The SystemModstamp of the newest Salesforce record read (a person's edit: the
+    # source drops the sync's own): an Actions change older than it is not written.
+    salesforce_at: datetime | None = None
 
     @property
     def deleted(self) -> bool:
@@ -182,14 +192,15 @@ class Outcome:
 
 
 def _overwritten(state: TaskState | None, change: Change) -> frozenset[str]:
-    """The Salesforce fields a record read before the sync's last write landed shows as
-    they were: that write overwrites them, so they neither claim nor count as synced
-    (else the sides diverge)."""
+    """The Salesforce fields a record no newer than the change the sync's last write carries
+    shows as they were: that write overwrites them, so they neither claim nor count as
+    synced (else the sides diverge). A newer record is a person's edit the Task sink does
+    not write over (`connectors.salesforce.payloads.conditional`, the same comparison)."""
     if (
         state is None
         or change.side != "SALESFORCE"
         or state.written_at is None
-        or change.at >= state.written_at
+        or change.at > state.written_at
     ):
         return frozenset()
     return state.written
@@ -239,19 +250,25 @@ def _ignored(state: TaskState | None, change: Change) -> frozenset[str]:
     )
 
 
-def resolve(state: TaskState | None, change: Change, now: datetime | None = None) -> Outcome:
-    """Apply one side's change to a task (None: not known yet) under S11's rules; `now`
-    (the agent's clock, default the change's time) is when a write it makes is sent."""
+def resolve(state: TaskState | None, change: Change) -> Outcome:
+    """Apply one side's change to a task (None: not known yet) under S11's rules."""
     if state is not None and state.deleted:
         return Outcome(state)  # deletes win: nothing revives a deleted task
     stamp = Stamp(change.at, change.side)
     values = dict(state.values) if state else dict(ACTIONS_DEFAULTS)
     stamps = dict(state.stamps) if state else {}
     applied, lost = set(), set()
+    # The Task sink does not write over a person's edit newer than the Actions change.
+    behind = (
+        change.side == "ACTIONS"
+        and state is not None
+        and state.salesforce_at is not None
+        and state.salesforce_at > _millis(change.at)
+    )
     for name, value in _claims(state, change).items():
         if state is not None and values.get(name) == value:
             continue
-        if not (name == DELETED or stamp.beats(stamps.get(name))):
+        if not (name == DELETED or (stamp.beats(stamps.get(name)) and not behind)):
             lost.add(name)
             continue
         values[name], stamps[name] = value, stamp
@@ -260,8 +277,10 @@ def resolve(state: TaskState | None, change: Change, now: datetime | None = None
         applied = set(values)  # a new task: the store writes all of it
     synced = dict(state.salesforce) if state else {}
     written_at, written = (state.written_at, state.written) if state else (None, frozenset())
+    salesforce_at = state.salesforce_at if state else None
     write: dict[str, Any] = {}
     if change.side == "SALESFORCE":
+        salesforce_at = max(filter(None, (salesforce_at, change.at)))
         stale = _overwritten(state, change) | {SF_DELETED}
         synced |= {k: v for k, v in change.values.items() if k not in stale}
     else:
@@ -273,9 +292,9 @@ def resolve(state: TaskState | None, change: Change, now: datetime | None = None
     if delete:
         write = {}
     if write:
-        written_at, written = now or change.at, frozenset(write)
+        written_at, written = _millis(change.at), frozenset(write)
     return Outcome(
-        TaskState(values, stamps, synced, written_at, written),
+        TaskState(values, stamps, synced, written_at, written, salesforce_at),
         frozenset(applied),
         write,
         delete,
@@ -328,9 +347,22 @@ def catch_up(state: TaskState, now: datetime) -> Outcome:
     if not write:
         return Outcome(state)
     return Outcome(
-        TaskState(state.values, state.stamps, {**state.salesforce, **write}, now, frozenset(write)),
+        TaskState(
+            state.values,
+            state.stamps,
+            {**state.salesforce, **write},
+            _millis(now),
+            frozenset(write),
+            state.salesforce_at,
+        ),
         write=write,
     )
+
+
+def _millis(at: datetime) -> datetime:
+    """`at` as a `SalesforceTaskOut` carries it (`occurred_at` is timestamp-millis): the
+    rules and the Task sink compare Salesforce's modstamps with the same instant."""
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
 def salesforce_change(task: Mapping[str, Any]) -> Change:
@@ -382,11 +414,16 @@ def check_salesforce_task(key: bytes | None, task: Mapping[str, Any]) -> None:
 
 
 def task_out(
-    task_id: str, outcome: Outcome, at: datetime, extra: Mapping[str, Any] | None = None
+    task_id: str,
+    outcome: Outcome,
+    at: datetime,
+    extra: Mapping[str, Any] | None = None,
+    held: bool = True,
 ) -> dict[str, Any] | None:
     """The `SalesforceTaskOut` record of an outcome's write (None: nothing to write).
     `extra`: WhoId/WhatId for a Task Salesforce does not have yet, Id for one born
-    there (it has no external id until the sync writes one)."""
+    there (it has no external id until the sync writes one). `held`: Salesforce holds
+    the Task already, so the write is conditional (a person's newer edit wins)."""
     if not outcome.write and not outcome.delete:
         return None
     fields = {} if outcome.delete else {k: v for k, v in outcome.write.items()}
@@ -396,6 +433,7 @@ def task_out(
         "operation": "DELETE" if outcome.delete else "UPSERT",
         "fields": fields,
         "occurred_at": at,
+        "conditional": held and not outcome.delete,
         "origin": f"reminder:{task_id}",
     }
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 import httpx
@@ -15,6 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from actions_sync.retry import Backoff
+from actions_sync.store import Store
+from actions_sync.store.task_deliveries import task_deliveries
 from connectors.errors import QuotaExhausted
 from connectors.outcome import Kind
 from connectors.resolution import Action
@@ -30,9 +34,11 @@ T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
 
 class Org:
-    def __init__(self, **config: Any) -> None:
+    def __init__(self, tmp_path: Path, **config: Any) -> None:
         self.app = create_app(SalesforceConfig(seed_people=40, **config))
         self.server = SandboxServer(self.app)
+        self.store = Store(f"sqlite:///{tmp_path}/store.db")  # the sink's deliveries
+        self.store.migrate()
 
     @property
     def state(self) -> Any:
@@ -59,10 +65,11 @@ class Org:
 
 
 @pytest.fixture
-def org(request: pytest.FixtureRequest) -> Iterator[Org]:
-    org = Org(**getattr(request, "param", {}))
+def org(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Org]:
+    org = Org(tmp_path, **getattr(request, "param", {}))
     with org.server:
         yield org
+    org.store.close()
 
 
 def sink_for(org: Org, reserve: int = 0, pause_s: float = 60.0) -> TaskSink:
@@ -74,7 +81,7 @@ def sink_for(org: Org, reserve: int = 0, pause_s: float = 60.0) -> TaskSink:
         timeout_s=5.0,
     )
     client.api.backoff = Backoff(base_s=0.01, cap_s=0.05)
-    return TaskSink(client)
+    return TaskSink(client, org.store.engine)
 
 
 def deliver(sink: TaskSink, *batches: list[dict[str, Any]]) -> list[list[Kind]]:
@@ -107,13 +114,18 @@ def task(n: int, who: str, *, op: str = "UPSERT", at: int = 0, **fields: Any) ->
 
 
 def test_tasks_are_upserted_once_by_external_id_even_when_redelivered(org: Org) -> None:
+    """A redelivered batch (a sink or an agent killed before its commit) is not sent again:
+    each upsert equals the last one delivered for its Task (the store's digests), also
+    to a new sink process; a new change of a Task is."""
     who = org.ids("Contact")[0]
     batch = [task(n, who) for n in range(450)]
-    kinds = deliver(sink_for(org), batch, batch)
-    assert kinds == [[Kind.ACCEPTED] * 450] * 2
+    kinds = deliver(sink_for(org), batch, batch) + deliver(sink_for(org), batch)
+    assert kinds == [[Kind.ACCEPTED] * 450, [Kind.SKIPPED] * 450, [Kind.SKIPPED] * 450]
     assert len(org.tasks()) == 450
     upserts = org.calls("/composite/sobjects/Task/ActionsSync_Id__c")
-    assert len(upserts) == 6  # 200 + 200 + 50, twice
+    assert len(upserts) == 3  # 200 + 200 + 50, once
+    (again,) = deliver(sink_for(org), [task(7, who, at=1, Description="new")])
+    assert again == [Kind.ACCEPTED] and org.tasks()["activity:7"]["Description"] == "new"
 
 
 def test_a_batch_is_collapsed_to_the_newest_change_per_task(org: Org) -> None:
@@ -129,6 +141,52 @@ def test_a_batch_is_collapsed_to_the_newest_change_per_task(org: Org) -> None:
     tasks = org.tasks()
     assert tasks["activity:1"]["Subject"] == "newest"
     assert tasks["activity:2"]["Subject"] == "same time, later in batch"
+
+
+def reminder(at: datetime, conditional: bool, **fields: Any) -> dict[str, Any]:
+    """A reminder task's `SalesforceTaskOut` upsert (`streams.rules.reminders.task_out`)."""
+    return {
+        "external_id": "t-1",
+        "operation": "UPSERT",
+        "fields": fields,
+        "occurred_at": at,
+        "conditional": conditional,
+        "origin": "reminder:t-1",
+    }
+
+
+def test_a_persons_newer_edit_wins_over_an_older_actions_write(org: Org) -> None:
+    """SPEC S11, the write bound: the sync's write of an Actions edit older than a
+    person's edit of the Task is not made (compare-before-write: one query, no write,
+    skipped, not dead-lettered); a newer one is; and the same write sent again (a sink
+    killed before keeping its digest) finds its fields in Salesforce and writes nothing."""
+    who = org.ids("Contact")[0]
+    created = reminder(
+        datetime.now(UTC), False, WhoId=who, Subject="Call", Status="Not Started", Description="a"
+    )
+    assert deliver(sink_for(org), [created]) == [[Kind.ACCEPTED]]
+    sfdc_id = org.tasks()["t-1"]["Id"]
+    actions_edit = datetime.now(UTC)
+    time.sleep(0.01)  # the person's edit is the newer one
+    httpx.patch(
+        f"{org.server.url}/_sandbox/salesforce/records/Task/{sfdc_id}",
+        json={"fields": {"Description": "the person's"}},
+    ).raise_for_status()
+    org.app[JOURNAL_KEY].clear()
+    older = reminder(actions_edit, True, Description="from Actions")
+    assert deliver(sink_for(org), [older]) == [[Kind.SKIPPED]]
+    assert org.tasks()["t-1"]["Description"] == "the person's"
+    writes = [e for e in org.calls("/services/data/") if e.method in ("POST", "PATCH", "DELETE")]
+    assert writes == [] and len(org.calls("/query")) == 1
+
+    newer = reminder(datetime.now(UTC), True, Description="newer", Status="Completed")
+    assert deliver(sink_for(org), [newer]) == [[Kind.ACCEPTED]]
+    assert org.tasks()["t-1"]["Description"] == "newer"
+    with org.store.engine.begin() as conn:  # killed after the call, before the digest
+        conn.execute(task_deliveries.delete())
+    org.app[JOURNAL_KEY].clear()
+    assert deliver(sink_for(org), [newer]) == [[Kind.SKIPPED]]
+    assert [e for e in org.calls("/services/data/") if e.method == "PATCH"] == []
 
 
 def test_deletes_remove_the_task_and_a_missing_task_counts_as_deleted(org: Org) -> None:

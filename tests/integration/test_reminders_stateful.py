@@ -7,25 +7,21 @@ Actions app publishing `ReminderTask`s of what it shows, i.e. the store), with t
 reminder worker and the Salesforce source killed (`kill -9`) and restarted at random
 points: right after an edit, before the sync has caught up with it (or not at all).
 Some steps are simultaneous edits: a person in Salesforce and the Actions app change the
-same field before the sync catches up (a conflict). After each step both sides converge
-to the oracle: every field as its last edit left it, except what does not sync (a `Low`
-priority or another status set in Salesforce stays there, and Actions keeps its value);
-in a conflict the newer edit wins: the person edits first, then the Actions app.
+same field before the sync catches up (a conflict), in either order. After each step both
+sides converge to the oracle: every field as its last edit left it, except what does not
+sync (a `Low` priority or another status set in Salesforce stays there, and Actions keeps
+its value); in a conflict the newer edit wins. The person's edit newer than an Actions
+edit the sync has not written yet wins the Task: the Task sink compares before writing
+and leaves it (once it wrote the older value over it, and that value came back: 3
+Actions writes for 2 Salesforce edits). When the person's value does not sync, Actions
+keeps its edit, or its value before it when the agent read the person's record first
+(the edit lost): the oracle accepts both, the sides must agree.
 
-The other order (the Actions edit first, the person's newer one before the sync caught up,
-REMINDERS_STATEFUL_SF_NEWER=1) is a known defect, left out of `make test`: the sync's
-write of the older Actions edit can land in Salesforce after the person's edit (no
-conditional update), so either edit may win (the oracle accepts both, the sides must
-agree), and when the person's edit reached Actions first, the sync's own landed write
-comes back as a change: one Actions write more than Salesforce edits (found by this test:
-3 Actions writes for 2 Salesforce edits).
-
-Killing the reminder worker mid-flight (REMINDERS_STATEFUL_MIDFLIGHT=1; without it, it
-is killed once the sides agree, the Salesforce source right after the edit) is another:
-killed between publishing a Salesforce write and saving the row, the agent resolves the
-redelivered change to the same write again, and the sink sends it again (22 Salesforce
-writes for 21 Actions edits in one of 5 examples of 20 steps). A fix would be for the
-Task sink to skip an upsert equal to the last it delivered for that task.
+The reminder worker is killed (`kill -9`) right after an edit, mid-flight: between
+publishing a Salesforce write and saving its row, it resolves the redelivered change to
+the same write again, which the Task sink recognises (the digest of the last upsert it
+delivered for the Task) and does not send (once it did: 22 Salesforce writes for 21
+Actions edits).
 
 The write bound is strict, per side: the sync's writes to Salesforce (the sandbox's
 journal: the integration user's write calls, the only API client writing) are at most the
@@ -87,8 +83,6 @@ ENV = {
     "ACTIONS_SYNC_LOG_LEVEL": "debug",
 }  # the agent logs each write to Actions at debug
 WORKERS = ("reminders", "salesforce-source")
-SF_NEWER = os.environ.get("REMINDERS_STATEFUL_SF_NEWER") == "1"  # see the docstring
-MIDFLIGHT = os.environ.get("REMINDERS_STATEFUL_MIDFLIGHT") == "1"
 SF_WRITES = {"POST", "PATCH", "DELETE"}
 
 
@@ -183,10 +177,9 @@ class Sides:
             for line in w.log.read_text(errors="replace").splitlines()
         )
 
-    def kill(self, name: str | None, midflight: bool = True) -> None:
-        """kill -9 and restart `name` (None: no kill). The reminder worker is killed
-        mid-flight only with REMINDERS_STATEFUL_MIDFLIGHT=1 (see the docstring)."""
-        if name is not None and midflight == (name != "reminders" or MIDFLIGHT):
+    def kill(self, name: str | None) -> None:
+        """kill -9 and restart `name` (None: no kill), right after an edit: mid-flight."""
+        if name is not None:
             self.restart(name)
 
     def restart(self, name: str) -> None:
@@ -206,7 +199,7 @@ priorities = st.sampled_from(["NORMAL", "HIGH"])
 details = st.none() | st.sampled_from(["a", "b", "notes"])
 dates = st.none() | st.dates(date(2026, 1, 1), date(2027, 12, 31))
 kills = st.none() | st.sampled_from(WORKERS)  # kill -9 right after an edit, or not
-newer = st.booleans() if SF_NEWER else st.just(True)  # True: the Actions edit is the newer
+newer = st.booleans()  # True: the Actions edit is the newer
 SF_VALUES = {
     "status": ["Not Started", "Completed", "In Progress", "Deferred"],
     "priority": ["Normal", "High", "Low"],
@@ -271,7 +264,6 @@ def machine(sides: Sides) -> type[RuleBasedStateMachine]:  # noqa: C901 - a stat
             sides.actions_publishes(self.record())
             sides.kill(kill)
             self.converge()
-            sides.kill(kill, midflight=False)
 
         @rule(
             name=st.sampled_from(list(SF_NAMES)),
@@ -301,7 +293,6 @@ def machine(sides: Sides) -> type[RuleBasedStateMachine]:  # noqa: C901 - a stat
             self.set_from_salesforce(name, value)
             sides.kill(kill)
             self.converge()
-            sides.kill(kill, midflight=False)
 
         def person_edits(self, name: str, value: Any) -> bool:
             """A person sets `value` in Salesforce; False when that is no edit."""
@@ -345,19 +336,19 @@ def machine(sides: Sides) -> type[RuleBasedStateMachine]:  # noqa: C901 - a stat
                     time.sleep(0.01)  # a later changed_at than the Task's SystemModstamp
                 self.actions_edit(name, mine)
             else:  # the Actions edit first; the person's, newer, before the sync caught up
-                before_unmapped = dict(self.unmapped)
+                before_value, before_unmapped = self.oracle[name], dict(self.unmapped)
                 self.actions_edit(name, mine)
                 time.sleep(0.01)
                 actions_won = (dict(self.oracle), dict(self.unmapped))
                 self.unmapped = before_unmapped
                 if self.person_edits(name, theirs):
-                    self.set_from_salesforce(name, theirs)
-                    self.either = [actions_won]  # the sync's write may land after it
+                    self.set_from_salesforce(name, theirs)  # the newer edit wins
+                    if name in self.unmapped:  # does not sync: the Actions edit may stand
+                        self.either = [(self.oracle | {name: before_value}, dict(self.unmapped))]
                 else:
                     self.oracle, self.unmapped = actions_won
             sides.kill(kill)
             self.converge()
-            sides.kill(kill, midflight=False)
 
         def actions_edit(self, name: str, value: Any) -> None:
             self.actions_edits += 1

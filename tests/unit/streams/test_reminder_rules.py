@@ -251,13 +251,45 @@ def test_the_syncs_own_write_never_comes_back() -> None:
 
 
 def test_a_salesforce_record_read_before_the_syncs_write_landed_claims_nothing_it_wrote() -> None:
-    """Edited at 7 in Salesforce from a form still showing the old details, while the
-    write of an Actions edit made at 5 and sent at 8 was on its way: that write lands
-    last, so Actions keeps its value, and the status edited beside it still syncs."""
-    state = resolve(synced(), actions(5, details="from Actions"), now=at(8)).state
-    out = resolve(state, salesforce(7, Status="Completed"))
+    """Edited at 4 in Salesforce from a form still showing the old details, while the
+    write of an Actions edit made at 5 was on its way: that write lands (the Task sink
+    writes over an edit older than its change), so Actions keeps its value, and the
+    status edited beside it still syncs."""
+    state = resolve(synced(), actions(5, details="from Actions")).state
+    out = resolve(state, salesforce(4, Status="Completed"))
     assert out.state.values["details"] == "from Actions"
     assert out.applied == {"status"}
+
+
+def test_a_person_edit_newer_than_the_syncs_pending_write_wins_the_task() -> None:
+    """Edited at 7 in Salesforce while the write of an Actions edit made at 5 was on its
+    way: the Task sink does not make that write (a person changed the Task after 5,
+    `payloads.conditional`), so the person's record is what Salesforce keeps, and Actions
+    takes it: both sides end at it."""
+    state = resolve(synced(), actions(5, details="from Actions")).state
+    out = resolve(state, salesforce(7, Status="Completed"))
+    assert out.state.values["details"] == TASK["details"]
+    assert out.state.values["status"] == "COMPLETE"
+    assert out.applied == {"status", "details"}
+
+
+def test_an_actions_change_older_than_a_salesforce_record_already_read_loses() -> None:
+    """A person's record of 7 read first (here changing only what does not sync), then an
+    Actions edit made at 6: the Task sink would not write it over the newer edit, so it
+    loses, and Actions keeps what Salesforce holds; an Actions edit made at 8 goes."""
+    state = resolve(synced(), salesforce(7, Priority="Low")).state
+    out = resolve(state, actions(6, status="COMPLETE"))
+    assert out.write == {} and out.lost == {"status"}
+    assert out.state.values["status"] == "OPEN"
+    assert resolve(state, actions(8, status="COMPLETE")).write == {"Status": "Completed"}
+
+
+def test_the_write_time_is_the_changes_in_milliseconds_as_its_record_carries_it() -> None:
+    change = actions(5.0125, details="from Actions")
+    state = resolve(synced(), change).state
+    assert state.written_at == at(5.012)
+    record = task_out("t1", resolve(synced(), change), change.at)
+    assert record is not None and record["conditional"]
 
 
 def test_an_older_salesforce_edit_does_not_override_a_newer_actions_one() -> None:
@@ -287,19 +319,24 @@ def test_both_sides_converge_and_the_sync_writes_at_most_once_per_edit(
 ) -> None:
     """A model of the two sides around the rules: each edit flips the status its side
     shows; each side's changes reach the agent in order, whenever; the sync's writes land
-    in Salesforce at once. After every change is delivered, both sides show the same
-    status, and the sync wrote to Salesforce no more often than Actions was edited."""
+    in Salesforce at once, unless a person edited the Task after the Actions change the
+    write carries (the Task sink's compare-before-write). After every change is delivered,
+    both sides show the same status, and the sync wrote to Salesforce no more often than
+    Actions was edited."""
     state, sf_status, clock = synced(), "OPEN", 0
     pending: dict[Side, list[Change]] = {"ACTIONS": [], "SALESFORCE": []}
     edits = {"ACTIONS": 0, "SALESFORCE": 0}
     writes = 0
+    person_edited: datetime | None = None  # the Task's modstamp, when a person's
 
     def deliver(side: Side) -> None:
-        nonlocal state, sf_status, writes
-        out = resolve(state, pending[side].pop(0), now=at(clock))
+        nonlocal state, sf_status, writes, person_edited
+        change = pending[side].pop(0)
+        out = resolve(state, change)
         state = out.state
-        if out.write:
+        if out.write and not (person_edited is not None and person_edited > change.at):
             writes += 1
+            person_edited = None
             sf_status = {
                 v: k for k, v in {"OPEN": "Not Started", "COMPLETE": "Completed"}.items()
             }.get(out.write.get("Status", salesforce_value("status", sf_status)), sf_status)
@@ -315,6 +352,7 @@ def test_both_sides_converge_and_the_sync_writes_at_most_once_per_edit(
         edits[side] += 1
         if side == "SALESFORCE":
             sf_status = FLIP[sf_status]
+            person_edited = at(clock)
             pending[side].append(Change(side, at(clock), _sf(sf_status)))
         else:
             shown = pending[side][-1].values["status"] if pending[side] else state.values["status"]
@@ -420,6 +458,7 @@ def test_outcomes_become_task_upserts_and_deletes_by_external_id() -> None:
         "operation": "UPSERT",
         "occurred_at": at(5),
         "fields": {"Status": "Completed", "WhoId": "003000000000001AAA"},
+        "conditional": True,
         "origin": "reminder:t1",
     }
     gone = task_out("t1", resolve(synced(), actions(6, deleted=True)), at(6))
@@ -502,15 +541,19 @@ def test_each_change_has_one_outcome(before: str | None, change: Change, want: s
         None: None,
         "synced": synced(0),
         "sf_newer": resolve(synced(0), salesforce(5, Description="newer")).state,
-        # its write went at 2: a Salesforce record of 3 is no stale read
-        "actions_newer": resolve(synced(0), actions(5, details="newer"), at(2)).state,
+        # a later write (of the subject) carries no Description: a record of 3 claims it
+        "actions_newer": resolve(
+            resolve(synced(0), actions(5, details="newer")).state,
+            actions(6, details="newer", subject="renamed"),
+        ).state,
     }[before]
     out = resolve(state, change)
     assert outcome_of(state, out, change.side) == want
 
 
 def test_a_lost_conflict_names_the_field_the_other_side_won() -> None:
-    state = resolve(synced(0), actions(5, details="newer", priority="HIGH"), at(2)).state
+    state = resolve(synced(0), actions(5, details="newer", priority="HIGH")).state
+    state = resolve(state, actions(6, details="newer", priority="HIGH", subject="renamed")).state
     out = resolve(state, salesforce(3, Description="older", Priority="High", Status="Completed"))
     assert out.lost == {"details"}  # priority: the same value; status: newer than 0
     assert out.applied == {"status"}
