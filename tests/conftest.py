@@ -37,7 +37,14 @@ if TYPE_CHECKING:
 # waits for a core is not a failure (speed is measured in bench/, never in a test). A test
 # that bounds its own inputs' time says so with its own deadline.
 settings.register_profile("actions-sync", deadline=None)
-settings.load_profile("actions-sync")
+# The floors tier (scripts/floors sets HYPOTHESIS_PROFILE=floors) proves that the code runs
+# on the lowest allowed library versions, not the properties over again: the Tansu tier
+# runs every test with all its examples. A few examples per property walk the same code;
+# a test's own larger max_examples is capped too (pytest_collection_modifyitems).
+FLOORS_EXAMPLES = 10
+settings.register_profile("floors", deadline=None, max_examples=FLOORS_EXAMPLES)
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "actions-sync")
+settings.load_profile(HYPOTHESIS_PROFILE)
 
 EXTERNAL_KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
 TEST_BROKER = os.environ.get("ACTIONS_SYNC_TEST_BROKER", "tansu")
@@ -153,8 +160,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.postgres)
         if item.path.name in RULES_SUITES:
             item.add_marker(pytest.mark.rules_suite)
+        if HYPOTHESIS_PROFILE == "floors":
+            _cap_examples(item, FLOORS_EXAMPLES)
     if os.environ.get("PYTEST_XDIST_WORKER"):
         items.sort(key=_expected_length)
+
+
+def _cap_examples(item: pytest.Item, cap: int) -> None:
+    """At most `cap` examples for a hypothesis test, whatever its @settings say (they
+    are read from the test function when it runs)."""
+    test = getattr(item, "obj", None)
+    own = getattr(test, "_hypothesis_internal_use_settings", None)
+    if test is not None and isinstance(own, settings) and own.max_examples > cap:
+        test._hypothesis_internal_use_settings = settings(own, max_examples=cap)
 
 
 def _expected_length(item: pytest.Item) -> int:
