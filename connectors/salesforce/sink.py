@@ -2,10 +2,10 @@
 
 Upserts go by the external id `ActionsSync_Id__c` (a record whose fields carry the Task
 `Id`, a reminder task born in Salesforce, updates it by Id and sets the external id), 200
-per sObject Collections call
-(`allOrNone=false`), so a redelivered record rewrites the same Task: exactly-once effect
-(and the upsert last delivered for a Task is not sent again, below). A DELETE finds the Task ids by external id (one SOQL query per 100)
-and deletes them; a Task that is already gone counts as deleted. Each record's result
+per sObject Collections call (`allOrNone=false`), so a redelivered record rewrites the
+same Task: exactly-once effect (and the upsert last delivered for a Task is not sent
+again, below). A DELETE finds the Task ids by external id (one SOQL query per 100) and
+deletes them; a Task that is already gone counts as deleted. Each record's result
 is classified by `classify.record_outcome`: retry (UNABLE_TO_LOCK_ROW ...) or
 dead-letter with the reason (REQUIRED_FIELD_MISSING, FIELD_CUSTOM_VALIDATION_EXCEPTION ...).
 Retries are the runner's (`connectors.runner`): the sinks' client makes one attempt per

@@ -407,6 +407,9 @@ def at(
     return True
 
 
+# Hypothesis may run a few more examples than max_examples asks (3 for 1 were seen), each
+# with kills and restarts: on a loaded machine that passed the suite's 300 s default.
+@pytest.mark.timeout(900)
 def test_both_sides_converge_to_the_oracle_through_kills_without_ping_pong(stack: Stack) -> None:
     sides = Sides(stack)
     try:
