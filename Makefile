@@ -38,9 +38,10 @@ lint:
 	$(PY)/mypy actions_sync streams schemas sandboxes app connectors bench tests
 	$(PY)/lint-imports --no-cache
 
-# Every test, broker-facing ones on the embedded Tansu broker.
+# Every test, broker-facing ones on the embedded Tansu broker. The slowest are listed at
+# the end (--durations): where the suite's time goes, run after run.
 test-tansu:
-	$(PYTEST) -q -n $(TANSU_WORKERS) --maxschedchunk=1
+	$(PYTEST) -q -n $(TANSU_WORKERS) --maxschedchunk=1 --durations=15
 
 # The broker-facing tests again, on real single-node Apache Kafka (KRaft) brokers from Maven
 # jars: one per pytest-xdist worker (tests/support/apache.py), the project's topics deleted
@@ -54,7 +55,7 @@ test-apache:
 	@if [ -z "$$CI" ] && ! { command -v java && command -v mvn; } >/dev/null 2>&1; then \
 	  echo "SKIPPED Apache Kafka tier: java or mvn not found (run scripts/bootstrap --test)"; \
 	else scripts/apache-kafka fetch >/dev/null && ACTIONS_SYNC_TEST_BROKER=apache \
-	  $(PYTEST) -q -n $(APACHE_WORKERS) --maxschedchunk=1 -m "broker and not postgres and not rules_suite"; fi
+	  $(PYTEST) -q -n $(APACHE_WORKERS) --maxschedchunk=1 --durations=10 -m "broker and not postgres and not rules_suite"; fi
 
 # The benchmark matrix (broker x store) at a size that fits in ~10 minutes, one summary
 # table (bench/matrix.py; each benchmark alone: bench/RESULTS.md).
