@@ -16,12 +16,9 @@ records of one Id in a batch are one write.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
-
-from sqlalchemy import Engine
 
 from actions_sync.settings import Settings
 from actions_sync.store import Store
@@ -29,9 +26,9 @@ from actions_sync.store.unsubscribes import OptOutWrite, record_optout_writes, w
 from actions_sync.topics import OUTBOUND_SALESFORCE_OPTOUTS
 from connectors.outcome import Kind, Outcome, fan_out, skipped
 from connectors.salesforce.classify import record_outcome
-from connectors.salesforce.client import COLLECTION_MAX, SalesforceClient
+from connectors.salesforce.client import COLLECTION_MAX
 from connectors.salesforce.ids import to18
-from connectors.salesforce.sink import client_from, runner_config
+from connectors.salesforce.sink import SalesforceDestination, client_from, runner_config
 from connectors.sink_worker import run_sink
 
 __all__ = ["WORKER", "OptOutSink", "optout_record", "run"]
@@ -55,23 +52,8 @@ def optout_record(sobject: str, sfdc_id: str, fields: Sequence[str]) -> Record:
     return {"attributes": {"type": sobject}, "Id": sfdc_id, **dict.fromkeys(sorted(fields), True)}
 
 
-class OptOutSink:
-    """`Destination` of opt-outs (see `connectors.runner`)."""
-
-    def __init__(
-        self,
-        client: SalesforceClient,
-        engine: Engine,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
-        close: Callable[[], None] | None = None,
-    ) -> None:
-        self.client = client
-        self.engine = engine
-        self.now = now
-        self._close = close
-
-    async def start(self) -> None:
-        await self.client.auth.get()  # bad credentials fail before the first record
+class OptOutSink(SalesforceDestination):
+    """`Destination` of opt-outs."""
 
     async def deliver(self, records: Sequence[Record]) -> list[Outcome]:
         wanted = [(to18(r["sfdc_id"]), r["field"], r["occurred_at"]) for r in records]
@@ -113,11 +95,6 @@ class OptOutSink:
         # Recorded as soon as Salesforce accepted: the source's echo filter reads it.
         await asyncio.to_thread(record_optout_writes, self.engine, done)
         return outcomes
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-        if self._close is not None:
-            self._close()
 
 
 def run(settings: Settings) -> None:

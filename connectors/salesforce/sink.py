@@ -52,15 +52,17 @@ from connectors.salesforce.payloads import (
 )
 from connectors.sink_worker import require, require_broker, run_sink
 
-__all__ = ["WORKER", "TaskSink", "client_from", "run"]
+__all__ = ["WORKER", "SalesforceDestination", "TaskSink", "client_from", "run"]
 
 WORKER = "salesforce-sink"
 DELETE_QUERY_MAX = 100  # external ids per SOQL IN (...): keeps the URI well under 16 KB
 Record = dict[str, Any]
 
 
-class TaskSink:
-    """`Destination` of Task changes (see `connectors.runner`)."""
+class SalesforceDestination:
+    """What the Salesforce sinks share (`Destination`s, see `connectors.runner`): the
+    client, the store where they remember what they delivered, a credentials check at
+    start, and closing both."""
 
     def __init__(
         self,
@@ -76,6 +78,15 @@ class TaskSink:
 
     async def start(self) -> None:
         await self.client.auth.get()  # bad credentials fail before the first record
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        if self._close is not None:
+            self._close()
+
+
+class TaskSink(SalesforceDestination):
+    """`Destination` of Task changes."""
 
     async def deliver(self, records: Sequence[Record]) -> list[Outcome]:
         out = [skipped()] * len(records)  # superseded by a newer change in the batch
@@ -201,11 +212,6 @@ class TaskSink:
     def user(self) -> str:
         """The integration user (known once authenticated: `start`)."""
         return self.client.user_id
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-        if self._close is not None:
-            self._close()
 
 
 def _worst(outcomes: list[Outcome]) -> Outcome:
