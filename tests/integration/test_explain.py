@@ -19,10 +19,8 @@ from typing import Any
 
 import pytest
 
-from actions_sync.kafka import dlq_topic, ensure_topics
 from actions_sync.publish import Publisher
 from actions_sync.serialization import RegistryClient
-from actions_sync.settings import Settings
 from actions_sync.store import PERSON_FIELDS, Store
 from actions_sync.store.ledger import Ledger
 from actions_sync.topics import (
@@ -30,12 +28,11 @@ from actions_sync.topics import (
     OUTBOUND_SALESFORCE_TASKS,
     PERSON_CHANGES,
     SALES_ACTIVITIES,
-    specs,
 )
 from app.stack import Stack
 from sandboxes.population import generate
-from tests.conftest import EXTERNAL_KAFKA, _delete_topics
 from tests.factories import person_change, sales_activity
+from tests.support.stacks import stack_settings
 from tests.support.vendors import salesforce_tasks
 
 pytestmark = pytest.mark.slow
@@ -46,15 +43,7 @@ KEPT, REMOVED, DEAD = 6, 2, 9  # a Contact with an opportunity, an owned Lead, g
 
 @pytest.fixture
 def stack(kafka: str, registry: str, tmp_path: Path) -> Iterator[Stack]:
-    if EXTERNAL_KAFKA:
-        _delete_topics(kafka, [t for n in TOPICS for t in (n, dlq_topic(n))])
-    settings = Settings(
-        kafka_bootstrap_servers=kafka,
-        schema_registry_url=registry,
-        database_url=f"sqlite:///{tmp_path}/store.db",
-        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
-    )
-    ensure_topics(kafka, specs(TOPICS, settings.partitions))
+    settings = stack_settings(kafka, registry, tmp_path, TOPICS)
     with Store(settings.database_url) as store:
         store.migrate()
     with Stack(settings, logdir=tmp_path) as running:

@@ -28,22 +28,20 @@ import pytest
 
 from actions_sync.admin import set_value
 from actions_sync.admin.live import load
-from actions_sync.kafka import Ends, dlq_topic, ensure_topics, read_topic, written
+from actions_sync.kafka import Ends, dlq_topic, read_topic, written
 from actions_sync.publish import Publisher
 from actions_sync.serialization import RegistryClient
-from actions_sync.settings import Settings
 from actions_sync.store import PERSON_FIELDS, Store
 from actions_sync.topics import (
     OUTBOUND_MARKETO_ACTIVITIES,
     OUTBOUND_SALESFORCE_TASKS,
     PERSON_CHANGES,
     SALES_ACTIVITIES,
-    specs,
 )
 from app.stack import Stack
 from sandboxes.population import generate, sfdc_id
-from tests.conftest import EXTERNAL_KAFKA, _delete_topics
 from tests.factories import person_change, sales_activity
+from tests.support.stacks import stack_settings
 from tests.support.vendors import CREDENTIALS, ledger_ids, marketo_activities, salesforce_tasks
 
 pytestmark = pytest.mark.slow
@@ -403,15 +401,7 @@ def marketo_type_names(url: str) -> dict[int, str]:
 
 @pytest.fixture
 def stack(kafka: str, registry: str, tmp_path: Path) -> Iterator[Stack]:
-    if EXTERNAL_KAFKA:  # the fixture clears the input topics; the outbound ones too
-        _delete_topics(kafka, [t for n in TOPICS for t in (n, dlq_topic(n))])
-    settings = Settings(
-        kafka_bootstrap_servers=kafka,
-        schema_registry_url=registry,
-        database_url=f"sqlite:///{tmp_path}/store.db",
-        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
-    )
-    ensure_topics(kafka, specs(TOPICS, settings.partitions))
+    settings = stack_settings(kafka, registry, tmp_path, TOPICS)
     with Store(settings.database_url) as store:
         store.migrate()
     with Stack(settings, logdir=tmp_path) as running:

@@ -22,24 +22,22 @@ import httpx
 import pytest
 
 from actions_sync.admin import set_value
-from actions_sync.kafka import dlq_topic, ensure_topics, read_topic
+from actions_sync.kafka import read_topic
 from actions_sync.publish import Publisher
 from actions_sync.serialization import RegistryClient
-from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.store import reminder_tasks as table
 from actions_sync.topics import (
     OUTBOUND_SALESFORCE_TASKS,
     REMINDER_TASKS,
     SALESFORCE_TASKS,
-    specs,
 )
 from app.stack import Stack
 from sandboxes.population import generate
 from streams.rules.people import person_row
-from tests.conftest import EXTERNAL_KAFKA, _delete_topics
 from tests.factories import person_change
 from tests.support.checks import present
+from tests.support.stacks import stack_settings
 
 pytestmark = pytest.mark.slow
 
@@ -52,15 +50,7 @@ HUMAN = "0050000000000HUMAN"
 
 @pytest.fixture
 def stack(kafka: str, registry: str, tmp_path: Path) -> Iterator[Stack]:
-    if EXTERNAL_KAFKA:
-        _delete_topics(kafka, [t for n in TOPICS for t in (n, dlq_topic(n))])
-    settings = Settings(
-        kafka_bootstrap_servers=kafka,
-        schema_registry_url=registry,
-        database_url=f"sqlite:///{tmp_path}/store.db",
-        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
-    )
-    ensure_topics(kafka, specs(TOPICS, settings.partitions))
+    settings = stack_settings(kafka, registry, tmp_path, TOPICS)
     with Store(settings.database_url) as store:
         store.migrate()
         store.apply_people(

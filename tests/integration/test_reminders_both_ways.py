@@ -11,7 +11,6 @@ the Salesforce sandbox process where a person edits Tasks (not the integration u
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -21,19 +20,18 @@ import httpx
 import pytest
 
 from actions_sync.admin import set_value
-from actions_sync.kafka import dlq_topic, read_topic
+from actions_sync.kafka import read_topic
 from actions_sync.publish import Publisher
 from actions_sync.serialization import RegistryClient
-from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.store import reminder_tasks as table
 from actions_sync.topics import OUTBOUND_SALESFORCE_TASKS, REMINDER_TASKS, SALESFORCE_TASKS
 from app.stack import Stack
 from sandboxes.population import generate
 from streams.rules.people import person_row
-from tests.conftest import EXTERNAL_KAFKA, _delete_topics
 from tests.factories import person_change
 from tests.support.checks import present
+from tests.support.stacks import stack_settings
 
 pytestmark = pytest.mark.slow
 POPULATION = {p["marketo_id"]: p for p in generate(10, 7)}
@@ -44,14 +42,7 @@ TOPICS = (REMINDER_TASKS, SALESFORCE_TASKS, OUTBOUND_SALESFORCE_TASKS)
 
 @pytest.fixture
 def stack(kafka: str, registry: str, tmp_path: Path) -> Iterator[Stack]:
-    if EXTERNAL_KAFKA:  # the topics outlive a test there: start them empty
-        _delete_topics(kafka, [t for n in TOPICS for t in (n, dlq_topic(n))])
-    settings = Settings(
-        kafka_bootstrap_servers=kafka,
-        schema_registry_url=registry,
-        database_url=f"sqlite:///{tmp_path}/store.db",
-        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
-    )
+    settings = stack_settings(kafka, registry, tmp_path, TOPICS)
     with Store(settings.database_url) as store:
         store.migrate()
         store.apply_people(

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import signal
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
@@ -32,10 +31,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from actions_sync.admin import set_value
-from actions_sync.kafka import dlq_topic
 from actions_sync.publish import Publisher
 from actions_sync.serialization import RegistryClient
-from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.store import reminder_tasks as table
 from actions_sync.topics import OUTBOUND_SALESFORCE_TASKS, REMINDER_TASKS, SALESFORCE_TASKS
@@ -43,9 +40,9 @@ from app.stack import Stack, Worker, scrape_sum
 from connectors.salesforce.tasks import task_stream
 from sandboxes.population import generate
 from streams.rules.people import person_row
-from tests.conftest import EXTERNAL_KAFKA, _delete_topics
 from tests.factories import person_change
 from tests.support.checks import present
+from tests.support.stacks import stack_settings
 
 pytestmark = pytest.mark.slow
 POPULATION = {p["marketo_id"]: p for p in generate(10, 7)}
@@ -61,14 +58,7 @@ DAY = 86400.0
 
 @pytest.fixture
 def stack(kafka: str, registry: str, tmp_path: Path) -> Iterator[Stack]:
-    if EXTERNAL_KAFKA:  # the topics outlive a test there: start them empty
-        _delete_topics(kafka, [t for n in TOPICS for t in (n, dlq_topic(n))])
-    settings = Settings(
-        kafka_bootstrap_servers=kafka,
-        schema_registry_url=registry,
-        database_url=f"sqlite:///{tmp_path}/store.db",
-        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
-    )
+    settings = stack_settings(kafka, registry, tmp_path, TOPICS)
     with Store(settings.database_url) as store:
         store.migrate()
         p = POPULATION[1]

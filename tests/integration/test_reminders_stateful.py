@@ -52,10 +52,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
 
 from actions_sync.admin import set_value
-from actions_sync.kafka import dlq_topic
 from actions_sync.publish import Publisher
 from actions_sync.serialization import RegistryClient
-from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.store import reminder_tasks as table
 from actions_sync.topics import OUTBOUND_SALESFORCE_TASKS, REMINDER_TASKS, SALESFORCE_TASKS
@@ -63,8 +61,8 @@ from app.stack import Stack
 from sandboxes.population import generate
 from streams.rules.people import person_row
 from streams.rules.reminders import actions_value, salesforce_value
-from tests.conftest import EXTERNAL_KAFKA, _delete_topics
 from tests.factories import person_change
+from tests.support.stacks import stack_settings
 
 pytestmark = pytest.mark.slow
 EXAMPLES = int(os.environ.get("REMINDERS_STATEFUL_EXAMPLES", "1"))
@@ -88,14 +86,7 @@ SF_WRITES = {"POST", "PATCH", "DELETE"}
 
 @pytest.fixture
 def stack(kafka: str, registry: str, tmp_path: Path) -> Iterator[Stack]:
-    if EXTERNAL_KAFKA:  # the topics outlive a test there: start them empty
-        _delete_topics(kafka, [t for n in TOPICS for t in (n, dlq_topic(n))])
-    settings_ = Settings(
-        kafka_bootstrap_servers=kafka,
-        schema_registry_url=registry,
-        database_url=f"sqlite:///{tmp_path}/store.db",
-        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
-    )
+    settings_ = stack_settings(kafka, registry, tmp_path, TOPICS)
     with Store(settings_.database_url) as store:
         store.migrate()
         p = POPULATION[1]

@@ -22,16 +22,15 @@ import pytest
 from sqlalchemy import insert
 
 from actions_sync.admin import set_value
-from actions_sync.kafka import dlq_topic, ensure_topics, read_topic
+from actions_sync.kafka import dlq_topic, read_topic
 from actions_sync.publish import Publisher
 from actions_sync.serialization import Deserializer, RegistryClient
-from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.store.unsubscribes import unsubscribes
-from actions_sync.topics import SEND_CHECKS, SEND_DECISIONS, specs
+from actions_sync.topics import SEND_CHECKS, SEND_DECISIONS
 from app.process import stop
 from app.stack import Stack
-from tests.conftest import EXTERNAL_KAFKA, _delete_topics
+from tests.support.stacks import stack_settings
 
 pytestmark = pytest.mark.slow
 
@@ -107,15 +106,7 @@ def reason(decision: dict[str, Any]) -> str:
 
 @pytest.fixture
 def stack(kafka: str, registry: str, tmp_path: Any) -> Iterator[Stack]:
-    if EXTERNAL_KAFKA:
-        _delete_topics(kafka, [t for n in TOPICS for t in (n, dlq_topic(n))])
-    settings = Settings(
-        kafka_bootstrap_servers=kafka,
-        schema_registry_url=registry,
-        database_url=f"sqlite:///{tmp_path}/store.db",
-        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
-    )
-    ensure_topics(kafka, specs(TOPICS, settings.partitions))
+    settings = stack_settings(kafka, registry, tmp_path, TOPICS)
     with Store(settings.database_url) as store:
         store.migrate()
     set_value(settings, "marketo_unsubscribe_check", "true")

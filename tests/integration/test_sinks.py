@@ -17,14 +17,13 @@ from typing import Any
 import httpx
 import pytest
 
-from actions_sync.kafka import dlq_topic, ensure_topics, read_topic
+from actions_sync.kafka import dlq_topic, read_topic
 from actions_sync.publish import Publisher
 from actions_sync.serialization import RegistryClient
-from actions_sync.settings import Settings
-from actions_sync.topics import OUTBOUND_MARKETO_ACTIVITIES, OUTBOUND_SALESFORCE_TASKS, specs
+from actions_sync.topics import OUTBOUND_MARKETO_ACTIVITIES, OUTBOUND_SALESFORCE_TASKS
 from app.stack import Stack, Worker
 from connectors.marketo.activity_types import ACTIVITY_TYPES
-from tests.conftest import EXTERNAL_KAFKA, _delete_topics
+from tests.support.stacks import stack_settings
 from tests.support.vendors import (
     ledger_ids,
     marketo_activities,
@@ -46,15 +45,7 @@ FAST = {  # small batches so that a kill lands mid-stream; quick settle for the 
 
 @pytest.fixture
 def stack(kafka: str, registry: str, tmp_path: Any) -> Iterator[Stack]:
-    if EXTERNAL_KAFKA:
-        _delete_topics(kafka, [t for n in TOPICS for t in (n, dlq_topic(n))])
-    settings = Settings(
-        kafka_bootstrap_servers=kafka,
-        schema_registry_url=registry,
-        database_url=f"sqlite:///{tmp_path}/store.db",
-        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
-    )
-    ensure_topics(kafka, specs(TOPICS, settings.partitions))
+    settings = stack_settings(kafka, registry, tmp_path, TOPICS)
     with Stack(settings) as running:
         yield running
 
