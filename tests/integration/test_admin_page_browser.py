@@ -20,10 +20,9 @@ from typing import Any
 import pytest
 
 from actions_sync.admin.live import load
-from actions_sync.kafka import dlq_topic, ensure_topics, read_topic, written
+from actions_sync.kafka import dlq_topic, read_topic, written
 from actions_sync.publish import Publisher
 from actions_sync.serialization import RegistryClient
-from actions_sync.settings import Settings
 from actions_sync.store import PERSON_FIELDS, Store
 from actions_sync.store import admin_settings as stored
 from actions_sync.topics import (
@@ -31,7 +30,6 @@ from actions_sync.topics import (
     OUTBOUND_SALESFORCE_TASKS,
     PERSON_CHANGES,
     SALES_ACTIVITIES,
-    specs,
 )
 from app.broker import EmbeddedBroker
 from app.stack import Stack
@@ -39,6 +37,7 @@ from sandboxes.population import generate
 from streams.rules.people import person_row
 from tests.conftest import EXTERNAL_KAFKA, _delete_topics
 from tests.factories import person_change, sales_activity
+from tests.support.stacks import stack_settings
 from tests.support.vendors import ledger_ids, marketo_activities, salesforce_tasks
 
 pytestmark = [pytest.mark.slow, pytest.mark.broker]
@@ -104,13 +103,7 @@ def stack(
     bootstrap: str, registry: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     logdir = tmp_path_factory.mktemp("admin-page")
-    settings = Settings(
-        kafka_bootstrap_servers=bootstrap,
-        schema_registry_url=registry,
-        database_url=f"sqlite:///{logdir}/store.db",
-        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
-    )
-    ensure_topics(bootstrap, specs(TOPICS, settings.partitions))
+    settings = stack_settings(bootstrap, registry, logdir, TOPICS)
     with Store(settings.database_url) as store:
         store.migrate()
         store.apply_people([person(CONTACT)], [])

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -16,22 +15,21 @@ from typing import Any
 import httpx
 import pytest
 
-from actions_sync.kafka import Ends, dlq_topic, ensure_topics, read_topic, written
+from actions_sync.kafka import Ends, dlq_topic, read_topic, written
 from actions_sync.publish import Publisher
 from actions_sync.serialization import Deserializer, RegistryClient
-from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.topics import (
     OUTBOUND_MARKETO_ACTIVITIES,
     OUTBOUND_SALESFORCE_TASKS,
     PERSON_CHANGES,
     SALES_ACTIVITIES,
-    specs,
 )
 from app.stack import Stack
 from streams.rules.people import person_row
 from tests.factories import T0, person_change, sales_activity
 from tests.support.processes import pause
+from tests.support.stacks import stack_settings
 from tests.support.vendors import salesforce_tasks
 
 pytestmark = pytest.mark.slow
@@ -128,13 +126,9 @@ def wait_for(predicate: Any, what: str, stack: Stack, timeout_s: float = 90.0) -
 def test_a_broker_paused_15s_mid_run_stops_no_worker_and_every_effect_is_there_once(
     kafka: str, registry: str, tmp_path: Path
 ) -> None:
-    settings = Settings(
-        kafka_bootstrap_servers=kafka,
-        schema_registry_url=registry,
-        database_url=f"sqlite:///{tmp_path}/store.db",
-        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
+    settings = stack_settings(
+        kafka, registry, tmp_path, (PERSON_CHANGES, SALES_ACTIVITIES, *OUTBOUND)
     )
-    ensure_topics(kafka, specs((PERSON_CHANGES, SALES_ACTIVITIES, *OUTBOUND), settings.partitions))
     client = RegistryClient(registry)
     with Stack(settings) as stack:
         salesforce = stack.sandbox("salesforce", "--seed-people", "10")

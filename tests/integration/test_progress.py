@@ -26,6 +26,7 @@ from tests.factories import person_change
 from tests.integration.test_people_end_to_end import publish
 from tests.support.checks import present
 from tests.support.postgres import PostgresServer
+from tests.support.stacks import stack_settings
 
 PARTITIONS = 2
 
@@ -235,13 +236,7 @@ def test_a_sink_whose_api_answers_503_forever_shows_lag_and_turns_unhealthy(
     from tests.integration.test_sinks import contacts, task
     from tests.integration.test_sinks import publish as publish_out
 
-    settings = Settings(
-        kafka_bootstrap_servers=kafka,
-        schema_registry_url=registry,
-        database_url=f"sqlite:///{tmp_path}/store.db",
-        group_prefix=f"t-{uuid.uuid4().hex[:8]}",
-    )
-    ensure_topics(kafka, specs((OUTBOUND_SALESFORCE_TASKS,), settings.partitions))
+    settings = stack_settings(kafka, registry, tmp_path, (OUTBOUND_SALESFORCE_TASKS,))
     with Stack(settings) as stack:
         salesforce = stack.sandbox("salesforce", "--seed-people", "5")
         who = contacts(salesforce)
