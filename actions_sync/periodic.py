@@ -46,10 +46,6 @@ class Periodic:
         self._thread.start()
         return self
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
     def _run(self) -> None:
         if not self.at_once and self._stop.wait(self.every_s):
             return

@@ -260,7 +260,6 @@ def run_agent(
 class Wiring:
     """What an agent that publishes needs, made once per worker by `run_publishing_agent`."""
 
-    settings: Settings
     store: Store
     dead_letters: DeadLetterProducer
     registry: RegistryClient
@@ -295,9 +294,7 @@ def run_publishing_agent(
         registry = RegistryClient(registry_url)
         live = LiveSettings(store.engine, bootstrap, replication=settings.replication_factor)
         closers.extend([live.start().close, registry.close])
-        wiring = Wiring(
-            settings, store, dead_letters, registry, Publisher(bootstrap, registry), live.current
-        )
+        wiring = Wiring(store, dead_letters, registry, Publisher(bootstrap, registry), live.current)
         built, jobs = build(wiring)
         closers[:0] = [job.start().close for job in jobs]
         made.append(built)

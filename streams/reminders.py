@@ -200,7 +200,7 @@ class ReminderAgent:
             state = out.state
             if pushed:
                 extra = self._identity(base, before, people.get(task["marketo_id"]))
-                held_ = bool(before and before.salesforce) or "Id" in extra
+                held_ = _in_salesforce(before, extra)
                 if (record := rules.task_out(task_id, out, change.at, extra, held_)) is not None:
                     writes.append(record)
                 tallies.append(
@@ -388,8 +388,9 @@ class ReminderAgent:
                     now = self.now()  # the write's time, in its state and its record
                     out = rules.catch_up(before, now)
                     extra = self._identity(row, before, people.get(row["marketo_id"]))
-                    held_ = bool(before.salesforce) or "Id" in extra
-                    record = rules.task_out(row["task_id"], out, now, extra, held_)
+                    record = rules.task_out(
+                        row["task_id"], out, now, extra, _in_salesforce(before, extra)
+                    )
                     if record is not None:
                         writes.append(record)
                     tallies.append((row["task_id"], rules.outcome_of(before, out, "ACTIONS"), None))
@@ -419,6 +420,12 @@ def _count(side: rules.Side, tallies: Sequence[Tally]) -> None:
 
 
 WRITTEN = frozenset({"created", "updated", "completed", "deleted"})
+
+
+def _in_salesforce(before: rules.TaskState | None, extra: Mapping[str, Any]) -> bool:
+    """Salesforce holds the Task: the sync has written it, or it was born there (`extra`
+    carries its Id). A write to it is conditional (`rules.task_out`)."""
+    return bool(before and before.salesforce) or "Id" in extra
 
 
 def _task_key(item: Record) -> str:

@@ -21,14 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actions_sync.settings import Settings
-from actions_sync.store import Store
 from actions_sync.store.unsubscribes import OptOutWrite, record_optout_writes, written_since
 from actions_sync.topics import OUTBOUND_SALESFORCE_OPTOUTS
 from connectors.outcome import Kind, Outcome, fan_out, skipped
 from connectors.salesforce.classify import record_outcome
 from connectors.salesforce.client import COLLECTION_MAX
 from connectors.salesforce.ids import to18
-from connectors.salesforce.sink import SalesforceDestination, client_from, runner_config
+from connectors.salesforce.sink import SalesforceDestination, runner_config
 from connectors.sink_worker import run_sink
 
 __all__ = ["WORKER", "OptOutSink", "optout_record", "run"]
@@ -100,10 +99,4 @@ class OptOutSink(SalesforceDestination):
 def run(settings: Settings) -> None:
     """`actions-sync worker salesforce-optout-sink`."""
     config = runner_config(settings, WORKER, OUTBOUND_SALESFORCE_OPTOUTS)
-
-    def make() -> OptOutSink:
-        store = Store(settings.database_url)
-        store.migrate()
-        return OptOutSink(client_from(settings), store.engine, close=store.close)
-
-    run_sink(settings, config, "SalesforceOptOutWrite", make)
+    run_sink(settings, config, "SalesforceOptOutWrite", lambda: OptOutSink.from_settings(settings))

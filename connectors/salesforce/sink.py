@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 from sqlalchemy import Engine
 
@@ -75,6 +75,13 @@ class SalesforceDestination:
         self.engine = engine
         self.now = now
         self._close = close
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """On the configured org, remembering in the configured store (migrated)."""
+        store = Store(settings.database_url)
+        store.migrate()
+        return cls(client_from(settings), store.engine, close=store.close)
 
     async def start(self) -> None:
         await self.client.auth.get()  # bad credentials fail before the first record
@@ -254,10 +261,4 @@ def runner_config(settings: Settings, worker: str, topic: str) -> RunnerConfig:
 def run(settings: Settings) -> None:
     """`actions-sync worker salesforce-sink`."""
     config = runner_config(settings, WORKER, OUTBOUND_SALESFORCE_TASKS)
-
-    def make() -> TaskSink:
-        store = Store(settings.database_url)
-        store.migrate()
-        return TaskSink(client_from(settings), store.engine, close=store.close)
-
-    run_sink(settings, config, "SalesforceTaskOut", make)
+    run_sink(settings, config, "SalesforceTaskOut", lambda: TaskSink.from_settings(settings))
