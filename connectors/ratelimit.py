@@ -1,6 +1,6 @@
 """Client-side limits, so that the APIs' limits are honoured, not discovered.
 
-`RollingWindow` admits at most `calls` starts in any `window_s` seconds — Marketo counts
+`RollingWindow` admits at most `calls` calls in any `window_s` seconds — Marketo counts
 100 calls per *rolling* 20 s, so a token bucket refilled continuously would overshoot at
 window edges. `Limiter` adds a cap on calls in flight (Marketo: 10 concurrent; best
 practice 5). `Pace` spreads calls evenly within the same budget, for callers that answer
@@ -20,10 +20,15 @@ __all__ = ["Limiter", "Pace", "RollingWindow"]
 
 
 class RollingWindow:
-    """At most `calls` admissions in any window of `window_s` (+ `margin_s`) seconds.
+    """At most `calls` calls in any window of `window_s` (+ `margin_s`) seconds, as the
+    server counts them.
 
-    The margin absorbs the difference between when we send and when the server counts a
-    call (network latency varies per call).
+    The server counts a call when it arrives, somewhere between when we send it and when
+    its answer is back, and how long that takes varies per call (a loaded host: seconds).
+    Counting our sends would let a call sent late but delivered early share the server's
+    window with the next window's calls; so a call holds its slot while in flight and
+    from its answer on, i.e. a window is counted from the answers (`release`), which the
+    server's arrival never follows. The margin absorbs the two clocks' rates.
     """
 
     def __init__(
@@ -34,23 +39,35 @@ class RollingWindow:
         self.calls = calls
         self.window_s = window_s + margin_s
         self._clock = clock or SystemClock()
-        self._starts: deque[float] = deque()
+        self._in_flight = 0
+        self._ends: deque[float] = deque()  # when answered, in order
         self._lock = asyncio.Lock()
+        self._released = asyncio.Event()
 
     async def acquire(self) -> float:
-        """Wait for a slot; return the seconds waited."""
+        """Wait for a slot; return the seconds waited. Every call admitted is `release`d
+        when its answer is back (or it failed)."""
         waited = 0.0
         async with self._lock:  # FIFO: callers are admitted in arrival order
             while True:
                 now = self._clock.monotonic()
-                while self._starts and now - self._starts[0] >= self.window_s:
-                    self._starts.popleft()
-                if len(self._starts) < self.calls:
-                    self._starts.append(now)
+                while self._ends and now - self._ends[0] >= self.window_s:
+                    self._ends.popleft()
+                if self._in_flight + len(self._ends) < self.calls:
+                    self._in_flight += 1
                     return waited
-                pause = self.window_s - (now - self._starts[0])
-                waited += pause
-                await self._clock.sleep(pause)
+                started = now
+                if self._ends:  # a slot frees when the oldest answer leaves the window
+                    await self._clock.sleep(self.window_s - (now - self._ends[0]))
+                else:  # every slot in flight: the first answer starts the window
+                    self._released.clear()
+                    await self._released.wait()
+                waited += self._clock.monotonic() - started
+
+    def release(self) -> None:
+        self._in_flight -= 1
+        self._ends.append(self._clock.monotonic())
+        self._released.set()  # a slot still held (now by the answer): a waiter re-reads
 
 
 class Limiter:
@@ -79,6 +96,8 @@ class Limiter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self.window is not None:
+            self.window.release()
         self._slots.release()
 
 

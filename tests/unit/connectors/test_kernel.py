@@ -34,11 +34,34 @@ def test_rolling_window_admits_at_most_n_calls_in_any_window() -> None:
         for _ in range(250):
             await window.acquire()
             times.append(clock.t)
+            window.release()  # answered at once
         return times
 
     times = run(starts())
     assert all(sum(1 for t in times if s <= t < s + 20) <= 100 for s in times)
     assert times[99] == 0 and times[100] == 20 and times[200] == 40
+
+
+def test_rolling_window_counts_a_slow_call_from_its_answer() -> None:
+    """The server counts a call when it arrives, which may be just before its answer:
+    a window counted from our sends would let the next window's calls share the
+    server's window with a slow one (a 606 from Marketo)."""
+    clock = FakeClock()
+    window = RollingWindow(calls=2, window_s=10, clock=clock, margin_s=0)
+
+    async def calls() -> list[float]:
+        starts = []
+        for duration in (0, 5, 0, 0):  # one after the other; the second answers at 5
+            await window.acquire()
+            starts.append(clock.t)
+            clock.t += duration
+            window.release()
+        return starts
+
+    starts = run(calls())
+    # The slow call, sent at 0, answered at 5: the server may count it at 5, so the
+    # fourth call waits for 15, not 10 (its send time + the window).
+    assert starts == [0, 0, 10, 15]
 
 
 def test_pace_spends_the_window_evenly_and_never_trips_it() -> None:
