@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -45,6 +46,13 @@ FLOORS_EXAMPLES = 10
 settings.register_profile("floors", deadline=None, max_examples=FLOORS_EXAMPLES)
 HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "actions-sync")
 settings.load_profile(HYPOTHESIS_PROFILE)
+
+# A shell starts a background job (`make test &`, nohup) with SIGINT ignored, and every
+# process it starts inherits that: the tests that stop `up`, `broker` or `tail` with
+# Ctrl-C (SIGINT) would wait on them for nothing. The children of this process get the
+# default disposition back (a handler is reset to the default at exec; SIG_IGN is not).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 EXTERNAL_KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
 TEST_BROKER = os.environ.get("ACTIONS_SYNC_TEST_BROKER", "tansu")
