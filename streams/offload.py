@@ -8,7 +8,8 @@ records go over as compact tuples and plain rows come back (~3 us per record of
 pickling on the worker's side instead of ~20 us of work; see bench/RESULTS.md).
 
 The helper is a one-process `ProcessPoolExecutor` started with "spawn" (never fork a
-process that runs threads), set up once by `setup(*setup_args)`, and tied to the life of
+process that runs threads) when the first call needs it (~1 s: its imports), set up once
+by `setup(*setup_args)`, and tied to the life of
 the worker process (a thread of the helper waits on multiprocessing's parent sentinel
 and ends the helper when the worker ends, even by SIGKILL).
 If it dies, the stage raises `Retriable` and starts a new one: the batch is retried.
@@ -83,10 +84,6 @@ class ProcessStage:
             log.warning("%s: helper process died (%r); starting a new one", self.name, exc)
             self._discard(pool)
             raise Retriable(f"{self.name} helper process died") from exc
-
-    def start(self) -> None:
-        """Start the helper now rather than on the first batch (it takes ~1 s)."""
-        self._helper().submit(int).result()
 
     def close(self) -> None:
         with self._lock:
