@@ -27,6 +27,7 @@ from actions_sync.retry import Backoff, retrying_blocking
 __all__ = [
     "LIBRDKAFKA_MESSAGE_MAX",
     "Ends",
+    "GroupProgress",
     "TopicSpec",
     "acknowledged",
     "admin_config",
@@ -34,7 +35,6 @@ __all__ = [
     "dlq_topic",
     "ends_of",
     "ensure_topics",
-    "group_progress",
     "max_message_bytes",
     "producer_config",
     "read_topic",
@@ -174,27 +174,39 @@ def _config_value(
 Ends = dict[tuple[str, int], int]  # (topic, partition) -> next offset after what was written
 
 
-def group_progress(bootstrap: str, group: str, topic: str, ends: Ends) -> tuple[int, int]:
-    """(records of `topic` committed by `group`, records written), up to `ends`.
+class GroupProgress:
+    """`progress(topic, ends)` of consumer group `group`, asked as often as a caller
+    polls: one client kept for all the questions (a client made per question costs ~10
+    ms of CPU here and a connection and coordinator lookup on the broker, and waits are
+    polled several times a second). A consumer that never subscribes does not join (or
+    disturb) the group."""
 
-    Committed offsets are the durable measure of progress: a redelivered record counts
-    once, and only after its effect was made durable. `ends` come from the producer's
-    delivery reports, not from the broker's high watermarks: Tansu answers ListOffsets
-    with the last batch's base offset + 1, which undercounts multi-record batches.
-    """
-    from confluent_kafka import Consumer, TopicPartition
+    def __init__(self, bootstrap: str, group: str) -> None:
+        from confluent_kafka import Consumer
 
-    mine = {p: end for (t, p), end in ends.items() if t == topic}
-    if not mine:
-        return 0, 0
-    # A consumer that never subscribes does not join (or disturb) the group.
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
-    )
-    try:
+        self._consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+        )
+
+    def progress(self, topic: str, ends: Ends) -> tuple[int, int]:
+        """(records of `topic` committed by the group, records written), up to `ends`.
+
+        Committed offsets are the durable measure of progress: a redelivered record
+        counts once, and only after its effect was made durable. `ends` come from the
+        producer's delivery reports, not from the broker's high watermarks: Tansu answers
+        ListOffsets with the last batch's base offset + 1, which undercounts multi-record
+        batches.
+        """
+        from confluent_kafka import TopicPartition
+
+        mine = {p: end for (t, p), end in ends.items() if t == topic}
+        if not mine:
+            return 0, 0
         for attempt in range(10):
             try:
-                committed = consumer.committed([TopicPartition(topic, p) for p in mine], timeout=10)
+                committed = self._consumer.committed(
+                    [TopicPartition(topic, p) for p in mine], timeout=10
+                )
                 break
             except KafkaException:  # NOT_COORDINATOR / loading on a fresh broker
                 if attempt == 9:
@@ -202,8 +214,9 @@ def group_progress(bootstrap: str, group: str, topic: str, ends: Ends) -> tuple[
                 time.sleep(0.5)
         done = sum(min(max(tp.offset, 0), mine[tp.partition]) for tp in committed)
         return done, sum(mine.values())
-    finally:
-        consumer.close()
+
+    def close(self) -> None:
+        self._consumer.close()
 
 
 def read_topic(

@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 
 from actions_sync.admin.model import DEFAULT_SUBJECT_TEMPLATE, AdminSettings
+from app.stack import http_client
 from connectors.marketo.client import MarketoClient
 
 __all__ = [
@@ -218,7 +219,7 @@ def sandbox_counts(
 
 def salesforce_tasks(url: str) -> list[Record]:
     """Every live Task of a Salesforce sandbox (its control route: no API budget used)."""
-    return list(httpx.get(f"{url}/_sandbox/salesforce/records/Task", timeout=30).json())
+    return list(http_client().get(f"{url}/_sandbox/salesforce/records/Task", timeout=30).json())
 
 
 # -- the check --------------------------------------------------------------------------------

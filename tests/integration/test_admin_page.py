@@ -22,6 +22,7 @@ from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.store import admin_settings as stored
 from app.admin import preview
+from app.stack import http_client
 from sandboxes.base import SandboxServer
 from tests.conftest import EXTERNAL_KAFKA
 
@@ -133,7 +134,9 @@ def test_the_preview_is_the_routers_subject_and_needs_a_session(
     assert shown.json() == {"subject": "Call | Discovery call (Interested)"}
     bad = client.get("/ui/preview", params={"template": "{{nope}}"})
     assert bad.status_code == 400 and "unknown placeholder" in bad.json()["error"]
-    assert httpx.get(f"{url}/ui/preview?template=x", follow_redirects=False).status_code == 303
+    assert (
+        http_client().get(f"{url}/ui/preview?template=x", follow_redirects=False).status_code == 303
+    )
 
 
 def test_the_sampler_charts_rate_and_lag_per_flow(tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from actions_sync.kafka import Ends, dlq_topic, read_topic, written
@@ -25,7 +24,7 @@ from actions_sync.topics import (
     PERSON_CHANGES,
     SALES_ACTIVITIES,
 )
-from app.stack import Stack
+from app.stack import Stack, http_client
 from streams.rules.people import person_row
 from tests.factories import T0, person_change, sales_activity
 from tests.support.processes import pause
@@ -108,11 +107,13 @@ def activity_ids(kafka: str, registry: RegistryClient) -> set[str]:
 
 
 def salesforce_contacts(url: str) -> list[dict[str, Any]]:
-    return list(httpx.get(f"{url}/_sandbox/salesforce/records/Contact", timeout=10).json())
+    return list(http_client().get(f"{url}/_sandbox/salesforce/records/Contact", timeout=10).json())
 
 
 def latency(url: str, ms: float) -> None:
-    httpx.post(f"{url}/_sandbox/faults", json={"latency_ms": ms}, timeout=10).raise_for_status()
+    http_client().post(
+        f"{url}/_sandbox/faults", json={"latency_ms": ms}, timeout=10
+    ).raise_for_status()
 
 
 def wait_for(predicate: Any, what: str, stack: Stack, timeout_s: float = 90.0) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from actions_sync.kafka import dlq_topic, ensure_topics, read_topic
 from actions_sync.topics import PERSON_CHANGES, specs
+from app.stack import http_client
 from tests.support.checks import present
 
 ALL_COMMANDS = (
@@ -241,8 +242,6 @@ def test_up_runs_the_stack_and_writes_its_endpoints(tmp_path: Path) -> None:
     import signal
     import time
 
-    import httpx
-
     endpoints = tmp_path / "stack.json"
     with (tmp_path / "up.err").open("w") as err:
         proc = subprocess.Popen(
@@ -265,10 +264,10 @@ def test_up_runs_the_stack_and_writes_its_endpoints(tmp_path: Path) -> None:
             "metrics",
         }
         for name in ("schema_registry", "marketo", "salesforce"):
-            assert httpx.get(urls[name] + "/_sandbox/journal").status_code == 200
+            assert http_client().get(urls[name] + "/_sandbox/journal").status_code == 200
         token = {"Authorization": f"Bearer {urls['admin_token']}"}
-        assert httpx.get(urls["admin"] + "/settings").status_code == 401
-        assert httpx.get(urls["admin"] + "/settings", headers=token).status_code == 200
+        assert http_client().get(urls["admin"] + "/settings").status_code == 401
+        assert http_client().get(urls["admin"] + "/settings", headers=token).status_code == 200
         assert set(urls["metrics"]) == {  # one copy of each built flow
             "people-0",
             "activities-0",
@@ -286,7 +285,7 @@ def test_up_runs_the_stack_and_writes_its_endpoints(tmp_path: Path) -> None:
         assert f"logs in {urls['logs']}" in said
         assert f"people-0: {urls['metrics']['people-0']}, log {urls['logs']}" in said
         for url in urls["metrics"].values():  # the file appears once every worker answers
-            assert httpx.get(url).status_code == 200
+            assert http_client().get(url).status_code == 200
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(120) == 0  # ten workers stopping on 2 busy cores

@@ -29,13 +29,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
 from actions_sync.publish import Publisher
 from actions_sync.serialization import RegistryClient
 from actions_sync.topics import PERSON_CHANGES
+from app.stack import http_client
 from sandboxes.base import free_port
 from tests.factories import person_change
 from tests.integration.test_deploy import (
@@ -110,7 +110,7 @@ class Live:
         self.url = url
 
     def query(self, expr: str) -> list[dict[str, Any]]:
-        answer = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
+        answer = http_client().get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
         body = answer.json()
         assert body["status"] == "success", (expr, body)
         return body["data"]["result"]  # type: ignore[no-any-return]
@@ -119,12 +119,16 @@ class Live:
         return bool(self.query(f'count({{__name__="{metric}"}})'))
 
     def alerts(self) -> list[dict[str, Any]]:
-        return httpx.get(f"{self.url}/api/v1/alerts", timeout=10).json()[  # type: ignore[no-any-return]
-            "data"
-        ]["alerts"]
+        return (
+            http_client()
+            .get(f"{self.url}/api/v1/alerts", timeout=10)
+            .json()[  # type: ignore[no-any-return]
+                "data"
+            ]["alerts"]
+        )
 
     def rules(self) -> list[dict[str, Any]]:
-        groups = httpx.get(f"{self.url}/api/v1/rules", timeout=10).json()["data"]["groups"]
+        groups = http_client().get(f"{self.url}/api/v1/rules", timeout=10).json()["data"]["groups"]
         return [rule for group in groups for rule in group["rules"]]
 
 
@@ -327,7 +331,7 @@ def _declared_on_workers(urls: Any) -> set[str]:
     """Every metric family a live worker declares (HELP line), samples or not."""
     names: set[str] = set()
     for url in urls:
-        for line in httpx.get(url, timeout=10).text.splitlines():
+        for line in http_client().get(url, timeout=10).text.splitlines():
             if line.startswith("# HELP "):
                 family = line.split()[2]
                 names |= {family, family + "_total"}

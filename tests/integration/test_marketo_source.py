@@ -29,7 +29,7 @@ from actions_sync.store import admin_settings as stored_settings
 from actions_sync.topics import PERSON_CHANGES
 from app.people_scenario import Expected, Report, reconcile
 from app.process import spawn
-from app.stack import CLI, Stack, scrape_sum
+from app.stack import CLI, Stack, http_client, scrape_sum
 from sandboxes.base import free_port
 from sandboxes.marketo.fields import FIELDS
 from sandboxes.population import EPOCH, generate
@@ -183,7 +183,7 @@ def title(stack: Stack, marketo_id: int) -> str | None:
 
 
 def control(marketo: str, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-    answer = httpx.post(f"{marketo}/_sandbox/marketo/{path}", json=body, timeout=60).json()
+    answer = http_client().post(f"{marketo}/_sandbox/marketo/{path}", json=body, timeout=60).json()
     result: list[dict[str, Any]] = answer["result"]
     return result
 
@@ -309,7 +309,7 @@ def test_lead_changes_reach_the_store_in_order_across_a_kill_mid_paging(
 def source_enabled(metrics_url: str) -> float | None:
     """The source's `actions_sync_source_enabled` gauge, None while it is not served."""
     try:
-        text = httpx.get(metrics_url, timeout=2.0).text
+        text = http_client().get(metrics_url, timeout=2.0).text
     except httpx.TransportError:
         return None
     for family in text_string_to_metric_families(text):
@@ -320,7 +320,9 @@ def source_enabled(metrics_url: str) -> float | None:
 
 
 def calls_to(marketo: str, endpoint: str) -> int:
-    return sum(endpoint in e["path"] for e in httpx.get(f"{marketo}/_sandbox/journal").json())
+    return sum(
+        endpoint in e["path"] for e in http_client().get(f"{marketo}/_sandbox/journal").json()
+    )
 
 
 def test_the_people_sync_runs_only_while_an_admin_has_it_on(
@@ -390,7 +392,7 @@ def burst(marketo: str, calls: int = 130, concurrency: int = 20) -> tuple[float,
 
 def limited_outside(marketo: str, bursts: list[tuple[float, float]]) -> list[dict[str, Any]]:
     """606/615 answers to the source that no burst explains (the window is 20 s)."""
-    journal = httpx.get(f"{marketo}/_sandbox/journal").json()
+    journal = http_client().get(f"{marketo}/_sandbox/journal").json()
     return [
         e
         for e in journal
@@ -428,7 +430,8 @@ def test_initial_sync_completes_through_faults_token_expiry_and_rate_limit_burst
         drain(stack)
         check_store(stack, initial_oracle(30000))
         codes = {
-            e["code"] or str(e["status"]) for e in httpx.get(f"{marketo}/_sandbox/journal").json()
+            e["code"] or str(e["status"])
+            for e in http_client().get(f"{marketo}/_sandbox/journal").json()
         }
         assert {"602", "606"} <= codes and codes & {"604", "608", "611", "713"}
         assert limited_outside(marketo, bursts) == []  # never limited by its own pace

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from app.process import spawn, stop
-from app.stack import wait_http
+from app.stack import http_client, wait_http
 from sandboxes.base import free_port
 
 pytestmark = pytest.mark.slow
@@ -135,22 +135,26 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         tokens = {
             "admin": TOKEN,
             "registry": TOKEN,
-            "marketo": httpx.get(
+            "marketo": http_client()
+            .get(
                 f"{urls['marketo']}/identity/oauth/token",
                 params={
                     "grant_type": "client_credentials",
                     "client_id": "actions-sync",
                     "client_secret": MARKETO_SECRET,
                 },
-            ).json()["access_token"],
-            "salesforce": httpx.post(
+            )
+            .json()["access_token"],
+            "salesforce": http_client()
+            .post(
                 f"{urls['salesforce']}/services/oauth2/token",
                 data={
                     "grant_type": "client_credentials",
                     "client_id": "actions-sync",
                     "client_secret": SALESFORCE_SECRET,
                 },
-            ).json()["access_token"],
+            )
+            .json()["access_token"],
         }
         yield Servers(urls, tokens, sorted(tmp.glob("*.log")))
     finally:
@@ -219,7 +223,7 @@ def test_no_log_line_of_any_server_holds_a_secret(servers: Servers) -> None:
         ("salesforce", "/_sandbox/journal"),
         ("salesforce", "/_sandbox/salesforce/config"),
     ):  # read by anyone
-        shown = httpx.get(servers.urls[name] + control).text
+        shown = http_client().get(servers.urls[name] + control).text
         assert "/identity/oauth/token" in shown or "client_secret" in shown
         assert not [s for s in (*SECRETS, *servers.tokens.values()) if s in shown], control
     lines = [

@@ -15,7 +15,6 @@ import time
 import uuid
 from typing import Any
 
-import httpx
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -25,7 +24,7 @@ from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.topics import PERSON_CHANGES, specs
 from app.people_scenario import Scenario, reconcile
-from app.stack import Stack, Worker
+from app.stack import Stack, Worker, http_client
 from streams.rules.people import qualifies
 
 pytestmark = pytest.mark.slow
@@ -260,7 +259,7 @@ def lag_partitions(worker: Worker) -> set[str]:
     """The partitions whose consumer lag `worker`'s /metrics reports."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    text = httpx.get(worker.metrics_url, timeout=5).text
+    text = http_client().get(worker.metrics_url, timeout=5).text
     return {
         sample.labels["partition"]
         for family in text_string_to_metric_families(text)

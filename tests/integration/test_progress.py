@@ -21,7 +21,7 @@ from actions_sync.progress import ProgressMonitor
 from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.topics import OUTBOUND_SALESFORCE_TASKS, PERSON_CHANGES, specs
-from app.stack import Stack, Worker, scrape_sum
+from app.stack import Stack, Worker, http_client, scrape_sum
 from tests.factories import person_change
 from tests.integration.test_people_end_to_end import publish
 from tests.support.checks import present
@@ -134,12 +134,12 @@ def test_healthz_answers_what_the_health_function_says() -> None:
     problem: list[str] = []
     port = serve_metrics("127.0.0.1", 0, lambda: problem[0] if problem else None)
     base = f"http://127.0.0.1:{port}"
-    ok = httpx.get(f"{base}/healthz", timeout=5)
+    ok = http_client().get(f"{base}/healthz", timeout=5)
     assert (ok.status_code, ok.text) == (200, "ok\n")
     problem.append("group g: committed offset not moving")
-    bad = httpx.get(f"{base}/healthz", timeout=5)
+    bad = http_client().get(f"{base}/healthz", timeout=5)
     assert (bad.status_code, bad.text) == (503, "group g: committed offset not moving\n")
-    assert "actions_sync_events_in_total" in httpx.get(f"{base}/metrics", timeout=5).text
+    assert "actions_sync_events_in_total" in http_client().get(f"{base}/metrics", timeout=5).text
 
 
 # -- a real worker held in a retry loop --------------------------------------------------------
@@ -161,7 +161,11 @@ def wait_for(what: str, check: Callable[[], object], timeout_s: float = 120.0) -
 
 def healthz(worker: Worker) -> int:
     try:
-        return httpx.get(worker.metrics_url.replace("/metrics", "/healthz"), timeout=5).status_code
+        return (
+            http_client()
+            .get(worker.metrics_url.replace("/metrics", "/healthz"), timeout=5)
+            .status_code
+        )
     except httpx.TransportError:
         return 0
 
@@ -265,7 +269,7 @@ def test_a_sink_whose_api_answers_503_forever_shows_lag_and_turns_unhealthy(
         wait_for("healthy", lambda: healthz(sink) == 200)
 
         faults = f"{salesforce}/_sandbox/faults"
-        httpx.post(faults, json={"error_rate": 1.0}, timeout=10).raise_for_status()
+        http_client().post(faults, json={"error_rate": 1.0}, timeout=10).raise_for_status()
         try:
             send(100)
             wait_for(
@@ -275,6 +279,6 @@ def test_a_sink_whose_api_answers_503_forever_shows_lag_and_turns_unhealthy(
             wait_for("/healthz 503", lambda: healthz(sink) == 503)
             stack.check_workers()  # retrying, not dead
         finally:
-            httpx.post(faults, json={"error_rate": 0.0}, timeout=10).raise_for_status()
+            http_client().post(faults, json={"error_rate": 0.0}, timeout=10).raise_for_status()
         stack.wait_drained("salesforce-sink", OUTBOUND_SALESFORCE_TASKS, ends, timeout_s=120)
         wait_for("healthy again", lambda: healthz(sink) == 200)

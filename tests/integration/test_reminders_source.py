@@ -36,7 +36,7 @@ from actions_sync.serialization import RegistryClient
 from actions_sync.store import Store
 from actions_sync.store import reminder_tasks as table
 from actions_sync.topics import OUTBOUND_SALESFORCE_TASKS, REMINDER_TASKS, SALESFORCE_TASKS
-from app.stack import Stack, Worker, scrape_sum
+from app.stack import Stack, Worker, http_client, scrape_sum
 from connectors.salesforce.tasks import task_stream
 from sandboxes.population import generate
 from streams.rules.people import person_row
@@ -150,7 +150,7 @@ def task_id_of(stack: Stack, task_id: str) -> str | None:
 
 def sample(url: str, name: str, **labels: str) -> float:
     """One sample of a worker's /metrics."""
-    for family in text_string_to_metric_families(httpx.get(url, timeout=10).text):
+    for family in text_string_to_metric_families(http_client().get(url, timeout=10).text):
         for found in family.samples:
             if found.name == name and found.labels == labels:
                 return float(found.value)

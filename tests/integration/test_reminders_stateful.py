@@ -57,7 +57,7 @@ from actions_sync.serialization import RegistryClient
 from actions_sync.store import Store
 from actions_sync.store import reminder_tasks as table
 from actions_sync.topics import OUTBOUND_SALESFORCE_TASKS, REMINDER_TASKS, SALESFORCE_TASKS
-from app.stack import Stack
+from app.stack import Stack, http_client
 from sandboxes.population import generate
 from streams.rules.people import person_row
 from streams.rules.reminders import actions_value, salesforce_value
@@ -150,7 +150,9 @@ class Sides:
     def salesforce_write_calls(self) -> int:
         """The integration user's write calls so far (the sandbox's request journal; the
         person's edits go through the sandbox's control routes, not the API)."""
-        journal = httpx.get(f"{self.stack.salesforce_url}/_sandbox/journal", timeout=60).json()
+        journal = (
+            http_client().get(f"{self.stack.salesforce_url}/_sandbox/journal", timeout=60).json()
+        )
         return sum(
             1
             for e in journal

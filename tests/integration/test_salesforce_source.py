@@ -30,7 +30,7 @@ from actions_sync.store import Store
 from actions_sync.store.unsubscribes import OptOutWrite, record_optout_writes
 from actions_sync.topics import SALESFORCE_OPTOUTS
 from app.process import spawn
-from app.stack import CLI, Stack
+from app.stack import CLI, Stack, http_client
 from sandboxes.base import free_port
 from sandboxes.population import generate, sfdc_id
 
@@ -84,14 +84,18 @@ class Rig:
 
     def api(self, client_id: str, secret: str, *_: str) -> httpx.Client:
         """A REST client logged in with these credentials (a person's, or the sync's)."""
-        token = httpx.post(
-            f"{self.salesforce}/services/oauth2/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": client_id,
-                "client_secret": secret,
-            },
-        ).json()["access_token"]
+        token = (
+            http_client()
+            .post(
+                f"{self.salesforce}/services/oauth2/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": client_id,
+                    "client_secret": secret,
+                },
+            )
+            .json()["access_token"]
+        )
         return httpx.Client(
             base_url=self.salesforce + DATA,
             timeout=30,
@@ -118,12 +122,14 @@ class Rig:
             registry.close()
 
     def queries(self) -> int:
-        journal = httpx.get(f"{self.salesforce}/_sandbox/journal").json()
+        journal = http_client().get(f"{self.salesforce}/_sandbox/journal").json()
         return sum("/query" in e["path"] for e in journal)
 
     def enabled(self) -> float | None:
         try:
-            text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).text
+            text = (
+                http_client().get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).text
+            )
         except httpx.TransportError:
             return None
         line = next(

@@ -29,7 +29,7 @@ from actions_sync.store import Store
 from actions_sync.store.unsubscribes import unsubscribes
 from actions_sync.topics import SEND_CHECKS, SEND_DECISIONS
 from app.process import stop
-from app.stack import Stack
+from app.stack import Stack, http_client
 from tests.support.stacks import stack_settings
 
 pytestmark = pytest.mark.slow
@@ -125,7 +125,7 @@ def marketo_sync(
     url: str, *leads: dict[str, Any], action: str = "createOrUpdate", lookup: str = "email"
 ) -> list[dict[str, Any]]:
     """Change leads as people in the Marketo org do (control route: no API budget)."""
-    answer = httpx.post(
+    answer = http_client().post(
         f"{url}/_sandbox/marketo/leads",
         timeout=30,
         json={"action": action, "lookupField": lookup, "input": list(leads)},
@@ -138,13 +138,13 @@ def lookups(url: str) -> list[dict[str, Any]]:
     """The lead lookups the sandbox answered (its journal)."""
     return [
         e
-        for e in httpx.get(f"{url}/_sandbox/journal", timeout=30).json()
+        for e in http_client().get(f"{url}/_sandbox/journal", timeout=30).json()
         if e["path"] == "/rest/v1/leads.json"
     ]
 
 
 def faults(url: str, **plan: float) -> None:
-    httpx.post(f"{url}/_sandbox/faults", json=plan, timeout=10).raise_for_status()
+    http_client().post(f"{url}/_sandbox/faults", json=plan, timeout=10).raise_for_status()
 
 
 def store_unsubscribe(stack: Stack, marketo_id: int, email: str) -> None:
@@ -283,7 +283,7 @@ def test_a_used_up_daily_quota_blocks_without_calling_again(stack: Stack, checks
         "blocked/CHECK_UNAVAILABLE"
     ]
     assert codes_to_worker(marketo, 0) == [None, None, None, "607"]
-    httpx.post(f"{marketo}/_sandbox/marketo/quota/reset", timeout=10).raise_for_status()
+    http_client().post(f"{marketo}/_sandbox/marketo/quota/reset", timeout=10).raise_for_status()
     assert set(checks.wait(checks.send(person, person)).values()) == {
         "blocked/CHECK_UNAVAILABLE"
     }  # paused until Marketo's midnight: no spinning

@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 
 from actions_sync.kafka import dlq_topic, read_topic
 from actions_sync.publish import Publisher
 from actions_sync.serialization import RegistryClient
 from actions_sync.topics import OUTBOUND_MARKETO_ACTIVITIES, OUTBOUND_SALESFORCE_TASKS
-from app.stack import Stack, Worker
+from app.stack import Stack, Worker, http_client
 from connectors.marketo.activity_types import ACTIVITY_TYPES
 from tests.support.stacks import stack_settings
 from tests.support.vendors import (
@@ -97,7 +96,7 @@ def task(n: int, who: str, subject: str | None = None, op: str = "UPSERT") -> di
 
 
 def contacts(url: str) -> list[str]:
-    rows = httpx.get(f"{url}/_sandbox/salesforce/records/Contact", timeout=10).json()
+    rows = http_client().get(f"{url}/_sandbox/salesforce/records/Contact", timeout=10).json()
     return [r["Id"] for r in rows]
 
 
@@ -145,7 +144,7 @@ def test_activities_reach_marketo_once_and_bad_ones_the_dlq(stack: Stack) -> Non
     )
     stack.wait_drained("marketo-sink", OUTBOUND_MARKETO_ACTIVITIES, ends, timeout_s=240)
 
-    codes = {e["code"] for e in httpx.get(f"{marketo}/_sandbox/journal").json()}
+    codes = {e["code"] for e in http_client().get(f"{marketo}/_sandbox/journal").json()}
     assert {"602"} <= codes and codes & {"604", "608", "611", "713"}  # faults were met
     held = marketo_activities(marketo)
     assert ledger_ids(held) == {a["activity_id"]: 1 for a in good}
@@ -206,7 +205,7 @@ def test_tasks_reach_salesforce_and_invalid_ones_the_dlq_with_their_reason(stack
     )
     stack.wait_drained("salesforce-sink", OUTBOUND_SALESFORCE_TASKS, ends, timeout_s=240)
 
-    codes = {e["code"] for e in httpx.get(f"{salesforce}/_sandbox/journal").json()}
+    codes = {e["code"] for e in http_client().get(f"{salesforce}/_sandbox/journal").json()}
     assert {"SERVER_UNAVAILABLE", "INVALID_SESSION_ID"} <= codes  # faults were met
     tasks = {t["ActionsSync_Id__c"]: t for t in salesforce_tasks(salesforce)}
     gone = {t["external_id"] for t in deleted}
@@ -227,13 +226,15 @@ def test_tasks_reach_salesforce_and_invalid_ones_the_dlq_with_their_reason(stack
 
 
 def _latency(sandbox: str, ms: float) -> None:
-    httpx.post(f"{sandbox}/_sandbox/faults", json={"latency_ms": ms}, timeout=10).raise_for_status()
+    http_client().post(
+        f"{sandbox}/_sandbox/faults", json={"latency_ms": ms}, timeout=10
+    ).raise_for_status()
 
 
 def _writes(sandbox: str, path: str) -> int:
     return sum(
         1
-        for e in httpx.get(f"{sandbox}/_sandbox/journal", timeout=10).json()
+        for e in http_client().get(f"{sandbox}/_sandbox/journal", timeout=10).json()
         if e["path"].endswith(path) and e["code"] is None
     )
 
@@ -421,7 +422,7 @@ def test_only_the_records_that_refuse_a_whole_call_reach_the_dlq(stack: Stack, v
     )
     calls = [
         e
-        for e in httpx.get(f"{url}/_sandbox/journal").json()
+        for e in http_client().get(f"{url}/_sandbox/journal").json()
         if path in e["path"] and e["method"] != "GET"
     ]
     # Each refused call costs ~2·log2(size) more per bad record in it.
@@ -463,8 +464,8 @@ def test_an_api_that_fails_every_call_costs_at_most_the_configured_calls_per_rec
     publish(stack, topic, schema, items[0], ends)  # the sink is up and has written once
     stack.wait_drained(worker, topic, ends, timeout_s=90)
 
-    httpx.post(f"{url}/_sandbox/faults", json={"error_rate": 1.0}, timeout=10)
-    httpx.post(f"{url}/_sandbox/reset", timeout=10)
+    http_client().post(f"{url}/_sandbox/faults", json={"error_rate": 1.0}, timeout=10)
+    http_client().post(f"{url}/_sandbox/reset", timeout=10)
     publish(stack, topic, schema, items[1], ends)
     deadline = time.monotonic() + 60
     while (done := stack.progress(worker, topic, ends))[0] < done[
@@ -475,7 +476,7 @@ def test_an_api_that_fails_every_call_costs_at_most_the_configured_calls_per_rec
 
     calls = [
         e
-        for e in httpx.get(f"{url}/_sandbox/journal", timeout=10).json()
+        for e in http_client().get(f"{url}/_sandbox/journal", timeout=10).json()
         if e["path"].startswith(data)
     ]
     assert all(e["status"] >= 500 or e["code"] for e in calls)  # every one of them failed

@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -44,7 +43,7 @@ from actions_sync.topics import (
     UNSUBSCRIBES,
     specs,
 )
-from app.stack import Stack
+from app.stack import Stack, http_client
 from sandboxes.population import generate
 from streams.rules.people import person_row
 from tests.factories import person_change
@@ -162,7 +161,7 @@ def drain_sink(stack: Stack) -> None:
 
 
 def record(stack: Stack, sobject: str, sfdc_id: str) -> dict[str, Any]:
-    answer = httpx.get(
+    answer = http_client().get(
         f"{stack.salesforce_url}/_sandbox/salesforce/records/{sobject}/{sfdc_id}", timeout=10
     )
     answer.raise_for_status()
@@ -170,7 +169,7 @@ def record(stack: Stack, sobject: str, sfdc_id: str) -> dict[str, Any]:
 
 
 def as_a_person(stack: Stack, sobject: str, sfdc_id: str, **fields: Any) -> None:
-    httpx.patch(
+    http_client().patch(
         f"{stack.salesforce_url}/_sandbox/salesforce/records/{sobject}/{sfdc_id}",
         json={"fields": fields},
         timeout=10,
@@ -440,10 +439,16 @@ def test_kill_9_of_the_agent_mid_stream_loses_nothing(stack: Stack) -> None:
 
     assert all(r["pushed_at"] is not None for r in rows(stack).values())
     assert set(rows(stack)) == {p["marketo_id"] for p in population}
-    leads = httpx.get(f"{stack.salesforce_url}/_sandbox/salesforce/records/Lead", timeout=30).json()
-    contacts = httpx.get(
-        f"{stack.salesforce_url}/_sandbox/salesforce/records/Contact", timeout=30
-    ).json()
+    leads = (
+        http_client()
+        .get(f"{stack.salesforce_url}/_sandbox/salesforce/records/Lead", timeout=30)
+        .json()
+    )
+    contacts = (
+        http_client()
+        .get(f"{stack.salesforce_url}/_sandbox/salesforce/records/Contact", timeout=30)
+        .json()
+    )
     assert all(r[OPTED] is True for r in leads + contacts)
     assert len(leads) == 300 and contacts
     for topic in TOPICS:

@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 
@@ -30,7 +29,7 @@ from actions_sync.serialization import RegistryClient
 from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.topics import SALESFORCE_OPTOUTS, UNSUBSCRIBES
-from app.stack import Stack
+from app.stack import Stack, http_client
 from sandboxes.population import generate
 
 pytest.importorskip("streams.unsubscribes", reason="the unsubscribe agent is not merged yet")
@@ -85,11 +84,19 @@ def stack(kafka: str, registry: str, tmp_path: Path) -> Iterator[Stack]:
 
 def as_alice(stack: Stack, sobject: str, sfdc_id: str, **fields: Any) -> None:
     base = str(stack.salesforce_url)
-    token = httpx.post(
-        f"{base}/services/oauth2/token",
-        data={"grant_type": "client_credentials", "client_id": ALICE[0], "client_secret": ALICE[1]},
-    ).json()["access_token"]
-    response = httpx.patch(
+    token = (
+        http_client()
+        .post(
+            f"{base}/services/oauth2/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": ALICE[0],
+                "client_secret": ALICE[1],
+            },
+        )
+        .json()["access_token"]
+    )
+    response = http_client().patch(
         f"{base}/services/data/v62.0/sobjects/{sobject}/{sfdc_id}",
         json=fields,
         headers={"Authorization": f"Bearer {token}"},
@@ -98,7 +105,9 @@ def as_alice(stack: Stack, sobject: str, sfdc_id: str, **fields: Any) -> None:
 
 
 def record(stack: Stack, sobject: str, sfdc_id: str) -> dict[str, Any]:
-    answer = httpx.get(f"{stack.salesforce_url}/_sandbox/salesforce/records/{sobject}/{sfdc_id}")
+    answer = http_client().get(
+        f"{stack.salesforce_url}/_sandbox/salesforce/records/{sobject}/{sfdc_id}"
+    )
     answer.raise_for_status()
     return dict(answer.json())
 

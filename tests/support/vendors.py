@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from app.stack import http_client
+
 CREDENTIALS = {
     "grant_type": "client_credentials",
     "client_id": "actions-sync",
@@ -42,7 +44,7 @@ def marketo_activity_types(url: str) -> dict[int, str]:
 def marketo_activities(url: str) -> list[dict[str, Any]]:
     """Every custom activity in a Marketo sandbox, read back like any client would (its
     injected faults switched off first; expired tokens renewed)."""
-    httpx.post(
+    http_client().post(
         f"{url}/_sandbox/faults",
         json={"error_rate": 0.0, "timeout_rate": 0.0, "latency_ms": 0.0},
         timeout=10,
@@ -80,7 +82,7 @@ def ledger_ids(activities: list[dict[str, Any]]) -> Counter[str]:
 
 def salesforce_tasks(url: str) -> list[dict[str, Any]]:
     """Every live Task of a Salesforce sandbox (control route: no API budget used)."""
-    return list(httpx.get(f"{url}/_sandbox/salesforce/records/Task", timeout=30).json())
+    return list(http_client().get(f"{url}/_sandbox/salesforce/records/Task", timeout=30).json())
 
 
 def split_bound(bad: int, n: int) -> int:
