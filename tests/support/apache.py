@@ -38,7 +38,8 @@ class ApacheKafka:
 
     def __enter__(self) -> ApacheKafka:
         self._proc = spawn(
-            [sys.executable, str(SCRIPT), "run", "--ready-file", str(self._ready)], log=self.log
+            [sys.executable, str(SCRIPT), "run", "--lean", "--ready-file", str(self._ready)],
+            log=self.log,
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         while not self._ready.exists():
