@@ -44,6 +44,34 @@ def test_migrate_twice_is_harmless(store: Store) -> None:
     assert store.count_persons() == 0
 
 
+def test_the_newest_revisions_are_alembics_heads_and_a_store_at_them_skips_alembic(
+    database_url: str,
+) -> None:
+    """`migrate` reads the scripts' heads itself, to skip Alembic's import on a store
+    already at them: they must be Alembic's own, or a new script would never run."""
+    import subprocess
+    import sys
+
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from actions_sync.store.store import MIGRATIONS, _heads
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert _heads() == set(ScriptDirectory.from_config(config).get_heads())
+    with Store(database_url) as store:
+        store.migrate()
+    again = (
+        "import sys; from actions_sync.store import Store; s = Store(sys.argv[1]); s.migrate();"
+        " print('alembic' in sys.modules, s.count_persons())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", again, database_url], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["False", "0"]
+
+
 def test_sqlite_connections_are_tuned_for_batches_of_scattered_people(store: Store) -> None:
     if not store.is_sqlite:
         pytest.skip("SQLite pragmas")
