@@ -119,13 +119,8 @@ class Live:
         return bool(self.query(f'count({{__name__="{metric}"}})'))
 
     def alerts(self) -> list[dict[str, Any]]:
-        return (
-            http_client()
-            .get(f"{self.url}/api/v1/alerts", timeout=10)
-            .json()[  # type: ignore[no-any-return]
-                "data"
-            ]["alerts"]
-        )
+        body = http_client().get(f"{self.url}/api/v1/alerts", timeout=10).json()
+        return body["data"]["alerts"]  # type: ignore[no-any-return]
 
     def rules(self) -> list[dict[str, Any]]:
         groups = http_client().get(f"{self.url}/api/v1/rules", timeout=10).json()["data"]["groups"]
