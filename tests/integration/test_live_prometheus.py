@@ -241,7 +241,9 @@ def test_dashboard_and_alerts_against_live_workers(prometheus_bin: str, tmp_path
         time.sleep(3)  # a few more scrapes: rate() needs two samples of each series
 
         exported = _declared_on_workers(workers.values())
-        # Every rule is evaluated, cleanly; nothing pending or firing on a healthy stack.
+        # Every rule is evaluated, cleanly; nothing firing on a healthy stack, and nothing
+        # pending but the batch-latency warning, which a loaded test machine (2 cores,
+        # three test tiers) can reach: its `for: 10m` is there for such spells.
         rules = wait_for(
             lambda: [r for r in live.rules() if r.get("lastEvaluation", "") > "2000"] or None,
             30,
@@ -252,7 +254,10 @@ def test_dashboard_and_alerts_against_live_workers(prometheus_bin: str, tmp_path
         assert all(r["health"] == "ok" for r in rules), [
             (r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"
         ]
-        assert live.alerts() == []
+        assert [
+            a for a in live.alerts() if a["labels"]["alertname"] != "ActionsSyncBatchLatencyHigh"
+        ] == []
+        assert all(a["state"] == "pending" for a in live.alerts())
         # Only the workers that follow the admin settings export the revision they apply
         # (the others exported a 0 that the dashboard showed as behind).
         following = {
