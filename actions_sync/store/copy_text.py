@@ -2,7 +2,7 @@
 
 Why. The people worker's helper process turns a batch into the store's rows; shipped to
 the worker as tuples of Python objects, they cost the worker an unpickle of ~18 objects a
-row and psycopg's `write_row` (a third of the worker's own CPU per person on PostgreSQL,
+row and psycopg's `write_row` (a quarter of the worker's busy samples on PostgreSQL,
 bench/RESULTS.md, issue 15). Built here as one `bytes` per batch, in the helper, they
 cost the worker one `copy.write`. No psycopg: the helper imports none (`streams.helper`).
 

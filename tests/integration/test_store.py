@@ -242,6 +242,19 @@ def test_any_text_is_stored_as_given(store: Store) -> None:
         assert (stored["removed_at"] is None) == (n % 2 == 0)
 
 
+def test_a_nul_character_is_refused_as_the_records_fault_not_an_outage(store: Store) -> None:
+    """PostgreSQL's text holds no NUL: the write fails with the row's error class, which
+    the pipeline dead-letters (an outage, `OperationalError`, it would retry for ever)."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    if store.is_sqlite:
+        pytest.skip("SQLite stores a NUL in text")
+    with pytest.raises(DBAPIError) as refused:
+        store.apply_people([row(1, 1), row(2, 1, title="nul\x00here")], [])
+    assert not isinstance(refused.value, OperationalError)
+    assert store.person(1) is None  # the batch is one transaction
+
+
 def test_sqlite_datetime_text_is_sqlalchemys_for_every_year() -> None:
     from datetime import UTC, datetime, timedelta, timezone
 
