@@ -11,10 +11,15 @@ test settings and a durable server, fsync and synchronous_commit on):
      statements (the write path before the staging table) for comparison;
   4. the people worker(s) (real `actions-sync worker people` processes, each count of
      `--workers` in turn, in a fresh consumer group and a fresh store each round): the
-     rate from the first handled record to the last committed offset (of the records not
-     yet handled when the meters started); the CPU-seconds per 1,000 of those people of
-     the workers (with their helper processes), of PostgreSQL (postmaster and backends)
-     and of the broker meanwhile; each worker's peak resident memory.
+     group starts at the topic's end, the workers join it idle and the bench waits until
+     the group is stable (every partition assigned, no rebalance in progress); then the
+     N changes are published again (encoded once, sent as bytes) and drained. The rate
+     from the first handled record to the last committed offset; the CPU-seconds per
+     1,000 people of the workers (with their helper processes), of PostgreSQL
+     (postmaster and backends) and of the broker (the produce included) from the
+     publish to the end; each worker's peak resident memory. Joining first keeps the
+     group's rebalances (staggered joins, each revoking every partition) out of the
+     drain: with 4 workers on a loaded box they were most of it (bench/RESULTS.md).
 Each measure is taken `--rounds` times, interleaved; the medians give the ratios.
 Targets: issue 3, >= 25,000 people/s and >= 35 % of the raw rate with one worker (SQLite);
 issue 15, on PostgreSQL >= 45,000 people/s with one worker and, with 2 and 4 workers, CPU
@@ -27,11 +32,13 @@ per person <= 1.1x that of one.
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import time
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from _common import (
@@ -45,6 +52,7 @@ from _common import (
     raw_rate,
     write_json,
 )
+from confluent_kafka import Consumer, TopicPartition
 
 from actions_sync.kafka import Ends
 from actions_sync.publish import Publisher
@@ -81,18 +89,66 @@ def store_rate(url: str, changes: list[dict[str, Any]], batch: int, rowwise: boo
     return len(changes) / elapsed
 
 
+def start_at_end(bootstrap: str, group: str, ends: Ends) -> None:
+    """Commit `group`'s offsets at the end of what `ends` says the topic holds: its
+    workers will join with nothing to read."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+    )
+    try:
+        offsets = [TopicPartition(t, p, end) for (t, p), end in ends.items() if t == PERSON_CHANGES]
+        consumer.commit(offsets=offsets, asynchronous=False)
+    finally:
+        consumer.close()
+
+
+ASSIGNED = re.compile(r"partitions assigned \(generation -?\d+\): (.*?) \[")
+
+
+def held(log: Path) -> frozenset[int] | None:
+    """The partitions of the people topic a worker holds after its last assignment (its
+    log's last "partitions assigned" line, `streams.fastpath`), None before one."""
+    lines = ASSIGNED.findall(log.read_text(errors="replace")) if log.exists() else []
+    if not lines:
+        return None
+    topic = re.escape(PERSON_CHANGES)
+    return frozenset(int(p) for p in re.findall(rf"{topic}\[(\d+)\]", lines[-1]))
+
+
+def wait_stable(stack: Stack, timeout_s: float = 300) -> float:
+    """Wait until the group of the stack's workers is stable: the last assignments of
+    all of them split every partition between them (none held twice, none missing: in a
+    rebalance the members' last assignments are of different generations), unchanged
+    over two looks a second apart; the seconds it took. (From the workers' logs: Tansu
+    answers DescribeGroups with an unknown state and no members.)"""
+    started, last, seen = time.monotonic(), None, 0
+    while seen < 2:
+        stack.check_workers()
+        if time.monotonic() - started > timeout_s:
+            raise SystemExit(f"the people workers' group not stable in {timeout_s}s")
+        time.sleep(1.0)
+        now = [held(w.log) for w in stack.workers]
+        split = all(h is not None for h in now) and sorted(
+            p for h in now if h is not None for p in h
+        ) == list(range(stack.settings.partitions))
+        seen = seen + 1 if split and now == last else 0
+        last = now
+    return time.monotonic() - started
+
+
 def agent_rate(
     outer: Stack,
     backends: Backends,
     durability: str,
-    ends: Ends,
+    publisher: Publisher,
+    encoded: list[tuple[bytes, bytes]],
     workers: int,
-    total: int,
     batch: int,
 ) -> dict[str, float]:
-    """One round: fresh group and store; people/s, wall s, CPU-seconds per 1,000 people of
-    the workers (helpers included), the store server and the broker, peak RSS (MB) of the
-    largest worker."""
+    """One round: fresh group (at the topic's end) and store, the workers joined and the
+    group stable, then the changes published and drained; people/s, wall s, CPU-seconds
+    per 1,000 people of the workers (helpers included), the store server and the broker,
+    peak RSS (MB) of the largest worker."""
     settings = Settings(
         kafka_bootstrap_servers=outer.bootstrap,
         schema_registry_url=outer.registry_url,
@@ -102,6 +158,8 @@ def agent_rate(
     )
     with Store(settings.database_url) as store:
         store.migrate()
+    group = f"{settings.group_prefix}-people"
+    start_at_end(outer.bootstrap, group, publisher.ends)
     broker, server = backends.broker_pids(outer.bootstrap), backends.store_pids(durability)
     started = time.perf_counter()
     with Stack(settings, logdir=outer.logdir) as stack:
@@ -109,24 +167,26 @@ def agent_rate(
             stack.add_worker("people", {"ACTIONS_SYNC_PEOPLE_BATCH_SIZE": str(batch)})
         pids = [w.proc.pid for w in stack.workers]
         memory = PeakRss({f"worker {n}": [pid] for n, pid in enumerate(pids)})
+        joined = wait_stable(stack)
+        cpu0 = [cpu_seconds(pids), cpu_seconds(server), cpu_seconds(broker)]
+        publisher.publish_raw(PERSON_CHANGES, encoded)
+        publisher.flush()
+        ends = dict(publisher.ends)
         while stack.handled() == 0:
             stack.check_workers()
             time.sleep(0.01)
         first = time.perf_counter()
-        cpu0 = [cpu_seconds(pids), cpu_seconds(server), cpu_seconds(broker)]
-        # What was handled before the meters started is left out of both the rate and the
-        # CPU per person (a worker's first batches: a large share of a small run).
-        counted = total - stack.handled()
         while (done := stack.progress("people", PERSON_CHANGES, ends))[0] < done[1]:
             stack.check_workers()
             time.sleep(0.05)
         finished = time.perf_counter()
         cpu = [cpu_seconds(p) - c for p, c in zip((pids, server, broker), cpu0, strict=True)]
         memory.close()
-    span, per_k = finished - first, 1000 / counted
+    span, per_k = finished - first, 1000 / len(encoded)
     return {
-        "rate": counted / span,
+        "rate": len(encoded) / span,
         "wall": finished - started,
+        "join": joined,
         "cpu_workers": cpu[0] * per_k,
         "cpu_store": cpu[1] * per_k,
         "cpu_broker": cpu[2] * per_k,
@@ -160,12 +220,10 @@ def main() -> None:  # noqa: C901 - the options, then one measurement after anot
         )
         changes = list(scenario.changes())
         publisher = Publisher(stack.bootstrap, registry)
-        publisher.publish(
-            PERSON_CHANGES, "PersonChange", ((str(c["marketo_id"]), c) for c in changes)
-        )
+        serialize = publisher.serializer(PERSON_CHANGES, "PersonChange")
+        encoded = [(str(c["marketo_id"]).encode(), serialize(c)) for c in changes]
+        publisher.publish_raw(PERSON_CHANGES, encoded)  # for the raw rate
         publisher.flush()
-        ends = publisher.ends
-        del publisher  # its producer's threads would outlive the broker, reconnecting
         total = len(changes)
         print(
             f"published {total:,} person changes on {stack.settings.partitions} partitions;"
@@ -190,18 +248,20 @@ def main() -> None:  # noqa: C901 - the options, then one measurement after anot
             print("   ".join(line), flush=True)
             for workers in counts:  # the configurations interleaved: the load varies
                 for d in durabilities(args):
-                    got = agent_rate(stack, backends, d, ends, workers, total, args.batch)
+                    got = agent_rate(stack, backends, d, publisher, encoded, workers, args.batch)
                     for key, value in got.items():
                         found[f"{key} {d} {workers}"].append(value)
                     print(
                         f"  {workers} worker(s){f', PostgreSQL {d}' if pg else ''}:"
                         f" {got['rate']:,.0f} people/s (wall {got['wall']:.1f}s incl."
-                        f" start-up and join); CPU-s per 1,000 people: workers"
+                        f" start-up, {got['join']:.1f}s to a stable group); CPU-s per 1,000"
+                        f" people: workers"
                         f" {got['cpu_workers']:.3f}, store {got['cpu_store']:.3f}, broker"
                         f" {got['cpu_broker']:.3f}; peak RSS {got['rss']:,.0f} MB;"
                         f" load {load_average()}",
                         flush=True,
                     )
+        del publisher  # its producer's threads would outlive the broker, reconnecting
         registry.close()
         med = {key: statistics.median(values) for key, values in found.items()}
         raw = med["raw"]

@@ -47,6 +47,7 @@ from actions_sync.topics import RECORD_OF, specs
 from streams import fastpath
 from streams.batch import RawRecord
 from streams.helper import Decode, Prepare
+from streams.helper import columns as helper_columns
 from streams.helper import prepare as helper_prepare
 from streams.helper import setup as helper_setup
 from streams.offload import ProcessStage
@@ -356,10 +357,8 @@ class _Offloaded:
     def prepare(self, records: Sequence[RawRecord]) -> Any:
         if len(records) < OFFLOAD_MIN_RECORDS:
             return self._handler.prepare(records)
-        # Tuples pickle ~8x faster than RawRecords; one pipeline serves one topic.
-        return self._helper(
-            (self._topic, [(r.partition, r.offset, r.key, r.value) for r in records])
-        )
+        # Columns pickle far faster than RawRecords; one pipeline serves one topic.
+        return self._helper(helper_columns(self._topic, records))
 
     def write(self, records: Sequence[RawRecord], prepared: Any) -> object:
         return self._handler.write(records, prepared)

@@ -6,14 +6,15 @@ Shared by every agent: decode each record, apply the topic's contract check, and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from functools import partial
+from typing import Any, NamedTuple, cast
 
 from actions_sync.dead_letter import DeadLetter, dead_letter
 from actions_sync.errors import Skippable
 
-__all__ = ["Decoded", "RawRecord", "split"]
+__all__ = ["Decoded", "RawRecord", "raw_record", "split"]
 
 Record = dict[str, Any]
 
@@ -32,6 +33,11 @@ class RawRecord(NamedTuple):
         return dead_letter(
             self.topic, self.partition, self.offset, self.key, self.value, error, stage
         )
+
+
+# `RawRecord._make` without its length check, for `map()`: a batch of records made in one
+# C loop, no Python code per record (a list comprehension of `_make` costs ~1.3-1.6x).
+raw_record = cast(Callable[[Iterable[Any]], RawRecord], partial(tuple.__new__, RawRecord))
 
 
 @dataclass

@@ -52,6 +52,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from operator import attrgetter
 from typing import Any, cast
 
 import aiokafka
@@ -62,12 +63,14 @@ from faust.types import TP
 from mode import Service
 
 from actions_sync.errors import ConfigError
-from streams.batch import RawRecord
+from streams.batch import RawRecord, raw_record
 from streams.pipeline import Batch, BatchPipeline, DeadLetters
 
 __all__ = ["BatchConsumer", "BatchRoute", "BatchTransport", "check_faust", "install", "subscribe"]
 
 log = logging.getLogger(__name__)
+
+_raw_fields = attrgetter("topic", "partition", "offset", "key", "value")  # of aiokafka's record
 
 SUPPORTED_FAUST = ("0.15.",)  # versions whose internals below were read and tested
 # aiokafka versions whose consumer has the private `_fetch_max_wait_ms` that
@@ -250,8 +253,7 @@ class BatchConsumer(_aiokafka.Consumer):
             fetched = [r for r in fetched if r.offset >= floor]  # again after a seek
             if not fetched:
                 return
-        make = RawRecord._make  # tuple.__new__: a third of the class call's cost
-        pipeline.add(tp, [make((r.topic, r.partition, r.offset, r.key, r.value)) for r in fetched])
+        pipeline.add(tp, list(map(raw_record, map(_raw_fields, fetched))))
         self._next_offset[tp] = fetched[-1].offset + 1
         monitor = self.app.monitor
         monitor.track_tp_end_offset(tp, self.highwater(tp))

@@ -54,13 +54,13 @@ class PeopleHandler:
         """Write the batch in one transaction, then the dead letters; raise to retry (a
         row the store refuses is found by the pipeline, `streams.pipeline`). Counted once
         all of it is durable: a batch retried is counted once."""
-        written = self.store.write_people(batch.params)
+        written = self.store.write_people(batch.rows)
         if batch.dead:
             self.dead_letters.send(batch.dead)
         STORE_WRITES.labels("persons", "upsert").inc(written.upserted)
         STORE_WRITES.labels("persons", "remove").inc(written.removed)
         SKIPPED.labels(WORKER, "superseded").inc(batch.superseded)
-        SKIPPED.labels(WORKER, "not_owned").inc(len(batch.params.removals) - written.removed)
+        SKIPPED.labels(WORKER, "not_owned").inc(batch.removals - written.removed)
 
 
 def run(settings: Settings) -> None:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from actions_sync.dead_letter import DeadLetter
-from actions_sync.store import PeopleParams, people_params
+from actions_sync.store import PeopleCopy, PeopleParams, people_rows
 from streams.batch import Decoded, RawRecord, split
 from streams.helper import Decode
 from streams.rules import people as rules
@@ -21,10 +21,11 @@ __all__ = ["PeopleBatch", "prepare"]
 
 @dataclass(frozen=True)
 class PeopleBatch:
-    """A prepared batch: the store writes as parameters, what was skipped, the dead
-    letters (plain, picklable data)."""
+    """A prepared batch: the store writes (on PostgreSQL as COPY data: bytes), how many
+    removals it offers, what was skipped, the dead letters (plain, picklable data)."""
 
-    params: PeopleParams
+    rows: PeopleParams | PeopleCopy
+    removals: int
     superseded: int
     dead: list[DeadLetter]
 
@@ -50,4 +51,5 @@ def _decoded(records: Sequence[RawRecord], decode: Decode, future_skew_s: float)
 
 
 def _batch(plan: rules.PeoplePlan, sqlite: bool, dead: list[DeadLetter]) -> PeopleBatch:
-    return PeopleBatch(people_params(plan.upserts, plan.removals, sqlite), plan.superseded, dead)
+    rows = people_rows(plan.upserts, plan.removals, sqlite)
+    return PeopleBatch(rows, len(plan.removals), plan.superseded, dead)

@@ -11,17 +11,20 @@ from actions_sync.store import (  # noqa: F401  (their tables)
 )
 from actions_sync.store.store import (
     NO_POSITION,
+    PeopleCopy,
     PeopleParams,
     PeopleWrite,
     Store,
     is_sqlite_url,
     people_params,
+    people_rows,
 )
 from actions_sync.store.tables import PERSON_FIELDS, checkpoints, metadata, persons
 
 __all__ = [
     "NO_POSITION",
     "PERSON_FIELDS",
+    "PeopleCopy",
     "PeopleParams",
     "PeopleWrite",
     "Store",
@@ -29,5 +32,6 @@ __all__ = [
     "is_sqlite_url",
     "metadata",
     "people_params",
+    "people_rows",
     "persons",
 ]

@@ -29,9 +29,19 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from actions_sync.errors import ConfigError, Retriable
+from actions_sync.store.copy_text import copy_line, copy_text, timestamp
 from actions_sync.store.tables import PERSON_FIELDS, checkpoints, persons
 
-__all__ = ["NO_POSITION", "PeopleParams", "PeopleWrite", "Store", "is_sqlite_url", "people_params"]
+__all__ = [
+    "NO_POSITION",
+    "PeopleCopy",
+    "PeopleParams",
+    "PeopleWrite",
+    "Store",
+    "is_sqlite_url",
+    "people_params",
+    "people_rows",
+]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -70,10 +80,13 @@ PERSON_COLUMNS = (
 )
 NO_POSITION = -1  # the `log_position` of a row given without one (older than any offset)
 # PostgreSQL: a batch of people is COPYed into per-connection temp tables (emptied at each
-# commit), then upserted by one INSERT ... SELECT and removed by one UPDATE ... FROM.
+# commit), then upserted by one INSERT ... SELECT and removed by one UPDATE ... FROM; the
+# write time is a parameter of those statements, so the COPY data (`PeopleCopy`) is whole
+# before the write (made in the people worker's helper process).
 PEOPLE_STAGE = "persons_stage"
 REMOVALS_STAGE = "persons_removal_stage"
-REMOVAL_COLUMNS = ("marketo_id", *PERSON_FIELDS, "changed_at", "log_position", "synced_at")
+STAGED_COLUMNS = PERSON_COLUMNS[:-1]  # all but synced_at
+REMOVAL_COLUMNS = ("marketo_id", *PERSON_FIELDS, "changed_at", "log_position")
 
 
 @dataclass(frozen=True)
@@ -124,6 +137,17 @@ class PeopleParams(NamedTuple):
     removals: list[tuple[Any, ...]]  # `_person_removal_sql`'s parameters but synced_at
 
 
+class PeopleCopy(NamedTuple):
+    """PostgreSQL: a batch of person writes (one row per person) as COPY text data for
+    the staging tables (`STAGED_COLUMNS`, `REMOVAL_COLUMNS`): one bytes object each,
+    cheap to pickle from a helper process, and written by the driver as it is."""
+
+    upserts: bytes
+    upserted: int
+    removals: bytes
+    removal_count: int
+
+
 def is_sqlite_url(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
@@ -155,6 +179,57 @@ def people_params(
     return PeopleParams(upsert_rows, removal_rows)
 
 
+def people_rows(
+    upserts: Sequence[Mapping[str, Any]], removals: Sequence[Mapping[str, Any]], sqlite: bool
+) -> PeopleParams | PeopleCopy:
+    """What `Store.write_people` takes for these rows: on PostgreSQL, with one row per
+    person (always, from `plan`), the COPY data of the staging tables; else parameters
+    (`people_params`: SQLite, or rows to apply in order, one statement each)."""
+    if sqlite or not _one_per_person(upserts) or not _one_per_person(removals):
+        return people_params(upserts, removals, sqlite)
+    return people_copy(upserts, removals)
+
+
+def people_copy(
+    upserts: Sequence[Mapping[str, Any]], removals: Sequence[Mapping[str, Any]]
+) -> PeopleCopy:
+    """PostgreSQL's COPY text of `Store.apply_people`'s rows (one per person)."""
+    get_fields = itemgetter(*PERSON_FIELDS)
+    upsert_lines = [
+        copy_line(
+            (
+                str(row["marketo_id"]),
+                *get_fields(row),
+                timestamp(row["changed_at"]),
+                timestamp(removed) if (removed := row.get("removed_at")) is not None else None,
+                str(row.get("log_position", NO_POSITION)),
+            )
+        )
+        for row in upserts
+    ]
+    removal_lines = [
+        copy_line(
+            (
+                str(row["marketo_id"]),
+                *get_fields(row),
+                timestamp(row["changed_at"]),
+                str(row.get("log_position", NO_POSITION)),
+            )
+        )
+        for row in removals
+    ]
+    return PeopleCopy(
+        copy_text(upsert_lines), len(upsert_lines), copy_text(removal_lines), len(removal_lines)
+    )
+
+
+def _one_per_person(rows: Sequence[Mapping[str, Any]]) -> bool:
+    """No two rows of one person (a batch `plan` made never has: callers that pass
+    several get the row-by-row statements, which apply them in order; one statement may
+    not update a row twice)."""
+    return len({row["marketo_id"] for row in rows}) == len(rows)
+
+
 # A row upserted as removed keeps the first removal's time (as `_person_removal_sql`).
 _PERSON_CONFLICT = (
     "ON CONFLICT (marketo_id) DO UPDATE SET "
@@ -169,15 +244,6 @@ _PERSON_CONFLICT = (
     + " WHERE (persons.changed_at, persons.log_position)"
     " < (excluded.changed_at, excluded.log_position)"
 )
-
-
-_REMOVAL_ID = len(PERSON_FIELDS) + 3  # the marketo_id in `PeopleParams.removals`' rows
-
-
-def _one_per_person(rows: list[tuple[Any, ...]], id_at: int) -> bool:
-    """No two rows of one person (a batch `plan` made never has: callers that pass
-    several get the row-by-row statements, which apply them in order)."""
-    return len({row[id_at] for row in rows}) == len(rows)
 
 
 def _aware(value: Any) -> Any:
@@ -278,12 +344,12 @@ class Store:
     def _person_staged_upsert_sql() -> str:
         """PostgreSQL: the upsert of the rows COPYed into `PEOPLE_STAGE` (one statement a
         batch instead of one per row: the per-row statement overhead was most of
-        PostgreSQL's time in a batch, bench/RESULTS.md). Only for batches with one row per
-        person: a statement may not update a row twice."""
-        columns = ", ".join(PERSON_COLUMNS)
+        PostgreSQL's time in a batch, bench/RESULTS.md), the write time its parameter.
+        Only for batches with one row per person: a statement may not update a row twice."""
+        columns = ", ".join(STAGED_COLUMNS)
         return (
-            f"INSERT INTO persons ({columns}) SELECT {columns} FROM {PEOPLE_STAGE}"
-            f" {_PERSON_CONFLICT}"
+            f"INSERT INTO persons ({columns}, synced_at) SELECT {columns}, %s"
+            f" FROM {PEOPLE_STAGE} {_PERSON_CONFLICT}"
         )
 
     @staticmethod
@@ -291,7 +357,7 @@ class Store:
         """PostgreSQL: `_person_removal_sql` of the rows COPYed into `REMOVALS_STAGE`."""
         fields = ", ".join(f"{c} = s.{c}" for c in PERSON_FIELDS)
         return (
-            f"UPDATE persons SET synced_at = s.synced_at, {fields},"
+            f"UPDATE persons SET synced_at = %s, {fields},"
             " changed_at = s.changed_at, log_position = s.log_position,"
             " removed_at = COALESCE(persons.removed_at, s.changed_at)"
             f" FROM {REMOVALS_STAGE} s WHERE persons.marketo_id = s.marketo_id"
@@ -300,28 +366,30 @@ class Store:
 
     @staticmethod
     def _copy_staged(
-        conn: Any, stage: str, columns: Sequence[str], rows: list[tuple[Any, ...]], sql: str
+        conn: Any, stage: str, columns: Sequence[str], data: bytes, sql: str, synced: datetime
     ) -> int:
-        """PostgreSQL: COPY `rows` into the temp table `stage` and run `sql` over it, in the
-        transaction of `conn`; the rows `sql` changed."""
+        """PostgreSQL: COPY `data` (COPY text, UTF-8) into the temp table `stage` and run
+        `sql` over it with the write time, in the transaction of `conn`; the rows `sql`
+        changed."""
         dbapi_error = conn.dialect.loaded_dbapi.Error
         cursor = conn.connection.driver_connection.cursor()  # psycopg 3's, for its COPY
         try:
             with cursor:
+                if cursor.connection.info.encoding != "utf-8":  # the data's; once a session
+                    cursor.execute("SET client_encoding TO 'UTF8'")
                 # IF NOT EXISTS: a temp table lives as long as its connection (in the pool).
                 cursor.execute(
                     f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS"
                     f" AS SELECT {', '.join(columns)} FROM persons WITH NO DATA"
                 )
                 with cursor.copy(f"COPY {stage} ({', '.join(columns)}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
-                cursor.execute(sql)
+                    copy.write(data)
+                cursor.execute(sql, (synced,))
                 return max(int(cursor.rowcount), 0)
         except dbapi_error as exc:
             # The driver's own error, raised past SQLAlchemy: wrapped as SQLAlchemy wraps
             # it on its own path, so that an outage (OperationalError) stays retriable and
-            # a refused row keeps its class (ProgrammingError...), as without staging.
+            # a refused row keeps its class (DataError...), as without staging.
             raise DBAPIError.instance(sql, None, exc, dbapi_error) from exc
 
     def _person_removal_sql(self) -> str:
@@ -346,44 +414,48 @@ class Store:
         an older version, (`changed_at`, `log_position`); a removal only touches people
         already stored (someone never in Actions has nothing to leave).
         """
-        return self.write_people(people_params(upserts, removals, self.is_sqlite))
+        return self.write_people(people_rows(upserts, removals, self.is_sqlite))
 
-    def write_people(self, params: PeopleParams) -> PeopleWrite:
-        """`apply_people` of rows already made parameters (`people_params`, for example in
-        a helper process: the worker then only adds the write time)."""
-        synced = _sqlite_datetime(datetime.now(UTC)) if self.is_sqlite else datetime.now(UTC)
-        removed = 0
+    def write_people(self, rows: PeopleParams | PeopleCopy) -> PeopleWrite:
+        """`apply_people` of rows already made parameters or COPY data (`people_rows`, for
+        example in a helper process: the worker then only adds the write time)."""
+        now = datetime.now(UTC)
         try:
             with self.engine.begin() as conn:
-                if params.upserts:
-                    rows = [(*row, synced) for row in params.upserts]
-                    if self.is_sqlite or not _one_per_person(rows, 0):
-                        conn.exec_driver_sql(self._upsert_sql, rows)
-                    else:
-                        self._copy_staged(
-                            conn, PEOPLE_STAGE, PERSON_COLUMNS, rows, self._staged_upsert_sql
-                        )
-                if params.removals and (
-                    self.is_sqlite or not _one_per_person(params.removals, _REMOVAL_ID)
-                ):
-                    result = conn.exec_driver_sql(
-                        self._remove_sql, [(synced, *row) for row in params.removals]
-                    )
-                    removed = max(result.rowcount, 0)  # summed over the rows (both drivers)
-                elif params.removals:
-                    n = len(PERSON_FIELDS)
-                    removed = self._copy_staged(
-                        conn,
-                        REMOVALS_STAGE,
-                        REMOVAL_COLUMNS,
-                        [
-                            (row[_REMOVAL_ID], *row[:n], row[n], row[n + 1], synced)
-                            for row in params.removals
-                        ],
-                        self._staged_removal_sql,
-                    )
+                if isinstance(rows, PeopleCopy):
+                    return self._write_people_copy(conn, rows, now)
+                return self._write_people_params(conn, rows, now)
         except OperationalError as exc:
             raise Retriable(f"store write failed: {exc.orig}") from exc
+
+    def _write_people_copy(self, conn: Any, rows: PeopleCopy, synced: datetime) -> PeopleWrite:
+        if rows.upserted:
+            self._copy_staged(
+                conn, PEOPLE_STAGE, STAGED_COLUMNS, rows.upserts, self._staged_upsert_sql, synced
+            )
+        removed = 0
+        if rows.removal_count:
+            removed = self._copy_staged(
+                conn,
+                REMOVALS_STAGE,
+                REMOVAL_COLUMNS,
+                rows.removals,
+                self._staged_removal_sql,
+                synced,
+            )
+        return PeopleWrite(upserted=rows.upserted, removed=removed)
+
+    def _write_people_params(self, conn: Any, params: PeopleParams, now: datetime) -> PeopleWrite:
+        """One statement per row, in order (SQLite's `executemany` is that already)."""
+        synced = _sqlite_datetime(now) if self.is_sqlite else now
+        if params.upserts:
+            conn.exec_driver_sql(self._upsert_sql, [(*row, synced) for row in params.upserts])
+        removed = 0
+        if params.removals:
+            result = conn.exec_driver_sql(
+                self._remove_sql, [(synced, *row) for row in params.removals]
+            )
+            removed = max(result.rowcount, 0)  # summed over the rows (both drivers)
         return PeopleWrite(upserted=len(params.upserts), removed=removed)
 
     def person(self, marketo_id: int) -> dict[str, Any] | None:

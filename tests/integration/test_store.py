@@ -249,6 +249,40 @@ def test_a_batch_of_upserts_and_removals_keeps_the_first_removal_time(store: Sto
     assert store.count_persons() == 0 and store.person(101) is None
 
 
+# Text the COPY format must escape (PostgreSQL's batches are COPY text built in Python),
+# the NULL marker as a value, and characters past ASCII.
+AWKWARD = ("tab\there", "line\nbreak", "cr\rhere", "back\\slash", "\\N", "\\", "", "ünï ✓ 𝄞")
+
+
+def test_any_text_is_stored_as_given(store: Store) -> None:
+    from actions_sync.store import PERSON_FIELDS
+
+    def values(n: int) -> dict[str, str]:
+        return {f: AWKWARD[(n + i) % len(AWKWARD)] for i, f in enumerate(PERSON_FIELDS)}
+
+    people = range(1, 2 * len(AWKWARD) + 1)
+    store.apply_people([row(n, 1, **values(n)) for n in people], [])
+    removals = [{**row(n, 2, **values(n + 1)), "marketo_id": n} for n in people[::2]]
+    assert store.apply_people([], removals).removed == len(AWKWARD)
+    for n in people:
+        stored = present(store.person(n))
+        assert {f: stored[f] for f in PERSON_FIELDS} == values(n + n % 2)
+        assert (stored["removed_at"] is None) == (n % 2 == 0)
+
+
+def test_a_nul_character_is_refused_as_the_records_fault_not_an_outage(store: Store) -> None:
+    """PostgreSQL's text holds no NUL: the write fails with the row's error class, which
+    the pipeline dead-letters (an outage, `OperationalError`, it would retry for ever)."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    if store.is_sqlite:
+        pytest.skip("SQLite stores a NUL in text")
+    with pytest.raises(DBAPIError) as refused:
+        store.apply_people([row(1, 1), row(2, 1, title="nul\x00here")], [])
+    assert not isinstance(refused.value, OperationalError)
+    assert store.person(1) is None  # the batch is one transaction
+
+
 def test_sqlite_datetime_text_is_sqlalchemys_for_every_year() -> None:
     from datetime import UTC, datetime, timedelta, timezone
 

@@ -62,3 +62,17 @@ def test_the_people_helper_imports_none_of_the_worker() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert found == "[]"
+
+
+def test_a_batch_reaches_the_helper_as_the_records_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pickle
+
+    from streams import helper
+    from streams.batch import RawRecord
+
+    records = [RawRecord("t", 3, 10, b"10", b"\x00v"), RawRecord("t", 5, 2**40, None, None)]
+    monkeypatch.setattr(helper, "_decode", lambda value: {})
+    shipped = pickle.loads(pickle.dumps(helper.columns("t", records)))
+    received = helper.prepare(lambda got, decode: got, shipped)
+    assert received == records and all(type(r) is RawRecord for r in received)
+    assert received[1].dead(ValueError("x")).header("source.offset") == str(2**40)
