@@ -150,6 +150,11 @@ class SinkRunner:
         self._batch: _Batch | None = None
         self._carry: list[Message] = []
         self._paused: set[TP] = set()
+        # Offsets whose commit failed (a rebalance under way) on partitions still ours:
+        # tried again with the next commit or on the next idle turn. Under cooperative
+        # rebalancing the partitions kept are not redelivered, so without this an idle
+        # partition's committed offset (its lag, a drain's progress) stayed behind.
+        self._uncommitted: dict[TP, int] = {}
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -169,6 +174,7 @@ class SinkRunner:
             if messages:
                 await self._handle(messages)
             else:
+                self._commit({})
                 await asyncio.sleep(0)  # let signal handlers and other tasks run
 
     def _consume(self) -> list[Message]:
@@ -327,17 +333,24 @@ class SinkRunner:
         dead = [d for d in batch.dead if _tp_of(d) not in batch.abandoned]
         if dead:
             await asyncio.to_thread(self.dead_letters.send, dead)
-        offsets = [
-            TopicPartition(t, p, end)
-            for (t, p), end in batch.ends.items()
-            if (t, p) not in batch.abandoned and (t, p) in self.owned
-        ]
-        if not offsets:
+        self._commit({tp: end for tp, end in batch.ends.items() if tp not in batch.abandoned})
+
+    def _commit(self, ends: dict[TP, int]) -> None:
+        """Commit `ends` and any earlier failed commit, for the partitions still ours."""
+        for tp, end in self._uncommitted.items():
+            ends[tp] = max(ends.get(tp, 0), end)
+        ends = {tp: end for tp, end in ends.items() if tp in self.owned}
+        self._uncommitted = {}
+        if not ends:
             return
         try:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:  # e.g. a rebalance under way: redelivered, harmless
-            log.warning("commit failed (records will be redelivered): %s", exc)
+            self.consumer.commit(
+                offsets=[TopicPartition(t, p, end) for (t, p), end in ends.items()],
+                asynchronous=False,
+            )
+        except KafkaException as exc:  # e.g. a rebalance under way: tried again
+            log.warning("commit failed (tried again on the next turn): %s", exc)
+            self._uncommitted = ends
 
     # -- group membership -------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from prometheus_client import REGISTRY
 
 from actions_sync.errors import Backpressure, Retriable, UndecodableRecord
@@ -337,3 +337,22 @@ def test_a_batch_gathers_as_long_as_the_destination_asks(monkeypatch: pytest.Mon
     # (until the second consume too: the first batch's commit may come before it)
     run_until(runner, lambda: consumer.commits == {0: 10} and len(timeouts) >= 2)
     assert timeouts[:2] == [0.3, 0.01]  # the longer of the window and the destination's wait
+
+
+def test_a_failed_commit_of_a_partition_still_ours_is_tried_again_when_idle() -> None:
+    """A rebalance fails a commit (ILLEGAL_GENERATION) while the partitions this member
+    keeps are not redelivered (cooperative rebalancing): the commit is tried again, or
+    an idle partition's committed offset stays behind for good."""
+    consumer = Consumer({0: records(0, 30)})
+    failures = [KafkaException(KafkaError(KafkaError.ILLEGAL_GENERATION))]
+    commit = consumer.commit
+
+    def flaky(offsets: list[TopicPartition], asynchronous: bool) -> None:
+        if failures:
+            raise failures.pop()
+        commit(offsets, asynchronous)
+
+    consumer.commit = flaky  # type: ignore[method-assign]
+    runner = runner_for(consumer, Destination(lambda r, _: accepted()), DeadLetters())
+    run_until(runner, lambda: consumer.commits == {0: 30})
+    assert consumer.commits == {0: 30} and not failures
