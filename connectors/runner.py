@@ -364,6 +364,10 @@ class SinkRunner:
     def _on_revoke(self, _: Consumer, partitions: list[TopicPartition]) -> None:
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self.owned -= gone
+        # A failed commit of a partition that leaves is dropped: its next owner starts at
+        # the last commit and may commit past ours, which a late retry would move back
+        # should the partition ever come back to this member.
+        self._uncommitted = {tp: end for tp, end in self._uncommitted.items() if tp not in gone}
         self._paused -= gone
         self._carry = [m for m in self._carry if _where(m)[:2] not in gone]
         if self._batch is not None:
