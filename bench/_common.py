@@ -31,7 +31,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from confluent_kafka import Consumer
 
 from actions_sync.kafka import consumer_config, ensure_topics
@@ -41,7 +40,7 @@ from actions_sync.settings import Settings
 from actions_sync.store import Store
 from actions_sync.topics import PERSON_CHANGES, specs
 from app.process import spawn, stop
-from app.stack import Stack
+from app.stack import Stack, http_client
 
 WARM_UP_ID = 9_000_000_000  # a person id no generated population uses
 ROOT = Path(__file__).resolve().parents[1]
@@ -388,7 +387,7 @@ def metric_sum(url: str, metric: str, **labels: str) -> float:
     """Sum of a worker's samples of `metric` (its /metrics) whose labels include `labels`."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    text = httpx.get(url, timeout=10).text
+    text = http_client().get(url, params={"name[]": metric}, timeout=10).text  # see scrape_sum
     return sum(
         s.value
         for family in text_string_to_metric_families(text)
@@ -399,7 +398,7 @@ def metric_sum(url: str, metric: str, **labels: str) -> float:
 
 def journal(url: str) -> list[dict[str, Any]]:
     """A sandbox's request journal (every call it answered, with its code and time)."""
-    return list(httpx.get(f"{url}/_sandbox/journal", timeout=60).json())
+    return list(http_client().get(f"{url}/_sandbox/journal", timeout=60).json())
 
 
 def busiest_window(stamps: list[float], window_s: float = 20.0) -> int:
