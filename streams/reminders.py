@@ -11,7 +11,8 @@ store's `reminder_tasks` and `outbound.salesforce.tasks`, under `streams.rules.r
 - Salesforce -> Actions: a `SalesforceTask` (the source drops the integration user's own
   writes) finds its task by external id, else by Task id; a Task born in Salesforce
   becomes the task `sf-<Task id>` of the person whose Lead/Contact is its WhoId, if it
-  was changed at most 24 h before the first enable or later. A deletion older than
+  was changed at most 24 h before the first enable or later. The settings do not gate
+  this side: the source reads Tasks only while they are on. A deletion older than
   Salesforce's 15-day horizon is reported (logged), not applied.
 - The store write is compare-and-set (`revision`): a task resolved by two inputs at once
   is resolved again from what the other stored. Writes are published before the row is
@@ -249,9 +250,10 @@ class ReminderAgent:
         return handle
 
     def _from_salesforce(self, tasks: Sequence[Record]) -> Resolved:
-        if (reason := rules.held(self.settings())) is not None:
-            log.info("%d Salesforce Task changes not applied: %s", len(tasks), reason)
-            return [], [], [(_task_key(t), "held", None) for t in tasks]
+        # No settings gate here: the source is the gate (it reads Tasks only while both
+        # settings are on, and its position waits while they are off). This agent's view
+        # of a change lags the source's by up to a refresh, so a gate here dropped the
+        # first changes read after an enable, for good (the source had moved past them).
         enabled_at, now = self.enabled_at(), self.now()
         ids = [to18(t["sfdc_id"]) for t in tasks]
         by_id = table.by_salesforce_id(self.store.engine, ids)
