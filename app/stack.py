@@ -28,7 +28,7 @@ from sandboxes.base import free_port
 
 __all__ = ["CLI", "Stack", "Worker", "http_client", "scrape_sum", "wait_http"]
 
-CLI = [sys.executable, "-m", "app.cli"]
+CLI = [sys.executable, "-m", "app"]
 HANDLED = "actions_sync_events_in_total"
 
 _http: httpx.Client | None = None

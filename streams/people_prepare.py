@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from actions_sync.dead_letter import DeadLetter
-from actions_sync.store import PeopleCopy, PeopleParams, people_rows
+from actions_sync.person_rows import PeopleCopy, PeopleParams, people_rows
 from streams.batch import Decoded, RawRecord, split
 from streams.helper import Decode
 from streams.rules import people as rules

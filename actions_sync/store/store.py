@@ -19,9 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from operator import itemgetter
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, func, make_url, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -29,8 +28,16 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from actions_sync.errors import ConfigError, Retriable
-from actions_sync.store.copy_text import copy_line, copy_text, timestamp
-from actions_sync.store.tables import PERSON_FIELDS, checkpoints, persons
+from actions_sync.person_rows import (
+    NO_POSITION,
+    PERSON_FIELDS,
+    PeopleCopy,
+    PeopleParams,
+    people_params,
+    people_rows,
+    sqlite_datetime,
+)
+from actions_sync.store.tables import checkpoints, persons
 
 __all__ = [
     "NO_POSITION",
@@ -78,7 +85,6 @@ PERSON_COLUMNS = (
     "log_position",
     "synced_at",
 )
-NO_POSITION = -1  # the `log_position` of a row given without one (older than any offset)
 # PostgreSQL: a batch of people is COPYed into per-connection temp tables (emptied at each
 # commit), then upserted by one INSERT ... SELECT and removed by one UPDATE ... FROM; the
 # write time is a parameter of those statements, so the COPY data (`PeopleCopy`) is whole
@@ -118,116 +124,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
     cursor.close()
 
 
-def _utc(value: datetime) -> datetime:
-    """An aware datetime in UTC (naive ones are UTC already: the store holds only UTC)."""
-    return value if value.tzinfo is None or value.tzinfo is UTC else value.astimezone(UTC)
-
-
-def _sqlite_datetime(value: datetime) -> str:
-    """SQLAlchemy's SQLite DATETIME text: "%04d-%02d-%02d %02d:%02d:%02d.%06d" (strftime's
-    %Y drops the zeros of years < 1000 on glibc, and is slower)."""
-    return _utc(value).isoformat(" ", "microseconds")[:26]
-
-
-class PeopleParams(NamedTuple):
-    """A batch of person writes as driver parameters, all but the write time (plain
-    tuples: cheap to pickle from a helper process and to bind)."""
-
-    upserts: list[tuple[Any, ...]]  # PERSON_COLUMNS but synced_at
-    removals: list[tuple[Any, ...]]  # `_person_removal_sql`'s parameters but synced_at
-
-
-class PeopleCopy(NamedTuple):
-    """PostgreSQL: a batch of person writes (one row per person) as COPY text data for
-    the staging tables (`STAGED_COLUMNS`, `REMOVAL_COLUMNS`): one bytes object each,
-    cheap to pickle from a helper process, and written by the driver as it is."""
-
-    upserts: bytes
-    upserted: int
-    removals: bytes
-    removal_count: int
-
-
 def is_sqlite_url(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
-
-
-def people_params(
-    upserts: Sequence[Mapping[str, Any]], removals: Sequence[Mapping[str, Any]], sqlite: bool
-) -> PeopleParams:
-    """`Store.apply_people`'s rows as parameters. On SQLite, datetimes are written as
-    SQLAlchemy's DateTime stores them (UTC, "YYYY-MM-DD HH:MM:SS.ffffff"), so that the
-    version comparison, which SQLite makes on the text, and every reader agree."""
-    when = _sqlite_datetime if sqlite else _utc
-    get_fields = itemgetter(*PERSON_FIELDS)
-    upsert_rows = [
-        (
-            row["marketo_id"],
-            *get_fields(row),
-            when(row["changed_at"]),
-            when(removed) if (removed := row.get("removed_at")) is not None else None,
-            row.get("log_position", NO_POSITION),
-        )
-        for row in upserts
-    ]
-    removal_rows = []
-    for row in removals:
-        version, position = when(row["changed_at"]), row.get("log_position", NO_POSITION)
-        removal_rows.append(
-            (*get_fields(row), version, position, version, row["marketo_id"], version, position)
-        )
-    return PeopleParams(upsert_rows, removal_rows)
-
-
-def people_rows(
-    upserts: Sequence[Mapping[str, Any]], removals: Sequence[Mapping[str, Any]], sqlite: bool
-) -> PeopleParams | PeopleCopy:
-    """What `Store.write_people` takes for these rows: on PostgreSQL, with one row per
-    person (always, from `plan`), the COPY data of the staging tables; else parameters
-    (`people_params`: SQLite, or rows to apply in order, one statement each)."""
-    if sqlite or not _one_per_person(upserts) or not _one_per_person(removals):
-        return people_params(upserts, removals, sqlite)
-    return people_copy(upserts, removals)
-
-
-def people_copy(
-    upserts: Sequence[Mapping[str, Any]], removals: Sequence[Mapping[str, Any]]
-) -> PeopleCopy:
-    """PostgreSQL's COPY text of `Store.apply_people`'s rows (one per person)."""
-    get_fields = itemgetter(*PERSON_FIELDS)
-    upsert_lines = [
-        copy_line(
-            (
-                str(row["marketo_id"]),
-                *get_fields(row),
-                timestamp(row["changed_at"]),
-                timestamp(removed) if (removed := row.get("removed_at")) is not None else None,
-                str(row.get("log_position", NO_POSITION)),
-            )
-        )
-        for row in upserts
-    ]
-    removal_lines = [
-        copy_line(
-            (
-                str(row["marketo_id"]),
-                *get_fields(row),
-                timestamp(row["changed_at"]),
-                str(row.get("log_position", NO_POSITION)),
-            )
-        )
-        for row in removals
-    ]
-    return PeopleCopy(
-        copy_text(upsert_lines), len(upsert_lines), copy_text(removal_lines), len(removal_lines)
-    )
-
-
-def _one_per_person(rows: Sequence[Mapping[str, Any]]) -> bool:
-    """No two rows of one person (a batch `plan` made never has: callers that pass
-    several get the row-by-row statements, which apply them in order; one statement may
-    not update a row twice)."""
-    return len({row["marketo_id"] for row in rows}) == len(rows)
 
 
 # A row upserted as removed keeps the first removal's time (as `_person_removal_sql`).
@@ -447,7 +345,7 @@ class Store:
 
     def _write_people_params(self, conn: Any, params: PeopleParams, now: datetime) -> PeopleWrite:
         """One statement per row, in order (SQLite's `executemany` is that already)."""
-        synced = _sqlite_datetime(now) if self.is_sqlite else now
+        synced = sqlite_datetime(now) if self.is_sqlite else now
         if params.upserts:
             conn.exec_driver_sql(self._upsert_sql, [(*row, synced) for row in params.upserts])
         removed = 0

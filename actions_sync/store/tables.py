@@ -8,28 +8,11 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, DateTime, Index, MetaData, String, Table, Text
 
+from actions_sync.person_rows import PERSON_FIELDS
+
 __all__ = ["PERSON_FIELDS", "checkpoints", "metadata", "persons"]
 
 metadata = MetaData()
-
-# The 13 synced fields of SPEC S3 (marketo_id is the identity) and the two owner ids
-# that decide qualification (S2), under the producer contract's names.
-PERSON_FIELDS = (
-    "first_name",
-    "last_name",
-    "sfdc_contact_id",
-    "sfdc_lead_id",
-    "sfdc_account_id",
-    "sfdc_opportunity_id",
-    "company",
-    "title",
-    "email",
-    "phone",
-    "linkedin_url",
-    "source",
-    "sfdc_lead_owner_id",
-    "sfdc_contact_owner_id",
-)
 
 persons = Table(
     "persons",

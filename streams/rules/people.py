@@ -18,8 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from actions_sync.errors import RuleViolation
-from actions_sync.store import NO_POSITION
-from actions_sync.store.tables import PERSON_FIELDS
+from actions_sync.person_rows import NO_POSITION, PERSON_FIELDS
 from streams.rules.contract import check_key, check_lengths, check_not_after
 
 __all__ = ["PeoplePlan", "check", "is_owned", "person_row", "plan", "qualifies", "version"]

@@ -31,7 +31,7 @@ def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
     env["DATABASE_URL"] = database_url
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", "settings", *args],
+        [sys.executable, "-m", "app", "settings", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -42,7 +42,7 @@ def run_cli(
         and k not in ("KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL")
     }
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
+        [sys.executable, "-m", "app", *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -245,7 +245,7 @@ def test_up_runs_the_stack_and_writes_its_endpoints(tmp_path: Path) -> None:
     endpoints = tmp_path / "stack.json"
     with (tmp_path / "up.err").open("w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "up", "--endpoints-file", str(endpoints)],
+            [sys.executable, "-m", "app", "up", "--endpoints-file", str(endpoints)],
             env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/s.db"},
             stdout=subprocess.DEVNULL,
             stderr=err,
@@ -302,7 +302,7 @@ def test_broker_command_creates_the_topics_and_leaves_no_orphan() -> None:
     from app.broker import tansu_binary
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "broker"],
+        [sys.executable, "-m", "app", "broker"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

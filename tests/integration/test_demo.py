@@ -30,7 +30,7 @@ def run_demo(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     }
     (cwd / "tmp").mkdir(exist_ok=True)
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", "demo", *args],
+        [sys.executable, "-m", "app", "demo", *args],
         cwd=cwd,
         capture_output=True,
         text=True,

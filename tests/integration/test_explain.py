@@ -56,7 +56,7 @@ def stack(kafka: str, registry: str, tmp_path: Path) -> Iterator[Stack]:
 def explain(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **stack.env, "COLUMNS": "160"}
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", "explain", *args],
+        [sys.executable, "-m", "app", "explain", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -95,7 +95,7 @@ def test_tail_follows_new_records_and_ends_cleanly_on_ctrl_c(kafka: str, registr
     _publish_people(kafka, registry, [1])
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka, "SCHEMA_REGISTRY_URL": registry}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "tail", PERSON_CHANGES, "--from-beginning"],
+        [sys.executable, "-m", "app", "tail", PERSON_CHANGES, "--from-beginning"],
         env={**_clean_env(), **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -157,7 +157,7 @@ def test_dashboard_and_alerts_against_live_workers(prometheus_bin: str, tmp_path
     endpoints_file = tmp_path / "stack.json"
     with (tmp_path / "up.log").open("w") as up_log:
         up = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "up", "--endpoints-file", str(endpoints_file)],
+            [sys.executable, "-m", "app", "up", "--endpoints-file", str(endpoints_file)],
             env={
                 **clean,
                 "DATABASE_URL": f"sqlite:///{tmp_path}/store.db",

@@ -28,7 +28,7 @@ TOKEN = "admin-Tok3n-0f-the-test"
 MARKETO_SECRET = "mkto-S3cret-0f-the-test"
 SALESFORCE_SECRET = "sfdc-S3cret-0f-the-test"
 SECRETS = (TOKEN, MARKETO_SECRET, SALESFORCE_SECRET)
-CLI = [sys.executable, "-m", "app.cli"]
+CLI = [sys.executable, "-m", "app"]
 DEEP = b"[" * 200_000 + b"]" * 200_000
 DEEP_IN_VALUE = b'{"value": ' + b"[" * 900 + b"]" * 900 + b"}"
 

@@ -56,7 +56,7 @@ def cli(*args: str, cwd: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
         and k not in ("KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL", "DATABASE_URL")
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", *args],
+        [sys.executable, "-m", "app", *args],
         cwd=cwd,
         env={**clean, MARK: mark, "DATABASE_URL": f"sqlite:///{cwd}/s.db"},
         stdout=subprocess.DEVNULL,

@@ -288,7 +288,7 @@ def test_sqlite_datetime_text_is_sqlalchemys_for_every_year() -> None:
 
     from sqlalchemy.dialects.sqlite import DATETIME, dialect
 
-    from actions_sync.store.store import _sqlite_datetime
+    from actions_sync.person_rows import sqlite_datetime
 
     # SQLAlchemy leaves the SQLite DATETIME's __init__ unannotated
     theirs = present(DATETIME().bind_processor(dialect()))  # type: ignore[no-untyped-call]
@@ -297,9 +297,9 @@ def test_sqlite_datetime_text_is_sqlalchemys_for_every_year() -> None:
         datetime(2026, 3, 1, 12, tzinfo=UTC),
         datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
     ):
-        assert _sqlite_datetime(at) == theirs(at)
+        assert sqlite_datetime(at) == theirs(at)
     east = datetime(2026, 3, 1, 12, tzinfo=timezone(timedelta(hours=2)))
-    assert _sqlite_datetime(east) == "2026-03-01 10:00:00.000000"
+    assert sqlite_datetime(east) == "2026-03-01 10:00:00.000000"
 
 
 def _final_state(store: Store) -> dict[int, tuple[Any, ...]]:

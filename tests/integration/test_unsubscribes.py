@@ -305,7 +305,7 @@ def test_salesforce_opt_outs_reach_actions_as_salesforce_sync(stack: Stack) -> N
 def reconcile(stack: Stack, *args: str) -> list[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACTIONS_SYNC_")}
     done = subprocess.run(
-        [sys.executable, "-m", "app.cli", "reconcile", "unsubscribes", *args],
+        [sys.executable, "-m", "app", "reconcile", "unsubscribes", *args],
         env={
             **env,
             "DATABASE_URL": stack.settings.database_url,

@@ -53,10 +53,12 @@ def test_a_dead_helper_fails_the_call_retriably_and_is_replaced() -> None:
 
 def test_the_people_helper_imports_none_of_the_worker() -> None:
     """What the people worker's helper unpickles (`streams.helper`, the people `prepare`)
-    imports no faust, aiokafka or psycopg: each would be tens of MB of RSS per worker."""
+    imports no faust, aiokafka, SQLAlchemy, psycopg or the CLI: each would be MBs of RSS
+    per worker."""
+    heavy = ("faust", "aiokafka", "sqlalchemy", "alembic", "psycopg", "typer", "app.cli")
     probe = (
         "import sys, streams.helper, streams.people_prepare;"
-        " print(sorted(m for m in ('faust', 'aiokafka', 'psycopg') if m in sys.modules))"
+        f" print(sorted(m for m in {heavy!r} if m in sys.modules))"
     )
     found = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
