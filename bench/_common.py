@@ -308,22 +308,35 @@ def cpu_seconds(pids: list[int]) -> float:
 def rss_mb(pids: list[int]) -> float:
     """Resident memory of these processes and their descendants, MB (shared pages counted
     in each process: an upper bound)."""
-    total = 0
+    return memory_mb(pids)[0]
+
+
+def memory_mb(pids: list[int]) -> tuple[float, float]:
+    """(RSS, PSS) of these processes and their descendants, MB. RSS counts a page shared
+    by two of them (the helper's and the worker's libraries, forked or mapped from one
+    file) in each; PSS gives each its share, so the PSS of a group is what it costs the
+    machine (`/proc/PID/smaps_rollup`)."""
+    rss = pss = 0
     for one in process_tree(pids):
         try:
-            total += int(Path(f"/proc/{one}/statm").read_text().split()[1])
-        except (FileNotFoundError, ProcessLookupError, IndexError):
+            rss += int(Path(f"/proc/{one}/statm").read_text().split()[1])
+            rollup = Path(f"/proc/{one}/smaps_rollup").read_text()
+        except (FileNotFoundError, ProcessLookupError, IndexError, PermissionError):
             continue
-    return total * os.sysconf("SC_PAGE_SIZE") / 1e6
+        pss += next(
+            (int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:")), 0
+        )
+    return rss * os.sysconf("SC_PAGE_SIZE") / 1e6, pss * 1024 / 1e6
 
 
 class PeakRss:
-    """Samples the resident memory of groups of processes (each with its descendants) in
-    a thread every `every_s`: `peak` per group so far, `reading()` the peaks as text."""
+    """Samples the memory of groups of processes (each with its descendants) in a thread
+    every `every_s`: `peak` (RSS) and `peak_pss` per group so far, `reading()` both."""
 
     def __init__(self, groups: dict[str, list[int]], every_s: float = 0.5) -> None:
         self.groups = groups
         self.peak = dict.fromkeys(groups, 0.0)
+        self.peak_pss = dict.fromkeys(groups, 0.0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
         self._thread.start()
@@ -331,11 +344,16 @@ class PeakRss:
     def _run(self, every_s: float) -> None:
         while not self._stop.is_set():
             for name, pids in self.groups.items():
-                self.peak[name] = max(self.peak[name], rss_mb(pids))
+                rss, pss = memory_mb(pids)
+                self.peak[name] = max(self.peak[name], rss)
+                self.peak_pss[name] = max(self.peak_pss[name], pss)
             self._stop.wait(every_s)
 
     def reading(self) -> str:
-        return ", ".join(f"{name} {mb:,.0f} MB" for name, mb in self.peak.items())
+        return ", ".join(
+            f"{name} {mb:,.0f} MB (PSS {self.peak_pss[name]:,.0f})"
+            for name, mb in self.peak.items()
+        )
 
     def close(self) -> None:
         self._stop.set()

@@ -192,6 +192,7 @@ def agent_rate(
         "cpu_broker": cpu[2] * per_k,
         "cpu_total": sum(cpu) * per_k,
         "rss": max(memory.peak.values()),
+        "pss": max(memory.peak_pss.values()),
     }
 
 
@@ -257,7 +258,8 @@ def main() -> None:  # noqa: C901 - the options, then one measurement after anot
                         f" start-up, {got['join']:.1f}s to a stable group); CPU-s per 1,000"
                         f" people: workers"
                         f" {got['cpu_workers']:.3f}, store {got['cpu_store']:.3f}, broker"
-                        f" {got['cpu_broker']:.3f}; peak RSS {got['rss']:,.0f} MB;"
+                        f" {got['cpu_broker']:.3f}; peak RSS {got['rss']:,.0f} MB"
+                        f" (PSS {got['pss']:,.0f});"
                         f" load {load_average()}",
                         flush=True,
                     )
@@ -271,7 +273,7 @@ def main() -> None:  # noqa: C901 - the options, then one measurement after anot
         )
         print(
             "| store | workers | people/s | x 1 worker | agent/raw | CPU-s/1k people: all"
-            " (x 1 worker) | workers | store | broker | peak RSS/worker MB |"
+            " (x 1 worker) | workers | store | broker | peak RSS (PSS)/worker MB |"
         )
         print("|---|---|---|---|---|---|---|---|---|---|")
         for d in durabilities(args):
@@ -283,7 +285,7 @@ def main() -> None:  # noqa: C901 - the options, then one measurement after anot
                     f" {rate / one[0]:.2f}x | {rate / raw:.1%} | {cpu:.3f}"
                     f" ({cpu / one[1]:.2f}x) | {med[f'cpu_workers {d} {w}']:.3f} |"
                     f" {med[f'cpu_store {d} {w}']:.3f} | {med[f'cpu_broker {d} {w}']:.3f} |"
-                    f" {med[f'rss {d} {w}']:,.0f} |"
+                    f" {med[f'rss {d} {w}']:,.0f} ({med[f'pss {d} {w}']:,.0f}) |"
                 )
         for d in durabilities(args):
             alone = med[f"alone {d}"]
