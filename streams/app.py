@@ -88,8 +88,8 @@ def _faust_dir() -> Path:
 
 def create_app(settings: Settings, name: str, batch_size: int | None = None) -> faust.App:
     """A faust app for worker `name`; its consumer group is `<group_prefix>-<name>`; its
-    buffers fit batches of `batch_size` (None: `people_batch_size`)."""
-    batch_size = batch_size or settings.people_batch_size
+    buffers fit batches of `batch_size` (None: `Settings.people_batch`)."""
+    batch_size = batch_size or settings.people_batch
     assert settings.kafka_bootstrap_servers, "checked by the CLI"
     app = faust.App(
         f"{settings.group_prefix}-{name}",
@@ -192,7 +192,7 @@ def run_agent(
     batch is prepared by `offload` in a helper process (`streams.offload`) and written
     by the handler's `write` in the worker. `more` are further (topic, record, handler)
     inputs of the same worker, each consumed in batches of its own. `batch_size` is the
-    worker's own batch setting (None: `people_batch_size`).
+    worker's own batch setting (None: `Settings.people_batch`).
     """
     bootstrap = settings.kafka_bootstrap_servers
     registry_url = settings.schema_registry_url
@@ -220,7 +220,7 @@ def run_agent(
             partial(helper_prepare, offload),
         )
         handler = _Offloaded(handler, helper, topic)
-    size = batch_size or settings.people_batch_size
+    size = batch_size or settings.people_batch
     app = create_app(settings, worker, size)
     batch_agent(app, topic, worker, handler, size, dead_letters.send, settings.batch_attempts)
     for other, other_record, make_other in more:

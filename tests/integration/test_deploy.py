@@ -25,7 +25,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from sqlalchemy import make_url
 
 from actions_sync import metrics
-from actions_sync.settings import PREFIX, Settings, env_name
+from actions_sync.settings import PEOPLE_BATCH, PREFIX, Settings, env_name
 from app.cli import WORKERS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -562,14 +562,15 @@ def test_compose_runs_the_kafka_version_of_the_test_tier(
     assert services["kafka"]["image"] == f"apache/kafka:{tested}"
 
 
-def test_alert_texts_name_todays_batch_size() -> None:
-    batch = Settings.model_fields["people_batch_size"].default
+def test_alert_texts_name_todays_batch_sizes() -> None:
     text = (PROMETHEUS / "alerts.yml").read_text()
-    assert f"batches of up to {batch} changes" in text
-    assert f"two batches of {batch}" in text
-    for rule in alert_rules():
+    assert (
+        f"batches of up to {PEOPLE_BATCH['postgresql']} changes on\n# PostgreSQL,"
+        f" {PEOPLE_BATCH['sqlite']} on SQLite"
+    ) in text
+    for rule in alert_rules():  # the lag alert: above two of the largest default batches
         if rule.get("alert") == "ActionsSyncConsumerLagHigh":
-            assert f"> {2 * batch}" in rule["expr"]
+            assert f"> {2 * max(PEOPLE_BATCH.values())}" in rule["expr"]
 
 
 def test_expected_copies_in_the_alerts_are_the_compose_replicas(
