@@ -338,7 +338,8 @@ def _assignment(app: faust.App, topics: Sequence[str]) -> Callable[[], set[tuple
 # (two pickles, two pipe hops, two wake-ups on a busy box) would cost more than the work
 # saved, and it would wait behind a loaded core. The helper process starts with the first
 # larger batch (an initial load, a backlog), so a worker that only ever sees a trickle of
-# changes never starts it: ~1 s of CPU and ~80 MB of RSS not spent.
+# changes never starts it: ~1 s of CPU and ~60 MB of RSS not spent. Until it is up,
+# batches are prepared here (`ProcessStage.ready`).
 OFFLOAD_MIN_RECORDS = 200
 
 
@@ -355,7 +356,7 @@ class _Offloaded:
         return self.write(records, self.prepare(records))
 
     def prepare(self, records: Sequence[RawRecord]) -> Any:
-        if len(records) < OFFLOAD_MIN_RECORDS:
+        if len(records) < OFFLOAD_MIN_RECORDS or not self._helper.ready():
             return self._handler.prepare(records)
         # Columns pickle far faster than RawRecords; one pipeline serves one topic.
         return self._helper(helper_columns(self._topic, records))

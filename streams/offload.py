@@ -8,7 +8,8 @@ records go over as compact tuples and plain rows come back (~3 us per record of
 pickling on the worker's side instead of ~20 us of work; see bench/RESULTS.md).
 
 The helper is a one-process `ProcessPoolExecutor` started with "spawn" (never fork a
-process that runs threads) when the first call needs it (~1 s: its imports), set up once
+process that runs threads) when first needed, in the background (`ready()`: ~0.5-1 s of
+imports the caller does not wait for), set up once
 by `setup(*setup_args)`, and tied to the life of
 the worker process (a thread of the helper waits on multiprocessing's parent sentinel
 and ends the helper when the worker ends, even by SIGKILL).
@@ -26,7 +27,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor
 from typing import Any
 
 from actions_sync.errors import Retriable
@@ -59,8 +60,13 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def _ping() -> None:
+    """The first call of a new helper: done once it is up and set up."""
+
+
 class ProcessStage:
-    """`stage(arg)` runs `work(arg)` in the helper process and returns its result."""
+    """`stage(arg)` runs `work(arg)` in the helper process and returns its result;
+    `ready()` starts the helper without waiting for it."""
 
     def __init__(
         self,
@@ -74,7 +80,17 @@ class ProcessStage:
         self._setup_args = setup_args
         self._work = work
         self._pool: ProcessPoolExecutor | None = None
+        self._up: Future[None] | None = None  # the new helper's first call (`_ping`)
         self._lock = threading.Lock()
+
+    def ready(self) -> bool:
+        """Whether the helper is up. The first ask starts it and answers False, as does
+        every ask until it is set up: the caller does the work itself meanwhile rather
+        than wait ~0.5-1 s (the helper's imports) with a batch in hand, a stall that
+        was an incremental stream's p99 when the first large batch started the helper."""
+        self._helper()
+        up = self._up
+        return up is None or up.done()
 
     def __call__(self, arg: Any) -> Any:
         pool = self._helper()
@@ -100,6 +116,7 @@ class ProcessStage:
                     initializer=_start_helper,
                     initargs=(self._setup, self._setup_args),
                 )
+                self._up = self._pool.submit(_ping)  # starts the process, not waited on
             return self._pool
 
     def _discard(self, pool: ProcessPoolExecutor) -> None:

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -36,6 +37,23 @@ def test_work_runs_in_a_helper_process_set_up_once() -> None:
         helper.close()
     assert (first, second) == ("set up once: a", "set up once: b")
     assert pid == same != os.getpid()
+
+
+def test_ready_starts_the_helper_without_waiting_for_it() -> None:
+    helper = stage()
+    try:
+        started = time.monotonic()
+        first = helper.ready()  # starts it: a spawned interpreter is not up this soon
+        asked_in = time.monotonic() - started
+        while not helper.ready():
+            assert time.monotonic() - started < 60, "the helper never came up"
+            time.sleep(0.01)
+        up_in = time.monotonic() - started
+        result, pid = helper("a")
+    finally:
+        helper.close()
+    assert first is False and asked_in < up_in / 2
+    assert result == "set up once: a" and pid != os.getpid()
 
 
 def test_a_dead_helper_fails_the_call_retriably_and_is_replaced() -> None:
