@@ -496,3 +496,33 @@ def test_the_serializer_frames_fastavros_body_with_the_registered_schema_id(
     data = Serializer(registry, "topic", record)(value)
     assert data[:5] == b"\x00\x01\x02\x03\x04"  # magic byte, then the id big-endian
     assert data == encode(record, value, schema_id=0x01020304)
+
+
+@given(
+    st.uuids().map(str)
+    | st.uuids().map(lambda u: u.hex)
+    | st.uuids().map(lambda u: f"{{{u}}}")
+    | st.uuids().map(lambda u: u.urn)
+    | st.text("0123456789abcdefABCDEF-_ {}xyz", min_size=30, max_size=40)
+)
+def test_a_uuid_reads_as_uuid_reads_its_text(text: str) -> None:
+    """The canonical form is made without `uuid.UUID`'s parsing; every text, canonical or
+    not, reads as `uuid.UUID(text)` reads it, or is refused as it refuses it."""
+    from actions_sync.avro.reader import _uuid
+
+    data = text.encode()
+    wire = long_bytes(len(data)) + data
+    try:
+        expected = uuid.UUID(text)
+    except ValueError:
+        with pytest.raises(ValueError):
+            _uuid(wire, 0)
+        return
+    got, pos = _uuid(wire, 0)
+    assert (got, str(got), hash(got), got.is_safe, pos) == (
+        expected,
+        str(expected),
+        hash(expected),
+        expected.is_safe,
+        len(wire),
+    )
