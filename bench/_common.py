@@ -305,12 +305,6 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def rss_mb(pids: list[int]) -> float:
-    """Resident memory of these processes and their descendants, MB (shared pages counted
-    in each process: an upper bound)."""
-    return memory_mb(pids)[0]
-
-
 def memory_mb(pids: list[int]) -> tuple[float, float]:
     """(RSS, PSS) of these processes and their descendants, MB. RSS counts a page shared
     by two of them (the helper's and the worker's libraries, forked or mapped from one

@@ -88,9 +88,8 @@ class ProcessStage:
         every ask until it is set up: the caller does the work itself meanwhile rather
         than wait ~0.5-1 s (the helper's imports) with a batch in hand, a stall that
         was an incremental stream's p99 when the first large batch started the helper."""
-        self._helper()
-        up = self._up
-        return up is None or up.done()
+        self._helper()  # sets `_up` with each new helper
+        return self._up is not None and self._up.done()
 
     def __call__(self, arg: Any) -> Any:
         pool = self._helper()

@@ -111,7 +111,7 @@ def wait_handled(stack: Stack, share: float, total: int, timeout_s: float = 60) 
 
 def start(stack: Stack, settings: Settings) -> Worker:
     return stack.add_worker(
-        "people", {"ACTIONS_SYNC_PEOPLE_BATCH_SIZE": str(settings.people_batch_size)}
+        "people", {"ACTIONS_SYNC_PEOPLE_BATCH_SIZE": str(settings.people_batch)}
     )
 
 
